@@ -1,0 +1,283 @@
+//! Configuration: `weir.toml` (optional) with an environment override for
+//! every key, `WEIR_<SECTION>_<KEY>` (for example `WEIR_DATABASE_URL`).
+//! Connections come from `[connections.<id>]` or `WEIR_CONN_<ID>=<url>`.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The named config file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// An environment override has a value of the wrong type.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// All of weir's settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Folders and DAG loading.
+    pub core: CoreConfig,
+    /// The state database.
+    pub database: DatabaseConfig,
+    /// The HTTP server.
+    pub api: ApiConfig,
+    /// The local worker pool.
+    pub worker: WorkerConfig,
+    /// Database connections tasks use, by id.
+    pub connections: IndexMap<String, ConnectionConfig>,
+    /// Pools and their slots, by name (`default` always exists).
+    pub pools: IndexMap<String, PoolConfig>,
+}
+
+/// `[core]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoreConfig {
+    /// Where DAG files are (`dags`).
+    pub dags_folder: PathBuf,
+    /// Where datasets are stored (`data`).
+    pub data_dir: PathBuf,
+    /// Where task logs are written (`logs`).
+    pub logs_dir: PathBuf,
+    /// Seconds between full re-reads of the DAG folder (30).
+    pub dag_refresh: u64,
+    /// New DAGs start paused (false).
+    pub dags_paused_at_creation: bool,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            dags_folder: "dags".into(),
+            data_dir: "data".into(),
+            logs_dir: "logs".into(),
+            dag_refresh: 30,
+            dags_paused_at_creation: false,
+        }
+    }
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://weir.db` (default) or `postgres://user@host/db`.
+    pub url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://weir.db".into(),
+        }
+    }
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// The address to listen on (`127.0.0.1:8080`).
+    pub bind: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            bind: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// `[worker]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Task slots of the local pool (default: cores × 2).
+    pub slots: Option<usize>,
+}
+
+/// `[connections.<id>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// The connection URL (without the password if `password_env` is set).
+    pub url: String,
+    /// An environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+/// `[pools.<name>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// How many tasks of the pool may run at once.
+    pub slots: u32,
+}
+
+impl Config {
+    /// Reads `path` (or `weir.toml` in the working folder if it exists and no
+    /// path is given), then applies overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Error> {
+        let default_path = Path::new("weir.toml");
+        let file = match path {
+            Some(p) => Some(p),
+            None if default_path.exists() => Some(default_path),
+            None => None,
+        };
+        let mut config = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| Error::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| Error::Parse {
+                    path: p.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), Error> {
+        let parse_num = |var: &str, v: String| -> Result<u64, Error> {
+            v.trim().parse().map_err(|_| Error::Env {
+                var: var.to_owned(),
+                message: format!("`{v}` is not a whole number"),
+            })
+        };
+        let parse_bool = |var: &str, v: String| -> Result<bool, Error> {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(Error::Env {
+                    var: var.to_owned(),
+                    message: format!("`{v}` is not true or false"),
+                }),
+            }
+        };
+        if let Some(v) = env("WEIR_CORE_DAGS_FOLDER") {
+            self.core.dags_folder = v.into();
+        }
+        if let Some(v) = env("WEIR_CORE_DATA_DIR") {
+            self.core.data_dir = v.into();
+        }
+        if let Some(v) = env("WEIR_CORE_LOGS_DIR") {
+            self.core.logs_dir = v.into();
+        }
+        if let Some(v) = env("WEIR_CORE_DAG_REFRESH") {
+            self.core.dag_refresh = parse_num("WEIR_CORE_DAG_REFRESH", v)?;
+        }
+        if let Some(v) = env("WEIR_CORE_DAGS_PAUSED_AT_CREATION") {
+            self.core.dags_paused_at_creation = parse_bool("WEIR_CORE_DAGS_PAUSED_AT_CREATION", v)?;
+        }
+        if let Some(v) = env("WEIR_DATABASE_URL") {
+            self.database.url = v;
+        }
+        if let Some(v) = env("WEIR_API_BIND") {
+            self.api.bind = v;
+        }
+        if let Some(v) = env("WEIR_WORKER_SLOTS") {
+            let n = parse_num("WEIR_WORKER_SLOTS", v)?;
+            self.worker.slots = Some(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        Ok(())
+    }
+
+    /// The URL of connection `id`: `WEIR_CONN_<ID>` wins over `[connections.<id>]`;
+    /// with `password_env`, the password is taken from that variable.
+    pub fn connection_url(&self, id: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        if let Some(url) = env(&format!("WEIR_CONN_{}", id.to_ascii_uppercase())) {
+            return Some(url);
+        }
+        let conn = self.connections.get(id)?;
+        match conn.password_env.as_deref().and_then(env) {
+            Some(password) => Some(with_password(&conn.url, &password)),
+            None => Some(conn.url.clone()),
+        }
+    }
+}
+
+/// Puts `password` into a URL of the form `scheme://user@host/...`.
+fn with_password(url: &str, password: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s && !url[s + 3..at].contains(':') => {
+            format!("{}:{}{}", &url[..at], password, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "[database]\nurl = \"sqlite://x.db\"\n[core]\ndags_folder = \"pipelines\"\n[connections.wh]\nurl = \"postgres://etl@db/wh\"\npassword_env = \"WH_PW\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let env = |k: &str| match k {
+            "WEIR_DATABASE_URL" => Some("postgres://u@h/db".to_owned()),
+            "WH_PW" => Some("s3cret".to_owned()),
+            _ => None,
+        };
+        let c = Config::load(Some(&path), &env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.database.url, "postgres://u@h/db");
+        assert_eq!(c.core.dags_folder, PathBuf::from("pipelines"));
+        assert_eq!(
+            c.connection_url("wh", &env).as_deref(),
+            Some("postgres://etl:s3cret@db/wh")
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, "[core]\ndag_folder = \"x\"\n").unwrap_or_else(|e| panic!("{e}"));
+        let e = Config::load(Some(&path), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `dag_folder`"), "{e}");
+        let env = |k: &str| (k == "WEIR_WORKER_SLOTS").then(|| "many".to_owned());
+        let e = Config::load(None, &env).unwrap_err().to_string();
+        assert!(e.contains("WEIR_WORKER_SLOTS"), "{e}");
+    }
+}

@@ -1,0 +1,600 @@
+//! Data contracts (§5): what each column must hold, the primary key, schema
+//! drift policy and dataset-level checks.
+
+use std::fmt;
+use std::str::FromStr;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::Duration;
+use super::ids::DatasetName;
+use super::text::text_value;
+
+/// A contract for one data source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Contract {
+    /// The columns the data must have, with their rules.
+    pub columns: IndexMap<String, ColumnSpec>,
+    /// Columns whose values together are unique and never null.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_key: Vec<String>,
+    /// What to do with columns the contract does not declare.
+    #[serde(default)]
+    pub extra_columns: ExtraColumns,
+    /// Row-level rules and dataset-level checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+}
+
+/// Rules for one column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    /// The type values are cast to; a value that does not cast quarantines its row.
+    #[serde(rename = "type")]
+    pub column_type: ColumnType,
+    /// A missing (null or empty) value quarantines the row.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub required: bool,
+    /// Smallest allowed value (numbers, dates, times).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub min: Option<serde_json::Value>,
+    /// Largest allowed value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub max: Option<serde_json::Value>,
+    /// The only values allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
+    pub values: Option<Vec<serde_json::Value>>,
+    /// A format string values must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    /// `zone.dataset.column` every value must exist in (referential integrity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references: Option<ColumnRef>,
+    /// Free text for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The logical types a contract column can declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// Text.
+    String,
+    /// true/false.
+    Boolean,
+    /// Signed integers.
+    Int8,
+    /// Signed integers.
+    Int16,
+    /// Signed integers.
+    Int32,
+    /// Signed integers.
+    Int64,
+    /// Unsigned integers.
+    UInt8,
+    /// Unsigned integers.
+    UInt16,
+    /// Unsigned integers.
+    UInt32,
+    /// Unsigned integers.
+    UInt64,
+    /// Floating point.
+    Float32,
+    /// Floating point.
+    Float64,
+    /// Exact decimal with precision and scale.
+    Decimal {
+        /// Total digits (1..=38).
+        precision: u8,
+        /// Digits after the point.
+        scale: i8,
+    },
+    /// A calendar date.
+    Date,
+    /// A point in time.
+    Timestamp,
+}
+
+const TYPE_NAMES: [&str; 15] = [
+    "string",
+    "boolean",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float32",
+    "float64",
+    "decimal(p,s)",
+    "date",
+    "timestamp",
+];
+
+impl FromStr for ColumnType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim().to_ascii_lowercase();
+        let simple = match t.as_str() {
+            "string" | "text" | "utf8" => Some(ColumnType::String),
+            "bool" | "boolean" => Some(ColumnType::Boolean),
+            "int8" => Some(ColumnType::Int8),
+            "int16" => Some(ColumnType::Int16),
+            "int32" | "int" => Some(ColumnType::Int32),
+            "int64" | "bigint" => Some(ColumnType::Int64),
+            "uint8" => Some(ColumnType::UInt8),
+            "uint16" => Some(ColumnType::UInt16),
+            "uint32" => Some(ColumnType::UInt32),
+            "uint64" => Some(ColumnType::UInt64),
+            "float32" | "float" => Some(ColumnType::Float32),
+            "float64" | "double" => Some(ColumnType::Float64),
+            "date" => Some(ColumnType::Date),
+            "timestamp" | "datetime" => Some(ColumnType::Timestamp),
+            _ => None,
+        };
+        if let Some(t) = simple {
+            return Ok(t);
+        }
+        if let Some(args) = t.strip_prefix("decimal(").and_then(|r| r.strip_suffix(')')) {
+            let bad = || {
+                format!(
+                    "invalid decimal type `{s}`; expected decimal(precision,scale) with precision 1-38 and scale 0-precision"
+                )
+            };
+            let (p, sc) = args.split_once(',').ok_or_else(bad)?;
+            let precision: u8 = p.trim().parse().map_err(|_| bad())?;
+            let scale: i8 = sc.trim().parse().map_err(|_| bad())?;
+            if !(1..=38).contains(&precision) || scale < 0 || scale as u8 > precision {
+                return Err(bad());
+            }
+            return Ok(ColumnType::Decimal { precision, scale });
+        }
+        if t.starts_with("decimal(") && !t.contains(')') {
+            return Err(format!(
+                "incomplete decimal type `{s}`: inside `{{...}}` a comma ends the value, so quote it: \"decimal(12,2)\""
+            ));
+        }
+        let hint = crate::suggest::closest(&t, TYPE_NAMES.iter().copied())
+            .map(|c| format!(" (did you mean `{c}`?)"))
+            .unwrap_or_default();
+        Err(format!(
+            "unknown column type `{s}`{hint}; expected one of {}",
+            TYPE_NAMES.join(", ")
+        ))
+    }
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ColumnType::String => "string",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Int8 => "int8",
+            ColumnType::Int16 => "int16",
+            ColumnType::Int32 => "int32",
+            ColumnType::Int64 => "int64",
+            ColumnType::UInt8 => "uint8",
+            ColumnType::UInt16 => "uint16",
+            ColumnType::UInt32 => "uint32",
+            ColumnType::UInt64 => "uint64",
+            ColumnType::Float32 => "float32",
+            ColumnType::Float64 => "float64",
+            ColumnType::Decimal { precision, scale } => {
+                return write!(f, "decimal({precision},{scale})");
+            }
+            ColumnType::Date => "date",
+            ColumnType::Timestamp => "timestamp",
+        };
+        f.write_str(s)
+    }
+}
+
+text_value!(
+    ColumnType,
+    "a column type: string, boolean, int8..int64, uint8..uint64, float32, float64, decimal(p,s), date, timestamp"
+);
+
+/// A reference to a column of another dataset: `zone.dataset.column`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnRef {
+    /// The referenced dataset.
+    pub dataset: DatasetName,
+    /// The referenced column.
+    pub column: String,
+}
+
+impl FromStr for ColumnRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ds, col) = s.rsplit_once('.').ok_or_else(|| {
+            format!(
+                "reference `{s}` must be `zone.dataset.column`, like clean.customers.customer_id"
+            )
+        })?;
+        let dataset: DatasetName = ds.parse().map_err(|e| format!("reference `{s}`: {e}"))?;
+        if col.is_empty() {
+            return Err(format!("reference `{s}` names no column"));
+        }
+        Ok(ColumnRef {
+            dataset,
+            column: col.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for ColumnRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.dataset, self.column)
+    }
+}
+
+text_value!(
+    ColumnRef,
+    "a column of another dataset: zone.dataset.column"
+);
+
+/// A format values must match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Format {
+    /// An e-mail address.
+    Email,
+    /// A UUID.
+    Uuid,
+    /// A date YYYY-MM-DD.
+    Date,
+    /// An http(s) URL.
+    Url,
+    /// A regular expression the whole value must match.
+    Regex(String),
+}
+
+/// What a validate task does with columns the contract does not declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtraColumns {
+    /// Pass them through to the clean output.
+    #[default]
+    Keep,
+    /// Remove them from the clean output.
+    Drop,
+    /// Fail the task (schema drift is an error).
+    Fail,
+}
+
+/// How much a failing dataset-level check matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Fails the task; the clean version is not published.
+    #[default]
+    Error,
+    /// Recorded; the task succeeds.
+    Warn,
+}
+
+/// A count (`10`) or a percentage of the rows (`5%`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// An absolute number of rows.
+    Count(u64),
+    /// A percentage (0-100) of the rows.
+    Percent(f64),
+}
+
+impl Threshold {
+    /// Whether `n` out of `total` rows exceeds the threshold.
+    pub fn exceeded_by(self, n: u64, total: u64) -> bool {
+        match self {
+            Threshold::Count(max) => n > max,
+            Threshold::Percent(p) => total > 0 && (n as f64) * 100.0 > p * total as f64,
+        }
+    }
+}
+
+impl FromStr for Threshold {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            return match p.trim().parse::<f64>() {
+                Ok(v) if (0.0..=100.0).contains(&v) => Ok(Threshold::Percent(v)),
+                _ => Err(format!(
+                    "invalid percentage `{s}`; expected a number from 0% to 100%"
+                )),
+            };
+        }
+        t.parse::<u64>().map(Threshold::Count).map_err(|_| {
+            format!("invalid threshold `{s}`; expected a row count like 10 or a percentage like 5%")
+        })
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Threshold::Count(n) => write!(f, "{n}"),
+            Threshold::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl Serialize for Threshold {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Threshold::Count(n) => s.serialize_u64(*n),
+            Threshold::Percent(_) => s.collect_str(self),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Threshold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Threshold;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a row count like 10 or a percentage like 5%")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Threshold, E> {
+                Ok(Threshold::Count(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Threshold, E> {
+                u64::try_from(v).map(Threshold::Count).map_err(|_| {
+                    E::custom(format!("invalid threshold {v}; it must not be negative"))
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Threshold, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Threshold {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Threshold".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "a row count like 10 or a percentage like 5%",
+            "oneOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?%$"}
+            ]
+        })
+    }
+}
+
+/// One entry of `checks:`: exactly one of the check keys, plus `name` and `severity`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// A name for the check in results (defaults to the check kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `error` fails the task, `warn` only records (dataset-level checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// A SQL predicate every row must satisfy; false quarantines the row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Bounds on the number of rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_count: Option<RowCountCheck>,
+    /// The largest share of missing values in a column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_percent: Option<MissingPercentCheck>,
+    /// The newest value of a time column must be recent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<FreshnessCheck>,
+    /// The largest number of rows sharing the same values in some columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicates: Option<DuplicatesCheck>,
+    /// The largest change of the row count against recent runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_count_change: Option<RowCountChangeCheck>,
+}
+
+/// The kinds of `checks:` entries, to name them in results and errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    /// `rule:`
+    Rule,
+    /// `row_count:`
+    RowCount,
+    /// `missing_percent:`
+    MissingPercent,
+    /// `freshness:`
+    Freshness,
+    /// `duplicates:`
+    Duplicates,
+    /// `row_count_change:`
+    RowCountChange,
+}
+
+impl CheckKind {
+    /// The key that declares this kind.
+    pub fn key(self) -> &'static str {
+        match self {
+            CheckKind::Rule => "rule",
+            CheckKind::RowCount => "row_count",
+            CheckKind::MissingPercent => "missing_percent",
+            CheckKind::Freshness => "freshness",
+            CheckKind::Duplicates => "duplicates",
+            CheckKind::RowCountChange => "row_count_change",
+        }
+    }
+}
+
+impl Check {
+    /// The kinds this entry declares (exactly one in a valid contract).
+    pub fn kinds(&self) -> Vec<CheckKind> {
+        let mut k = Vec::new();
+        if self.rule.is_some() {
+            k.push(CheckKind::Rule);
+        }
+        if self.row_count.is_some() {
+            k.push(CheckKind::RowCount);
+        }
+        if self.missing_percent.is_some() {
+            k.push(CheckKind::MissingPercent);
+        }
+        if self.freshness.is_some() {
+            k.push(CheckKind::Freshness);
+        }
+        if self.duplicates.is_some() {
+            k.push(CheckKind::Duplicates);
+        }
+        if self.row_count_change.is_some() {
+            k.push(CheckKind::RowCountChange);
+        }
+        k
+    }
+}
+
+/// `row_count: {min, max}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RowCountCheck {
+    /// At least this many rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<u64>,
+    /// At most this many rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u64>,
+    /// Overrides the entry's severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+}
+
+/// `missing_percent: {column, max}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MissingPercentCheck {
+    /// The column to look at.
+    pub column: String,
+    /// The largest share of missing values.
+    pub max: Threshold,
+    /// Overrides the entry's severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+}
+
+/// `freshness: {column, max_age}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FreshnessCheck {
+    /// A date or timestamp column.
+    pub column: String,
+    /// The newest value must be at most this old.
+    pub max_age: Duration,
+    /// Overrides the entry's severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+}
+
+/// `duplicates: {columns, max}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicatesCheck {
+    /// The columns whose values together should be unique.
+    pub columns: Vec<String>,
+    /// How many duplicate rows are tolerated.
+    #[serde(default)]
+    pub max: u64,
+    /// Overrides the entry's severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+}
+
+/// `row_count_change: {max, over_last}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RowCountChangeCheck {
+    /// The largest change against the average of recent versions.
+    pub max: Threshold,
+    /// How many recent versions to compare with.
+    #[serde(default = "default_over_last")]
+    pub over_last: u32,
+    /// Overrides the entry's severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+}
+
+fn default_over_last() -> u32 {
+    7
+}
+
+impl Contract {
+    /// Problems that make the contract unusable, each with the path (below the
+    /// contract) it concerns.
+    pub fn problems(&self) -> Vec<(Vec<String>, String)> {
+        let mut out = Vec::new();
+        let declared = |c: &str| self.columns.contains_key(c);
+        for (i, col) in self.primary_key.iter().enumerate() {
+            if !declared(col) {
+                out.push((
+                    vec!["primary_key".into(), i.to_string()],
+                    format!("primary key column `{col}` is not declared under `columns`"),
+                ));
+            }
+        }
+        for (i, check) in self.checks.iter().enumerate() {
+            let at = vec!["checks".into(), i.to_string()];
+            let kinds = check.kinds();
+            match kinds.len() {
+                0 => out.push((at.clone(), "a check needs one of rule, row_count, missing_percent, freshness, duplicates, row_count_change".into())),
+                1 => {}
+                _ => out.push((at.clone(), format!(
+                    "a check declares {} at once; write one check per entry",
+                    kinds.iter().map(|k| format!("`{}`", k.key())).collect::<Vec<_>>().join(" and ")
+                ))),
+            }
+            let mut need = |kind: &str, col: &str| {
+                if !declared(col) {
+                    out.push((
+                        vec!["checks".into(), i.to_string(), kind.into()],
+                        format!("{kind} check names column `{col}`, which is not declared under `columns`"),
+                    ));
+                }
+            };
+            if let Some(c) = &check.missing_percent {
+                need("missing_percent", &c.column);
+            }
+            if let Some(c) = &check.freshness {
+                need("freshness", &c.column);
+            }
+            if let Some(c) = &check.duplicates {
+                for col in &c.columns {
+                    need("duplicates", col);
+                }
+            }
+        }
+        for (name, col) in &self.columns {
+            if let Some(Format::Regex(re)) = &col.format
+                && let Err(e) = regex::Regex::new(re)
+            {
+                out.push((
+                    vec!["columns".into(), name.clone(), "format".into()],
+                    format!("column `{name}`: invalid regex: {e}"),
+                ));
+            }
+        }
+        out
+    }
+}

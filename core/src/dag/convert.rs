@@ -1,0 +1,712 @@
+//! Turns a parsed [`DagFile`] into a checked [`Dag`], collecting every problem
+//! with the YAML path it concerns (the loader turns paths into line and column).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::file::{
+    CommandSpec, ContractSpec, DagFile, FileFormat, KindName, ScheduleSpec, SourceSpec, TargetSpec,
+    TaskFile,
+};
+use super::graph::{Cycle, DagGraph, EdgeKind};
+use super::ids::{DagId, DatasetName, TaskId, Zone};
+use super::{
+    Backoff, CsvOptions, Dag, DagVersion, Duration, RetryPolicy, Schedule, SensorCondition, Source,
+    Target, Task, TaskKind,
+};
+use crate::template;
+
+/// Where in the YAML a problem points: the key itself or its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    /// The mapping key (for keys that do not belong or are missing something).
+    Key,
+    /// The value (for values that are wrong).
+    Value,
+    /// The value, `n` lines further down (a line inside a multi-line template).
+    ValueLine(usize),
+}
+
+/// One problem in a DAG file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The path of keys (and sequence indexes) from the document root.
+    pub path: Vec<String>,
+    /// Which part of the node the problem points at.
+    pub anchor: Anchor,
+    /// What is wrong, and what was expected.
+    pub message: String,
+}
+
+impl Problem {
+    fn at(path: &[&str], anchor: Anchor, message: impl Into<String>) -> Self {
+        Problem {
+            path: path.iter().map(|s| (*s).to_owned()).collect(),
+            anchor,
+            message: message.into(),
+        }
+    }
+}
+
+/// Defaults that apply when neither the task nor `defaults:` says otherwise.
+pub mod defaults {
+    use super::Duration;
+    /// Retries after the first try.
+    pub const RETRIES: u32 = 0;
+    /// Wait before a retry (Airflow's default: 5 minutes).
+    pub const RETRY_DELAY: Duration = Duration::from_secs(300);
+    /// Longest wait before a retry.
+    pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(86_400);
+    /// Active runs per DAG.
+    pub const MAX_ACTIVE_RUNS: u32 = 16;
+    /// Running tasks per DAG.
+    pub const MAX_ACTIVE_TASKS: u32 = 16;
+    /// Wait between sensor pokes.
+    pub const POKE_INTERVAL: Duration = Duration::from_secs(60);
+    /// The pool tasks use unless they name one.
+    pub const POOL: &str = "default";
+}
+
+/// Converts `file` (read from `fileloc`) into a [`Dag`]. Contract files must
+/// already be inlined ([`ContractSpec::Inline`]).
+pub fn to_dag(file: &DagFile, fileloc: &Path) -> Result<Dag, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let id = match &file.dag {
+        Some(id) => Some(id.clone()),
+        None => {
+            let stem = fileloc
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
+            match stem.parse::<DagId>() {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    problems.push(Problem::at(
+                        &[],
+                        Anchor::Key,
+                        format!("{e}: the file name is not a valid DAG id; set `dag:`"),
+                    ));
+                    None
+                }
+            }
+        }
+    };
+    let tz = file.timezone.unwrap_or_default().0;
+    let start_date = file.start_date.as_ref().map(|d| d.resolve(tz));
+    let end_date = file.end_date.as_ref().map(|d| d.resolve(tz));
+    if let (Some(s), Some(e)) = (start_date, end_date)
+        && e < s
+    {
+        problems.push(Problem::at(
+            &["end_date"],
+            Anchor::Value,
+            "end_date is before start_date",
+        ));
+    }
+    let schedule = match &file.schedule {
+        ScheduleSpec::Manual => Schedule::Manual,
+        ScheduleSpec::Once => Schedule::Once,
+        ScheduleSpec::Cron(c) => Schedule::Cron(c.clone()),
+        ScheduleSpec::Datasets(d) => Schedule::Datasets(d.clone()),
+    };
+    if matches!(schedule, Schedule::Once) && start_date.is_none() {
+        problems.push(Problem::at(
+            &["schedule"],
+            Anchor::Value,
+            "an @once schedule needs a start_date",
+        ));
+    }
+    for (key, v) in [
+        ("max_active_runs", file.max_active_runs),
+        ("max_active_tasks", file.max_active_tasks),
+    ] {
+        if v == Some(0) {
+            problems.push(Problem::at(
+                &[key],
+                Anchor::Value,
+                format!("{key} must be at least 1"),
+            ));
+        }
+    }
+    if file.tasks.is_empty() {
+        problems.push(Problem::at(
+            &["tasks"],
+            Anchor::Key,
+            "a DAG needs at least one task under `tasks`",
+        ));
+    }
+
+    let mut tasks = indexmap::IndexMap::with_capacity(file.tasks.len());
+    for (tid, tf) in &file.tasks {
+        if let Some(task) = to_task(file, tid, tf, &mut problems) {
+            tasks.insert(tid.clone(), task);
+        }
+    }
+    let graph = if tasks.len() == file.tasks.len() {
+        build_graph(&tasks, &mut problems)
+    } else {
+        None
+    };
+
+    let definition = match serde_json::to_string(file) {
+        Ok(d) => d,
+        Err(e) => {
+            problems.push(Problem::at(
+                &[],
+                Anchor::Key,
+                format!("cannot serialize the DAG: {e}"),
+            ));
+            String::new()
+        }
+    };
+    match (id, graph) {
+        (Some(id), Some(graph)) if problems.is_empty() => Ok(Dag {
+            id,
+            description: file.description.clone(),
+            owner: file.owner.clone(),
+            tags: file.tags.clone(),
+            schedule,
+            timezone: tz,
+            start_date,
+            end_date,
+            catchup: file.catchup,
+            paused: file.paused,
+            max_active_runs: file.max_active_runs.unwrap_or(defaults::MAX_ACTIVE_RUNS),
+            max_active_tasks: file.max_active_tasks.unwrap_or(defaults::MAX_ACTIVE_TASKS),
+            dagrun_timeout: file.dagrun_timeout,
+            params: file.params.clone().into_iter().collect(),
+            tasks,
+            graph,
+            fileloc: fileloc.to_path_buf(),
+            version: DagVersion {
+                hash: hex(&Sha256::digest(definition.as_bytes())),
+                definition,
+            },
+        }),
+        _ => Err(problems),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The keys of a task that belong only to some kinds, with whether they are set.
+fn kind_keys(tf: &TaskFile) -> [(&'static str, bool, &'static [KindName]); 14] {
+    use KindName::*;
+    [
+        ("command", tf.command.is_some(), &[Shell]),
+        ("source", tf.source.is_some(), &[Extract]),
+        (
+            "output",
+            tf.output.is_some(),
+            &[Extract, Validate, Transform],
+        ),
+        ("input", tf.input.is_some(), &[Validate, Load]),
+        ("contract", tf.contract.is_some(), &[Validate]),
+        ("quarantine", tf.quarantine.is_some(), &[Validate]),
+        ("max_quarantined", tf.max_quarantined.is_some(), &[Validate]),
+        ("inputs", tf.inputs.is_some(), &[Transform]),
+        ("sql", tf.sql.is_some(), &[Transform, Sensor]),
+        ("target", tf.target.is_some(), &[Load]),
+        ("file", tf.file.is_some(), &[Sensor]),
+        ("dataset", tf.dataset.is_some(), &[Sensor]),
+        ("connection", tf.connection.is_some(), &[Sensor]),
+        ("poke_interval", tf.poke_interval.is_some(), &[Sensor]),
+    ]
+}
+
+fn to_task(
+    file: &DagFile,
+    tid: &TaskId,
+    tf: &TaskFile,
+    problems: &mut Vec<Problem>,
+) -> Option<Task> {
+    let t = tid.as_str();
+    let before = problems.len();
+    let kind_name = tf.kind.as_str();
+    for (key, set, kinds) in kind_keys(tf) {
+        if set && !kinds.contains(&tf.kind) {
+            let owners: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+            problems.push(Problem::at(
+                &["tasks", t, key],
+                Anchor::Key,
+                format!(
+                    "`{key}` is not a key of a {kind_name} task (it belongs to {} tasks)",
+                    owners.join("/")
+                ),
+            ));
+        }
+    }
+    let mut need = |key: &str, set: bool| {
+        if !set {
+            problems.push(Problem::at(
+                &["tasks", t],
+                Anchor::Key,
+                format!("a {kind_name} task needs `{key}`"),
+            ));
+        }
+        set
+    };
+    let mut check_template = |path: &[&str], src: &str, problems: &mut Vec<Problem>| {
+        if let Err(e) = template::check_syntax(src) {
+            problems.push(Problem::at(
+                path,
+                Anchor::ValueLine(e.line - 1),
+                format!("template: {}", e.message),
+            ));
+        }
+    };
+    let need_zone = |problems: &mut Vec<Problem>, key: &str, ds: &DatasetName, zone: Zone| {
+        if ds.zone() != zone {
+            problems.push(Problem::at(
+                &["tasks", t, key],
+                Anchor::Value,
+                format!("a {kind_name} task's `{key}` must be in the {zone} zone, not `{ds}`"),
+            ));
+        }
+    };
+
+    let kind = match tf.kind {
+        KindName::Shell => {
+            need("command", tf.command.is_some());
+            match &tf.command {
+                Some(CommandSpec::Shell(s)) => {
+                    check_template(&["tasks", t, "command"], s, problems);
+                    Some(TaskKind::Shell {
+                        command: CommandSpec::Shell(s.clone()),
+                    })
+                }
+                Some(CommandSpec::Exec(args)) => {
+                    if args.is_empty() {
+                        problems.push(Problem::at(
+                            &["tasks", t, "command"],
+                            Anchor::Value,
+                            "the command list is empty",
+                        ));
+                    }
+                    for (i, a) in args.iter().enumerate() {
+                        check_template(&["tasks", t, "command", &i.to_string()], a, problems);
+                    }
+                    Some(TaskKind::Shell {
+                        command: CommandSpec::Exec(args.clone()),
+                    })
+                }
+                None => None,
+            }
+        }
+        KindName::Extract => {
+            let (s, o) = (
+                need("source", tf.source.is_some()),
+                need("output", tf.output.is_some()),
+            );
+            match (&tf.source, &tf.output, s && o) {
+                (Some(src), Some(output), true) => {
+                    need_zone(problems, "output", output, Zone::Raw);
+                    to_source(t, src, problems, &mut check_template).map(|source| {
+                        TaskKind::Extract {
+                            source,
+                            output: output.clone(),
+                        }
+                    })
+                }
+                _ => None,
+            }
+        }
+        KindName::Validate => {
+            let ok = [
+                need("input", tf.input.is_some()),
+                need("contract", tf.contract.is_some()),
+                need("output", tf.output.is_some()),
+            ];
+            match (&tf.input, &tf.contract, &tf.output) {
+                (Some(input), Some(contract), Some(output)) if ok.iter().all(|b| *b) => {
+                    need_zone(problems, "output", output, Zone::Clean);
+                    let quarantine = tf
+                        .quarantine
+                        .clone()
+                        .unwrap_or_else(|| output.quarantine_of());
+                    need_zone(problems, "quarantine", &quarantine, Zone::Quarantine);
+                    match contract {
+                        ContractSpec::Inline(c) => {
+                            for (path, msg) in c.problems() {
+                                let mut full =
+                                    vec!["tasks".to_owned(), t.to_owned(), "contract".to_owned()];
+                                full.extend(path);
+                                problems.push(Problem {
+                                    path: full,
+                                    anchor: Anchor::Value,
+                                    message: msg,
+                                });
+                            }
+                            Some(TaskKind::Validate {
+                                input: input.clone(),
+                                contract: c.clone(),
+                                output: output.clone(),
+                                quarantine,
+                                max_quarantined: tf.max_quarantined,
+                            })
+                        }
+                        ContractSpec::File(p) => {
+                            problems.push(Problem::at(
+                                &["tasks", t, "contract"],
+                                Anchor::Value,
+                                format!("contract file `{p}` was not read"),
+                            ));
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            }
+        }
+        KindName::Transform => {
+            let ok = [
+                need("inputs", tf.inputs.is_some()),
+                need("sql", tf.sql.is_some()),
+                need("output", tf.output.is_some()),
+            ];
+            match (&tf.inputs, &tf.sql, &tf.output) {
+                (Some(inputs), Some(sql), Some(output)) if ok.iter().all(|b| *b) => {
+                    need_zone(problems, "output", output, Zone::Curated);
+                    if inputs.is_empty() {
+                        problems.push(Problem::at(
+                            &["tasks", t, "inputs"],
+                            Anchor::Value,
+                            "a transform needs at least one input dataset",
+                        ));
+                    }
+                    check_template(&["tasks", t, "sql"], sql, problems);
+                    Some(TaskKind::Transform {
+                        inputs: inputs.clone(),
+                        sql: sql.clone(),
+                        output: output.clone(),
+                    })
+                }
+                _ => None,
+            }
+        }
+        KindName::Load => {
+            let ok = [
+                need("input", tf.input.is_some()),
+                need("target", tf.target.is_some()),
+            ];
+            match (&tf.input, &tf.target) {
+                (Some(input), Some(target)) if ok.iter().all(|b| *b) => {
+                    to_target(t, target, problems, &mut check_template).map(|target| {
+                        TaskKind::Load {
+                            input: input.clone(),
+                            target,
+                        }
+                    })
+                }
+                _ => None,
+            }
+        }
+        KindName::Sensor => {
+            let set: Vec<&str> = [
+                ("file", tf.file.is_some()),
+                ("dataset", tf.dataset.is_some()),
+                ("sql", tf.sql.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(k, s)| s.then_some(k))
+            .collect();
+            let condition = match (set.as_slice(), &tf.file, &tf.dataset, &tf.sql) {
+                (["file"], Some(f), _, _) => {
+                    check_template(&["tasks", t, "file"], f, problems);
+                    Some(SensorCondition::File(f.clone()))
+                }
+                (["dataset"], _, Some(d), _) => Some(SensorCondition::Dataset(d.clone())),
+                (["sql"], _, _, Some(sql)) => {
+                    check_template(&["tasks", t, "sql"], sql, problems);
+                    match &tf.connection {
+                        Some(c) => Some(SensorCondition::Sql {
+                            sql: sql.clone(),
+                            connection: c.clone(),
+                        }),
+                        None => {
+                            problems.push(Problem::at(
+                                &["tasks", t],
+                                Anchor::Key,
+                                "a sensor with `sql` needs `connection`",
+                            ));
+                            None
+                        }
+                    }
+                }
+                _ => {
+                    problems.push(Problem::at(
+                        &["tasks", t],
+                        Anchor::Key,
+                        "a sensor needs exactly one of `file`, `dataset` or `sql`",
+                    ));
+                    None
+                }
+            };
+            condition.map(|condition| TaskKind::Sensor {
+                condition,
+                poke_interval: tf.poke_interval.unwrap_or(defaults::POKE_INTERVAL),
+            })
+        }
+    };
+    for (name, value) in &tf.env {
+        check_template(&["tasks", t, "env", name], value, problems);
+    }
+    if let Some(pool) = &tf.pool
+        && pool.trim().is_empty()
+    {
+        problems.push(Problem::at(
+            &["tasks", t, "pool"],
+            Anchor::Value,
+            "pool must not be empty",
+        ));
+    }
+    let d = &file.defaults;
+    let retry = RetryPolicy {
+        retries: tf.retries.or(d.retries).unwrap_or(defaults::RETRIES),
+        delay: tf
+            .retry_delay
+            .or(d.retry_delay)
+            .unwrap_or(defaults::RETRY_DELAY),
+        backoff: tf
+            .retry_backoff
+            .or(d.retry_backoff)
+            .unwrap_or(Backoff::Fixed),
+        max_delay: tf
+            .max_retry_delay
+            .or(d.max_retry_delay)
+            .unwrap_or(defaults::MAX_RETRY_DELAY),
+    };
+    if problems.len() > before {
+        return None;
+    }
+    Some(Task {
+        id: tid.clone(),
+        description: tf.description.clone(),
+        kind: kind?,
+        depends_on: tf.depends_on.clone(),
+        trigger_rule: tf.trigger_rule.unwrap_or_default(),
+        retry,
+        timeout: tf.timeout.or(d.timeout),
+        pool: tf
+            .pool
+            .clone()
+            .or_else(|| d.pool.clone())
+            .unwrap_or_else(|| defaults::POOL.to_owned()),
+        priority: tf.priority.or(d.priority).unwrap_or(0),
+        env: tf.env.clone(),
+    })
+}
+
+type TemplateCheck<'a> = dyn FnMut(&[&str], &str, &mut Vec<Problem>) + 'a;
+
+fn format_of(path: &str) -> Option<FileFormat> {
+    let lower = path.to_ascii_lowercase();
+    [
+        (".csv", FileFormat::Csv),
+        (".ndjson", FileFormat::Ndjson),
+        (".jsonl", FileFormat::Ndjson),
+        (".json", FileFormat::Json),
+        (".parquet", FileFormat::Parquet),
+    ]
+    .into_iter()
+    .find(|(ext, _)| lower.ends_with(ext))
+    .map(|(_, f)| f)
+}
+
+fn to_source(
+    t: &str,
+    src: &SourceSpec,
+    problems: &mut Vec<Problem>,
+    check: &mut TemplateCheck<'_>,
+) -> Option<Source> {
+    let at = |k: &str| ["tasks", t, "source", k].map(str::to_owned).to_vec();
+    match (&src.path, &src.sql) {
+        (Some(path), None) => {
+            check(&["tasks", t, "source", "path"], path, problems);
+            let Some(format) = src.format.or_else(|| format_of(path)) else {
+                problems.push(Problem { path: at("path"), anchor: Anchor::Value, message: format!("cannot tell the format of `{path}`; set `format:` (csv, json, ndjson or parquet)") });
+                return None;
+            };
+            let ascii =
+                |key: &str, c: Option<char>, default: u8, problems: &mut Vec<Problem>| match c {
+                    None => Some(default),
+                    Some(c) if c.is_ascii() => Some(c as u8),
+                    Some(c) => {
+                        problems.push(Problem {
+                            path: at(key),
+                            anchor: Anchor::Value,
+                            message: format!("`{c}` is not a single ASCII character"),
+                        });
+                        None
+                    }
+                };
+            let delimiter = ascii("delimiter", src.delimiter, b',', problems)?;
+            let quote = ascii("quote", src.quote, b'"', problems)?;
+            Some(Source::Files {
+                format,
+                path: path.clone(),
+                csv: CsvOptions {
+                    header: src.header.unwrap_or(true),
+                    delimiter,
+                    quote,
+                    null_values: src
+                        .null_values
+                        .clone()
+                        .unwrap_or_else(|| vec![String::new()]),
+                },
+            })
+        }
+        (None, Some(sql)) => {
+            check(&["tasks", t, "source", "sql"], sql, problems);
+            match &src.connection {
+                Some(c) => Some(Source::Query {
+                    sql: sql.clone(),
+                    connection: c.clone(),
+                }),
+                None => {
+                    problems.push(Problem {
+                        path: at("sql"),
+                        anchor: Anchor::Key,
+                        message: "a SQL source needs `connection`".into(),
+                    });
+                    None
+                }
+            }
+        }
+        _ => {
+            problems.push(Problem::at(
+                &["tasks", t, "source"],
+                Anchor::Key,
+                "a source needs exactly one of `path` or `sql`",
+            ));
+            None
+        }
+    }
+}
+
+fn to_target(
+    t: &str,
+    tg: &TargetSpec,
+    problems: &mut Vec<Problem>,
+    check: &mut TemplateCheck<'_>,
+) -> Option<Target> {
+    match (&tg.connection, &tg.table, &tg.path) {
+        (Some(connection), Some(table), None) => {
+            if tg.mode == super::LoadMode::Upsert && tg.key.is_empty() {
+                problems.push(Problem::at(
+                    &["tasks", t, "target", "mode"],
+                    Anchor::Value,
+                    "mode upsert needs `key` (the key columns)",
+                ));
+                return None;
+            }
+            Some(Target::Table {
+                connection: connection.clone(),
+                table: table.clone(),
+                mode: tg.mode,
+                key: tg.key.clone(),
+            })
+        }
+        (None, None, Some(path)) => {
+            check(&["tasks", t, "target", "path"], path, problems);
+            match tg.format.or_else(|| format_of(path)) {
+                Some(format) => Some(Target::File {
+                    path: path.clone(),
+                    format,
+                }),
+                None => {
+                    problems.push(Problem::at(
+                        &["tasks", t, "target", "path"],
+                        Anchor::Value,
+                        format!("cannot tell the format of `{path}`; set `format:`"),
+                    ));
+                    None
+                }
+            }
+        }
+        _ => {
+            problems.push(Problem::at(
+                &["tasks", t, "target"],
+                Anchor::Key,
+                "a target needs `connection` and `table`, or `path`",
+            ));
+            None
+        }
+    }
+}
+
+fn build_graph(
+    tasks: &indexmap::IndexMap<TaskId, Task>,
+    problems: &mut Vec<Problem>,
+) -> Option<DagGraph> {
+    let mut edges = Vec::new();
+    let mut writers: HashMap<&DatasetName, usize> = HashMap::new();
+    for (i, task) in tasks.values().enumerate() {
+        for ds in task.writes() {
+            if let Some(&other) = writers.get(ds) {
+                let (_, first) = tasks.get_index(other)?;
+                problems.push(Problem::at(
+                    &["tasks", task.id.as_str()],
+                    Anchor::Key,
+                    format!(
+                        "dataset `{ds}` is written by both `{}` and `{}`",
+                        first.id, task.id
+                    ),
+                ));
+            } else {
+                writers.insert(ds, i);
+            }
+        }
+    }
+    for (i, task) in tasks.values().enumerate() {
+        for (n, dep) in task.depends_on.iter().enumerate() {
+            match tasks.get_index_of(dep) {
+                Some(j) => edges.push((j, i, EdgeKind::Explicit)),
+                None => {
+                    let hint =
+                        crate::suggest::closest(dep.as_str(), tasks.keys().map(TaskId::as_str))
+                            .map(|c| format!(" (did you mean `{c}`?)"))
+                            .unwrap_or_default();
+                    problems.push(Problem::at(
+                        &["tasks", task.id.as_str(), "depends_on", &n.to_string()],
+                        Anchor::Value,
+                        format!(
+                            "task `{}` depends on `{dep}`, which is not a task of this DAG{hint}",
+                            task.id
+                        ),
+                    ));
+                }
+            }
+        }
+        for ds in task.reads() {
+            if let Some(&w) = writers.get(ds)
+                && w != i
+            {
+                edges.push((w, i, EdgeKind::Dataset));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return None;
+    }
+    match DagGraph::build(tasks.len(), &edges) {
+        Ok(g) => Some(g),
+        Err(Cycle(nodes)) => {
+            let names: Vec<&str> = nodes
+                .iter()
+                .filter_map(|&n| tasks.get_index(n).map(|(k, _)| k.as_str()))
+                .collect();
+            let first = names.first().copied().unwrap_or_default();
+            problems.push(Problem::at(
+                &["tasks", first],
+                Anchor::Key,
+                format!("dependency cycle: {}", names.join(" -> ")),
+            ));
+            None
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The DAG model: what a loaded, checked DAG is. No IO happens here.
+
+pub mod contract;
+pub mod convert;
+pub mod duration;
+pub mod file;
+pub mod graph;
+pub mod ids;
+pub mod schedule;
+pub(crate) mod text;
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use indexmap::IndexMap;
+
+pub use contract::{Contract, Threshold};
+pub use duration::Duration;
+pub use file::{Backoff, CommandSpec, FileFormat, KindName, LoadMode, TriggerRule};
+pub use graph::DagGraph;
+pub use ids::{DagId, DatasetName, TaskId, Zone};
+pub use schedule::{CronExpr, Schedule};
+
+/// A loaded and checked DAG, pinned to one version of its definition.
+#[derive(Debug, Clone)]
+pub struct Dag {
+    /// The DAG id.
+    pub id: DagId,
+    /// What it does.
+    pub description: Option<String>,
+    /// Who owns it.
+    pub owner: Option<String>,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// When runs are created.
+    pub schedule: Schedule,
+    /// The time zone schedules are evaluated in.
+    pub timezone: Tz,
+    /// The first data interval starts here.
+    pub start_date: Option<DateTime<Utc>>,
+    /// No interval starts after this.
+    pub end_date: Option<DateTime<Utc>>,
+    /// Create runs for missed intervals.
+    pub catchup: bool,
+    /// Paused in the file (the state store has the final word at run time).
+    pub paused: bool,
+    /// How many runs may be active at once.
+    pub max_active_runs: u32,
+    /// How many task instances may run at once.
+    pub max_active_tasks: u32,
+    /// A run going longer fails.
+    pub dagrun_timeout: Option<Duration>,
+    /// Parameter defaults.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// The tasks, in file order.
+    pub tasks: IndexMap<TaskId, Task>,
+    /// Task dependencies.
+    pub graph: DagGraph,
+    /// The file the DAG came from.
+    pub fileloc: PathBuf,
+    /// The version of the definition this DAG was built from.
+    pub version: DagVersion,
+}
+
+impl Dag {
+    /// When the next scheduled run will be created after `now` (the end of its
+    /// data interval), or `None` for manual and dataset-triggered DAGs.
+    pub fn next_run_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match &self.schedule {
+            Schedule::Manual | Schedule::Datasets(_) => None,
+            Schedule::Once => self.start_date.filter(|s| *s > now),
+            Schedule::Cron(cron) => {
+                let first_start = match self.start_date {
+                    Some(s) => cron.next_after(s - chrono::Duration::seconds(1), self.timezone)?,
+                    None => now,
+                };
+                let from = now.max(first_start);
+                let end = cron.next_after(from, self.timezone)?;
+                let start =
+                    cron.last_at_or_before(end - chrono::Duration::seconds(1), self.timezone)?;
+                match self.end_date {
+                    Some(limit) if start > limit => None,
+                    _ => Some(end),
+                }
+            }
+        }
+    }
+
+    /// The task at index `i` of [`Dag::tasks`] (the graph's node numbering).
+    pub fn task_at(&self, i: usize) -> Option<&Task> {
+        self.tasks.get_index(i).map(|(_, t)| t)
+    }
+}
+
+/// An immutable version of a DAG's definition: the self-contained definition
+/// (contract files inlined) and its content hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DagVersion {
+    /// SHA-256 of `definition`, hex.
+    pub hash: String,
+    /// The definition as JSON (a [`file::DagFile`] with contract files inlined).
+    pub definition: String,
+}
+
+/// One task of a DAG.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// The task id.
+    pub id: TaskId,
+    /// What it does.
+    pub description: Option<String>,
+    /// What it runs.
+    pub kind: TaskKind,
+    /// Explicit upstream tasks (dataset edges are in the graph).
+    pub depends_on: Vec<TaskId>,
+    /// When it runs given its upstream outcomes.
+    pub trigger_rule: TriggerRule,
+    /// What happens when a try fails.
+    pub retry: RetryPolicy,
+    /// A try running longer is killed.
+    pub timeout: Option<Duration>,
+    /// The pool whose slots it uses.
+    pub pool: String,
+    /// Queue order when slots are short (higher first).
+    pub priority: i32,
+    /// Extra environment variables (templates).
+    pub env: IndexMap<String, String>,
+}
+
+/// Retry settings of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first try.
+    pub retries: u32,
+    /// The base wait.
+    pub delay: Duration,
+    /// How the wait grows.
+    pub backoff: Backoff,
+    /// The longest wait.
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait before try `next_try` (2, 3, …), before jitter: `delay` for
+    /// fixed backoff, `delay × 2^(next_try-2)` capped at `max_delay` for exponential.
+    pub fn base_wait(&self, next_try: u32) -> Duration {
+        match self.backoff {
+            Backoff::Fixed => self.delay,
+            Backoff::Exponential => {
+                let exp = next_try.saturating_sub(2).min(32);
+                let secs = self.delay.as_secs().saturating_mul(1u64 << exp);
+                Duration::from_secs(secs.min(self.max_delay.as_secs()))
+            }
+        }
+    }
+}
+
+/// What a task runs, by kind.
+#[derive(Debug, Clone)]
+pub enum TaskKind {
+    /// A command.
+    Shell {
+        /// `sh -c` string or exec list (templates).
+        command: CommandSpec,
+    },
+    /// Files or a query into a raw dataset.
+    Extract {
+        /// Where the data comes from.
+        source: Source,
+        /// The raw dataset written.
+        output: DatasetName,
+    },
+    /// A dataset checked against a contract.
+    Validate {
+        /// The dataset read.
+        input: DatasetName,
+        /// The contract.
+        contract: Box<Contract>,
+        /// Clean rows.
+        output: DatasetName,
+        /// Failing rows, with reasons.
+        quarantine: DatasetName,
+        /// More quarantined rows fail the task.
+        max_quarantined: Option<Threshold>,
+    },
+    /// One SQL query over datasets.
+    Transform {
+        /// The datasets read, registered as tables.
+        inputs: Vec<DatasetName>,
+        /// The query (template).
+        sql: String,
+        /// The dataset written.
+        output: DatasetName,
+    },
+    /// A dataset into a table or a file.
+    Load {
+        /// The dataset read.
+        input: DatasetName,
+        /// Where it goes.
+        target: Target,
+    },
+    /// A wait for a condition.
+    Sensor {
+        /// What is waited for.
+        condition: SensorCondition,
+        /// The wait between pokes.
+        poke_interval: Duration,
+    },
+}
+
+impl TaskKind {
+    /// The kind's name.
+    pub fn name(&self) -> KindName {
+        match self {
+            TaskKind::Shell { .. } => KindName::Shell,
+            TaskKind::Extract { .. } => KindName::Extract,
+            TaskKind::Validate { .. } => KindName::Validate,
+            TaskKind::Transform { .. } => KindName::Transform,
+            TaskKind::Load { .. } => KindName::Load,
+            TaskKind::Sensor { .. } => KindName::Sensor,
+        }
+    }
+}
+
+impl Task {
+    /// The datasets this task reads.
+    pub fn reads(&self) -> Vec<&DatasetName> {
+        match &self.kind {
+            TaskKind::Validate { input, .. } | TaskKind::Load { input, .. } => vec![input],
+            TaskKind::Transform { inputs, .. } => inputs.iter().collect(),
+            TaskKind::Sensor {
+                condition: SensorCondition::Dataset(d),
+                ..
+            } => vec![d],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The datasets this task writes.
+    pub fn writes(&self) -> Vec<&DatasetName> {
+        match &self.kind {
+            TaskKind::Extract { output, .. } | TaskKind::Transform { output, .. } => vec![output],
+            TaskKind::Validate {
+                output, quarantine, ..
+            } => vec![output, quarantine],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Where an extract reads from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Files matching a path or glob (template, relative to the DAG's folder).
+    Files {
+        /// The format.
+        format: FileFormat,
+        /// The path or glob.
+        path: String,
+        /// CSV reading options.
+        csv: CsvOptions,
+    },
+    /// A query on a connection.
+    Query {
+        /// The query (template).
+        sql: String,
+        /// The connection id.
+        connection: String,
+    },
+}
+
+/// CSV reading options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// The first line is a header.
+    pub header: bool,
+    /// The field separator.
+    pub delimiter: u8,
+    /// The quote character.
+    pub quote: u8,
+    /// Values read as missing.
+    pub null_values: Vec<String>,
+}
+
+/// Where a load writes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A database table.
+    Table {
+        /// The connection id.
+        connection: String,
+        /// The table.
+        table: String,
+        /// How rows are written.
+        mode: LoadMode,
+        /// Upsert key columns.
+        key: Vec<String>,
+    },
+    /// A file (template path, relative to the DAG's folder).
+    File {
+        /// The path.
+        path: String,
+        /// The format.
+        format: FileFormat,
+    },
+}
+
+/// What a sensor waits for.
+#[derive(Debug, Clone)]
+pub enum SensorCondition {
+    /// A file matching a glob (template).
+    File(String),
+    /// A version of the dataset newer than the run's logical date.
+    Dataset(DatasetName),
+    /// A query whose first cell is truthy.
+    Sql {
+        /// The query (template).
+        sql: String,
+        /// The connection id.
+        connection: String,
+    },
+}

@@ -1,0 +1,11 @@
+//! weir-core: the DAG model, YAML loading and validation, the dependency graph,
+//! schedules, the state machine, the scheduler and the state store.
+//!
+//! Nothing here knows about HTTP or about how tasks execute.
+
+pub mod config;
+pub mod dag;
+pub mod loader;
+pub mod schema;
+pub mod suggest;
+pub mod template;

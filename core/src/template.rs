@@ -1,0 +1,85 @@
+//! Templates in DAG files (minijinja): syntax checks at load time and rendering
+//! at run time with one environment configuration.
+
+use minijinja::{Environment, UndefinedBehavior};
+
+/// A template that does not parse or does not render.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("template error on line {line}: {message}")]
+pub struct Error {
+    /// The line inside the template (1-based).
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Error {
+    fn from_minijinja(e: &minijinja::Error) -> Self {
+        let message = match e.detail() {
+            Some(d) => format!("{}: {d}", e.kind()),
+            None => e.kind().to_string(),
+        };
+        Error {
+            line: e.line().unwrap_or(1),
+            message,
+        }
+    }
+}
+
+/// The environment every DAG template is parsed and rendered with: strict
+/// about undefined variables, no HTML escaping, newlines kept.
+pub fn environment<'s>() -> Environment<'s> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env
+}
+
+/// Checks that `source` parses as a template.
+pub fn check_syntax(source: &str) -> Result<(), Error> {
+    if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
+        return Ok(());
+    }
+    let env = environment();
+    env.template_from_str(source)
+        .map(|_| ())
+        .map_err(|e| Error::from_minijinja(&e))
+}
+
+/// Renders `source` with `context` in `env` (which may carry functions such as `secret`).
+pub fn render(
+    env: &Environment<'_>,
+    source: &str,
+    context: &minijinja::Value,
+) -> Result<String, Error> {
+    if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
+        return Ok(source.to_owned());
+    }
+    let tmpl = env
+        .template_from_str(source)
+        .map_err(|e| Error::from_minijinja(&e))?;
+    tmpl.render(context).map_err(|e| Error::from_minijinja(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        assert!(check_syntax("echo {{ ds }}").is_ok());
+        let e = check_syntax("line one\necho {{ ds ").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("syntax error"), "{}", e.message);
+    }
+
+    #[test]
+    fn undefined_variables_fail_rendering() {
+        let env = environment();
+        let ctx = minijinja::context! { ds => "2026-01-01" };
+        assert_eq!(
+            render(&env, "d={{ ds }}", &ctx).as_deref(),
+            Ok("d=2026-01-01")
+        );
+        assert!(render(&env, "{{ nope }}", &ctx).is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! The `weir dags` commands as a user runs them: real process, real files.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn weir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("WEIR_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run weir: {e}"))
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn validate_passes_on_the_examples() {
+    let out = weir(&["dags", "validate"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn validate_prints_path_line_col_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("good.yaml"),
+        "tasks:\n  a: {kind: shell, command: echo}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "tasks:\n  a:\n    kind: shell\n    comand: echo\n",
+    )
+    .unwrap();
+    let folder = dir.path().to_str().unwrap();
+    let out = weir(&["dags", "validate", "--dags-folder", folder]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let expected = format!(
+        "{}:4:5: tasks.a: unknown field `comand`",
+        Path::new(folder).join("bad.yaml").display()
+    );
+    assert!(text.starts_with(&expected), "{text}");
+    assert!(text.contains("(did you mean `command`?)"), "{text}");
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "the good file has no error: {text}"
+    );
+
+    let json = weir(&[
+        "dags",
+        "validate",
+        "--dags-folder",
+        folder,
+        "--output",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["dags"], serde_json::json!(["good"]));
+    assert_eq!(v["errors"][0]["line"], 4);
+    assert_eq!(v["errors"][0]["column"], 5);
+}
+
+#[test]
+fn list_and_show_in_table_json_and_dot() {
+    let list = weir(&["dags", "list", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let orders = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dag_id"] == "orders_daily")
+        .unwrap();
+    assert_eq!(orders["schedule"], "0 2 * * *");
+    assert_eq!(orders["timezone"], "Europe/London");
+    assert_eq!(orders["tasks"], 7);
+    assert!(orders["next_run"].is_string());
+
+    let table = stdout(&weir(&["dags", "list"]));
+    assert!(table.starts_with("DAG "), "{table}");
+    assert!(table.contains("hello_shell"), "{table}");
+
+    let show = weir(&["dags", "show", "orders_daily", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let tasks = v["tasks"].as_array().unwrap();
+    let pos = |id: &str| tasks.iter().position(|t| t["task_id"] == id).unwrap();
+    assert!(pos("extract_orders") < pos("validate_orders"));
+    assert!(pos("daily_revenue") < pos("load_revenue"));
+    let validate = &tasks[pos("validate_orders")];
+    assert_eq!(validate["kind"], "validate");
+    assert_eq!(validate["upstream"], serde_json::json!(["extract_orders"]));
+    assert_eq!(
+        validate["writes"],
+        serde_json::json!(["clean.orders", "quarantine.orders"])
+    );
+
+    let dot = stdout(&weir(&["dags", "show", "orders_daily", "--format", "dot"]));
+    assert!(dot.starts_with("digraph \"orders_daily\""), "{dot}");
+    assert!(
+        dot.contains(
+            "\"extract_orders\" -> \"validate_orders\" [style=dashed, label=\"raw.orders\"]"
+        ),
+        "{dot}"
+    );
+
+    let missing = weir(&["dags", "show", "nope"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no DAG `nope`"));
+}
+
+#[test]
+fn a_bad_config_is_reported_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("weir.toml");
+    std::fs::write(&cfg, "[core]\ndags_foldr = \"x\"\n").unwrap();
+    let out = weir(&["--config", cfg.to_str().unwrap(), "dags", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("weir.toml") && err.contains("unknown field `dags_foldr`"),
+        "{err}"
+    );
+}
