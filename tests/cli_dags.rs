@@ -1,5 +1,7 @@
 //! The `weir dags` commands as a user runs them: real process, real files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::path::Path;
 use std::process::{Command, Output};
 

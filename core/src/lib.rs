@@ -6,6 +6,11 @@
 pub mod config;
 pub mod dag;
 pub mod loader;
+pub mod scheduler;
 pub mod schema;
+pub mod state;
+pub mod store;
 pub mod suggest;
 pub mod template;
+#[doc(hidden)]
+pub mod testing;

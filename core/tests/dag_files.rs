@@ -1,6 +1,8 @@
 //! DAG files as a user writes them: every example loads, every broken fixture
 //! fails with the expected message at the expected line and column.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::path::{Path, PathBuf};
 
 use weir_core::dag::graph::EdgeKind;

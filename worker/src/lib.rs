@@ -1,1 +1,11 @@
-//! weir-worker
+//! weir-worker: executing task instances. The same executor runs in the
+//! in-process pool of `weir standalone` and (later) in remote workers.
+
+pub mod context;
+pub mod execute;
+pub mod logs;
+pub mod pool;
+pub mod secrets;
+pub mod shell;
+
+pub use pool::{LocalPool, PoolOptions};

@@ -1,0 +1,629 @@
+//! The scheduling rules as a pure function: given a DAG, a snapshot of one of
+//! its runs and what just happened, which task instances move where and
+//! whether the run ends. The store applies the result in the same
+//! transaction that read the snapshot.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::dag::{Dag, TriggerRule};
+use crate::state::{RunState, TaskState};
+use crate::store::{Plan, Planned, RunSnapshot, Scope, TaskChange};
+
+/// The task instances `action` needs to read: for a finished try, the task,
+/// the tasks downstream of it (all of them when it did not succeed, since
+/// failures and skips cascade) and their upstream tasks; everything otherwise.
+pub fn scope(dag: &Dag, action: &Action) -> Scope {
+    let Action::Finish {
+        task_id, outcome, ..
+    } = action
+    else {
+        return Scope::All;
+    };
+    let Some(i) = dag.tasks.get_index_of(task_id.as_str()) else {
+        return Scope::All;
+    };
+    let down = match outcome {
+        Outcome::Success => dag.graph.downstream(i),
+        Outcome::Failed | Outcome::Reschedule(_) => dag.graph.all_downstream(i),
+    };
+    let mut need: Vec<usize> = vec![i];
+    for &d in &down {
+        need.push(d);
+        need.extend(dag.graph.upstream(d));
+    }
+    need.sort_unstable();
+    need.dedup();
+    Scope::Tasks(
+        need.into_iter()
+            .filter_map(|n| dag.task_at(n))
+            .map(|t| t.id.to_string())
+            .collect(),
+    )
+}
+
+/// How a try ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// It succeeded.
+    Success,
+    /// It failed (exit code, timeout, error, lost lease).
+    Failed,
+    /// A sensor's condition is not met yet: poke again at this time.
+    Reschedule(DateTime<Utc>),
+}
+
+/// What happened to the run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// The run may start: `queued → running`, then its ready tasks are scheduled.
+    Start,
+    /// Nothing new; schedule what is ready (due retries included) and close the run if done.
+    Evaluate,
+    /// A try ended.
+    Finish {
+        /// The task.
+        task_id: String,
+        /// The try that ended.
+        try_number: i64,
+        /// How.
+        outcome: Outcome,
+        /// A factor in [0, 1) spreading exponential retries (jitter).
+        jitter: f64,
+    },
+    /// Clear tasks back to `none` so they run again (a new try), reopening the run.
+    Clear {
+        /// The tasks asked for.
+        task_ids: Vec<String>,
+        /// Also every task downstream of them.
+        downstream: bool,
+        /// Also every task upstream of them.
+        upstream: bool,
+        /// Only tasks that failed (failed or upstream_failed).
+        only_failed: bool,
+    },
+    /// Set a task's state by hand (success or failed).
+    Mark {
+        /// The task.
+        task_id: String,
+        /// The new state.
+        state: TaskState,
+    },
+    /// Set the run's state by hand, or fail it for running too long: unfinished
+    /// tasks become success (marking success) or failed/skipped.
+    SetRunState(RunState),
+}
+
+/// Computes the plan for `action` on `snapshot` of a run of `dag` at `now`.
+pub fn plan(
+    dag: &Dag,
+    snapshot: &RunSnapshot,
+    action: &Action,
+    now: DateTime<Utc>,
+) -> Result<Plan, String> {
+    let mut p = Planning::new(dag, snapshot);
+    match action {
+        Action::Start => {
+            // Someone else (another trigger, the timer) started it first: nothing to do.
+            if snapshot.run.state != RunState::Queued {
+                return Ok(Plan::default());
+            }
+            p.run_to(RunState::Running);
+        }
+        Action::Evaluate => {}
+        Action::Finish {
+            task_id,
+            try_number,
+            outcome,
+            jitter,
+        } => {
+            let (state, current_try, max_tries) = p.get(task_id)?;
+            if state != TaskState::Running || current_try != *try_number {
+                return Err(format!(
+                    "task `{task_id}` try {try_number} is not running (it is {state}, try {current_try})"
+                ));
+            }
+            let to = match outcome {
+                Outcome::Success => TaskState::Success,
+                Outcome::Reschedule(at) => {
+                    p.next_try_at = Some(*at);
+                    TaskState::UpForReschedule
+                }
+                Outcome::Failed if *try_number <= max_tries => {
+                    let task = dag
+                        .tasks
+                        .get(task_id.as_str())
+                        .ok_or_else(|| format!("no task `{task_id}` in the DAG"))?;
+                    let base = task
+                        .retry
+                        .base_wait(u32::try_from(*try_number + 1).unwrap_or(u32::MAX))
+                        .as_secs() as f64;
+                    let wait = match task.retry.backoff {
+                        crate::dag::Backoff::Fixed => base,
+                        // Half fixed, half random: spreads retries without ever waiting less than half.
+                        crate::dag::Backoff::Exponential => {
+                            base * (0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+                        }
+                    };
+                    p.next_try_at =
+                        Some(now + chrono::Duration::milliseconds((wait * 1000.0) as i64));
+                    TaskState::UpForRetry
+                }
+                Outcome::Failed => TaskState::Failed,
+            };
+            p.set(task_id, to, None);
+            p.next_try_at = None;
+        }
+        Action::Clear {
+            task_ids,
+            downstream,
+            upstream,
+            only_failed,
+        } => {
+            let mut targets: Vec<usize> = Vec::new();
+            for t in task_ids {
+                let i = dag
+                    .tasks
+                    .get_index_of(t.as_str())
+                    .ok_or_else(|| format!("no task `{t}` in the DAG"))?;
+                targets.push(i);
+                if *downstream {
+                    targets.extend(dag.graph.all_downstream(i));
+                }
+                if *upstream {
+                    targets.extend(dag.graph.all_upstream(i));
+                }
+            }
+            targets.sort_unstable();
+            targets.dedup();
+            for i in targets {
+                let Some(task) = dag.task_at(i) else { continue };
+                let (state, try_number, _) = p.get(task.id.as_str())?;
+                let skip = state == TaskState::None
+                    || state == TaskState::Running
+                    || (*only_failed && !state.is_failure());
+                if !skip {
+                    let grant = try_number + i64::from(task.retry.retries);
+                    p.set(task.id.as_str(), TaskState::None, Some(grant));
+                }
+            }
+            if p.run_state.is_finished() && !p.changes.is_empty() {
+                p.run_to(RunState::Running);
+            }
+        }
+        Action::Mark { task_id, state } => {
+            if !matches!(state, TaskState::Success | TaskState::Failed) {
+                return Err(format!(
+                    "a task can be marked success or failed, not {state}"
+                ));
+            }
+            let (current, _, _) = p.get(task_id)?;
+            if current == *state {
+                return Err(format!("task `{task_id}` is already {state}"));
+            }
+            p.set(task_id, *state, None);
+        }
+        Action::SetRunState(state) => {
+            if !matches!(state, RunState::Success | RunState::Failed) {
+                return Err(format!(
+                    "a run can be set to success or failed, not {state}"
+                ));
+            }
+            let open: Vec<(String, TaskState)> = snapshot
+                .tasks
+                .iter()
+                .filter(|t| !t.state.is_finished())
+                .map(|t| (t.task_id.clone(), t.state))
+                .collect();
+            for (task_id, current) in open {
+                let to = match (state, current) {
+                    (RunState::Success, _) => TaskState::Success,
+                    (_, TaskState::Running) => TaskState::Failed,
+                    _ => TaskState::Skipped,
+                };
+                p.set(&task_id, to, None);
+            }
+            if p.run_state != *state {
+                p.run_to(*state);
+            }
+            return Ok(p.finish());
+        }
+    }
+    p.evaluate(now);
+    Ok(p.finish())
+}
+
+/// [`plan`] for a snapshot that may hold only part of the run: when a task
+/// this plan finishes has downstream tasks outside the snapshot (a cascade of
+/// skips or upstream failures), asks for them instead of planning blind.
+pub fn plan_scoped(
+    dag: &Dag,
+    snapshot: &RunSnapshot,
+    action: &Action,
+    now: DateTime<Utc>,
+) -> Result<Planned, String> {
+    let plan = plan(dag, snapshot, action, now)?;
+    let known = |id: &str| snapshot.tasks.iter().any(|t| t.task_id == id);
+    let mut missing = Vec::new();
+    for change in plan.tasks.iter().filter(|c| c.to.is_finished()) {
+        let Some(i) = dag.tasks.get_index_of(change.task_id.as_str()) else {
+            continue;
+        };
+        for d in dag.graph.downstream(i) {
+            for n in std::iter::once(d).chain(dag.graph.upstream(d)) {
+                if let Some(t) = dag.task_at(n)
+                    && !known(t.id.as_str())
+                {
+                    missing.push(t.id.to_string());
+                }
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(Planned::Done(plan))
+    } else {
+        missing.sort();
+        missing.dedup();
+        Ok(Planned::NeedTasks(missing))
+    }
+}
+
+struct Planning<'a> {
+    dag: &'a Dag,
+    unfinished: i64,
+    failed: i64,
+    states: HashMap<String, (TaskState, i64, i64)>,
+    next_at: HashMap<String, Option<DateTime<Utc>>>,
+    changes: Vec<TaskChange>,
+    run_from: RunState,
+    run_state: RunState,
+    next_try_at: Option<DateTime<Utc>>,
+}
+
+impl<'a> Planning<'a> {
+    fn new(dag: &'a Dag, s: &RunSnapshot) -> Self {
+        Planning {
+            dag,
+            unfinished: s.unfinished,
+            failed: s.failed,
+            states: s
+                .tasks
+                .iter()
+                .map(|t| (t.task_id.clone(), (t.state, t.try_number, t.max_tries)))
+                .collect(),
+            next_at: s
+                .tasks
+                .iter()
+                .map(|t| (t.task_id.clone(), t.next_try_at))
+                .collect(),
+            changes: Vec::new(),
+            run_from: s.run.state,
+            run_state: s.run.state,
+            next_try_at: None,
+        }
+    }
+
+    fn get(&self, task_id: &str) -> Result<(TaskState, i64, i64), String> {
+        self.states
+            .get(task_id)
+            .copied()
+            .ok_or_else(|| format!("the run has no task instance `{task_id}`"))
+    }
+
+    fn state(&self, task_id: &str) -> TaskState {
+        self.states
+            .get(task_id)
+            .map(|s| s.0)
+            .unwrap_or(TaskState::Removed)
+    }
+
+    fn set(&mut self, task_id: &str, to: TaskState, max_tries: Option<i64>) {
+        let Some(entry) = self.states.get_mut(task_id) else {
+            return;
+        };
+        // Keep the run-wide counts true for tasks inside the scope.
+        self.unfinished += i64::from(!to.is_finished()) - i64::from(!entry.0.is_finished());
+        self.failed += i64::from(to.is_failure()) - i64::from(entry.0.is_failure());
+        self.changes.push(TaskChange {
+            task_id: task_id.to_owned(),
+            from: entry.0,
+            try_number: entry.1,
+            to,
+            max_tries,
+            next_try_at: self.next_try_at,
+        });
+        entry.0 = to;
+        if let Some(m) = max_tries {
+            entry.2 = m;
+        }
+        self.next_at.insert(task_id.to_owned(), self.next_try_at);
+    }
+
+    fn run_to(&mut self, to: RunState) {
+        self.run_state = to;
+    }
+
+    /// Schedules due retries and ready tasks in dependency order, resolves
+    /// trigger rules that can no longer fire, and closes the run when done.
+    fn evaluate(&mut self, now: DateTime<Utc>) {
+        if self.run_state == RunState::Queued {
+            return;
+        }
+        if self.run_state == RunState::Running {
+            self.schedule_ready(now);
+        }
+        // A finished run's outcome follows its tasks too (a task marked by hand).
+        // The counts cover the whole run, also tasks outside the snapshot's scope.
+        if self.unfinished == 0 {
+            self.run_to(if self.failed > 0 {
+                RunState::Failed
+            } else {
+                RunState::Success
+            });
+        }
+    }
+
+    fn schedule_ready(&mut self, now: DateTime<Utc>) {
+        let dag = self.dag;
+        for &i in dag.graph.topological_order() {
+            let Some(task) = dag.task_at(i) else { continue };
+            let id = task.id.as_str();
+            // Outside the snapshot's scope: nothing this action can change.
+            if !self.states.contains_key(id) {
+                continue;
+            }
+            match self.state(id) {
+                TaskState::UpForRetry | TaskState::UpForReschedule => {
+                    let due = self
+                        .next_at
+                        .get(id)
+                        .copied()
+                        .flatten()
+                        .is_none_or(|t| t <= now);
+                    if due {
+                        self.set(id, TaskState::Scheduled, None);
+                    }
+                }
+                TaskState::None => {
+                    let upstream: Vec<TaskState> = dag
+                        .graph
+                        .upstream(i)
+                        .into_iter()
+                        .filter_map(|u| dag.task_at(u))
+                        .map(|u| self.state(u.id.as_str()))
+                        .collect();
+                    if let Some(to) = decide(task.trigger_rule, &upstream) {
+                        self.set(id, to, None);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn finish(self) -> Plan {
+        Plan {
+            tasks: self.changes,
+            run: (self.run_from != self.run_state).then_some((self.run_from, self.run_state)),
+        }
+    }
+}
+
+/// What a task waiting in `none` becomes given its upstream states, by its
+/// trigger rule (Airflow's semantics), or `None` to keep waiting.
+pub fn decide(rule: TriggerRule, upstream: &[TaskState]) -> Option<TaskState> {
+    let count = |f: fn(TaskState) -> bool| upstream.iter().filter(|s| f(**s)).count();
+    let total = upstream.len();
+    let success = count(|s| s == TaskState::Success);
+    let failed = count(TaskState::is_failure);
+    let skipped = count(|s| s == TaskState::Skipped);
+    let done = count(TaskState::is_finished);
+    let all_done = done == total;
+    let run = Some(TaskState::Scheduled);
+    match rule {
+        TriggerRule::Always => run,
+        TriggerRule::AllSuccess => {
+            if failed > 0 {
+                Some(TaskState::UpstreamFailed)
+            } else if skipped > 0 {
+                Some(TaskState::Skipped)
+            } else if success == total {
+                run
+            } else {
+                None
+            }
+        }
+        TriggerRule::AllFailed => {
+            if success > 0 || skipped > 0 {
+                Some(TaskState::Skipped)
+            } else if all_done {
+                run
+            } else {
+                None
+            }
+        }
+        TriggerRule::AllDone => all_done.then_some(TaskState::Scheduled),
+        TriggerRule::OneSuccess => {
+            if success > 0 || total == 0 {
+                run
+            } else if all_done {
+                Some(TaskState::UpstreamFailed)
+            } else {
+                None
+            }
+        }
+        TriggerRule::OneFailed => {
+            if failed > 0 || total == 0 {
+                run
+            } else if all_done {
+                Some(TaskState::Skipped)
+            } else {
+                None
+            }
+        }
+        TriggerRule::NoneFailed => {
+            if failed > 0 {
+                Some(TaskState::UpstreamFailed)
+            } else if all_done {
+                run
+            } else {
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starting_a_started_run_changes_nothing() {
+        let dag = weir_core_test_dag();
+        let mut snap = snapshot(&dag);
+        snap.run.state = RunState::Running;
+        assert_eq!(
+            plan(&dag, &snap, &Action::Start, Utc::now()),
+            Ok(Plan::default())
+        );
+        snap.run.state = RunState::Queued;
+        let p = plan(&dag, &snap, &Action::Start, Utc::now()).unwrap_or_default();
+        assert_eq!(p.run, Some((RunState::Queued, RunState::Running)));
+        assert_eq!(p.tasks.len(), 1, "the root task is scheduled");
+    }
+
+    fn weir_core_test_dag() -> Dag {
+        let text = "tasks:\n  a: {kind: shell, command: 'true'}\n  b: {kind: shell, command: 'true', depends_on: [a]}\n";
+        match crate::loader::load_str(text, std::path::Path::new("/dags/t.yaml")) {
+            Ok(Some((dag, _))) => dag,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn snapshot(dag: &Dag) -> RunSnapshot {
+        let now = Utc::now();
+        let run = crate::store::RunRecord {
+            id: 1,
+            dag_id: "t".into(),
+            run_id: "r".into(),
+            version_id: 1,
+            run_type: crate::state::RunType::Manual,
+            state: RunState::Queued,
+            logical_date: Some(now),
+            data_interval_start: None,
+            data_interval_end: None,
+            run_after: now,
+            conf: "{}".into(),
+            note: None,
+            triggered_by: None,
+            queued_at: now,
+            start_date: None,
+            end_date: None,
+        };
+        let tasks: Vec<crate::store::TaskInstanceRecord> = dag
+            .tasks
+            .keys()
+            .map(|t| crate::store::TaskInstanceRecord {
+                id: t.to_string(),
+                run_pk: 1,
+                dag_id: "t".into(),
+                run_id: "r".into(),
+                task_id: t.to_string(),
+                state: TaskState::None,
+                try_number: 0,
+                max_tries: 0,
+                pool: "default".into(),
+                priority: 0,
+                queued_at: None,
+                start_date: None,
+                end_date: None,
+                next_try_at: None,
+                hostname: None,
+                worker: None,
+                pid: None,
+                lease_until: None,
+                updated_at: now,
+            })
+            .collect();
+        let unfinished = tasks.len() as i64;
+        RunSnapshot {
+            run,
+            tasks,
+            unfinished,
+            failed: 0,
+        }
+    }
+
+    #[test]
+    fn every_rule_against_every_mix() {
+        use TaskState::*;
+        let s = Some(Scheduled);
+        // (rule, upstream states, expected)
+        let cases: Vec<(TriggerRule, Vec<TaskState>, Option<TaskState>)> = vec![
+            (TriggerRule::AllSuccess, vec![Success, Success], s),
+            (
+                TriggerRule::AllSuccess,
+                vec![Success, Running],
+                Option::None,
+            ),
+            (
+                TriggerRule::AllSuccess,
+                vec![Failed, Running],
+                Some(UpstreamFailed),
+            ),
+            (
+                TriggerRule::AllSuccess,
+                vec![UpstreamFailed, Success],
+                Some(UpstreamFailed),
+            ),
+            (
+                TriggerRule::AllSuccess,
+                vec![Skipped, Success],
+                Some(Skipped),
+            ),
+            (TriggerRule::AllSuccess, vec![], s),
+            (TriggerRule::AllDone, vec![Success, Failed, Skipped], s),
+            (
+                TriggerRule::AllDone,
+                vec![Success, UpForRetry],
+                Option::None,
+            ),
+            (TriggerRule::AllFailed, vec![Failed, UpstreamFailed], s),
+            (TriggerRule::AllFailed, vec![Failed, Running], Option::None),
+            (TriggerRule::AllFailed, vec![Failed, Success], Some(Skipped)),
+            (TriggerRule::AllFailed, vec![Skipped, Failed], Some(Skipped)),
+            (TriggerRule::OneSuccess, vec![Success, Running], s),
+            (TriggerRule::OneSuccess, vec![Failed, Running], Option::None),
+            (
+                TriggerRule::OneSuccess,
+                vec![Failed, Skipped],
+                Some(UpstreamFailed),
+            ),
+            (TriggerRule::OneFailed, vec![Failed, Running], s),
+            (TriggerRule::OneFailed, vec![UpstreamFailed, Running], s),
+            (TriggerRule::OneFailed, vec![Success, Running], Option::None),
+            (
+                TriggerRule::OneFailed,
+                vec![Success, Skipped],
+                Some(Skipped),
+            ),
+            (TriggerRule::NoneFailed, vec![Success, Skipped], s),
+            (
+                TriggerRule::NoneFailed,
+                vec![Success, Running],
+                Option::None,
+            ),
+            (
+                TriggerRule::NoneFailed,
+                vec![Failed, Running],
+                Some(UpstreamFailed),
+            ),
+            (TriggerRule::Always, vec![Running, None], s),
+            (TriggerRule::Always, vec![Failed], s),
+        ];
+        for (rule, up, want) in cases {
+            assert_eq!(decide(rule, &up), want, "{} with {up:?}", rule.as_str());
+        }
+    }
+}

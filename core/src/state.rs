@@ -1,0 +1,338 @@
+//! Run and task-instance states (Airflow's names) and the one place that
+//! knows which moves between them are legal.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The state of a task instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskState {
+    /// Not yet considered (Airflow's null).
+    None,
+    /// Its upstream tasks allow it to run; waiting for a slot.
+    Scheduled,
+    /// Has a slot; waiting for a worker to claim it.
+    Queued,
+    /// A worker runs a try.
+    Running,
+    /// The last try succeeded.
+    Success,
+    /// The last try failed and no retry is left (or marked failed).
+    Failed,
+    /// A try failed; another starts at `next_try_at`.
+    UpForRetry,
+    /// A sensor waits for its next poke without holding a slot.
+    UpForReschedule,
+    /// An upstream task failed, so this one cannot run.
+    UpstreamFailed,
+    /// Its trigger rule can no longer fire.
+    Skipped,
+    /// The task is not in the DAG version any more.
+    Removed,
+}
+
+impl TaskState {
+    /// Every state.
+    pub const ALL: [TaskState; 11] = [
+        TaskState::None,
+        TaskState::Scheduled,
+        TaskState::Queued,
+        TaskState::Running,
+        TaskState::Success,
+        TaskState::Failed,
+        TaskState::UpForRetry,
+        TaskState::UpForReschedule,
+        TaskState::UpstreamFailed,
+        TaskState::Skipped,
+        TaskState::Removed,
+    ];
+
+    /// The name stored and shown (`none` for Airflow's null).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::None => "none",
+            TaskState::Scheduled => "scheduled",
+            TaskState::Queued => "queued",
+            TaskState::Running => "running",
+            TaskState::Success => "success",
+            TaskState::Failed => "failed",
+            TaskState::UpForRetry => "up_for_retry",
+            TaskState::UpForReschedule => "up_for_reschedule",
+            TaskState::UpstreamFailed => "upstream_failed",
+            TaskState::Skipped => "skipped",
+            TaskState::Removed => "removed",
+        }
+    }
+
+    /// Final states: nothing happens to the task instance unless a person clears it.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TaskState::Success
+                | TaskState::Failed
+                | TaskState::UpstreamFailed
+                | TaskState::Skipped
+                | TaskState::Removed
+        )
+    }
+
+    /// States that count as a failure for the run's outcome.
+    pub fn is_failure(self) -> bool {
+        matches!(self, TaskState::Failed | TaskState::UpstreamFailed)
+    }
+
+    /// Whether moving from `self` to `to` is legal.
+    ///
+    /// The scheduler moves tasks forward (`none → scheduled → queued → running
+    /// → success | failed | up_for_retry`, `none → upstream_failed | skipped`,
+    /// `up_for_retry → scheduled`); people clear any state but `running` back
+    /// to `none` and mark any state success or failed.
+    pub fn can_move_to(self, to: TaskState) -> bool {
+        use TaskState::*;
+        if self == to {
+            return false;
+        }
+        match (self, to) {
+            // Marking by hand.
+            (_, Success | Failed) if self != None || to == Failed || to == Success => {
+                !matches!(self, Removed)
+            }
+            // Clearing by hand.
+            (Running, None) => false,
+            (_, None) => true,
+            (None, Scheduled | UpstreamFailed | Skipped | Removed) => true,
+            (Scheduled, Queued | UpstreamFailed | Skipped | Removed) => true,
+            (Queued, Running | Scheduled | Removed) => true,
+            (Running, UpForRetry | UpForReschedule) => true,
+            (UpForRetry | UpForReschedule, Scheduled | Removed) => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TaskState::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("unknown task state `{s}`"))
+    }
+}
+
+impl TryFrom<String> for TaskState {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// The state of a DAG run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunState {
+    /// Created; waiting for `max_active_runs` to allow it.
+    Queued,
+    /// Its tasks are being scheduled.
+    Running,
+    /// Every task ended and none failed.
+    Success,
+    /// Every task ended and one failed (or the run was marked failed or timed out).
+    Failed,
+}
+
+impl RunState {
+    /// Every state.
+    pub const ALL: [RunState; 4] = [
+        RunState::Queued,
+        RunState::Running,
+        RunState::Success,
+        RunState::Failed,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Queued => "queued",
+            RunState::Running => "running",
+            RunState::Success => "success",
+            RunState::Failed => "failed",
+        }
+    }
+
+    /// Whether the run has ended.
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunState::Success | RunState::Failed)
+    }
+
+    /// Whether moving from `self` to `to` is legal: forward, reopened by a
+    /// clear, or marked by hand.
+    pub fn can_move_to(self, to: RunState) -> bool {
+        use RunState::*;
+        matches!(
+            (self, to),
+            (Queued, Running | Failed | Success)
+                | (Running, Success | Failed)
+                | (Success, Running | Failed)
+                | (Failed, Running | Success)
+        )
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        RunState::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("unknown run state `{s}`"))
+    }
+}
+
+impl TryFrom<String> for RunState {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// Why a run exists; part of its run id (Airflow's pattern).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunType {
+    /// Triggered by a person or a script.
+    Manual,
+    /// Created by the schedule.
+    Scheduled,
+    /// Created by a backfill.
+    Backfill,
+    /// Created because its input datasets changed.
+    DatasetTriggered,
+}
+
+impl RunType {
+    /// Every type.
+    pub const ALL: [RunType; 4] = [
+        RunType::Manual,
+        RunType::Scheduled,
+        RunType::Backfill,
+        RunType::DatasetTriggered,
+    ];
+
+    /// The stored name, also the run id prefix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunType::Manual => "manual",
+            RunType::Scheduled => "scheduled",
+            RunType::Backfill => "backfill",
+            RunType::DatasetTriggered => "dataset_triggered",
+        }
+    }
+
+    /// A run id for this type and logical date: `scheduled__2026-01-01T02:00:00+00:00`.
+    pub fn run_id(self, at: chrono::DateTime<chrono::Utc>) -> String {
+        format!(
+            "{}__{}",
+            self.as_str(),
+            at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+        )
+    }
+}
+
+impl fmt::Display for RunType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        RunType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("unknown run type `{s}`"))
+    }
+}
+
+impl TryFrom<String> for RunType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskState::*;
+    use super::*;
+
+    #[test]
+    fn forward_moves_are_legal_and_backward_ones_are_not() {
+        for (a, b) in [
+            (None, Scheduled),
+            (Scheduled, Queued),
+            (Queued, Running),
+            (Running, Success),
+            (Running, Failed),
+            (Running, UpForRetry),
+            (UpForRetry, Scheduled),
+            (None, UpstreamFailed),
+            (None, Skipped),
+        ] {
+            assert!(a.can_move_to(b), "{a} -> {b}");
+        }
+        for (a, b) in [
+            (Success, Running),
+            (None, Running),
+            (None, Queued),
+            (Scheduled, Running),
+            (Running, None),
+            (Failed, Scheduled),
+            (Success, Success),
+            (UpstreamFailed, Queued),
+        ] {
+            assert!(!a.can_move_to(b), "{a} -> {b} must be refused");
+        }
+    }
+
+    #[test]
+    fn people_can_clear_and_mark() {
+        for s in [
+            Success,
+            Failed,
+            UpstreamFailed,
+            Skipped,
+            UpForRetry,
+            Scheduled,
+            Queued,
+        ] {
+            assert!(s.can_move_to(None), "clear {s}");
+        }
+        assert!(
+            Failed.can_move_to(Success)
+                && Success.can_move_to(Failed)
+                && Running.can_move_to(Failed)
+        );
+        assert!(RunState::Failed.can_move_to(RunState::Running));
+        assert!(!RunState::Success.can_move_to(RunState::Queued));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in TaskState::ALL {
+            assert_eq!(s.as_str().parse::<TaskState>(), Ok(s));
+        }
+        assert!("bogus".parse::<TaskState>().is_err());
+    }
+}

@@ -1,0 +1,347 @@
+//! The state store: every run, task instance, try and DAG version, in SQLite
+//! (embedded default) or PostgreSQL. Only this module speaks SQL.
+//!
+//! The store applies state changes; it does not decide them. Operations that
+//! change a run take a [`Planner`] that the store calls inside the
+//! transaction with a fresh [`RunSnapshot`]; every change the planner returns
+//! is written guarded by the state and try number it expects, so a change that
+//! matches no row fails the whole transaction with [`Error::Conflict`].
+
+mod postgres;
+mod records;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use postgres::PostgresStore;
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+use crate::state::{RunState, TaskState};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database failed or cannot be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A guarded change matched no row: someone else changed the state first.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The thing asked for does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The change is not allowed from the current state.
+    #[error("illegal transition: {0}")]
+    IllegalTransition(String),
+    /// The planner refused (a rule of the scheduler, not of the database).
+    #[error("{0}")]
+    Plan(String),
+    /// The database URL names no supported backend.
+    #[error("unsupported database URL `{0}`: expected sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    /// A stored value cannot be read back.
+    #[error("corrupt value in the database: {0}")]
+    Corrupt(String),
+}
+
+/// The result type of store operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Decides the changes to a run from its current state, inside the store's
+/// transaction. Returning an error rolls the transaction back.
+pub type Planner<'a> = &'a (dyn Fn(&RunSnapshot) -> Result<Planned, String> + Send + Sync);
+
+/// What a planner answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Planned {
+    /// Apply this plan.
+    Done(Plan),
+    /// The snapshot's scope is too narrow: read these tasks too and ask again.
+    NeedTasks(Vec<String>),
+}
+
+/// A run and its task instances (all, or those a [`Scope`] names), as the
+/// transaction sees them.
+#[derive(Debug, Clone)]
+pub struct RunSnapshot {
+    /// The run.
+    pub run: RunRecord,
+    /// Its task instances in scope.
+    pub tasks: Vec<TaskInstanceRecord>,
+    /// How many task instances of the whole run are not finished.
+    pub unfinished: i64,
+    /// How many task instances of the whole run ended failed or upstream_failed.
+    pub failed: i64,
+}
+
+/// Which task instances a snapshot reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every task instance of the run.
+    All,
+    /// Only these tasks (the planner must not need others).
+    Tasks(Vec<String>),
+}
+
+/// Changes to one run, applied in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Task instance moves, each guarded by its expected state and try number.
+    pub tasks: Vec<TaskChange>,
+    /// The run's move, guarded by its expected state.
+    pub run: Option<(RunState, RunState)>,
+}
+
+impl Plan {
+    /// Whether the plan changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty() && self.run.is_none()
+    }
+}
+
+/// One guarded task-instance move.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskChange {
+    /// The task.
+    pub task_id: String,
+    /// The state it must be in.
+    pub from: TaskState,
+    /// The try number it must have.
+    pub try_number: i64,
+    /// The new state.
+    pub to: TaskState,
+    /// A new `max_tries` (clearing grants the task's retries again).
+    pub max_tries: Option<i64>,
+    /// When the next try may start (`up_for_retry`, `up_for_reschedule`).
+    pub next_try_at: Option<DateTime<Utc>>,
+}
+
+/// How a try ended, as a worker reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TryEnd {
+    /// The task instance.
+    pub ti_id: String,
+    /// The run it belongs to.
+    pub run_pk: i64,
+    /// The try that ended.
+    pub try_number: i64,
+    /// The process exit code, when there was a process.
+    pub exit_code: Option<i64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it ended.
+    pub at: DateTime<Utc>,
+}
+
+/// A task instance claimed by a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// The task instance.
+    pub ti_id: String,
+    /// Its run.
+    pub run_pk: i64,
+    /// DAG id.
+    pub dag_id: String,
+    /// Run id.
+    pub run_id: String,
+    /// Task id.
+    pub task_id: String,
+    /// The try this claim starts.
+    pub try_number: i64,
+    /// The DAG version the run is pinned to.
+    pub version_id: i64,
+    /// Where the try's log goes (relative to the logs folder).
+    pub log_path: String,
+}
+
+/// The slots a claim may use: worker name, host and lease.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// The worker's name.
+    pub worker: String,
+    /// The worker's host.
+    pub hostname: String,
+    /// At most this many task instances.
+    pub limit: i64,
+    /// The lease ends here unless renewed.
+    pub lease_until: DateTime<Utc>,
+    /// Now.
+    pub now: DateTime<Utc>,
+}
+
+/// Filters for listing runs.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// One DAG, or every DAG.
+    pub dag_id: Option<String>,
+    /// Only these states.
+    pub states: Vec<RunState>,
+    /// Newest first when true.
+    pub newest_first: bool,
+    /// At most this many.
+    pub limit: Option<i64>,
+    /// Skip this many.
+    pub offset: Option<i64>,
+}
+
+/// The state store. Implemented by [`SqliteStore`] and [`PostgresStore`];
+/// one conformance suite runs every case against both.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+
+    // ---- DAGs -------------------------------------------------------------
+
+    /// Records the DAGs found by a folder load: new versions, DAG rows (new DAGs
+    /// start paused if the file or `paused_at_creation` says so), DAGs whose file
+    /// is gone marked stale, and the import errors replaced. One transaction.
+    async fn sync_dags(
+        &self,
+        dags: &[DagSync],
+        errors: &[ImportErrorRecord],
+        paused_at_creation: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Every DAG.
+    async fn list_dags(&self) -> Result<Vec<DagRecord>>;
+    /// One DAG.
+    async fn get_dag(&self, dag_id: &str) -> Result<DagRecord>;
+    /// Pauses or unpauses a DAG.
+    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<()>;
+    /// One stored DAG version.
+    async fn get_version(&self, version_id: i64) -> Result<VersionRecord>;
+    /// The versions of a DAG, newest first.
+    async fn list_versions(&self, dag_id: &str) -> Result<Vec<VersionRecord>>;
+    /// The current import errors.
+    async fn list_import_errors(&self) -> Result<Vec<ImportErrorRecord>>;
+
+    // ---- runs -------------------------------------------------------------
+
+    /// Creates a run and its task instances (state `none`), queued. Fails with
+    /// [`Error::Conflict`] if the run id exists.
+    async fn create_run(&self, run: &NewRun) -> Result<RunRecord>;
+    /// Applies `planner`'s plan to a run in one transaction (with `end`, the
+    /// try record is closed in the same transaction, and with `audit`, the
+    /// audit entry is written in it). Returns the applied plan.
+    async fn advance_run(
+        &self,
+        run_pk: i64,
+        scope: &Scope,
+        end: Option<&TryEnd>,
+        audit: Option<&AuditEntry>,
+        planner: Planner<'_>,
+    ) -> Result<Plan>;
+    /// Runs matching a filter, with the total count before limit/offset.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<(Vec<RunRecord>, i64)>;
+    /// One run by its DAG and run id.
+    async fn get_run(&self, dag_id: &str, run_id: &str) -> Result<RunRecord>;
+    /// One run by its key.
+    async fn get_run_by_pk(&self, run_pk: i64) -> Result<RunRecord>;
+    /// The scheduled or backfill run of a DAG with the latest logical date.
+    async fn last_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRecord>>;
+    /// How many runs of a DAG are queued or running.
+    async fn count_active_runs(&self, dag_id: &str) -> Result<i64>;
+    /// How many runs of a DAG are running.
+    async fn count_running_runs(&self, dag_id: &str) -> Result<i64>;
+
+    // ---- task instances ---------------------------------------------------
+
+    /// The task instances of a run, in task order of creation.
+    async fn list_task_instances(&self, run_pk: i64) -> Result<Vec<TaskInstanceRecord>>;
+    /// Every try of a task instance, oldest first.
+    async fn list_tries(&self, ti_id: &str) -> Result<Vec<TryRecord>>;
+
+    // ---- dispatch ---------------------------------------------------------
+
+    /// Moves `scheduled` task instances of running runs to `queued`, highest
+    /// priority first, within pool slots and each DAG's `max_active_tasks`.
+    /// Returns how many were queued.
+    async fn queue_scheduled(&self, now: DateTime<Utc>) -> Result<usize>;
+    /// Claims up to `req.limit` queued task instances: each starts a new try
+    /// (`running`, try number + 1, lease) recorded in the tries history.
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Claim>>;
+    /// Renews the leases of running tries; returns the ones that are no longer
+    /// running under that try (cleared or marked: the worker must stop them).
+    async fn heartbeat(
+        &self,
+        tries: &[(String, i64)],
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>>;
+    /// Records the process of a running try.
+    async fn set_pid(&self, ti_id: &str, try_number: i64, pid: i64) -> Result<()>;
+    /// Running tries whose lease ended before `now`: `(run_pk, ti_id, try_number)`.
+    async fn expired_leases(&self, now: DateTime<Utc>) -> Result<Vec<(i64, String, i64)>>;
+    /// Running tries claimed by `worker`: `(run_pk, ti_id, try_number)`.
+    async fn running_for_worker(&self, worker: &str) -> Result<Vec<(i64, String, i64)>>;
+    /// Runs with task instances waiting in `up_for_retry`/`up_for_reschedule` whose time has come.
+    async fn due_retries(&self, now: DateTime<Utc>) -> Result<Vec<i64>>;
+    /// Running runs started before `started_before` of `dag_id`.
+    async fn running_runs_started_before(
+        &self,
+        dag_id: &str,
+        started_before: DateTime<Utc>,
+    ) -> Result<Vec<RunRecord>>;
+
+    // ---- pools and audit --------------------------------------------------
+
+    /// Every pool with its occupancy.
+    async fn list_pools(&self) -> Result<Vec<PoolRecord>>;
+    /// Creates or updates a pool.
+    async fn upsert_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()>;
+    /// Deletes a pool (not `default`).
+    async fn delete_pool(&self, name: &str) -> Result<()>;
+    /// Writes an audit entry on its own.
+    async fn audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// The newest audit entries.
+    async fn list_audit(&self, limit: i64, offset: i64) -> Result<Vec<AuditRecord>>;
+}
+
+/// Opens the store a URL names (`sqlite://PATH` or `postgres://…`), creating a
+/// SQLite file if needed, and applies migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::connect(url).await?)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Arc::new(PostgresStore::connect(url).await?)
+    } else {
+        return Err(Error::UnsupportedUrl(url.to_owned()));
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// [`open`] taking an owned URL (for spawning).
+pub async fn open_url(url: String) -> Result<Arc<dyn Store>> {
+    open(&url).await
+}
+
+/// Where the log of a try is kept, relative to the logs folder:
+/// `<dag>/<run>/<task>/<try>.log`, with characters unsafe in file names replaced.
+pub fn log_path(dag_id: &str, run_id: &str, task_id: &str, try_number: i64) -> String {
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!(
+        "{}/{}/{}/{try_number}.log",
+        safe(dag_id),
+        safe(run_id),
+        safe(task_id)
+    )
+}

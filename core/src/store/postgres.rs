@@ -1,0 +1,54 @@
+//! The PostgreSQL store, for several schedulers, API servers and workers
+//! sharing one database. Run rows are locked (`FOR UPDATE`) while a run
+//! advances, so concurrent completions of one run are serialised; claims skip
+//! rows another worker is claiming (`FOR UPDATE SKIP LOCKED`).
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Pool, Postgres, Transaction};
+
+use super::Result;
+use super::sql::impl_store;
+
+/// The state store on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: Pool<Postgres>,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect(url)
+            .await?;
+        Ok(PostgresStore { pool })
+    }
+
+    async fn tx(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    fn reader(&self) -> &Pool<Postgres> {
+        &self.pool
+    }
+
+    fn writer(&self) -> &Pool<Postgres> {
+        &self.pool
+    }
+
+    async fn run_migrations(&self) -> Result<()> {
+        sqlx::migrate!("../migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+impl_store!(
+    PostgresStore,
+    Postgres,
+    for_update = "FOR UPDATE",
+    skip_locked = "FOR UPDATE SKIP LOCKED",
+    dispatch_lock = "SELECT pg_advisory_xact_lock(7254001)"
+);

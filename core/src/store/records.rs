@@ -1,0 +1,334 @@
+//! The rows the store reads and writes.
+
+use chrono::{DateTime, Utc};
+
+use crate::state::{RunState, RunType, TaskState};
+
+/// What a folder load says about one DAG.
+#[derive(Debug, Clone)]
+pub struct DagSync {
+    /// DAG id.
+    pub dag_id: String,
+    /// Its file.
+    pub fileloc: String,
+    /// Version hash.
+    pub hash: String,
+    /// The self-contained definition (JSON).
+    pub definition: String,
+    /// `paused:` in the file (used when the DAG is new).
+    pub paused: bool,
+    /// The schedule, described.
+    pub schedule: String,
+    /// The time zone name.
+    pub timezone: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Owner.
+    pub owner: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// `max_active_runs`.
+    pub max_active_runs: i64,
+    /// `max_active_tasks`.
+    pub max_active_tasks: i64,
+}
+
+/// A DAG as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DagRecord {
+    /// DAG id.
+    pub dag_id: String,
+    /// Its file.
+    pub fileloc: String,
+    /// Paused DAGs create no runs.
+    pub is_paused: bool,
+    /// The file is gone.
+    pub is_stale: bool,
+    /// The newest version.
+    pub latest_version_id: i64,
+    /// The schedule, described.
+    pub schedule: String,
+    /// The time zone.
+    pub timezone: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Owner.
+    pub owner: Option<String>,
+    /// Tags as a JSON array.
+    pub tags: String,
+    /// `max_active_runs`.
+    pub max_active_runs: i64,
+    /// `max_active_tasks`.
+    pub max_active_tasks: i64,
+    /// When the file was last read.
+    pub last_parsed_at: DateTime<Utc>,
+}
+
+impl DagRecord {
+    /// The tags as a list.
+    pub fn tag_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.tags).unwrap_or_default()
+    }
+}
+
+/// An immutable DAG version.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct VersionRecord {
+    /// Key.
+    pub id: i64,
+    /// DAG id.
+    pub dag_id: String,
+    /// 1, 2, … per DAG.
+    pub version_number: i64,
+    /// Content hash.
+    pub hash: String,
+    /// The definition (JSON).
+    pub definition: String,
+    /// The file it came from.
+    pub fileloc: String,
+    /// When it was first seen.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A run to create.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// DAG id.
+    pub dag_id: String,
+    /// Run id.
+    pub run_id: String,
+    /// The version the run is pinned to.
+    pub version_id: i64,
+    /// Why it exists.
+    pub run_type: RunType,
+    /// The logical date.
+    pub logical_date: Option<DateTime<Utc>>,
+    /// Data interval start.
+    pub data_interval_start: Option<DateTime<Utc>>,
+    /// Data interval end.
+    pub data_interval_end: Option<DateTime<Utc>>,
+    /// When it may start.
+    pub run_after: DateTime<Utc>,
+    /// The trigger's conf (JSON object).
+    pub conf: String,
+    /// A note.
+    pub note: Option<String>,
+    /// Who created it.
+    pub triggered_by: Option<String>,
+    /// When it was created.
+    pub queued_at: DateTime<Utc>,
+    /// Its task instances.
+    pub tasks: Vec<NewTaskInstance>,
+}
+
+/// A task instance to create with a run.
+#[derive(Debug, Clone)]
+pub struct NewTaskInstance {
+    /// Task id.
+    pub task_id: String,
+    /// Retries (Airflow's `max_tries`).
+    pub max_tries: i64,
+    /// Pool.
+    pub pool: String,
+    /// Priority.
+    pub priority: i64,
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct RunRecord {
+    /// Key.
+    pub id: i64,
+    /// DAG id.
+    pub dag_id: String,
+    /// Run id.
+    pub run_id: String,
+    /// The version the run is pinned to.
+    pub version_id: i64,
+    /// Why it exists.
+    #[sqlx(try_from = "String")]
+    pub run_type: RunType,
+    /// Its state.
+    #[sqlx(try_from = "String")]
+    pub state: RunState,
+    /// Logical date.
+    pub logical_date: Option<DateTime<Utc>>,
+    /// Data interval start.
+    pub data_interval_start: Option<DateTime<Utc>>,
+    /// Data interval end.
+    pub data_interval_end: Option<DateTime<Utc>>,
+    /// When it may start.
+    pub run_after: DateTime<Utc>,
+    /// Conf (JSON object).
+    pub conf: String,
+    /// Note.
+    pub note: Option<String>,
+    /// Who created it.
+    pub triggered_by: Option<String>,
+    /// Created.
+    pub queued_at: DateTime<Utc>,
+    /// Started.
+    pub start_date: Option<DateTime<Utc>>,
+    /// Ended.
+    pub end_date: Option<DateTime<Utc>>,
+}
+
+/// A task instance as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct TaskInstanceRecord {
+    /// Key (a UUID).
+    pub id: String,
+    /// Its run.
+    pub run_pk: i64,
+    /// DAG id.
+    pub dag_id: String,
+    /// Run id.
+    pub run_id: String,
+    /// Task id.
+    pub task_id: String,
+    /// State.
+    #[sqlx(try_from = "String")]
+    pub state: TaskState,
+    /// The current (or last) try; 0 before the first.
+    pub try_number: i64,
+    /// Tries allowed beyond the first, counted from the start (Airflow's meaning).
+    pub max_tries: i64,
+    /// Pool.
+    pub pool: String,
+    /// Priority.
+    pub priority: i64,
+    /// When it was queued.
+    pub queued_at: Option<DateTime<Utc>>,
+    /// When the current try started.
+    pub start_date: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub end_date: Option<DateTime<Utc>>,
+    /// When the next try may start.
+    pub next_try_at: Option<DateTime<Utc>>,
+    /// The host of the current try.
+    pub hostname: Option<String>,
+    /// The worker of the current try.
+    pub worker: Option<String>,
+    /// The process of the current try.
+    pub pid: Option<i64>,
+    /// The lease of the current try.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One try of a task instance (history is kept forever).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct TryRecord {
+    /// The task instance.
+    pub ti_id: String,
+    /// The try.
+    pub try_number: i64,
+    /// DAG id.
+    pub dag_id: String,
+    /// Run id.
+    pub run_id: String,
+    /// Task id.
+    pub task_id: String,
+    /// How it ended (or `running`).
+    #[sqlx(try_from = "String")]
+    pub state: TaskState,
+    /// Started.
+    pub start_date: DateTime<Utc>,
+    /// Ended.
+    pub end_date: Option<DateTime<Utc>>,
+    /// Host.
+    pub hostname: Option<String>,
+    /// Worker.
+    pub worker: Option<String>,
+    /// Process id.
+    pub pid: Option<i64>,
+    /// Exit code.
+    pub exit_code: Option<i64>,
+    /// Error.
+    pub error: Option<String>,
+    /// Log file, relative to the logs folder.
+    pub log_path: String,
+}
+
+impl TryRecord {
+    /// Seconds between start and end.
+    pub fn duration(&self) -> Option<f64> {
+        self.end_date
+            .map(|e| (e - self.start_date).num_microseconds().unwrap_or(0) as f64 / 1e6)
+    }
+}
+
+/// An import error as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ImportErrorRecord {
+    /// Key (0 before it is stored).
+    pub id: i64,
+    /// The file.
+    pub filename: String,
+    /// Line.
+    pub line: i64,
+    /// Column.
+    pub col: i64,
+    /// Message.
+    pub message: String,
+    /// When it was found.
+    pub timestamp: DateTime<Utc>,
+}
+
+/// A pool with its occupancy.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PoolRecord {
+    /// Name.
+    pub name: String,
+    /// Slots.
+    pub slots: i64,
+    /// Description.
+    pub description: Option<String>,
+    /// Task instances running in it.
+    pub running: i64,
+    /// Task instances queued in it.
+    pub queued: i64,
+    /// Task instances scheduled in it.
+    pub scheduled: i64,
+}
+
+/// An audit entry to write.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub actor: String,
+    /// What (`trigger`, `clear`, `mark_success`, `pause`, …).
+    pub action: String,
+    /// DAG.
+    pub dag_id: Option<String>,
+    /// Run.
+    pub run_id: Option<String>,
+    /// Task.
+    pub task_id: Option<String>,
+    /// Details (JSON).
+    pub detail: Option<String>,
+}
+
+/// An audit entry as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AuditRecord {
+    /// Key.
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// DAG.
+    pub dag_id: Option<String>,
+    /// Run.
+    pub run_id: Option<String>,
+    /// Task.
+    pub task_id: Option<String>,
+    /// Details (JSON).
+    pub detail: Option<String>,
+}

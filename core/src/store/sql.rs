@@ -1,0 +1,749 @@
+//! The SQL of the store, written once and instantiated for each backend by
+//! [`impl_store!`]. SQLite and PostgreSQL share every statement (both take
+//! `$N` placeholders, `RETURNING` and `ON CONFLICT`); the only differences are
+//! passed in: row locks (`FOR UPDATE`, `FOR UPDATE SKIP LOCKED`) and the
+//! dispatch lock (an advisory lock), which SQLite does not need because its
+//! write transactions are `BEGIN IMMEDIATE`.
+
+/// Columns of `task_instances` in [`super::TaskInstanceRecord`] order.
+pub(super) const TI_COLUMNS: &str = "id, run_pk, dag_id, run_id, task_id, state, try_number, max_tries, pool, priority, \
+     queued_at, start_date, end_date, next_try_at, hostname, worker, pid, lease_until, updated_at";
+
+/// Whether a database error is a unique-constraint violation.
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// Implements [`super::Store`] for `$store`, which must have `tx()` (a write
+/// transaction), `reader()` and `writer()` (pools) and `run_migrations()`.
+macro_rules! impl_store {
+    ($store:ident, $db:ty, for_update = $for_update:literal, skip_locked = $skip_locked:literal, dispatch_lock = $dispatch_lock:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            async fn migrate(&self) -> $crate::store::Result<()> {
+                self.run_migrations().await
+            }
+
+            async fn sync_dags(
+                &self,
+                dags: &[$crate::store::DagSync],
+                errors: &[$crate::store::ImportErrorRecord],
+                paused_at_creation: bool,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<()> {
+                let mut tx = self.tx().await?;
+                for d in dags {
+                    let existing: Option<i64> =
+                        sqlx::query_scalar("SELECT id FROM dag_versions WHERE dag_id = $1 AND hash = $2")
+                            .bind(&d.dag_id)
+                            .bind(&d.hash)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let version_id = match existing {
+                        Some(id) => id,
+                        None => {
+                            let next: i64 = sqlx::query_scalar(
+                                "SELECT COALESCE(MAX(version_number), 0) + 1 FROM dag_versions WHERE dag_id = $1",
+                            )
+                            .bind(&d.dag_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                            sqlx::query_scalar(
+                                "INSERT INTO dag_versions (dag_id, version_number, hash, definition, fileloc, created_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                            )
+                            .bind(&d.dag_id)
+                            .bind(next)
+                            .bind(&d.hash)
+                            .bind(&d.definition)
+                            .bind(&d.fileloc)
+                            .bind(now)
+                            .fetch_one(&mut *tx)
+                            .await?
+                        }
+                    };
+                    let tags = serde_json::to_string(&d.tags).unwrap_or_else(|_| "[]".into());
+                    sqlx::query(
+                        "INSERT INTO dags (dag_id, fileloc, is_paused, is_stale, latest_version_id, schedule, timezone, \
+                           description, owner, tags, max_active_runs, max_active_tasks, last_parsed_at) \
+                         VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                         ON CONFLICT (dag_id) DO UPDATE SET fileloc = excluded.fileloc, is_stale = FALSE, \
+                           latest_version_id = excluded.latest_version_id, schedule = excluded.schedule, \
+                           timezone = excluded.timezone, description = excluded.description, owner = excluded.owner, \
+                           tags = excluded.tags, max_active_runs = excluded.max_active_runs, \
+                           max_active_tasks = excluded.max_active_tasks, last_parsed_at = excluded.last_parsed_at",
+                    )
+                    .bind(&d.dag_id)
+                    .bind(&d.fileloc)
+                    .bind(d.paused || paused_at_creation)
+                    .bind(version_id)
+                    .bind(&d.schedule)
+                    .bind(&d.timezone)
+                    .bind(&d.description)
+                    .bind(&d.owner)
+                    .bind(tags)
+                    .bind(d.max_active_runs)
+                    .bind(d.max_active_tasks)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                // A DAG neither loaded now nor in a file with an import error is stale.
+                let known: Vec<(String, String)> = sqlx::query_as("SELECT dag_id, fileloc FROM dags WHERE is_stale = FALSE")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for (dag_id, fileloc) in known {
+                    let loaded = dags.iter().any(|d| d.dag_id == dag_id);
+                    let broken = errors.iter().any(|e| e.filename == fileloc);
+                    if !loaded && !broken {
+                        sqlx::query("UPDATE dags SET is_stale = TRUE WHERE dag_id = $1")
+                            .bind(&dag_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                sqlx::query("DELETE FROM import_errors").execute(&mut *tx).await?;
+                for e in errors {
+                    sqlx::query(
+                        "INSERT INTO import_errors (filename, line, col, message, timestamp) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&e.filename)
+                    .bind(e.line)
+                    .bind(e.col)
+                    .bind(&e.message)
+                    .bind(e.timestamp)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_dags(&self) -> $crate::store::Result<Vec<$crate::store::DagRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM dags ORDER BY dag_id").fetch_all(self.reader()).await?)
+            }
+
+            async fn get_dag(&self, dag_id: &str) -> $crate::store::Result<$crate::store::DagRecord> {
+                sqlx::query_as("SELECT * FROM dags WHERE dag_id = $1")
+                    .bind(dag_id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("DAG `{dag_id}`")))
+            }
+
+            async fn set_paused(&self, dag_id: &str, paused: bool) -> $crate::store::Result<()> {
+                let done = sqlx::query("UPDATE dags SET is_paused = $1 WHERE dag_id = $2")
+                    .bind(paused)
+                    .bind(dag_id)
+                    .execute(self.writer())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::store::Error::NotFound(format!("DAG `{dag_id}`")));
+                }
+                Ok(())
+            }
+
+            async fn get_version(&self, version_id: i64) -> $crate::store::Result<$crate::store::VersionRecord> {
+                sqlx::query_as("SELECT * FROM dag_versions WHERE id = $1")
+                    .bind(version_id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("DAG version {version_id}")))
+            }
+
+            async fn list_versions(&self, dag_id: &str) -> $crate::store::Result<Vec<$crate::store::VersionRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM dag_versions WHERE dag_id = $1 ORDER BY version_number DESC")
+                    .bind(dag_id)
+                    .fetch_all(self.reader())
+                    .await?)
+            }
+
+            async fn list_import_errors(&self) -> $crate::store::Result<Vec<$crate::store::ImportErrorRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM import_errors ORDER BY filename, line, col")
+                    .fetch_all(self.reader())
+                    .await?)
+            }
+
+            async fn create_run(&self, run: &$crate::store::NewRun) -> $crate::store::Result<$crate::store::RunRecord> {
+                let mut tx = self.tx().await?;
+                let inserted: Result<$crate::store::RunRecord, sqlx::Error> = sqlx::query_as(
+                    "INSERT INTO dag_runs (dag_id, run_id, version_id, run_type, state, logical_date, \
+                       data_interval_start, data_interval_end, run_after, conf, note, triggered_by, queued_at) \
+                     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *",
+                )
+                .bind(&run.dag_id)
+                .bind(&run.run_id)
+                .bind(run.version_id)
+                .bind(run.run_type.as_str())
+                .bind(run.logical_date)
+                .bind(run.data_interval_start)
+                .bind(run.data_interval_end)
+                .bind(run.run_after)
+                .bind(&run.conf)
+                .bind(&run.note)
+                .bind(&run.triggered_by)
+                .bind(run.queued_at)
+                .fetch_one(&mut *tx)
+                .await;
+                let record = match inserted {
+                    Ok(r) => r,
+                    Err(e) if $crate::store::sql::is_unique_violation(&e) => {
+                        return Err($crate::store::Error::Conflict(format!(
+                            "DAG `{}` already has a run `{}`",
+                            run.dag_id, run.run_id
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                for chunk in run.tasks.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO task_instances (id, run_pk, dag_id, run_id, task_id, state, try_number, \
+                           max_tries, pool, priority, updated_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, t| {
+                        b.push_bind(uuid::Uuid::new_v4().to_string())
+                            .push_bind(record.id)
+                            .push_bind(&run.dag_id)
+                            .push_bind(&run.run_id)
+                            .push_bind(&t.task_id)
+                            .push_bind("none")
+                            .push_bind(0_i64)
+                            .push_bind(t.max_tries)
+                            .push_bind(&t.pool)
+                            .push_bind(t.priority)
+                            .push_bind(run.queued_at);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(record)
+            }
+
+            async fn advance_run(
+                &self,
+                run_pk: i64,
+                scope: &$crate::store::Scope,
+                end: Option<&$crate::store::TryEnd>,
+                audit: Option<&$crate::store::AuditEntry>,
+                planner: $crate::store::Planner<'_>,
+            ) -> $crate::store::Result<$crate::store::Plan> {
+                use $crate::state::TaskState;
+                let mut tx = self.tx().await?;
+                let run: $crate::store::RunRecord = sqlx::query_as(concat!("SELECT * FROM dag_runs WHERE id = $1 ", $for_update))
+                    .bind(run_pk)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("run {run_pk}")))?;
+                let mut scope = scope.clone();
+                let mut rounds = 0;
+                let (snapshot, plan) = loop {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                        "SELECT {} FROM task_instances WHERE run_pk = ",
+                        $crate::store::sql::TI_COLUMNS
+                    ));
+                    qb.push_bind(run_pk);
+                    if let $crate::store::Scope::Tasks(ids) = &scope {
+                        qb.push(" AND task_id IN (");
+                        let mut sep = qb.separated(", ");
+                        for id in ids {
+                            sep.push_bind(id.clone());
+                        }
+                        qb.push(")");
+                    }
+                    let tasks: Vec<$crate::store::TaskInstanceRecord> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                    let (unfinished, failed): (i64, i64) = sqlx::query_as(
+                        "SELECT COALESCE(SUM(CASE WHEN state IN ('success', 'failed', 'upstream_failed', 'skipped', 'removed') \
+                           THEN 0 ELSE 1 END), 0), \
+                         COALESCE(SUM(CASE WHEN state IN ('failed', 'upstream_failed') THEN 1 ELSE 0 END), 0) \
+                         FROM task_instances WHERE run_pk = $1",
+                    )
+                    .bind(run_pk)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let snapshot = $crate::store::RunSnapshot { run: run.clone(), tasks, unfinished, failed };
+                    match planner(&snapshot).map_err($crate::store::Error::Plan)? {
+                        $crate::store::Planned::Done(plan) => break (snapshot, plan),
+                        $crate::store::Planned::NeedTasks(more) => {
+                            rounds += 1;
+                            scope = match scope {
+                                $crate::store::Scope::Tasks(mut ids) if rounds < 4 => {
+                                    ids.extend(more);
+                                    ids.sort();
+                                    ids.dedup();
+                                    $crate::store::Scope::Tasks(ids)
+                                }
+                                _ => $crate::store::Scope::All,
+                            };
+                        }
+                    }
+                };
+                let now = end.map(|e| e.at).unwrap_or_else(chrono::Utc::now);
+                for c in &plan.tasks {
+                    if !c.from.can_move_to(c.to) {
+                        return Err($crate::store::Error::IllegalTransition(format!(
+                            "task `{}` cannot go from {} to {}",
+                            c.task_id, c.from, c.to
+                        )));
+                    }
+                    let reset = c.to == TaskState::None;
+                    let ends = c.to.is_finished() || matches!(c.to, TaskState::UpForRetry | TaskState::UpForReschedule);
+                    let done = sqlx::query(
+                        "UPDATE task_instances SET state = $1, max_tries = COALESCE($2, max_tries), next_try_at = $3, \
+                           start_date = CASE WHEN $4 THEN NULL WHEN $5 THEN COALESCE(start_date, $6) ELSE start_date END, \
+                           end_date = CASE WHEN $4 THEN NULL WHEN $5 THEN $6 ELSE end_date END, \
+                           queued_at = CASE WHEN $4 THEN NULL ELSE queued_at END, \
+                           lease_until = CASE WHEN $4 OR $5 THEN NULL ELSE lease_until END, \
+                           updated_at = $6 \
+                         WHERE run_pk = $7 AND task_id = $8 AND state = $9 AND try_number = $10",
+                    )
+                    .bind(c.to.as_str())
+                    .bind(c.max_tries)
+                    .bind(c.next_try_at)
+                    .bind(reset)
+                    .bind(ends)
+                    .bind(now)
+                    .bind(run_pk)
+                    .bind(&c.task_id)
+                    .bind(c.from.as_str())
+                    .bind(c.try_number)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Err($crate::store::Error::Conflict(format!(
+                            "task `{}` of run {} is no longer {} (try {})",
+                            c.task_id, run_pk, c.from, c.try_number
+                        )));
+                    }
+                    // A running try stopped by hand (mark, clear, timeout) is closed in the history.
+                    let reported = end.is_some_and(|e| snapshot.tasks.iter().any(|t| t.id == e.ti_id && t.task_id == c.task_id));
+                    if c.from == TaskState::Running && !reported {
+                        let ti_id = snapshot.tasks.iter().find(|t| t.task_id == c.task_id).map(|t| t.id.clone());
+                        let state = if c.to == TaskState::Success { "success" } else { "failed" };
+                        sqlx::query(
+                            "UPDATE task_tries SET state = $1, end_date = $2, error = $3 \
+                             WHERE ti_id = $4 AND try_number = $5 AND state = 'running'",
+                        )
+                        .bind(state)
+                        .bind(now)
+                        .bind(format!("stopped: task instance set to {}", c.to))
+                        .bind(ti_id)
+                        .bind(c.try_number)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                if let Some(e) = end {
+                    // The try ends in the state the plan gives its task instance.
+                    let task_id = snapshot.tasks.iter().find(|t| t.id == e.ti_id).map(|t| t.task_id.as_str());
+                    let state = plan
+                        .tasks
+                        .iter()
+                        .find(|c| Some(c.task_id.as_str()) == task_id && c.from == TaskState::Running)
+                        .map(|c| c.to)
+                        .ok_or_else(|| $crate::store::Error::Plan(format!("the plan does not end try {} of {}", e.try_number, e.ti_id)))?;
+                    let done = sqlx::query(
+                        "UPDATE task_tries SET state = $1, end_date = $2, exit_code = $3, error = $4 \
+                         WHERE ti_id = $5 AND try_number = $6 AND state = 'running'",
+                    )
+                    .bind(state.as_str())
+                    .bind(e.at)
+                    .bind(e.exit_code)
+                    .bind(&e.error)
+                    .bind(&e.ti_id)
+                    .bind(e.try_number)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Err($crate::store::Error::Conflict(format!(
+                            "try {} of task instance {} is not running",
+                            e.try_number, e.ti_id
+                        )));
+                    }
+                }
+                if let Some((from, to)) = plan.run {
+                    if !from.can_move_to(to) {
+                        return Err($crate::store::Error::IllegalTransition(format!("run {run_pk} cannot go from {from} to {to}")));
+                    }
+                    let done = sqlx::query(
+                        "UPDATE dag_runs SET state = $1, \
+                           start_date = CASE WHEN $1 = 'running' THEN COALESCE(start_date, $2) ELSE start_date END, \
+                           end_date = CASE WHEN $1 IN ('success', 'failed') THEN $2 ELSE NULL END \
+                         WHERE id = $3 AND state = $4",
+                    )
+                    .bind(to.as_str())
+                    .bind(now)
+                    .bind(run_pk)
+                    .bind(from.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Err($crate::store::Error::Conflict(format!("run {run_pk} is no longer {from}")));
+                    }
+                }
+                if let Some(a) = audit {
+                    insert_audit(&mut *tx, a).await?;
+                }
+                tx.commit().await?;
+                Ok(plan)
+            }
+
+            async fn list_runs(
+                &self,
+                filter: &$crate::store::RunFilter,
+            ) -> $crate::store::Result<(Vec<$crate::store::RunRecord>, i64)> {
+                fn where_clause(qb: &mut sqlx::QueryBuilder<$db>, f: &$crate::store::RunFilter) {
+                    qb.push(" WHERE 1 = 1");
+                    if let Some(d) = &f.dag_id {
+                        qb.push(" AND dag_id = ").push_bind(d.as_str());
+                    }
+                    if !f.states.is_empty() {
+                        qb.push(" AND state IN (");
+                        let mut sep = qb.separated(", ");
+                        for s in &f.states {
+                            sep.push_bind(s.as_str());
+                        }
+                        qb.push(")");
+                    }
+                }
+                let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM dag_runs");
+                where_clause(&mut count, filter);
+                let total: i64 = count.build_query_scalar().fetch_one(self.reader()).await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT * FROM dag_runs");
+                where_clause(&mut qb, filter);
+                qb.push(if filter.newest_first { " ORDER BY run_after DESC, id DESC" } else { " ORDER BY run_after, id" });
+                qb.push(" LIMIT ").push_bind(filter.limit.unwrap_or(i64::MAX).max(0));
+                qb.push(" OFFSET ").push_bind(filter.offset.unwrap_or(0).max(0));
+                let runs = qb.build_query_as().fetch_all(self.reader()).await?;
+                Ok((runs, total))
+            }
+
+            async fn get_run(&self, dag_id: &str, run_id: &str) -> $crate::store::Result<$crate::store::RunRecord> {
+                sqlx::query_as("SELECT * FROM dag_runs WHERE dag_id = $1 AND run_id = $2")
+                    .bind(dag_id)
+                    .bind(run_id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("run `{run_id}` of DAG `{dag_id}`")))
+            }
+
+            async fn get_run_by_pk(&self, run_pk: i64) -> $crate::store::Result<$crate::store::RunRecord> {
+                sqlx::query_as("SELECT * FROM dag_runs WHERE id = $1")
+                    .bind(run_pk)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("run {run_pk}")))
+            }
+
+            async fn last_scheduled_run(&self, dag_id: &str) -> $crate::store::Result<Option<$crate::store::RunRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM dag_runs WHERE dag_id = $1 AND run_type IN ('scheduled', 'backfill') \
+                     AND logical_date IS NOT NULL ORDER BY logical_date DESC LIMIT 1",
+                )
+                .bind(dag_id)
+                .fetch_optional(self.reader())
+                .await?)
+            }
+
+            async fn count_active_runs(&self, dag_id: &str) -> $crate::store::Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM dag_runs WHERE dag_id = $1 AND state IN ('queued', 'running')")
+                    .bind(dag_id)
+                    .fetch_one(self.reader())
+                    .await?)
+            }
+
+            async fn count_running_runs(&self, dag_id: &str) -> $crate::store::Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM dag_runs WHERE dag_id = $1 AND state = 'running'")
+                    .bind(dag_id)
+                    .fetch_one(self.reader())
+                    .await?)
+            }
+
+            async fn list_task_instances(&self, run_pk: i64) -> $crate::store::Result<Vec<$crate::store::TaskInstanceRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM task_instances WHERE run_pk = $1 ORDER BY start_date IS NULL, start_date, task_id",
+                    $crate::store::sql::TI_COLUMNS
+                );
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(run_pk).fetch_all(self.reader()).await?)
+            }
+
+            async fn list_tries(&self, ti_id: &str) -> $crate::store::Result<Vec<$crate::store::TryRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM task_tries WHERE ti_id = $1 ORDER BY try_number")
+                    .bind(ti_id)
+                    .fetch_all(self.reader())
+                    .await?)
+            }
+
+            async fn queue_scheduled(&self, now: chrono::DateTime<chrono::Utc>) -> $crate::store::Result<usize> {
+                use std::collections::HashMap;
+                let mut tx = self.tx().await?;
+                // One dispatcher at a time, across processes: slot counts stay true.
+                sqlx::query($dispatch_lock).execute(&mut *tx).await?;
+                let candidates: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT ti.id, ti.dag_id, ti.pool FROM task_instances ti JOIN dag_runs r ON r.id = ti.run_pk \
+                     WHERE ti.state = 'scheduled' AND r.state = 'running' \
+                     ORDER BY ti.priority DESC, r.run_after, ti.updated_at LIMIT 5000",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                if candidates.is_empty() {
+                    tx.commit().await?;
+                    return Ok(0);
+                }
+                let pools: HashMap<String, i64> =
+                    sqlx::query_as("SELECT name, slots FROM pools").fetch_all(&mut *tx).await?.into_iter().collect();
+                let mut pool_used: HashMap<String, i64> = sqlx::query_as(
+                    "SELECT pool, COUNT(*) FROM task_instances WHERE state IN ('queued', 'running') GROUP BY pool",
+                )
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+                let mut dag_used: HashMap<String, i64> = sqlx::query_as(
+                    "SELECT dag_id, COUNT(*) FROM task_instances WHERE state IN ('queued', 'running') GROUP BY dag_id",
+                )
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+                let dag_limits: HashMap<String, i64> = sqlx::query_as("SELECT dag_id, max_active_tasks FROM dags")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+                let mut chosen = Vec::new();
+                for (id, dag_id, pool) in &candidates {
+                    let pool_slots = pools.get(pool).copied().unwrap_or(0);
+                    let dag_limit = dag_limits.get(dag_id).copied().unwrap_or(i64::MAX);
+                    let p = pool_used.entry(pool.clone()).or_insert(0);
+                    let d = dag_used.entry(dag_id.clone()).or_insert(0);
+                    if *p < pool_slots && *d < dag_limit {
+                        *p += 1;
+                        *d += 1;
+                        chosen.push(id.as_str());
+                    }
+                }
+                for chunk in chosen.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE task_instances SET state = 'queued', queued_at = ");
+                    qb.push_bind(now).push(", updated_at = ").push_bind(now);
+                    qb.push(" WHERE state = 'scheduled' AND id IN (");
+                    let mut sep = qb.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(*id);
+                    }
+                    qb.push(")");
+                    let done = qb.build().execute(&mut *tx).await?;
+                    if done.rows_affected() as usize != chunk.len() {
+                        return Err($crate::store::Error::Conflict("scheduled task instances changed while queueing".into()));
+                    }
+                }
+                tx.commit().await?;
+                Ok(chosen.len())
+            }
+
+            async fn claim(&self, req: &$crate::store::ClaimRequest) -> $crate::store::Result<Vec<$crate::store::Claim>> {
+                let mut tx = self.tx().await?;
+                let rows: Vec<(String, i64, String, String, String, i64)> = sqlx::query_as(concat!(
+                    "UPDATE task_instances SET state = 'running', try_number = try_number + 1, start_date = $1, \
+                       end_date = NULL, next_try_at = NULL, hostname = $2, worker = $3, pid = NULL, lease_until = $4, \
+                       updated_at = $1 \
+                     WHERE state = 'queued' AND id IN (SELECT id FROM task_instances WHERE state = 'queued' \
+                       ORDER BY priority DESC, queued_at LIMIT $5 ",
+                    $skip_locked,
+                    ") RETURNING id, run_pk, dag_id, run_id, task_id, try_number"
+                ))
+                .bind(req.now)
+                .bind(&req.hostname)
+                .bind(&req.worker)
+                .bind(req.lease_until)
+                .bind(req.limit)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut claims = Vec::with_capacity(rows.len());
+                for (ti_id, run_pk, dag_id, run_id, task_id, try_number) in rows {
+                    let version_id: i64 = sqlx::query_scalar("SELECT version_id FROM dag_runs WHERE id = $1")
+                        .bind(run_pk)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let log_path = $crate::store::log_path(&dag_id, &run_id, &task_id, try_number);
+                    sqlx::query(
+                        "INSERT INTO task_tries (ti_id, try_number, dag_id, run_id, task_id, state, start_date, \
+                           hostname, worker, log_path) VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9)",
+                    )
+                    .bind(&ti_id)
+                    .bind(try_number)
+                    .bind(&dag_id)
+                    .bind(&run_id)
+                    .bind(&task_id)
+                    .bind(req.now)
+                    .bind(&req.hostname)
+                    .bind(&req.worker)
+                    .bind(&log_path)
+                    .execute(&mut *tx)
+                    .await?;
+                    claims.push($crate::store::Claim { ti_id, run_pk, dag_id, run_id, task_id, try_number, version_id, log_path });
+                }
+                tx.commit().await?;
+                Ok(claims)
+            }
+
+            async fn heartbeat(
+                &self,
+                tries: &[(String, i64)],
+                lease_until: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<Vec<(String, i64)>> {
+                let mut lost = Vec::new();
+                if tries.is_empty() {
+                    return Ok(lost);
+                }
+                let mut tx = self.tx().await?;
+                for (ti_id, try_number) in tries {
+                    let done = sqlx::query(
+                        "UPDATE task_instances SET lease_until = $1 WHERE id = $2 AND try_number = $3 AND state = 'running'",
+                    )
+                    .bind(lease_until)
+                    .bind(ti_id)
+                    .bind(try_number)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() == 0 {
+                        lost.push((ti_id.clone(), *try_number));
+                    }
+                }
+                tx.commit().await?;
+                Ok(lost)
+            }
+
+            async fn set_pid(&self, ti_id: &str, try_number: i64, pid: i64) -> $crate::store::Result<()> {
+                let mut tx = self.tx().await?;
+                sqlx::query("UPDATE task_instances SET pid = $1 WHERE id = $2 AND try_number = $3 AND state = 'running'")
+                    .bind(pid)
+                    .bind(ti_id)
+                    .bind(try_number)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE task_tries SET pid = $1 WHERE ti_id = $2 AND try_number = $3")
+                    .bind(pid)
+                    .bind(ti_id)
+                    .bind(try_number)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn expired_leases(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<Vec<(i64, String, i64)>> {
+                Ok(sqlx::query_as(
+                    "SELECT run_pk, id, try_number FROM task_instances WHERE state = 'running' AND lease_until < $1",
+                )
+                .bind(now)
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            async fn running_for_worker(&self, worker: &str) -> $crate::store::Result<Vec<(i64, String, i64)>> {
+                Ok(sqlx::query_as("SELECT run_pk, id, try_number FROM task_instances WHERE state = 'running' AND worker = $1")
+                    .bind(worker)
+                    .fetch_all(self.reader())
+                    .await?)
+            }
+
+            async fn due_retries(&self, now: chrono::DateTime<chrono::Utc>) -> $crate::store::Result<Vec<i64>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT DISTINCT run_pk FROM task_instances \
+                     WHERE state IN ('up_for_retry', 'up_for_reschedule') AND next_try_at <= $1",
+                )
+                .bind(now)
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            async fn running_runs_started_before(
+                &self,
+                dag_id: &str,
+                started_before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<Vec<$crate::store::RunRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM dag_runs WHERE dag_id = $1 AND state = 'running' AND start_date < $2")
+                    .bind(dag_id)
+                    .bind(started_before)
+                    .fetch_all(self.reader())
+                    .await?)
+            }
+
+            async fn list_pools(&self) -> $crate::store::Result<Vec<$crate::store::PoolRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT p.name, p.slots, p.description, \
+                       (SELECT COUNT(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'running') AS running, \
+                       (SELECT COUNT(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'queued') AS queued, \
+                       (SELECT COUNT(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'scheduled') AS scheduled \
+                     FROM pools p ORDER BY p.name",
+                )
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            async fn upsert_pool(&self, name: &str, slots: i64, description: Option<&str>) -> $crate::store::Result<()> {
+                sqlx::query(
+                    "INSERT INTO pools (name, slots, description) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, \
+                       description = COALESCE(excluded.description, pools.description)",
+                )
+                .bind(name)
+                .bind(slots)
+                .bind(description)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn delete_pool(&self, name: &str) -> $crate::store::Result<()> {
+                if name == "default" {
+                    return Err($crate::store::Error::Conflict("the default pool cannot be deleted".into()));
+                }
+                let done = sqlx::query("DELETE FROM pools WHERE name = $1").bind(name).execute(self.writer()).await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::store::Error::NotFound(format!("pool `{name}`")));
+                }
+                Ok(())
+            }
+
+            async fn audit(&self, entry: &$crate::store::AuditEntry) -> $crate::store::Result<()> {
+                let mut tx = self.tx().await?;
+                insert_audit(&mut *tx, entry).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_audit(&self, limit: i64, offset: i64) -> $crate::store::Result<Vec<$crate::store::AuditRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM audit_log ORDER BY id DESC LIMIT $1 OFFSET $2")
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(self.reader())
+                    .await?)
+            }
+        }
+
+        async fn insert_audit(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            a: &$crate::store::AuditEntry,
+        ) -> $crate::store::Result<()> {
+            sqlx::query(
+                "INSERT INTO audit_log (at, actor, action, dag_id, run_id, task_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(a.at)
+            .bind(&a.actor)
+            .bind(&a.action)
+            .bind(&a.dag_id)
+            .bind(&a.run_id)
+            .bind(&a.task_id)
+            .bind(&a.detail)
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
+    };
+}
+
+pub(super) use impl_store;

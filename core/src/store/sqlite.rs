@@ -1,0 +1,92 @@
+//! The SQLite store: one file, WAL mode, foreign keys on. Writes go through a
+//! single connection in `BEGIN IMMEDIATE` transactions (SQLite allows one
+//! writer at a time; this makes waiting orderly instead of failing with
+//! "database is locked"); reads use a small pool of their own.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Pool, Sqlite, Transaction};
+
+use super::sql::impl_store;
+use super::{Error, Result};
+
+/// The state store on SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    write: Pool<Sqlite>,
+    read: Pool<Sqlite>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://PATH`).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|_| Error::UnsupportedUrl(url.to_owned()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { write, read })
+    }
+
+    async fn tx(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    fn reader(&self) -> &Pool<Sqlite> {
+        &self.read
+    }
+
+    fn writer(&self) -> &Pool<Sqlite> {
+        &self.write
+    }
+
+    /// Applies migrations. Two processes opening a new database at once both
+    /// try; SQLite runs one after the other, and the second fails on tables the
+    /// first created: it then finds the migration recorded and succeeds.
+    async fn run_migrations(&self) -> Result<()> {
+        let mut attempts = 0;
+        loop {
+            match sqlx::migrate!("../migrations/sqlite")
+                .run(&self.write)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if attempts < 5 => {
+                    attempts += 1;
+                    tracing::debug!("migrations raced with another process ({e}); trying again");
+                    tokio::time::sleep(Duration::from_millis(50 * attempts)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Writes a consistent copy of the database to `path` while it is in use.
+    pub async fn backup(&self, path: &str) -> Result<()> {
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+}
+
+impl_store!(
+    SqliteStore,
+    Sqlite,
+    for_update = "",
+    skip_locked = "",
+    dispatch_lock = "SELECT 1"
+);

@@ -1,0 +1,504 @@
+//! The scheduler on both backends, driven by a test worker that claims task
+//! instances and reports the outcome a case chooses. Time is a manual clock.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use weir_core::both_backends;
+use weir_core::scheduler::{Action, ManualClock, Options, Outcome, Report, Scheduler, Trigger};
+use weir_core::state::{RunState, TaskState};
+use weir_core::store::{Claim, RunRecord};
+use weir_core::testing::TestDb;
+
+struct Env {
+    sched: Scheduler,
+    clock: Arc<ManualClock>,
+    dir: tempfile::TempDir,
+}
+
+async fn env(db: &TestDb, files: &[(&str, &str)]) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let sched = Scheduler::new(db.store.clone(), clock.clone(), Options::default());
+    let report = sched.sync_folder(dir.path()).await.unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    Env { sched, clock, dir }
+}
+
+fn trigger() -> Trigger {
+    Trigger {
+        actor: "test".into(),
+        ..Default::default()
+    }
+}
+
+fn named(run_id: &str) -> Trigger {
+    Trigger {
+        run_id: Some(run_id.into()),
+        ..trigger()
+    }
+}
+
+/// Claims and finishes work until nothing is left to do now; returns every claim made.
+async fn drive(s: &Scheduler, outcome: impl Fn(&Claim) -> Outcome) -> Vec<Claim> {
+    let mut all = Vec::new();
+    for _ in 0..200 {
+        s.tick().await.unwrap();
+        let claims = s.claim("test-worker", "localhost", 100).await.unwrap();
+        if claims.is_empty() {
+            return all;
+        }
+        for c in claims {
+            let o = outcome(&c);
+            let error = (o == Outcome::Failed).then(|| "boom".to_owned());
+            s.finish(&Report {
+                claim: c.clone(),
+                outcome: o,
+                exit_code: None,
+                error,
+            })
+            .await
+            .unwrap();
+            all.push(c);
+        }
+    }
+    panic!("the run did not settle");
+}
+
+async fn states(s: &Scheduler, run: &RunRecord) -> HashMap<String, TaskState> {
+    s.store()
+        .list_task_instances(run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.task_id, t.state))
+        .collect()
+}
+
+async fn run_state(s: &Scheduler, run: &RunRecord) -> RunState {
+    s.store().get_run_by_pk(run.id).await.unwrap().state
+}
+
+const RULES: &str = r#"
+tasks:
+  up_ok: {kind: shell, command: "true"}
+  up_fail: {kind: shell, command: "false"}
+  all_success: {kind: shell, command: "true", depends_on: [up_ok, up_fail]}
+  after_upstream_failed: {kind: shell, command: "true", depends_on: [all_success]}
+  all_done: {kind: shell, command: "true", depends_on: [up_ok, up_fail], trigger_rule: all_done}
+  all_failed: {kind: shell, command: "true", depends_on: [up_fail], trigger_rule: all_failed}
+  all_failed_skips: {kind: shell, command: "true", depends_on: [up_ok], trigger_rule: all_failed}
+  after_skipped: {kind: shell, command: "true", depends_on: [all_failed_skips]}
+  none_failed_after_skip: {kind: shell, command: "true", depends_on: [all_failed_skips], trigger_rule: none_failed}
+  one_success: {kind: shell, command: "true", depends_on: [up_ok, up_fail], trigger_rule: one_success}
+  one_success_none: {kind: shell, command: "true", depends_on: [up_fail], trigger_rule: one_success}
+  one_failed: {kind: shell, command: "true", depends_on: [up_ok, up_fail], trigger_rule: one_failed}
+  one_failed_none: {kind: shell, command: "true", depends_on: [up_ok], trigger_rule: one_failed}
+  none_failed: {kind: shell, command: "true", depends_on: [up_ok, up_fail], trigger_rule: none_failed}
+  always: {kind: shell, command: "true", depends_on: [up_fail], trigger_rule: always}
+"#;
+
+async fn trigger_rules(db: &TestDb) {
+    let e = env(db, &[("rules.yaml", RULES)]).await;
+    let run = e.sched.trigger("rules", trigger()).await.unwrap();
+    drive(&e.sched, |c| {
+        if c.task_id == "up_fail" {
+            Outcome::Failed
+        } else {
+            Outcome::Success
+        }
+    })
+    .await;
+    let got = states(&e.sched, &run).await;
+    use TaskState::*;
+    let want = [
+        ("up_ok", Success),
+        ("up_fail", Failed),
+        ("all_success", UpstreamFailed),
+        ("after_upstream_failed", UpstreamFailed),
+        ("all_done", Success),
+        ("all_failed", Success),
+        ("all_failed_skips", Skipped),
+        ("after_skipped", Skipped),
+        ("none_failed_after_skip", Success),
+        ("one_success", Success),
+        ("one_success_none", UpstreamFailed),
+        ("one_failed", Success),
+        ("one_failed_none", Skipped),
+        ("none_failed", UpstreamFailed),
+        ("always", Success),
+    ];
+    for (task, state) in want {
+        assert_eq!(got[task], state, "{task}");
+    }
+    assert_eq!(
+        run_state(&e.sched, &run).await,
+        RunState::Failed,
+        "a failed task fails the run even after all_done clean-up"
+    );
+}
+both_backends!(trigger_rules_resolve_like_airflow, trigger_rules);
+
+const FLAKY: &str = r#"
+tasks:
+  flaky:
+    kind: shell
+    command: "true"
+    retries: 3
+    retry_delay: 10s
+    retry_backoff: exponential
+    max_retry_delay: 15s
+  after: {kind: shell, command: "true", depends_on: [flaky]}
+"#;
+
+async fn retries(db: &TestDb) {
+    let e = env(db, &[("flaky.yaml", FLAKY)]).await;
+    let run = e.sched.trigger("flaky", trigger()).await.unwrap();
+    let fail_twice = |c: &Claim| {
+        if c.task_id == "flaky" && c.try_number < 3 {
+            Outcome::Failed
+        } else {
+            Outcome::Success
+        }
+    };
+    drive(&e.sched, fail_twice).await;
+    let ti = |name: &'static str| {
+        let s = e.sched.clone();
+        let run = run.clone();
+        async move {
+            s.store()
+                .list_task_instances(run.id)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|t| t.task_id == name)
+                .unwrap()
+        }
+    };
+    let flaky = ti("flaky").await;
+    assert_eq!((flaky.state, flaky.try_number), (TaskState::UpForRetry, 1));
+    let wait = flaky.next_try_at.unwrap() - e.sched.now();
+    assert!(
+        wait >= Duration::seconds(5) && wait <= Duration::seconds(10),
+        "try 2 waits 10s with jitter: {wait}"
+    );
+    // Not due yet: nothing runs.
+    assert!(drive(&e.sched, fail_twice).await.is_empty());
+    e.clock.advance(Duration::seconds(11));
+    drive(&e.sched, fail_twice).await;
+    let flaky = ti("flaky").await;
+    assert_eq!((flaky.state, flaky.try_number), (TaskState::UpForRetry, 2));
+    let wait = flaky.next_try_at.unwrap() - e.sched.now();
+    assert!(
+        wait >= Duration::milliseconds(7500) && wait <= Duration::seconds(15),
+        "try 3 waits min(20s, 15s) with jitter: {wait}"
+    );
+    e.clock.advance(Duration::seconds(16));
+    drive(&e.sched, fail_twice).await;
+    assert_eq!(ti("flaky").await.state, TaskState::Success);
+    assert_eq!(ti("after").await.state, TaskState::Success);
+    assert_eq!(run_state(&e.sched, &run).await, RunState::Success);
+    let tries = e.sched.store().list_tries(&flaky.id).await.unwrap();
+    let history: Vec<(i64, TaskState)> = tries.iter().map(|t| (t.try_number, t.state)).collect();
+    assert_eq!(
+        history,
+        vec![
+            (1, TaskState::UpForRetry),
+            (2, TaskState::UpForRetry),
+            (3, TaskState::Success)
+        ]
+    );
+    assert_eq!(tries[0].error.as_deref(), Some("boom"));
+    assert!(
+        tries
+            .iter()
+            .all(|t| t.end_date.is_some() && t.duration().is_some())
+    );
+}
+both_backends!(retries_back_off_and_keep_history, retries);
+
+const CHAIN: &str = r#"
+tasks:
+  a: {kind: shell, command: "true"}
+  b: {kind: shell, command: "true", depends_on: [a]}
+  c: {kind: shell, command: "true", depends_on: [b]}
+"#;
+
+async fn clear_and_mark(db: &TestDb) {
+    let e = env(db, &[("chain.yaml", CHAIN)]).await;
+    let run = e.sched.trigger("chain", trigger()).await.unwrap();
+    let first_c_fails = |c: &Claim| {
+        if c.task_id == "c" && c.try_number == 1 {
+            Outcome::Failed
+        } else {
+            Outcome::Success
+        }
+    };
+    drive(&e.sched, first_c_fails).await;
+    assert_eq!(run_state(&e.sched, &run).await, RunState::Failed);
+    let cleared = e
+        .sched
+        .clear("chain", &run.run_id, vec!["b".into()], true, false, "ada")
+        .await
+        .unwrap();
+    assert_eq!(cleared, vec!["b".to_owned(), "c".to_owned()]);
+    assert_eq!(
+        run_state(&e.sched, &run).await,
+        RunState::Running,
+        "clearing reopens the run"
+    );
+    drive(&e.sched, first_c_fails).await;
+    assert_eq!(run_state(&e.sched, &run).await, RunState::Success);
+    let tis = e.sched.store().list_task_instances(run.id).await.unwrap();
+    let tries: HashMap<&str, i64> = tis
+        .iter()
+        .map(|t| (t.task_id.as_str(), t.try_number))
+        .collect();
+    assert_eq!(
+        (tries["a"], tries["b"], tries["c"]),
+        (1, 2, 2),
+        "only cleared tasks ran again"
+    );
+
+    // Mark c failed by hand, then success: the run follows, and both are audited.
+    e.sched
+        .mark("chain", &run.run_id, "c", TaskState::Failed, "ada")
+        .await
+        .unwrap();
+    assert_eq!(run_state(&e.sched, &run).await, RunState::Failed);
+    e.sched
+        .mark("chain", &run.run_id, "c", TaskState::Success, "grace")
+        .await
+        .unwrap();
+    assert_eq!(run_state(&e.sched, &run).await, RunState::Success);
+    let audit = e.sched.store().list_audit(10, 0).await.unwrap();
+    let actions: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|a| (a.actor.as_str(), a.action.as_str()))
+        .collect();
+    assert_eq!(
+        &actions[..3],
+        &[
+            ("grace", "mark_success"),
+            ("ada", "mark_failed"),
+            ("ada", "clear")
+        ]
+    );
+    // Illegal requests are refused.
+    assert!(
+        e.sched
+            .mark("chain", &run.run_id, "c", TaskState::Running, "ada")
+            .await
+            .is_err()
+    );
+    assert!(
+        e.sched
+            .clear(
+                "chain",
+                &run.run_id,
+                vec!["nope".into()],
+                false,
+                false,
+                "ada"
+            )
+            .await
+            .is_err()
+    );
+}
+both_backends!(clear_reruns_and_mark_is_audited, clear_and_mark);
+
+async fn pinned_version(db: &TestDb) {
+    let e = env(db, &[("pin.yaml", "tasks:\n  a: {kind: shell, command: 'true'}\n  b: {kind: shell, command: 'true', depends_on: [a]}\n")]).await;
+    let run = e.sched.trigger("pin", named("before")).await.unwrap();
+    let first = e.sched.claim("w", "h", 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    // The file changes while the run is in flight.
+    std::fs::write(
+        e.dir.path().join("pin.yaml"),
+        "tasks:\n  a: {kind: shell, command: 'true'}\n  c: {kind: shell, command: 'true', depends_on: [a]}\n",
+    )
+    .unwrap();
+    e.sched.sync_folder(e.dir.path()).await.unwrap();
+    for c in first {
+        e.sched
+            .finish(&Report {
+                claim: c,
+                outcome: Outcome::Success,
+                exit_code: Some(0),
+                error: None,
+            })
+            .await
+            .unwrap();
+    }
+    drive(&e.sched, |_| Outcome::Success).await;
+    let got = states(&e.sched, &run).await;
+    assert_eq!(
+        got.keys().collect::<std::collections::BTreeSet<_>>(),
+        ["a", "b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .iter()
+            .collect()
+    );
+    assert_eq!(run_state(&e.sched, &run).await, RunState::Success);
+    let next = e.sched.trigger("pin", named("after")).await.unwrap();
+    assert_ne!(next.version_id, run.version_id);
+    assert!(
+        states(&e.sched, &next).await.contains_key("c"),
+        "new runs use the new version"
+    );
+}
+both_backends!(runs_are_pinned_to_their_version, pinned_version);
+
+async fn max_active_runs(db: &TestDb) {
+    let e = env(
+        db,
+        &[(
+            "one.yaml",
+            "max_active_runs: 1\ntasks:\n  a: {kind: shell, command: 'true'}\n",
+        )],
+    )
+    .await;
+    let first = e.sched.trigger("one", named("first")).await.unwrap();
+    let second = e.sched.trigger("one", named("second")).await.unwrap();
+    assert_eq!(
+        (first.state, second.state),
+        (RunState::Running, RunState::Queued)
+    );
+    let dup = e.sched.trigger("one", named("first")).await;
+    assert!(dup.is_err(), "a run id is used once");
+    drive(&e.sched, |_| Outcome::Success).await;
+    assert_eq!(run_state(&e.sched, &first).await, RunState::Success);
+    assert_eq!(
+        run_state(&e.sched, &second).await,
+        RunState::Success,
+        "the queued run started when the first ended"
+    );
+}
+both_backends!(max_active_runs_queues_runs, max_active_runs);
+
+async fn lease_expiry(db: &TestDb) {
+    let e = env(
+        db,
+        &[(
+            "z.yaml",
+            "tasks:\n  a: {kind: shell, command: 'true', retries: 1, retry_delay: 5s}\n",
+        )],
+    )
+    .await;
+    let run = e.sched.trigger("z", trigger()).await.unwrap();
+    let claims = e.sched.claim("w", "h", 10).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    // The worker dies: no heartbeat, no report.
+    e.clock.advance(Duration::seconds(31));
+    e.sched.tick().await.unwrap();
+    let ti = e
+        .sched
+        .store()
+        .list_task_instances(run.id)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        ti.state,
+        TaskState::UpForRetry,
+        "a lost try goes through the retry rules"
+    );
+    let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
+    assert!(
+        tries[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("lease expired")
+    );
+    e.clock.advance(Duration::seconds(6));
+    let again = drive(&e.sched, |_| Outcome::Success).await;
+    assert_eq!(
+        again.iter().map(|c| c.try_number).collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert_eq!(run_state(&e.sched, &run).await, RunState::Success);
+}
+both_backends!(expired_leases_are_retried, lease_expiry);
+
+async fn run_timeout(db: &TestDb) {
+    let e = env(db, &[("slow.yaml", "dagrun_timeout: 1m\ntasks:\n  a: {kind: shell, command: 'true'}\n  b: {kind: shell, command: 'true', depends_on: [a]}\n")]).await;
+    let run = e.sched.trigger("slow", trigger()).await.unwrap();
+    let claims = e.sched.claim("w", "h", 10).await.unwrap();
+    e.sched
+        .heartbeat(&[(claims[0].ti_id.clone(), 1)])
+        .await
+        .unwrap();
+    e.clock.advance(Duration::seconds(61));
+    e.sched
+        .heartbeat(&[(claims[0].ti_id.clone(), 1)])
+        .await
+        .unwrap();
+    e.sched.tick().await.unwrap();
+    assert_eq!(run_state(&e.sched, &run).await, RunState::Failed);
+    let got = states(&e.sched, &run).await;
+    assert_eq!(
+        (got["a"], got["b"]),
+        (TaskState::Failed, TaskState::Skipped)
+    );
+    // The worker's next heartbeat learns its try must stop.
+    let lost = e
+        .sched
+        .heartbeat(&[(claims[0].ti_id.clone(), 1)])
+        .await
+        .unwrap();
+    assert_eq!(lost.len(), 1);
+    // A late report of the stopped try changes nothing.
+    let late = e
+        .sched
+        .finish(&Report {
+            claim: claims[0].clone(),
+            outcome: Outcome::Success,
+            exit_code: Some(0),
+            error: None,
+        })
+        .await;
+    assert!(late.is_err());
+    assert_eq!(run_state(&e.sched, &run).await, RunState::Failed);
+}
+both_backends!(dagrun_timeout_fails_the_run, run_timeout);
+
+async fn refuses_bad_requests(db: &TestDb) {
+    let e = env(
+        db,
+        &[(
+            "p.yaml",
+            "tasks:\n  a: {kind: shell, command: 'true', pool: nope}\n",
+        )],
+    )
+    .await;
+    let err = e
+        .sched
+        .trigger("p", trigger())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pool `nope`, which does not exist"), "{err}");
+    let err = e
+        .sched
+        .trigger("missing", trigger())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not found"), "{err}");
+    let bad_conf = Trigger {
+        conf: Some(serde_json::json!([1])),
+        ..trigger()
+    };
+    assert!(e.sched.trigger("p", bad_conf).await.is_err());
+    let _ = Action::Evaluate;
+}
+both_backends!(bad_triggers_are_refused, refuses_bad_requests);

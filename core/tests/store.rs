@@ -1,0 +1,437 @@
+//! The store conformance suite: every case runs on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use chrono::{Duration, Utc};
+use weir_core::both_backends;
+use weir_core::state::{RunState, RunType, TaskState};
+use weir_core::store::{
+    AuditEntry, ClaimRequest, DagSync, Error, ImportErrorRecord, NewRun, NewTaskInstance, Plan,
+    RunFilter, TaskChange,
+};
+use weir_core::testing::TestDb;
+
+fn dag_sync(dag_id: &str, hash: &str) -> DagSync {
+    DagSync {
+        dag_id: dag_id.into(),
+        fileloc: format!("/dags/{dag_id}.yaml"),
+        hash: hash.into(),
+        definition: format!("{{\"hash\": \"{hash}\"}}"),
+        paused: false,
+        schedule: "manual".into(),
+        timezone: "UTC".into(),
+        description: None,
+        owner: Some("me".into()),
+        tags: vec!["t".into()],
+        max_active_runs: 2,
+        max_active_tasks: 2,
+    }
+}
+
+fn new_run(dag_id: &str, run_id: &str, version_id: i64, tasks: &[&str]) -> NewRun {
+    let now = Utc::now();
+    NewRun {
+        dag_id: dag_id.into(),
+        run_id: run_id.into(),
+        version_id,
+        run_type: RunType::Manual,
+        logical_date: Some(now),
+        data_interval_start: Some(now),
+        data_interval_end: Some(now),
+        run_after: now,
+        conf: "{}".into(),
+        note: None,
+        triggered_by: Some("test".into()),
+        queued_at: now,
+        tasks: tasks
+            .iter()
+            .map(|t| NewTaskInstance {
+                task_id: (*t).into(),
+                max_tries: 1,
+                pool: "default".into(),
+                priority: 0,
+            })
+            .collect(),
+    }
+}
+
+fn change(task: &str, from: TaskState, to: TaskState, try_number: i64) -> TaskChange {
+    TaskChange {
+        task_id: task.into(),
+        from,
+        try_number,
+        to,
+        max_tries: None,
+        next_try_at: None,
+    }
+}
+
+/// Runs `plan` on a run, ignoring the snapshot.
+async fn apply(db: &TestDb, run_pk: i64, plan: Plan) -> Result<Plan, Error> {
+    let planner =
+        move |_: &weir_core::store::RunSnapshot| Ok(weir_core::store::Planned::Done(plan.clone()));
+    db.store
+        .advance_run(run_pk, &weir_core::store::Scope::All, None, None, &planner)
+        .await
+}
+
+async fn setup(db: &TestDb, tasks: &[&str]) -> i64 {
+    db.store
+        .sync_dags(&[dag_sync("d", "h1")], &[], false, Utc::now())
+        .await
+        .unwrap();
+    let dag = db.store.get_dag("d").await.unwrap();
+    let run = db
+        .store
+        .create_run(&new_run("d", "r1", dag.latest_version_id, tasks))
+        .await
+        .unwrap();
+    run.id
+}
+
+async fn versions_and_staleness(db: &TestDb) {
+    let now = Utc::now();
+    let err = ImportErrorRecord {
+        id: 0,
+        filename: "/dags/broken.yaml".into(),
+        line: 3,
+        col: 5,
+        message: "bad".into(),
+        timestamp: now,
+    };
+    db.store
+        .sync_dags(
+            &[dag_sync("a", "h1"), dag_sync("b", "h1")],
+            std::slice::from_ref(&err),
+            false,
+            now,
+        )
+        .await
+        .unwrap();
+    db.store
+        .sync_dags(
+            &[dag_sync("a", "h1"), dag_sync("b", "h1")],
+            &[err],
+            false,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.list_versions("a").await.unwrap().len(),
+        1,
+        "the same content is the same version"
+    );
+    db.store
+        .sync_dags(&[dag_sync("a", "h2")], &[], true, now)
+        .await
+        .unwrap();
+    let versions = db.store.list_versions("a").await.unwrap();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| v.version_number)
+            .collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+    let a = db.store.get_dag("a").await.unwrap();
+    assert_eq!(a.latest_version_id, versions[0].id);
+    assert!(!a.is_paused, "paused_at_creation only applies to new DAGs");
+    assert_eq!(a.tag_list(), vec!["t".to_owned()]);
+    assert!(
+        db.store.get_dag("b").await.unwrap().is_stale,
+        "b's file is gone"
+    );
+    assert!(
+        db.store.list_import_errors().await.unwrap().is_empty(),
+        "import errors are replaced"
+    );
+    db.store
+        .sync_dags(&[dag_sync("c", "h1")], &[], true, now)
+        .await
+        .unwrap();
+    assert!(
+        db.store.get_dag("c").await.unwrap().is_paused,
+        "a new DAG starts paused when asked"
+    );
+    db.store.set_paused("c", false).await.unwrap();
+    assert!(!db.store.get_dag("c").await.unwrap().is_paused);
+    assert!(matches!(
+        db.store.set_paused("nope", true).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        db.store.get_version(9999).await,
+        Err(Error::NotFound(_))
+    ));
+}
+both_backends!(dag_versions_and_staleness, versions_and_staleness);
+
+async fn runs_are_unique(db: &TestDb) {
+    let run_pk = setup(db, &["a", "b"]).await;
+    let dag = db.store.get_dag("d").await.unwrap();
+    let again = db
+        .store
+        .create_run(&new_run("d", "r1", dag.latest_version_id, &["a"]))
+        .await;
+    assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
+    let run = db.store.get_run("d", "r1").await.unwrap();
+    assert_eq!(
+        (run.id, run.state, run.run_type),
+        (run_pk, RunState::Queued, RunType::Manual)
+    );
+    let tis = db.store.list_task_instances(run_pk).await.unwrap();
+    assert_eq!(tis.len(), 2);
+    assert!(
+        tis.iter()
+            .all(|t| t.state == TaskState::None && t.try_number == 0)
+    );
+    assert_eq!(tis[0].id.len(), 36, "task instance ids are UUIDs");
+    let (runs, total) = db
+        .store
+        .list_runs(&RunFilter {
+            dag_id: Some("d".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((runs.len(), total), (1, 1));
+    let (none, total) = db
+        .store
+        .list_runs(&RunFilter {
+            states: vec![RunState::Success],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((none.len(), total), (0, 0));
+}
+both_backends!(run_ids_are_unique_per_dag, runs_are_unique);
+
+async fn guarded_changes(db: &TestDb) {
+    let run_pk = setup(db, &["a", "b"]).await;
+    let start = Plan {
+        tasks: vec![change("a", TaskState::None, TaskState::Scheduled, 0)],
+        run: Some((RunState::Queued, RunState::Running)),
+    };
+    apply(db, run_pk, start).await.unwrap();
+    // The second change expects a state `b` is not in: the whole plan is rolled back.
+    let stale = Plan {
+        tasks: vec![
+            change("a", TaskState::Scheduled, TaskState::Queued, 0),
+            change("b", TaskState::Scheduled, TaskState::Queued, 0),
+        ],
+        run: None,
+    };
+    let err = apply(db, run_pk, stale).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    let tis = db.store.list_task_instances(run_pk).await.unwrap();
+    let a = tis.iter().find(|t| t.task_id == "a").unwrap();
+    assert_eq!(
+        a.state,
+        TaskState::Scheduled,
+        "nothing of a failed plan is applied"
+    );
+    // A wrong try number is a conflict too.
+    let wrong_try = Plan {
+        tasks: vec![change("a", TaskState::Scheduled, TaskState::Queued, 7)],
+        run: None,
+    };
+    assert!(matches!(
+        apply(db, run_pk, wrong_try).await,
+        Err(Error::Conflict(_))
+    ));
+    // Illegal moves are refused before touching the database.
+    let illegal = Plan {
+        tasks: vec![change("b", TaskState::None, TaskState::Running, 0)],
+        run: None,
+    };
+    assert!(matches!(
+        apply(db, run_pk, illegal).await,
+        Err(Error::IllegalTransition(_))
+    ));
+    let illegal_run = Plan {
+        tasks: vec![],
+        run: Some((RunState::Running, RunState::Queued)),
+    };
+    assert!(matches!(
+        apply(db, run_pk, illegal_run).await,
+        Err(Error::IllegalTransition(_))
+    ));
+    let run = db.store.get_run_by_pk(run_pk).await.unwrap();
+    assert_eq!(run.state, RunState::Running);
+    assert!(run.start_date.is_some());
+}
+both_backends!(changes_are_guarded_and_atomic, guarded_changes);
+
+fn claim_req(limit: i64) -> ClaimRequest {
+    let now = Utc::now();
+    ClaimRequest {
+        worker: "w".into(),
+        hostname: "h".into(),
+        limit,
+        lease_until: now + Duration::seconds(30),
+        now,
+    }
+}
+
+async fn dispatch_and_claim(db: &TestDb) {
+    let run_pk = setup(db, &["a", "b", "c"]).await;
+    db.store
+        .upsert_pool("small", 1, Some("one at a time"))
+        .await
+        .unwrap();
+    let mut plan = Plan {
+        tasks: vec![],
+        run: Some((RunState::Queued, RunState::Running)),
+    };
+    for t in ["a", "b", "c"] {
+        plan.tasks
+            .push(change(t, TaskState::None, TaskState::Scheduled, 0));
+    }
+    apply(db, run_pk, plan).await.unwrap();
+    // max_active_tasks is 2 for this DAG.
+    assert_eq!(db.store.queue_scheduled(Utc::now()).await.unwrap(), 2);
+    assert_eq!(
+        db.store.queue_scheduled(Utc::now()).await.unwrap(),
+        0,
+        "the DAG is at its limit"
+    );
+    // Two workers claim at once: each task instance is claimed exactly once.
+    let (r1, r2) = (claim_req(5), claim_req(5));
+    let (x, y) = tokio::join!(db.store.claim(&r1), db.store.claim(&r2));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.len() + y.len(), 2);
+    let claimed: Vec<_> = x.iter().chain(&y).collect();
+    assert!(
+        claimed
+            .iter()
+            .all(|c| c.try_number == 1 && c.log_path.ends_with("/1.log"))
+    );
+    assert_ne!(claimed[0].ti_id, claimed[1].ti_id);
+    let tries = db.store.list_tries(&claimed[0].ti_id).await.unwrap();
+    assert_eq!(tries.len(), 1);
+    assert_eq!(tries[0].state, TaskState::Running);
+    // Heartbeats renew; a try that is no longer running is reported lost.
+    let beats = vec![(claimed[0].ti_id.clone(), 1), (claimed[1].ti_id.clone(), 2)];
+    let lost = db
+        .store
+        .heartbeat(&beats, Utc::now() + Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(lost, vec![(claimed[1].ti_id.clone(), 2)]);
+    // Leases in the past show up as expired.
+    db.store
+        .heartbeat(&beats[..1], Utc::now() - Duration::seconds(1))
+        .await
+        .unwrap();
+    let expired = db.store.expired_leases(Utc::now()).await.unwrap();
+    assert_eq!(expired, vec![(run_pk, claimed[0].ti_id.clone(), 1)]);
+    let pools = db.store.list_pools().await.unwrap();
+    let default = pools.iter().find(|p| p.name == "default").unwrap();
+    assert_eq!((default.running, default.scheduled), (2, 1));
+    assert!(pools.iter().any(|p| p.name == "small" && p.slots == 1));
+    assert!(matches!(
+        db.store.delete_pool("default").await,
+        Err(Error::Conflict(_))
+    ));
+    db.store.delete_pool("small").await.unwrap();
+    assert!(matches!(
+        db.store.delete_pool("small").await,
+        Err(Error::NotFound(_))
+    ));
+}
+both_backends!(dispatch_claims_each_task_once, dispatch_and_claim);
+
+async fn pool_slots(db: &TestDb) {
+    db.store
+        .sync_dags(
+            &[DagSync {
+                max_active_tasks: 100,
+                ..dag_sync("d", "h1")
+            }],
+            &[],
+            false,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    db.store.upsert_pool("default", 3, None).await.unwrap();
+    let dag = db.store.get_dag("d").await.unwrap();
+    let names: Vec<String> = (0..5).map(|i| format!("t{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let run = db
+        .store
+        .create_run(&new_run("d", "r", dag.latest_version_id, &refs))
+        .await
+        .unwrap();
+    let mut plan = Plan {
+        tasks: vec![],
+        run: Some((RunState::Queued, RunState::Running)),
+    };
+    for t in &refs {
+        plan.tasks
+            .push(change(t, TaskState::None, TaskState::Scheduled, 0));
+    }
+    apply(db, run.id, plan).await.unwrap();
+    assert_eq!(
+        db.store.queue_scheduled(Utc::now()).await.unwrap(),
+        3,
+        "the pool has 3 slots"
+    );
+    let pool = db
+        .store
+        .list_pools()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name == "default")
+        .unwrap();
+    assert_eq!((pool.queued, pool.scheduled), (3, 2));
+}
+both_backends!(pools_cap_queued_work, pool_slots);
+
+async fn audit_log(db: &TestDb) {
+    let entry = AuditEntry {
+        at: Utc::now(),
+        actor: "ada".into(),
+        action: "pause".into(),
+        dag_id: Some("d".into()),
+        run_id: None,
+        task_id: None,
+        detail: Some("{}".into()),
+    };
+    db.store.audit(&entry).await.unwrap();
+    db.store
+        .audit(&AuditEntry {
+            action: "unpause".into(),
+            ..entry
+        })
+        .await
+        .unwrap();
+    let log = db.store.list_audit(10, 0).await.unwrap();
+    assert_eq!(
+        log.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
+        vec!["unpause", "pause"]
+    );
+    assert_eq!(log[0].actor, "ada");
+}
+both_backends!(audit_entries_are_kept, audit_log);
+
+async fn migrations_twice(db: &TestDb) {
+    db.store.migrate().await.unwrap();
+    db.store.migrate().await.unwrap();
+}
+both_backends!(migrations_are_idempotent, migrations_twice);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_opening_a_new_sqlite_database_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/race.db", dir.path().display());
+    let opens: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(weir_core::store::open_url(url.clone())))
+        .collect();
+    for o in opens {
+        o.await.unwrap().unwrap();
+    }
+}

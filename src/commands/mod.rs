@@ -1,0 +1,46 @@
+//! One module per command group.
+
+pub mod dags;
+pub mod db;
+pub mod runs;
+pub mod tasks;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use weir_core::config::Config;
+use weir_core::scheduler::{Options, Scheduler, SystemClock};
+
+/// The scheduler on the configured database (migrations applied).
+pub async fn scheduler(config: &Config) -> anyhow::Result<Scheduler> {
+    let store = weir_core::store::open(&config.database.url)
+        .await
+        .with_context(|| format!("opening the database {}", config.database.url))?;
+    for (name, pool) in &config.pools {
+        store.upsert_pool(name, i64::from(pool.slots), None).await?;
+    }
+    let options = Options {
+        paused_at_creation: config.core.dags_paused_at_creation,
+        ..Options::default()
+    };
+    Ok(Scheduler::new(store, Arc::new(SystemClock), options))
+}
+
+/// Who a command acts as, for the audit log.
+pub fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+/// Seconds as `1.234s`, or `-`.
+pub fn seconds(d: Option<f64>) -> String {
+    d.map(|s| format!("{s:.3}s")).unwrap_or_else(|| "-".into())
+}
+
+/// A time as `2026-01-01 02:00:00`, or `-`.
+pub fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| "-".into())
+}

@@ -1,0 +1,89 @@
+//! `weir runs …`: run history.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde_json::json;
+use weir_core::config::Config;
+use weir_core::state::RunState;
+use weir_core::store::RunFilter;
+
+use super::time;
+use crate::output::{OutputFormat, print_json, print_table};
+
+/// `weir runs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Only this DAG.
+        dag_id: Option<String>,
+        /// Only runs in this state (queued, running, success, failed).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 25)]
+        limit: i64,
+        /// Table or JSON.
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+}
+
+/// Runs a `weir runs` subcommand.
+pub async fn run(command: RunsCommand, config: &Config) -> anyhow::Result<ExitCode> {
+    let RunsCommand::List {
+        dag_id,
+        state,
+        limit,
+        output,
+    } = command;
+    let states = match state {
+        Some(s) => vec![s.parse::<RunState>().map_err(anyhow::Error::msg)?],
+        None => Vec::new(),
+    };
+    let sched = super::scheduler(config).await?;
+    let filter = RunFilter {
+        dag_id,
+        states,
+        newest_first: true,
+        limit: Some(limit),
+        offset: None,
+    };
+    let (runs, total) = sched.store().list_runs(&filter).await?;
+    let duration = |r: &weir_core::store::RunRecord| match (r.start_date, r.end_date) {
+        (Some(s), Some(e)) => Some((e - s).num_milliseconds() as f64 / 1000.0),
+        _ => None,
+    };
+    match output {
+        OutputFormat::Json => print_json(&json!({
+            "dag_runs": runs.iter().map(|r| json!({
+                "dag_id": r.dag_id, "dag_run_id": r.run_id, "run_type": r.run_type.as_str(), "state": r.state.as_str(),
+                "logical_date": r.logical_date, "start_date": r.start_date, "end_date": r.end_date,
+                "duration": duration(r),
+            })).collect::<Vec<_>>(),
+            "total_entries": total,
+        })),
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = runs
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.dag_id.clone(),
+                        r.run_id.clone(),
+                        r.run_type.to_string(),
+                        r.state.to_string(),
+                        time(r.start_date),
+                        time(r.end_date),
+                        super::seconds(duration(r)),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["DAG", "RUN", "TYPE", "STATE", "START", "END", "DURATION"],
+                &rows,
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

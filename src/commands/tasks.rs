@@ -1,0 +1,199 @@
+//! `weir tasks …`: task instances of a run, their logs, clear and mark.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Subcommand, ValueEnum};
+use serde_json::json;
+use weir_core::config::Config;
+use weir_core::state::TaskState;
+
+use super::{seconds, time};
+use crate::output::{OutputFormat, print_json, print_table};
+
+/// `weir tasks` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// The task instances of a run: state, try, start, end, duration.
+    List {
+        /// The DAG id.
+        dag_id: String,
+        /// The run id.
+        run_id: String,
+        /// Table or JSON.
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Print the log of a try (default: the latest).
+    Logs {
+        /// The DAG id.
+        dag_id: String,
+        /// The run id.
+        run_id: String,
+        /// The task id.
+        task_id: String,
+        /// The try number.
+        #[arg(long = "try")]
+        try_number: Option<i64>,
+    },
+    /// Clear a task instance so it runs again (a new try); the run reopens.
+    Clear {
+        /// The DAG id.
+        dag_id: String,
+        /// The run id.
+        run_id: String,
+        /// The task id.
+        task_id: String,
+        /// Also clear every task downstream of it.
+        #[arg(long)]
+        downstream: bool,
+        /// Only tasks that failed.
+        #[arg(long)]
+        only_failed: bool,
+    },
+    /// Mark a task instance success or failed by hand (recorded in the audit log).
+    Mark {
+        /// The DAG id.
+        dag_id: String,
+        /// The run id.
+        run_id: String,
+        /// The task id.
+        task_id: String,
+        /// The new state.
+        #[arg(long, value_enum)]
+        state: MarkState,
+    },
+}
+
+/// States a task can be marked with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MarkState {
+    /// success
+    Success,
+    /// failed
+    Failed,
+}
+
+/// Runs a `weir tasks` subcommand.
+pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitCode> {
+    let sched = super::scheduler(config).await?;
+    let store = sched.store();
+    match command {
+        TasksCommand::List {
+            dag_id,
+            run_id,
+            output,
+        } => {
+            let run = store.get_run(&dag_id, &run_id).await?;
+            let tis = store.list_task_instances(run.id).await?;
+            let duration =
+                |t: &weir_core::store::TaskInstanceRecord| match (t.start_date, t.end_date) {
+                    (Some(s), Some(e)) => {
+                        Some((e - s).num_microseconds().unwrap_or(0) as f64 / 1e6)
+                    }
+                    _ => None,
+                };
+            match output {
+                OutputFormat::Json => print_json(&json!({
+                    "task_instances": tis.iter().map(|t| json!({
+                        "task_id": t.task_id, "state": (t.state != TaskState::None).then(|| t.state.as_str()),
+                        "try_number": t.try_number, "max_tries": t.max_tries, "start_date": t.start_date,
+                        "end_date": t.end_date, "duration": duration(t), "hostname": t.hostname,
+                    })).collect::<Vec<_>>(),
+                    "total_entries": tis.len(),
+                })),
+                OutputFormat::Table => {
+                    let rows: Vec<Vec<String>> = tis
+                        .iter()
+                        .map(|t| {
+                            vec![
+                                t.task_id.clone(),
+                                t.state.to_string(),
+                                t.try_number.to_string(),
+                                time(t.start_date),
+                                time(t.end_date),
+                                seconds(duration(t)),
+                            ]
+                        })
+                        .collect();
+                    print_table(&["TASK", "STATE", "TRY", "START", "END", "DURATION"], &rows);
+                }
+            }
+        }
+        TasksCommand::Logs {
+            dag_id,
+            run_id,
+            task_id,
+            try_number,
+        } => {
+            let run = store.get_run(&dag_id, &run_id).await?;
+            let ti = store
+                .list_task_instances(run.id)
+                .await?
+                .into_iter()
+                .find(|t| t.task_id == task_id)
+                .with_context(|| format!("run `{run_id}` has no task `{task_id}`"))?;
+            let tries = store.list_tries(&ti.id).await?;
+            let chosen = match try_number {
+                Some(n) => tries.iter().find(|t| t.try_number == n),
+                None => tries.last(),
+            };
+            let Some(t) = chosen else {
+                bail!(
+                    "task `{task_id}` has no try {}",
+                    try_number
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "yet".into())
+                );
+            };
+            let (text, _) = weir_worker::logs::read(&config.core.logs_dir, &t.log_path, 0)
+                .await
+                .with_context(|| {
+                    format!(
+                        "reading {}",
+                        config.core.logs_dir.join(&t.log_path).display()
+                    )
+                })?;
+            print!("{text}");
+        }
+        TasksCommand::Clear {
+            dag_id,
+            run_id,
+            task_id,
+            downstream,
+            only_failed,
+        } => {
+            let cleared = sched
+                .clear(
+                    &dag_id,
+                    &run_id,
+                    vec![task_id],
+                    downstream,
+                    only_failed,
+                    &super::actor(),
+                )
+                .await?;
+            if cleared.is_empty() {
+                println!("nothing to clear");
+            } else {
+                println!("cleared {}", cleared.join(", "));
+            }
+        }
+        TasksCommand::Mark {
+            dag_id,
+            run_id,
+            task_id,
+            state,
+        } => {
+            let state = match state {
+                MarkState::Success => TaskState::Success,
+                MarkState::Failed => TaskState::Failed,
+            };
+            sched
+                .mark(&dag_id, &run_id, &task_id, state, &super::actor())
+                .await?;
+            println!("marked {task_id} {state}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,339 @@
+//! `weir standalone` and the engine commands as a user runs them: real
+//! processes, a real database, real signals. Waiting polls with a deadline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new(dags: &[(&str, &str)]) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+        for (name, text) in dags {
+            std::fs::write(dir.path().join("dags").join(name), text).unwrap();
+        }
+        let config = format!(
+            "[core]\ndags_folder = \"{0}/dags\"\nlogs_dir = \"{0}/logs\"\ndata_dir = \"{0}/data\"\n[database]\nurl = \"sqlite://{0}/weir.db\"\n",
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("weir.toml"), config).unwrap();
+        Site { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+        c.arg("--config")
+            .arg(self.path("weir.toml"))
+            .args(args)
+            .current_dir(self.dir.path());
+        c.env_remove("WEIR_DATABASE_URL").env_remove("WEIR_CONFIG");
+        c
+    }
+
+    /// Runs weir to completion, killing it if it takes more than a minute.
+    fn run(&self, args: &[&str]) -> Output {
+        let mut child = Guard::new(
+            self.command(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.child().try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "weir {args:?} did not finish within a minute"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.into_inner().wait_with_output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "weir {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "weir {args:?}: {e}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    fn standalone(&self) -> Guard {
+        Guard::new(
+            self.command(&["standalone", "--bind", "127.0.0.1:0", "--slots", "4"])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(self.path("standalone.log")).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            let log = std::fs::read_to_string(self.path("standalone.log")).unwrap_or_default();
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn run_state(&self, dag: &str) -> Option<String> {
+        let runs = self.json(&["runs", "list", dag, "--output", "json"]);
+        runs["dag_runs"]
+            .get(0)
+            .and_then(|r| r["state"].as_str())
+            .map(str::to_owned)
+    }
+}
+
+/// A child process that is killed when the test ends, passing or not.
+struct Guard(Option<Child>);
+
+impl Guard {
+    fn new(child: Child) -> Guard {
+        Guard(Some(child))
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().unwrap()
+    }
+
+    fn into_inner(mut self) -> Child {
+        self.0.take().unwrap()
+    }
+
+    fn kill(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+const CRASH: &str = r#"
+tasks:
+  first:
+    kind: shell
+    command: echo first >> effects.txt
+  slow:
+    kind: shell
+    depends_on: [first]
+    retries: 1
+    retry_delay: 1s
+    command: echo slow-start >> effects.txt; sleep 3; echo slow-end >> effects.txt
+  last:
+    kind: shell
+    depends_on: [slow]
+    command: echo last >> effects.txt
+"#;
+
+#[test]
+fn a_killed_standalone_resumes_and_runs_each_side_effect_as_the_retry_rules_allow() {
+    let site = Site::new(&[("crash.yaml", CRASH)]);
+    let effects = site.path("dags/effects.txt");
+    let mut first = site.standalone();
+    let out = site.run(&["dags", "trigger", "crash"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    site.wait_for("the slow task to start", || {
+        lines(&effects).contains(&"slow-start".to_owned())
+    });
+    // Kill -9: no chance to clean up.
+    first.kill();
+    let mut second = site.standalone();
+    site.wait_for("the run to succeed", || {
+        site.run_state("crash").as_deref() == Some("success")
+    });
+    second.kill();
+    let got = lines(&effects);
+    let count = |s: &str| got.iter().filter(|l| *l == s).count();
+    assert_eq!(count("first"), 1, "{got:?}");
+    assert_eq!(
+        count("slow-start"),
+        2,
+        "the killed try and its one retry: {got:?}"
+    );
+    assert_eq!(
+        count("slow-end"),
+        1,
+        "the killed try never finished: {got:?}"
+    );
+    assert_eq!(count("last"), 1, "{got:?}");
+    let run_id =
+        site.json(&["runs", "list", "crash", "--output", "json"])["dag_runs"][0]["dag_run_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let tasks = site.json(&["tasks", "list", "crash", &run_id, "--output", "json"]);
+    let slow = tasks["task_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_id"] == "slow")
+        .unwrap();
+    assert_eq!(slow["try_number"], 2);
+    let log1 = String::from_utf8_lossy(
+        &site
+            .run(&["tasks", "logs", "crash", &run_id, "slow", "--try", "1"])
+            .stdout,
+    )
+    .into_owned();
+    assert!(log1.contains("weir: running"), "{log1}");
+}
+
+#[test]
+fn graceful_stop_on_sigterm() {
+    let site = Site::new(&[(
+        "quick.yaml",
+        "tasks:\n  a: {kind: shell, command: 'true'}\n",
+    )]);
+    let mut child = site.standalone();
+    site.wait_for("startup", || {
+        std::fs::read_to_string(site.path("standalone.log"))
+            .unwrap_or_default()
+            .contains("listening on")
+    });
+    let pid = nix::unistd::Pid::from_raw(child.child().id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.child().try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "standalone did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "exit: {status:?}");
+    assert!(
+        std::fs::read_to_string(site.path("standalone.log"))
+            .unwrap()
+            .contains("stopped")
+    );
+}
+
+const CHAIN: &str = r#"
+params: {who: world}
+tasks:
+  hello: {kind: shell, command: 'echo "hello {{ params.who }}"'}
+  check: {kind: shell, command: 'test -f ok.flag', depends_on: [hello]}
+  after: {kind: shell, command: 'true', depends_on: [check]}
+"#;
+
+#[test]
+fn dags_test_prints_state_changes_and_exits_by_outcome() {
+    let site = Site::new(&[("chain.yaml", CHAIN)]);
+    let failed = site.run(&["dags", "test", "chain"]);
+    let text = String::from_utf8_lossy(&failed.stdout).into_owned();
+    assert_eq!(failed.status.code(), Some(1), "{text}");
+    assert!(text.contains("check") && text.contains("failed"), "{text}");
+    assert!(text.contains("upstream_failed"), "{text}");
+    std::fs::write(site.path("dags/ok.flag"), "").unwrap();
+    let ok = site.run(&["dags", "test", "chain", "--conf", r#"{"who": "ada"}"#]);
+    let text = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert_eq!(ok.status.code(), Some(0), "{text}");
+    assert!(text.contains("success"), "{text}");
+    let bad = site.run(&["dags", "test", "chain", "--conf", "[1]"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--conf must be a JSON object"));
+}
+
+#[test]
+fn clear_and_mark_from_the_command_line() {
+    let site = Site::new(&[("chain.yaml", CHAIN)]);
+    let mut sa = site.standalone();
+    let trig = site.json(&[
+        "dags", "trigger", "chain", "--run-id", "r1", "--output", "json",
+    ]);
+    assert_eq!(trig["dag_run_id"], "r1");
+    site.wait_for("the run to fail", || {
+        site.run_state("chain").as_deref() == Some("failed")
+    });
+    std::fs::write(site.path("dags/ok.flag"), "").unwrap();
+    let out = site.run(&["tasks", "clear", "chain", "r1", "check", "--downstream"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "cleared check, after"
+    );
+    site.wait_for("the cleared run to succeed", || {
+        site.run_state("chain").as_deref() == Some("success")
+    });
+    let tasks = site.json(&["tasks", "list", "chain", "r1", "--output", "json"]);
+    let tries: Vec<(String, i64)> = tasks["task_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["task_id"].as_str().unwrap().to_owned(),
+                t["try_number"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        tries.contains(&("hello".into(), 1)) && tries.contains(&("check".into(), 2)),
+        "{tries:?}"
+    );
+    let log = String::from_utf8_lossy(&site.run(&["tasks", "logs", "chain", "r1", "hello"]).stdout)
+        .into_owned();
+    assert!(log.contains("hello world"), "{log}");
+    let mark = site.run(&["tasks", "mark", "chain", "r1", "after", "--state", "failed"]);
+    assert!(
+        mark.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mark.stderr)
+    );
+    assert_eq!(site.run_state("chain").as_deref(), Some("failed"));
+    let missing = site.run(&["tasks", "clear", "chain", "nope", "check"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+    let table = String::from_utf8_lossy(&site.run(&["runs", "list"]).stdout).into_owned();
+    assert!(table.starts_with("DAG") && table.contains("r1"), "{table}");
+    sa.kill();
+    let backup = site.path("copy.db");
+    let out = site.run(&["db", "backup", backup.to_str().unwrap()]);
+    assert!(
+        out.status.success() && backup.exists(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,81 @@
+//! The template context of a try (§2): `ds`, `ts`, `run_id`, `params`,
+//! `conf`, `secret(name)` and the rest, and the `WEIR_*` environment.
+
+use std::sync::Arc;
+
+use minijinja::{Environment, Error, ErrorKind, Value};
+use weir_core::dag::Dag;
+use weir_core::store::{Claim, RunRecord};
+
+use crate::secrets::Secrets;
+
+/// Everything a try needs to render its templates.
+#[derive(Debug, Clone)]
+pub struct TryContext {
+    /// The DAG version the run is pinned to.
+    pub dag: Arc<Dag>,
+    /// The run.
+    pub run: RunRecord,
+    /// The claim that started the try.
+    pub claim: Claim,
+}
+
+impl TryContext {
+    fn logical_date(&self) -> chrono::DateTime<chrono::Utc> {
+        self.run.logical_date.unwrap_or(self.run.run_after)
+    }
+
+    /// The variables templates see.
+    pub fn values(&self) -> Value {
+        let ld = self.logical_date();
+        let ts = |t: Option<chrono::DateTime<chrono::Utc>>| t.unwrap_or(ld).to_rfc3339();
+        let conf: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&self.run.conf).unwrap_or_default();
+        let mut params = self.dag.params.clone();
+        for (k, v) in &conf {
+            params.insert(k.clone(), v.clone());
+        }
+        minijinja::context! {
+            ds => ld.format("%Y-%m-%d").to_string(),
+            ds_nodash => ld.format("%Y%m%d").to_string(),
+            ts => ld.to_rfc3339(),
+            logical_date => ld.to_rfc3339(),
+            data_interval_start => ts(self.run.data_interval_start),
+            data_interval_end => ts(self.run.data_interval_end),
+            run_id => self.run.run_id.clone(),
+            dag_id => self.claim.dag_id.clone(),
+            task_id => self.claim.task_id.clone(),
+            try_number => self.claim.try_number,
+            params => Value::from(minijinja::value::Serde(&params)),
+            conf => Value::from(minijinja::value::Serde(&conf)),
+        }
+    }
+
+    /// The `WEIR_*` variables every task process gets.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("WEIR_DAG_ID".into(), self.claim.dag_id.clone()),
+            ("WEIR_RUN_ID".into(), self.run.run_id.clone()),
+            ("WEIR_TASK_ID".into(), self.claim.task_id.clone()),
+            ("WEIR_TRY_NUMBER".into(), self.claim.try_number.to_string()),
+            ("WEIR_LOGICAL_DATE".into(), self.logical_date().to_rfc3339()),
+        ]
+    }
+}
+
+/// The template environment of tries: weir's settings plus `secret(name)`.
+pub fn environment(secrets: Arc<Secrets>) -> Environment<'static> {
+    let mut env = weir_core::template::environment();
+    env.add_function("secret", move |name: String| -> Result<String, Error> {
+        secrets.get(&name).map(str::to_owned).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "secret `{name}` is not set (set WEIR_SECRET_{})",
+                    name.to_ascii_uppercase()
+                ),
+            )
+        })
+    });
+    env
+}

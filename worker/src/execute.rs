@@ -1,0 +1,131 @@
+//! Executing one claimed try: render its templates, run it, log it, and say
+//! how it ended.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use weir_core::dag::TaskKind;
+use weir_core::scheduler::Outcome;
+
+use crate::context::TryContext;
+use crate::logs::LogWriter;
+use crate::shell::{self, ShellEnd, ShellSpec};
+
+/// How a try ended, for the scheduler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TryResult {
+    /// Success, failure or reschedule.
+    pub outcome: Outcome,
+    /// The exit code, for processes.
+    pub exit_code: Option<i64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl TryResult {
+    fn failed(error: impl Into<String>) -> Self {
+        TryResult {
+            outcome: Outcome::Failed,
+            exit_code: None,
+            error: Some(error.into()),
+        }
+    }
+}
+
+/// Runs the try described by `ctx`, writing its log; `on_start` gets the pid.
+pub async fn execute(
+    ctx: &TryContext,
+    env: &minijinja::Environment<'static>,
+    log: &mut LogWriter,
+    stop: &CancellationToken,
+    on_start: impl FnOnce(u32),
+) -> TryResult {
+    let Some(task) = ctx.dag.tasks.get(ctx.claim.task_id.as_str()) else {
+        return TryResult::failed(format!(
+            "task `{}` is not in the run's DAG version",
+            ctx.claim.task_id
+        ));
+    };
+    let _ = log
+        .line(&format!(
+            "weir: try {} of {}.{} (run {})",
+            ctx.claim.try_number, ctx.claim.dag_id, ctx.claim.task_id, ctx.claim.run_id
+        ))
+        .await;
+    let values = ctx.values();
+    let render = |what: &str, src: &str| -> Result<String, String> {
+        weir_core::template::render(env, src, &values).map_err(|e| format!("{what}: {e}"))
+    };
+    let result = match &task.kind {
+        TaskKind::Shell { command } => {
+            let argv = match shell::argv(command, |s| render("command", s)) {
+                Ok(a) => a,
+                Err(e) => return report(log, TryResult::failed(e)).await,
+            };
+            let mut vars = ctx.env();
+            for (k, v) in &task.env {
+                match render(&format!("env {k}"), v) {
+                    Ok(v) => vars.push((k.clone(), v)),
+                    Err(e) => return report(log, TryResult::failed(e)).await,
+                }
+            }
+            let spec = ShellSpec {
+                argv,
+                env: vars,
+                cwd: shell::dag_folder(Path::new(&ctx.dag.fileloc)),
+                timeout: task.timeout.map(|t| t.to_std()),
+            };
+            let _ = log
+                .line(&format!("weir: running {}", spec.argv.join(" ")))
+                .await;
+            match shell::run(&spec, log, stop, on_start).await {
+                ShellEnd::Exited(0) => TryResult {
+                    outcome: Outcome::Success,
+                    exit_code: Some(0),
+                    error: None,
+                },
+                ShellEnd::Exited(code) => TryResult {
+                    outcome: Outcome::Failed,
+                    exit_code: Some(i64::from(code)),
+                    error: Some(format!("the command exited with code {code}")),
+                },
+                ShellEnd::Signalled(sig) => {
+                    TryResult::failed(format!("the command was killed by signal {sig}"))
+                }
+                ShellEnd::TimedOut(t) => TryResult::failed(format!(
+                    "timed out after {}s; the process group was killed",
+                    t.as_secs()
+                )),
+                ShellEnd::Stopped => TryResult::failed(
+                    "stopped: the worker shut down or the task instance was cleared or marked",
+                ),
+                ShellEnd::SpawnFailed(e) => TryResult::failed(e),
+            }
+        }
+        other => TryResult::failed(format!(
+            "{} tasks cannot run yet: this build has no data plane (only shell tasks run)",
+            other.name().as_str()
+        )),
+    };
+    report(log, result).await
+}
+
+async fn report(log: &mut LogWriter, r: TryResult) -> TryResult {
+    let line = match (&r.outcome, &r.error) {
+        (Outcome::Success, _) => "weir: the try succeeded".to_owned(),
+        (_, Some(e)) => format!("weir: the try failed: {e}"),
+        (o, None) => format!("weir: the try ended: {o:?}"),
+    };
+    let _ = log.line(&line).await;
+    r
+}
+
+/// Shared, read-only things every try of a worker uses.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Where logs go.
+    pub logs_dir: std::path::PathBuf,
+    /// Secrets and their masking.
+    pub secrets: Arc<crate::secrets::Secrets>,
+}

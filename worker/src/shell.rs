@@ -1,0 +1,179 @@
+//! Running a command as a task: `sh -c` for a string, exec for a list, in a
+//! process group of its own so a timeout or a stop kills the whole tree.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use crate::logs::LogWriter;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ShellSpec {
+    /// Program and arguments (`["sh", "-c", command]` for a string).
+    pub argv: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// The working folder (the DAG file's folder).
+    pub cwd: std::path::PathBuf,
+    /// Kill the process group after this long.
+    pub timeout: Option<Duration>,
+}
+
+/// How the process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShellEnd {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal ended it.
+    Signalled(i32),
+    /// It ran past its timeout and was killed.
+    TimedOut(Duration),
+    /// It was stopped (worker shutting down, or the try was cleared or marked).
+    Stopped,
+    /// It could not start.
+    SpawnFailed(String),
+}
+
+/// How long a stopped process group gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(3);
+
+/// Runs `spec`, streaming its output into `log`; `on_start` gets the pid.
+pub async fn run(
+    spec: &ShellSpec,
+    log: &mut LogWriter,
+    stop: &CancellationToken,
+    on_start: impl FnOnce(u32),
+) -> ShellEnd {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return ShellEnd::SpawnFailed("empty command".into());
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(&spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    die_with_parent(&mut cmd);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return ShellEnd::SpawnFailed(format!("cannot start `{program}`: {e}")),
+    };
+    let Some(pid) = child.id() else {
+        return ShellEnd::SpawnFailed("the process ended before it started".into());
+    };
+    on_start(pid);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(256);
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(forward_lines(BufReader::new(out), tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(forward_lines(BufReader::new(err), tx.clone()));
+    }
+    drop(tx);
+    let deadline = async {
+        match spec.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut output_open = true;
+    let ended = loop {
+        tokio::select! {
+            line = rx.recv(), if output_open => match line {
+                Some(l) => { let _ = log.line(&l).await; }
+                None => output_open = false,
+            },
+            status = child.wait() => break match status {
+                Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+                    (Some(code), _) => ShellEnd::Exited(code),
+                    (None, Some(sig)) => ShellEnd::Signalled(sig),
+                    (None, None) => ShellEnd::Exited(-1),
+                },
+                Err(e) => ShellEnd::SpawnFailed(format!("waiting for the process failed: {e}")),
+            },
+            _ = &mut deadline => {
+                kill_group(pid, &mut child).await;
+                break ShellEnd::TimedOut(spec.timeout.unwrap_or_default());
+            }
+            _ = stop.cancelled() => {
+                kill_group(pid, &mut child).await;
+                break ShellEnd::Stopped;
+            }
+        }
+    };
+    // Output still buffered after the process ended (the group may hold the pipes open: stop at once).
+    if matches!(ended, ShellEnd::Exited(_) | ShellEnd::Signalled(_)) {
+        while let Ok(Some(l)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+            let _ = log.line(&l).await;
+        }
+    }
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    ended
+}
+
+async fn forward_lines<R: tokio::io::AsyncRead + Unpin>(
+    reader: BufReader<R>,
+    tx: tokio::sync::mpsc::Sender<String>,
+) {
+    let mut lines = reader.lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if tx.send(line).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// SIGTERM to the whole group, then SIGKILL after a grace period.
+async fn kill_group(pid: u32, child: &mut tokio::process::Child) {
+    let group = Pid::from_raw(pid as i32);
+    let _ = killpg(group, Signal::SIGTERM);
+    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+/// Asks the kernel to kill the task's process if the worker dies, so a
+/// killed worker leaves no task running unseen (its try is retried instead).
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes one async-signal-safe system call (prctl).
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+}
+
+/// The argv of a command: `sh -c <string>`, or the list itself.
+pub fn argv(
+    command: &weir_core::dag::CommandSpec,
+    render: impl Fn(&str) -> Result<String, String>,
+) -> Result<Vec<String>, String> {
+    match command {
+        weir_core::dag::CommandSpec::Shell(s) => Ok(vec!["sh".into(), "-c".into(), render(s)?]),
+        weir_core::dag::CommandSpec::Exec(args) => args.iter().map(|a| render(a)).collect(),
+    }
+}
+
+/// The folder a DAG's relative paths resolve against.
+pub fn dag_folder(fileloc: &Path) -> std::path::PathBuf {
+    match fileloc.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
+}

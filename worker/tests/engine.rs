@@ -1,0 +1,339 @@
+//! The engine end to end with real processes: scheduler, local pool and shell
+//! tasks on both backends. Waiting is polling with a deadline, never a fixed sleep.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use weir_core::both_backends;
+use weir_core::scheduler::{Options, Scheduler, SystemClock, Trigger};
+use weir_core::state::{RunState, TaskState};
+use weir_core::store::{RunRecord, TaskInstanceRecord};
+use weir_core::testing::TestDb;
+use weir_worker::secrets::Secrets;
+use weir_worker::{LocalPool, PoolOptions};
+
+struct Engine {
+    sched: Scheduler,
+    dir: tempfile::TempDir,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Engine {
+    async fn start(db: &TestDb, dag: &str, secrets: &[(&str, &str)]) -> Engine {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+        std::fs::write(dir.path().join("dags/t.yaml"), dag).unwrap();
+        let options = Options {
+            lease: Duration::from_secs(3),
+            tick: Duration::from_millis(100),
+            ..Options::default()
+        };
+        let sched = Scheduler::new(db.store.clone(), Arc::new(SystemClock), options);
+        let report = sched.sync_folder(&dir.path().join("dags")).await.unwrap();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let cancel = CancellationToken::new();
+        let pool = LocalPool::new(
+            sched.clone(),
+            PoolOptions {
+                slots: 4,
+                logs_dir: dir.path().join("logs"),
+                name: "test".into(),
+                poll: Duration::from_millis(100),
+            },
+            Secrets::from_env(
+                secrets
+                    .iter()
+                    .map(|(k, v)| (format!("WEIR_SECRET_{k}"), (*v).to_owned())),
+            ),
+        );
+        let tasks = vec![
+            tokio::spawn(pool.run(cancel.clone())),
+            tokio::spawn(sched.clone().run(cancel.clone())),
+        ];
+        Engine {
+            sched,
+            dir,
+            cancel,
+            tasks,
+        }
+    }
+
+    async fn trigger(&self, conf: serde_json::Value) -> RunRecord {
+        self.sched
+            .trigger(
+                "t",
+                Trigger {
+                    conf: Some(conf),
+                    actor: "test".into(),
+                    ..Trigger::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn wait_until<F: Fn(&[TaskInstanceRecord], RunState) -> bool>(
+        &self,
+        run: &RunRecord,
+        what: &str,
+        done: F,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let tis = self
+                .sched
+                .store()
+                .list_task_instances(run.id)
+                .await
+                .unwrap();
+            let state = self
+                .sched
+                .store()
+                .get_run_by_pk(run.id)
+                .await
+                .unwrap()
+                .state;
+            if done(&tis, state) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {state} {tis:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn finished(&self, run: &RunRecord) -> RunState {
+        self.wait_until(run, "the run to end", |_, s| s.is_finished())
+            .await;
+        self.sched
+            .store()
+            .get_run_by_pk(run.id)
+            .await
+            .unwrap()
+            .state
+    }
+
+    async fn ti(&self, run: &RunRecord, task: &str) -> TaskInstanceRecord {
+        self.sched
+            .store()
+            .list_task_instances(run.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.task_id == task)
+            .unwrap()
+    }
+
+    async fn log(&self, run: &RunRecord, task: &str, try_number: i64) -> String {
+        let ti = self.ti(run, task).await;
+        let tries = self.sched.store().list_tries(&ti.id).await.unwrap();
+        let t = tries.iter().find(|t| t.try_number == try_number).unwrap();
+        std::fs::read_to_string(self.dir.path().join("logs").join(&t.log_path)).unwrap()
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+    }
+}
+
+const HELLO: &str = r#"
+params: {greeting: hello, region: eu}
+tasks:
+  greet:
+    kind: shell
+    command: echo "{{ params.greeting }} {{ params.region }} ds={{ ds }} run={{ run_id }} try={{ try_number }}"
+  env:
+    kind: shell
+    depends_on: [greet]
+    env: {TOKEN: "{{ secret('api_token') }}", WHERE: "{{ params.region }}"}
+    command: ["sh", "-c", "echo dag=$WEIR_DAG_ID task=$WEIR_TASK_ID try=$WEIR_TRY_NUMBER where=$WHERE token=$TOKEN; pwd"]
+"#;
+
+async fn shell_tasks(db: &TestDb) {
+    let e = Engine::start(db, HELLO, &[("API_TOKEN", "s3cr3t-value")]).await;
+    let run = e.trigger(serde_json::json!({"greeting": "bonjour"})).await;
+    assert_eq!(e.finished(&run).await, RunState::Success);
+    let greet = e.log(&run, "greet", 1).await;
+    let ds = run.logical_date.unwrap().format("%Y-%m-%d").to_string();
+    assert!(
+        greet.contains(&format!("bonjour eu ds={ds} run={} try=1", run.run_id)),
+        "conf overrides params:\n{greet}"
+    );
+    let env = e.log(&run, "env", 1).await;
+    assert!(
+        env.contains("dag=t task=env try=1 where=eu token=***"),
+        "WEIR_* variables, env templates, masked secret:\n{env}"
+    );
+    assert!(!env.contains("s3cr3t-value"), "{env}");
+    let dags_dir = std::fs::canonicalize(e.dir.path().join("dags")).unwrap();
+    assert!(
+        env.contains(&dags_dir.display().to_string()),
+        "tasks run in the DAG file's folder:\n{env}"
+    );
+    let ti = e.ti(&run, "env").await;
+    let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
+    assert_eq!(tries[0].exit_code, Some(0));
+    assert!(tries[0].pid.is_some() && tries[0].hostname.is_some());
+    e.stop().await;
+}
+both_backends!(
+    shell_tasks_render_templates_env_and_mask_secrets,
+    shell_tasks
+);
+
+const FLAKY: &str = r#"
+tasks:
+  flaky:
+    kind: shell
+    retries: 3
+    retry_delay: 1s
+    command: |
+      n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count
+      echo "attempt $n"
+      [ "$n" -ge 3 ]
+"#;
+
+async fn retries_until_success(db: &TestDb) {
+    let e = Engine::start(db, FLAKY, &[]).await;
+    let run = e.trigger(serde_json::json!({})).await;
+    assert_eq!(e.finished(&run).await, RunState::Success);
+    let count = std::fs::read_to_string(e.dir.path().join("dags/count")).unwrap();
+    assert_eq!(count.trim(), "3", "the command ran exactly three times");
+    let ti = e.ti(&run, "flaky").await;
+    assert_eq!(ti.try_number, 3);
+    let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
+    let states: Vec<TaskState> = tries.iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        vec![
+            TaskState::UpForRetry,
+            TaskState::UpForRetry,
+            TaskState::Success
+        ]
+    );
+    assert_eq!(tries[0].exit_code, Some(1));
+    assert!(
+        tries[1].start_date >= tries[0].end_date.unwrap() + chrono::Duration::milliseconds(900),
+        "retry_delay is respected"
+    );
+    assert!(e.log(&run, "flaky", 2).await.contains("attempt 2"));
+    e.stop().await;
+}
+both_backends!(retries_reach_success_on_a_later_try, retries_until_success);
+
+const SLOW: &str = r#"
+tasks:
+  slow:
+    kind: shell
+    timeout: 1s
+    command: "sleep 60 & echo $! > child.pid; wait"
+"#;
+
+fn alive(pid: i32) -> bool {
+    // A zombie or missing process counts as dead.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
+        .unwrap_or(false)
+}
+
+async fn timeout_kills_tree(db: &TestDb) {
+    let e = Engine::start(db, SLOW, &[]).await;
+    let run = e.trigger(serde_json::json!({})).await;
+    assert_eq!(e.finished(&run).await, RunState::Failed);
+    let ti = e.ti(&run, "slow").await;
+    let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
+    assert!(
+        tries[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("timed out after 1s"),
+        "{tries:?}"
+    );
+    let pid: i32 = std::fs::read_to_string(e.dir.path().join("dags/child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the grandchild {pid} outlived the timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    e.stop().await;
+}
+both_backends!(timeout_kills_the_process_tree, timeout_kills_tree);
+
+async fn template_errors(db: &TestDb) {
+    let dag = "tasks:\n  bad:\n    kind: shell\n    command: echo {{ params.nope }}\n";
+    let e = Engine::start(db, dag, &[]).await;
+    let run = e.trigger(serde_json::json!({})).await;
+    assert_eq!(e.finished(&run).await, RunState::Failed);
+    let ti = e.ti(&run, "bad").await;
+    let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
+    let err = tries[0].error.clone().unwrap_or_default();
+    assert!(err.contains("command: template error on line 1"), "{err}");
+    assert!(e.log(&run, "bad", 1).await.contains("template error"));
+    e.stop().await;
+}
+both_backends!(template_errors_fail_the_try, template_errors);
+
+async fn marked_tries_stop(db: &TestDb) {
+    let dag = "tasks:\n  long:\n    kind: shell\n    command: 'echo $$ > long.pid; sleep 60'\n";
+    let e = Engine::start(db, dag, &[]).await;
+    let run = e.trigger(serde_json::json!({})).await;
+    e.wait_until(&run, "the task to run", |tis, _| {
+        tis[0].state == TaskState::Running && tis[0].pid.is_some()
+    })
+    .await;
+    let pid_file = e.dir.path().join("dags/long.pid");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    e.sched
+        .mark("t", &run.run_id, "long", TaskState::Failed, "ada")
+        .await
+        .unwrap();
+    assert_eq!(e.finished(&run).await, RunState::Failed);
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the marked try's process {pid} kept running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    e.stop().await;
+}
+both_backends!(a_try_marked_by_hand_is_stopped, marked_tries_stop);
+
+#[test]
+fn log_paths_are_safe_file_names() {
+    let p = weir_core::store::log_path("d", "manual__2026-01-01T00:00:00+00:00", "t", 2);
+    assert_eq!(p, "d/manual__2026-01-01T00_00_00+00_00/t/2.log");
+    assert!(
+        !Path::new(&weir_core::store::log_path("../x", "../../y", "z", 1))
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    );
+}
