@@ -58,6 +58,18 @@ enum Command {
         #[command(subcommand)]
         command: TasksCommand,
     },
+    /// Measure the engine on synthetic DAGs of no-op shell tasks.
+    Bench {
+        /// A database URL (default: a throwaway SQLite file). Use an empty database.
+        #[arg(long)]
+        database: Option<String>,
+        /// Task slots of the worker pool.
+        #[arg(long, default_value_t = 16)]
+        slots: usize,
+        /// Workloads to run (default: all).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        workloads: Vec<crate::bench::Workload>,
+    },
     /// The state database.
     Db {
         #[command(subcommand)]
@@ -77,6 +89,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Runs { command } => commands::runs::run(command, &config).await,
         Command::Tasks { command } => commands::tasks::run(command, &config).await,
         Command::Db { command } => commands::db::run(command, &config).await,
+        Command::Bench {
+            database,
+            slots,
+            workloads,
+        } => {
+            let all = vec![
+                crate::bench::Workload::Chain50,
+                crate::bench::Workload::Fanout200,
+                crate::bench::Workload::Layered1000,
+                crate::bench::Workload::Tasks10000,
+            ];
+            crate::bench::run(
+                database,
+                slots,
+                if workloads.is_empty() { all } else { workloads },
+            )
+            .await
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! into the crates. `standalone` wires scheduler, worker pool and HTTP server
 //! into one process.
 
+mod bench;
 mod cli;
 mod commands;
 mod output;

@@ -23,7 +23,17 @@ pub async fn run(
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".into());
-    let worker = format!("standalone@{hostname}");
+    let worker = format!(
+        "standalone@{hostname}:{}",
+        weir_core::store::site_id(&config.database.url)
+    );
+    // Processes our previous life left running stop before their tries are retried.
+    let marker = worker.clone();
+    let orphans =
+        tokio::task::spawn_blocking(move || weir_worker::shell::kill_orphans(&marker)).await?;
+    if orphans > 0 {
+        tracing::warn!("stopped {orphans} task process(es) left running when weir last stopped");
+    }
     let recovered = sched.recover_worker(&worker).await?;
     if recovered > 0 {
         tracing::warn!(

@@ -62,6 +62,7 @@ async fn drive(s: &Scheduler, outcome: impl Fn(&Claim) -> Outcome) -> Vec<Claim>
                 outcome: o,
                 exit_code: None,
                 error,
+                pid: None,
             })
             .await
             .unwrap();
@@ -332,6 +333,7 @@ async fn pinned_version(db: &TestDb) {
                 outcome: Outcome::Success,
                 exit_code: Some(0),
                 error: None,
+                pid: None,
             })
             .await
             .unwrap();
@@ -464,6 +466,7 @@ async fn run_timeout(db: &TestDb) {
             outcome: Outcome::Success,
             exit_code: Some(0),
             error: None,
+            pid: None,
         })
         .await;
     assert!(late.is_err());

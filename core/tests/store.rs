@@ -67,7 +67,7 @@ fn change(task: &str, from: TaskState, to: TaskState, try_number: i64) -> TaskCh
 }
 
 /// Runs `plan` on a run, ignoring the snapshot.
-async fn apply(db: &TestDb, run_pk: i64, plan: Plan) -> Result<Plan, Error> {
+async fn apply(db: &TestDb, run_pk: i64, plan: Plan) -> Result<weir_core::store::Advanced, Error> {
     let planner =
         move |_: &weir_core::store::RunSnapshot| Ok(weir_core::store::Planned::Done(plan.clone()));
     db.store
@@ -214,11 +214,15 @@ async fn guarded_changes(db: &TestDb) {
         tasks: vec![change("a", TaskState::None, TaskState::Scheduled, 0)],
         run: Some((RunState::Queued, RunState::Running)),
     };
-    apply(db, run_pk, start).await.unwrap();
+    let started = apply(db, run_pk, start).await.unwrap();
+    assert_eq!(
+        started.queued, 1,
+        "ready work is queued in the same transaction"
+    );
     // The second change expects a state `b` is not in: the whole plan is rolled back.
     let stale = Plan {
         tasks: vec![
-            change("a", TaskState::Scheduled, TaskState::Queued, 0),
+            change("a", TaskState::Queued, TaskState::Scheduled, 0),
             change("b", TaskState::Scheduled, TaskState::Queued, 0),
         ],
         run: None,
@@ -229,12 +233,12 @@ async fn guarded_changes(db: &TestDb) {
     let a = tis.iter().find(|t| t.task_id == "a").unwrap();
     assert_eq!(
         a.state,
-        TaskState::Scheduled,
+        TaskState::Queued,
         "nothing of a failed plan is applied"
     );
     // A wrong try number is a conflict too.
     let wrong_try = Plan {
-        tasks: vec![change("a", TaskState::Scheduled, TaskState::Queued, 7)],
+        tasks: vec![change("a", TaskState::Queued, TaskState::Scheduled, 7)],
         run: None,
     };
     assert!(matches!(
@@ -289,9 +293,8 @@ async fn dispatch_and_claim(db: &TestDb) {
         plan.tasks
             .push(change(t, TaskState::None, TaskState::Scheduled, 0));
     }
-    apply(db, run_pk, plan).await.unwrap();
     // max_active_tasks is 2 for this DAG.
-    assert_eq!(db.store.queue_scheduled(Utc::now()).await.unwrap(), 2);
+    assert_eq!(apply(db, run_pk, plan).await.unwrap().queued, 2);
     assert_eq!(
         db.store.queue_scheduled(Utc::now()).await.unwrap(),
         0,
@@ -373,12 +376,12 @@ async fn pool_slots(db: &TestDb) {
         plan.tasks
             .push(change(t, TaskState::None, TaskState::Scheduled, 0));
     }
-    apply(db, run.id, plan).await.unwrap();
     assert_eq!(
-        db.store.queue_scheduled(Utc::now()).await.unwrap(),
+        apply(db, run.id, plan).await.unwrap().queued,
         3,
         "the pool has 3 slots"
     );
+    assert_eq!(db.store.queue_scheduled(Utc::now()).await.unwrap(), 0);
     let pool = db
         .store
         .list_pools()

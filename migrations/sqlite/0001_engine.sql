@@ -46,6 +46,8 @@ CREATE TABLE dag_runs (
     queued_at           TEXT    NOT NULL,
     start_date          TEXT,
     end_date            TEXT,
+    unfinished          INTEGER NOT NULL DEFAULT 0,
+    failed              INTEGER NOT NULL DEFAULT 0,
     UNIQUE (dag_id, run_id)
 );
 CREATE INDEX dag_runs_by_state ON dag_runs (state, dag_id);
@@ -54,6 +56,7 @@ CREATE INDEX dag_runs_by_dag ON dag_runs (dag_id, run_after);
 CREATE TABLE task_instances (
     id           TEXT    PRIMARY KEY,
     run_pk       INTEGER NOT NULL REFERENCES dag_runs (id) ON DELETE CASCADE,
+    version_id   INTEGER NOT NULL,
     dag_id       TEXT    NOT NULL,
     run_id       TEXT    NOT NULL,
     task_id      TEXT    NOT NULL,

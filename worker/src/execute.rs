@@ -21,6 +21,8 @@ pub struct TryResult {
     pub exit_code: Option<i64>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The process id, for processes.
+    pub pid: Option<i64>,
 }
 
 impl TryResult {
@@ -29,17 +31,19 @@ impl TryResult {
             outcome: Outcome::Failed,
             exit_code: None,
             error: Some(error.into()),
+            pid: None,
         }
     }
 }
 
-/// Runs the try described by `ctx`, writing its log; `on_start` gets the pid.
+/// Runs the try described by `ctx`, writing its log. Processes it starts
+/// carry `WEIR_WORKER=<worker>` (see [`shell::kill_orphans`]).
 pub async fn execute(
     ctx: &TryContext,
     env: &minijinja::Environment<'static>,
     log: &mut LogWriter,
     stop: &CancellationToken,
-    on_start: impl FnOnce(u32),
+    worker: &str,
 ) -> TryResult {
     let Some(task) = ctx.dag.tasks.get(ctx.claim.task_id.as_str()) else {
         return TryResult::failed(format!(
@@ -64,6 +68,7 @@ pub async fn execute(
                 Err(e) => return report(log, TryResult::failed(e)).await,
             };
             let mut vars = ctx.env();
+            vars.push((shell::WORKER_MARKER.to_owned(), worker.to_owned()));
             for (k, v) in &task.env {
                 match render(&format!("env {k}"), v) {
                     Ok(v) => vars.push((k.clone(), v)),
@@ -79,28 +84,11 @@ pub async fn execute(
             let _ = log
                 .line(&format!("weir: running {}", spec.argv.join(" ")))
                 .await;
-            match shell::run(&spec, log, stop, on_start).await {
-                ShellEnd::Exited(0) => TryResult {
-                    outcome: Outcome::Success,
-                    exit_code: Some(0),
-                    error: None,
-                },
-                ShellEnd::Exited(code) => TryResult {
-                    outcome: Outcome::Failed,
-                    exit_code: Some(i64::from(code)),
-                    error: Some(format!("the command exited with code {code}")),
-                },
-                ShellEnd::Signalled(sig) => {
-                    TryResult::failed(format!("the command was killed by signal {sig}"))
-                }
-                ShellEnd::TimedOut(t) => TryResult::failed(format!(
-                    "timed out after {}s; the process group was killed",
-                    t.as_secs()
-                )),
-                ShellEnd::Stopped => TryResult::failed(
-                    "stopped: the worker shut down or the task instance was cleared or marked",
-                ),
-                ShellEnd::SpawnFailed(e) => TryResult::failed(e),
+            let mut pid = None;
+            let end = shell::run(&spec, log, stop, |p| pid = Some(i64::from(p))).await;
+            TryResult {
+                pid,
+                ..shell_result(end)
             }
         }
         other => TryResult::failed(format!(
@@ -109,6 +97,34 @@ pub async fn execute(
         )),
     };
     report(log, result).await
+}
+
+fn shell_result(end: ShellEnd) -> TryResult {
+    match end {
+        ShellEnd::Exited(0) => TryResult {
+            outcome: Outcome::Success,
+            exit_code: Some(0),
+            error: None,
+            pid: None,
+        },
+        ShellEnd::Exited(code) => TryResult {
+            outcome: Outcome::Failed,
+            exit_code: Some(i64::from(code)),
+            error: Some(format!("the command exited with code {code}")),
+            pid: None,
+        },
+        ShellEnd::Signalled(sig) => {
+            TryResult::failed(format!("the command was killed by signal {sig}"))
+        }
+        ShellEnd::TimedOut(t) => TryResult::failed(format!(
+            "timed out after {}s; the process group was killed",
+            t.as_secs()
+        )),
+        ShellEnd::Stopped => TryResult::failed(
+            "stopped: the worker shut down or the task instance was cleared or marked",
+        ),
+        ShellEnd::SpawnFailed(e) => TryResult::failed(e),
+    }
 }
 
 async fn report(log: &mut LogWriter, r: TryResult) -> TryResult {
@@ -128,4 +144,6 @@ pub struct Shared {
     pub logs_dir: std::path::PathBuf,
     /// Secrets and their masking.
     pub secrets: Arc<crate::secrets::Secrets>,
+    /// This worker's name (the orphan marker of its processes).
+    pub worker: String,
 }

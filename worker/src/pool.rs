@@ -48,6 +48,7 @@ impl LocalPool {
         let shared = Shared {
             logs_dir: options.logs_dir.clone(),
             secrets: Arc::new(secrets),
+            worker: options.name.clone(),
         };
         LocalPool {
             scheduler,
@@ -133,18 +134,7 @@ async fn run_try(
         Ok(ctx) => {
             match LogWriter::create(&shared.logs_dir, &claim.log_path, shared.secrets.clone()).await
             {
-                Ok(mut log) => {
-                    let store = sched.store().clone();
-                    let (ti, tn) = (claim.ti_id.clone(), claim.try_number);
-                    execute::execute(&ctx, env, &mut log, stop, move |pid| {
-                        tokio::spawn(async move {
-                            if let Err(e) = store.set_pid(&ti, tn, i64::from(pid)).await {
-                                tracing::warn!("recording the pid failed: {e}");
-                            }
-                        });
-                    })
-                    .await
-                }
+                Ok(mut log) => execute::execute(&ctx, env, &mut log, stop, &shared.worker).await,
                 Err(e) => failed(format!("cannot write the log {}: {e}", claim.log_path)),
             }
         }
@@ -155,6 +145,7 @@ async fn run_try(
         outcome: result.outcome,
         exit_code: result.exit_code,
         error: result.error,
+        pid: result.pid,
     };
     if let Err(e) = sched.finish(&report).await {
         tracing::warn!(dag = %report.claim.dag_id, run = %report.claim.run_id, task = %report.claim.task_id, "reporting the try failed: {e}");
@@ -166,6 +157,7 @@ fn failed(error: String) -> execute::TryResult {
         outcome: weir_core::scheduler::Outcome::Failed,
         exit_code: None,
         error: Some(error),
+        pid: None,
     }
 }
 

@@ -63,7 +63,6 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    die_with_parent(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return ShellEnd::SpawnFailed(format!("cannot start `{program}`: {e}")),
@@ -145,18 +144,44 @@ async fn kill_group(pid: u32, child: &mut tokio::process::Child) {
     let _ = killpg(group, Signal::SIGKILL);
 }
 
-/// Asks the kernel to kill the task's process if the worker dies, so a
-/// killed worker leaves no task running unseen (its try is retried instead).
-#[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: the closure runs in the child between fork and exec and only
-    // makes one async-signal-safe system call (prctl).
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
-            Ok(())
-        });
+/// The environment variable that marks every process a worker starts (and,
+/// by inheritance, their children), so a restarted worker can find and stop
+/// what its previous life left running.
+pub const WORKER_MARKER: &str = "WEIR_WORKER";
+
+/// Kills every process carrying `WEIR_WORKER=<worker>` (the orphans of a
+/// worker that died) and returns how many. Linux only (reads `/proc`);
+/// blocking: call from `spawn_blocking`.
+pub fn kill_orphans(worker: &str) -> usize {
+    let marker = format!("{WORKER_MARKER}={worker}");
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == marker.as_bytes())
+            && nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok()
+        {
+            killed += 1;
+        }
     }
+    killed
 }
 
 /// The argv of a command: `sh -c <string>`, or the list itself.

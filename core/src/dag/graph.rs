@@ -20,6 +20,8 @@ pub enum EdgeKind {
 pub struct DagGraph {
     graph: DiGraph<(), EdgeKind, u32>,
     order: Vec<usize>,
+    /// `position[task]` is the task's place in `order`.
+    position: Vec<usize>,
 }
 
 /// A dependency cycle, as task indexes; the first index is repeated at the end.
@@ -45,10 +47,18 @@ impl DagGraph {
             }
         }
         match toposort(&graph, None) {
-            Ok(order) => Ok(DagGraph {
-                order: order.into_iter().map(NodeIndex::index).collect(),
-                graph,
-            }),
+            Ok(order) => {
+                let order: Vec<usize> = order.into_iter().map(NodeIndex::index).collect();
+                let mut position = vec![0; n];
+                for (p, &t) in order.iter().enumerate() {
+                    position[t] = p;
+                }
+                Ok(DagGraph {
+                    graph,
+                    order,
+                    position,
+                })
+            }
             Err(_) => Err(find_cycle(&graph)),
         }
     }
@@ -56,6 +66,11 @@ impl DagGraph {
     /// Task indexes in an order where every task comes after its upstream tasks.
     pub fn topological_order(&self) -> &[usize] {
         &self.order
+    }
+
+    /// The place of `task` in [`DagGraph::topological_order`].
+    pub fn position(&self, task: usize) -> usize {
+        self.position.get(task).copied().unwrap_or(usize::MAX)
     }
 
     /// Direct upstream tasks of `task`.

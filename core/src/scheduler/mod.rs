@@ -102,6 +102,8 @@ pub struct Report {
     pub exit_code: Option<i64>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The process id, if the try ran a process.
+    pub pid: Option<i64>,
 }
 
 /// The scheduler handle.
@@ -351,11 +353,15 @@ impl Scheduler {
         let now = self.now();
         let scope = plan::scope(&dag, action);
         let planner = move |s: &store::RunSnapshot| plan::plan_scoped(&dag, s, action, now);
-        Ok(self
+        let done = self
             .inner
             .store
             .advance_run(run_pk, &scope, end, audit, &planner)
-            .await?)
+            .await?;
+        if done.queued > 0 {
+            self.inner.work.notify_one();
+        }
+        Ok(done.plan)
     }
 
     /// Reports a try that ended: records it and schedules what follows, in one
@@ -375,6 +381,7 @@ impl Scheduler {
             try_number: c.try_number,
             exit_code: report.exit_code,
             error: report.error.clone(),
+            pid: report.pid,
             at: now,
         };
         let plan = self
@@ -384,11 +391,10 @@ impl Scheduler {
     }
 
     async fn after_change(&self, dag_id: &str, plan: &Plan) -> Result<()> {
+        // Ready work was queued in the plan's own transaction; a run that
+        // ended may let a waiting run start.
         if plan.run.is_some_and(|(_, to)| to.is_finished()) {
             self.start_queued_runs(dag_id).await?;
-        }
-        if plan.tasks.iter().any(|t| t.to == TaskState::Scheduled) {
-            self.dispatch().await?;
         }
         Ok(())
     }
@@ -398,7 +404,7 @@ impl Scheduler {
     pub async fn dispatch(&self) -> Result<usize> {
         let n = self.inner.store.queue_scheduled(self.now()).await?;
         if n > 0 {
-            self.inner.work.notify_waiters();
+            self.inner.work.notify_one();
         }
         Ok(n)
     }
@@ -625,6 +631,7 @@ impl Scheduler {
             outcome: Outcome::Failed,
             exit_code: None,
             error: Some(error.to_owned()),
+            pid: None,
         };
         self.ignore_conflict(self.finish(&report).await)
     }

@@ -35,6 +35,10 @@ pub fn scope(dag: &Dag, action: &Action) -> Scope {
     }
     need.sort_unstable();
     need.dedup();
+    // Most of the run anyway: one plain read is cheaper than a long key list.
+    if need.len() * 2 > dag.tasks.len() {
+        return Scope::All;
+    }
     Scope::Tasks(
         need.into_iter()
             .filter_map(|n| dag.task_at(n))
@@ -244,7 +248,9 @@ pub fn plan_scoped(
     now: DateTime<Utc>,
 ) -> Result<Planned, String> {
     let plan = plan(dag, snapshot, action, now)?;
-    let known = |id: &str| snapshot.tasks.iter().any(|t| t.task_id == id);
+    let in_scope: std::collections::HashSet<&str> =
+        snapshot.tasks.iter().map(|t| t.task_id.as_str()).collect();
+    let known = |id: &str| in_scope.contains(id);
     let mut missing = Vec::new();
     for change in plan.tasks.iter().filter(|c| c.to.is_finished()) {
         let Some(i) = dag.tasks.get_index_of(change.task_id.as_str()) else {
@@ -366,7 +372,14 @@ impl<'a> Planning<'a> {
 
     fn schedule_ready(&mut self, now: DateTime<Utc>) {
         let dag = self.dag;
-        for &i in dag.graph.topological_order() {
+        // Only the tasks in the snapshot, in dependency order.
+        let mut order: Vec<usize> = self
+            .states
+            .keys()
+            .filter_map(|id| dag.tasks.get_index_of(id.as_str()))
+            .collect();
+        order.sort_unstable_by_key(|&i| dag.graph.position(i));
+        for i in order {
             let Some(task) = dag.task_at(i) else { continue };
             let id = task.id.as_str();
             // Outside the snapshot's scope: nothing this action can change.
@@ -520,30 +533,19 @@ mod tests {
             queued_at: now,
             start_date: None,
             end_date: None,
+            unfinished: 0,
+            failed: 0,
         };
-        let tasks: Vec<crate::store::TaskInstanceRecord> = dag
+        let tasks: Vec<crate::store::TaskStateRecord> = dag
             .tasks
             .keys()
-            .map(|t| crate::store::TaskInstanceRecord {
+            .map(|t| crate::store::TaskStateRecord {
                 id: t.to_string(),
-                run_pk: 1,
-                dag_id: "t".into(),
-                run_id: "r".into(),
                 task_id: t.to_string(),
                 state: TaskState::None,
                 try_number: 0,
                 max_tries: 0,
-                pool: "default".into(),
-                priority: 0,
-                queued_at: None,
-                start_date: None,
-                end_date: None,
                 next_try_at: None,
-                hostname: None,
-                worker: None,
-                pid: None,
-                lease_until: None,
-                updated_at: now,
             })
             .collect();
         let unfinished = tasks.len() as i64;

@@ -75,7 +75,7 @@ pub struct RunSnapshot {
     /// The run.
     pub run: RunRecord,
     /// Its task instances in scope.
-    pub tasks: Vec<TaskInstanceRecord>,
+    pub tasks: Vec<TaskStateRecord>,
     /// How many task instances of the whole run are not finished.
     pub unfinished: i64,
     /// How many task instances of the whole run ended failed or upstream_failed.
@@ -105,6 +105,16 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty() && self.run.is_none()
     }
+}
+
+/// What [`Store::advance_run`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Advanced {
+    /// The plan it applied.
+    pub plan: Plan,
+    /// How many task instances it queued in the same transaction (a finished
+    /// try frees a slot; scheduled tasks take it).
+    pub queued: usize,
 }
 
 /// One guarded task-instance move.
@@ -137,6 +147,8 @@ pub struct TryEnd {
     pub exit_code: Option<i64>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The process id, when there was a process.
+    pub pid: Option<i64>,
     /// When it ended.
     pub at: DateTime<Utc>,
 }
@@ -239,7 +251,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         end: Option<&TryEnd>,
         audit: Option<&AuditEntry>,
         planner: Planner<'_>,
-    ) -> Result<Plan>;
+    ) -> Result<Advanced>;
     /// Runs matching a filter, with the total count before limit/offset.
     async fn list_runs(&self, filter: &RunFilter) -> Result<(Vec<RunRecord>, i64)>;
     /// One run by its DAG and run id.
@@ -276,8 +288,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         tries: &[(String, i64)],
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<(String, i64)>>;
-    /// Records the process of a running try.
-    async fn set_pid(&self, ti_id: &str, try_number: i64, pid: i64) -> Result<()>;
     /// Running tries whose lease ended before `now`: `(run_pk, ti_id, try_number)`.
     async fn expired_leases(&self, now: DateTime<Utc>) -> Result<Vec<(i64, String, i64)>>;
     /// Running tries claimed by `worker`: `(run_pk, ti_id, try_number)`.
@@ -317,6 +327,17 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     };
     store.migrate().await?;
     Ok(store)
+}
+
+/// A short, stable name for a database (the first 8 hex digits of the SHA-256
+/// of its URL), to tell apart the workers of different sites on one host.
+pub fn site_id(url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(url.as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// [`open`] taking an owned URL (for spawning).

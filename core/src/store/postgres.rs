@@ -50,5 +50,6 @@ impl_store!(
     Postgres,
     for_update = "FOR UPDATE",
     skip_locked = "FOR UPDATE SKIP LOCKED",
-    dispatch_lock = "SELECT pg_advisory_xact_lock(7254001)"
+    dispatch_lock = "SELECT pg_advisory_xact_lock(7254001)",
+    json_each = "jsonb_array_elements_text"
 );

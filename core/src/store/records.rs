@@ -171,6 +171,10 @@ pub struct RunRecord {
     pub start_date: Option<DateTime<Utc>>,
     /// Ended.
     pub end_date: Option<DateTime<Utc>>,
+    /// Task instances not finished yet (kept by the store with every change).
+    pub unfinished: i64,
+    /// Task instances that ended failed or upstream_failed.
+    pub failed: i64,
 }
 
 /// A task instance as stored.
@@ -215,6 +219,24 @@ pub struct TaskInstanceRecord {
     pub lease_until: Option<DateTime<Utc>>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+}
+
+/// The part of a task instance the scheduler plans with.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct TaskStateRecord {
+    /// Key.
+    pub id: String,
+    /// Task id.
+    pub task_id: String,
+    /// State.
+    #[sqlx(try_from = "String")]
+    pub state: TaskState,
+    /// The current (or last) try.
+    pub try_number: i64,
+    /// Tries allowed beyond the first.
+    pub max_tries: i64,
+    /// When the next try may start.
+    pub next_try_at: Option<DateTime<Utc>>,
 }
 
 /// One try of a task instance (history is kept forever).

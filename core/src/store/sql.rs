@@ -17,7 +17,14 @@ pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// Implements [`super::Store`] for `$store`, which must have `tx()` (a write
 /// transaction), `reader()` and `writer()` (pools) and `run_migrations()`.
 macro_rules! impl_store {
-    ($store:ident, $db:ty, for_update = $for_update:literal, skip_locked = $skip_locked:literal, dispatch_lock = $dispatch_lock:literal) => {
+    (
+        $store:ident,
+        $db:ty,
+        for_update = $for_update:literal,
+        skip_locked = $skip_locked:literal,
+        dispatch_lock = $dispatch_lock:literal,
+        json_each = $json_each:literal
+    ) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             async fn migrate(&self) -> $crate::store::Result<()> {
@@ -168,8 +175,8 @@ macro_rules! impl_store {
                 let mut tx = self.tx().await?;
                 let inserted: Result<$crate::store::RunRecord, sqlx::Error> = sqlx::query_as(
                     "INSERT INTO dag_runs (dag_id, run_id, version_id, run_type, state, logical_date, \
-                       data_interval_start, data_interval_end, run_after, conf, note, triggered_by, queued_at) \
-                     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *",
+                       data_interval_start, data_interval_end, run_after, conf, note, triggered_by, queued_at, unfinished) \
+                     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *",
                 )
                 .bind(&run.dag_id)
                 .bind(&run.run_id)
@@ -183,6 +190,7 @@ macro_rules! impl_store {
                 .bind(&run.note)
                 .bind(&run.triggered_by)
                 .bind(run.queued_at)
+                .bind(i64::try_from(run.tasks.len()).unwrap_or(i64::MAX))
                 .fetch_one(&mut *tx)
                 .await;
                 let record = match inserted {
@@ -197,12 +205,13 @@ macro_rules! impl_store {
                 };
                 for chunk in run.tasks.chunks(500) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO task_instances (id, run_pk, dag_id, run_id, task_id, state, try_number, \
-                           max_tries, pool, priority, updated_at) ",
+                        "INSERT INTO task_instances (id, run_pk, version_id, dag_id, run_id, task_id, state, \
+                           try_number, max_tries, pool, priority, updated_at) ",
                     );
                     qb.push_values(chunk, |mut b, t| {
                         b.push_bind(uuid::Uuid::new_v4().to_string())
                             .push_bind(record.id)
+                            .push_bind(run.version_id)
                             .push_bind(&run.dag_id)
                             .push_bind(&run.run_id)
                             .push_bind(&t.task_id)
@@ -226,7 +235,7 @@ macro_rules! impl_store {
                 end: Option<&$crate::store::TryEnd>,
                 audit: Option<&$crate::store::AuditEntry>,
                 planner: $crate::store::Planner<'_>,
-            ) -> $crate::store::Result<$crate::store::Plan> {
+            ) -> $crate::store::Result<$crate::store::Advanced> {
                 use $crate::state::TaskState;
                 let mut tx = self.tx().await?;
                 let run: $crate::store::RunRecord = sqlx::query_as(concat!("SELECT * FROM dag_runs WHERE id = $1 ", $for_update))
@@ -237,30 +246,27 @@ macro_rules! impl_store {
                 let mut scope = scope.clone();
                 let mut rounds = 0;
                 let (snapshot, plan) = loop {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                        "SELECT {} FROM task_instances WHERE run_pk = ",
-                        $crate::store::sql::TI_COLUMNS
-                    ));
-                    qb.push_bind(run_pk);
-                    if let $crate::store::Scope::Tasks(ids) = &scope {
-                        qb.push(" AND task_id IN (");
-                        let mut sep = qb.separated(", ");
-                        for id in ids {
-                            sep.push_bind(id.clone());
-                        }
-                        qb.push(")");
-                    }
-                    let tasks: Vec<$crate::store::TaskInstanceRecord> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                    let (unfinished, failed): (i64, i64) = sqlx::query_as(
-                        "SELECT COALESCE(SUM(CASE WHEN state IN ('success', 'failed', 'upstream_failed', 'skipped', 'removed') \
-                           THEN 0 ELSE 1 END), 0), \
-                         COALESCE(SUM(CASE WHEN state IN ('failed', 'upstream_failed') THEN 1 ELSE 0 END), 0) \
-                         FROM task_instances WHERE run_pk = $1",
-                    )
-                    .bind(run_pk)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let snapshot = $crate::store::RunSnapshot { run: run.clone(), tasks, unfinished, failed };
+                    // One prepared statement whatever the number of tasks: the ids travel as a JSON array.
+                    let tasks: Vec<$crate::store::TaskStateRecord> = match &scope {
+                        $crate::store::Scope::All => sqlx::query_as(
+                            "SELECT id, task_id, state, try_number, max_tries, next_try_at FROM task_instances \
+                             WHERE run_pk = $1",
+                        )
+                        .bind(run_pk)
+                        .fetch_all(&mut *tx)
+                        .await?,
+                        $crate::store::Scope::Tasks(ids) => sqlx::query_as(concat!(
+                            "SELECT id, task_id, state, try_number, max_tries, next_try_at FROM task_instances \
+                             WHERE run_pk = $1 AND task_id IN (SELECT value FROM ",
+                            $json_each,
+                            "($2))"
+                        ))
+                        .bind(run_pk)
+                        .bind(sqlx::types::Json(ids))
+                        .fetch_all(&mut *tx)
+                        .await?,
+                    };
+                    let snapshot = $crate::store::RunSnapshot { run: run.clone(), tasks, unfinished: run.unfinished, failed: run.failed };
                     match planner(&snapshot).map_err($crate::store::Error::Plan)? {
                         $crate::store::Planned::Done(plan) => break (snapshot, plan),
                         $crate::store::Planned::NeedTasks(more) => {
@@ -342,7 +348,8 @@ macro_rules! impl_store {
                         .map(|c| c.to)
                         .ok_or_else(|| $crate::store::Error::Plan(format!("the plan does not end try {} of {}", e.try_number, e.ti_id)))?;
                     let done = sqlx::query(
-                        "UPDATE task_tries SET state = $1, end_date = $2, exit_code = $3, error = $4 \
+                        "UPDATE task_tries SET state = $1, end_date = $2, exit_code = $3, error = $4, \
+                           pid = COALESCE($7, pid) \
                          WHERE ti_id = $5 AND try_number = $6 AND state = 'running'",
                     )
                     .bind(state.as_str())
@@ -351,6 +358,7 @@ macro_rules! impl_store {
                     .bind(&e.error)
                     .bind(&e.ti_id)
                     .bind(e.try_number)
+                    .bind(e.pid)
                     .execute(&mut *tx)
                     .await?;
                     if done.rows_affected() != 1 {
@@ -359,6 +367,20 @@ macro_rules! impl_store {
                             e.try_number, e.ti_id
                         )));
                     }
+                }
+                // The run's counters follow its task instances in the same transaction.
+                let (mut d_unfinished, mut d_failed) = (0_i64, 0_i64);
+                for c in &plan.tasks {
+                    d_unfinished += i64::from(!c.to.is_finished()) - i64::from(!c.from.is_finished());
+                    d_failed += i64::from(c.to.is_failure()) - i64::from(c.from.is_failure());
+                }
+                if d_unfinished != 0 || d_failed != 0 {
+                    sqlx::query("UPDATE dag_runs SET unfinished = unfinished + $1, failed = failed + $2 WHERE id = $3")
+                        .bind(d_unfinished)
+                        .bind(d_failed)
+                        .bind(run_pk)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 if let Some((from, to)) = plan.run {
                     if !from.can_move_to(to) {
@@ -383,8 +405,11 @@ macro_rules! impl_store {
                 if let Some(a) = audit {
                     insert_audit(&mut *tx, a).await?;
                 }
+                // New work, or a slot freed for work already waiting: queue it now.
+                let dispatch = plan.tasks.iter().any(|c| c.to == TaskState::Scheduled || c.from == TaskState::Running);
+                let queued = if dispatch { queue_in(&mut *tx, now).await? } else { 0 };
                 tx.commit().await?;
-                Ok(plan)
+                Ok($crate::store::Advanced { plan, queued })
             }
 
             async fn list_runs(
@@ -474,82 +499,22 @@ macro_rules! impl_store {
             }
 
             async fn queue_scheduled(&self, now: chrono::DateTime<chrono::Utc>) -> $crate::store::Result<usize> {
-                use std::collections::HashMap;
                 let mut tx = self.tx().await?;
-                // One dispatcher at a time, across processes: slot counts stay true.
-                sqlx::query($dispatch_lock).execute(&mut *tx).await?;
-                let candidates: Vec<(String, String, String)> = sqlx::query_as(
-                    "SELECT ti.id, ti.dag_id, ti.pool FROM task_instances ti JOIN dag_runs r ON r.id = ti.run_pk \
-                     WHERE ti.state = 'scheduled' AND r.state = 'running' \
-                     ORDER BY ti.priority DESC, r.run_after, ti.updated_at LIMIT 5000",
-                )
-                .fetch_all(&mut *tx)
-                .await?;
-                if candidates.is_empty() {
-                    tx.commit().await?;
-                    return Ok(0);
-                }
-                let pools: HashMap<String, i64> =
-                    sqlx::query_as("SELECT name, slots FROM pools").fetch_all(&mut *tx).await?.into_iter().collect();
-                let mut pool_used: HashMap<String, i64> = sqlx::query_as(
-                    "SELECT pool, COUNT(*) FROM task_instances WHERE state IN ('queued', 'running') GROUP BY pool",
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-                let mut dag_used: HashMap<String, i64> = sqlx::query_as(
-                    "SELECT dag_id, COUNT(*) FROM task_instances WHERE state IN ('queued', 'running') GROUP BY dag_id",
-                )
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-                let dag_limits: HashMap<String, i64> = sqlx::query_as("SELECT dag_id, max_active_tasks FROM dags")
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .collect();
-                let mut chosen = Vec::new();
-                for (id, dag_id, pool) in &candidates {
-                    let pool_slots = pools.get(pool).copied().unwrap_or(0);
-                    let dag_limit = dag_limits.get(dag_id).copied().unwrap_or(i64::MAX);
-                    let p = pool_used.entry(pool.clone()).or_insert(0);
-                    let d = dag_used.entry(dag_id.clone()).or_insert(0);
-                    if *p < pool_slots && *d < dag_limit {
-                        *p += 1;
-                        *d += 1;
-                        chosen.push(id.as_str());
-                    }
-                }
-                for chunk in chosen.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE task_instances SET state = 'queued', queued_at = ");
-                    qb.push_bind(now).push(", updated_at = ").push_bind(now);
-                    qb.push(" WHERE state = 'scheduled' AND id IN (");
-                    let mut sep = qb.separated(", ");
-                    for id in chunk {
-                        sep.push_bind(*id);
-                    }
-                    qb.push(")");
-                    let done = qb.build().execute(&mut *tx).await?;
-                    if done.rows_affected() as usize != chunk.len() {
-                        return Err($crate::store::Error::Conflict("scheduled task instances changed while queueing".into()));
-                    }
-                }
+                let queued = queue_in(&mut *tx, now).await?;
                 tx.commit().await?;
-                Ok(chosen.len())
+                Ok(queued)
             }
 
             async fn claim(&self, req: &$crate::store::ClaimRequest) -> $crate::store::Result<Vec<$crate::store::Claim>> {
                 let mut tx = self.tx().await?;
-                let rows: Vec<(String, i64, String, String, String, i64)> = sqlx::query_as(concat!(
+                let rows: Vec<(String, i64, i64, String, String, String, i64)> = sqlx::query_as(concat!(
                     "UPDATE task_instances SET state = 'running', try_number = try_number + 1, start_date = $1, \
                        end_date = NULL, next_try_at = NULL, hostname = $2, worker = $3, pid = NULL, lease_until = $4, \
                        updated_at = $1 \
                      WHERE state = 'queued' AND id IN (SELECT id FROM task_instances WHERE state = 'queued' \
                        ORDER BY priority DESC, queued_at LIMIT $5 ",
                     $skip_locked,
-                    ") RETURNING id, run_pk, dag_id, run_id, task_id, try_number"
+                    ") RETURNING id, run_pk, version_id, dag_id, run_id, task_id, try_number"
                 ))
                 .bind(req.now)
                 .bind(&req.hostname)
@@ -558,29 +523,31 @@ macro_rules! impl_store {
                 .bind(req.limit)
                 .fetch_all(&mut *tx)
                 .await?;
-                let mut claims = Vec::with_capacity(rows.len());
-                for (ti_id, run_pk, dag_id, run_id, task_id, try_number) in rows {
-                    let version_id: i64 = sqlx::query_scalar("SELECT version_id FROM dag_runs WHERE id = $1")
-                        .bind(run_pk)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let log_path = $crate::store::log_path(&dag_id, &run_id, &task_id, try_number);
-                    sqlx::query(
+                let claims: Vec<$crate::store::Claim> = rows
+                    .into_iter()
+                    .map(|(ti_id, run_pk, version_id, dag_id, run_id, task_id, try_number)| {
+                        let log_path = $crate::store::log_path(&dag_id, &run_id, &task_id, try_number);
+                        $crate::store::Claim { ti_id, run_pk, dag_id, run_id, task_id, try_number, version_id, log_path }
+                    })
+                    .collect();
+                if !claims.is_empty() {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO task_tries (ti_id, try_number, dag_id, run_id, task_id, state, start_date, \
-                           hostname, worker, log_path) VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $9)",
-                    )
-                    .bind(&ti_id)
-                    .bind(try_number)
-                    .bind(&dag_id)
-                    .bind(&run_id)
-                    .bind(&task_id)
-                    .bind(req.now)
-                    .bind(&req.hostname)
-                    .bind(&req.worker)
-                    .bind(&log_path)
-                    .execute(&mut *tx)
-                    .await?;
-                    claims.push($crate::store::Claim { ti_id, run_pk, dag_id, run_id, task_id, try_number, version_id, log_path });
+                           hostname, worker, log_path) ",
+                    );
+                    qb.push_values(&claims, |mut b, c| {
+                        b.push_bind(c.ti_id.clone())
+                            .push_bind(c.try_number)
+                            .push_bind(c.dag_id.clone())
+                            .push_bind(c.run_id.clone())
+                            .push_bind(c.task_id.clone())
+                            .push_bind("running")
+                            .push_bind(req.now)
+                            .push_bind(req.hostname.clone())
+                            .push_bind(req.worker.clone())
+                            .push_bind(c.log_path.clone());
+                    });
+                    qb.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(claims)
@@ -611,24 +578,6 @@ macro_rules! impl_store {
                 }
                 tx.commit().await?;
                 Ok(lost)
-            }
-
-            async fn set_pid(&self, ti_id: &str, try_number: i64, pid: i64) -> $crate::store::Result<()> {
-                let mut tx = self.tx().await?;
-                sqlx::query("UPDATE task_instances SET pid = $1 WHERE id = $2 AND try_number = $3 AND state = 'running'")
-                    .bind(pid)
-                    .bind(ti_id)
-                    .bind(try_number)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("UPDATE task_tries SET pid = $1 WHERE ti_id = $2 AND try_number = $3")
-                    .bind(pid)
-                    .bind(ti_id)
-                    .bind(try_number)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
             }
 
             async fn expired_leases(
@@ -723,6 +672,77 @@ macro_rules! impl_store {
                     .fetch_all(self.reader())
                     .await?)
             }
+        }
+
+
+        /// Moves `scheduled` task instances of running runs to `queued` within
+        /// pool slots and `max_active_tasks`, inside the caller's transaction.
+        async fn queue_in(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::Result<usize> {
+            use std::collections::HashMap;
+            // One dispatcher at a time, across processes: slot counts stay true.
+            if !$dispatch_lock.is_empty() {
+                sqlx::query($dispatch_lock).execute(&mut *conn).await?;
+            }
+            let candidates: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT ti.id, ti.dag_id, ti.pool FROM task_instances ti JOIN dag_runs r ON r.id = ti.run_pk \
+                 WHERE ti.state = 'scheduled' AND r.state = 'running' \
+                 ORDER BY ti.priority DESC, r.run_after, ti.updated_at LIMIT 5000",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            if candidates.is_empty() {
+                return Ok(0);
+            }
+            // Limits and current use of every pool ('p') and DAG ('d'), in one read.
+            let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+                "SELECT 'p', name, slots, (SELECT COUNT(*) FROM task_instances t \
+                   WHERE t.pool = pools.name AND t.state IN ('queued', 'running')) FROM pools \
+                 UNION ALL \
+                 SELECT 'd', dag_id, max_active_tasks, (SELECT COUNT(*) FROM task_instances t \
+                   WHERE t.dag_id = dags.dag_id AND t.state IN ('queued', 'running')) FROM dags \
+                   WHERE dag_id IN (SELECT DISTINCT dag_id FROM task_instances WHERE state = 'scheduled')",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut pools: HashMap<String, (i64, i64)> = HashMap::new();
+            let mut dags: HashMap<String, (i64, i64)> = HashMap::new();
+            for (kind, name, limit, used) in rows {
+                let map = if kind == "p" { &mut pools } else { &mut dags };
+                map.insert(name, (limit, used));
+            }
+            let mut chosen = Vec::new();
+            for (id, dag_id, pool) in &candidates {
+                let p = pools.entry(pool.clone()).or_insert((0, 0));
+                if p.1 >= p.0 {
+                    continue;
+                }
+                let d = dags.entry(dag_id.clone()).or_insert((i64::MAX, 0));
+                if d.1 >= d.0 {
+                    continue;
+                }
+                p.1 += 1;
+                d.1 += 1;
+                chosen.push(id.as_str());
+            }
+            if !chosen.is_empty() {
+                let done = sqlx::query(concat!(
+                    "UPDATE task_instances SET state = 'queued', queued_at = $1, updated_at = $1 \
+                     WHERE state = 'scheduled' AND id IN (SELECT value FROM ",
+                    $json_each,
+                    "($2))"
+                ))
+                .bind(now)
+                .bind(sqlx::types::Json(&chosen))
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() as usize != chosen.len() {
+                    return Err($crate::store::Error::Conflict("scheduled task instances changed while queueing".into()));
+                }
+            }
+            Ok(chosen.len())
         }
 
         async fn insert_audit(

@@ -88,5 +88,6 @@ impl_store!(
     Sqlite,
     for_update = "",
     skip_locked = "",
-    dispatch_lock = "SELECT 1"
+    dispatch_lock = "",
+    json_each = "json_each"
 );
