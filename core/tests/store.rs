@@ -71,7 +71,14 @@ async fn apply(db: &TestDb, run_pk: i64, plan: Plan) -> Result<weir_core::store:
     let planner =
         move |_: &weir_core::store::RunSnapshot| Ok(weir_core::store::Planned::Done(plan.clone()));
     db.store
-        .advance_run(run_pk, &weir_core::store::Scope::All, None, None, &planner)
+        .advance_run(
+            run_pk,
+            &weir_core::store::Scope::All,
+            None,
+            None,
+            None,
+            &planner,
+        )
         .await
 }
 

@@ -1,9 +1,11 @@
 //! The in-process worker pool of `weir standalone`: N slots that claim queued
 //! task instances, run them, heartbeat their leases and report the results.
+//! A slot whose try ends claims its next task in the same transaction that
+//! reports the try, so a busy pool needs no separate claims.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -38,6 +40,9 @@ pub struct LocalPool {
     hostname: String,
 }
 
+/// The tries running now, each with the token that stops it.
+type Running = Arc<Mutex<HashMap<(String, i64), CancellationToken>>>;
+
 impl LocalPool {
     /// A pool taking work from `scheduler`.
     pub fn new(scheduler: Scheduler, options: PoolOptions, secrets: Secrets) -> Self {
@@ -62,8 +67,8 @@ impl LocalPool {
     /// failed, so their retry rules apply) and returns when all have reported.
     pub async fn run(self, cancel: CancellationToken) {
         let env = Arc::new(context::environment(self.shared.secrets.clone()));
-        let mut tries: JoinSet<(String, i64)> = JoinSet::new();
-        let mut stops: HashMap<(String, i64), CancellationToken> = HashMap::new();
+        let running: Running = Arc::default();
+        let mut slots: JoinSet<()> = JoinSet::new();
         let beat_every = self.scheduler.lease() / 3;
         let mut beat = tokio::time::interval(beat_every.max(Duration::from_millis(100)));
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -71,7 +76,7 @@ impl LocalPool {
             if cancel.is_cancelled() {
                 break;
             }
-            let free = self.options.slots.saturating_sub(tries.len());
+            let free = self.options.slots.saturating_sub(slots.len());
             if free > 0 {
                 match self
                     .scheduler
@@ -80,46 +85,98 @@ impl LocalPool {
                 {
                     Ok(claims) => {
                         for claim in claims {
-                            let stop = cancel.child_token();
-                            stops.insert((claim.ti_id.clone(), claim.try_number), stop.clone());
-                            let (sched, shared, env) =
-                                (self.scheduler.clone(), self.shared.clone(), env.clone());
-                            tries.spawn(async move {
-                                let key = (claim.ti_id.clone(), claim.try_number);
-                                run_try(&sched, &shared, &env, claim, &stop).await;
-                                key
-                            });
+                            let slot = Slot {
+                                sched: self.scheduler.clone(),
+                                shared: self.shared.clone(),
+                                env: env.clone(),
+                                running: running.clone(),
+                                cancel: cancel.clone(),
+                                hostname: self.hostname.clone(),
+                            };
+                            slots.spawn(slot.run(claim));
                         }
                     }
                     Err(e) => tracing::error!("claiming work failed: {e}"),
                 }
             }
-            let full = tries.len() >= self.options.slots;
+            let full = slots.len() >= self.options.slots;
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                Some(done) = tries.join_next() => {
-                    if let Ok(key) = done { stops.remove(&key); }
-                }
+                Some(_) = slots.join_next() => {}
                 _ = self.scheduler.work_available(), if !full => {}
-                _ = beat.tick() => {
-                    let running: Vec<(String, i64)> = stops.keys().cloned().collect();
-                    match self.scheduler.heartbeat(&running).await {
-                        Ok(lost) => for key in lost {
-                            if let Some(s) = stops.get(&key) {
-                                tracing::info!(ti = %key.0, try_number = key.1, "the try is no longer running in the database; stopping it");
-                                s.cancel();
-                            }
-                        },
-                        Err(e) => tracing::error!("heartbeat failed: {e}"),
-                    }
-                }
+                _ = beat.tick() => self.heartbeat(&running).await,
                 _ = tokio::time::sleep(self.options.poll), if !full => {}
             }
         }
-        for stop in stops.values() {
-            stop.cancel();
+        if let Ok(r) = running.lock() {
+            for stop in r.values() {
+                stop.cancel();
+            }
         }
-        while tries.join_next().await.is_some() {}
+        while slots.join_next().await.is_some() {}
+    }
+
+    async fn heartbeat(&self, running: &Running) {
+        let keys: Vec<(String, i64)> = running
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        match self.scheduler.heartbeat(&keys).await {
+            Ok(lost) => {
+                let r = running.lock();
+                for key in lost {
+                    if let Some(stop) = r.as_ref().ok().and_then(|r| r.get(&key)) {
+                        tracing::info!(ti = %key.0, try_number = key.1, "the try is no longer running in the database; stopping it");
+                        stop.cancel();
+                    }
+                }
+            }
+            Err(e) => tracing::error!("heartbeat failed: {e}"),
+        }
+    }
+}
+
+/// One worker slot: runs a claimed try, reports it and takes the next one.
+struct Slot {
+    sched: Scheduler,
+    shared: Shared,
+    env: Arc<minijinja::Environment<'static>>,
+    running: Running,
+    cancel: CancellationToken,
+    hostname: String,
+}
+
+impl Slot {
+    async fn run(self, first: Claim) {
+        let mut next = Some(first);
+        while let Some(claim) = next.take() {
+            let key = (claim.ti_id.clone(), claim.try_number);
+            let stop = self.cancel.child_token();
+            if let Ok(mut r) = self.running.lock() {
+                r.insert(key.clone(), stop.clone());
+            }
+            let result = run_try(&self.sched, &self.shared, &self.env, &claim, &stop).await;
+            let report = Report {
+                claim,
+                outcome: result.outcome,
+                exit_code: result.exit_code,
+                error: result.error,
+                pid: result.pid,
+            };
+            // Keep the slot busy unless the worker is stopping.
+            let slot = (!self.cancel.is_cancelled())
+                .then_some((self.shared.worker.as_str(), self.hostname.as_str()));
+            match self.sched.finish_and_claim(&report, slot).await {
+                Ok(claimed) => next = claimed,
+                Err(e) => tracing::warn!(
+                    dag = %report.claim.dag_id, run = %report.claim.run_id, task = %report.claim.task_id,
+                    "reporting the try failed: {e}"
+                ),
+            }
+            if let Ok(mut r) = self.running.lock() {
+                r.remove(&key);
+            }
+        }
     }
 }
 
@@ -127,28 +184,16 @@ async fn run_try(
     sched: &Scheduler,
     shared: &Shared,
     env: &minijinja::Environment<'static>,
-    claim: Claim,
+    claim: &Claim,
     stop: &CancellationToken,
-) {
-    let result = match prepare(sched, &claim).await {
-        Ok(ctx) => {
-            match LogWriter::create(&shared.logs_dir, &claim.log_path, shared.secrets.clone()).await
-            {
-                Ok(mut log) => execute::execute(&ctx, env, &mut log, stop, &shared.worker).await,
-                Err(e) => failed(format!("cannot write the log {}: {e}", claim.log_path)),
-            }
-        }
-        Err(e) => failed(e),
+) -> execute::TryResult {
+    let ctx = match prepare(sched, claim).await {
+        Ok(ctx) => ctx,
+        Err(e) => return failed(e),
     };
-    let report = Report {
-        claim,
-        outcome: result.outcome,
-        exit_code: result.exit_code,
-        error: result.error,
-        pid: result.pid,
-    };
-    if let Err(e) = sched.finish(&report).await {
-        tracing::warn!(dag = %report.claim.dag_id, run = %report.claim.run_id, task = %report.claim.task_id, "reporting the try failed: {e}");
+    match LogWriter::create(&shared.logs_dir, &claim.log_path, shared.secrets.clone()).await {
+        Ok(mut log) => execute::execute(&ctx, env, &mut log, stop, &shared.worker).await,
+        Err(e) => failed(format!("cannot write the log {}: {e}", claim.log_path)),
     }
 }
 

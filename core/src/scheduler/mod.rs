@@ -349,6 +349,21 @@ impl Scheduler {
         end: Option<&TryEnd>,
         audit: Option<&AuditEntry>,
     ) -> Result<Plan> {
+        Ok(self
+            .apply_and_claim(run_pk, version_id, action, end, audit, None)
+            .await?
+            .plan)
+    }
+
+    async fn apply_and_claim(
+        &self,
+        run_pk: i64,
+        version_id: i64,
+        action: &Action,
+        end: Option<&TryEnd>,
+        audit: Option<&AuditEntry>,
+        claim: Option<&ClaimRequest>,
+    ) -> Result<store::Advanced> {
         let dag = self.dag_version(version_id).await?;
         let now = self.now();
         let scope = plan::scope(&dag, action);
@@ -356,17 +371,28 @@ impl Scheduler {
         let done = self
             .inner
             .store
-            .advance_run(run_pk, &scope, end, audit, &planner)
+            .advance_run(run_pk, &scope, end, audit, claim, &planner)
             .await?;
-        if done.queued > 0 {
+        if done.queued > done.claims.len() {
             self.inner.work.notify_one();
         }
-        Ok(done.plan)
+        Ok(done)
     }
 
-    /// Reports a try that ended: records it and schedules what follows, in one
-    /// transaction; then queues ready work and starts waiting runs if this one ended.
+    /// Reports a try that ended: records it and schedules and queues what
+    /// follows, in one transaction; then starts waiting runs if this one ended.
     pub async fn finish(&self, report: &Report) -> Result<()> {
+        self.finish_and_claim(report, None).await.map(|_| ())
+    }
+
+    /// [`Scheduler::finish`], and in the same transaction claims the next
+    /// queued task instance for the same worker slot (`worker`, `hostname`):
+    /// a worker that keeps its slots busy needs no separate claim.
+    pub async fn finish_and_claim(
+        &self,
+        report: &Report,
+        slot: Option<(&str, &str)>,
+    ) -> Result<Option<Claim>> {
         let c = &report.claim;
         let now = self.now();
         let action = Action::Finish {
@@ -384,10 +410,32 @@ impl Scheduler {
             pid: report.pid,
             at: now,
         };
-        let plan = self
-            .apply(c.run_pk, c.version_id, &action, Some(&end), None)
+        let request = slot.map(|(worker, hostname)| self.claim_request(worker, hostname, 1));
+        let done = self
+            .apply_and_claim(
+                c.run_pk,
+                c.version_id,
+                &action,
+                Some(&end),
+                None,
+                request.as_ref(),
+            )
             .await?;
-        self.after_change(&c.dag_id, &plan).await
+        self.after_change(&c.dag_id, &done.plan).await?;
+        Ok(done.claims.into_iter().next())
+    }
+
+    fn claim_request(&self, worker: &str, hostname: &str, limit: usize) -> ClaimRequest {
+        let now = self.now();
+        let lease = chrono::Duration::from_std(self.inner.options.lease)
+            .unwrap_or(chrono::Duration::seconds(30));
+        ClaimRequest {
+            worker: worker.to_owned(),
+            hostname: hostname.to_owned(),
+            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+            lease_until: now + lease,
+            now,
+        }
     }
 
     async fn after_change(&self, dag_id: &str, plan: &Plan) -> Result<()> {
@@ -411,20 +459,8 @@ impl Scheduler {
 
     /// Claims queued task instances for a worker.
     pub async fn claim(&self, worker: &str, hostname: &str, limit: usize) -> Result<Vec<Claim>> {
-        let now = self.now();
-        let lease = chrono::Duration::from_std(self.inner.options.lease)
-            .unwrap_or(chrono::Duration::seconds(30));
-        Ok(self
-            .inner
-            .store
-            .claim(&ClaimRequest {
-                worker: worker.to_owned(),
-                hostname: hostname.to_owned(),
-                limit: i64::try_from(limit).unwrap_or(i64::MAX),
-                lease_until: now + lease,
-                now,
-            })
-            .await?)
+        let request = self.claim_request(worker, hostname, limit);
+        Ok(self.inner.store.claim(&request).await?)
     }
 
     /// Renews the leases of running tries; returns those that must stop.

@@ -115,6 +115,8 @@ pub struct Advanced {
     /// How many task instances it queued in the same transaction (a finished
     /// try frees a slot; scheduled tasks take it).
     pub queued: usize,
+    /// Task instances claimed in the same transaction, when asked to.
+    pub claims: Vec<Claim>,
 }
 
 /// One guarded task-instance move.
@@ -250,6 +252,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         scope: &Scope,
         end: Option<&TryEnd>,
         audit: Option<&AuditEntry>,
+        claim: Option<&ClaimRequest>,
         planner: Planner<'_>,
     ) -> Result<Advanced>;
     /// Runs matching a filter, with the total count before limit/offset.

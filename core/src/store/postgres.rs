@@ -51,5 +51,5 @@ impl_store!(
     for_update = "FOR UPDATE",
     skip_locked = "FOR UPDATE SKIP LOCKED",
     dispatch_lock = "SELECT pg_advisory_xact_lock(7254001)",
-    json_each = "jsonb_array_elements_text"
+    in_json = ("= ANY(ARRAY(SELECT jsonb_array_elements_text(", ")))")
 );

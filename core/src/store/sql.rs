@@ -3,7 +3,9 @@
 //! `$N` placeholders, `RETURNING` and `ON CONFLICT`); the only differences are
 //! passed in: row locks (`FOR UPDATE`, `FOR UPDATE SKIP LOCKED`) and the
 //! dispatch lock (an advisory lock), which SQLite does not need because its
-//! write transactions are `BEGIN IMMEDIATE`.
+//! write transactions are `BEGIN IMMEDIATE`; and how a JSON array parameter
+//! becomes a list of keys (one prepared statement whatever its length), in the
+//! form each planner turns into index lookups.
 
 /// Columns of `task_instances` in [`super::TaskInstanceRecord`] order.
 pub(super) const TI_COLUMNS: &str = "id, run_pk, dag_id, run_id, task_id, state, try_number, max_tries, pool, priority, \
@@ -23,7 +25,7 @@ macro_rules! impl_store {
         for_update = $for_update:literal,
         skip_locked = $skip_locked:literal,
         dispatch_lock = $dispatch_lock:literal,
-        json_each = $json_each:literal
+        in_json = ($in_json_open:literal, $in_json_close:literal)
     ) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
@@ -234,6 +236,7 @@ macro_rules! impl_store {
                 scope: &$crate::store::Scope,
                 end: Option<&$crate::store::TryEnd>,
                 audit: Option<&$crate::store::AuditEntry>,
+                claim: Option<&$crate::store::ClaimRequest>,
                 planner: $crate::store::Planner<'_>,
             ) -> $crate::store::Result<$crate::store::Advanced> {
                 use $crate::state::TaskState;
@@ -257,9 +260,10 @@ macro_rules! impl_store {
                         .await?,
                         $crate::store::Scope::Tasks(ids) => sqlx::query_as(concat!(
                             "SELECT id, task_id, state, try_number, max_tries, next_try_at FROM task_instances \
-                             WHERE run_pk = $1 AND task_id IN (SELECT value FROM ",
-                            $json_each,
-                            "($2))"
+                             WHERE run_pk = $1 AND task_id ",
+                            $in_json_open,
+                            "$2",
+                            $in_json_close
                         ))
                         .bind(run_pk)
                         .bind(sqlx::types::Json(ids))
@@ -408,8 +412,13 @@ macro_rules! impl_store {
                 // New work, or a slot freed for work already waiting: queue it now.
                 let dispatch = plan.tasks.iter().any(|c| c.to == TaskState::Scheduled || c.from == TaskState::Running);
                 let queued = if dispatch { queue_in(&mut *tx, now).await? } else { 0 };
+                // The worker whose try just ended takes its next task in the same transaction.
+                let claims = match claim {
+                    Some(req) => claim_in(&mut *tx, req).await?,
+                    None => Vec::new(),
+                };
                 tx.commit().await?;
-                Ok($crate::store::Advanced { plan, queued })
+                Ok($crate::store::Advanced { plan, queued, claims })
             }
 
             async fn list_runs(
@@ -507,48 +516,7 @@ macro_rules! impl_store {
 
             async fn claim(&self, req: &$crate::store::ClaimRequest) -> $crate::store::Result<Vec<$crate::store::Claim>> {
                 let mut tx = self.tx().await?;
-                let rows: Vec<(String, i64, i64, String, String, String, i64)> = sqlx::query_as(concat!(
-                    "UPDATE task_instances SET state = 'running', try_number = try_number + 1, start_date = $1, \
-                       end_date = NULL, next_try_at = NULL, hostname = $2, worker = $3, pid = NULL, lease_until = $4, \
-                       updated_at = $1 \
-                     WHERE state = 'queued' AND id IN (SELECT id FROM task_instances WHERE state = 'queued' \
-                       ORDER BY priority DESC, queued_at LIMIT $5 ",
-                    $skip_locked,
-                    ") RETURNING id, run_pk, version_id, dag_id, run_id, task_id, try_number"
-                ))
-                .bind(req.now)
-                .bind(&req.hostname)
-                .bind(&req.worker)
-                .bind(req.lease_until)
-                .bind(req.limit)
-                .fetch_all(&mut *tx)
-                .await?;
-                let claims: Vec<$crate::store::Claim> = rows
-                    .into_iter()
-                    .map(|(ti_id, run_pk, version_id, dag_id, run_id, task_id, try_number)| {
-                        let log_path = $crate::store::log_path(&dag_id, &run_id, &task_id, try_number);
-                        $crate::store::Claim { ti_id, run_pk, dag_id, run_id, task_id, try_number, version_id, log_path }
-                    })
-                    .collect();
-                if !claims.is_empty() {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO task_tries (ti_id, try_number, dag_id, run_id, task_id, state, start_date, \
-                           hostname, worker, log_path) ",
-                    );
-                    qb.push_values(&claims, |mut b, c| {
-                        b.push_bind(c.ti_id.clone())
-                            .push_bind(c.try_number)
-                            .push_bind(c.dag_id.clone())
-                            .push_bind(c.run_id.clone())
-                            .push_bind(c.task_id.clone())
-                            .push_bind("running")
-                            .push_bind(req.now)
-                            .push_bind(req.hostname.clone())
-                            .push_bind(req.worker.clone())
-                            .push_bind(c.log_path.clone());
-                    });
-                    qb.build().execute(&mut *tx).await?;
-                }
+                let claims = claim_in(&mut *tx, req).await?;
                 tx.commit().await?;
                 Ok(claims)
             }
@@ -730,9 +698,10 @@ macro_rules! impl_store {
             if !chosen.is_empty() {
                 let done = sqlx::query(concat!(
                     "UPDATE task_instances SET state = 'queued', queued_at = $1, updated_at = $1 \
-                     WHERE state = 'scheduled' AND id IN (SELECT value FROM ",
-                    $json_each,
-                    "($2))"
+                     WHERE state = 'scheduled' AND id ",
+                    $in_json_open,
+                    "$2",
+                    $in_json_close
                 ))
                 .bind(now)
                 .bind(sqlx::types::Json(&chosen))
@@ -743,6 +712,58 @@ macro_rules! impl_store {
                 }
             }
             Ok(chosen.len())
+        }
+
+
+        /// Claims up to `req.limit` queued task instances inside the caller's
+        /// transaction: each starts a new try, recorded in the history.
+        async fn claim_in(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            req: &$crate::store::ClaimRequest,
+        ) -> $crate::store::Result<Vec<$crate::store::Claim>> {
+                let rows: Vec<(String, i64, i64, String, String, String, i64)> = sqlx::query_as(concat!(
+                "UPDATE task_instances SET state = 'running', try_number = try_number + 1, start_date = $1, \
+                   end_date = NULL, next_try_at = NULL, hostname = $2, worker = $3, pid = NULL, lease_until = $4, \
+                   updated_at = $1 \
+                 WHERE state = 'queued' AND id IN (SELECT id FROM task_instances WHERE state = 'queued' \
+                   ORDER BY priority DESC, queued_at LIMIT $5 ",
+                $skip_locked,
+                ") RETURNING id, run_pk, version_id, dag_id, run_id, task_id, try_number"
+            ))
+            .bind(req.now)
+            .bind(&req.hostname)
+            .bind(&req.worker)
+            .bind(req.lease_until)
+            .bind(req.limit)
+            .fetch_all(&mut *conn)
+            .await?;
+            let claims: Vec<$crate::store::Claim> = rows
+                .into_iter()
+                .map(|(ti_id, run_pk, version_id, dag_id, run_id, task_id, try_number)| {
+                    let log_path = $crate::store::log_path(&dag_id, &run_id, &task_id, try_number);
+                    $crate::store::Claim { ti_id, run_pk, dag_id, run_id, task_id, try_number, version_id, log_path }
+                })
+                .collect();
+            if !claims.is_empty() {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO task_tries (ti_id, try_number, dag_id, run_id, task_id, state, start_date, \
+                       hostname, worker, log_path) ",
+                );
+                qb.push_values(&claims, |mut b, c| {
+                    b.push_bind(c.ti_id.clone())
+                        .push_bind(c.try_number)
+                        .push_bind(c.dag_id.clone())
+                        .push_bind(c.run_id.clone())
+                        .push_bind(c.task_id.clone())
+                        .push_bind("running")
+                        .push_bind(req.now)
+                        .push_bind(req.hostname.clone())
+                        .push_bind(req.worker.clone())
+                        .push_bind(c.log_path.clone());
+                });
+                qb.build().execute(&mut *conn).await?;
+            }
+            Ok(claims)
         }
 
         async fn insert_audit(

@@ -89,5 +89,5 @@ impl_store!(
     for_update = "",
     skip_locked = "",
     dispatch_lock = "",
-    json_each = "json_each"
+    in_json = ("IN (SELECT value FROM json_each(", "))")
 );
