@@ -445,3 +445,85 @@ async fn two_processes_opening_a_new_sqlite_database_both_succeed() {
         o.await.unwrap().unwrap();
     }
 }
+
+async fn group_commit(db: &TestDb) {
+    db.store
+        .sync_dags(&[dag_sync("d", "h1")], &[], false, Utc::now())
+        .await
+        .unwrap();
+    let dag = db.store.get_dag("d").await.unwrap();
+    let r1 = db
+        .store
+        .create_run(&new_run("d", "r1", dag.latest_version_id, &["a"]))
+        .await
+        .unwrap();
+    let r2 = db
+        .store
+        .create_run(&new_run("d", "r2", dag.latest_version_id, &["a"]))
+        .await
+        .unwrap();
+    let good = |_: &weir_core::store::RunSnapshot| {
+        Ok(weir_core::store::Planned::Done(Plan {
+            tasks: vec![change("a", TaskState::None, TaskState::Scheduled, 0)],
+            run: Some((RunState::Queued, RunState::Running)),
+        }))
+    };
+    let stale = |_: &weir_core::store::RunSnapshot| {
+        Ok(weir_core::store::Planned::Done(Plan {
+            tasks: vec![change("a", TaskState::Success, TaskState::Failed, 0)],
+            run: None,
+        }))
+    };
+    let now = Utc::now();
+    let req = ClaimRequest {
+        worker: "w".into(),
+        hostname: "h".into(),
+        limit: 1,
+        lease_until: now + Duration::seconds(30),
+        now,
+    };
+    let items = [
+        weir_core::store::Advance {
+            run_pk: r2.id,
+            scope: weir_core::store::Scope::All,
+            end: None,
+            planner: &stale,
+            claim: Some(&req),
+        },
+        weir_core::store::Advance {
+            run_pk: r1.id,
+            scope: weir_core::store::Scope::All,
+            end: None,
+            planner: &good,
+            claim: Some(&req),
+        },
+    ];
+    let results = db.store.advance_runs(&items).await.unwrap();
+    assert!(
+        matches!(results[0], Err(Error::Conflict(_))),
+        "{:?}",
+        results[0]
+    );
+    let done = results[1].as_ref().unwrap();
+    assert_eq!(
+        done.queued, 1,
+        "the good item's task was queued in the batch"
+    );
+    assert_eq!(done.claims.len(), 1, "and claimed for the slot that asked");
+    assert_eq!(
+        db.store.get_run_by_pk(r1.id).await.unwrap().state,
+        RunState::Running
+    );
+    assert_eq!(
+        db.store.get_run_by_pk(r2.id).await.unwrap().state,
+        RunState::Queued,
+        "the failed item changed nothing"
+    );
+    let ti = &db.store.list_task_instances(r1.id).await.unwrap()[0];
+    assert_eq!((ti.state, ti.try_number), (TaskState::Running, 1));
+    assert!(
+        ti.start_date >= ti.queued_at,
+        "a try never starts before it was queued"
+    );
+}
+both_backends!(group_commit_isolates_items, group_commit);

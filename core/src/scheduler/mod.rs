@@ -120,6 +120,22 @@ struct Inner {
     dags: Mutex<HashMap<i64, Arc<Dag>>>,
     /// Woken when task instances were queued: workers should claim.
     work: Notify,
+    /// Reports of ended tries waiting to be committed together.
+    pending: Mutex<Vec<Pending>>,
+    /// Held by the caller committing a batch of reports.
+    committing: tokio::sync::Mutex<()>,
+}
+
+/// A reported try waiting for the next group commit.
+#[derive(Debug)]
+struct Pending {
+    dag: Arc<Dag>,
+    run_pk: i64,
+    action: Action,
+    end: TryEnd,
+    /// The worker slot (worker, host) to claim the next task for.
+    slot: Option<(String, String)>,
+    reply: tokio::sync::oneshot::Sender<Result<(Plan, Option<Claim>)>>,
 }
 
 impl Scheduler {
@@ -132,6 +148,8 @@ impl Scheduler {
                 options,
                 dags: Mutex::new(HashMap::new()),
                 work: Notify::new(),
+                pending: Mutex::new(Vec::new()),
+                committing: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -388,6 +406,9 @@ impl Scheduler {
     /// [`Scheduler::finish`], and in the same transaction claims the next
     /// queued task instance for the same worker slot (`worker`, `hostname`):
     /// a worker that keeps its slots busy needs no separate claim.
+    ///
+    /// Reports that arrive while another batch commits are committed together
+    /// (group commit): one transaction, each report in its own savepoint.
     pub async fn finish_and_claim(
         &self,
         report: &Report,
@@ -395,34 +416,118 @@ impl Scheduler {
     ) -> Result<Option<Claim>> {
         let c = &report.claim;
         let now = self.now();
-        let action = Action::Finish {
-            task_id: c.task_id.clone(),
-            try_number: c.try_number,
-            outcome: report.outcome,
-            jitter: fastrand::f64(),
-        };
-        let end = TryEnd {
-            ti_id: c.ti_id.clone(),
+        let dag = self.dag_version(c.version_id).await?;
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            dag,
             run_pk: c.run_pk,
-            try_number: c.try_number,
-            exit_code: report.exit_code,
-            error: report.error.clone(),
-            pid: report.pid,
-            at: now,
+            action: Action::Finish {
+                task_id: c.task_id.clone(),
+                try_number: c.try_number,
+                outcome: report.outcome,
+                jitter: fastrand::f64(),
+            },
+            end: TryEnd {
+                ti_id: c.ti_id.clone(),
+                run_pk: c.run_pk,
+                try_number: c.try_number,
+                exit_code: report.exit_code,
+                error: report.error.clone(),
+                pid: report.pid,
+                at: now,
+            },
+            slot: slot.map(|(worker, hostname)| (worker.to_owned(), hostname.to_owned())),
+            reply,
         };
-        let request = slot.map(|(worker, hostname)| self.claim_request(worker, hostname, 1));
-        let done = self
-            .apply_and_claim(
-                c.run_pk,
-                c.version_id,
-                &action,
-                Some(&end),
-                None,
-                request.as_ref(),
-            )
-            .await?;
-        self.after_change(&c.dag_id, &done.plan).await?;
-        Ok(done.claims.into_iter().next())
+        if let Ok(mut p) = self.inner.pending.lock() {
+            p.push(pending);
+        }
+        let (plan, claim) = loop {
+            if let Ok(result) = answer.try_recv() {
+                break result?;
+            }
+            let _leader = self.inner.committing.lock().await;
+            if let Ok(result) = answer.try_recv() {
+                break result?;
+            }
+            let batch = self
+                .inner
+                .pending
+                .lock()
+                .map(|mut p| std::mem::take(&mut *p))
+                .unwrap_or_default();
+            self.commit_batch(batch).await;
+        };
+        self.after_change(&c.dag_id, &plan).await?;
+        Ok(claim)
+    }
+
+    /// Commits a batch of reports in one transaction and answers each.
+    async fn commit_batch(&self, batch: Vec<Pending>) {
+        if batch.is_empty() {
+            return;
+        }
+        let now = self.now();
+        let scopes: Vec<store::Scope> = batch
+            .iter()
+            .map(|p| plan::scope(&p.dag, &p.action))
+            .collect();
+        // Claims start now, after everything the batch queues.
+        let claims: Vec<Option<ClaimRequest>> = batch
+            .iter()
+            .map(|p| {
+                p.slot
+                    .as_ref()
+                    .map(|(worker, hostname)| self.claim_request(worker, hostname, 1))
+            })
+            .collect();
+        let planners: Vec<_> = batch
+            .iter()
+            .map(|p| {
+                let (dag, action) = (p.dag.clone(), p.action.clone());
+                move |s: &store::RunSnapshot| plan::plan_scoped(&dag, s, &action, now)
+            })
+            .collect();
+        let items: Vec<store::Advance<'_>> = batch
+            .iter()
+            .zip(&scopes)
+            .zip(&planners)
+            .zip(&claims)
+            .map(|(((p, scope), planner), claim)| store::Advance {
+                run_pk: p.run_pk,
+                scope: scope.clone(),
+                end: Some(&p.end),
+                planner,
+                claim: claim.as_ref(),
+            })
+            .collect();
+        let results = self.inner.store.advance_runs(&items).await;
+        drop(items);
+        match results {
+            Ok(results) => {
+                let mut wake = false;
+                for (p, r) in batch.into_iter().zip(results) {
+                    let answer = r.map_err(Error::from).map(|done| {
+                        wake |= done.queued > 0;
+                        (done.plan, done.claims.into_iter().next())
+                    });
+                    let _ = p.reply.send(answer);
+                }
+                if wake {
+                    self.inner.work.notify_one();
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for p in batch {
+                    let _ = p
+                        .reply
+                        .send(Err(Error::Store(store::Error::Conflict(format!(
+                            "the batch failed: {message}"
+                        )))));
+                }
+            }
+        }
     }
 
     fn claim_request(&self, worker: &str, hostname: &str, limit: usize) -> ClaimRequest {

@@ -119,6 +119,29 @@ pub struct Advanced {
     pub claims: Vec<Claim>,
 }
 
+/// One item of [`Store::advance_runs`].
+pub struct Advance<'a> {
+    /// The run.
+    pub run_pk: i64,
+    /// Which task instances the planner needs.
+    pub scope: Scope,
+    /// The try that ended, closed in the same transaction.
+    pub end: Option<&'a TryEnd>,
+    /// Decides the changes.
+    pub planner: Planner<'a>,
+    /// The slot of the try that ended, to claim its next task.
+    pub claim: Option<&'a ClaimRequest>,
+}
+
+impl std::fmt::Debug for Advance<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Advance")
+            .field("run_pk", &self.run_pk)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One guarded task-instance move.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskChange {
@@ -255,6 +278,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         claim: Option<&ClaimRequest>,
         planner: Planner<'_>,
     ) -> Result<Advanced>;
+    /// Applies several runs' changes in one transaction (group commit): each
+    /// item as [`Store::advance_run`] would, in a savepoint of its own so one
+    /// item's conflict does not undo the others; then queues ready work once
+    /// and claims for the items that ask. One result per item, in order.
+    async fn advance_runs(&self, items: &[Advance<'_>]) -> Result<Vec<Result<Advanced>>>;
     /// Runs matching a filter, with the total count before limit/offset.
     async fn list_runs(&self, filter: &RunFilter) -> Result<(Vec<RunRecord>, i64)>;
     /// One run by its DAG and run id.

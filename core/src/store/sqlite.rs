@@ -29,15 +29,36 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
+        // Two processes opening a new file at once: switching it to WAL can
+        // answer "database is locked" without waiting; try again shortly.
+        let mut attempts = 0_u64;
+        loop {
+            match Self::pools(&options).await {
+                Err(sqlx::Error::Database(e))
+                    if e.message().contains("database is locked") && attempts < 20 =>
+                {
+                    attempts += 1;
+                    tracing::debug!("the database is locked while opening ({e}); trying again");
+                    tokio::time::sleep(Duration::from_millis(25 * attempts)).await;
+                }
+                Err(e) => return Err(e.into()),
+                Ok((write, read)) => return Ok(SqliteStore { write, read }),
+            }
+        }
+    }
+
+    async fn pools(
+        options: &SqliteConnectOptions,
+    ) -> Result<(Pool<Sqlite>, Pool<Sqlite>), sqlx::Error> {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(SqliteStore { write, read })
+        Ok((write, read))
     }
 
     async fn tx(&self) -> Result<Transaction<'static, Sqlite>> {
