@@ -33,20 +33,57 @@ impl CronExpr {
 
     /// The first fire time strictly after `after`, evaluated in `tz`.
     pub fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-        let local = after.with_timezone(&tz);
-        self.schedule
-            .after(&local)
-            .next()
-            .map(|t| t.with_timezone(&Utc))
+        // Walk the schedule in wall-clock time; map each tick to an instant.
+        let mut local =
+            as_naive_utc(after.with_timezone(&tz).naive_local()) - chrono::Duration::hours(3);
+        for _ in 0..10_000 {
+            let tick = self.schedule.after(&local).next()?;
+            let at = to_instant(tick.naive_utc(), tz);
+            if at > after {
+                return Some(at);
+            }
+            local = tick;
+        }
+        None
     }
 
     /// The latest fire time at or before `at`, evaluated in `tz`.
     pub fn last_at_or_before(&self, at: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-        let just_after = (at + chrono::Duration::seconds(1)).with_timezone(&tz);
-        self.schedule
-            .after(&just_after)
-            .next_back()
-            .map(|t| t.with_timezone(&Utc))
+        let from = as_naive_utc(at.with_timezone(&tz).naive_local()) + chrono::Duration::hours(3);
+        let mut ticks = self.schedule.after(&from);
+        for _ in 0..10_000 {
+            let tick = ticks.next_back()?;
+            let instant = to_instant(tick.naive_utc(), tz);
+            if instant <= at {
+                return Some(instant);
+            }
+        }
+        None
+    }
+}
+
+/// A wall-clock time carried as a UTC time, to walk the schedule in local time.
+fn as_naive_utc(local: chrono::NaiveDateTime) -> DateTime<Utc> {
+    Utc.from_utc_datetime(&local)
+}
+
+/// The instant a wall-clock time in `tz` stands for. A time that occurs twice
+/// (clocks going back) is its first occurrence; a time that does not occur
+/// (clocks going forward) is read with the offset in force before the jump,
+/// so 01:30 on a day London skips 01:00–02:00 is 02:30 summer time. Either
+/// way every local tick has exactly one instant and none is lost.
+fn to_instant(local: chrono::NaiveDateTime, tz: Tz) -> DateTime<Utc> {
+    use chrono::LocalResult;
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => t.with_timezone(&Utc),
+        LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
+        LocalResult::None => {
+            let before = Utc.from_utc_datetime(&(local - chrono::Duration::hours(6)));
+            let offset = chrono::Offset::fix(&tz.offset_from_utc_datetime(&before.naive_utc()));
+            Utc.from_utc_datetime(
+                &(local - chrono::Duration::seconds(i64::from(offset.local_minus_utc()))),
+            )
+        }
     }
 }
 
@@ -275,6 +312,88 @@ mod tests {
         assert!(e.contains("has 4 fields"), "{e}");
         let e = "61 2 * * *".parse::<CronExpr>().unwrap_err();
         assert!(e.contains("invalid cron expression"), "{e}");
+    }
+
+    fn ticks(expr: &str, from: &str, n: usize, tz: Tz) -> Vec<DateTime<Utc>> {
+        let c: CronExpr = expr.parse().unwrap_or_else(|e| panic!("{e}"));
+        let mut t = utc(from);
+        (0..n)
+            .map(|_| {
+                t = c
+                    .next_after(t, tz)
+                    .unwrap_or_else(|| panic!("no tick after {t}"));
+                t
+            })
+            .collect()
+    }
+
+    fn london() -> Tz {
+        "Europe/London".parse().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn spring_forward_neither_skips_nor_duplicates() {
+        // 2026-03-29: London clocks jump from 01:00 GMT to 02:00 BST.
+        let daily_0130 = ticks("30 1 * * *", "2026-03-28T00:00:00Z", 3, london());
+        assert_eq!(
+            daily_0130,
+            vec![
+                utc("2026-03-28T01:30:00Z"),
+                utc("2026-03-29T01:30:00Z"),
+                utc("2026-03-30T00:30:00Z")
+            ],
+            "01:30 does not exist on the 29th: it runs at 02:30 BST (01:30Z), once"
+        );
+        let daily_0230 = ticks("30 2 * * *", "2026-03-28T12:00:00Z", 2, london());
+        assert_eq!(
+            daily_0230,
+            vec![utc("2026-03-29T01:30:00Z"), utc("2026-03-30T01:30:00Z")]
+        );
+        let hourly = ticks("0 * * * *", "2026-03-28T23:30:00Z", 4, london());
+        assert_eq!(
+            hourly,
+            vec![
+                utc("2026-03-29T00:00:00Z"),
+                utc("2026-03-29T01:00:00Z"),
+                utc("2026-03-29T02:00:00Z"),
+                utc("2026-03-29T03:00:00Z")
+            ],
+            "local 01:00 and 02:00 are the same instant: one tick"
+        );
+    }
+
+    #[test]
+    fn fall_back_neither_skips_nor_duplicates() {
+        // 2026-10-25: London clocks go back from 02:00 BST to 01:00 GMT; 01:30 happens twice.
+        let daily = ticks("30 1 * * *", "2026-10-24T12:00:00Z", 2, london());
+        assert_eq!(
+            daily,
+            vec![utc("2026-10-25T00:30:00Z"), utc("2026-10-26T01:30:00Z")],
+            "the first 01:30 only"
+        );
+        // Looking back agrees with looking forward (the same interval boundaries).
+        let c: CronExpr = "30 1 * * *".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.last_at_or_before(utc("2026-10-25T03:00:00Z"), london()),
+            Some(utc("2026-10-25T00:30:00Z"))
+        );
+        assert_eq!(
+            c.last_at_or_before(utc("2026-10-25T00:30:00Z"), london()),
+            Some(utc("2026-10-25T00:30:00Z"))
+        );
+        assert_eq!(
+            c.last_at_or_before(utc("2026-10-25T00:29:59Z"), london()),
+            Some(utc("2026-10-24T00:30:00Z"))
+        );
+        let hourly = ticks("0 * * * *", "2026-10-24T23:30:00Z", 3, london());
+        assert_eq!(
+            hourly,
+            vec![
+                utc("2026-10-25T00:00:00Z"),
+                utc("2026-10-25T02:00:00Z"),
+                utc("2026-10-25T03:00:00Z")
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,206 @@
+//! Time-scheduled runs on both backends, with a manual clock: data intervals,
+//! catchup across downtime, end dates, pausing, daylight saving, and two
+//! schedulers sharing one database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use weir_core::both_backends;
+use weir_core::scheduler::{Clock, ManualClock, Options, Outcome, Report, Scheduler};
+use weir_core::state::RunType;
+use weir_core::store::{RunFilter, RunRecord};
+use weir_core::testing::TestDb;
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+struct Env {
+    sched: Scheduler,
+    clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+async fn env(db: &TestDb, dag: &str, now: &str) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.yaml"), dag).unwrap();
+    let clock = Arc::new(ManualClock::new(utc(now)));
+    let sched = Scheduler::new(db.store.clone(), clock.clone(), Options::default());
+    let report = sched.sync_folder(dir.path()).await.unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    Env {
+        sched,
+        clock,
+        _dir: dir,
+    }
+}
+
+async fn runs(s: &Scheduler) -> Vec<RunRecord> {
+    s.store()
+        .list_runs(&RunFilter {
+            dag_id: Some("s".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .0
+}
+
+fn logical(runs: &[RunRecord]) -> Vec<DateTime<Utc>> {
+    runs.iter().map(|r| r.logical_date.unwrap()).collect()
+}
+
+/// Runs every claimed task to success until nothing is left.
+async fn drain(s: &Scheduler) {
+    for _ in 0..100 {
+        s.tick().await.unwrap();
+        let claims = s.claim("w", "h", 100).await.unwrap();
+        if claims.is_empty() {
+            return;
+        }
+        for claim in claims {
+            s.finish(&Report {
+                claim,
+                outcome: Outcome::Success,
+                exit_code: Some(0),
+                error: None,
+                pid: None,
+            })
+            .await
+            .unwrap();
+        }
+    }
+}
+
+const DAILY: &str =
+    "schedule: '0 2 * * *'\nstart_date: 2026-01-01\ntasks:\n  a: {kind: shell, command: 'true'}\n";
+
+async fn latest_only(db: &TestDb) {
+    let e = env(db, DAILY, "2026-01-05T03:00:00Z").await;
+    e.sched.tick().await.unwrap();
+    let got = runs(&e.sched).await;
+    assert_eq!(
+        logical(&got),
+        vec![utc("2026-01-04T02:00:00Z")],
+        "without catchup only the latest interval runs"
+    );
+    let r = &got[0];
+    assert_eq!(r.run_type, RunType::Scheduled);
+    assert_eq!(r.run_id, "scheduled__2026-01-04T02:00:00+00:00");
+    assert_eq!(
+        (r.data_interval_start, r.data_interval_end),
+        (
+            Some(utc("2026-01-04T02:00:00Z")),
+            Some(utc("2026-01-05T02:00:00Z"))
+        )
+    );
+    e.sched.tick().await.unwrap();
+    assert_eq!(runs(&e.sched).await.len(), 1, "never twice");
+    drain(&e.sched).await;
+    // weir is down for three days.
+    e.clock.set(utc("2026-01-08T02:30:00Z"));
+    e.sched.tick().await.unwrap();
+    assert_eq!(
+        logical(&runs(&e.sched).await),
+        vec![utc("2026-01-04T02:00:00Z"), utc("2026-01-07T02:00:00Z")]
+    );
+}
+both_backends!(catchup_false_runs_the_latest_interval, latest_only);
+
+async fn catchup(db: &TestDb) {
+    let dag = "schedule: '0 2 * * *'\nstart_date: 2026-01-01\ncatchup: true\nmax_active_runs: 3\ntasks:\n  a: {kind: shell, command: 'true'}\n";
+    let e = env(db, dag, "2026-01-05T03:00:00Z").await;
+    e.sched.tick().await.unwrap();
+    let first = logical(&runs(&e.sched).await);
+    assert_eq!(
+        first,
+        vec![
+            utc("2026-01-01T02:00:00Z"),
+            utc("2026-01-02T02:00:00Z"),
+            utc("2026-01-03T02:00:00Z")
+        ],
+        "oldest first, no more than max_active_runs at once"
+    );
+    drain(&e.sched).await;
+    e.sched.tick().await.unwrap();
+    assert_eq!(
+        logical(&runs(&e.sched).await).len(),
+        4,
+        "the rest once the first ones ended"
+    );
+    drain(&e.sched).await;
+    e.sched.tick().await.unwrap();
+    assert_eq!(
+        runs(&e.sched).await.len(),
+        4,
+        "every missed interval exactly once"
+    );
+    // Down for two days: catchup fills the gap from the last run.
+    e.clock.set(utc("2026-01-07T02:00:01Z"));
+    e.sched.tick().await.unwrap();
+    let all = logical(&runs(&e.sched).await);
+    assert_eq!(
+        &all[4..],
+        &[utc("2026-01-05T02:00:00Z"), utc("2026-01-06T02:00:00Z")]
+    );
+}
+both_backends!(catchup_true_creates_every_missed_interval, catchup);
+
+async fn end_date_and_pause(db: &TestDb) {
+    let dag = "schedule: '0 2 * * *'\nstart_date: 2026-01-01\nend_date: 2026-01-02\ncatchup: true\npaused: true\ntasks:\n  a: {kind: shell, command: 'true'}\n";
+    let e = env(db, dag, "2026-01-10T00:00:00Z").await;
+    e.sched.tick().await.unwrap();
+    assert!(
+        runs(&e.sched).await.is_empty(),
+        "a paused DAG creates no runs"
+    );
+    e.sched.store().set_paused("s", false).await.unwrap();
+    e.sched.tick().await.unwrap();
+    drain(&e.sched).await;
+    e.sched.tick().await.unwrap();
+    assert_eq!(
+        logical(&runs(&e.sched).await),
+        vec![utc("2026-01-01T02:00:00Z")],
+        "no interval starts after end_date (the 2nd starts at 02:00, after midnight of the end date)"
+    );
+}
+both_backends!(end_date_and_pause_limit_runs, end_date_and_pause);
+
+async fn dst(db: &TestDb) {
+    let dag = "schedule: '30 1 * * *'\ntimezone: Europe/London\nstart_date: 2026-03-27\ncatchup: true\nmax_active_runs: 10\ntasks:\n  a: {kind: shell, command: 'true'}\n";
+    let e = env(db, dag, "2026-03-31T03:00:00Z").await;
+    e.sched.tick().await.unwrap();
+    let got = runs(&e.sched).await;
+    assert_eq!(
+        logical(&got),
+        vec![
+            utc("2026-03-27T01:30:00Z"),
+            utc("2026-03-28T01:30:00Z"),
+            utc("2026-03-29T01:30:00Z"), // 01:30 does not exist that day: 02:30 BST
+            utc("2026-03-30T00:30:00Z"),
+        ],
+        "one run per day across the spring-forward day"
+    );
+    assert_eq!(got[2].data_interval_end, Some(utc("2026-03-30T00:30:00Z")));
+}
+both_backends!(daylight_saving_days_run_once, dst);
+
+async fn two_schedulers(db: &TestDb) {
+    let dag = "schedule: '@hourly'\nstart_date: 2026-01-01\ncatchup: true\nmax_active_runs: 50\ntasks:\n  a: {kind: shell, command: 'true'}\n";
+    let e = env(db, dag, "2026-01-02T00:30:00Z").await;
+    let other = Scheduler::new(e.sched.store().clone(), e.clock.clone(), Options::default());
+    let (a, b) = tokio::join!(
+        e.sched.create_scheduled_runs(e.clock.now()),
+        other.create_scheduled_runs(e.clock.now())
+    );
+    let created = a.unwrap() + b.unwrap();
+    let got = runs(&e.sched).await;
+    assert_eq!(got.len(), 24, "each hour of the 1st once");
+    assert_eq!(created, 24, "no run was created twice");
+    let mut ids: Vec<&str> = got.iter().map(|r| r.run_id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 24);
+}
+both_backends!(two_schedulers_create_each_run_once, two_schedulers);
