@@ -58,6 +58,27 @@ enum Command {
         #[command(subcommand)]
         command: TasksCommand,
     },
+    /// Runs for every scheduled interval whose logical date is in a range
+    /// (both ends included), paused DAGs too; a date with a run gets no second one.
+    Backfill {
+        /// The DAG id.
+        dag_id: String,
+        /// The first logical date (YYYY-MM-DD in the DAG's time zone, or RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// The last logical date (a date means the whole day).
+        #[arg(long)]
+        to: String,
+        /// Keep at most this many of the DAG's runs active (default: the DAG's max_active_runs).
+        #[arg(long)]
+        max_active_runs: Option<usize>,
+        /// Clear and run again the failed tasks of runs in the range that failed.
+        #[arg(long)]
+        rerun_failed: bool,
+        /// Create the runs and return (a running `weir standalone` runs them).
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Measure the engine on synthetic DAGs of no-op shell tasks.
     Bench {
         /// A database URL (default: a throwaway SQLite file). Use an empty database.
@@ -89,6 +110,25 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Runs { command } => commands::runs::run(command, &config).await,
         Command::Tasks { command } => commands::tasks::run(command, &config).await,
         Command::Db { command } => commands::db::run(command, &config).await,
+        Command::Backfill {
+            dag_id,
+            from,
+            to,
+            max_active_runs,
+            rerun_failed,
+            no_wait,
+        } => {
+            commands::backfill::run(
+                &config,
+                &dag_id,
+                &from,
+                &to,
+                max_active_runs,
+                rerun_failed,
+                no_wait,
+            )
+            .await
+        }
         Command::Bench {
             database,
             slots,

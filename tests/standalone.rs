@@ -337,3 +337,49 @@ fn clear_and_mark_from_the_command_line() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn backfill_from_the_command_line_runs_every_date_once() {
+    let dag = "schedule: '0 2 * * *'\nstart_date: 2026-01-01\npaused: true\ntasks:\n  a: {kind: shell, command: 'echo {{ ds }} >> dates.txt'}\n";
+    let site = Site::new(&[("daily.yaml", dag)]);
+    let _sa = site.standalone();
+    let out = site.run(&[
+        "backfill",
+        "daily",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-03",
+        "--max-active-runs",
+        "2",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("3 interval(s)"), "{text}");
+    assert!(
+        text.contains("3/3 done (0 running, 0 queued, 0 failed)"),
+        "{text}"
+    );
+    let mut dates = lines(&site.path("dags/dates.txt"));
+    dates.sort();
+    assert_eq!(dates, vec!["2026-01-01", "2026-01-02", "2026-01-03"]);
+    let again = site.run(&[
+        "backfill",
+        "daily",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-03",
+    ]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 new run(s)"));
+    assert_eq!(
+        lines(&site.path("dags/dates.txt")).len(),
+        3,
+        "a second backfill runs nothing again"
+    );
+}

@@ -204,3 +204,100 @@ async fn two_schedulers(db: &TestDb) {
     assert_eq!(ids.len(), 24);
 }
 both_backends!(two_schedulers_create_each_run_once, two_schedulers);
+
+async fn backfill(db: &TestDb) {
+    let dag = "schedule: '0 2 * * *'\nstart_date: 2026-01-01\npaused: true\ntasks:\n  a: {kind: shell, command: 'true'}\n";
+    let e = env(db, dag, "2026-02-01T00:00:00Z").await;
+    let from = utc("2026-01-03T00:00:00Z");
+    let to = utc("2026-01-05T23:59:59Z");
+    let first = e
+        .sched
+        .backfill("s", from, to, false, usize::MAX, "ada")
+        .await
+        .unwrap();
+    assert_eq!((first.intervals, first.created), (3, 3));
+    let got = runs(&e.sched).await;
+    assert_eq!(
+        logical(&got),
+        vec![
+            utc("2026-01-03T02:00:00Z"),
+            utc("2026-01-04T02:00:00Z"),
+            utc("2026-01-05T02:00:00Z")
+        ]
+    );
+    assert!(got.iter().all(|r| r.run_type == RunType::Backfill && r.run_id.starts_with("backfill__2026-01-0")));
+    assert_eq!(got[0].data_interval_end, Some(utc("2026-01-04T02:00:00Z")));
+    // A paused DAG's backfill still runs.
+    drain(&e.sched).await;
+    let again = e
+        .sched
+        .backfill("s", from, to, false, usize::MAX, "ada")
+        .await
+        .unwrap();
+    assert_eq!(again.created, 0, "idempotent: nothing new");
+    assert!(
+        again
+            .runs
+            .iter()
+            .all(|r| r.state == weir_core::state::RunState::Success)
+    );
+    // A limit paces creation; the next call creates the rest.
+    let paced = e
+        .sched
+        .backfill("s", from, utc("2026-01-08T00:00:00Z"), false, 1, "ada")
+        .await
+        .unwrap();
+    assert_eq!((paced.intervals, paced.created), (5, 1));
+    // Failed runs come back with rerun_failed.
+    let run = runs(&e.sched).await[0].clone();
+    e.sched
+        .mark(
+            "s",
+            &run.run_id,
+            "a",
+            weir_core::state::TaskState::Failed,
+            "ada",
+        )
+        .await
+        .unwrap();
+    let rerun = e
+        .sched
+        .backfill(
+            "s",
+            from,
+            utc("2026-01-03T23:00:00Z"),
+            true,
+            usize::MAX,
+            "ada",
+        )
+        .await
+        .unwrap();
+    assert_eq!((rerun.intervals, rerun.rerun), (1, 1));
+    drain(&e.sched).await;
+    assert_eq!(
+        e.sched.store().get_run_by_pk(run.id).await.unwrap().state,
+        weir_core::state::RunState::Success
+    );
+    let manual = "tasks:\n  a: {kind: shell, command: 'true'}\n";
+    let e2 = env(
+        db,
+        &manual.replace("tasks", "dag: m\ntasks"),
+        "2026-02-01T00:00:00Z",
+    )
+    .await;
+    let err = e2
+        .sched
+        .backfill("m", from, to, false, usize::MAX, "ada")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no time schedule"), "{err}");
+    assert!(
+        e.sched
+            .backfill("s", to, from, false, usize::MAX, "ada")
+            .await
+            .is_err(),
+        "--to before --from"
+    );
+}
+both_backends!(backfill_creates_each_date_once, backfill);

@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod backfill;
 pub mod dags;
 pub mod db;
 pub mod runs;

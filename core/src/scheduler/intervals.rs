@@ -89,3 +89,31 @@ fn cron_due(
     }
     out
 }
+
+/// Every interval whose start (logical date) lies in `[from, to]`, both
+/// included, oldest first (for backfills). `None` for DAGs without a time schedule.
+pub fn between(
+    dag: &Dag,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Option<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
+    match &dag.schedule {
+        Schedule::Cron(cron) => {
+            let mut out = Vec::new();
+            let mut start = cron.next_after(from - chrono::Duration::seconds(1), dag.timezone)?;
+            while start <= to && out.len() < 100_000 {
+                let end = cron.next_after(start, dag.timezone)?;
+                out.push((start, end));
+                start = end;
+            }
+            Some(out)
+        }
+        Schedule::Once => Some(
+            dag.start_date
+                .filter(|s| *s >= from && *s <= to)
+                .map(|s| vec![(s, s)])
+                .unwrap_or_default(),
+        ),
+        Schedule::Manual | Schedule::Datasets(_) => None,
+    }
+}

@@ -5,6 +5,7 @@
 //!
 //! [`Scheduler`] is a cheap handle; [`Scheduler::run`] is its loop.
 
+pub mod backfill;
 pub mod clock;
 pub mod intervals;
 pub mod plan;
@@ -889,7 +890,7 @@ impl Scheduler {
     }
 }
 
-fn new_task_instances(dag: &Dag) -> Vec<NewTaskInstance> {
+pub(crate) fn new_task_instances(dag: &Dag) -> Vec<NewTaskInstance> {
     dag.tasks
         .values()
         .map(|t| NewTaskInstance {
