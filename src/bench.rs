@@ -178,6 +178,7 @@ async fn run_one(
             logs_dir: dir.join(w.name()).join("logs"),
             name: format!("bench-{}", w.name()),
             poll: Duration::from_secs(1),
+            connections: Default::default(),
         },
         weir_worker::secrets::Secrets::default(),
     );

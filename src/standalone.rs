@@ -78,6 +78,7 @@ pub async fn run(
             logs_dir: config.core.logs_dir.clone(),
             name: worker,
             poll: Duration::from_secs(1),
+            connections: config.connection_urls(std::env::vars()),
         },
         weir_worker::secrets::Secrets::from_env(std::env::vars()),
     );

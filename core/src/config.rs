@@ -2,6 +2,7 @@
 //! every key, `WEIR_<SECTION>_<KEY>` (for example `WEIR_DATABASE_URL`).
 //! Connections come from `[connections.<id>]` or `WEIR_CONN_<ID>=<url>`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -227,6 +228,30 @@ impl Config {
             Some(password) => Some(with_password(&conn.url, &password)),
             None => Some(conn.url.clone()),
         }
+    }
+}
+
+impl Config {
+    /// Every connection URL by id: `[connections.<id>]` and every
+    /// `WEIR_CONN_<ID>` variable of `vars` (ids in lower case; the variable wins).
+    pub fn connection_urls(
+        &self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> HashMap<String, String> {
+        let vars: HashMap<String, String> = vars.into_iter().collect();
+        let env = |k: &str| vars.get(k).cloned();
+        let mut out: HashMap<String, String> = HashMap::new();
+        for id in self.connections.keys() {
+            if let Some(url) = self.connection_url(id, &env) {
+                out.insert(id.to_ascii_lowercase(), url);
+            }
+        }
+        for (k, v) in &vars {
+            if let Some(id) = k.strip_prefix("WEIR_CONN_") {
+                out.insert(id.to_ascii_lowercase(), v.clone());
+            }
+        }
+        out
     }
 }
 

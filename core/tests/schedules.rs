@@ -301,3 +301,69 @@ async fn backfill(db: &TestDb) {
     );
 }
 both_backends!(backfill_creates_each_date_once, backfill);
+
+async fn dataset_triggers(db: &TestDb) {
+    let dag =
+        "schedule: {datasets: [clean.a, clean.b]}\ntasks:\n  t: {kind: shell, command: 'true'}\n";
+    let e = env(db, dag, "2026-01-01T00:00:00Z").await;
+    let write = |name: &str| weir_core::store::NewDatasetVersion {
+        dataset: name.into(),
+        ..Default::default()
+    };
+    e.sched.tick().await.unwrap();
+    assert!(runs(&e.sched).await.is_empty());
+    e.sched
+        .store()
+        .record_dataset_version(&write("clean.a"), utc("2026-01-01T01:00:00Z"))
+        .await
+        .unwrap();
+    e.sched.tick().await.unwrap();
+    assert!(
+        runs(&e.sched).await.is_empty(),
+        "clean.b has no version yet"
+    );
+    e.sched
+        .store()
+        .record_dataset_version(&write("clean.b"), utc("2026-01-01T02:00:00Z"))
+        .await
+        .unwrap();
+    e.sched.tick().await.unwrap();
+    let got = runs(&e.sched).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].run_type, RunType::DatasetTriggered);
+    assert_eq!(
+        got[0].run_id,
+        "dataset_triggered__2026-01-01T02:00:00+00:00"
+    );
+    let versions: serde_json::Value =
+        serde_json::from_str(got[0].trigger_versions.as_deref().unwrap()).unwrap();
+    assert!(
+        versions["clean.a"].is_i64() && versions["clean.b"].is_i64(),
+        "{versions}"
+    );
+    e.sched.tick().await.unwrap();
+    assert_eq!(runs(&e.sched).await.len(), 1, "no new versions, no new run");
+    e.sched
+        .store()
+        .record_dataset_version(&write("clean.a"), utc("2026-01-01T03:00:00Z"))
+        .await
+        .unwrap();
+    e.sched.tick().await.unwrap();
+    assert_eq!(runs(&e.sched).await.len(), 1, "only one input is new");
+    e.sched
+        .store()
+        .record_dataset_version(&write("clean.b"), utc("2026-01-01T04:00:00Z"))
+        .await
+        .unwrap();
+    let other = Scheduler::new(e.sched.store().clone(), e.clock.clone(), Options::default());
+    let (x, y) = tokio::join!(
+        e.sched.create_dataset_triggered_runs(e.clock.now()),
+        other.create_dataset_triggered_runs(e.clock.now())
+    );
+    assert_eq!(x.unwrap() + y.unwrap(), 1, "two schedulers fire once");
+    assert_eq!(runs(&e.sched).await.len(), 2);
+}
+both_backends!(
+    dataset_schedules_fire_when_every_input_is_new,
+    dataset_triggers
+);

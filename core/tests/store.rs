@@ -42,6 +42,7 @@ fn new_run(dag_id: &str, run_id: &str, version_id: i64, tasks: &[&str]) -> NewRu
         conf: "{}".into(),
         note: None,
         triggered_by: Some("test".into()),
+        trigger_versions: None,
         queued_at: now,
         tasks: tasks
             .iter()

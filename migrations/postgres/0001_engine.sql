@@ -43,6 +43,7 @@ CREATE TABLE dag_runs (
     conf                TEXT    NOT NULL DEFAULT '{}',
     note                TEXT,
     triggered_by        TEXT,
+    trigger_versions    TEXT,
     queued_at           TIMESTAMPTZ    NOT NULL,
     start_date          TIMESTAMPTZ,
     end_date            TIMESTAMPTZ,
@@ -124,4 +125,19 @@ CREATE TABLE audit_log (
     run_id  TEXT,
     task_id TEXT,
     detail  TEXT
+);
+
+-- Dataset versions: each write of a dataset, and what produced it.
+CREATE TABLE dataset_versions (
+    id          BIGSERIAL PRIMARY KEY,
+    dataset     TEXT    NOT NULL,
+    version     BIGINT NOT NULL,
+    dag_id      TEXT,
+    run_id      TEXT,
+    task_id     TEXT,
+    try_number  BIGINT,
+    rows        BIGINT,
+    path        TEXT,
+    created_at  TIMESTAMPTZ NOT NULL,
+    UNIQUE (dataset, version)
 );

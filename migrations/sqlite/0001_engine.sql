@@ -43,6 +43,7 @@ CREATE TABLE dag_runs (
     conf                TEXT    NOT NULL DEFAULT '{}',
     note                TEXT,
     triggered_by        TEXT,
+    trigger_versions    TEXT,
     queued_at           TEXT    NOT NULL,
     start_date          TEXT,
     end_date            TEXT,
@@ -124,4 +125,19 @@ CREATE TABLE audit_log (
     run_id  TEXT,
     task_id TEXT,
     detail  TEXT
+);
+
+-- Dataset versions: each write of a dataset, and what produced it.
+CREATE TABLE dataset_versions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    dataset     TEXT    NOT NULL,
+    version     INTEGER NOT NULL,
+    dag_id      TEXT,
+    run_id      TEXT,
+    task_id     TEXT,
+    try_number  INTEGER,
+    rows        INTEGER,
+    path        TEXT,
+    created_at  TEXT NOT NULL,
+    UNIQUE (dataset, version)
 );

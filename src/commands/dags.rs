@@ -365,6 +365,7 @@ async fn test(
             logs_dir: config.core.logs_dir.clone(),
             name: "dags-test".into(),
             poll: Duration::from_millis(200),
+            connections: config.connection_urls(std::env::vars()),
         },
         weir_worker::secrets::Secrets::from_env(std::env::vars()),
     );

@@ -44,6 +44,7 @@ pub async fn execute(
     log: &mut LogWriter,
     stop: &CancellationToken,
     worker: &str,
+    sensors: &crate::sensor::SensorEnv,
 ) -> TryResult {
     let Some(task) = ctx.dag.tasks.get(ctx.claim.task_id.as_str()) else {
         return TryResult::failed(format!(
@@ -91,6 +92,23 @@ pub async fn execute(
                 ..shell_result(end)
             }
         }
+        TaskKind::Sensor {
+            condition,
+            poke_interval,
+        } => {
+            let render_ref = &render;
+            let render_dyn = |what: &str, src: &str| render_ref(what, src);
+            crate::sensor::poke(
+                ctx,
+                condition,
+                *poke_interval,
+                task.timeout,
+                &render_dyn,
+                sensors,
+                log,
+            )
+            .await
+        }
         other => TryResult::failed(format!(
             "{} tasks cannot run yet: this build has no data plane (only shell tasks run)",
             other.name().as_str()
@@ -131,6 +149,7 @@ async fn report(log: &mut LogWriter, r: TryResult) -> TryResult {
     let line = match (&r.outcome, &r.error) {
         (Outcome::Success, _) => "weir: the try succeeded".to_owned(),
         (_, Some(e)) => format!("weir: the try failed: {e}"),
+        (Outcome::Reschedule(_), None) => "weir: the poke ended; the sensor waits".to_owned(),
         (o, None) => format!("weir: the try ended: {o:?}"),
     };
     let _ = log.line(&line).await;
@@ -146,4 +165,6 @@ pub struct Shared {
     pub secrets: Arc<crate::secrets::Secrets>,
     /// This worker's name (the orphan marker of its processes).
     pub worker: String,
+    /// What sensors read.
+    pub sensors: crate::sensor::SensorEnv,
 }

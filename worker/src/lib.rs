@@ -6,6 +6,7 @@ pub mod execute;
 pub mod logs;
 pub mod pool;
 pub mod secrets;
+pub mod sensor;
 pub mod shell;
 
 pub use pool::{LocalPool, PoolOptions};

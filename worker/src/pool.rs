@@ -29,6 +29,8 @@ pub struct PoolOptions {
     pub name: String,
     /// How often to look for work created by other processes.
     pub poll: Duration,
+    /// Connection URLs by id (lower case), for SQL sensors.
+    pub connections: std::collections::HashMap<String, String>,
 }
 
 /// The local worker pool.
@@ -50,10 +52,15 @@ impl LocalPool {
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "localhost".into());
+        let sensors = crate::sensor::SensorEnv {
+            store: scheduler.store().clone(),
+            connections: Arc::new(options.connections.clone()),
+        };
         let shared = Shared {
             logs_dir: options.logs_dir.clone(),
             secrets: Arc::new(secrets),
             worker: options.name.clone(),
+            sensors,
         };
         LocalPool {
             scheduler,
@@ -192,7 +199,9 @@ async fn run_try(
         Err(e) => return failed(e),
     };
     match LogWriter::create(&shared.logs_dir, &claim.log_path, shared.secrets.clone()).await {
-        Ok(mut log) => execute::execute(&ctx, env, &mut log, stop, &shared.worker).await,
+        Ok(mut log) => {
+            execute::execute(&ctx, env, &mut log, stop, &shared.worker, &shared.sensors).await
+        }
         Err(e) => failed(format!("cannot write the log {}: {e}", claim.log_path)),
     }
 }

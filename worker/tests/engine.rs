@@ -36,6 +36,11 @@ impl Engine {
         let sched = Scheduler::new(db.store.clone(), Arc::new(SystemClock), options);
         let report = sched.sync_folder(&dir.path().join("dags")).await.unwrap();
         assert!(report.errors.is_empty(), "{:?}", report.errors);
+        // A SQLite database SQL sensors can query, as connection `probe`.
+        let connections = std::collections::HashMap::from([(
+            "probe".to_owned(),
+            format!("sqlite://{}/probe.db?mode=rwc", dir.path().display()),
+        )]);
         let cancel = CancellationToken::new();
         let pool = LocalPool::new(
             sched.clone(),
@@ -44,6 +49,7 @@ impl Engine {
                 logs_dir: dir.path().join("logs"),
                 name: "test".into(),
                 poll: Duration::from_millis(100),
+                connections: connections.clone(),
             },
             Secrets::from_env(
                 secrets
@@ -151,7 +157,7 @@ params: {greeting: hello, region: eu}
 tasks:
   greet:
     kind: shell
-    command: echo "{{ params.greeting }} {{ params.region }} ds={{ ds }} run={{ run_id }} try={{ try_number }}"
+    command: echo "{{ params.greeting }} {{ params.region }} ds={{ ds }} run={{ run_id }} try={{ try_number }} from={{ data_interval_start }} to={{ data_interval_end }} ts={{ ts }} nodash={{ ds_nodash }} dag={{ dag_id }} task={{ task_id }}"
   env:
     kind: shell
     depends_on: [greet]
@@ -168,6 +174,23 @@ async fn shell_tasks(db: &TestDb) {
     assert!(
         greet.contains(&format!("bonjour eu ds={ds} run={} try=1", run.run_id)),
         "conf overrides params:\n{greet}"
+    );
+    let ld = run.logical_date.unwrap();
+    assert!(
+        greet.contains(&format!(
+            "from={} to={}",
+            run.data_interval_start.unwrap().to_rfc3339(),
+            run.data_interval_end.unwrap().to_rfc3339()
+        )),
+        "data interval in templates:\n{greet}"
+    );
+    assert!(
+        greet.contains(&format!(
+            "ts={} nodash={} dag=t task=greet",
+            ld.to_rfc3339(),
+            ld.format("%Y%m%d")
+        )),
+        "{greet}"
     );
     let env = e.log(&run, "env", 1).await;
     assert!(
@@ -337,3 +360,105 @@ fn log_paths_are_safe_file_names() {
             .any(|c| c == std::path::Component::ParentDir)
     );
 }
+
+const SENSORS: &str = r#"
+tasks:
+  wait_file:
+    kind: sensor
+    file: "incoming/*.csv"
+    poke_interval: 1s
+    timeout: 1m
+  wait_data:
+    kind: sensor
+    dataset: raw.orders
+    poke_interval: 1s
+    timeout: 1m
+  wait_flag:
+    kind: sensor
+    sql: "select count(*) from flags where ready"
+    connection: probe
+    poke_interval: 1s
+    timeout: 1m
+  after:
+    kind: shell
+    depends_on: [wait_file, wait_data, wait_flag]
+    command: "true"
+"#;
+
+async fn sensors(db: &TestDb) {
+    let e = Engine::start(db, SENSORS, &[]).await;
+    let probe = format!("sqlite://{}/probe.db?mode=rwc", e.dir.path().display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&probe)
+        .await
+        .unwrap();
+    sqlx::query("create table flags (ready boolean)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let run = e.trigger(serde_json::json!({})).await;
+    e.wait_until(&run, "every sensor to wait", |tis, _| {
+        ["wait_file", "wait_data", "wait_flag"].iter().all(|s| {
+            tis.iter()
+                .any(|t| t.task_id == *s && t.state == TaskState::UpForReschedule)
+        })
+    })
+    .await;
+    // All three waited at the same moment above, none of them running: between
+    // pokes a sensor holds no slot, and its pokes gave its tries back.
+    let waiting = e.ti(&run, "wait_flag").await;
+    assert!(
+        waiting.try_number >= 1 && waiting.max_tries >= waiting.try_number,
+        "{waiting:?}"
+    );
+    std::fs::create_dir_all(e.dir.path().join("dags/incoming")).unwrap();
+    std::fs::write(e.dir.path().join("dags/incoming/orders.csv"), "id\n1\n").unwrap();
+    let version = weir_core::store::NewDatasetVersion {
+        dataset: "raw.orders".into(),
+        ..Default::default()
+    };
+    e.sched
+        .store()
+        .record_dataset_version(&version, chrono::Utc::now())
+        .await
+        .unwrap();
+    sqlx::query("insert into flags values (true)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(e.finished(&run).await, RunState::Success);
+    let ti = e.ti(&run, "wait_file").await;
+    let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
+    assert!(tries.len() >= 2, "{tries:?}");
+    assert!(
+        tries[..tries.len() - 1]
+            .iter()
+            .all(|t| t.state == TaskState::UpForReschedule)
+    );
+    assert_eq!(tries.last().unwrap().state, TaskState::Success);
+    assert!(
+        ti.max_tries >= ti.try_number - 1,
+        "pokes do not use up retries"
+    );
+    e.stop().await;
+}
+both_backends!(sensors_wait_without_a_slot_and_fire, sensors);
+
+async fn sensor_timeout(db: &TestDb) {
+    let dag = "tasks:\n  wait:\n    kind: sensor\n    file: never/*.csv\n    poke_interval: 1s\n    timeout: 2s\n";
+    let e = Engine::start(db, dag, &[]).await;
+    let run = e.trigger(serde_json::json!({})).await;
+    assert_eq!(e.finished(&run).await, RunState::Failed);
+    let ti = e.ti(&run, "wait").await;
+    let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
+    let last = tries.last().unwrap();
+    assert_eq!(last.state, TaskState::Failed);
+    assert!(
+        last.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{last:?}"
+    );
+    e.stop().await;
+}
+both_backends!(sensors_time_out, sensor_timeout);

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Error, Result, Scheduler, intervals, new_task_instances};
+use super::{Error, Result, Scheduler, interval_run, intervals};
 use crate::state::{RunState, RunType};
-use crate::store::{self, AuditEntry, NewRun, RunFilter, RunRecord};
+use crate::store::{self, AuditEntry, RunFilter, RunRecord};
 
 /// What a backfill request did.
 #[derive(Debug, Clone, Default)]
@@ -71,21 +71,14 @@ impl Scheduler {
             if report.created >= limit {
                 continue;
             }
-            let run = NewRun {
-                dag_id: dag_id.to_owned(),
-                run_id: RunType::Backfill.run_id(start),
+            let run = interval_run(
+                &dag,
                 version_id,
-                run_type: RunType::Backfill,
-                logical_date: Some(start),
-                data_interval_start: Some(start),
-                data_interval_end: Some(end),
-                run_after: end,
-                conf: "{}".into(),
-                note: None,
-                triggered_by: Some(actor.to_owned()),
-                queued_at: now,
-                tasks: new_task_instances(&dag),
-            };
+                RunType::Backfill,
+                (start, end),
+                now,
+                actor,
+            );
             match self.store().create_run(&run).await {
                 Ok(r) => {
                     report.created += 1;

@@ -7,6 +7,7 @@
 
 pub mod backfill;
 pub mod clock;
+pub mod datasets;
 pub mod intervals;
 pub mod plan;
 
@@ -294,6 +295,7 @@ impl Scheduler {
             conf: conf.to_string(),
             note: t.note,
             triggered_by: Some(t.actor.clone()),
+            trigger_versions: None,
             queued_at: now,
             tasks: new_task_instances(&dag),
         };
@@ -710,6 +712,7 @@ impl Scheduler {
         }
         self.fail_timed_out_runs(now).await?;
         self.create_scheduled_runs(now).await?;
+        self.create_dataset_triggered_runs(now).await?;
         for dag in self.inner.store.list_dags().await? {
             let (queued, _) = self
                 .inner
@@ -796,21 +799,14 @@ impl Scheduler {
             let room = usize::try_from(rec.max_active_runs - active).unwrap_or(0);
             let due = intervals::due(&dag, last.and_then(|r| r.logical_date), now, room);
             for (start, end) in due {
-                let run = NewRun {
-                    dag_id: rec.dag_id.clone(),
-                    run_id: RunType::Scheduled.run_id(start),
-                    version_id: rec.latest_version_id,
-                    run_type: RunType::Scheduled,
-                    logical_date: Some(start),
-                    data_interval_start: Some(start),
-                    data_interval_end: Some(end),
-                    run_after: end,
-                    conf: "{}".into(),
-                    note: None,
-                    triggered_by: Some("scheduler".into()),
-                    queued_at: now,
-                    tasks: new_task_instances(&dag),
-                };
+                let run = interval_run(
+                    &dag,
+                    rec.latest_version_id,
+                    RunType::Scheduled,
+                    (start, end),
+                    now,
+                    "scheduler",
+                );
                 match self.inner.store.create_run(&run).await {
                     Ok(_) => created += 1,
                     Err(store::Error::Conflict(_)) => {}
@@ -887,6 +883,34 @@ impl Scheduler {
                 }
             }
         }
+    }
+}
+
+/// A run of `dag` (pinned to `version_id`) for the data interval `[start, end)`:
+/// run id `<type>__<start>`, logical date `start`, due at `end`.
+pub(crate) fn interval_run(
+    dag: &Dag,
+    version_id: i64,
+    run_type: RunType,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    now: DateTime<Utc>,
+    by: &str,
+) -> NewRun {
+    NewRun {
+        dag_id: dag.id.to_string(),
+        run_id: run_type.run_id(start),
+        version_id,
+        run_type,
+        logical_date: Some(start),
+        data_interval_start: Some(start),
+        data_interval_end: Some(end),
+        run_after: end,
+        conf: "{}".into(),
+        note: None,
+        triggered_by: Some(by.to_owned()),
+        trigger_versions: None,
+        queued_at: now,
+        tasks: new_task_instances(dag),
     }
 }
 

@@ -156,7 +156,9 @@ pub fn plan(
                 }
                 Outcome::Failed => TaskState::Failed,
             };
-            p.set(task_id, to, None);
+            // A sensor's poke is not a failed try: it gives the try back.
+            let grant = (to == TaskState::UpForReschedule).then_some(max_tries + 1);
+            p.set(task_id, to, grant);
             p.next_try_at = None;
         }
         Action::Clear {
@@ -530,6 +532,7 @@ mod tests {
             conf: "{}".into(),
             note: None,
             triggered_by: None,
+            trigger_versions: None,
             queued_at: now,
             start_date: None,
             end_date: None,

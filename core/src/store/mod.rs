@@ -332,6 +332,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         started_before: DateTime<Utc>,
     ) -> Result<Vec<RunRecord>>;
 
+    // ---- datasets ---------------------------------------------------------
+
+    /// Records a new version of a dataset; returns it.
+    async fn record_dataset_version(
+        &self,
+        v: &NewDatasetVersion,
+        at: DateTime<Utc>,
+    ) -> Result<DatasetVersionRecord>;
+    /// The newest version of a dataset.
+    async fn latest_dataset_version(&self, dataset: &str) -> Result<Option<DatasetVersionRecord>>;
+    /// The newest run of a DAG of the given type.
+    async fn last_run_of_type(
+        &self,
+        dag_id: &str,
+        run_type: crate::state::RunType,
+    ) -> Result<Option<RunRecord>>;
+
     // ---- pools and audit --------------------------------------------------
 
     /// Every pool with its occupancy.

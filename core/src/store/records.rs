@@ -115,6 +115,8 @@ pub struct NewRun {
     pub note: Option<String>,
     /// Who created it.
     pub triggered_by: Option<String>,
+    /// The dataset versions that triggered it (JSON), for dataset-triggered runs.
+    pub trigger_versions: Option<String>,
     /// When it was created.
     pub queued_at: DateTime<Utc>,
     /// Its task instances.
@@ -165,6 +167,8 @@ pub struct RunRecord {
     pub note: Option<String>,
     /// Who created it.
     pub triggered_by: Option<String>,
+    /// The dataset versions that triggered it (JSON `{"zone.name": version id}`).
+    pub trigger_versions: Option<String>,
     /// Created.
     pub queued_at: DateTime<Utc>,
     /// Started.
@@ -353,4 +357,42 @@ pub struct AuditRecord {
     pub task_id: Option<String>,
     /// Details (JSON).
     pub detail: Option<String>,
+}
+
+/// One version of a dataset.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DatasetVersionRecord {
+    /// Key (grows with every write of any dataset).
+    pub id: i64,
+    /// `zone.name`.
+    pub dataset: String,
+    /// 1, 2, … per dataset.
+    pub version: i64,
+    /// The producing DAG.
+    pub dag_id: Option<String>,
+    /// The producing run.
+    pub run_id: Option<String>,
+    /// The producing task.
+    pub task_id: Option<String>,
+    /// The producing try.
+    pub try_number: Option<i64>,
+    /// Rows written.
+    pub rows: Option<i64>,
+    /// Where the version is stored.
+    pub path: Option<String>,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A dataset version to record.
+#[derive(Debug, Clone, Default)]
+pub struct NewDatasetVersion {
+    /// `zone.name`.
+    pub dataset: String,
+    /// The producing DAG, run, task and try.
+    pub producer: Option<(String, String, String, i64)>,
+    /// Rows written.
+    pub rows: Option<i64>,
+    /// Where the version is stored.
+    pub path: Option<String>,
 }

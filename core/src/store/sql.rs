@@ -177,8 +177,9 @@ macro_rules! impl_store {
                 let mut tx = self.tx().await?;
                 let inserted: Result<$crate::store::RunRecord, sqlx::Error> = sqlx::query_as(
                     "INSERT INTO dag_runs (dag_id, run_id, version_id, run_type, state, logical_date, \
-                       data_interval_start, data_interval_end, run_after, conf, note, triggered_by, queued_at, unfinished) \
-                     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *",
+                       data_interval_start, data_interval_end, run_after, conf, note, triggered_by, queued_at, unfinished, \
+                       trigger_versions) \
+                     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *",
                 )
                 .bind(&run.dag_id)
                 .bind(&run.run_id)
@@ -193,6 +194,7 @@ macro_rules! impl_store {
                 .bind(&run.triggered_by)
                 .bind(run.queued_at)
                 .bind(i64::try_from(run.tasks.len()).unwrap_or(i64::MAX))
+                .bind(&run.trigger_versions)
                 .fetch_one(&mut *tx)
                 .await;
                 let record = match inserted {
@@ -489,6 +491,61 @@ macro_rules! impl_store {
                     .bind(dag_id)
                     .bind(started_before)
                     .fetch_all(self.reader())
+                    .await?)
+            }
+
+            async fn record_dataset_version(
+                &self,
+                v: &$crate::store::NewDatasetVersion,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<$crate::store::DatasetVersionRecord> {
+                let mut tx = self.tx().await?;
+                let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE dataset = $1")
+                    .bind(&v.dataset)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let (dag, run, task, try_number) = match &v.producer {
+                    Some((d, r, t, n)) => (Some(d.as_str()), Some(r.as_str()), Some(t.as_str()), Some(*n)),
+                    None => (None, None, None, None),
+                };
+                let rec = sqlx::query_as(
+                    "INSERT INTO dataset_versions (dataset, version, dag_id, run_id, task_id, try_number, rows, path, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+                )
+                .bind(&v.dataset)
+                .bind(next)
+                .bind(dag)
+                .bind(run)
+                .bind(task)
+                .bind(try_number)
+                .bind(v.rows)
+                .bind(&v.path)
+                .bind(at)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn latest_dataset_version(
+                &self,
+                dataset: &str,
+            ) -> $crate::store::Result<Option<$crate::store::DatasetVersionRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM dataset_versions WHERE dataset = $1 ORDER BY version DESC LIMIT 1")
+                    .bind(dataset)
+                    .fetch_optional(self.reader())
+                    .await?)
+            }
+
+            async fn last_run_of_type(
+                &self,
+                dag_id: &str,
+                run_type: $crate::state::RunType,
+            ) -> $crate::store::Result<Option<$crate::store::RunRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM dag_runs WHERE dag_id = $1 AND run_type = $2 ORDER BY id DESC LIMIT 1")
+                    .bind(dag_id)
+                    .bind(run_type.as_str())
+                    .fetch_optional(self.reader())
                     .await?)
             }
 
