@@ -13,14 +13,21 @@ struct Site {
 
 impl Site {
     fn new(dags: &[(&str, &str)]) -> Site {
+        Site::with_database(dags, None)
+    }
+
+    /// A site on the given database URL (default: SQLite in the site's folder).
+    fn with_database(dags: &[(&str, &str)], url: Option<&str>) -> Site {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("dags")).unwrap();
         for (name, text) in dags {
             std::fs::write(dir.path().join("dags").join(name), text).unwrap();
         }
+        let sqlite = format!("sqlite://{}/weir.db", dir.path().display());
         let config = format!(
-            "[core]\ndags_folder = \"{0}/dags\"\nlogs_dir = \"{0}/logs\"\ndata_dir = \"{0}/data\"\n[database]\nurl = \"sqlite://{0}/weir.db\"\n",
-            dir.path().display()
+            "[core]\ndags_folder = \"{0}/dags\"\nlogs_dir = \"{0}/logs\"\ndata_dir = \"{0}/data\"\n[database]\nurl = \"{1}\"\n",
+            dir.path().display(),
+            url.unwrap_or(&sqlite)
         );
         std::fs::write(dir.path().join("weir.toml"), config).unwrap();
         Site { dir }
@@ -163,7 +170,23 @@ tasks:
 
 #[test]
 fn a_killed_standalone_resumes_and_runs_each_side_effect_as_the_retry_rules_allow() {
-    let site = Site::new(&[("crash.yaml", CRASH)]);
+    crash_and_resume(&Site::new(&[("crash.yaml", CRASH)]));
+}
+
+#[test]
+fn a_killed_standalone_on_postgres_resumes_too() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = runtime.block_on(weir_core::testing::postgres()) else {
+        return;
+    };
+    crash_and_resume(&Site::with_database(
+        &[("crash.yaml", CRASH)],
+        Some(&db.url),
+    ));
+    runtime.block_on(db.cleanup());
+}
+
+fn crash_and_resume(site: &Site) {
     let effects = site.path("dags/effects.txt");
     let mut first = site.standalone();
     let out = site.run(&["dags", "trigger", "crash"]);
@@ -381,5 +404,51 @@ fn backfill_from_the_command_line_runs_every_date_once() {
         lines(&site.path("dags/dates.txt")).len(),
         3,
         "a second backfill runs nothing again"
+    );
+}
+
+#[test]
+fn pause_and_unpause_from_the_command_line() {
+    let dag = "schedule: '@hourly'\nstart_date: 2026-01-01\ntasks:\n  a: {kind: shell, command: 'true'}\n";
+    let site = Site::new(&[("hourly.yaml", dag)]);
+    let out = site.run(&["dags", "pause", "hourly"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hourly is paused"
+    );
+    let _sa = site.standalone();
+    site.wait_for("startup", || {
+        std::fs::read_to_string(site.path("standalone.log"))
+            .unwrap_or_default()
+            .contains("listening on")
+    });
+    // The scheduler ticks every second; a paused DAG gets no run.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        assert_eq!(
+            site.run_state("hourly"),
+            None,
+            "a paused DAG creates no runs"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = site.run(&["dags", "unpause", "hourly"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hourly is unpaused"
+    );
+    site.wait_for("the latest hour to run", || {
+        site.run_state("hourly").as_deref() == Some("success")
+    });
+    let runs = site.json(&["runs", "list", "hourly", "--output", "json"]);
+    assert_eq!(
+        runs["total_entries"], 1,
+        "catchup is off: only the latest interval"
+    );
+    assert!(
+        runs["dag_runs"][0]["dag_run_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("scheduled__")
     );
 }

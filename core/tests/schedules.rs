@@ -367,3 +367,21 @@ both_backends!(
     dataset_schedules_fire_when_every_input_is_new,
     dataset_triggers
 );
+
+async fn once(db: &TestDb) {
+    let dag = "schedule: '@once'\nstart_date: 2026-01-02T06:00:00Z\ntasks:\n  a: {kind: shell, command: 'true'}\n";
+    let e = env(db, dag, "2026-01-01T00:00:00Z").await;
+    e.sched.tick().await.unwrap();
+    assert!(runs(&e.sched).await.is_empty(), "not before start_date");
+    e.clock.set(utc("2026-01-03T00:00:00Z"));
+    e.sched.tick().await.unwrap();
+    drain(&e.sched).await;
+    e.clock.set(utc("2026-02-01T00:00:00Z"));
+    e.sched.tick().await.unwrap();
+    assert_eq!(
+        logical(&runs(&e.sched).await),
+        vec![utc("2026-01-02T06:00:00Z")],
+        "exactly once"
+    );
+}
+both_backends!(once_runs_once_at_start_date, once);

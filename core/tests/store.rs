@@ -528,3 +528,80 @@ async fn group_commit(db: &TestDb) {
     );
 }
 both_backends!(group_commit_isolates_items, group_commit);
+
+async fn priority_order(db: &TestDb) {
+    db.store
+        .sync_dags(
+            &[DagSync {
+                max_active_tasks: 100,
+                ..dag_sync("d", "h1")
+            }],
+            &[],
+            false,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    db.store.upsert_pool("default", 1, None).await.unwrap();
+    let dag = db.store.get_dag("d").await.unwrap();
+    let mut run = new_run("d", "r", dag.latest_version_id, &[]);
+    for (t, p) in [("low", 1), ("high", 9), ("mid", 5)] {
+        run.tasks.push(NewTaskInstance {
+            task_id: t.into(),
+            max_tries: 0,
+            pool: "default".into(),
+            priority: p,
+        });
+    }
+    let run = db.store.create_run(&run).await.unwrap();
+    let mut plan = Plan {
+        tasks: vec![],
+        run: Some((RunState::Queued, RunState::Running)),
+    };
+    for t in ["low", "high", "mid"] {
+        plan.tasks
+            .push(change(t, TaskState::None, TaskState::Scheduled, 0));
+    }
+    assert_eq!(apply(db, run.id, plan).await.unwrap().queued, 1, "one slot");
+    let claimed = db.store.claim(&claim_req(5)).await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|c| c.task_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["high"],
+        "the highest priority goes first"
+    );
+}
+both_backends!(priority_orders_the_queue, priority_order);
+
+async fn concurrent_syncs(db: &TestDb) {
+    // Two processes load the same new DAG file at the same moment.
+    let dags = [dag_sync("d", "h1")];
+    let (a, b) = tokio::join!(
+        db.store.sync_dags(&dags, &[], false, Utc::now()),
+        db.store.sync_dags(&dags, &[], false, Utc::now())
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(db.store.list_versions("d").await.unwrap().len(), 1);
+    let version = weir_core::store::NewDatasetVersion {
+        dataset: "raw.a".into(),
+        ..Default::default()
+    };
+    let (x, y) = tokio::join!(
+        db.store.record_dataset_version(&version, Utc::now()),
+        db.store.record_dataset_version(&version, Utc::now())
+    );
+    let mut numbers = vec![x.unwrap().version, y.unwrap().version];
+    numbers.sort();
+    assert_eq!(
+        numbers,
+        vec![1, 2],
+        "dataset versions are numbered once each"
+    );
+}
+both_backends!(
+    concurrent_syncs_and_versions_do_not_collide,
+    concurrent_syncs
+);

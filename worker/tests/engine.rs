@@ -444,21 +444,40 @@ async fn sensors(db: &TestDb) {
 both_backends!(sensors_wait_without_a_slot_and_fire, sensors);
 
 async fn sensor_timeout(db: &TestDb) {
-    let dag = "tasks:\n  wait:\n    kind: sensor\n    file: never/*.csv\n    poke_interval: 1s\n    timeout: 2s\n";
+    let dag = "tasks:
+  wait:
+    kind: sensor
+    file: never/*.csv
+    poke_interval: 1s
+    timeout: 2s
+  wait_data:
+    kind: sensor
+    dataset: raw.never
+    poke_interval: 1s
+    timeout: 2s
+  wait_flag:
+    kind: sensor
+    sql: select 0
+    connection: probe
+    poke_interval: 1s
+    timeout: 2s
+";
     let e = Engine::start(db, dag, &[]).await;
     let run = e.trigger(serde_json::json!({})).await;
     assert_eq!(e.finished(&run).await, RunState::Failed);
-    let ti = e.ti(&run, "wait").await;
-    let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
-    let last = tries.last().unwrap();
-    assert_eq!(last.state, TaskState::Failed);
-    assert!(
-        last.error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("timed out"),
-        "{last:?}"
-    );
+    for sensor in ["wait", "wait_data", "wait_flag"] {
+        let ti = e.ti(&run, sensor).await;
+        let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
+        let last = tries.last().unwrap();
+        assert_eq!(last.state, TaskState::Failed, "{sensor}");
+        assert!(
+            last.error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("timed out"),
+            "{sensor}: {last:?}"
+        );
+    }
     e.stop().await;
 }
 both_backends!(sensors_time_out, sensor_timeout);

@@ -50,6 +50,6 @@ impl_store!(
     Postgres,
     for_update = "FOR UPDATE",
     skip_locked = "FOR UPDATE SKIP LOCKED",
-    dispatch_lock = "SELECT pg_advisory_xact_lock(7254001)",
+    advisory_lock = "SELECT pg_advisory_xact_lock($1)",
     in_json = ("= ANY(ARRAY(SELECT jsonb_array_elements_text(", ")))")
 );

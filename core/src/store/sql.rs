@@ -11,6 +11,13 @@
 pub(super) const TI_COLUMNS: &str = "id, run_pk, dag_id, run_id, task_id, state, try_number, max_tries, pool, priority, \
      queued_at, start_date, end_date, next_try_at, hostname, worker, pid, lease_until, updated_at";
 
+/// Advisory lock keys: one dispatcher at a time (slot counts stay true).
+pub(super) const DISPATCH_LOCK: i64 = 7_254_001;
+/// One DAG folder sync at a time (versions are numbered once).
+pub(super) const SYNC_LOCK: i64 = 7_254_002;
+/// One dataset version numbered at a time.
+pub(super) const DATASET_LOCK: i64 = 7_254_003;
+
 /// Whether a database error is a unique-constraint violation.
 pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
@@ -24,7 +31,7 @@ macro_rules! impl_store {
         $db:ty,
         for_update = $for_update:literal,
         skip_locked = $skip_locked:literal,
-        dispatch_lock = $dispatch_lock:literal,
+        advisory_lock = $advisory_lock:literal,
         in_json = ($in_json_open:literal, $in_json_close:literal)
     ) => {
         #[async_trait::async_trait]
@@ -41,6 +48,8 @@ macro_rules! impl_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::Result<()> {
                 let mut tx = self.tx().await?;
+                // Two processes loading the same new file must not both add its version.
+                lock(&mut *tx, $crate::store::sql::SYNC_LOCK).await?;
                 for d in dags {
                     let existing: Option<i64> =
                         sqlx::query_scalar("SELECT id FROM dag_versions WHERE dag_id = $1 AND hash = $2")
@@ -500,6 +509,7 @@ macro_rules! impl_store {
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::Result<$crate::store::DatasetVersionRecord> {
                 let mut tx = self.tx().await?;
+                lock(&mut *tx, $crate::store::sql::DATASET_LOCK).await?;
                 let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE dataset = $1")
                     .bind(&v.dataset)
                     .fetch_one(&mut *tx)
@@ -611,9 +621,7 @@ macro_rules! impl_store {
         ) -> $crate::store::Result<usize> {
             use std::collections::HashMap;
             // One dispatcher at a time, across processes: slot counts stay true.
-            if !$dispatch_lock.is_empty() {
-                sqlx::query($dispatch_lock).execute(&mut *conn).await?;
-            }
+            lock(&mut *conn, $crate::store::sql::DISPATCH_LOCK).await?;
             let candidates: Vec<(String, String, String)> = sqlx::query_as(
                 "SELECT ti.id, ti.dag_id, ti.pool FROM task_instances ti JOIN dag_runs r ON r.id = ti.run_pk \
                  WHERE ti.state = 'scheduled' AND r.state = 'running' \
@@ -909,6 +917,16 @@ macro_rules! impl_store {
                 insert_audit(&mut *conn, a).await?;
             }
             Ok(plan)
+        }
+
+        /// Serialises transactions that take the lock `key` across processes
+        /// (PostgreSQL advisory lock, released at commit); SQLite's write
+        /// transactions are serial already.
+        async fn lock(conn: &mut <$db as sqlx::Database>::Connection, key: i64) -> $crate::store::Result<()> {
+            if !$advisory_lock.is_empty() {
+                sqlx::query($advisory_lock).bind(key).execute(&mut *conn).await?;
+            }
+            Ok(())
         }
 
         async fn insert_audit(

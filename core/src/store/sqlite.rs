@@ -109,6 +109,6 @@ impl_store!(
     Sqlite,
     for_update = "",
     skip_locked = "",
-    dispatch_lock = "",
+    advisory_lock = "",
     in_json = ("IN (SELECT value FROM json_each(", "))")
 );
