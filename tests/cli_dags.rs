@@ -86,7 +86,17 @@ fn list_and_show_in_table_json_and_dot() {
     assert_eq!(orders["schedule"], "0 2 * * *");
     assert_eq!(orders["timezone"], "Europe/London");
     assert_eq!(orders["tasks"], 7);
-    assert!(orders["next_run"].is_string());
+    assert!(
+        orders["next_run"].is_null(),
+        "orders_daily is paused in its file"
+    );
+    let hello = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["dag_id"] == "hello_shell")
+        .unwrap();
+    assert!(hello["next_run"].is_string());
 
     let table = stdout(&weir(&["dags", "list"]));
     assert!(table.starts_with("DAG "), "{table}");

@@ -253,6 +253,27 @@ fn graceful_stop_on_sigterm() {
             .unwrap_or_default()
             .contains("listening on")
     });
+    // --bind 127.0.0.1:0 picked a free port and logged it; the health endpoint answers there.
+    let log = std::fs::read_to_string(site.path("standalone.log")).unwrap();
+    let at = log.find("http://127.0.0.1:").unwrap() + "http://".len();
+    let addr: String = log[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        stream,
+        "GET /api/v2/monitor/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains(r#""metadatabase":{"status":"healthy"}"#),
+        "{answer}"
+    );
     let pid = nix::unistd::Pid::from_raw(child.child().id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -164,7 +164,7 @@ pub async fn run(command: DagsCommand, config: &Config) -> anyhow::Result<ExitCo
                             "schedule": d.schedule.describe(),
                             "timezone": d.timezone.name(),
                             "tasks": d.tasks.len(),
-                            "next_run": d.next_run_after(now).map(|t| t.to_rfc3339()),
+                            "next_run": (!d.paused).then(|| d.next_run_after(now)).flatten().map(|t| t.to_rfc3339()),
                             "owner": d.owner,
                             "tags": d.tags,
                             "paused": d.paused,
@@ -182,9 +182,13 @@ pub async fn run(command: DagsCommand, config: &Config) -> anyhow::Result<ExitCo
                                 d.schedule.describe(),
                                 d.timezone.name().to_owned(),
                                 d.tasks.len().to_string(),
-                                d.next_run_after(now)
-                                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-                                    .unwrap_or_else(|| "-".into()),
+                                if d.paused {
+                                    "paused".to_owned()
+                                } else {
+                                    d.next_run_after(now)
+                                        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                                        .unwrap_or_else(|| "-".into())
+                                },
                                 d.owner.clone().unwrap_or_else(|| "-".into()),
                                 d.tags.join(","),
                             ]
