@@ -4,6 +4,47 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// Implements `ALL`, `as_str`, `Display`, `FromStr` and `TryFrom<String>` for
+/// a field-less enum from one table of variants and their stored names.
+macro_rules! named_enum {
+    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every value.
+            pub const ALL: [$ty; [$($ty::$variant),+].len()] = [$($ty::$variant),+];
+
+            /// The stored and shown name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $ty::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| format!(concat!("unknown ", $what, " `{}`"), s))
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                s.parse()
+            }
+        }
+    };
+}
+
 /// The state of a task instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskState {
@@ -32,38 +73,6 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    /// Every state.
-    pub const ALL: [TaskState; 11] = [
-        TaskState::None,
-        TaskState::Scheduled,
-        TaskState::Queued,
-        TaskState::Running,
-        TaskState::Success,
-        TaskState::Failed,
-        TaskState::UpForRetry,
-        TaskState::UpForReschedule,
-        TaskState::UpstreamFailed,
-        TaskState::Skipped,
-        TaskState::Removed,
-    ];
-
-    /// The name stored and shown (`none` for Airflow's null).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::None => "none",
-            TaskState::Scheduled => "scheduled",
-            TaskState::Queued => "queued",
-            TaskState::Running => "running",
-            TaskState::Success => "success",
-            TaskState::Failed => "failed",
-            TaskState::UpForRetry => "up_for_retry",
-            TaskState::UpForReschedule => "up_for_reschedule",
-            TaskState::UpstreamFailed => "upstream_failed",
-            TaskState::Skipped => "skipped",
-            TaskState::Removed => "removed",
-        }
-    }
-
     /// Final states: nothing happens to the task instance unless a person clears it.
     pub fn is_finished(self) -> bool {
         matches!(
@@ -110,28 +119,19 @@ impl TaskState {
     }
 }
 
-impl fmt::Display for TaskState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for TaskState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        TaskState::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown task state `{s}`"))
-    }
-}
-
-impl TryFrom<String> for TaskState {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
+named_enum!(TaskState, "task state", {
+    None => "none",
+    Scheduled => "scheduled",
+    Queued => "queued",
+    Running => "running",
+    Success => "success",
+    Failed => "failed",
+    UpForRetry => "up_for_retry",
+    UpForReschedule => "up_for_reschedule",
+    UpstreamFailed => "upstream_failed",
+    Skipped => "skipped",
+    Removed => "removed",
+});
 
 /// The state of a DAG run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,24 +147,6 @@ pub enum RunState {
 }
 
 impl RunState {
-    /// Every state.
-    pub const ALL: [RunState; 4] = [
-        RunState::Queued,
-        RunState::Running,
-        RunState::Success,
-        RunState::Failed,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Queued => "queued",
-            RunState::Running => "running",
-            RunState::Success => "success",
-            RunState::Failed => "failed",
-        }
-    }
-
     /// Whether the run has ended.
     pub fn is_finished(self) -> bool {
         matches!(self, RunState::Success | RunState::Failed)
@@ -184,28 +166,12 @@ impl RunState {
     }
 }
 
-impl fmt::Display for RunState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RunState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        RunState::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown run state `{s}`"))
-    }
-}
-
-impl TryFrom<String> for RunState {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
+named_enum!(RunState, "run state", {
+    Queued => "queued",
+    Running => "running",
+    Success => "success",
+    Failed => "failed",
+});
 
 /// Why a run exists; part of its run id (Airflow's pattern).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -221,24 +187,6 @@ pub enum RunType {
 }
 
 impl RunType {
-    /// Every type.
-    pub const ALL: [RunType; 4] = [
-        RunType::Manual,
-        RunType::Scheduled,
-        RunType::Backfill,
-        RunType::DatasetTriggered,
-    ];
-
-    /// The stored name, also the run id prefix.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunType::Manual => "manual",
-            RunType::Scheduled => "scheduled",
-            RunType::Backfill => "backfill",
-            RunType::DatasetTriggered => "dataset_triggered",
-        }
-    }
-
     /// A run id for this type and logical date: `scheduled__2026-01-01T02:00:00+00:00`.
     pub fn run_id(self, at: chrono::DateTime<chrono::Utc>) -> String {
         format!(
@@ -249,28 +197,12 @@ impl RunType {
     }
 }
 
-impl fmt::Display for RunType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RunType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        RunType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown run type `{s}`"))
-    }
-}
-
-impl TryFrom<String> for RunType {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
+named_enum!(RunType, "run type", {
+    Manual => "manual",
+    Scheduled => "scheduled",
+    Backfill => "backfill",
+    DatasetTriggered => "dataset_triggered",
+});
 
 #[cfg(test)]
 mod tests {
