@@ -36,11 +36,15 @@ impl Engine {
         let sched = Scheduler::new(db.store.clone(), Arc::new(SystemClock), options);
         let report = sched.sync_folder(&dir.path().join("dags")).await.unwrap();
         assert!(report.errors.is_empty(), "{:?}", report.errors);
-        // A SQLite database SQL sensors can query, as connection `probe`.
-        let connections = std::collections::HashMap::from([(
-            "probe".to_owned(),
-            format!("sqlite://{}/probe.db?mode=rwc", dir.path().display()),
-        )]);
+        // A SQLite database SQL sensors can query, as connection `probe`, and
+        // the state database itself as `state` (SQLite or PostgreSQL).
+        let connections = std::collections::HashMap::from([
+            (
+                "probe".to_owned(),
+                format!("sqlite://{}/probe.db?mode=rwc", dir.path().display()),
+            ),
+            ("state".to_owned(), db.url.clone()),
+        ]);
         let cancel = CancellationToken::new();
         let pool = LocalPool::new(
             sched.clone(),
@@ -481,3 +485,20 @@ async fn sensor_timeout(db: &TestDb) {
     e.stop().await;
 }
 both_backends!(sensors_time_out, sensor_timeout);
+
+async fn sql_sensor_on_the_state_database(db: &TestDb) {
+    // On the PostgreSQL case this queries PostgreSQL; on the SQLite case, SQLite.
+    let dag = "tasks:\n  ready:\n    kind: sensor\n    sql: \"select count(*) from dag_runs where run_id = '{{ run_id }}'\"\n    connection: state\n    poke_interval: 1s\n    timeout: 30s\n";
+    let e = Engine::start(db, dag, &[]).await;
+    let run = e.trigger(serde_json::json!({})).await;
+    assert_eq!(
+        e.finished(&run).await,
+        RunState::Success,
+        "the run's own row makes the first cell 1"
+    );
+    e.stop().await;
+}
+both_backends!(
+    sql_sensors_query_sqlite_and_postgres_connections,
+    sql_sensor_on_the_state_database
+);
