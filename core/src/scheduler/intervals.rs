@@ -117,3 +117,13 @@ pub fn between(
         Schedule::Manual | Schedule::Datasets(_) => None,
     }
 }
+
+/// When the next interval after `now` ends (the next time a scheduled run can
+/// be due); `None` when no time-based run can come.
+pub fn next_end(dag: &Dag, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    match &dag.schedule {
+        Schedule::Cron(cron) => cron.next_after(now, dag.timezone),
+        Schedule::Once => dag.start_date.filter(|s| *s > now),
+        Schedule::Manual | Schedule::Datasets(_) => Some(DateTime::<Utc>::MAX_UTC),
+    }
+}

@@ -126,6 +126,8 @@ struct Inner {
     pending: Mutex<Vec<Pending>>,
     /// Held by the caller committing a batch of reports.
     committing: tokio::sync::Mutex<()>,
+    /// Per DAG (and version): the earliest time a scheduled interval can end.
+    next_due: Mutex<HashMap<(String, i64), DateTime<Utc>>>,
 }
 
 /// A reported try waiting for the next group commit.
@@ -152,6 +154,7 @@ impl Scheduler {
                 work: Notify::new(),
                 pending: Mutex::new(Vec::new()),
                 committing: tokio::sync::Mutex::new(()),
+                next_due: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -713,20 +716,8 @@ impl Scheduler {
         self.fail_timed_out_runs(now).await?;
         self.create_scheduled_runs(now).await?;
         self.create_dataset_triggered_runs(now).await?;
-        for dag in self.inner.store.list_dags().await? {
-            let (queued, _) = self
-                .inner
-                .store
-                .list_runs(&store::RunFilter {
-                    dag_id: Some(dag.dag_id.clone()),
-                    states: vec![RunState::Queued],
-                    limit: Some(1),
-                    ..Default::default()
-                })
-                .await?;
-            if !queued.is_empty() {
-                self.start_queued_runs(&dag.dag_id).await?;
-            }
+        for dag_id in self.inner.store.dags_with_queued_runs().await? {
+            self.start_queued_runs(&dag_id).await?;
         }
         self.dispatch().await?;
         Ok(())
@@ -791,6 +782,17 @@ impl Scheduler {
             if rec.is_paused || rec.is_stale {
                 continue;
             }
+            // Nothing can be due before the next interval ends: no queries until then.
+            let key = (rec.dag_id.clone(), rec.latest_version_id);
+            let waiting = self
+                .inner
+                .next_due
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&key).copied());
+            if waiting.is_some_and(|at| now < at) {
+                continue;
+            }
             let Ok(dag) = self.dag_version(rec.latest_version_id).await else {
                 continue;
             };
@@ -798,6 +800,19 @@ impl Scheduler {
             let active = self.inner.store.count_active_runs(&rec.dag_id).await?;
             let room = usize::try_from(rec.max_active_runs - active).unwrap_or(0);
             let due = intervals::due(&dag, last.and_then(|r| r.logical_date), now, room);
+            // When max_active_runs held catch-up back, look again next tick.
+            let held_back = room == 0 || due.len() == room;
+            let next = if held_back {
+                None
+            } else {
+                intervals::next_end(&dag, now)
+            };
+            if let Ok(mut m) = self.inner.next_due.lock() {
+                match next {
+                    Some(at) => m.insert(key, at),
+                    None => m.remove(&key),
+                };
+            }
             for (start, end) in due {
                 let run = interval_run(
                     &dag,
@@ -877,9 +892,11 @@ impl Scheduler {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = interval.tick() => {
+                    let started = std::time::Instant::now();
                     if let Err(e) = self.tick().await {
                         tracing::error!("scheduler tick failed: {e}");
                     }
+                    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "scheduler tick");
                 }
             }
         }

@@ -291,6 +291,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_run_by_pk(&self, run_pk: i64) -> Result<RunRecord>;
     /// The scheduled or backfill run of a DAG with the latest logical date.
     async fn last_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRecord>>;
+    /// The DAGs that have runs waiting to start.
+    async fn dags_with_queued_runs(&self) -> Result<Vec<String>>;
     /// How many runs of a DAG are queued or running.
     async fn count_active_runs(&self, dag_id: &str) -> Result<i64>;
     /// How many runs of a DAG are running.

@@ -392,6 +392,12 @@ macro_rules! impl_store {
                 .await?)
             }
 
+            async fn dags_with_queued_runs(&self) -> $crate::store::Result<Vec<String>> {
+                Ok(sqlx::query_scalar("SELECT DISTINCT dag_id FROM dag_runs WHERE state = 'queued' ORDER BY dag_id")
+                    .fetch_all(self.reader())
+                    .await?)
+            }
+
             async fn count_active_runs(&self, dag_id: &str) -> $crate::store::Result<i64> {
                 Ok(sqlx::query_scalar("SELECT COUNT(*) FROM dag_runs WHERE dag_id = $1 AND state IN ('queued', 'running')")
                     .bind(dag_id)
