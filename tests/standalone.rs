@@ -161,7 +161,7 @@ tasks:
     depends_on: [first]
     retries: 1
     retry_delay: 1s
-    command: echo slow-start >> effects.txt; sleep 3; echo slow-end >> effects.txt
+    command: echo slow-start >> effects.txt; sleep 8; echo slow-end >> effects.txt
   last:
     kind: shell
     depends_on: [slow]
@@ -198,7 +198,8 @@ fn crash_and_resume(site: &Site) {
     site.wait_for("the slow task to start", || {
         lines(&effects).contains(&"slow-start".to_owned())
     });
-    // Kill -9: no chance to clean up.
+    // Kill -9: no chance to clean up. The orphaned `sleep 8` leaves the restart
+    // time to stop it before it could write `slow-end`.
     first.kill();
     let mut second = site.standalone();
     site.wait_for("the run to succeed", || {
