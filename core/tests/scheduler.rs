@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use weir_core::both_backends;
-use weir_core::scheduler::{Action, ManualClock, Options, Outcome, Report, Scheduler, Trigger};
+use weir_core::scheduler::{ManualClock, Options, Outcome, Report, Scheduler, Trigger};
 use weir_core::state::{RunState, TaskState};
 use weir_core::store::{Claim, RunRecord};
 use weir_core::testing::TestDb;
@@ -502,6 +502,5 @@ async fn refuses_bad_requests(db: &TestDb) {
         ..trigger()
     };
     assert!(e.sched.trigger("p", bad_conf).await.is_err());
-    let _ = Action::Evaluate;
 }
 both_backends!(bad_triggers_are_refused, refuses_bad_requests);

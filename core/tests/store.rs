@@ -440,7 +440,12 @@ async fn two_processes_opening_a_new_sqlite_database_both_succeed() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/race.db", dir.path().display());
     let opens: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(weir_core::store::open_url(url.clone())))
+        .map(|_| {
+            tokio::spawn({
+                let url = url.clone();
+                async move { weir_core::store::open(&url).await }
+            })
+        })
         .collect();
     for o in opens {
         o.await.unwrap().unwrap();

@@ -139,35 +139,29 @@ async fn truthy_first_cell(url: &str, query: &str) -> Result<bool, String> {
             "" | "0" | "false" | "f" | "no"
         )
     }
+    // The same steps on either kind of connection.
+    macro_rules! first_cell_truthy {
+        ($connection:ty) => {{
+            let mut conn = <$connection>::connect(url)
+                .await
+                .map_err(|e| e.to_string())?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(query.to_owned()))
+                .fetch_optional(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(row.is_some_and(|r| {
+                r.try_get::<bool, _>(0)
+                    .or_else(|_| r.try_get::<i64, _>(0).map(|n| n != 0))
+                    .or_else(|_| r.try_get::<i32, _>(0).map(|n| n != 0))
+                    .or_else(|_| r.try_get::<String, _>(0).map(|s| text_truthy(&s)))
+                    .unwrap_or(false)
+            }))
+        }};
+    }
     if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(url)
-            .await
-            .map_err(|e| e.to_string())?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(query.to_owned()))
-            .fetch_optional(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(row.is_some_and(|r| {
-            r.try_get::<i64, _>(0)
-                .map(|n| n != 0)
-                .or_else(|_| r.try_get::<String, _>(0).map(|s| text_truthy(&s)))
-                .unwrap_or(false)
-        }))
+        first_cell_truthy!(sqlx::SqliteConnection)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let mut conn = sqlx::PgConnection::connect(url)
-            .await
-            .map_err(|e| e.to_string())?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(query.to_owned()))
-            .fetch_optional(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(row.is_some_and(|r| {
-            r.try_get::<bool, _>(0)
-                .or_else(|_| r.try_get::<i64, _>(0).map(|n| n != 0))
-                .or_else(|_| r.try_get::<i32, _>(0).map(|n| n != 0))
-                .or_else(|_| r.try_get::<String, _>(0).map(|s| text_truthy(&s)))
-                .unwrap_or(false)
-        }))
+        first_cell_truthy!(sqlx::PgConnection)
     } else {
         Err("only sqlite:// and postgres:// connections are supported".into())
     }

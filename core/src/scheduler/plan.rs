@@ -12,8 +12,9 @@ use crate::state::{RunState, TaskState};
 use crate::store::{Plan, Planned, RunSnapshot, Scope, TaskChange};
 
 /// The task instances `action` needs to read: for a finished try, the task,
-/// the tasks downstream of it (all of them when it did not succeed, since
-/// failures and skips cascade) and their upstream tasks; everything otherwise.
+/// the tasks downstream of it (all of them when it failed, since failures and
+/// skips cascade; none for a sensor's reschedule) and their upstream tasks;
+/// everything otherwise.
 pub fn scope(dag: &Dag, action: &Action) -> Scope {
     let Action::Finish {
         task_id, outcome, ..
@@ -26,7 +27,9 @@ pub fn scope(dag: &Dag, action: &Action) -> Scope {
     };
     let down = match outcome {
         Outcome::Success => dag.graph.downstream(i),
-        Outcome::Failed | Outcome::Reschedule(_) => dag.graph.all_downstream(i),
+        Outcome::Failed => dag.graph.all_downstream(i),
+        // A sensor that waits changes no other task.
+        Outcome::Reschedule(_) => Vec::new(),
     };
     let mut need: Vec<usize> = vec![i];
     for &d in &down {

@@ -390,11 +390,6 @@ pub fn site_id(url: &str) -> String {
         .collect()
 }
 
-/// [`open`] taking an owned URL (for spawning).
-pub async fn open_url(url: String) -> Result<Arc<dyn Store>> {
-    open(&url).await
-}
-
 /// Where the log of a try is kept, relative to the logs folder:
 /// `<dag>/<run>/<task>/<try>.log`, with characters unsafe in file names replaced.
 pub fn log_path(dag_id: &str, run_id: &str, task_id: &str, try_number: i64) -> String {
