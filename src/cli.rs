@@ -8,7 +8,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use weir_core::config::Config;
 
 use crate::commands::{
-    self, dags::DagsCommand, db::DbCommand, runs::RunsCommand, tasks::TasksCommand,
+    self,
+    dags::DagsCommand,
+    db::DbCommand,
+    runs::RunsCommand,
+    tasks::TasksCommand,
+    users::{TokensCommand, UsersCommand},
 };
 
 /// weir: a workflow orchestrator for data pipelines.
@@ -42,6 +47,22 @@ enum Command {
         /// Task slots of the local worker pool (default: cores × 2).
         #[arg(long)]
         slots: Option<usize>,
+    },
+    /// The HTTP API alone (scheduling and workers run elsewhere on the same database).
+    Api {
+        /// The address to listen on (default from the configuration).
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Users of the API and web UI.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Long-lived API tokens (for scripts and workers).
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
     },
     /// Check, list, inspect, trigger and test DAGs.
     Dags {
@@ -102,10 +123,16 @@ enum Command {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let env = |k: &str| std::env::var(k).ok();
     let config = Config::load(args.config.as_deref(), &env).context("loading the configuration")?;
-    let quiet = !matches!(args.command, Command::Standalone { .. });
+    let quiet = !matches!(
+        args.command,
+        Command::Standalone { .. } | Command::Api { .. }
+    );
     init_logging(args.log_format, quiet);
     match args.command {
         Command::Standalone { bind, slots } => crate::standalone::run(&config, bind, slots).await,
+        Command::Api { bind } => commands::api::run(&config, bind).await,
+        Command::Users { command } => commands::users::run_users(command, &config).await,
+        Command::Tokens { command } => commands::users::run_tokens(command, &config).await,
         Command::Dags { command } => commands::dags::run(command, &config).await,
         Command::Runs { command } => commands::runs::run(command, &config).await,
         Command::Tasks { command } => commands::tasks::run(command, &config).await,

@@ -40,6 +40,7 @@ pub async fn run(
             "{recovered} tries were running when weir last stopped; they go through their retry rules"
         );
     }
+    crate::commands::api::ensure_admin(&sched).await?;
     let report = sched.sync_folder(&config.core.dags_folder).await?;
     tracing::info!(
         "loaded {} DAG(s) from {} ({} import error(s))",
@@ -83,9 +84,7 @@ pub async fn run(
         weir_worker::secrets::Secrets::from_env(std::env::vars()),
     );
     tasks.spawn(pool.run(cancel.child_token()));
-    let app = weir_api::app(weir_api::AppState {
-        scheduler: sched.clone(),
-    });
+    let app = weir_api::app(crate::commands::api::state(config, &sched).await?);
     let server_cancel = cancel.child_token();
     tasks.spawn(async move {
         if let Err(e) = weir_api::serve(listener, app, server_cancel).await {
@@ -111,7 +110,8 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+/// Resolves at the first Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

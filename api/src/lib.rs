@@ -1,44 +1,200 @@
-//! weir-api: the HTTP server. For now it serves the health endpoint that
-//! monitoring (and the Airflow client) reads; the REST API, auth and web UI
-//! grow here.
+//! weir-api: the HTTP server. The REST API under `/api/v2` (Airflow 3's
+//! paths and fields where weir shares the concept), login at `/auth/token`,
+//! Prometheus metrics at `/metrics`, and the OpenAPI document generated from
+//! the router at `/api/v2/openapi.json`.
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod models;
+pub mod routes;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use axum::extract::State;
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use weir_core::scheduler::Scheduler;
+
+use crate::error::ApiError;
+use crate::routes::{
+    audit, auth as login, backfills, dag_runs, dags, import_errors, logs, monitor, pools,
+    task_instances, tokens, workers,
+};
+
+/// The largest request body accepted.
+pub const BODY_LIMIT: usize = 1 << 20;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The scheduler (and through it the store).
     pub scheduler: Scheduler,
+    /// Token signing.
+    pub auth: auth::Auth,
+    /// Where try logs are.
+    pub logs_dir: PathBuf,
+    /// Gauges for `/metrics`.
+    pub metrics: Arc<metrics::ApiMetrics>,
+    /// A hash to check passwords of unknown users against (constant timing).
+    dummy_hash: Arc<str>,
+}
+
+/// A state failed to build.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] weir_core::store::Error),
+    /// Hashing failed.
+    #[error(transparent)]
+    Password(#[from] auth::password::PasswordError),
+}
+
+impl AppState {
+    /// The state for `scheduler`: JWTs signed with `jwt_secret` (default: a
+    /// secret kept in the database) lasting `ttl`.
+    pub async fn new(
+        scheduler: Scheduler,
+        logs_dir: PathBuf,
+        jwt_secret: Option<&str>,
+        ttl: chrono::Duration,
+    ) -> Result<Self, Error> {
+        let auth = auth::Auth::new(scheduler.store().as_ref(), jwt_secret, ttl).await?;
+        let dummy = tokio::task::spawn_blocking(|| auth::password::hash("not a password"))
+            .await
+            .map_err(|e| auth::password::PasswordError::from_join(&e))??;
+        Ok(AppState {
+            metrics: Arc::new(metrics::ApiMetrics::new(&scheduler)),
+            scheduler,
+            auth,
+            logs_dir,
+            dummy_hash: dummy.into(),
+        })
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "weir",
+        description = "The REST API of weir, a workflow orchestrator for data pipelines. \
+            Paths and fields follow Airflow 3's public API where weir shares the concept. \
+            Every endpoint except health and login needs `Authorization: Bearer <token>`."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT or weir API token")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The API's routes and their OpenAPI document.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(monitor::health))
+        .routes(routes!(monitor::version))
+        .routes(routes!(login::login))
+        .routes(routes!(dags::list_dags))
+        .routes(routes!(dags::get_dag, dags::patch_dag))
+        .routes(routes!(dags::dag_details))
+        .routes(routes!(dags::list_tasks))
+        .routes(routes!(dags::get_task))
+        .routes(routes!(dag_runs::list_runs, dag_runs::trigger_run))
+        .routes(routes!(dag_runs::get_run, dag_runs::patch_run))
+        .routes(routes!(dag_runs::clear_run))
+        .routes(routes!(task_instances::list_task_instances))
+        .routes(routes!(task_instances::get_task_instance))
+        .routes(routes!(task_instances::list_tries))
+        .routes(routes!(task_instances::get_try))
+        .routes(routes!(task_instances::clear_task_instances))
+        .routes(routes!(logs::get_log))
+        .routes(routes!(import_errors::list_import_errors))
+        .routes(routes!(import_errors::get_import_error))
+        .routes(routes!(pools::list_pools, pools::create_pool))
+        .routes(routes!(
+            pools::get_pool,
+            pools::patch_pool,
+            pools::delete_pool
+        ))
+        .routes(routes!(
+            backfills::list_backfills,
+            backfills::create_backfill
+        ))
+        .routes(routes!(backfills::get_backfill))
+        .routes(routes!(backfills::pause_backfill))
+        .routes(routes!(backfills::unpause_backfill))
+        .routes(routes!(backfills::cancel_backfill))
+        .routes(routes!(audit::list_audit))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(workers::list_workers))
+        .split_for_parts()
 }
 
 /// The HTTP application.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v2/monitor/health", get(health))
+    let (router, doc) = api();
+    let doc = Arc::new(doc);
+    router
+        .route(
+            "/api/v2/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route("/metrics", get(metrics::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state)
 }
 
-/// `GET /api/v2/monitor/health`: whether the database answers (Airflow's shape).
-async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let db = match state.scheduler.store().list_pools().await {
-        Ok(_) => "healthy",
-        Err(e) => {
-            tracing::warn!("health check: the database does not answer: {e}");
-            "unhealthy"
-        }
-    };
-    Json(json!({
-        "metadatabase": {"status": db},
-        "scheduler": {"status": "healthy", "latest_scheduler_heartbeat": chrono::Utc::now().to_rfc3339()},
-        "triggerer": {"status": null, "latest_triggerer_heartbeat": null},
-    }))
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no endpoint at {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+fn panicked(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = cause
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| cause.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown");
+    ApiError::internal(&format!("a handler panicked: {what}")).into_response()
 }
 
 /// Serves `app` on `listener` until `cancel` fires (in-flight requests finish).

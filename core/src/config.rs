@@ -105,12 +105,19 @@ impl Default for DatabaseConfig {
 pub struct ApiConfig {
     /// The address to listen on (`127.0.0.1:8080`).
     pub bind: String,
+    /// The secret access tokens are signed with (default: one made at first
+    /// start and kept in the database, shared by every API process).
+    pub jwt_secret: Option<String>,
+    /// Hours an access token from `POST /auth/token` lasts (24).
+    pub token_hours: u64,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             bind: "127.0.0.1:8080".into(),
+            jwt_secret: None,
+            token_hours: 24,
         }
     }
 }
@@ -209,6 +216,12 @@ impl Config {
         }
         if let Some(v) = env("WEIR_API_BIND") {
             self.api.bind = v;
+        }
+        if let Some(v) = env("WEIR_API_JWT_SECRET") {
+            self.api.jwt_secret = Some(v);
+        }
+        if let Some(v) = env("WEIR_API_TOKEN_HOURS") {
+            self.api.token_hours = parse_num("WEIR_API_TOKEN_HOURS", v)?.clamp(1, 24 * 365);
         }
         if let Some(v) = env("WEIR_WORKER_SLOTS") {
             let n = parse_num("WEIR_WORKER_SLOTS", v)?;

@@ -3,6 +3,7 @@
 //!
 //! Nothing here knows about HTTP or about how tasks execute.
 
+pub mod access;
 pub mod config;
 pub mod dag;
 pub mod loader;

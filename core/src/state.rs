@@ -1,11 +1,10 @@
 //! Run and task-instance states (Airflow's names) and the one place that
 //! knows which moves between them are legal.
 
-use std::fmt;
-use std::str::FromStr;
-
 /// Implements `ALL`, `as_str`, `Display`, `FromStr` and `TryFrom<String>` for
 /// a field-less enum from one table of variants and their stored names.
+#[macro_export]
+#[doc(hidden)]
 macro_rules! named_enum {
     ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
         impl $ty {
@@ -20,13 +19,13 @@ macro_rules! named_enum {
             }
         }
 
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $ty {
+        impl ::std::str::FromStr for $ty {
             type Err = String;
             fn from_str(s: &str) -> Result<Self, String> {
                 $ty::ALL

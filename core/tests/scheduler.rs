@@ -278,7 +278,7 @@ async fn clear_and_mark(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(run_state(&e.sched, &run).await, RunState::Success);
-    let audit = e.sched.store().list_audit(10, 0).await.unwrap();
+    let audit = e.sched.store().list_audit(None, 10, 0).await.unwrap().0;
     let actions: Vec<(&str, &str)> = audit
         .iter()
         .map(|a| (a.actor.as_str(), a.action.as_str()))

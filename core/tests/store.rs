@@ -420,7 +420,7 @@ async fn audit_log(db: &TestDb) {
         })
         .await
         .unwrap();
-    let log = db.store.list_audit(10, 0).await.unwrap();
+    let log = db.store.list_audit(None, 10, 0).await.unwrap().0;
     assert_eq!(
         log.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
         vec!["unpause", "pause"]

@@ -1,16 +1,25 @@
 //! One module per command group.
 
+pub mod api;
 pub mod backfill;
 pub mod dags;
 pub mod db;
 pub mod runs;
 pub mod tasks;
+pub mod users;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use weir_core::config::Config;
 use weir_core::scheduler::{Options, Scheduler, SystemClock};
+
+/// The configured database (migrations applied).
+pub async fn store(config: &Config) -> anyhow::Result<Arc<dyn weir_core::store::Store>> {
+    weir_core::store::open(&config.database.url)
+        .await
+        .with_context(|| format!("opening the database {}", config.database.url))
+}
 
 /// The scheduler on the configured database (migrations applied).
 pub async fn scheduler(config: &Config) -> anyhow::Result<Scheduler> {

@@ -49,6 +49,7 @@ pub async fn run(command: RunsCommand, config: &Config) -> anyhow::Result<ExitCo
         newest_first: true,
         limit: Some(limit),
         offset: None,
+        ..RunFilter::default()
     };
     let (runs, total) = sched.store().list_runs(&filter).await?;
     let duration = |r: &weir_core::store::RunRecord| match (r.start_date, r.end_date) {

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Error, Result, Scheduler, interval_run, intervals};
+use crate::access::Reprocess;
 use crate::state::{RunState, RunType};
 use crate::store::{self, AuditEntry, RunFilter, RunRecord};
 
@@ -36,6 +37,29 @@ impl Scheduler {
         limit: usize,
         actor: &str,
     ) -> Result<Backfill> {
+        let range = BackfillRange {
+            from,
+            to,
+            reprocess: if rerun_failed {
+                Reprocess::Failed
+            } else {
+                Reprocess::None
+            },
+            conf: "{}".into(),
+        };
+        self.backfill_range(dag_id, &range, limit, actor).await
+    }
+
+    /// [`Scheduler::backfill`] with every option: what to do with dates
+    /// that have a run, and the conf of the new runs.
+    pub async fn backfill_range(
+        &self,
+        dag_id: &str,
+        range: &BackfillRange,
+        limit: usize,
+        actor: &str,
+    ) -> Result<Backfill> {
+        let (from, to) = (range.from, range.to);
         if to < from {
             return Err(Error::Invalid(format!("--to {to} is before --from {from}")));
         }
@@ -59,9 +83,14 @@ impl Scheduler {
         let now = self.now();
         for (start, end) in wanted {
             if let Some(run) = existing.iter().find(|r| r.logical_date == Some(start)) {
-                if rerun_failed && run.state == RunState::Failed {
+                let only_failed = match range.reprocess {
+                    Reprocess::Failed if run.state == RunState::Failed => Some(true),
+                    Reprocess::Completed if run.state.is_finished() => Some(false),
+                    _ => None,
+                };
+                if let Some(only_failed) = only_failed {
                     let all: Vec<String> = dag.tasks.keys().map(ToString::to_string).collect();
-                    self.clear(dag_id, &run.run_id, all, false, true, actor)
+                    self.clear(dag_id, &run.run_id, all, false, only_failed, actor)
                         .await?;
                     report.rerun += 1;
                 }
@@ -71,7 +100,7 @@ impl Scheduler {
             if report.created >= limit {
                 continue;
             }
-            let run = interval_run(
+            let mut run = interval_run(
                 &dag,
                 version_id,
                 RunType::Backfill,
@@ -79,6 +108,7 @@ impl Scheduler {
                 now,
                 actor,
             );
+            run.conf = range.conf.clone();
             match self.store().create_run(&run).await {
                 Ok(r) => {
                     report.created += 1;
@@ -110,4 +140,52 @@ impl Scheduler {
         }
         Ok(report)
     }
+
+    /// Creates the next runs of every unpaused, unfinished backfill recorded
+    /// through the API (keeping each within its `max_active_runs`), and marks
+    /// a backfill completed once every run of its range has ended.
+    pub async fn continue_backfills(&self) -> Result<()> {
+        let (active, _) = self.store().list_backfills(None, true, i64::MAX, 0).await?;
+        for b in active.into_iter().filter(|b| !b.is_paused) {
+            let running = self.store().count_active_runs(&b.dag_id).await?;
+            let limit = usize::try_from(b.max_active_runs - running).unwrap_or(0);
+            let range = BackfillRange {
+                from: b.from_date,
+                to: b.to_date,
+                reprocess: Reprocess::None,
+                conf: b.dag_run_conf.clone(),
+            };
+            let report = match self
+                .backfill_range(&b.dag_id, &range, limit, &b.created_by)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(backfill = b.id, dag = %b.dag_id, "backfill cannot continue: {e}");
+                    continue;
+                }
+            };
+            let done = report.runs.len() == report.intervals
+                && report.runs.iter().all(|r| r.state.is_finished());
+            if done {
+                self.store()
+                    .update_backfill(b.id, None, Some(self.now()), self.now())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The dates a backfill covers and how it treats dates that have a run.
+#[derive(Debug, Clone)]
+pub struct BackfillRange {
+    /// First logical date, included.
+    pub from: DateTime<Utc>,
+    /// Last logical date, included.
+    pub to: DateTime<Utc>,
+    /// What to do with dates that already have a run.
+    pub reprocess: Reprocess,
+    /// Conf of the new runs (a JSON object).
+    pub conf: String,
 }

@@ -9,6 +9,7 @@ pub mod backfill;
 pub mod clock;
 pub mod datasets;
 pub mod intervals;
+pub mod metrics;
 pub mod plan;
 
 use std::collections::HashMap;
@@ -93,6 +94,39 @@ pub struct Trigger {
     pub actor: String,
 }
 
+/// The tasks a plan clears.
+fn cleared(plan: &Plan) -> Vec<String> {
+    plan.tasks
+        .iter()
+        .filter(|c| c.to == TaskState::None)
+        .map(|c| c.task_id.clone())
+        .collect()
+}
+
+/// Which task instances of a run to clear.
+#[derive(Debug, Clone, Default)]
+pub struct ClearSpec {
+    /// The tasks asked for.
+    pub task_ids: Vec<String>,
+    /// Also every task downstream of them.
+    pub downstream: bool,
+    /// Also every task upstream of them.
+    pub upstream: bool,
+    /// Only tasks that failed (failed or upstream_failed).
+    pub only_failed: bool,
+}
+
+impl ClearSpec {
+    fn action(&self) -> Action {
+        Action::Clear {
+            task_ids: self.task_ids.clone(),
+            downstream: self.downstream,
+            upstream: self.upstream,
+            only_failed: self.only_failed,
+        }
+    }
+}
+
 /// How a worker reports a try that ended.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -128,6 +162,8 @@ struct Inner {
     committing: tokio::sync::Mutex<()>,
     /// Per DAG (and version): the earliest time a scheduled interval can end.
     next_due: Mutex<HashMap<(String, i64), DateTime<Utc>>>,
+    /// Latency and duration histograms.
+    metrics: metrics::Metrics,
 }
 
 /// A reported try waiting for the next group commit.
@@ -155,6 +191,7 @@ impl Scheduler {
                 pending: Mutex::new(Vec::new()),
                 committing: tokio::sync::Mutex::new(()),
                 next_due: Mutex::new(HashMap::new()),
+                metrics: metrics::Metrics::default(),
             }),
         }
     }
@@ -162,6 +199,11 @@ impl Scheduler {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// The scheduler's histograms.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
     }
 
     /// Now, by the scheduler's clock.
@@ -464,6 +506,8 @@ impl Scheduler {
                 .unwrap_or_default();
             self.commit_batch(batch).await;
         };
+        self.inner.metrics.ended(c, now);
+        self.inner.metrics.claimed(&claim);
         self.after_change(&c.dag_id, &plan).await?;
         Ok(claim)
     }
@@ -571,7 +615,9 @@ impl Scheduler {
     /// Claims queued task instances for a worker.
     pub async fn claim(&self, worker: &str, hostname: &str, limit: usize) -> Result<Vec<Claim>> {
         let request = self.claim_request(worker, hostname, limit);
-        Ok(self.inner.store.claim(&request).await?)
+        let claims = self.inner.store.claim(&request).await?;
+        self.inner.metrics.claimed(&claims);
+        Ok(claims)
     }
 
     /// Renews the leases of running tries; returns those that must stop.
@@ -596,24 +642,66 @@ impl Scheduler {
         only_failed: bool,
         actor: &str,
     ) -> Result<Vec<String>> {
-        let run = self.inner.store.get_run(dag_id, run_id).await?;
-        let action = Action::Clear {
-            task_ids: task_ids.clone(),
+        let spec = ClearSpec {
+            task_ids,
             downstream,
             upstream: false,
             only_failed,
         };
-        let audit = self.audit_entry(actor, "clear", dag_id, run_id, None, serde_json::json!({"task_ids": task_ids, "downstream": downstream, "only_failed": only_failed}));
+        self.clear_spec(dag_id, run_id, &spec, actor).await
+    }
+
+    /// The task ids [`Scheduler::clear_spec`] would clear now, changing nothing.
+    pub async fn preview_clear(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        spec: &ClearSpec,
+    ) -> Result<Vec<String>> {
+        let run = self.inner.store.get_run(dag_id, run_id).await?;
+        let dag = self.dag_version(run.version_id).await?;
+        let tasks = self
+            .inner
+            .store
+            .list_task_instances(run.id)
+            .await?
+            .into_iter()
+            .map(|t| store::TaskStateRecord {
+                id: t.id,
+                task_id: t.task_id,
+                state: t.state,
+                try_number: t.try_number,
+                max_tries: t.max_tries,
+                next_try_at: t.next_try_at,
+            })
+            .collect();
+        let snapshot = store::RunSnapshot {
+            unfinished: run.unfinished,
+            failed: run.failed,
+            run,
+            tasks,
+        };
+        let plan =
+            plan::plan(&dag, &snapshot, &spec.action(), self.now()).map_err(Error::Invalid)?;
+        Ok(cleared(&plan))
+    }
+
+    /// Clears the task instances `spec` names (audited); returns the task ids cleared.
+    pub async fn clear_spec(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        spec: &ClearSpec,
+        actor: &str,
+    ) -> Result<Vec<String>> {
+        let run = self.inner.store.get_run(dag_id, run_id).await?;
+        let action = spec.action();
+        let audit = self.audit_entry(actor, "clear", dag_id, run_id, None, serde_json::json!({"task_ids": spec.task_ids, "downstream": spec.downstream, "upstream": spec.upstream, "only_failed": spec.only_failed}));
         let plan = self
             .apply(run.id, run.version_id, &action, None, Some(&audit))
             .await?;
         self.after_change(dag_id, &plan).await?;
-        Ok(plan
-            .tasks
-            .iter()
-            .filter(|c| c.to == TaskState::None)
-            .map(|c| c.task_id.clone())
-            .collect())
+        Ok(cleared(&plan))
     }
 
     /// Marks a task instance success or failed by hand (audited).
@@ -716,6 +804,7 @@ impl Scheduler {
         self.fail_timed_out_runs(now).await?;
         self.create_scheduled_runs(now).await?;
         self.create_dataset_triggered_runs(now).await?;
+        self.continue_backfills().await?;
         for dag_id in self.inner.store.dags_with_queued_runs().await? {
             self.start_queued_runs(&dag_id).await?;
         }
@@ -763,6 +852,8 @@ impl Scheduler {
                 try_number,
                 version_id: run.version_id,
                 log_path: String::new(),
+                queued_at: ti.queued_at,
+                started_at: ti.start_date.unwrap_or(run.run_after),
             },
             outcome: Outcome::Failed,
             exit_code: None,

@@ -7,6 +7,7 @@
 //! is written guarded by the state and try number it expects, so a change that
 //! matches no row fails the whole transaction with [`Error::Conflict`].
 
+mod access_sql;
 mod postgres;
 mod records;
 mod sql;
@@ -21,7 +22,8 @@ pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
-use crate::state::{RunState, TaskState};
+use crate::access::{BackfillRecord, NewBackfill, TokenRecord, UserRecord};
+use crate::state::{RunState, RunType, TaskState};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +199,10 @@ pub struct Claim {
     pub version_id: i64,
     /// Where the try's log goes (relative to the logs folder).
     pub log_path: String,
+    /// When the task instance was queued.
+    pub queued_at: Option<DateTime<Utc>>,
+    /// When this try started.
+    pub started_at: DateTime<Utc>,
 }
 
 /// The slots a claim may use: worker name, host and lease.
@@ -221,18 +227,211 @@ pub struct RunFilter {
     pub dag_id: Option<String>,
     /// Only these states.
     pub states: Vec<RunState>,
-    /// Newest first when true.
+    /// Only these run types.
+    pub run_types: Vec<RunType>,
+    /// Time ranges (both ends included) on the run's dates.
+    pub ranges: Vec<TimeRange<RunTime>>,
+    /// Newest first when true (when `order` is not given).
     pub newest_first: bool,
+    /// Sort key and whether descending.
+    pub order: Option<(RunOrder, bool)>,
     /// At most this many.
     pub limit: Option<i64>,
     /// Skip this many.
     pub offset: Option<i64>,
 }
 
+/// A `column >= from AND column <= to` filter; either end may be open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange<C> {
+    /// Which date.
+    pub column: C,
+    /// Lower bound, included.
+    pub from: Option<DateTime<Utc>>,
+    /// Upper bound, included.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Implements `column()` (the SQL column, a fixed string) for a field-less enum.
+macro_rules! columns {
+    ($(#[$m:meta])* $ty:ident { $($(#[$vm:meta])* $variant:ident => $col:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $ty { $($(#[$vm])* $variant),+ }
+
+        impl $ty {
+            /// The SQL column.
+            pub fn column(self) -> &'static str {
+                match self { $($ty::$variant => $col),+ }
+            }
+        }
+    };
+}
+
+columns!(
+    /// The dates of a run that lists filter on.
+    RunTime {
+        /// `logical_date`.
+        LogicalDate => "logical_date",
+        /// `start_date`.
+        StartDate => "start_date",
+        /// `end_date`.
+        EndDate => "end_date",
+        /// `run_after`.
+        RunAfter => "run_after",
+    }
+);
+
+columns!(
+    /// What runs can be sorted by.
+    RunOrder {
+        /// Creation order.
+        Id => "id",
+        /// DAG id.
+        DagId => "dag_id",
+        /// Run id.
+        RunId => "run_id",
+        /// State.
+        State => "state",
+        /// Run type.
+        RunType => "run_type",
+        /// Logical date.
+        LogicalDate => "logical_date",
+        /// Start.
+        StartDate => "start_date",
+        /// End.
+        EndDate => "end_date",
+        /// When it may start.
+        RunAfter => "run_after",
+    }
+);
+
+columns!(
+    /// The dates of a task instance that lists filter on.
+    TaskTime {
+        /// `start_date`.
+        StartDate => "start_date",
+        /// `end_date`.
+        EndDate => "end_date",
+        /// `updated_at`.
+        UpdatedAt => "updated_at",
+    }
+);
+
+columns!(
+    /// What task instances can be sorted by.
+    TaskOrder {
+        /// DAG id.
+        DagId => "dag_id",
+        /// Run id.
+        RunId => "run_id",
+        /// Task id.
+        TaskId => "task_id",
+        /// State.
+        State => "state",
+        /// Try number.
+        TryNumber => "try_number",
+        /// Pool.
+        Pool => "pool",
+        /// Priority.
+        Priority => "priority",
+        /// Start.
+        StartDate => "start_date",
+        /// End.
+        EndDate => "end_date",
+        /// Last change.
+        UpdatedAt => "updated_at",
+    }
+);
+
+/// Filters for listing task instances.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// One DAG, or every DAG.
+    pub dag_id: Option<String>,
+    /// One run id, or every run.
+    pub run_id: Option<String>,
+    /// Only these tasks.
+    pub task_ids: Vec<String>,
+    /// Only these states.
+    pub states: Vec<TaskState>,
+    /// Only these pools.
+    pub pools: Vec<String>,
+    /// Time ranges (both ends included).
+    pub ranges: Vec<TimeRange<TaskTime>>,
+    /// Sort key and whether descending (default: start date, then task id).
+    pub order: Option<(TaskOrder, bool)>,
+    /// At most this many.
+    pub limit: Option<i64>,
+    /// Skip this many.
+    pub offset: Option<i64>,
+}
+
+/// How many runs, task instances and tries are in each state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateCounts {
+    /// Runs by state.
+    pub runs: Vec<(String, i64)>,
+    /// Task instances by state.
+    pub task_instances: Vec<(String, i64)>,
+    /// Tries (the whole history) by how they ended.
+    pub tries: Vec<(String, i64)>,
+}
+
+/// Users, API tokens, backfills and settings: what the API keeps besides the
+/// engine's state.
+#[async_trait]
+pub trait AccessStore: Send + Sync {
+    /// Adds a user; [`Error::Conflict`] if the name is taken.
+    async fn create_user(&self, user: &UserRecord) -> Result<()>;
+    /// One user.
+    async fn get_user(&self, username: &str) -> Result<Option<UserRecord>>;
+    /// Every user, by name.
+    async fn list_users(&self) -> Result<Vec<UserRecord>>;
+    /// How many users exist.
+    async fn count_users(&self) -> Result<i64>;
+    /// Removes a user.
+    async fn delete_user(&self, username: &str) -> Result<()>;
+    /// Notes a successful login.
+    async fn record_login(&self, username: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Adds an API token.
+    async fn create_token(&self, token: &TokenRecord) -> Result<()>;
+    /// One API token by id.
+    async fn get_token(&self, id: &str) -> Result<Option<TokenRecord>>;
+    /// Every API token, oldest first.
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+    /// Revokes a token (it is kept, refused from now on).
+    async fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Notes that a token was accepted.
+    async fn record_token_use(&self, id: &str, at: DateTime<Utc>) -> Result<()>;
+    /// The value of a setting, storing `value` first if there is none.
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String>;
+    /// Records a backfill.
+    async fn create_backfill(&self, b: &NewBackfill) -> Result<BackfillRecord>;
+    /// Backfills (of one DAG; only unfinished ones), oldest first, with the total.
+    async fn list_backfills(
+        &self,
+        dag_id: Option<&str>,
+        active_only: bool,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<BackfillRecord>, i64)>;
+    /// One backfill.
+    async fn get_backfill(&self, id: i64) -> Result<BackfillRecord>;
+    /// Pauses, unpauses or completes a backfill.
+    async fn update_backfill(
+        &self,
+        id: i64,
+        is_paused: Option<bool>,
+        completed_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<BackfillRecord>;
+}
+
 /// The state store. Implemented by [`SqliteStore`] and [`PostgresStore`];
 /// one conformance suite runs every case against both.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: AccessStore + Send + Sync + std::fmt::Debug {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
 
@@ -289,6 +488,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_run(&self, dag_id: &str, run_id: &str) -> Result<RunRecord>;
     /// One run by its key.
     async fn get_run_by_pk(&self, run_pk: i64) -> Result<RunRecord>;
+    /// Sets a run's note (audited in the same transaction).
+    async fn set_run_note(
+        &self,
+        run_pk: i64,
+        note: &str,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<RunRecord>;
     /// The scheduled or backfill run of a DAG with the latest logical date.
     async fn last_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRecord>>;
     /// The DAGs that have runs waiting to start.
@@ -304,6 +511,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_task_instances(&self, run_pk: i64) -> Result<Vec<TaskInstanceRecord>>;
     /// Every try of a task instance, oldest first.
     async fn list_tries(&self, ti_id: &str) -> Result<Vec<TryRecord>>;
+    /// Task instances matching a filter, with the total count before limit/offset.
+    async fn find_task_instances(
+        &self,
+        filter: &TaskFilter,
+    ) -> Result<(Vec<TaskInstanceRecord>, i64)>;
+    /// One task instance by DAG, run and task id.
+    async fn get_task_instance(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+    ) -> Result<TaskInstanceRecord>;
+    /// How many runs, task instances and tries are in each state.
+    async fn state_counts(&self) -> Result<StateCounts>;
 
     // ---- dispatch ---------------------------------------------------------
 
@@ -361,8 +582,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn delete_pool(&self, name: &str) -> Result<()>;
     /// Writes an audit entry on its own.
     async fn audit(&self, entry: &AuditEntry) -> Result<()>;
-    /// The newest audit entries.
-    async fn list_audit(&self, limit: i64, offset: i64) -> Result<Vec<AuditRecord>>;
+    /// The newest audit entries (of one DAG, when given), with the total count.
+    async fn list_audit(
+        &self,
+        dag_id: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<AuditRecord>, i64)>;
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://…`), creating a

@@ -7,6 +7,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Pool, Postgres, Transaction};
 
 use super::Result;
+use super::access_sql::impl_access_store;
 use super::sql::impl_store;
 
 /// The state store on PostgreSQL.
@@ -53,3 +54,5 @@ impl_store!(
     advisory_lock = "SELECT pg_advisory_xact_lock($1)",
     in_json = ("= ANY(ARRAY(SELECT jsonb_array_elements_text(", ")))")
 );
+
+impl_access_store!(PostgresStore);

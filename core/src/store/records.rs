@@ -338,6 +338,21 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
+impl AuditEntry {
+    /// An entry about no DAG in particular (users, tokens, pools).
+    pub fn about(actor: &str, action: &str, detail: serde_json::Value, at: DateTime<Utc>) -> Self {
+        AuditEntry {
+            at,
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            dag_id: None,
+            run_id: None,
+            task_id: None,
+            detail: Some(detail.to_string()),
+        }
+    }
+}
+
 /// An audit entry as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AuditRecord {

@@ -344,13 +344,10 @@ macro_rules! impl_store {
                     if let Some(d) = &f.dag_id {
                         qb.push(" AND dag_id = ").push_bind(d.as_str());
                     }
-                    if !f.states.is_empty() {
-                        qb.push(" AND state IN (");
-                        let mut sep = qb.separated(", ");
-                        for s in &f.states {
-                            sep.push_bind(s.as_str());
-                        }
-                        qb.push(")");
+                    push_in(qb, "state", f.states.iter().map(|s| s.as_str().to_owned()));
+                    push_in(qb, "run_type", f.run_types.iter().map(|s| s.as_str().to_owned()));
+                    for r in &f.ranges {
+                        push_range(qb, r.column.column(), r.from, r.to);
                     }
                 }
                 let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM dag_runs");
@@ -358,7 +355,15 @@ macro_rules! impl_store {
                 let total: i64 = count.build_query_scalar().fetch_one(self.reader()).await?;
                 let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT * FROM dag_runs");
                 where_clause(&mut qb, filter);
-                qb.push(if filter.newest_first { " ORDER BY run_after DESC, id DESC" } else { " ORDER BY run_after, id" });
+                match filter.order {
+                    Some((key, desc)) => {
+                        let dir = if desc { " DESC" } else { "" };
+                        qb.push(format_args!(" ORDER BY {}{dir}, id{dir}", key.column()));
+                    }
+                    None => {
+                        qb.push(if filter.newest_first { " ORDER BY run_after DESC, id DESC" } else { " ORDER BY run_after, id" });
+                    }
+                }
                 qb.push(" LIMIT ").push_bind(filter.limit.unwrap_or(i64::MAX).max(0));
                 qb.push(" OFFSET ").push_bind(filter.offset.unwrap_or(0).max(0));
                 let runs = qb.build_query_as().fetch_all(self.reader()).await?;
@@ -380,6 +385,34 @@ macro_rules! impl_store {
                     .fetch_optional(self.reader())
                     .await?
                     .ok_or_else(|| $crate::store::Error::NotFound(format!("run {run_pk}")))
+            }
+
+            async fn set_run_note(
+                &self,
+                run_pk: i64,
+                note: &str,
+                actor: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<$crate::store::RunRecord> {
+                let mut tx = self.tx().await?;
+                let run: $crate::store::RunRecord = sqlx::query_as("UPDATE dag_runs SET note = $1 WHERE id = $2 RETURNING *")
+                    .bind(note)
+                    .bind(run_pk)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("run {run_pk}")))?;
+                insert_audit(&mut *tx, &$crate::store::AuditEntry {
+                    at,
+                    actor: actor.to_owned(),
+                    action: "note".into(),
+                    dag_id: Some(run.dag_id.clone()),
+                    run_id: Some(run.run_id.clone()),
+                    task_id: None,
+                    detail: Some(serde_json::json!({"note": note}).to_string()),
+                })
+                .await?;
+                tx.commit().await?;
+                Ok(run)
             }
 
             async fn last_scheduled_run(&self, dag_id: &str) -> $crate::store::Result<Option<$crate::store::RunRecord>> {
@@ -425,6 +458,77 @@ macro_rules! impl_store {
                     .bind(ti_id)
                     .fetch_all(self.reader())
                     .await?)
+            }
+
+            async fn find_task_instances(
+                &self,
+                filter: &$crate::store::TaskFilter,
+            ) -> $crate::store::Result<(Vec<$crate::store::TaskInstanceRecord>, i64)> {
+                fn where_clause(qb: &mut sqlx::QueryBuilder<$db>, f: &$crate::store::TaskFilter) {
+                    qb.push(" WHERE 1 = 1");
+                    if let Some(d) = &f.dag_id {
+                        qb.push(" AND dag_id = ").push_bind(d.clone());
+                    }
+                    if let Some(r) = &f.run_id {
+                        qb.push(" AND run_id = ").push_bind(r.clone());
+                    }
+                    push_in(qb, "task_id", f.task_ids.iter().cloned());
+                    push_in(qb, "state", f.states.iter().map(|s| s.as_str().to_owned()));
+                    push_in(qb, "pool", f.pools.iter().cloned());
+                    for r in &f.ranges {
+                        push_range(qb, r.column.column(), r.from, r.to);
+                    }
+                }
+                let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM task_instances");
+                where_clause(&mut count, filter);
+                let total: i64 = count.build_query_scalar().fetch_one(self.reader()).await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!("SELECT {} FROM task_instances", $crate::store::sql::TI_COLUMNS));
+                where_clause(&mut qb, filter);
+                match filter.order {
+                    Some((key, desc)) => {
+                        let dir = if desc { " DESC" } else { "" };
+                        qb.push(format_args!(" ORDER BY {}{dir}, run_pk{dir}, task_id{dir}", key.column()));
+                    }
+                    None => {
+                        qb.push(" ORDER BY run_pk, start_date IS NULL, start_date, task_id");
+                    }
+                }
+                qb.push(" LIMIT ").push_bind(filter.limit.unwrap_or(i64::MAX).max(0));
+                qb.push(" OFFSET ").push_bind(filter.offset.unwrap_or(0).max(0));
+                let tis = qb.build_query_as().fetch_all(self.reader()).await?;
+                Ok((tis, total))
+            }
+
+            async fn get_task_instance(
+                &self,
+                dag_id: &str,
+                run_id: &str,
+                task_id: &str,
+            ) -> $crate::store::Result<$crate::store::TaskInstanceRecord> {
+                let sql = format!(
+                    "SELECT {} FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND task_id = $3",
+                    $crate::store::sql::TI_COLUMNS
+                );
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(dag_id)
+                    .bind(run_id)
+                    .bind(task_id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("task `{task_id}` of run `{run_id}` of DAG `{dag_id}`")))
+            }
+
+            async fn state_counts(&self) -> $crate::store::Result<$crate::store::StateCounts> {
+                let runs = sqlx::query_as("SELECT state, COUNT(*) FROM dag_runs GROUP BY state ORDER BY state")
+                    .fetch_all(self.reader())
+                    .await?;
+                let task_instances = sqlx::query_as("SELECT state, COUNT(*) FROM task_instances GROUP BY state ORDER BY state")
+                    .fetch_all(self.reader())
+                    .await?;
+                let tries = sqlx::query_as("SELECT state, COUNT(*) FROM task_tries GROUP BY state ORDER BY state")
+                    .fetch_all(self.reader())
+                    .await?;
+                Ok($crate::store::StateCounts { runs, task_instances, tries })
             }
 
             async fn queue_scheduled(&self, now: chrono::DateTime<chrono::Utc>) -> $crate::store::Result<usize> {
@@ -609,12 +713,54 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn list_audit(&self, limit: i64, offset: i64) -> $crate::store::Result<Vec<$crate::store::AuditRecord>> {
-                Ok(sqlx::query_as("SELECT * FROM audit_log ORDER BY id DESC LIMIT $1 OFFSET $2")
-                    .bind(limit)
-                    .bind(offset)
-                    .fetch_all(self.reader())
-                    .await?)
+            async fn list_audit(
+                &self,
+                dag_id: Option<&str>,
+                limit: i64,
+                offset: i64,
+            ) -> $crate::store::Result<(Vec<$crate::store::AuditRecord>, i64)> {
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE ($1 IS NULL OR dag_id = $1)")
+                    .bind(dag_id)
+                    .fetch_one(self.reader())
+                    .await?;
+                let rows = sqlx::query_as(
+                    "SELECT * FROM audit_log WHERE ($1 IS NULL OR dag_id = $1) ORDER BY id DESC LIMIT $2 OFFSET $3",
+                )
+                .bind(dag_id)
+                .bind(limit.max(0))
+                .bind(offset.max(0))
+                .fetch_all(self.reader())
+                .await?;
+                Ok((rows, total))
+            }
+        }
+
+        /// Appends ` AND column IN (…)` with one bound value each, when `values` is not empty.
+        fn push_in(qb: &mut sqlx::QueryBuilder<$db>, column: &'static str, values: impl Iterator<Item = String>) {
+            let values: Vec<String> = values.collect();
+            if values.is_empty() {
+                return;
+            }
+            qb.push(format_args!(" AND {column} IN ("));
+            let mut sep = qb.separated(", ");
+            for v in values {
+                sep.push_bind(v);
+            }
+            qb.push(")");
+        }
+
+        /// Appends ` AND column >= from AND column <= to` for the ends given.
+        fn push_range(
+            qb: &mut sqlx::QueryBuilder<$db>,
+            column: &'static str,
+            from: Option<chrono::DateTime<chrono::Utc>>,
+            to: Option<chrono::DateTime<chrono::Utc>>,
+        ) {
+            if let Some(from) = from {
+                qb.push(format_args!(" AND {column} >= ")).push_bind(from);
+            }
+            if let Some(to) = to {
+                qb.push(format_args!(" AND {column} <= ")).push_bind(to);
             }
         }
 
@@ -695,7 +841,8 @@ macro_rules! impl_store {
             conn: &mut <$db as sqlx::Database>::Connection,
             req: &$crate::store::ClaimRequest,
         ) -> $crate::store::Result<Vec<$crate::store::Claim>> {
-                let rows: Vec<(String, i64, i64, String, String, String, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(concat!(
+                #[allow(clippy::type_complexity)]
+                let rows: Vec<(String, i64, i64, String, String, String, i64, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(concat!(
                 "UPDATE task_instances SET state = 'running', try_number = try_number + 1, \
                start_date = CASE WHEN queued_at > $1 THEN queued_at ELSE $1 END, \
                    end_date = NULL, next_try_at = NULL, hostname = $2, worker = $3, pid = NULL, lease_until = $4, \
@@ -703,7 +850,7 @@ macro_rules! impl_store {
                  WHERE state = 'queued' AND id IN (SELECT id FROM task_instances WHERE state = 'queued' \
                    ORDER BY priority DESC, queued_at LIMIT $5 ",
                 $skip_locked,
-                ") RETURNING id, run_pk, version_id, dag_id, run_id, task_id, try_number, start_date"
+                ") RETURNING id, run_pk, version_id, dag_id, run_id, task_id, try_number, start_date, queued_at"
             ))
             .bind(req.now)
             .bind(&req.hostname)
@@ -715,9 +862,9 @@ macro_rules! impl_store {
             let starts: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.7).collect();
             let claims: Vec<$crate::store::Claim> = rows
                 .into_iter()
-                .map(|(ti_id, run_pk, version_id, dag_id, run_id, task_id, try_number, _)| {
+                .map(|(ti_id, run_pk, version_id, dag_id, run_id, task_id, try_number, started_at, queued_at)| {
                     let log_path = $crate::store::log_path(&dag_id, &run_id, &task_id, try_number);
-                    $crate::store::Claim { ti_id, run_pk, dag_id, run_id, task_id, try_number, version_id, log_path }
+                    $crate::store::Claim { ti_id, run_pk, dag_id, run_id, task_id, try_number, version_id, log_path, queued_at, started_at }
                 })
                 .collect();
             if !claims.is_empty() {

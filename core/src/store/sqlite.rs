@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Sqlite, Transaction};
 
+use super::access_sql::impl_access_store;
 use super::sql::impl_store;
 use super::{Error, Result};
 
@@ -112,3 +113,5 @@ impl_store!(
     advisory_lock = "",
     in_json = ("IN (SELECT value FROM json_each(", "))")
 );
+
+impl_access_store!(SqliteStore);

@@ -1,0 +1,324 @@
+//! DAG runs: list (one DAG or `~` for all), get, trigger, mark and clear.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use weir_core::scheduler::{ClearSpec, Trigger};
+use weir_core::state::{RunState, RunType};
+use weir_core::store::{RunFilter, RunOrder, RunRecord, RunTime, TimeRange, VersionRecord};
+
+use super::{Page, every, order_by, parse_all};
+use crate::AppState;
+use crate::auth::{Operator, Viewer};
+use crate::error::{ApiError, ApiResult, Body, Path, Query, ReadErrors, WriteErrors};
+use crate::models::{DagRunCollection, DagRunResponse, TaskInstanceCollection};
+
+/// Filters of the run list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunListParams {
+    /// Sort by `id`, `dag_id`, `run_id`, `state`, `run_type`, `logical_date`,
+    /// `start_date`, `end_date` or `run_after` (`-` for descending; default `id`).
+    pub order_by: Option<String>,
+    /// Only runs in these states.
+    #[serde(default)]
+    pub state: Vec<String>,
+    /// Only runs of these types.
+    #[serde(default)]
+    pub run_type: Vec<String>,
+    pub logical_date_gte: Option<DateTime<Utc>>,
+    pub logical_date_lte: Option<DateTime<Utc>>,
+    pub start_date_gte: Option<DateTime<Utc>>,
+    pub start_date_lte: Option<DateTime<Utc>>,
+    pub end_date_gte: Option<DateTime<Utc>>,
+    pub end_date_lte: Option<DateTime<Utc>>,
+    pub run_after_gte: Option<DateTime<Utc>>,
+    pub run_after_lte: Option<DateTime<Utc>>,
+}
+
+/// Airflow's run-type names (and weir's own) to weir's.
+fn run_type(name: &str) -> Result<RunType, String> {
+    match name {
+        "asset_triggered" | "dataset_triggered" => Ok(RunType::DatasetTriggered),
+        other => other.parse(),
+    }
+}
+
+/// The runs of a DAG (`~` for every DAG).
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns", tag = "DagRun",
+    params(("dag_id" = String, Path, description = "The DAG id, or `~` for every DAG"), Page, RunListParams),
+    responses((status = 200, body = DagRunCollection), ReadErrors))]
+pub async fn list_runs(
+    State(state): State<AppState>,
+    _: Viewer,
+    Path(dag_id): Path<String>,
+    Query(page): Query<Page>,
+    Query(p): Query<RunListParams>,
+) -> ApiResult<Json<DagRunCollection>> {
+    let (limit, offset) = page.bounds()?;
+    let dag_id = every(&dag_id);
+    if let Some(d) = &dag_id {
+        state.scheduler.store().get_dag(d).await?;
+    }
+    let order = order_by(
+        p.order_by.as_deref(),
+        &[
+            ("id", RunOrder::Id),
+            ("dag_id", RunOrder::DagId),
+            ("run_id", RunOrder::RunId),
+            ("dag_run_id", RunOrder::RunId),
+            ("state", RunOrder::State),
+            ("run_type", RunOrder::RunType),
+            ("logical_date", RunOrder::LogicalDate),
+            ("start_date", RunOrder::StartDate),
+            ("end_date", RunOrder::EndDate),
+            ("run_after", RunOrder::RunAfter),
+        ],
+    )?
+    .or(Some((RunOrder::Id, false)));
+    let run_types = p
+        .run_type
+        .iter()
+        .flat_map(|v| v.split(','))
+        .filter(|v| !v.is_empty())
+        .map(|v| run_type(v).map_err(|e| ApiError::unprocessable(format!("run_type: {e}"))))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let range = |column, from, to| TimeRange { column, from, to };
+    let filter = RunFilter {
+        dag_id,
+        states: parse_all::<RunState>("state", &p.state)?,
+        run_types,
+        ranges: vec![
+            range(RunTime::LogicalDate, p.logical_date_gte, p.logical_date_lte),
+            range(RunTime::StartDate, p.start_date_gte, p.start_date_lte),
+            range(RunTime::EndDate, p.end_date_gte, p.end_date_lte),
+            range(RunTime::RunAfter, p.run_after_gte, p.run_after_lte),
+        ],
+        newest_first: false,
+        order,
+        limit: Some(limit),
+        offset: Some(offset),
+    };
+    let (runs, total) = state.scheduler.store().list_runs(&filter).await?;
+    Ok(Json(DagRunCollection {
+        dag_runs: responses(&state, &runs).await?,
+        total_entries: total,
+    }))
+}
+
+/// Run responses, reading each pinned version once.
+async fn responses(state: &AppState, runs: &[RunRecord]) -> ApiResult<Vec<DagRunResponse>> {
+    let mut versions: HashMap<i64, VersionRecord> = HashMap::new();
+    let mut out = Vec::with_capacity(runs.len());
+    for r in runs {
+        if let std::collections::hash_map::Entry::Vacant(slot) = versions.entry(r.version_id) {
+            slot.insert(state.scheduler.store().get_version(r.version_id).await?);
+        }
+        out.push(DagRunResponse::new(r, versions.get(&r.version_id)));
+    }
+    Ok(out)
+}
+
+async fn response(state: &AppState, run: &RunRecord) -> ApiResult<DagRunResponse> {
+    let v = state.scheduler.store().get_version(run.version_id).await?;
+    Ok(DagRunResponse::new(run, Some(&v)))
+}
+
+/// One run.
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}", tag = "DagRun",
+    params(("dag_id" = String, Path, description = "The DAG id"),
+           ("dag_run_id" = String, Path, description = "The run id")),
+    responses((status = 200, body = DagRunResponse), ReadErrors))]
+pub async fn get_run(
+    State(state): State<AppState>,
+    _: Viewer,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> ApiResult<Json<DagRunResponse>> {
+    let run = state.scheduler.store().get_run(&dag_id, &run_id).await?;
+    Ok(Json(response(&state, &run).await?))
+}
+
+/// A request to trigger a run (Airflow's `TriggerDAGRunPostBody`).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct TriggerBody {
+    /// The run id (default `manual__<logical date>`).
+    pub dag_run_id: Option<String>,
+    /// The logical date (default now).
+    pub logical_date: Option<DateTime<Utc>>,
+    /// A JSON object overriding the DAG's params.
+    #[schema(value_type = Option<Object>)]
+    pub conf: Option<serde_json::Value>,
+    /// A note.
+    pub note: Option<String>,
+    /// Ignored: the data interval follows from the logical date and the schedule.
+    pub data_interval_start: Option<DateTime<Utc>>,
+    /// Ignored, as `data_interval_start`.
+    pub data_interval_end: Option<DateTime<Utc>>,
+    /// Ignored: a triggered run starts now.
+    pub run_after: Option<DateTime<Utc>>,
+}
+
+/// Triggers a run of the DAG's newest version (operator).
+#[utoipa::path(post, path = "/api/v2/dags/{dag_id}/dagRuns", tag = "DagRun",
+    params(("dag_id" = String, Path, description = "The DAG id")),
+    request_body = TriggerBody,
+    responses((status = 200, body = DagRunResponse), WriteErrors))]
+pub async fn trigger_run(
+    State(state): State<AppState>,
+    Operator(who): Operator,
+    Path(dag_id): Path<String>,
+    Body(body): Body<TriggerBody>,
+) -> ApiResult<Json<DagRunResponse>> {
+    if let Some(note) = &body.note
+        && note.len() > 1000
+    {
+        return Err(ApiError::unprocessable("note: at most 1000 characters"));
+    }
+    let run = state
+        .scheduler
+        .trigger(
+            &dag_id,
+            Trigger {
+                run_id: body.dag_run_id,
+                logical_date: body.logical_date,
+                conf: body.conf,
+                note: body.note,
+                actor: who.name,
+            },
+        )
+        .await?;
+    Ok(Json(response(&state, &run).await?))
+}
+
+/// What can be changed on a run.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct RunPatchBody {
+    /// `success` or `failed` (unfinished tasks follow), or `queued` to run it again.
+    pub state: Option<String>,
+    /// A note.
+    pub note: Option<String>,
+}
+
+/// Marks a run success, failed or queued, or sets its note (operator).
+#[utoipa::path(patch, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}", tag = "DagRun",
+    params(("dag_id" = String, Path, description = "The DAG id"),
+           ("dag_run_id" = String, Path, description = "The run id")),
+    request_body = RunPatchBody,
+    responses((status = 200, body = DagRunResponse), WriteErrors))]
+pub async fn patch_run(
+    State(state): State<AppState>,
+    Operator(who): Operator,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    Body(body): Body<RunPatchBody>,
+) -> ApiResult<Json<DagRunResponse>> {
+    let store = state.scheduler.store();
+    let mut run = store.get_run(&dag_id, &run_id).await?;
+    if let Some(note) = &body.note {
+        if note.len() > 1000 {
+            return Err(ApiError::unprocessable("note: at most 1000 characters"));
+        }
+        run = store
+            .set_run_note(run.id, note, &who.name, state.scheduler.now())
+            .await?;
+    }
+    if let Some(s) = &body.state {
+        let target: RunState = s
+            .parse()
+            .map_err(|e: String| ApiError::unprocessable(format!("state: {e}")))?;
+        run = if target == RunState::Queued {
+            let spec = ClearSpec {
+                task_ids: all_tasks(&state, &run).await?,
+                ..ClearSpec::default()
+            };
+            state
+                .scheduler
+                .clear_spec(&dag_id, &run_id, &spec, &who.name)
+                .await?;
+            store.get_run(&dag_id, &run_id).await?
+        } else if target == RunState::Running {
+            return Err(ApiError::unprocessable(
+                "state: a run can be marked success, failed or queued",
+            ));
+        } else {
+            state
+                .scheduler
+                .set_run_state(&dag_id, &run_id, target, &who.name)
+                .await?
+        };
+    }
+    Ok(Json(response(&state, &run).await?))
+}
+
+async fn all_tasks(state: &AppState, run: &RunRecord) -> ApiResult<Vec<String>> {
+    let dag = state.scheduler.dag_version(run.version_id).await?;
+    Ok(dag.tasks.keys().map(ToString::to_string).collect())
+}
+
+/// How to clear a run.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct RunClearBody {
+    /// Only say what would be cleared (default true, as in Airflow).
+    #[serde(default = "yes")]
+    pub dry_run: bool,
+    /// Only failed tasks.
+    #[serde(default)]
+    pub only_failed: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What clearing a run answers: the task instances a dry run would clear, or the run.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RunClearResponse {
+    /// A dry run: what would be cleared.
+    Preview(TaskInstanceCollection),
+    /// The cleared run.
+    Cleared(Box<DagRunResponse>),
+}
+
+/// Clears every (or every failed) task of a run so it runs again (operator).
+#[utoipa::path(post, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/clear", tag = "DagRun",
+    params(("dag_id" = String, Path, description = "The DAG id"),
+           ("dag_run_id" = String, Path, description = "The run id")),
+    request_body = RunClearBody,
+    responses((status = 200, body = RunClearResponse), WriteErrors))]
+pub async fn clear_run(
+    State(state): State<AppState>,
+    Operator(who): Operator,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    Body(body): Body<RunClearBody>,
+) -> ApiResult<Json<RunClearResponse>> {
+    let store = state.scheduler.store();
+    let run = store.get_run(&dag_id, &run_id).await?;
+    let spec = ClearSpec {
+        task_ids: all_tasks(&state, &run).await?,
+        only_failed: body.only_failed,
+        ..ClearSpec::default()
+    };
+    if body.dry_run {
+        let ids = state
+            .scheduler
+            .preview_clear(&dag_id, &run_id, &spec)
+            .await?;
+        let tis = crate::routes::task_instances::instances_of(&state, &run, &ids).await?;
+        return Ok(Json(RunClearResponse::Preview(TaskInstanceCollection {
+            total_entries: i64::try_from(tis.len()).unwrap_or(i64::MAX),
+            task_instances: tis,
+        })));
+    }
+    state
+        .scheduler
+        .clear_spec(&dag_id, &run_id, &spec, &who.name)
+        .await?;
+    let run = store.get_run(&dag_id, &run_id).await?;
+    Ok(Json(RunClearResponse::Cleared(Box::new(
+        response(&state, &run).await?,
+    ))))
+}

@@ -1,0 +1,109 @@
+//! The endpoints, one module per resource.
+
+pub mod audit;
+pub mod auth;
+pub mod backfills;
+pub mod dag_runs;
+pub mod dags;
+pub mod import_errors;
+pub mod logs;
+pub mod monitor;
+pub mod pools;
+pub mod task_instances;
+pub mod tokens;
+pub mod workers;
+
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::{ApiError, ApiResult};
+
+/// The largest page a list answers.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// `limit` and `offset` of a list.
+#[derive(Debug, Clone, Copy, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// At most this many (default 50, at most 1000).
+    #[serde(default = "default_limit")]
+    #[param(minimum = 0, maximum = 1000)]
+    pub limit: u32,
+    /// Skip this many.
+    #[serde(default)]
+    pub offset: u32,
+}
+
+fn default_limit() -> u32 {
+    50
+}
+
+impl Page {
+    /// `(limit, offset)` checked and widened.
+    pub fn bounds(self) -> ApiResult<(i64, i64)> {
+        if self.limit > MAX_LIMIT {
+            return Err(ApiError::unprocessable(format!(
+                "limit {} is above the maximum of {MAX_LIMIT}",
+                self.limit
+            )));
+        }
+        Ok((i64::from(self.limit), i64::from(self.offset)))
+    }
+
+    /// The items of `all` on this page.
+    pub fn slice<T>(self, all: Vec<T>) -> ApiResult<Vec<T>> {
+        let (limit, offset) = self.bounds()?;
+        Ok(all
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect())
+    }
+}
+
+/// Parses `order_by` (`field` or `-field` for descending) against the fields
+/// a list can be sorted by.
+pub fn order_by<T: Copy>(
+    value: Option<&str>,
+    allowed: &[(&str, T)],
+) -> ApiResult<Option<(T, bool)>> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let (name, desc) = match value.strip_prefix('-') {
+        Some(rest) => (rest, true),
+        None => (value, false),
+    };
+    allowed
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, key)| Some((*key, desc)))
+        .ok_or_else(|| {
+            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
+            ApiError::unprocessable(format!(
+                "order_by `{value}`: the list can be sorted by {} (prefix `-` for descending)",
+                names.join(", ")
+            ))
+        })
+}
+
+/// Parses each value of a list parameter.
+pub fn parse_all<T: std::str::FromStr<Err = String>>(
+    name: &str,
+    values: &[String],
+) -> ApiResult<Vec<T>> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse()
+                .map_err(|e: String| ApiError::unprocessable(format!("{name}: {e}")))
+        })
+        .collect()
+}
+
+/// `~` means "every": `None`; anything else is itself.
+pub fn every(id: &str) -> Option<String> {
+    (id != "~").then(|| id.to_owned())
+}

@@ -1,0 +1,385 @@
+//! Task instances: list (per run, or `~` across runs and DAGs), get, the
+//! history of tries, and clearing tasks so they run again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use weir_core::dag::Dag;
+use weir_core::scheduler::ClearSpec;
+use weir_core::state::TaskState;
+use weir_core::store::{
+    RunFilter, RunRecord, RunTime, TaskFilter, TaskInstanceRecord, TaskOrder, TaskTime, TimeRange,
+};
+
+use super::{Page, every, order_by};
+use crate::AppState;
+use crate::auth::{Operator, Viewer};
+use crate::error::{ApiError, ApiResult, Body, Path, Query, ReadErrors, WriteErrors};
+use crate::models::{TaskInstanceCollection, TaskInstanceResponse, TryCollection, TryResponse};
+
+/// Filters of the task-instance list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TaskListParams {
+    /// Sort by `task_id`, `dag_id`, `run_id`, `state`, `try_number`, `pool`,
+    /// `priority_weight`, `start_date`, `end_date` or `updated_at` (`-` for descending).
+    pub order_by: Option<String>,
+    /// Only these tasks.
+    #[serde(default)]
+    pub task_id: Vec<String>,
+    /// Only these states (`none` for not yet scheduled).
+    #[serde(default)]
+    pub state: Vec<String>,
+    /// Only these pools.
+    #[serde(default)]
+    pub pool: Vec<String>,
+    pub start_date_gte: Option<DateTime<Utc>>,
+    pub start_date_lte: Option<DateTime<Utc>>,
+    pub end_date_gte: Option<DateTime<Utc>>,
+    pub end_date_lte: Option<DateTime<Utc>>,
+    pub updated_at_gte: Option<DateTime<Utc>>,
+    pub updated_at_lte: Option<DateTime<Utc>>,
+}
+
+/// Task states as Airflow names them (`none` and an empty value mean "not yet scheduled").
+fn task_state(name: &str) -> Result<TaskState, String> {
+    match name {
+        "" | "null" => Ok(TaskState::None),
+        other => other.parse(),
+    }
+}
+
+/// The task instances of a run (`~` for every run, and for every DAG).
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances", tag = "TaskInstance",
+    params(("dag_id" = String, Path, description = "The DAG id, or `~` for every DAG"),
+           ("dag_run_id" = String, Path, description = "The run id, or `~` for every run"),
+           Page, TaskListParams),
+    responses((status = 200, body = TaskInstanceCollection), ReadErrors))]
+pub async fn list_task_instances(
+    State(state): State<AppState>,
+    _: Viewer,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    Query(page): Query<Page>,
+    Query(p): Query<TaskListParams>,
+) -> ApiResult<Json<TaskInstanceCollection>> {
+    let (limit, offset) = page.bounds()?;
+    let store = state.scheduler.store();
+    let (dag_id, run_id) = (every(&dag_id), every(&run_id));
+    match (&dag_id, &run_id) {
+        (Some(d), Some(r)) => {
+            store.get_run(d, r).await?;
+        }
+        (Some(d), None) => {
+            store.get_dag(d).await?;
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "a run id needs its DAG id: use `~` for both to list every run's task instances",
+            ));
+        }
+        (None, None) => {}
+    }
+    let order = order_by(
+        p.order_by.as_deref(),
+        &[
+            ("task_id", TaskOrder::TaskId),
+            ("dag_id", TaskOrder::DagId),
+            ("run_id", TaskOrder::RunId),
+            ("dag_run_id", TaskOrder::RunId),
+            ("state", TaskOrder::State),
+            ("try_number", TaskOrder::TryNumber),
+            ("pool", TaskOrder::Pool),
+            ("priority_weight", TaskOrder::Priority),
+            ("start_date", TaskOrder::StartDate),
+            ("end_date", TaskOrder::EndDate),
+            ("updated_at", TaskOrder::UpdatedAt),
+            ("map_index", TaskOrder::TaskId),
+        ],
+    )?;
+    let states = p
+        .state
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|v| task_state(v).map_err(|e| ApiError::unprocessable(format!("state: {e}"))))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let range = |column, from, to| TimeRange { column, from, to };
+    let filter = TaskFilter {
+        dag_id,
+        run_id,
+        task_ids: p.task_id.clone(),
+        states,
+        pools: p.pool.clone(),
+        ranges: vec![
+            range(TaskTime::StartDate, p.start_date_gte, p.start_date_lte),
+            range(TaskTime::EndDate, p.end_date_gte, p.end_date_lte),
+            range(TaskTime::UpdatedAt, p.updated_at_gte, p.updated_at_lte),
+        ],
+        order,
+        limit: Some(limit),
+        offset: Some(offset),
+    };
+    let (tis, total) = store.find_task_instances(&filter).await?;
+    Ok(Json(TaskInstanceCollection {
+        task_instances: responses(&state, &tis).await?,
+        total_entries: total,
+    }))
+}
+
+/// Responses for task instances, reading each run and DAG version once.
+async fn responses(
+    state: &AppState,
+    tis: &[TaskInstanceRecord],
+) -> ApiResult<Vec<TaskInstanceResponse>> {
+    let mut runs: HashMap<i64, (RunRecord, Arc<Dag>)> = HashMap::new();
+    let mut out = Vec::with_capacity(tis.len());
+    for t in tis {
+        if let std::collections::hash_map::Entry::Vacant(slot) = runs.entry(t.run_pk) {
+            let run = state.scheduler.store().get_run_by_pk(t.run_pk).await?;
+            let dag = state.scheduler.dag_version(run.version_id).await?;
+            slot.insert((run, dag));
+        }
+        if let Some((run, dag)) = runs.get(&t.run_pk) {
+            out.push(TaskInstanceResponse::new(t, Some(run), Some(dag), None));
+        }
+    }
+    Ok(out)
+}
+
+/// The task instances of `run` with these task ids, in the run's order.
+pub(crate) async fn instances_of(
+    state: &AppState,
+    run: &RunRecord,
+    task_ids: &[String],
+) -> ApiResult<Vec<TaskInstanceResponse>> {
+    let tis: Vec<TaskInstanceRecord> = state
+        .scheduler
+        .store()
+        .list_task_instances(run.id)
+        .await?
+        .into_iter()
+        .filter(|t| task_ids.contains(&t.task_id))
+        .collect();
+    responses(state, &tis).await
+}
+
+type TaskPath = (String, String, String);
+
+/// One task instance.
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}", tag = "TaskInstance",
+    params(("dag_id" = String, Path, description = "The DAG id"),
+           ("dag_run_id" = String, Path, description = "The run id"),
+           ("task_id" = String, Path, description = "The task id")),
+    responses((status = 200, body = TaskInstanceResponse), ReadErrors))]
+pub async fn get_task_instance(
+    State(state): State<AppState>,
+    _: Viewer,
+    Path((dag_id, run_id, task_id)): Path<TaskPath>,
+) -> ApiResult<Json<TaskInstanceResponse>> {
+    let store = state.scheduler.store();
+    let t = store.get_task_instance(&dag_id, &run_id, &task_id).await?;
+    let run = store.get_run_by_pk(t.run_pk).await?;
+    let dag = state.scheduler.dag_version(run.version_id).await?;
+    let version = store.get_version(run.version_id).await?;
+    Ok(Json(TaskInstanceResponse::new(
+        &t,
+        Some(&run),
+        Some(&dag),
+        Some(&version),
+    )))
+}
+
+/// Every try of a task instance, oldest first.
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries", tag = "TaskInstance",
+    params(("dag_id" = String, Path, description = "The DAG id"),
+           ("dag_run_id" = String, Path, description = "The run id"),
+           ("task_id" = String, Path, description = "The task id")),
+    responses((status = 200, body = TryCollection), ReadErrors))]
+pub async fn list_tries(
+    State(state): State<AppState>,
+    _: Viewer,
+    Path((dag_id, run_id, task_id)): Path<TaskPath>,
+) -> ApiResult<Json<TryCollection>> {
+    let store = state.scheduler.store();
+    let t = store.get_task_instance(&dag_id, &run_id, &task_id).await?;
+    let tries: Vec<TryResponse> = store
+        .list_tries(&t.id)
+        .await?
+        .iter()
+        .map(|r| TryResponse::new(r, &t))
+        .collect();
+    Ok(Json(TryCollection {
+        total_entries: i64::try_from(tries.len()).unwrap_or(i64::MAX),
+        task_instances: tries,
+    }))
+}
+
+/// One try of a task instance.
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries/{try_number}", tag = "TaskInstance",
+    params(("dag_id" = String, Path, description = "The DAG id"),
+           ("dag_run_id" = String, Path, description = "The run id"),
+           ("task_id" = String, Path, description = "The task id"),
+           ("try_number" = i64, Path, description = "The try (1 is the first)")),
+    responses((status = 200, body = TryResponse), ReadErrors))]
+pub async fn get_try(
+    State(state): State<AppState>,
+    _: Viewer,
+    Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, i64)>,
+) -> ApiResult<Json<TryResponse>> {
+    let store = state.scheduler.store();
+    let t = store.get_task_instance(&dag_id, &run_id, &task_id).await?;
+    store
+        .list_tries(&t.id)
+        .await?
+        .iter()
+        .find(|r| r.try_number == try_number)
+        .map(|r| Json(TryResponse::new(r, &t)))
+        .ok_or_else(|| {
+            ApiError::not_found(format!("try {try_number} of task `{task_id}` not found"))
+        })
+}
+
+/// Which task instances to clear (Airflow's `ClearTaskInstancesBody`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct ClearTaskInstancesBody {
+    /// The run; without it, every run whose logical date is in
+    /// `[start_date, end_date]`.
+    pub dag_run_id: Option<String>,
+    /// The tasks (default: every task): task ids, or `[task_id, map_index]`
+    /// pairs as Airflow allows (weir has no mapped tasks: the index must be -1).
+    pub task_ids: Option<Vec<TaskRef>>,
+    /// Only say what would be cleared (default false).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Only failed tasks (default true, as in Airflow).
+    #[serde(default = "yes")]
+    pub only_failed: bool,
+    /// Not supported: running tasks are never cleared.
+    #[serde(default)]
+    pub only_running: bool,
+    /// Also every task downstream.
+    #[serde(default)]
+    pub include_downstream: bool,
+    /// Also every task upstream.
+    #[serde(default)]
+    pub include_upstream: bool,
+    /// Runs from this logical date (without `dag_run_id`).
+    pub start_date: Option<DateTime<Utc>>,
+    /// Runs up to this logical date (without `dag_run_id`).
+    pub end_date: Option<DateTime<Utc>>,
+    /// Ignored.
+    pub note: Option<String>,
+}
+
+/// A task named in a clear request.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum TaskRef {
+    /// A task id.
+    Id(String),
+    /// A task id and a map index.
+    Mapped(String, i64),
+}
+
+impl TaskRef {
+    fn id(&self) -> ApiResult<&str> {
+        match self {
+            TaskRef::Id(id) | TaskRef::Mapped(id, -1) => Ok(id),
+            TaskRef::Mapped(id, i) => Err(ApiError::unprocessable(format!(
+                "task_ids: `{id}` has map index {i}, but weir has no mapped tasks"
+            ))),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Clears task instances so they run again with a new try; their runs reopen (operator).
+#[utoipa::path(post, path = "/api/v2/dags/{dag_id}/clearTaskInstances", tag = "TaskInstance",
+    params(("dag_id" = String, Path, description = "The DAG id")),
+    request_body = ClearTaskInstancesBody,
+    responses((status = 200, body = TaskInstanceCollection), WriteErrors))]
+pub async fn clear_task_instances(
+    State(state): State<AppState>,
+    Operator(who): Operator,
+    Path(dag_id): Path<String>,
+    Body(body): Body<ClearTaskInstancesBody>,
+) -> ApiResult<Json<TaskInstanceCollection>> {
+    if body.only_running {
+        return Err(ApiError::unprocessable(
+            "only_running: running tasks cannot be cleared; mark them failed first",
+        ));
+    }
+    let store = state.scheduler.store();
+    store.get_dag(&dag_id).await?;
+    let runs = match &body.dag_run_id {
+        Some(run_id) => vec![store.get_run(&dag_id, run_id).await?],
+        None if body.start_date.is_none() && body.end_date.is_none() => {
+            return Err(ApiError::unprocessable(
+                "give dag_run_id, or start_date and/or end_date to clear the runs between them",
+            ));
+        }
+        None => {
+            store
+                .list_runs(&RunFilter {
+                    dag_id: Some(dag_id.clone()),
+                    ranges: vec![TimeRange {
+                        column: RunTime::LogicalDate,
+                        from: body.start_date,
+                        to: body.end_date,
+                    }],
+                    limit: Some(i64::from(super::MAX_LIMIT)),
+                    ..RunFilter::default()
+                })
+                .await?
+                .0
+        }
+    };
+    let mut out = Vec::new();
+    for run in runs {
+        let dag = state.scheduler.dag_version(run.version_id).await?;
+        let task_ids = match &body.task_ids {
+            Some(refs) => {
+                let ids = refs
+                    .iter()
+                    .map(|r| r.id().map(str::to_owned))
+                    .collect::<ApiResult<Vec<String>>>()?;
+                if let Some(missing) = ids.iter().find(|t| !dag.tasks.contains_key(t.as_str())) {
+                    return Err(ApiError::not_found(format!(
+                        "task `{missing}` not found in DAG `{dag_id}`"
+                    )));
+                }
+                ids
+            }
+            None => dag.tasks.keys().map(ToString::to_string).collect(),
+        };
+        let spec = ClearSpec {
+            task_ids,
+            downstream: body.include_downstream,
+            upstream: body.include_upstream,
+            only_failed: body.only_failed,
+        };
+        let cleared = if body.dry_run {
+            state
+                .scheduler
+                .preview_clear(&dag_id, &run.run_id, &spec)
+                .await?
+        } else {
+            state
+                .scheduler
+                .clear_spec(&dag_id, &run.run_id, &spec, &who.name)
+                .await?
+        };
+        out.extend(instances_of(&state, &run, &cleared).await?);
+    }
+    Ok(Json(TaskInstanceCollection {
+        total_entries: i64::try_from(out.len()).unwrap_or(i64::MAX),
+        task_instances: out,
+    }))
+}

@@ -1,0 +1,891 @@
+//! The REST API through the whole HTTP stack, in process, on both backends:
+//! each endpoint's answers, its errors, and who may call it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use weir_api::auth::{password, tokens};
+use weir_core::access::{Role, UserRecord};
+use weir_core::both_backends;
+use weir_core::scheduler::{Options, Outcome, Report, Scheduler, SystemClock};
+use weir_core::testing::TestDb;
+
+const DEMO: &str = r#"
+dag: demo
+schedule: manual
+params: {who: nobody}
+tasks:
+  extract:
+    kind: shell
+    command: echo {{ params.who }}
+  publish:
+    kind: shell
+    depends_on: [extract]
+    retries: 0
+    command: echo publish
+"#;
+
+const NIGHTLY: &str = r#"
+dag: nightly
+schedule: "0 2 * * *"
+start_date: 2026-01-01
+catchup: false
+paused: true
+tasks:
+  only:
+    kind: shell
+    command: "true"
+"#;
+
+struct Api {
+    app: Router,
+    sched: Scheduler,
+    logs: tempfile::TempDir,
+    _dags: tempfile::TempDir,
+    admin: String,
+    operator: String,
+    viewer: String,
+}
+
+async fn api(db: &TestDb) -> Api {
+    let dags = tempfile::tempdir().unwrap();
+    std::fs::write(dags.path().join("demo.yaml"), DEMO).unwrap();
+    std::fs::write(dags.path().join("nightly.yaml"), NIGHTLY).unwrap();
+    std::fs::write(dags.path().join("broken.yaml"), "dag: broken\ntasks: [").unwrap();
+    let sched = Scheduler::new(db.store.clone(), Arc::new(SystemClock), Options::default());
+    sched.sync_folder(dags.path()).await.unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let state = weir_api::AppState::new(
+        sched.clone(),
+        logs.path().to_path_buf(),
+        None,
+        chrono::Duration::hours(1),
+    )
+    .await
+    .unwrap();
+    let app = weir_api::app(state);
+    let mut tokens = Vec::new();
+    for (name, role) in [
+        ("ada", Role::Admin),
+        ("otto", Role::Operator),
+        ("vera", Role::Viewer),
+    ] {
+        db.store
+            .create_user(&UserRecord {
+                username: name.into(),
+                password_hash: password::hash(&format!("{name}-password")).unwrap(),
+                role,
+                created_at: chrono::Utc::now(),
+                last_login_at: None,
+            })
+            .await
+            .unwrap();
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/auth/token",
+            None,
+            Some(json!({"username": name, "password": format!("{name}-password")})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        tokens.push(body["access_token"].as_str().unwrap().to_owned());
+    }
+    Api {
+        app,
+        sched,
+        logs,
+        _dags: dags,
+        admin: tokens[0].clone(),
+        operator: tokens[1].clone(),
+        viewer: tokens[2].clone(),
+    }
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let raw = body.map(|b| b.to_string());
+    call_raw(app, method, path, token, raw.as_deref()).await
+}
+
+async fn call_raw(
+    app: &Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some(b) => req
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_owned())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+        .await
+        .unwrap();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+impl Api {
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = call(&self.app, "GET", path, Some(&self.viewer), None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        call(&self.app, method, path, Some(&self.operator), Some(body)).await
+    }
+
+    /// Runs queued work: every task succeeds except those named in `fail`.
+    async fn drive(&self, fail: &[&str]) {
+        for _ in 0..50 {
+            self.sched.dispatch().await.unwrap();
+            let claims = self
+                .sched
+                .claim("test-worker", "localhost", 100)
+                .await
+                .unwrap();
+            if claims.is_empty() {
+                return;
+            }
+            for c in claims {
+                let failed = fail.contains(&c.task_id.as_str());
+                let log = self.logs.path().join(&c.log_path);
+                std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+                std::fs::write(&log, format!("line one of {}\nline two\n", c.task_id)).unwrap();
+                self.sched
+                    .finish(&Report {
+                        outcome: if failed {
+                            Outcome::Failed
+                        } else {
+                            Outcome::Success
+                        },
+                        exit_code: Some(i64::from(failed)),
+                        error: failed.then(|| "boom".to_owned()),
+                        pid: None,
+                        claim: c,
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+both_backends!(
+    dags_runs_and_task_instances,
+    dags_runs_and_task_instances_case
+);
+async fn dags_runs_and_task_instances_case(db: &TestDb) {
+    let a = api(db).await;
+
+    let dags = a.get("/api/v2/dags").await;
+    assert_eq!(dags["total_entries"], 2);
+    let ids: Vec<&str> = dags["dags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["dag_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["demo", "nightly"]);
+    let nightly = a.get("/api/v2/dags/nightly").await;
+    assert_eq!(nightly["is_paused"], true);
+    assert_eq!(nightly["timetable_summary"], "0 2 * * *");
+    assert_eq!(nightly["is_backfillable"], true);
+    assert_eq!(a.get("/api/v2/dags?paused=false").await["total_entries"], 1);
+    assert_eq!(
+        a.get("/api/v2/dags?dag_id_pattern=NIGHT").await["dags"][0]["dag_id"],
+        "nightly"
+    );
+    assert_eq!(
+        a.get("/api/v2/dags?order_by=-dag_id&limit=1").await["dags"][0]["dag_id"],
+        "nightly"
+    );
+
+    let (status, body) = a
+        .send("PATCH", "/api/v2/dags/demo", json!({"is_paused": true}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["is_paused"], true);
+    let (_, body) = a
+        .send("PATCH", "/api/v2/dags/demo", json!({"is_paused": false}))
+        .await;
+    assert_eq!(body["is_paused"], false);
+
+    let details = a.get("/api/v2/dags/demo/details").await;
+    assert_eq!(details["params"], json!({"who": "nobody"}));
+    assert_eq!(details["latest_dag_version"]["version_number"], 1);
+    let tasks = a.get("/api/v2/dags/demo/tasks").await;
+    assert_eq!(tasks["tasks"][0]["task_id"], "extract");
+    assert_eq!(tasks["tasks"][0]["downstream_task_ids"], json!(["publish"]));
+    assert_eq!(a.get("/api/v2/dags/demo/tasks/publish").await["retries"], 0);
+
+    // Trigger with conf; the same run id twice is a conflict.
+    let (status, run) = a
+        .send(
+            "POST",
+            "/api/v2/dags/demo/dagRuns",
+            json!({"dag_run_id": "r1", "conf": {"who": "ada"}, "note": "first"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["conf"], json!({"who": "ada"}));
+    assert_eq!(run["run_type"], "manual");
+    assert_eq!(run["triggering_user_name"], "otto");
+    let (status, _) = a
+        .send(
+            "POST",
+            "/api/v2/dags/demo/dagRuns",
+            json!({"dag_run_id": "r1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    a.drive(&["publish"]).await;
+    let run = a.get("/api/v2/dags/demo/dagRuns/r1").await;
+    assert_eq!(run["state"], "failed");
+    assert!(run["duration"].as_f64().is_some());
+    assert_eq!(
+        a.get("/api/v2/dags/demo/dagRuns?state=failed").await["total_entries"],
+        1
+    );
+    assert_eq!(
+        a.get("/api/v2/dags/demo/dagRuns?state=success").await["total_entries"],
+        0
+    );
+    assert_eq!(
+        a.get("/api/v2/dags/~/dagRuns?run_type=manual&order_by=-run_after")
+            .await["dag_runs"][0]["dag_run_id"],
+        "r1"
+    );
+    assert_eq!(a.get("/api/v2/dags/~/dagRuns?logical_date_gte=2000-01-01T00:00:00Z&logical_date_lte=2000-01-02T00:00:00Z").await["total_entries"], 0);
+
+    let tis = a.get("/api/v2/dags/demo/dagRuns/r1/taskInstances").await;
+    assert_eq!(tis["total_entries"], 2);
+    let failed = a
+        .get("/api/v2/dags/demo/dagRuns/r1/taskInstances?state=failed")
+        .await;
+    assert_eq!(failed["task_instances"][0]["task_id"], "publish");
+    assert_eq!(
+        a.get("/api/v2/dags/~/dagRuns/~/taskInstances?task_id=extract")
+            .await["total_entries"],
+        1
+    );
+    let ti = a
+        .get("/api/v2/dags/demo/dagRuns/r1/taskInstances/publish")
+        .await;
+    assert_eq!(
+        (
+            ti["state"].as_str(),
+            ti["try_number"].as_i64(),
+            ti["map_index"].as_i64()
+        ),
+        (Some("failed"), Some(1), Some(-1))
+    );
+    let tries = a
+        .get("/api/v2/dags/demo/dagRuns/r1/taskInstances/publish/tries")
+        .await;
+    assert_eq!(tries["task_instances"][0]["state"], "failed");
+    assert_eq!(tries["task_instances"][0]["error"], "boom");
+    assert_eq!(
+        a.get("/api/v2/dags/demo/dagRuns/r1/taskInstances/publish/tries/1")
+            .await["try_number"],
+        1
+    );
+
+    // Logs: the whole log of an ended try, and pieces that continue.
+    let log = a
+        .get("/api/v2/dags/demo/dagRuns/r1/taskInstances/publish/logs/1")
+        .await;
+    assert_eq!(
+        log["content"],
+        json!([{"event": "line one of publish"}, {"event": "line two"}])
+    );
+    assert_eq!(log["continuation_token"], Value::Null);
+    let rest = a
+        .get("/api/v2/dags/demo/dagRuns/r1/taskInstances/publish/logs/1?token=20")
+        .await;
+    assert_eq!(rest["content"], json!([{"event": "line two"}]));
+
+    // Clearing: a dry run changes nothing; then the failed task runs again.
+    let (status, preview) = a
+        .send(
+            "POST",
+            "/api/v2/dags/demo/clearTaskInstances",
+            json!({"dag_run_id": "r1", "dry_run": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["task_instances"][0]["task_id"], "publish");
+    assert_eq!(
+        a.get("/api/v2/dags/demo/dagRuns/r1").await["state"],
+        "failed"
+    );
+    let (_, cleared) = a
+        .send(
+            "POST",
+            "/api/v2/dags/demo/clearTaskInstances",
+            json!({"dag_run_id": "r1", "task_ids": ["publish"]}),
+        )
+        .await;
+    assert_eq!(cleared["total_entries"], 1);
+    a.drive(&[]).await;
+    assert_eq!(
+        a.get("/api/v2/dags/demo/dagRuns/r1").await["state"],
+        "success"
+    );
+    assert_eq!(
+        a.get("/api/v2/dags/demo/dagRuns/r1/taskInstances/publish/tries")
+            .await["total_entries"],
+        2
+    );
+
+    // Clearing a whole run, marking it, and its note.
+    let (_, preview) = a
+        .send("POST", "/api/v2/dags/demo/dagRuns/r1/clear", json!({}))
+        .await;
+    assert_eq!(preview["total_entries"], 2, "{preview}");
+    let (status, body) = a
+        .send(
+            "PATCH",
+            "/api/v2/dags/demo/dagRuns/r1",
+            json!({"note": "checked", "state": "failed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["note"].as_str(), body["state"].as_str()),
+        (Some("checked"), Some("failed"))
+    );
+    let (_, body) = a
+        .send(
+            "POST",
+            "/api/v2/dags/demo/dagRuns/r1/clear",
+            json!({"dry_run": false}),
+        )
+        .await;
+    assert!(
+        matches!(body["state"].as_str(), Some("queued" | "running")),
+        "{body}"
+    );
+
+    // Who did what is in the audit log.
+    let audit = a.get("/api/v2/auditLog?dag_id=demo").await;
+    let actions: Vec<(&str, &str)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap()))
+        .collect();
+    for expected in [
+        ("otto", "pause"),
+        ("otto", "unpause"),
+        ("otto", "trigger"),
+        ("otto", "clear"),
+        ("otto", "note"),
+    ] {
+        assert!(actions.contains(&expected), "{expected:?} in {actions:?}");
+    }
+}
+
+both_backends!(pools_backfills_tokens_and_more, pools_backfills_tokens_case);
+async fn pools_backfills_tokens_case(db: &TestDb) {
+    let a = api(db).await;
+    let admin = Some(a.admin.as_str());
+
+    // Pools: create, read, change, delete; the default pool stays.
+    let (status, pool) = call(
+        &a.app,
+        "POST",
+        "/api/v2/pools",
+        admin,
+        Some(json!({"name": "db", "slots": 2})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{pool}");
+    assert_eq!(pool["open_slots"], 2);
+    let (status, _) = call(
+        &a.app,
+        "POST",
+        "/api/v2/pools",
+        admin,
+        Some(json!({"name": "db", "slots": 2})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, pool) = call(
+        &a.app,
+        "PATCH",
+        "/api/v2/pools/db",
+        admin,
+        Some(json!({"slots": 5})),
+    )
+    .await;
+    assert_eq!(pool["slots"], 5);
+    assert_eq!(a.get("/api/v2/pools").await["total_entries"], 2);
+    let (status, _) = call(&a.app, "DELETE", "/api/v2/pools/db", admin, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&a.app, "DELETE", "/api/v2/pools/default", admin, None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = call(
+        &a.app,
+        "POST",
+        "/api/v2/pools",
+        admin,
+        Some(json!({"name": "bad name!", "slots": 1})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Import errors name the file and the place.
+    let errors = a.get("/api/v2/importErrors").await;
+    assert_eq!(errors["total_entries"], 1);
+    assert!(
+        errors["import_errors"][0]["filename"]
+            .as_str()
+            .unwrap()
+            .ends_with("broken.yaml")
+    );
+    let id = errors["import_errors"][0]["import_error_id"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        a.get(&format!("/api/v2/importErrors/{id}")).await["stack_trace"]
+            .as_str()
+            .unwrap()
+            .contains("broken.yaml")
+    );
+
+    // A backfill creates its runs within max_active_runs, and can be cancelled.
+    let (status, b) = a
+        .send(
+            "POST",
+            "/api/v2/backfills",
+            json!({"dag_id": "nightly", "from_date": "2026-01-01T00:00:00Z", "to_date": "2026-01-05T00:00:00Z", "max_active_runs": 2, "dag_run_conf": {"x": 1}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    let runs = a
+        .get("/api/v2/dags/nightly/dagRuns?run_type=backfill")
+        .await;
+    assert_eq!(runs["total_entries"], 2, "{runs}");
+    assert_eq!(runs["dag_runs"][0]["conf"], json!({"x": 1}));
+    let (status, _) = a
+        .send("POST", "/api/v2/backfills", json!({"dag_id": "nightly", "from_date": "2026-01-01T00:00:00Z", "to_date": "2026-01-02T00:00:00Z"}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "one unfinished backfill per DAG"
+    );
+    let id = b["id"].as_i64().unwrap();
+    assert_eq!(
+        a.get(&format!("/api/v2/backfills/{id}")).await["max_active_runs"],
+        2
+    );
+    let (_, paused) = a
+        .send("PUT", &format!("/api/v2/backfills/{id}/pause"), json!({}))
+        .await;
+    assert_eq!(paused["is_paused"], true);
+    let (_, cancelled) = a
+        .send("PUT", &format!("/api/v2/backfills/{id}/cancel"), json!({}))
+        .await;
+    assert!(cancelled["completed_at"].is_string(), "{cancelled}");
+    assert_eq!(
+        a.get("/api/v2/backfills?dag_id=nightly").await["total_entries"],
+        1
+    );
+    let (status, _) = a
+        .send("POST", "/api/v2/backfills", json!({"dag_id": "demo", "from_date": "2026-01-01T00:00:00Z", "to_date": "2026-01-02T00:00:00Z"}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a manual DAG has no intervals"
+    );
+
+    // API tokens: shown once, work as bearer tokens, stop when revoked.
+    let (status, t) = call(
+        &a.app,
+        "POST",
+        "/api/v2/tokens",
+        admin,
+        Some(json!({"role": "viewer", "description": "ci"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    let token = t["token"].as_str().unwrap().to_owned();
+    let (status, _) = call(&a.app, "GET", "/api/v2/dags", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = call(&a.app, "GET", "/api/v2/tokens", admin, None).await.1;
+    assert!(
+        !listed.to_string().contains(&token),
+        "secrets are never listed"
+    );
+    let (status, _) = call(
+        &a.app,
+        "DELETE",
+        &format!("/api/v2/tokens/{}", t["id"].as_str().unwrap()),
+        admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&a.app, "GET", "/api/v2/dags", Some(&token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Workers, version, health, metrics and the OpenAPI document.
+    assert_eq!(a.get("/api/v2/workers").await["total_entries"], 0);
+    assert_eq!(
+        a.get("/api/v2/version").await["version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    let (status, health) = call(&a.app, "GET", "/api/v2/monitor/health", None, None).await;
+    assert_eq!(
+        (status, health["metadatabase"]["status"].as_str()),
+        (StatusCode::OK, Some("healthy"))
+    );
+    let (status, metrics) = call(&a.app, "GET", "/metrics", admin, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = metrics.as_str().unwrap();
+    for name in [
+        "weir_dag_runs{state=\"running\"} 2",
+        "weir_queue_depth",
+        "weir_scheduling_latency_seconds_bucket",
+        "weir_task_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "{name} in {text}");
+    }
+    let doc = a.get("/api/v2/openapi.json").await;
+    for path in [
+        "/api/v2/dags",
+        "/api/v2/dags/{dag_id}/dagRuns",
+        "/api/v2/dags/{dag_id}/clearTaskInstances",
+        "/api/v2/backfills",
+        "/auth/token",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} documented");
+    }
+}
+
+both_backends!(bad_input_gets_json_4xx, bad_input_case);
+async fn bad_input_case(db: &TestDb) {
+    let a = api(db).await;
+    let op = Some(a.operator.as_str());
+    let expect = |status: StatusCode, body: &Value, want: StatusCode| {
+        assert_eq!(status, want, "{body}");
+        assert_eq!(body["status"], want.as_u16(), "{body}");
+        assert!(
+            body["title"].is_string() && body["detail"].is_string(),
+            "{body}"
+        );
+    };
+    let (s, b) = call(&a.app, "GET", "/api/v2/dags/nope", op, None).await;
+    expect(s, &b, StatusCode::NOT_FOUND);
+    let (s, b) = call(
+        &a.app,
+        "GET",
+        "/api/v2/dags/demo/dagRuns/nope/taskInstances/extract",
+        op,
+        None,
+    )
+    .await;
+    expect(s, &b, StatusCode::NOT_FOUND);
+    let (s, b) = call_raw(
+        &a.app,
+        "POST",
+        "/api/v2/dags/demo/dagRuns",
+        op,
+        Some("{\"conf\": "),
+    )
+    .await;
+    expect(s, &b, StatusCode::BAD_REQUEST);
+    let (s, b) = call(
+        &a.app,
+        "POST",
+        "/api/v2/dags/demo/dagRuns",
+        op,
+        Some(json!({"conf": [1, 2]})),
+    )
+    .await;
+    expect(s, &b, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, b) = call(
+        &a.app,
+        "POST",
+        "/api/v2/dags/demo/dagRuns",
+        op,
+        Some(json!({"logical_date": "yesterday"})),
+    )
+    .await;
+    expect(s, &b, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, b) = call(
+        &a.app,
+        "PATCH",
+        "/api/v2/dags/demo",
+        op,
+        Some(json!({"is_paused": "yes"})),
+    )
+    .await;
+    expect(s, &b, StatusCode::UNPROCESSABLE_ENTITY);
+    let big = json!({"conf": {"blob": "x".repeat(2 << 20)}});
+    let (s, b) = call(&a.app, "POST", "/api/v2/dags/demo/dagRuns", op, Some(big)).await;
+    expect(s, &b, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, b) = call(
+        &a.app,
+        "GET",
+        "/api/v2/dags/~/dagRuns?order_by=nonsense",
+        op,
+        None,
+    )
+    .await;
+    expect(s, &b, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, b) = call(&a.app, "GET", "/api/v2/dags/~/dagRuns?limit=-1", op, None).await;
+    expect(s, &b, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, b) = call(
+        &a.app,
+        "GET",
+        "/api/v2/dags/~/dagRuns?limit=100000",
+        op,
+        None,
+    )
+    .await;
+    expect(s, &b, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, b) = call(
+        &a.app,
+        "GET",
+        "/api/v2/dags/~/dagRuns?state=exploded",
+        op,
+        None,
+    )
+    .await;
+    expect(s, &b, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, b) = call(
+        &a.app,
+        "GET",
+        "/api/v2/dags/~/dagRuns?start_date_gte=soon",
+        op,
+        None,
+    )
+    .await;
+    expect(s, &b, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, b) = call(
+        &a.app,
+        "GET",
+        "/api/v2/dags/demo/dagRuns/x/taskInstances/y/logs/one",
+        op,
+        None,
+    )
+    .await;
+    expect(s, &b, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, b) = call(&a.app, "GET", "/api/v2/nothing/here", op, None).await;
+    expect(s, &b, StatusCode::NOT_FOUND);
+    let (s, b) = call(&a.app, "DELETE", "/api/v2/dags", op, None).await;
+    expect(s, &b, StatusCode::METHOD_NOT_ALLOWED);
+
+    // SQL metacharacters and `../` in paths and queries are data, nothing more.
+    for hostile in [
+        "x'%20OR%20'1'='1",
+        "..%2F..%2Fetc%2Fpasswd",
+        "demo%3B%20DROP%20TABLE%20dag_runs%3B--",
+        "%25",
+    ] {
+        let (s, b) = call(&a.app, "GET", &format!("/api/v2/dags/{hostile}"), op, None).await;
+        expect(s, &b, StatusCode::NOT_FOUND);
+        let (s, b) = call(
+            &a.app,
+            "GET",
+            &format!("/api/v2/dags/demo/dagRuns/{hostile}/taskInstances/extract/logs/1"),
+            op,
+            None,
+        )
+        .await;
+        expect(s, &b, StatusCode::NOT_FOUND);
+        let (s, b) = call(
+            &a.app,
+            "GET",
+            &format!("/api/v2/dags/~/dagRuns?state={hostile}"),
+            op,
+            None,
+        )
+        .await;
+        expect(s, &b, StatusCode::UNPROCESSABLE_ENTITY);
+        let (s, _) = call(
+            &a.app,
+            "GET",
+            &format!("/api/v2/dags?dag_id_pattern={hostile}&tags={hostile}"),
+            op,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    assert_eq!(
+        a.get("/api/v2/dags").await["total_entries"],
+        2,
+        "the tables are intact"
+    );
+}
+
+/// A concrete path for each documented path template.
+fn concrete(template: &str) -> String {
+    template
+        .replace("{dag_id}", "demo")
+        .replace("{dag_run_id}", "r1")
+        .replace("{task_id}", "extract")
+        .replace("{try_number}", "1")
+        .replace("{backfill_id}", "1")
+        .replace("{import_error_id}", "1")
+        .replace("{pool_name}", "default")
+        .replace("{token_id}", "abc")
+}
+
+both_backends!(every_endpoint_needs_the_right_token, auth_case);
+async fn auth_case(db: &TestDb) {
+    let a = api(db).await;
+    let doc = a.get("/api/v2/openapi.json").await;
+    let open = ["/api/v2/monitor/health", "/auth/token"];
+    let mut writes = 0;
+    for (template, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            let path = concrete(template);
+            let body = (method != "GET" && method != "DELETE").then(|| json!({}));
+            if open.contains(&template.as_str()) {
+                continue;
+            }
+            let (s, b) = call(&a.app, &method, &path, None, body.clone()).await;
+            assert_eq!(
+                s,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} without a token: {b}"
+            );
+            if method != "GET" {
+                writes += 1;
+                let (s, b) = call(&a.app, &method, &path, Some(&a.viewer), body).await;
+                assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path} as a viewer: {b}");
+            }
+        }
+    }
+    assert!(writes >= 14, "{writes} writes checked");
+    let (s, _) = call(&a.app, "GET", "/metrics", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // Operators cannot manage pools or tokens; admins can.
+    let (s, _) = call(
+        &a.app,
+        "POST",
+        "/api/v2/pools",
+        Some(&a.operator),
+        Some(json!({"name": "p", "slots": 1})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(&a.app, "GET", "/api/v2/tokens", Some(&a.operator), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // Wrong passwords, tampered, expired and foreign tokens are refused.
+    let (s, _) = call(
+        &a.app,
+        "POST",
+        "/auth/token",
+        None,
+        Some(json!({"username": "ada", "password": "wrong"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(
+        &a.app,
+        "POST",
+        "/auth/token",
+        None,
+        Some(json!({"username": "nobody", "password": "wrong"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let mut tampered = a.viewer.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let mut forged = a.viewer.split('.').collect::<Vec<_>>();
+    let admin_claims = a.admin.split('.').nth(1).unwrap().to_owned();
+    forged[1] = &admin_claims;
+    let forged = forged.join(".");
+    let secret = db
+        .store
+        .setting_or_insert("jwt_secret", "unused")
+        .await
+        .unwrap();
+    let jwt = weir_api::auth::jwt::Jwt::new(secret.as_bytes());
+    let now = chrono::Utc::now();
+    let expired = jwt
+        .issue(
+            "ada",
+            now - chrono::Duration::hours(2),
+            now - chrono::Duration::hours(1),
+        )
+        .unwrap();
+    let foreign = weir_api::auth::jwt::Jwt::new(b"some other site's secret")
+        .issue("ada", now, now + chrono::Duration::hours(1))
+        .unwrap();
+    for bad in [
+        tampered.as_str(),
+        forged.as_str(),
+        expired.as_str(),
+        foreign.as_str(),
+        "garbage",
+        "weir_00_00",
+    ] {
+        let (s, b) = call(&a.app, "GET", "/api/v2/dags", Some(bad), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{bad}: {b}");
+    }
+
+    // A deleted user's token stops working at once.
+    db.store.delete_user("vera").await.unwrap();
+    let (s, _) = call(&a.app, "GET", "/api/v2/dags", Some(&a.viewer), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // Worker tokens cannot read or change anything through the public API.
+    let worker = tokens::generate(Role::Worker, None, "ada", None, now).unwrap();
+    db.store.create_token(&worker.record).await.unwrap();
+    let (s, _) = call(&a.app, "GET", "/api/v2/dags", Some(&worker.token), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let expired_token = tokens::generate(
+        Role::Admin,
+        None,
+        "ada",
+        Some(now - chrono::Duration::seconds(1)),
+        now,
+    )
+    .unwrap();
+    db.store.create_token(&expired_token.record).await.unwrap();
+    let (s, _) = call(
+        &a.app,
+        "GET",
+        "/api/v2/dags",
+        Some(&expired_token.token),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}

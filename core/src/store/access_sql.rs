@@ -1,0 +1,201 @@
+//! The SQL of [`super::AccessStore`]: users, API tokens, backfills and
+//! settings, shared by both backends like the rest of the store.
+
+/// Implements [`super::AccessStore`] for `$store` (see `impl_store!`).
+macro_rules! impl_access_store {
+    ($store:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::store::AccessStore for $store {
+            async fn create_user(&self, user: &$crate::access::UserRecord) -> $crate::store::Result<()> {
+                let done = sqlx::query(
+                    "INSERT INTO users (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&user.username)
+                .bind(&user.password_hash)
+                .bind(user.role.as_str())
+                .bind(user.created_at)
+                .execute(self.writer())
+                .await;
+                match done {
+                    Err(e) if $crate::store::sql::is_unique_violation(&e) => Err($crate::store::Error::Conflict(
+                        format!("user `{}` already exists", user.username),
+                    )),
+                    other => other.map(|_| ()).map_err(Into::into),
+                }
+            }
+
+            async fn get_user(&self, username: &str) -> $crate::store::Result<Option<$crate::access::UserRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM users WHERE username = $1")
+                    .bind(username)
+                    .fetch_optional(self.reader())
+                    .await?)
+            }
+
+            async fn list_users(&self) -> $crate::store::Result<Vec<$crate::access::UserRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM users ORDER BY username").fetch_all(self.reader()).await?)
+            }
+
+            async fn count_users(&self) -> $crate::store::Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(self.reader()).await?)
+            }
+
+            async fn delete_user(&self, username: &str) -> $crate::store::Result<()> {
+                let done = sqlx::query("DELETE FROM users WHERE username = $1")
+                    .bind(username)
+                    .execute(self.writer())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::store::Error::NotFound(format!("user `{username}`")));
+                }
+                Ok(())
+            }
+
+            async fn record_login(&self, username: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::Result<()> {
+                sqlx::query("UPDATE users SET last_login_at = $1 WHERE username = $2")
+                    .bind(at)
+                    .bind(username)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn create_token(&self, token: &$crate::access::TokenRecord) -> $crate::store::Result<()> {
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, description, role, secret_hash, created_by, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&token.id)
+                .bind(&token.description)
+                .bind(token.role.as_str())
+                .bind(&token.secret_hash)
+                .bind(&token.created_by)
+                .bind(token.created_at)
+                .bind(token.expires_at)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn get_token(&self, id: &str) -> $crate::store::Result<Option<$crate::access::TokenRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM api_tokens WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.reader())
+                    .await?)
+            }
+
+            async fn list_tokens(&self) -> $crate::store::Result<Vec<$crate::access::TokenRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM api_tokens ORDER BY created_at, id").fetch_all(self.reader()).await?)
+            }
+
+            async fn revoke_token(&self, id: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::Result<()> {
+                let done = sqlx::query("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
+                    .bind(at)
+                    .bind(id)
+                    .execute(self.writer())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::store::Error::NotFound(format!("token `{id}`")));
+                }
+                Ok(())
+            }
+
+            async fn record_token_use(&self, id: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::Result<()> {
+                sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+                    .bind(at)
+                    .bind(id)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn setting_or_insert(&self, key: &str, value: &str) -> $crate::store::Result<String> {
+                sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                    .bind(key)
+                    .bind(value)
+                    .execute(self.writer())
+                    .await?;
+                Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+                    .bind(key)
+                    .fetch_one(self.writer())
+                    .await?)
+            }
+
+            async fn create_backfill(
+                &self,
+                b: &$crate::access::NewBackfill,
+            ) -> $crate::store::Result<$crate::access::BackfillRecord> {
+                Ok(sqlx::query_as(
+                    "INSERT INTO backfills (dag_id, from_date, to_date, dag_run_conf, reprocess_behavior, \
+                       max_active_runs, created_by, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING *",
+                )
+                .bind(&b.dag_id)
+                .bind(b.from_date)
+                .bind(b.to_date)
+                .bind(&b.dag_run_conf)
+                .bind(b.reprocess_behavior.as_str())
+                .bind(b.max_active_runs)
+                .bind(&b.created_by)
+                .bind(b.created_at)
+                .fetch_one(self.writer())
+                .await?)
+            }
+
+            async fn list_backfills(
+                &self,
+                dag_id: Option<&str>,
+                active_only: bool,
+                limit: i64,
+                offset: i64,
+            ) -> $crate::store::Result<(Vec<$crate::access::BackfillRecord>, i64)> {
+                const WHERE: &str = "WHERE ($1 IS NULL OR dag_id = $1) AND ($2 = FALSE OR completed_at IS NULL)";
+                let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM backfills {WHERE}")))
+                    .bind(dag_id)
+                    .bind(active_only)
+                    .fetch_one(self.reader())
+                    .await?;
+                let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT * FROM backfills {WHERE} ORDER BY id LIMIT $3 OFFSET $4"
+                )))
+                .bind(dag_id)
+                .bind(active_only)
+                .bind(limit.max(0))
+                .bind(offset.max(0))
+                .fetch_all(self.reader())
+                .await?;
+                Ok((rows, total))
+            }
+
+            async fn get_backfill(&self, id: i64) -> $crate::store::Result<$crate::access::BackfillRecord> {
+                sqlx::query_as("SELECT * FROM backfills WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("backfill {id}")))
+            }
+
+            async fn update_backfill(
+                &self,
+                id: i64,
+                is_paused: Option<bool>,
+                completed_at: Option<chrono::DateTime<chrono::Utc>>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<$crate::access::BackfillRecord> {
+                sqlx::query_as(
+                    "UPDATE backfills SET is_paused = COALESCE($1, is_paused), \
+                       completed_at = COALESCE(completed_at, $2), updated_at = $3 \
+                     WHERE id = $4 RETURNING *",
+                )
+                .bind(is_paused)
+                .bind(completed_at)
+                .bind(now)
+                .bind(id)
+                .fetch_optional(self.writer())
+                .await?
+                .ok_or_else(|| $crate::store::Error::NotFound(format!("backfill {id}")))
+            }
+        }
+    };
+}
+
+pub(super) use impl_access_store;

@@ -1,0 +1,127 @@
+"""Drives a running `weir standalone` with the official apache-airflow-client.
+
+Usage: python client_check.py HOST USERNAME PASSWORD WORKDIR
+Exits non-zero (with the failing step) when any call fails or a response
+lacks a field the client requires.
+"""
+
+import json
+import sys
+import time
+import urllib.request
+
+import airflow_client.client as af
+from airflow_client.client.api.dag_api import DAGApi
+from airflow_client.client.api.dag_run_api import DagRunApi
+from airflow_client.client.api.task_instance_api import TaskInstanceApi
+from airflow_client.client.api.pool_api import PoolApi
+from airflow_client.client.api.import_error_api import ImportErrorApi
+from airflow_client.client.api.monitor_api import MonitorApi
+from airflow_client.client.models.dag_patch_body import DAGPatchBody
+from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
+from airflow_client.client.models.clear_task_instances_body import ClearTaskInstancesBody
+from airflow_client.client.models.clear_task_instances_body_task_ids_inner import (
+    ClearTaskInstancesBodyTaskIdsInner,
+)
+
+host, username, password, workdir = sys.argv[1:5]
+
+
+def step(name):
+    print(f"-- {name}", flush=True)
+
+
+def login():
+    req = urllib.request.Request(
+        f"{host}/auth/token",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req) as resp:
+        assert resp.status == 201, resp.status
+        return json.load(resp)["access_token"]
+
+
+def wait_run(runs, dag_id, run_id, deadline=60):
+    end = time.time() + deadline
+    while time.time() < end:
+        run = runs.get_dag_run(dag_id, run_id)
+        if run.state.value in ("success", "failed"):
+            return run
+        time.sleep(0.3)
+    raise SystemExit(f"run {run_id} did not finish in {deadline}s")
+
+
+step("log in")
+config = af.Configuration(host=host, access_token=login())
+with af.ApiClient(config) as client:
+    dags, runs, tis = DAGApi(client), DagRunApi(client), TaskInstanceApi(client)
+
+    step("health")
+    health = MonitorApi(client).get_health()
+    assert health.metadatabase.status == "healthy", health
+
+    step("list DAGs")
+    listed = dags.get_dags(limit=100)
+    ids = [d.dag_id for d in listed.dags]
+    assert "flaky" in ids and listed.total_entries == len(ids), ids
+
+    step("pause and unpause")
+    assert dags.patch_dag("flaky", DAGPatchBody(is_paused=True)).is_paused is True
+    assert dags.get_dag("flaky").is_paused is True
+    assert dags.patch_dag("flaky", DAGPatchBody(is_paused=False)).is_paused is False
+    details = dags.get_dag_details("flaky")
+    assert details.dag_id == "flaky"
+
+    step("trigger with conf")
+    marker = f"{workdir}/marker-{time.time_ns()}"
+    run = runs.trigger_dag_run(
+        "flaky", TriggerDAGRunPostBody(conf={"marker": marker}, logical_date=None)
+    )
+    assert run.conf == {"marker": marker}, run.conf
+    run_id = run.dag_run_id
+
+    step("wait for the run (its flaky task fails once)")
+    done = wait_run(runs, "flaky", run_id)
+    assert done.state.value == "failed", done.state
+
+    step("list runs, task instances and tries")
+    assert run_id in [r.dag_run_id for r in runs.get_dag_runs("flaky", limit=10).dag_runs]
+    listed = tis.get_task_instances("flaky", run_id)
+    states = {t.task_id: t.state.value for t in listed.task_instances}
+    assert states == {"prepare": "success", "flaky": "failed"}, states
+    tries = tis.get_task_instance_tries("flaky", run_id, "flaky")
+    assert [t.try_number for t in tries.task_instances] == [1], tries
+
+    step("read a log")
+    log = tis.get_log("flaky", run_id, "flaky", 1)
+    text = log.to_json()
+    assert "leaving a marker" in text, text
+
+    step("clear the failed task")
+    cleared = tis.post_clear_task_instances(
+        "flaky",
+        ClearTaskInstancesBody(dag_run_id=run_id, task_ids=[ClearTaskInstancesBodyTaskIdsInner("flaky")],
+            only_failed=True, dry_run=False),
+    )
+    assert [t.task_id for t in cleared.task_instances] == ["flaky"], cleared
+
+    step("the new try succeeds")
+    done = wait_run(runs, "flaky", run_id)
+    assert done.state.value == "success", done.state
+    tries = tis.get_task_instance_tries("flaky", run_id, "flaky")
+    assert [(t.try_number, t.state.value) for t in tries.task_instances] == [
+        (1, "failed"),
+        (2, "success"),
+    ], tries
+    log = tis.get_log("flaky", run_id, "flaky", 2)
+    assert "the marker is there" in log.to_json()
+    ti = tis.get_task_instance("flaky", run_id, "flaky")
+    assert ti.try_number == 2 and ti.state.value == "success", ti
+
+    step("pools and import errors")
+    assert "default" in [p.name for p in PoolApi(client).get_pools().pools]
+    ImportErrorApi(client).get_import_errors()
+
+print("the official Airflow client works against weir")
