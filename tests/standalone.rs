@@ -85,11 +85,26 @@ impl Site {
     fn standalone(&self) -> Guard {
         Guard::new(
             self.command(&["standalone", "--bind", "127.0.0.1:0", "--slots", "4"])
-                .stdout(Stdio::null())
+                .stdout(std::fs::File::create(self.path("standalone.out")).unwrap())
                 .stderr(std::fs::File::create(self.path("standalone.log")).unwrap())
                 .spawn()
                 .unwrap(),
         )
+    }
+
+    /// Waits until the standalone listens; returns its address.
+    fn address(&self) -> String {
+        self.wait_for("startup", || {
+            std::fs::read_to_string(self.path("standalone.log"))
+                .unwrap_or_default()
+                .contains("listening on")
+        });
+        let log = std::fs::read_to_string(self.path("standalone.log")).unwrap();
+        let at = log.find("http://127.0.0.1:").unwrap() + "http://".len();
+        log[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+            .collect()
     }
 
     fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) {
@@ -141,6 +156,37 @@ impl Drop for Guard {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// One HTTP/1.1 request on a fresh connection: the status and the JSON body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let json = answer
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, json)
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -255,26 +301,10 @@ fn graceful_stop_on_sigterm() {
             .contains("listening on")
     });
     // --bind 127.0.0.1:0 picked a free port and logged it; the health endpoint answers there.
-    let log = std::fs::read_to_string(site.path("standalone.log")).unwrap();
-    let at = log.find("http://127.0.0.1:").unwrap() + "http://".len();
-    let addr: String = log[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    use std::io::{Read, Write};
-    write!(
-        stream,
-        "GET /api/v2/monitor/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(
-        answer.contains(r#""metadatabase":{"status":"healthy"}"#),
-        "{answer}"
-    );
+    let addr = site.address();
+    let (status, answer) = http(&addr, "GET", "/api/v2/monitor/health", None, None);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["metadatabase"]["status"], "healthy", "{answer}");
     let pid = nix::unistd::Pid::from_raw(child.child().id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -472,5 +502,118 @@ fn pause_and_unpause_from_the_command_line() {
             .as_str()
             .unwrap()
             .starts_with("scheduled__")
+    );
+}
+
+#[test]
+fn the_first_start_prints_the_admin_password_once_and_roles_hold_over_http() {
+    let site = Site::new(&[(
+        "quick.yaml",
+        "tasks:\n  a: {kind: shell, command: 'true'}\n",
+    )]);
+    let mut first = site.standalone();
+    let addr = site.address();
+    let out = std::fs::read_to_string(site.path("standalone.out")).unwrap();
+    let password = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 20 && l.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or_else(|| panic!("no password in {out}"))
+        .to_owned();
+    let login = |user: &str, pw: &str| {
+        http(
+            &addr,
+            "POST",
+            "/auth/token",
+            None,
+            Some(serde_json::json!({"username": user, "password": pw})),
+        )
+    };
+    let (status, body) = login("admin", &password);
+    assert_eq!(status, 201, "{body}");
+    let admin = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(login("admin", "not the password").0, 401);
+    let (status, dags) = http(&addr, "GET", "/api/v2/dags", Some(&admin), None);
+    assert_eq!(
+        (status, dags["dags"][0]["dag_id"].as_str()),
+        (200, Some("quick"))
+    );
+
+    // A viewer made on the command line may read but not trigger.
+    let out = site.run(&[
+        "users",
+        "create",
+        "--username",
+        "bob",
+        "--role",
+        "viewer",
+        "--password",
+        "bob-secret-1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bob = login("bob", "bob-secret-1").1["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        http(&addr, "GET", "/api/v2/dags/quick/dagRuns", Some(&bob), None).0,
+        200
+    );
+    let trigger = |token: &str| {
+        http(
+            &addr,
+            "POST",
+            "/api/v2/dags/quick/dagRuns",
+            Some(token),
+            Some(serde_json::json!({})),
+        )
+    };
+    assert_eq!(trigger(&bob).0, 403);
+    let users = site.json(&["users", "list", "--output", "json"]);
+    assert_eq!(users.as_array().unwrap().len(), 2, "{users}");
+
+    // An operator token from the command line triggers, until it is revoked.
+    let out = site.run(&[
+        "tokens",
+        "create",
+        "--role",
+        "operator",
+        "--description",
+        "ci",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (status, run) = trigger(&token);
+    assert_eq!(status, 200, "{run}");
+    let id = token.split('_').nth(1).unwrap().to_owned();
+    assert!(site.run(&["tokens", "revoke", &id]).status.success());
+    assert_eq!(trigger(&token).0, 401);
+    let audit = http(&addr, "GET", "/api/v2/auditLog", Some(&admin), None).1;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in ["create_user", "create_token", "trigger", "revoke_token"] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+
+    // The password is printed on the first start only.
+    first.kill();
+    let _second = site.standalone();
+    site.address();
+    let out = std::fs::read_to_string(site.path("standalone.out")).unwrap();
+    assert!(
+        !out.contains(&password) && !out.contains("Created the user"),
+        "{out}"
     );
 }

@@ -410,6 +410,98 @@ async fn dags_runs_and_task_instances_case(db: &TestDb) {
     }
 }
 
+both_backends!(a_running_try_log_can_be_followed, follow_log_case);
+async fn follow_log_case(db: &TestDb) {
+    let a = api(db).await;
+    let (status, _) = a
+        .send(
+            "POST",
+            "/api/v2/dags/demo/dagRuns",
+            json!({"dag_run_id": "f"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    a.sched.dispatch().await.unwrap();
+    let claim = a
+        .sched
+        .claim("test-worker", "localhost", 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let file = a.logs.path().join(&claim.log_path);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "first\nsec").unwrap();
+    let url = "/api/v2/dags/demo/dagRuns/f/taskInstances/extract/logs/1";
+    // Only whole lines are handed out while the try runs; the token continues.
+    let piece = a.get(url).await;
+    assert_eq!(piece["content"], json!([{"event": "first"}]));
+    let token = piece["continuation_token"].as_str().unwrap().to_owned();
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap()
+        .write_all(b"ond\n")
+        .unwrap();
+    let piece = a.get(&format!("{url}?token={token}")).await;
+    assert_eq!(piece["content"], json!([{"event": "second"}]));
+    let token = piece["continuation_token"].as_str().unwrap().to_owned();
+    let piece = a.get(&format!("{url}?token={token}")).await;
+    assert_eq!(
+        (
+            piece["content"].clone(),
+            piece["continuation_token"].is_string()
+        ),
+        (json!([]), true)
+    );
+    // Once the try ended and all was read, there is no token.
+    a.sched
+        .finish(&Report {
+            outcome: Outcome::Success,
+            exit_code: Some(0),
+            error: None,
+            pid: None,
+            claim,
+        })
+        .await
+        .unwrap();
+    let piece = a.get(&format!("{url}?token={token}")).await;
+    assert_eq!(
+        (
+            piece["content"].clone(),
+            piece["continuation_token"].clone()
+        ),
+        (json!([]), Value::Null)
+    );
+    let (status, body) = call(
+        &a.app,
+        "GET",
+        &format!("{url}?token=999999"),
+        Some(&a.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = call(
+        &a.app,
+        "GET",
+        &format!("{url}?token=abc"),
+        Some(&a.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = call(
+        &a.app,
+        "GET",
+        "/api/v2/dags/demo/dagRuns/f/taskInstances/extract/logs/7",
+        Some(&a.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 both_backends!(pools_backfills_tokens_and_more, pools_backfills_tokens_case);
 async fn pools_backfills_tokens_case(db: &TestDb) {
     let a = api(db).await;
