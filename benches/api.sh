@@ -5,7 +5,7 @@
 #   POST /api/v2/dags/bench_api/dagRuns    (each creates a run that executes)
 # Usage: benches/api.sh PATH_TO_WEIR [DATABASE_URL]   (default: a fresh SQLite file)
 set -euo pipefail
-weir=$1
+weir=$(realpath "$1")
 work=$(mktemp -d)
 db=${2:-sqlite://$work/weir.db}
 mkdir -p "$work/dags"
@@ -21,7 +21,10 @@ YAML
   exec "$weir" standalone --bind 127.0.0.1:0 >"$work/out.log" 2>"$work/err.log") &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-until grep -q 'listening on http://' "$work/err.log" 2>/dev/null; do sleep 0.2; done
+until grep -q 'listening on http://' "$work/err.log" 2>/dev/null; do
+  if ! kill -0 "$server" 2>/dev/null; then cat "$work/err.log" >&2; exit 1; fi
+  sleep 0.2
+done
 host=$(grep -o 'listening on http://[0-9.:]*' "$work/err.log" | head -1 | sed 's/listening on //')
 password=$(sed -n 's/^    \([A-Za-z0-9]\{20\}\)$/\1/p' "$work/out.log" | head -1)
 if [ -z "$password" ]; then

@@ -5,7 +5,7 @@
 # Usage: tests/airflow_client/run.sh PATH_TO_WEIR_BINARY
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-weir=$1
+weir=$(realpath "$1")
 venv=${WEIR_PY_VENV:-/var/tmp/weir-py-venv}
 fuzz_examples=${WEIR_FUZZ_EXAMPLES:-25}
 
