@@ -179,6 +179,7 @@ async fn run_one(
             name: format!("bench-{}", w.name()),
             poll: Duration::from_secs(1),
             connections: Default::default(),
+            data_dir: dir.join(w.name()).join("data"),
         },
         weir_worker::secrets::Secrets::default(),
     );

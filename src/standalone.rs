@@ -80,6 +80,7 @@ pub async fn run(
             name: worker,
             poll: Duration::from_secs(1),
             connections: config.connection_urls(std::env::vars()),
+            data_dir: config.core.data_dir.clone(),
         },
         weir_worker::secrets::Secrets::from_env(std::env::vars()),
     );

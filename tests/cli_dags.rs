@@ -86,10 +86,7 @@ fn list_and_show_in_table_json_and_dot() {
     assert_eq!(orders["schedule"], "0 2 * * *");
     assert_eq!(orders["timezone"], "Europe/London");
     assert_eq!(orders["tasks"], 7);
-    assert!(
-        orders["next_run"].is_null(),
-        "orders_daily is paused in its file"
-    );
+    assert!(orders["next_run"].is_string(), "{orders}");
     let hello = v
         .as_array()
         .unwrap()
@@ -110,7 +107,11 @@ fn list_and_show_in_table_json_and_dot() {
     assert!(pos("daily_revenue") < pos("load_revenue"));
     let validate = &tasks[pos("validate_orders")];
     assert_eq!(validate["kind"], "validate");
-    assert_eq!(validate["upstream"], serde_json::json!(["extract_orders"]));
+    // The contract's reference to clean.customers is a dependency too.
+    assert_eq!(
+        validate["upstream"],
+        serde_json::json!(["validate_customers", "extract_orders"])
+    );
     assert_eq!(
         validate["writes"],
         serde_json::json!(["clean.orders", "quarantine.orders"])

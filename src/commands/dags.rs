@@ -370,6 +370,7 @@ async fn test(
             name: "dags-test".into(),
             poll: Duration::from_millis(200),
             connections: config.connection_urls(std::env::vars()),
+            data_dir: std::env::temp_dir().join(format!("weir-dags-test-{}", std::process::id())),
         },
         weir_worker::secrets::Secrets::from_env(std::env::vars()),
     );

@@ -43,9 +43,9 @@ pub async fn execute(
     env: &minijinja::Environment<'static>,
     log: &mut LogWriter,
     stop: &CancellationToken,
-    worker: &str,
-    sensors: &crate::sensor::SensorEnv,
+    shared: &Shared,
 ) -> TryResult {
+    let (worker, sensors) = (shared.worker.as_str(), &shared.sensors);
     let Some(task) = ctx.dag.tasks.get(ctx.claim.task_id.as_str()) else {
         return TryResult::failed(format!(
             "task `{}` is not in the run's DAG version",
@@ -109,10 +109,31 @@ pub async fn execute(
             )
             .await
         }
-        other => TryResult::failed(format!(
-            "{} tasks cannot run yet: this build has no data plane (only shell tasks run)",
-            other.name().as_str()
-        )),
+        _ => {
+            let render_ref = &render;
+            let render_dyn = |what: &str, src: &str| render_ref(what, src);
+            let work = crate::data::run(ctx, task, &shared.data, log, &render_dyn);
+            let outcome = match task.timeout {
+                Some(t) => tokio::select! {
+                    r = work => r.map_err(|e| e.to_string()),
+                    _ = tokio::time::sleep(t.to_std()) => Err(format!("timed out after {}s", t.as_secs())),
+                    _ = stop.cancelled() => Err("stopped: the worker shut down or the task instance was cleared or marked".into()),
+                },
+                None => tokio::select! {
+                    r = work => r.map_err(|e| e.to_string()),
+                    _ = stop.cancelled() => Err("stopped: the worker shut down or the task instance was cleared or marked".into()),
+                },
+            };
+            match outcome {
+                Ok(()) => TryResult {
+                    outcome: Outcome::Success,
+                    exit_code: None,
+                    error: None,
+                    pid: None,
+                },
+                Err(e) => TryResult::failed(e),
+            }
+        }
     };
     report(log, result).await
 }
@@ -167,4 +188,6 @@ pub struct Shared {
     pub worker: String,
     /// What sensors read.
     pub sensors: crate::sensor::SensorEnv,
+    /// What data tasks read and write.
+    pub data: crate::data::DataEnv,
 }

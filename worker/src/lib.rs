@@ -2,6 +2,7 @@
 //! in-process pool of `weir standalone` and (later) in remote workers.
 
 pub mod context;
+pub mod data;
 pub mod execute;
 pub mod logs;
 pub mod pool;

@@ -29,8 +29,10 @@ pub struct PoolOptions {
     pub name: String,
     /// How often to look for work created by other processes.
     pub poll: Duration,
-    /// Connection URLs by id (lower case), for SQL sensors.
+    /// Connection URLs by id (lower case), for SQL sensors and data tasks.
     pub connections: std::collections::HashMap<String, String>,
+    /// Where datasets are stored.
+    pub data_dir: PathBuf,
 }
 
 /// The local worker pool.
@@ -56,11 +58,17 @@ impl LocalPool {
             store: scheduler.store().clone(),
             connections: Arc::new(options.connections.clone()),
         };
+        let data = crate::data::DataEnv {
+            data_dir: options.data_dir.clone(),
+            connections: sensors.connections.clone(),
+            store: scheduler.store().clone(),
+        };
         let shared = Shared {
             logs_dir: options.logs_dir.clone(),
             secrets: Arc::new(secrets),
             worker: options.name.clone(),
             sensors,
+            data,
         };
         LocalPool {
             scheduler,
@@ -199,9 +207,7 @@ async fn run_try(
         Err(e) => return failed(e),
     };
     match LogWriter::create(&shared.logs_dir, &claim.log_path, shared.secrets.clone()).await {
-        Ok(mut log) => {
-            execute::execute(&ctx, env, &mut log, stop, &shared.worker, &shared.sensors).await
-        }
+        Ok(mut log) => execute::execute(&ctx, env, &mut log, stop, shared).await,
         Err(e) => failed(format!("cannot write the log {}: {e}", claim.log_path)),
     }
 }

@@ -54,6 +54,7 @@ impl Engine {
                 name: "test".into(),
                 poll: Duration::from_millis(100),
                 connections: connections.clone(),
+                data_dir: dir.path().join("data"),
             },
             Secrets::from_env(
                 secrets

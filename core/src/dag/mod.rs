@@ -227,7 +227,17 @@ impl Task {
     /// The datasets this task reads.
     pub fn reads(&self) -> Vec<&DatasetName> {
         match &self.kind {
-            TaskKind::Validate { input, .. } | TaskKind::Load { input, .. } => vec![input],
+            TaskKind::Validate {
+                input, contract, ..
+            } => std::iter::once(input)
+                .chain(
+                    contract
+                        .columns
+                        .values()
+                        .filter_map(|c| c.references.as_ref().map(|r| &r.dataset)),
+                )
+                .collect(),
+            TaskKind::Load { input, .. } => vec![input],
             TaskKind::Transform { inputs, .. } => inputs.iter().collect(),
             TaskKind::Sensor {
                 condition: SensorCondition::Dataset(d),

@@ -8,6 +8,7 @@
 //! matches no row fails the whole transaction with [`Error::Conflict`].
 
 mod access_sql;
+mod catalog_sql;
 mod postgres;
 mod records;
 mod sql;
@@ -428,10 +429,37 @@ pub trait AccessStore: Send + Sync {
     ) -> Result<BackfillRecord>;
 }
 
+/// The data catalog: dataset versions and their lineage, quality results,
+/// retention.
+#[async_trait]
+pub trait CatalogStore: Send + Sync {
+    /// The newest live version of `dataset` written by a run.
+    async fn dataset_version_of_run(
+        &self,
+        dataset: &str,
+        dag_id: &str,
+        run_id: &str,
+    ) -> Result<Option<DatasetVersionRecord>>;
+    /// Every version (of one dataset, or of all), by dataset and version.
+    async fn dataset_versions(&self, dataset: Option<&str>) -> Result<Vec<DatasetVersionRecord>>;
+    /// One version by key.
+    async fn get_dataset_version(&self, id: i64) -> Result<DatasetVersionRecord>;
+    /// Records that retention deleted a version's files (audited).
+    async fn mark_version_deleted(&self, id: i64, actor: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Records a validate try's outcome and check results; returns its key.
+    async fn record_quality(&self, q: &NewQuality, at: DateTime<Utc>) -> Result<i64>;
+    /// The validate outcomes of a run, oldest first, with their checks.
+    async fn quality_of_run(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+    ) -> Result<Vec<(QualityRecord, Vec<CheckResultRecord>)>>;
+}
+
 /// The state store. Implemented by [`SqliteStore`] and [`PostgresStore`];
 /// one conformance suite runs every case against both.
 #[async_trait]
-pub trait Store: AccessStore + Send + Sync + std::fmt::Debug {
+pub trait Store: AccessStore + CatalogStore + Send + Sync + std::fmt::Debug {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
 

@@ -8,6 +8,7 @@ use sqlx::{Pool, Postgres, Transaction};
 
 use super::Result;
 use super::access_sql::impl_access_store;
+use super::catalog_sql::impl_catalog_store;
 use super::sql::impl_store;
 
 /// The state store on PostgreSQL.
@@ -56,3 +57,4 @@ impl_store!(
 );
 
 impl_access_store!(PostgresStore);
+impl_catalog_store!(PostgresStore);

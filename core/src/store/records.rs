@@ -397,6 +397,21 @@ pub struct DatasetVersionRecord {
     pub path: Option<String>,
     /// When it was written.
     pub created_at: DateTime<Utc>,
+    /// Its Arrow schema, as JSON `[{"name", "type", "nullable"}]`.
+    pub schema: Option<String>,
+    /// Bytes on disk.
+    pub bytes: Option<i64>,
+    /// The dataset versions it was made from (JSON array of keys): lineage.
+    pub inputs: String,
+    /// When retention deleted its files.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl DatasetVersionRecord {
+    /// The keys of the versions it was made from.
+    pub fn input_ids(&self) -> Vec<i64> {
+        serde_json::from_str(&self.inputs).unwrap_or_default()
+    }
 }
 
 /// A dataset version to record.
@@ -410,4 +425,89 @@ pub struct NewDatasetVersion {
     pub rows: Option<i64>,
     /// Where the version is stored.
     pub path: Option<String>,
+    /// Its schema (JSON).
+    pub schema: Option<String>,
+    /// Bytes on disk.
+    pub bytes: Option<i64>,
+    /// The versions it was made from.
+    pub inputs: Vec<i64>,
+}
+
+/// What one validate try found, to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewQuality {
+    /// DAG, run, task and try.
+    pub producer: (String, String, String, i64),
+    /// The dataset validated (`zone.name`).
+    pub dataset: String,
+    /// The version read.
+    pub input_version: Option<i64>,
+    /// Rows read.
+    pub rows_in: i64,
+    /// Rows that passed every row-level check.
+    pub rows_clean: i64,
+    /// Rows quarantined.
+    pub rows_quarantined: i64,
+    /// The clean version written (none when not published).
+    pub clean_version: Option<i64>,
+    /// The quarantine version written.
+    pub quarantine_version: Option<i64>,
+    /// Whether the clean version was published.
+    pub published: bool,
+    /// Every check's result, in contract order.
+    pub checks: Vec<CheckResultRecord>,
+}
+
+/// The result of one check of a validate try.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct CheckResultRecord {
+    /// The check's name (`required`, `min`, a rule's name, …).
+    pub name: String,
+    /// The check's kind (`type`, `required`, `rule`, `row_count`, …).
+    pub kind: String,
+    /// The column it concerns, if one.
+    pub column_name: Option<String>,
+    /// Whether it passed.
+    pub passed: bool,
+    /// Rows that failed it (row-level checks), or 0/1.
+    pub failed: i64,
+    /// What was measured (dataset-level checks).
+    pub observed: Option<String>,
+    /// The limit it was held to.
+    pub threshold: Option<String>,
+    /// `error` or `warn`.
+    pub severity: String,
+}
+
+/// A validate try's outcome as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct QualityRecord {
+    /// Key.
+    pub id: i64,
+    /// DAG id.
+    pub dag_id: String,
+    /// Run id.
+    pub run_id: String,
+    /// Task id.
+    pub task_id: String,
+    /// Try.
+    pub try_number: i64,
+    /// Dataset validated.
+    pub dataset: String,
+    /// Version read.
+    pub input_version: Option<i64>,
+    /// Rows read.
+    pub rows_in: i64,
+    /// Clean rows.
+    pub rows_clean: i64,
+    /// Quarantined rows.
+    pub rows_quarantined: i64,
+    /// Clean version written.
+    pub clean_version: Option<i64>,
+    /// Quarantine version written.
+    pub quarantine_version: Option<i64>,
+    /// Whether the clean version was published.
+    pub published: bool,
+    /// When.
+    pub created_at: DateTime<Utc>,
 }

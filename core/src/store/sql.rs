@@ -629,8 +629,9 @@ macro_rules! impl_store {
                     None => (None, None, None, None),
                 };
                 let rec = sqlx::query_as(
-                    "INSERT INTO dataset_versions (dataset, version, dag_id, run_id, task_id, try_number, rows, path, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+                    "INSERT INTO dataset_versions (dataset, version, dag_id, run_id, task_id, try_number, rows, path, created_at, \
+                       schema, bytes, inputs) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *",
                 )
                 .bind(&v.dataset)
                 .bind(next)
@@ -641,6 +642,9 @@ macro_rules! impl_store {
                 .bind(v.rows)
                 .bind(&v.path)
                 .bind(at)
+                .bind(&v.schema)
+                .bind(v.bytes)
+                .bind(serde_json::json!(v.inputs).to_string())
                 .fetch_one(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -651,7 +655,7 @@ macro_rules! impl_store {
                 &self,
                 dataset: &str,
             ) -> $crate::store::Result<Option<$crate::store::DatasetVersionRecord>> {
-                Ok(sqlx::query_as("SELECT * FROM dataset_versions WHERE dataset = $1 ORDER BY version DESC LIMIT 1")
+                Ok(sqlx::query_as("SELECT * FROM dataset_versions WHERE dataset = $1 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1")
                     .bind(dataset)
                     .fetch_optional(self.reader())
                     .await?)

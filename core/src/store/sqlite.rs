@@ -10,6 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Pool, Sqlite, Transaction};
 
 use super::access_sql::impl_access_store;
+use super::catalog_sql::impl_catalog_store;
 use super::sql::impl_store;
 use super::{Error, Result};
 
@@ -115,3 +116,4 @@ impl_store!(
 );
 
 impl_access_store!(SqliteStore);
+impl_catalog_store!(SqliteStore);

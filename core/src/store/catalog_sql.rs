@@ -1,0 +1,154 @@
+//! The SQL of [`super::CatalogStore`]: dataset versions, lineage, quality
+//! results and retention, shared by both backends.
+
+/// Implements [`super::CatalogStore`] for `$store` (see `impl_store!`).
+macro_rules! impl_catalog_store {
+    ($store:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::store::CatalogStore for $store {
+            async fn dataset_version_of_run(
+                &self,
+                dataset: &str,
+                dag_id: &str,
+                run_id: &str,
+            ) -> $crate::store::Result<Option<$crate::store::DatasetVersionRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM dataset_versions WHERE dataset = $1 AND dag_id = $2 AND run_id = $3 \
+                       AND deleted_at IS NULL ORDER BY version DESC LIMIT 1",
+                )
+                .bind(dataset)
+                .bind(dag_id)
+                .bind(run_id)
+                .fetch_optional(self.reader())
+                .await?)
+            }
+
+            async fn dataset_versions(
+                &self,
+                dataset: Option<&str>,
+            ) -> $crate::store::Result<Vec<$crate::store::DatasetVersionRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM dataset_versions WHERE ($1 IS NULL OR dataset = $1) ORDER BY dataset, version",
+                )
+                .bind(dataset)
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            async fn get_dataset_version(&self, id: i64) -> $crate::store::Result<$crate::store::DatasetVersionRecord> {
+                sqlx::query_as("SELECT * FROM dataset_versions WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("dataset version {id}")))
+            }
+
+            async fn mark_version_deleted(
+                &self,
+                id: i64,
+                actor: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<()> {
+                let mut tx = self.tx().await?;
+                let v: $crate::store::DatasetVersionRecord = sqlx::query_as(
+                    "UPDATE dataset_versions SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL RETURNING *",
+                )
+                .bind(at)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| $crate::store::Error::NotFound(format!("live dataset version {id}")))?;
+                insert_audit(
+                    &mut *tx,
+                    &$crate::store::AuditEntry::about(
+                        actor,
+                        "delete_dataset_version",
+                        serde_json::json!({"dataset": v.dataset, "version": v.version, "path": v.path, "rows": v.rows}),
+                        at,
+                    ),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn record_quality(
+                &self,
+                q: &$crate::store::NewQuality,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<i64> {
+                let mut tx = self.tx().await?;
+                let (dag, run, task, try_number) = &q.producer;
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO quality_results (dag_id, run_id, task_id, try_number, dataset, input_version, rows_in, \
+                       rows_clean, rows_quarantined, clean_version, quarantine_version, published, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                )
+                .bind(dag)
+                .bind(run)
+                .bind(task)
+                .bind(*try_number)
+                .bind(&q.dataset)
+                .bind(q.input_version)
+                .bind(q.rows_in)
+                .bind(q.rows_clean)
+                .bind(q.rows_quarantined)
+                .bind(q.clean_version)
+                .bind(q.quarantine_version)
+                .bind(q.published)
+                .bind(at)
+                .fetch_one(&mut *tx)
+                .await?;
+                if !q.checks.is_empty() {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "INSERT INTO check_results (quality_id, position, name, kind, column_name, passed, failed, \
+                           observed, threshold, severity) ",
+                    );
+                    qb.push_values(q.checks.iter().enumerate(), |mut b, (i, c)| {
+                        b.push_bind(id)
+                            .push_bind(i64::try_from(i).unwrap_or(i64::MAX))
+                            .push_bind(c.name.clone())
+                            .push_bind(c.kind.clone())
+                            .push_bind(c.column_name.clone())
+                            .push_bind(c.passed)
+                            .push_bind(c.failed)
+                            .push_bind(c.observed.clone())
+                            .push_bind(c.threshold.clone())
+                            .push_bind(c.severity.clone());
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(id)
+            }
+
+            async fn quality_of_run(
+                &self,
+                dag_id: &str,
+                run_id: &str,
+            ) -> $crate::store::Result<Vec<($crate::store::QualityRecord, Vec<$crate::store::CheckResultRecord>)>> {
+                let results: Vec<$crate::store::QualityRecord> = sqlx::query_as(
+                    "SELECT * FROM quality_results WHERE dag_id = $1 AND run_id = $2 ORDER BY id",
+                )
+                .bind(dag_id)
+                .bind(run_id)
+                .fetch_all(self.reader())
+                .await?;
+                let mut out = Vec::with_capacity(results.len());
+                for r in results {
+                    let checks = sqlx::query_as(
+                        "SELECT name, kind, column_name, passed, failed, observed, threshold, severity \
+                         FROM check_results WHERE quality_id = $1 ORDER BY position",
+                    )
+                    .bind(r.id)
+                    .fetch_all(self.reader())
+                    .await?;
+                    out.push((r, checks));
+                }
+                Ok(out)
+            }
+        }
+    };
+}
+
+pub(super) use impl_catalog_store;

@@ -1,0 +1,222 @@
+//! `extract`: files (CSV, JSON array, NDJSON, Parquet; a glob picks several)
+//! into a raw dataset, with the lineage columns `_weir_source` (the file) and
+//! `_weir_row` (the row's number in it, from 1). When a validate task of the
+//! DAG checks the output against a contract, CSV columns are read as text so
+//! a bad value quarantines its row instead of failing the read.
+
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::prelude::{
+    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
+};
+use weir_core::dag::{DatasetName, FileFormat, Source, TaskKind};
+
+use super::storage::Io;
+use super::{DataError, sql};
+use crate::context::TryContext;
+use crate::logs::LogWriter;
+
+/// Runs an extract task.
+pub async fn run(
+    ctx: &TryContext,
+    source: &Source,
+    output: &DatasetName,
+    io: &Io<'_>,
+    log: &mut LogWriter,
+    render: &(dyn Fn(&str, &str) -> Result<String, String> + Sync),
+) -> Result<(), DataError> {
+    let (format, pattern, csv) = match source {
+        Source::Files { format, path, csv } => (
+            *format,
+            render("source.path", path).map_err(DataError::Invalid)?,
+            csv,
+        ),
+        Source::Query { .. } => {
+            return Err(DataError::Invalid(
+                "extracting with a SQL query is not supported by this build; extract files instead"
+                    .into(),
+            ));
+        }
+    };
+    let base = crate::shell::dag_folder(Path::new(&ctx.dag.fileloc));
+    let files = expand(&base, &pattern)?;
+    let as_text = format == FileFormat::Csv && has_contract(ctx, output);
+    // One partition per file keeps its rows in order, so `_weir_row` is the line order.
+    let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    let mut all: Option<DataFrame> = None;
+    let tmp = tempfile_dir(io)?;
+    for (i, file) in files.iter().enumerate() {
+        let shown = file.display().to_string();
+        let df = read_file(&session, file, format, csv, as_text, &tmp, i)
+            .await
+            .map_err(|e| DataError::Invalid(format!("reading {shown}: {e}")))?;
+        let table = format!("f{i}");
+        session.register_table(table.as_str(), df.into_view())?;
+        let df = session
+            .sql(&format!(
+                "SELECT *, {} AS _weir_source, CAST(row_number() OVER () AS BIGINT) AS _weir_row FROM {table}",
+                sql::literal(&shown)
+            ))
+            .await?;
+        all = Some(match all {
+            None => df,
+            Some(prev) => prev.union(df).map_err(|e| {
+                DataError::Invalid(format!(
+                    "{shown} does not have the columns of the files before it: {e}"
+                ))
+            })?,
+        });
+    }
+    let df = all.ok_or_else(|| DataError::Invalid(format!("no file matches `{pattern}`")))?;
+    let v = io.write(df, output, &[]).await;
+    let _ = tokio::fs::remove_dir_all(&tmp).await;
+    let v = v?;
+    let _ = log
+        .line(&format!(
+            "weir: extracted {} row(s) from {} file(s) into {} version {}{}",
+            v.rows.unwrap_or(0),
+            files.len(),
+            output,
+            v.version,
+            if as_text {
+                " (CSV columns as text for the contract)"
+            } else {
+                ""
+            }
+        ))
+        .await;
+    Ok(())
+}
+
+/// The files a pattern names, relative to the DAG's folder, in name order.
+fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, DataError> {
+    let full = if Path::new(pattern).is_absolute() {
+        PathBuf::from(pattern)
+    } else {
+        base.join(pattern)
+    };
+    let text = full.display().to_string();
+    let mut files: Vec<PathBuf> = glob::glob(&text)
+        .map_err(|e| DataError::Invalid(format!("source.path `{pattern}`: {e}")))?
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(DataError::Invalid(format!(
+            "no file matches source.path `{pattern}` (looked for {text})"
+        )));
+    }
+    Ok(files)
+}
+
+/// Whether a validate task of the DAG reads `dataset` with a contract.
+fn has_contract(ctx: &TryContext, dataset: &DatasetName) -> bool {
+    ctx.dag
+        .tasks
+        .values()
+        .any(|t| matches!(&t.kind, TaskKind::Validate { input, .. } if input == dataset))
+}
+
+fn tempfile_dir(io: &Io<'_>) -> Result<PathBuf, DataError> {
+    let dir = io
+        .env()
+        .data_dir
+        .join(format!(".extract-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).map_err(DataError::io(format!("creating {}", dir.display())))?;
+    Ok(dir)
+}
+
+async fn read_file(
+    session: &SessionContext,
+    file: &Path,
+    format: FileFormat,
+    csv: &weir_core::dag::CsvOptions,
+    as_text: bool,
+    tmp: &Path,
+    index: usize,
+) -> Result<DataFrame, DataError> {
+    let path = file.display().to_string();
+    match format {
+        FileFormat::Csv => {
+            let null_regex = (!csv.null_values.is_empty()).then(|| {
+                let alts: Vec<String> = csv.null_values.iter().map(|v| regex::escape(v)).collect();
+                format!("^({})$", alts.join("|"))
+            });
+            let options = || {
+                CsvReadOptions::new()
+                    .has_header(csv.header)
+                    .delimiter(csv.delimiter)
+                    .quote(csv.quote)
+                    .file_extension("")
+                    .null_regex(null_regex.clone())
+            };
+            if !as_text {
+                return Ok(session.read_csv(path, options()).await?);
+            }
+            let inferred = session
+                .read_csv(path.clone(), options().schema_infer_max_records(1))
+                .await?;
+            let text = Schema::new(
+                inferred
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| Field::new(f.name(), DataType::Utf8, true))
+                    .collect::<Vec<_>>(),
+            );
+            Ok(session.read_csv(path, options().schema(&text)).await?)
+        }
+        FileFormat::Ndjson => Ok(session
+            .read_json(path, JsonReadOptions::default().file_extension(""))
+            .await?),
+        FileFormat::Json => {
+            let converted = tmp.join(format!("{index}.ndjson"));
+            let (src, dst) = (file.to_path_buf(), converted.clone());
+            tokio::task::spawn_blocking(move || json_array_to_lines(&src, &dst))
+                .await
+                .map_err(|e| DataError::Invalid(e.to_string()))??;
+            Ok(session
+                .read_json(
+                    converted.display().to_string(),
+                    JsonReadOptions::default().file_extension(""),
+                )
+                .await?)
+        }
+        FileFormat::Parquet => Ok(session
+            .read_parquet(path, ParquetReadOptions::default().file_extension(""))
+            .await?),
+    }
+}
+
+/// A JSON array of objects, rewritten one object per line for the NDJSON reader.
+fn json_array_to_lines(src: &Path, dst: &Path) -> Result<(), DataError> {
+    use std::io::Write;
+    let text = std::fs::read_to_string(src)
+        .map_err(DataError::io(format!("reading {}", src.display())))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| DataError::Invalid(format!("{} is not JSON: {e}", src.display())))?;
+    let serde_json::Value::Array(items) = value else {
+        return Err(DataError::Invalid(format!(
+            "{} is not a JSON array of objects (use format: ndjson for one object per line)",
+            src.display()
+        )));
+    };
+    let file =
+        std::fs::File::create(dst).map_err(DataError::io(format!("creating {}", dst.display())))?;
+    let mut out = std::io::BufWriter::new(file);
+    for (i, item) in items.iter().enumerate() {
+        if !item.is_object() {
+            return Err(DataError::Invalid(format!(
+                "{}: item {} is not an object",
+                src.display(),
+                i + 1
+            )));
+        }
+        writeln!(out, "{item}").map_err(DataError::io(format!("writing {}", dst.display())))?;
+    }
+    out.flush()
+        .map_err(DataError::io(format!("writing {}", dst.display())))?;
+    Ok(())
+}

@@ -1,0 +1,480 @@
+//! `load`: a dataset into a table of a SQLite or PostgreSQL connection, in
+//! one transaction (`append`, `replace`, or `upsert` on `key`; the table is
+//! created from the dataset's schema when missing), or into a file (CSV,
+//! JSON, Parquet) written under a temporary name and renamed.
+//!
+//! Retrying or clearing a load never duplicates rows: `append` tags rows with
+//! the run (`_weir_run`) and replaces that run's earlier rows, `replace`
+//! replaces everything, `upsert` updates rows with the same key.
+
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+};
+use datafusion::dataframe::DataFrameWriteOptions;
+use weir_core::dag::{DatasetName, FileFormat, LoadMode, Target};
+
+use super::DataError;
+use super::sql::{ident, is_plain};
+use super::storage::{self, Io};
+use crate::context::TryContext;
+use crate::logs::LogWriter;
+
+/// Runs a load task.
+pub async fn run(
+    ctx: &TryContext,
+    input: &DatasetName,
+    target: &Target,
+    io: &Io<'_>,
+    log: &mut LogWriter,
+    render: &(dyn Fn(&str, &str) -> Result<String, String> + Sync),
+) -> Result<(), DataError> {
+    let session = storage::session()?;
+    let v = io.resolve(input).await?;
+    let df = storage::read_version(&session, &v).await?;
+    match target {
+        Target::File { path, format } => {
+            let path = render("target.path", path).map_err(DataError::Invalid)?;
+            let base = crate::shell::dag_folder(Path::new(&ctx.dag.fileloc));
+            let dest = if Path::new(&path).is_absolute() {
+                PathBuf::from(&path)
+            } else {
+                base.join(&path)
+            };
+            write_file(df, &dest, *format).await?;
+            let _ = log
+                .line(&format!(
+                    "weir: loaded {} version {} ({} rows) into {}",
+                    input,
+                    v.version,
+                    v.rows.unwrap_or(0),
+                    dest.display()
+                ))
+                .await;
+            Ok(())
+        }
+        Target::Table {
+            connection,
+            table,
+            mode,
+            key,
+        } => {
+            let url = io.env().connections.get(&connection.to_lowercase()).cloned().ok_or_else(|| {
+                DataError::Invalid(format!(
+                    "connection `{connection}` is not configured: set WEIR_CONN_{} or [connections.{connection}] in weir.toml",
+                    connection.to_uppercase()
+                ))
+            })?;
+            let name = table_name(table)?;
+            let columns: Vec<Column> = df
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| Column::of(f.name(), f.data_type()))
+                .collect();
+            let batches = df.collect().await?;
+            for k in key {
+                if !columns.iter().any(|c| &c.name == k) {
+                    return Err(DataError::Invalid(format!(
+                        "key column `{k}` is not in {input}"
+                    )));
+                }
+            }
+            let rows: Vec<Vec<Value>> = to_rows(&batches, &columns)?;
+            let run_tag = format!("{}/{}", ctx.claim.dag_id, ctx.claim.run_id);
+            let plan = LoadPlan {
+                table: &name,
+                columns: &columns,
+                mode: *mode,
+                key,
+                run_tag: &run_tag,
+                rows: &rows,
+            };
+            let n = if url.starts_with("sqlite:") {
+                load_sqlite(&url, &plan).await?
+            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                load_postgres(&url, &plan).await?
+            } else {
+                return Err(DataError::Invalid(format!(
+                    "connection `{connection}`: only sqlite:// and postgres:// targets can be loaded"
+                )));
+            };
+            let _ = log
+                .line(&format!(
+                    "weir: loaded {} version {} into {connection}.{table} ({}): {n} row(s)",
+                    input,
+                    v.version,
+                    mode_name(*mode)
+                ))
+                .await;
+            Ok(())
+        }
+    }
+}
+
+fn mode_name(m: LoadMode) -> &'static str {
+    match m {
+        LoadMode::Append => "append",
+        LoadMode::Replace => "replace",
+        LoadMode::Upsert => "upsert",
+    }
+}
+
+/// `schema.table` or `table`, each part a plain identifier, quoted.
+fn table_name(table: &str) -> Result<String, DataError> {
+    let parts: Vec<&str> = table.split('.').collect();
+    if parts.len() > 2 || !parts.iter().all(|p| is_plain(p)) {
+        return Err(DataError::Invalid(format!(
+            "table `{table}`: use letters, digits and `_` (optionally `schema.table`)"
+        )));
+    }
+    Ok(parts.iter().map(|p| ident(p)).collect::<Vec<_>>().join("."))
+}
+
+/// How a column is bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Int,
+    Float,
+    Bool,
+    Date,
+    Timestamp,
+    Decimal(u8, i8),
+    Text,
+}
+
+#[derive(Debug, Clone)]
+struct Column {
+    name: String,
+    kind: Kind,
+}
+
+impl Column {
+    fn of(name: &str, t: &DataType) -> Column {
+        let kind = match t {
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32 => Kind::Int,
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => Kind::Float,
+            DataType::Boolean => Kind::Bool,
+            DataType::Date32 | DataType::Date64 => Kind::Date,
+            DataType::Timestamp(_, _) => Kind::Timestamp,
+            DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => Kind::Decimal(*p, *s),
+            _ => Kind::Text,
+        };
+        Column {
+            name: name.to_owned(),
+            kind,
+        }
+    }
+
+    fn sql_type(&self, postgres: bool) -> String {
+        match (self.kind, postgres) {
+            (Kind::Int, _) => "BIGINT".into(),
+            (Kind::Float, true) => "DOUBLE PRECISION".into(),
+            (Kind::Float, false) => "REAL".into(),
+            (Kind::Bool, _) => "BOOLEAN".into(),
+            (Kind::Date, true) => "DATE".into(),
+            (Kind::Timestamp, true) => "TIMESTAMPTZ".into(),
+            (Kind::Date | Kind::Timestamp, false) => "TEXT".into(),
+            (Kind::Decimal(p, s), _) => format!("NUMERIC({p},{s})"),
+            (Kind::Text, _) => "TEXT".into(),
+        }
+    }
+}
+
+/// One value to bind.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Int(Option<i64>),
+    Float(Option<f64>),
+    Bool(Option<bool>),
+    Date(Option<chrono::NaiveDate>),
+    Timestamp(Option<chrono::DateTime<chrono::Utc>>),
+    Text(Option<String>),
+}
+
+/// The batches as rows of values (binding to a database is row by row).
+fn to_rows(batches: &[RecordBatch], columns: &[Column]) -> Result<Vec<Vec<Value>>, DataError> {
+    let mut rows = Vec::new();
+    for b in batches {
+        let arrays: Vec<ArrayRef> = b
+            .columns()
+            .iter()
+            .zip(columns)
+            .map(|(a, c)| {
+                let to = match c.kind {
+                    Kind::Int => DataType::Int64,
+                    Kind::Float => DataType::Float64,
+                    Kind::Bool => DataType::Boolean,
+                    Kind::Date => DataType::Date32,
+                    Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+                    Kind::Decimal(..) | Kind::Text => DataType::Utf8,
+                };
+                cast(a, &to).map_err(|e| DataError::Invalid(format!("column `{}`: {e}", c.name)))
+            })
+            .collect::<Result<_, _>>()?;
+        for i in 0..b.num_rows() {
+            let row = arrays
+                .iter()
+                .zip(columns)
+                .map(|(a, c)| {
+                    let null = a.is_null(i);
+                    match c.kind {
+                        Kind::Int => {
+                            Value::Int((!null).then(|| a.as_primitive::<Int64Type>().value(i)))
+                        }
+                        Kind::Float => {
+                            Value::Float((!null).then(|| a.as_primitive::<Float64Type>().value(i)))
+                        }
+                        Kind::Bool => Value::Bool((!null).then(|| a.as_boolean().value(i))),
+                        Kind::Date => Value::Date(if null {
+                            None
+                        } else {
+                            chrono::NaiveDate::from_num_days_from_ce_opt(
+                                a.as_primitive::<Date32Type>().value(i) + 719_163,
+                            )
+                        }),
+                        Kind::Timestamp => Value::Timestamp(if null {
+                            None
+                        } else {
+                            chrono::DateTime::from_timestamp_micros(
+                                a.as_primitive::<TimestampMicrosecondType>().value(i),
+                            )
+                        }),
+                        Kind::Decimal(..) | Kind::Text => {
+                            Value::Text((!null).then(|| a.as_string::<i32>().value(i).to_owned()))
+                        }
+                    }
+                })
+                .collect();
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+struct LoadPlan<'a> {
+    table: &'a str,
+    columns: &'a [Column],
+    mode: LoadMode,
+    key: &'a [String],
+    run_tag: &'a str,
+    rows: &'a [Vec<Value>],
+}
+
+impl LoadPlan<'_> {
+    fn create(&self, postgres: bool) -> String {
+        let mut cols: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", ident(&c.name), c.sql_type(postgres)))
+            .collect();
+        if self.mode == LoadMode::Append {
+            cols.push("_weir_run TEXT".into());
+        }
+        if self.mode == LoadMode::Upsert && !self.key.is_empty() {
+            cols.push(format!(
+                "PRIMARY KEY ({})",
+                self.key
+                    .iter()
+                    .map(|k| ident(k))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            self.table,
+            cols.join(", ")
+        )
+    }
+
+    fn insert_head(&self) -> String {
+        let mut cols: Vec<String> = self.columns.iter().map(|c| ident(&c.name)).collect();
+        if self.mode == LoadMode::Append {
+            cols.push("_weir_run".into());
+        }
+        format!("INSERT INTO {} ({}) ", self.table, cols.join(", "))
+    }
+
+    fn conflict_tail(&self) -> String {
+        if self.mode != LoadMode::Upsert {
+            return String::new();
+        }
+        let keys: Vec<String> = self.key.iter().map(|k| ident(k)).collect();
+        let updates: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|c| !self.key.contains(&c.name))
+            .map(|c| format!("{0} = excluded.{0}", ident(&c.name)))
+            .collect();
+        if updates.is_empty() {
+            format!(" ON CONFLICT ({}) DO NOTHING", keys.join(", "))
+        } else {
+            format!(
+                " ON CONFLICT ({}) DO UPDATE SET {}",
+                keys.join(", "),
+                updates.join(", ")
+            )
+        }
+    }
+
+    /// Rows per statement, within the databases' limits on bound values.
+    fn chunk(&self) -> usize {
+        (30_000 / (self.columns.len() + 1)).max(1)
+    }
+}
+
+/// Builds and runs the load on one connection type; the SQL is the same
+/// for both but for the column types and the cast that binds decimals.
+macro_rules! load_with {
+    ($db:ty, $pool:ty, $url:expr, $plan:expr, $postgres:expr) => {{
+        let plan = $plan;
+        let pool = <$pool>::connect($url).await?;
+        let mut tx = pool.begin().await?;
+        sqlx::query(sqlx::AssertSqlSafe(plan.create($postgres))).execute(&mut *tx).await?;
+        match plan.mode {
+            LoadMode::Replace => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {}", plan.table))).execute(&mut *tx).await?;
+            }
+            LoadMode::Append => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {} WHERE _weir_run = $1", plan.table)))
+                    .bind(plan.run_tag)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| DataError::Invalid(format!(
+                        "table {} must have a `_weir_run` column for append loads (weir creates it with the table): {e}",
+                        plan.table
+                    )))?;
+            }
+            LoadMode::Upsert => {}
+        }
+        let mut n = 0u64;
+        for rows in plan.rows.chunks(plan.chunk()) {
+            let mut qb = sqlx::QueryBuilder::<$db>::new(plan.insert_head());
+            qb.push("VALUES ");
+            for (r, row) in rows.iter().enumerate() {
+                if r > 0 {
+                    qb.push(", ");
+                }
+                qb.push("(");
+                for (i, (v, c)) in row.iter().zip(plan.columns).enumerate() {
+                    if i > 0 {
+                        qb.push(", ");
+                    }
+                    match v {
+                        Value::Int(x) => { qb.push_bind(*x); }
+                        Value::Float(x) => { qb.push_bind(*x); }
+                        Value::Bool(x) => { qb.push_bind(*x); }
+                        Value::Date(x) => {
+                            if $postgres { qb.push_bind(*x); } else { qb.push_bind(x.map(|d| d.to_string())); }
+                        }
+                        Value::Timestamp(x) => {
+                            if $postgres { qb.push_bind(*x); } else { qb.push_bind(x.map(|t| t.to_rfc3339())); }
+                        }
+                        Value::Text(x) => {
+                            if matches!(c.kind, Kind::Decimal(..)) && $postgres {
+                                qb.push("CAST(").push_bind(x.clone()).push(" AS NUMERIC)");
+                            } else {
+                                qb.push_bind(x.clone());
+                            }
+                        }
+                    }
+                }
+                if plan.mode == LoadMode::Append {
+                    qb.push(", ").push_bind(plan.run_tag.to_owned());
+                }
+                qb.push(")");
+            }
+            qb.push(plan.conflict_tail());
+            n += qb.build().execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        pool.close().await;
+        Ok::<u64, DataError>(n)
+    }};
+}
+
+async fn load_sqlite(url: &str, plan: &LoadPlan<'_>) -> Result<u64, DataError> {
+    use std::str::FromStr;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?.create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await?;
+    pool.close().await;
+    load_with!(sqlx::Sqlite, sqlx::SqlitePool, url, plan, false)
+}
+
+async fn load_postgres(url: &str, plan: &LoadPlan<'_>) -> Result<u64, DataError> {
+    load_with!(sqlx::Postgres, sqlx::PgPool, url, plan, true)
+}
+
+/// Writes one file under a temporary name, then renames it into place.
+async fn write_file(
+    df: datafusion::prelude::DataFrame,
+    dest: &Path,
+    format: FileFormat,
+) -> Result<(), DataError> {
+    if let Some(parent) = dest.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(DataError::io(format!("creating {}", parent.display())))?;
+    }
+    let file_name = dest
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let ext = match format {
+        FileFormat::Csv => "csv",
+        FileFormat::Json | FileFormat::Ndjson => "json",
+        FileFormat::Parquet => "parquet",
+    };
+    let tmp = dest.with_file_name(format!(".{file_name}.tmp-{}.{ext}", uuid::Uuid::new_v4()));
+    let tmp_text = tmp.display().to_string();
+    let options = DataFrameWriteOptions::new().with_single_file_output(true);
+    let df = df.repartition(datafusion::logical_expr::Partitioning::RoundRobinBatch(1))?;
+    match format {
+        FileFormat::Csv => {
+            df.write_csv(&tmp_text, options, None).await?;
+        }
+        FileFormat::Ndjson => {
+            df.write_json(&tmp_text, options, None).await?;
+        }
+        FileFormat::Parquet => {
+            df.write_parquet(&tmp_text, options, None).await?;
+        }
+        FileFormat::Json => {
+            // A JSON array of objects, as the json format reads.
+            let batches = df.collect().await?;
+            let path = tmp.clone();
+            tokio::task::spawn_blocking(move || -> Result<(), DataError> {
+                let file = std::fs::File::create(&path)
+                    .map_err(DataError::io(format!("creating {}", path.display())))?;
+                let mut writer =
+                    datafusion::arrow::json::ArrayWriter::new(std::io::BufWriter::new(file));
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                writer
+                    .write_batches(&refs)
+                    .and_then(|()| writer.finish())
+                    .map_err(|e| DataError::Invalid(format!("writing {}: {e}", path.display())))?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| DataError::Invalid(format!("writing a file: {e}")))??;
+        }
+    }
+    tokio::fs::rename(&tmp, dest)
+        .await
+        .map_err(DataError::io(format!(
+            "renaming {} to {}",
+            tmp.display(),
+            dest.display()
+        )))?;
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The data plane: extract, validate, transform and load tasks, all data
+//! work done by Apache DataFusion over Arrow. Datasets are immutable Parquet
+//! versions under `<data_dir>/<zone>/<name>/v=<n>/`, recorded in the catalog
+//! with their schema, size and lineage.
+
+mod extract;
+mod load;
+pub mod sql;
+pub mod storage;
+mod transform;
+mod validate;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use weir_core::dag::{Task, TaskKind};
+use weir_core::store::Store;
+
+use crate::context::TryContext;
+use crate::logs::LogWriter;
+
+/// What data tasks need besides their try.
+#[derive(Debug, Clone)]
+pub struct DataEnv {
+    /// Where datasets are stored.
+    pub data_dir: PathBuf,
+    /// Connection URLs by id (lower case).
+    pub connections: Arc<HashMap<String, String>>,
+    /// The catalog.
+    pub store: Arc<dyn Store>,
+}
+
+/// A data task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// DataFusion or Arrow failed (a bad file, a bad query, …).
+    #[error("{0}")]
+    Engine(#[from] datafusion::error::DataFusionError),
+    /// A file could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The catalog failed.
+    #[error("catalog: {0}")]
+    Store(#[from] weir_core::store::Error),
+    /// The target database failed.
+    #[error("{0}")]
+    Database(#[from] sqlx::Error),
+    /// The task's input or settings are not usable; the message names what.
+    #[error("{0}")]
+    Invalid(String),
+    /// Checks failed; the outputs that could be written were written.
+    #[error("{0}")]
+    ChecksFailed(String),
+}
+
+impl DataError {
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DataError {
+        let what = what.into();
+        move |source| DataError::Io { what, source }
+    }
+}
+
+/// Runs a data task; `render` renders a template field.
+pub async fn run(
+    ctx: &TryContext,
+    task: &Task,
+    env: &DataEnv,
+    log: &mut LogWriter,
+    render: &(dyn Fn(&str, &str) -> Result<String, String> + Sync),
+) -> Result<(), DataError> {
+    let io = storage::Io::new(env, ctx);
+    match &task.kind {
+        TaskKind::Extract { source, output } => {
+            extract::run(ctx, source, output, &io, log, render).await
+        }
+        TaskKind::Validate {
+            input,
+            contract,
+            output,
+            quarantine,
+            max_quarantined,
+        } => {
+            validate::run(
+                ctx,
+                validate::Spec {
+                    input,
+                    contract,
+                    output,
+                    quarantine,
+                    max_quarantined: *max_quarantined,
+                },
+                &io,
+                log,
+            )
+            .await
+        }
+        TaskKind::Transform {
+            inputs,
+            sql,
+            output,
+        } => {
+            let query = render("sql", sql).map_err(DataError::Invalid)?;
+            transform::run(inputs, &query, output, &io, log).await
+        }
+        TaskKind::Load { input, target } => load::run(ctx, input, target, &io, log, render).await,
+        other => Err(DataError::Invalid(format!(
+            "{} is not a data task",
+            other.name().as_str()
+        ))),
+    }
+}

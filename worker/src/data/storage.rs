@@ -1,0 +1,261 @@
+//! Reading and writing dataset versions. A version is written to a hidden
+//! temporary folder, renamed to `v=<n>` and only then recorded in the
+//! catalog: readers go through the catalog, so they never see a partial
+//! version, and a crash leaves at most an unrecorded folder behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{SchemaRef, UInt64Type};
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
+use weir_core::dag::{DatasetName, Zone};
+use weir_core::store::{DatasetVersionRecord, NewDatasetVersion};
+
+use super::{DataEnv, DataError};
+use crate::context::TryContext;
+
+/// Dataset access for one try.
+#[derive(Debug)]
+pub struct Io<'a> {
+    env: &'a DataEnv,
+    ctx: &'a TryContext,
+}
+
+/// A new DataFusion session with a schema per zone, so datasets register
+/// under their names (`clean.orders`).
+pub fn session() -> Result<SessionContext, DataError> {
+    let config = SessionConfig::new().with_information_schema(false);
+    let session = SessionContext::new_with_config(config);
+    let catalog = session
+        .catalog("datafusion")
+        .ok_or_else(|| DataError::Invalid("DataFusion has no default catalog".into()))?;
+    for zone in Zone::ALL {
+        catalog.register_schema(zone.as_str(), Arc::new(MemorySchemaProvider::new()))?;
+    }
+    Ok(session)
+}
+
+impl<'a> Io<'a> {
+    /// Access for `ctx`'s try.
+    pub fn new(env: &'a DataEnv, ctx: &'a TryContext) -> Self {
+        Io { env, ctx }
+    }
+
+    /// The try.
+    pub fn ctx(&self) -> &TryContext {
+        self.ctx
+    }
+
+    /// The data plane's settings.
+    pub fn env(&self) -> &DataEnv {
+        self.env
+    }
+
+    /// The version a task of this run reads: the one this run wrote, else the newest.
+    pub async fn resolve(&self, dataset: &DatasetName) -> Result<DatasetVersionRecord, DataError> {
+        let name = dataset.to_string();
+        let store = &self.env.store;
+        let pinned = store
+            .dataset_version_of_run(&name, &self.ctx.claim.dag_id, &self.ctx.claim.run_id)
+            .await?;
+        match pinned {
+            Some(v) => Ok(v),
+            None => store.latest_dataset_version(&name).await?.ok_or_else(|| {
+                DataError::Invalid(format!(
+                    "dataset `{name}` has no version yet: run the task that writes it first"
+                ))
+            }),
+        }
+    }
+
+    /// Registers the version of `dataset` this run reads under its name; returns the version.
+    pub async fn register(
+        &self,
+        session: &SessionContext,
+        dataset: &DatasetName,
+    ) -> Result<DatasetVersionRecord, DataError> {
+        let v = self.resolve(dataset).await?;
+        let df = read_version(session, &v).await?;
+        session.register_table(dataset.to_string().as_str(), df.into_view())?;
+        Ok(v)
+    }
+
+    /// Writes `df` as the next version of `dataset`, made from `inputs`.
+    pub async fn write(
+        &self,
+        df: DataFrame,
+        dataset: &DatasetName,
+        inputs: &[i64],
+    ) -> Result<DatasetVersionRecord, DataError> {
+        let folder = self
+            .env
+            .data_dir
+            .join(dataset.zone().as_str())
+            .join(dataset.name());
+        tokio::fs::create_dir_all(&folder)
+            .await
+            .map_err(DataError::io(format!("creating {}", folder.display())))?;
+        let tmp = folder.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let counts = df
+            .write_parquet(
+                &format!("{}/", tmp.display()),
+                DataFrameWriteOptions::new(),
+                None,
+            )
+            .await?;
+        let rows: u64 = counts
+            .iter()
+            .filter_map(|b| {
+                b.column(0)
+                    .as_primitive_opt::<UInt64Type>()
+                    .map(|c| c.values().iter().sum::<u64>())
+            })
+            .sum();
+        ensure_file(&tmp, schema.clone()).await?;
+        let next = self
+            .env
+            .store
+            .latest_dataset_version(&dataset.to_string())
+            .await?
+            .map(|v| v.version + 1)
+            .unwrap_or(1);
+        let final_dir = unique_dir(&folder, next).await;
+        tokio::fs::rename(&tmp, &final_dir)
+            .await
+            .map_err(DataError::io(format!(
+                "renaming {} to {}",
+                tmp.display(),
+                final_dir.display()
+            )))?;
+        let bytes = dir_size(&final_dir).await;
+        let c = &self.ctx.claim;
+        let v = self
+            .env
+            .store
+            .record_dataset_version(
+                &NewDatasetVersion {
+                    dataset: dataset.to_string(),
+                    producer: Some((
+                        c.dag_id.clone(),
+                        c.run_id.clone(),
+                        c.task_id.clone(),
+                        c.try_number,
+                    )),
+                    rows: Some(i64::try_from(rows).unwrap_or(i64::MAX)),
+                    path: Some(final_dir.display().to_string()),
+                    schema: Some(schema_json(&schema)),
+                    bytes: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
+                    inputs: inputs.to_vec(),
+                },
+                chrono::Utc::now(),
+            )
+            .await?;
+        Ok(v)
+    }
+}
+
+/// Reads a recorded version.
+pub async fn read_version(
+    session: &SessionContext,
+    v: &DatasetVersionRecord,
+) -> Result<DataFrame, DataError> {
+    let path = v.path.as_deref().ok_or_else(|| {
+        DataError::Invalid(format!(
+            "dataset `{}` version {} has no files",
+            v.dataset, v.version
+        ))
+    })?;
+    if v.deleted_at.is_some() || !Path::new(path).exists() {
+        return Err(DataError::Invalid(format!(
+            "dataset `{}` version {} is gone from {path} (deleted by retention?)",
+            v.dataset, v.version
+        )));
+    }
+    Ok(session
+        .read_parquet(format!("{path}/"), ParquetReadOptions::default())
+        .await?)
+}
+
+/// `folder/v=<n>`, or `v=<n>.<k>` if another writer took that name first.
+async fn unique_dir(folder: &Path, n: i64) -> PathBuf {
+    let first = folder.join(format!("v={n}"));
+    if !tokio::fs::try_exists(&first).await.unwrap_or(false) {
+        return first;
+    }
+    let mut k = 1;
+    loop {
+        let p = folder.join(format!("v={n}.{k}"));
+        if !tokio::fs::try_exists(&p).await.unwrap_or(false) {
+            return p;
+        }
+        k += 1;
+    }
+}
+
+/// An empty result writes no file; write one with the schema so the version reads back.
+async fn ensure_file(dir: &Path, schema: SchemaRef) -> Result<(), DataError> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<(), DataError> {
+        std::fs::create_dir_all(&dir)
+            .map_err(DataError::io(format!("creating {}", dir.display())))?;
+        let has_file = std::fs::read_dir(&dir)
+            .map_err(DataError::io(format!("reading {}", dir.display())))?
+            .filter_map(Result::ok)
+            .any(|e| e.path().extension().is_some_and(|x| x == "parquet"));
+        if has_file {
+            return Ok(());
+        }
+        let path = dir.join("part-0.parquet");
+        let file = std::fs::File::create(&path)
+            .map_err(DataError::io(format!("creating {}", path.display())))?;
+        let writer = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None)
+            .map_err(|e| DataError::Invalid(format!("writing {}: {e}", path.display())))?;
+        writer
+            .close()
+            .map_err(|e| DataError::Invalid(format!("writing {}: {e}", path.display())))?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| DataError::Invalid(format!("writing a version: {e}")))?
+}
+
+async fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(mut entries) = tokio::fs::read_dir(dir).await {
+        while let Ok(Some(e)) = entries.next_entry().await {
+            if let Ok(m) = e.metadata().await {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// A schema as JSON: `[{"name", "type", "nullable"}]`.
+pub fn schema_json(schema: &datafusion::arrow::datatypes::Schema) -> String {
+    serde_json::Value::Array(
+        schema
+            .fields()
+            .iter()
+            .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable()}))
+            .collect(),
+    )
+    .to_string()
+}
+
+/// The number of rows of a one-row, one-column count result.
+pub fn count_of(batches: &[datafusion::arrow::array::RecordBatch]) -> i64 {
+    batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| {
+            let c = b.column(0);
+            c.as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+                .map(|a| if a.is_null(0) { 0 } else { a.value(0) })
+        })
+        .unwrap_or(0)
+}

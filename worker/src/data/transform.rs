@@ -1,0 +1,101 @@
+//! `transform`: one SQL query (SELECT or WITH) over the input datasets,
+//! registered under their names (`clean.orders`). Anything else (DDL, DML,
+//! COPY, external tables, several statements) is refused before it runs.
+
+use datafusion::execution::context::SQLOptions;
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::Statement;
+use weir_core::dag::DatasetName;
+
+use super::DataError;
+use super::storage::{self, Io};
+use crate::logs::LogWriter;
+
+/// Refuses anything but one query.
+pub fn check_query(query: &str) -> Result<(), DataError> {
+    let statements =
+        DFParser::parse_sql(query).map_err(|e| DataError::Invalid(format!("sql: {e}")))?;
+    if statements.len() != 1 {
+        return Err(DataError::Invalid(format!(
+            "sql: a transform is one query; found {} statements",
+            statements.len()
+        )));
+    }
+    match statements.front() {
+        Some(DFStatement::Statement(s)) if matches!(s.as_ref(), Statement::Query(_)) => Ok(()),
+        Some(other) => {
+            let text = other.to_string();
+            let word = text
+                .split_whitespace()
+                .next()
+                .unwrap_or("this statement")
+                .to_uppercase();
+            Err(DataError::Invalid(format!(
+                "sql: only SELECT or WITH queries are allowed in a transform; {word} is refused"
+            )))
+        }
+        None => Err(DataError::Invalid("sql: the query is empty".into())),
+    }
+}
+
+/// Runs a transform task.
+pub async fn run(
+    inputs: &[DatasetName],
+    query: &str,
+    output: &DatasetName,
+    io: &Io<'_>,
+    log: &mut LogWriter,
+) -> Result<(), DataError> {
+    check_query(query)?;
+    let session = storage::session()?;
+    let mut versions = Vec::new();
+    for input in inputs {
+        versions.push(io.register(&session, input).await?.id);
+    }
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = session
+        .sql_with_options(query, options)
+        .await
+        .map_err(|e| DataError::Invalid(format!("sql: {e}")))?;
+    let v = io.write(df, output, &versions).await?;
+    let _ = log
+        .line(&format!(
+            "weir: wrote {} version {} ({} rows) from {}",
+            output,
+            v.version,
+            v.rows.unwrap_or(0),
+            inputs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_queries_pass() {
+        assert!(check_query("select 1").is_ok());
+        assert!(check_query("with a as (select 1 as x) select x from a").is_ok());
+        for bad in [
+            "create table t as select 1",
+            "drop table clean.orders",
+            "insert into t values (1)",
+            "copy (select 1) to '/tmp/x.csv'",
+            "create external table t stored as csv location '/etc/passwd'",
+            "select 1; select 2",
+            "set datafusion.execution.batch_size = 1",
+        ] {
+            let e = check_query(bad).unwrap_err().to_string();
+            assert!(e.starts_with("sql:"), "{bad}: {e}");
+        }
+    }
+}

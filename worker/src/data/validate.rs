@@ -1,0 +1,811 @@
+//! `validate`: a dataset checked against its contract. Every row-level rule
+//! is a boolean column of one DataFusion query (casts, required, ranges,
+//! values, formats, the primary key as a window count, references as a left
+//! join on the referenced keys, SQL rules); clean rows go to `output`,
+//! failing rows to `quarantine` with `_weir_errors` naming every reason.
+//! Dataset-level checks then decide whether the clean version is published
+//! (write-audit-publish), and every result is recorded in the catalog.
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::prelude::SessionContext;
+use weir_core::dag::DatasetName;
+use weir_core::dag::contract::{
+    Check, ColumnType, Contract, ExtraColumns, Format, Severity, Threshold,
+};
+use weir_core::store::{CheckResultRecord, NewQuality};
+
+use super::DataError;
+use super::sql::{ident, json_literal, literal, type_name};
+use super::storage::Io;
+use crate::context::TryContext;
+use crate::logs::LogWriter;
+
+/// What to validate.
+#[derive(Debug)]
+pub struct Spec<'a> {
+    /// The dataset read.
+    pub input: &'a DatasetName,
+    /// The contract.
+    pub contract: &'a Contract,
+    /// Clean rows.
+    pub output: &'a DatasetName,
+    /// Failing rows.
+    pub quarantine: &'a DatasetName,
+    /// More quarantined rows than this fail the task.
+    pub max_quarantined: Option<Threshold>,
+}
+
+/// Columns weir adds for lineage; never "extra".
+const LINEAGE: [&str; 2] = ["_weir_source", "_weir_row"];
+
+/// One row-level rule: its flag column, its reason text and its result name.
+#[derive(Debug)]
+struct RowRule {
+    condition: String,
+    kind: &'static str,
+    name: String,
+    column: Option<String>,
+}
+
+impl RowRule {
+    fn reason(&self) -> String {
+        match &self.column {
+            Some(c) if self.kind != "rule" => format!("{}:{c}", self.name),
+            _ => format!("{}:{}", self.kind, self.name),
+        }
+    }
+}
+
+/// Runs a validate task.
+pub async fn run(
+    ctx: &TryContext,
+    spec: Spec<'_>,
+    io: &Io<'_>,
+    log: &mut LogWriter,
+) -> Result<(), DataError> {
+    let session = super::storage::session()?;
+    let input_v = io.register(&session, spec.input).await?;
+    let table = format!(
+        "{}.{}",
+        ident(spec.input.zone().as_str()),
+        ident(spec.input.name())
+    );
+    let input_schema = session
+        .table(spec.input.to_string().as_str())
+        .await?
+        .schema()
+        .as_arrow()
+        .clone();
+    let present: Vec<String> = input_schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let c = spec.contract;
+
+    let missing: Vec<&String> = c.columns.keys().filter(|k| !present.contains(k)).collect();
+    if !missing.is_empty() {
+        return Err(DataError::Invalid(format!(
+            "column(s) {} declared by the contract are missing from {} version {}",
+            names(missing.iter().map(|s| s.as_str())),
+            spec.input,
+            input_v.version
+        )));
+    }
+    let extras: Vec<&String> = present
+        .iter()
+        .filter(|p| !c.columns.contains_key(p.as_str()) && !LINEAGE.contains(&p.as_str()))
+        .collect();
+    if c.extra_columns == ExtraColumns::Fail && !extras.is_empty() {
+        return Err(DataError::Invalid(format!(
+            "{} has column(s) the contract does not declare: {} (extra_columns: fail)",
+            spec.input,
+            names(extras.iter().map(|s| s.as_str()))
+        )));
+    }
+    let lineage: Vec<&str> = LINEAGE
+        .iter()
+        .copied()
+        .filter(|l| present.iter().any(|p| p == l))
+        .collect();
+
+    // typed: each declared column cast to its type, with its raw text beside it.
+    let mut typed_cols = Vec::new();
+    let mut rules: Vec<RowRule> = Vec::new();
+    for (i, (name, col)) in c.columns.iter().enumerate() {
+        let q = ident(name);
+        let raw = format!("__raw_{i}");
+        let is_text = input_schema
+            .field_with_name(name)
+            .map(|f| {
+                matches!(
+                    f.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                )
+            })
+            .unwrap_or(false);
+        let raw_expr = if is_text {
+            format!("CASE WHEN TRIM({q}) = '' THEN NULL ELSE {q} END")
+        } else {
+            format!("CAST({q} AS VARCHAR)")
+        };
+        let typed_expr = match col.column_type {
+            ColumnType::String => raw_expr.clone(),
+            t => format!("TRY_CAST({raw_expr} AS {})", type_name(t)),
+        };
+        typed_cols.push(format!("{typed_expr} AS {q}"));
+        typed_cols.push(format!("{raw_expr} AS {raw}"));
+        if col.column_type != ColumnType::String {
+            rules.push(RowRule {
+                condition: format!("{raw} IS NOT NULL AND {q} IS NULL"),
+                kind: "type",
+                name: "type".into(),
+                column: Some(name.clone()),
+            });
+        }
+        if col.required {
+            rules.push(RowRule {
+                condition: format!("{raw} IS NULL"),
+                kind: "required",
+                name: "required".into(),
+                column: Some(name.clone()),
+            });
+        }
+        let t = type_name(col.column_type);
+        for (bound, op, kind) in [(&col.min, "<", "min"), (&col.max, ">", "max")] {
+            if let Some(v) = bound {
+                let lit = json_literal(v)
+                    .map_err(|e| DataError::Invalid(format!("column `{name}` {kind}: {e}")))?;
+                rules.push(RowRule {
+                    condition: format!("{q} {op} TRY_CAST({lit} AS {t})"),
+                    kind,
+                    name: kind.into(),
+                    column: Some(name.clone()),
+                });
+            }
+        }
+        if let Some(values) = &col.values {
+            let lits = values
+                .iter()
+                .map(|v| json_literal(v).map(|l| format!("TRY_CAST({l} AS {t})")))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DataError::Invalid(format!("column `{name}` values: {e}")))?;
+            rules.push(RowRule {
+                condition: format!("{q} NOT IN ({})", lits.join(", ")),
+                kind: "values",
+                name: "values".into(),
+                column: Some(name.clone()),
+            });
+        }
+        if let Some(format) = &col.format {
+            let pattern = match format {
+                Format::Email => r"^[^@\s]+@[^@\s]+\.[^@\s]+$".to_owned(),
+                Format::Uuid => {
+                    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+                        .to_owned()
+                }
+                Format::Date => r"^\d{4}-\d{2}-\d{2}$".to_owned(),
+                Format::Url => r"^https?://[^\s/?#]+[^\s]*$".to_owned(),
+                Format::Regex(re) => {
+                    regex::Regex::new(re).map_err(|e| {
+                        DataError::Invalid(format!("column `{name}` format regex: {e}"))
+                    })?;
+                    format!("^(?:{re})$")
+                }
+            };
+            let extra = if matches!(format, Format::Date) {
+                format!(" OR TRY_CAST({raw} AS DATE) IS NULL")
+            } else {
+                String::new()
+            };
+            rules.push(RowRule {
+                condition: format!(
+                    "{raw} IS NOT NULL AND (NOT regexp_like({raw}, {}){extra})",
+                    literal(&pattern)
+                ),
+                kind: "format",
+                name: "format".into(),
+                column: Some(name.clone()),
+            });
+        }
+    }
+    for e in &extras {
+        typed_cols.push(ident(e));
+    }
+    for l in &lineage {
+        typed_cols.push(ident(l));
+    }
+
+    // keyed: primary-key counts and referenced keys.
+    let mut keyed_cols = vec!["typed.*".to_owned()];
+    let mut joins = Vec::new();
+    let mut inputs = vec![input_v.id];
+    if !c.primary_key.is_empty() {
+        let pk: Vec<String> = c
+            .primary_key
+            .iter()
+            .map(|k| format!("typed.{}", ident(k)))
+            .collect();
+        keyed_cols.push(format!(
+            "COUNT(*) OVER (PARTITION BY {}) AS __pk_n",
+            pk.join(", ")
+        ));
+        let raws: Vec<String> = c
+            .primary_key
+            .iter()
+            .map(|k| format!("{} IS NULL", raw_of(c, k)))
+            .collect();
+        let typed_ok: Vec<String> = c
+            .primary_key
+            .iter()
+            .map(|k| format!("{} IS NOT NULL", ident(k)))
+            .collect();
+        rules.push(RowRule {
+            condition: format!(
+                "({}) OR (__pk_n > 1 AND {})",
+                raws.join(" OR "),
+                typed_ok.join(" AND ")
+            ),
+            kind: "primary_key",
+            name: "primary_key".into(),
+            column: Some(c.primary_key.join(",")),
+        });
+    }
+    for (i, (name, col)) in c.columns.iter().enumerate() {
+        let Some(r) = &col.references else { continue };
+        let v = io.register(&session, &r.dataset).await?;
+        inputs.push(v.id);
+        let alias = format!("__ref_{i}");
+        let t = type_name(col.column_type);
+        joins.push(format!(
+            "LEFT JOIN (SELECT DISTINCT TRY_CAST({} AS {t}) AS k FROM {}.{}) AS {alias} ON typed.{} = {alias}.k",
+            ident(&r.column),
+            ident(r.dataset.zone().as_str()),
+            ident(r.dataset.name()),
+            ident(name)
+        ));
+        keyed_cols.push(format!("{alias}.k AS {alias}"));
+        rules.push(RowRule {
+            condition: format!("{} IS NOT NULL AND {alias} IS NULL", ident(name)),
+            kind: "references",
+            name: "references".into(),
+            column: Some(name.clone()),
+        });
+    }
+    for (i, check) in c.checks.iter().enumerate() {
+        if let Some(rule) = &check.rule {
+            check_expression(rule)?;
+            rules.push(RowRule {
+                condition: format!("NOT COALESCE(({rule}), TRUE)"),
+                kind: "rule",
+                name: check
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("rule_{}", i + 1)),
+                column: None,
+            });
+        }
+    }
+    let flags: Vec<String> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("COALESCE(({}), FALSE) AS __f{i}", r.condition))
+        .collect();
+    let flagged_sql = format!(
+        "WITH typed AS (SELECT {} FROM {table}), keyed AS (SELECT {} FROM typed {}) SELECT keyed.*{}{} FROM keyed",
+        typed_cols.join(", "),
+        keyed_cols.join(", "),
+        joins.join(" "),
+        if flags.is_empty() { "" } else { ", " },
+        flags.join(", ")
+    );
+    let flagged = session
+        .sql(&flagged_sql)
+        .await
+        .map_err(|e| DataError::Invalid(format!("the contract's checks do not compile: {e}")))?
+        .cache()
+        .await?;
+    session.register_table("flagged", flagged.into_view())?;
+    let any_fail = if rules.is_empty() {
+        "FALSE".to_owned()
+    } else {
+        (0..rules.len())
+            .map(|i| format!("__f{i}"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    };
+
+    // Counts: rows, and failures per rule.
+    let mut counts_sql = vec![
+        "CAST(COUNT(*) AS BIGINT)".to_owned(),
+        format!("CAST(SUM(CASE WHEN {any_fail} THEN 1 ELSE 0 END) AS BIGINT)"),
+    ];
+    for i in 0..rules.len() {
+        counts_sql.push(format!(
+            "CAST(SUM(CASE WHEN __f{i} THEN 1 ELSE 0 END) AS BIGINT)"
+        ));
+    }
+    let counts = ints(
+        &session
+            .sql(&format!("SELECT {} FROM flagged", counts_sql.join(", ")))
+            .await?
+            .collect()
+            .await?,
+    );
+    let rows_in = counts.first().copied().unwrap_or(0);
+    let rows_failed = counts.get(1).copied().unwrap_or(0);
+    let mut results: Vec<CheckResultRecord> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let failed = counts.get(i + 2).copied().unwrap_or(0);
+            CheckResultRecord {
+                name: r.name.clone(),
+                kind: r.kind.into(),
+                column_name: r.column.clone(),
+                passed: failed == 0,
+                failed,
+                observed: None,
+                threshold: None,
+                severity: "error".into(),
+            }
+        })
+        .collect();
+
+    // The clean and quarantined rows.
+    let mut clean_cols: Vec<String> = c.columns.keys().map(|k| ident(k)).collect();
+    if c.extra_columns == ExtraColumns::Keep {
+        clean_cols.extend(extras.iter().map(|e| ident(e)));
+    }
+    clean_cols.extend(lineage.iter().map(|l| ident(l)));
+    let clean = session
+        .sql(&format!(
+            "SELECT {} FROM flagged WHERE NOT ({any_fail})",
+            clean_cols.join(", ")
+        ))
+        .await?;
+    let reasons: Vec<String> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("CASE WHEN __f{i} THEN {} END", literal(&r.reason())))
+        .collect();
+    let mut q_cols: Vec<String> = c
+        .columns
+        .keys()
+        .enumerate()
+        .map(|(i, k)| format!("__raw_{i} AS {}", ident(k)))
+        .collect();
+    q_cols.extend(extras.iter().map(|e| ident(e)));
+    q_cols.extend(lineage.iter().map(|l| ident(l)));
+    q_cols.push(if reasons.is_empty() {
+        "CAST('' AS VARCHAR) AS _weir_errors".to_owned()
+    } else {
+        format!("concat_ws('; ', {}) AS _weir_errors", reasons.join(", "))
+    });
+    let quarantined = session
+        .sql(&format!(
+            "SELECT {} FROM flagged WHERE {any_fail}",
+            q_cols.join(", ")
+        ))
+        .await?;
+
+    // Dataset-level checks on the clean rows.
+    let rows_clean = rows_in - rows_failed;
+    session.register_table("clean_rows", clean.clone().into_view())?;
+    for check in &c.checks {
+        if let Some(r) = dataset_check(
+            ctx,
+            io,
+            &session,
+            c,
+            check,
+            spec.output,
+            rows_in,
+            rows_clean,
+        )
+        .await?
+        {
+            results.push(r);
+        }
+    }
+    if let Some(limit) = spec.max_quarantined {
+        let exceeded = limit.exceeded_by(
+            u64::try_from(rows_failed).unwrap_or(0),
+            u64::try_from(rows_in).unwrap_or(0),
+        );
+        results.push(CheckResultRecord {
+            name: "max_quarantined".into(),
+            kind: "max_quarantined".into(),
+            column_name: None,
+            passed: !exceeded,
+            failed: i64::from(exceeded),
+            observed: Some(rows_failed.to_string()),
+            threshold: Some(limit.to_string()),
+            severity: "error".into(),
+        });
+    }
+
+    // Write: quarantine always, clean only if no error-severity check failed.
+    let q_version = io
+        .write(quarantined, spec.quarantine, &[input_v.id])
+        .await?;
+    let rows_quarantined = q_version.rows.unwrap_or(0);
+    let blocking: Vec<&CheckResultRecord> = results
+        .iter()
+        .filter(|r| !r.passed && r.severity == "error" && !is_row_level(&r.kind))
+        .collect();
+    let publish = blocking.is_empty();
+    let clean_version = if publish {
+        Some(io.write(clean, spec.output, &inputs).await?)
+    } else {
+        None
+    };
+    let written_clean = clean_version
+        .as_ref()
+        .and_then(|v| v.rows)
+        .unwrap_or(rows_clean);
+    let claim = &ctx.claim;
+    io.env()
+        .store
+        .record_quality(
+            &NewQuality {
+                producer: (
+                    claim.dag_id.clone(),
+                    claim.run_id.clone(),
+                    claim.task_id.clone(),
+                    claim.try_number,
+                ),
+                dataset: spec.input.to_string(),
+                input_version: Some(input_v.id),
+                rows_in,
+                rows_clean: written_clean,
+                rows_quarantined,
+                clean_version: clean_version.as_ref().map(|v| v.id),
+                quarantine_version: Some(q_version.id),
+                published: publish,
+                checks: results.clone(),
+            },
+            chrono::Utc::now(),
+        )
+        .await?;
+    let _ = log
+        .line(&format!(
+            "weir: {} version {}: {rows_in} row(s) in, {written_clean} clean, {rows_quarantined} quarantined",
+            spec.input, input_v.version
+        ))
+        .await;
+    for r in &results {
+        let status = match (r.passed, is_row_level(&r.kind), r.severity.as_str()) {
+            (true, _, _) => "passed",
+            (false, true, _) => "quarantined",
+            (false, false, "warn") => "WARNING",
+            (false, false, _) => "FAILED",
+        };
+        let mut line = format!("weir:   {status} {}", r.kind);
+        if r.name != r.kind {
+            line.push_str(&format!(" {}", r.name));
+        }
+        if let Some(col) = &r.column_name {
+            line.push_str(&format!(" ({col})"));
+        }
+        if is_row_level(&r.kind) {
+            line.push_str(&format!(": {} row(s)", r.failed));
+        } else if let Some(o) = &r.observed {
+            line.push_str(&format!(": observed {o}"));
+            if let Some(t) = &r.threshold {
+                line.push_str(&format!(", limit {t}"));
+            }
+        }
+        let _ = log.line(&line).await;
+    }
+    if rows_in != written_clean + rows_quarantined {
+        return Err(DataError::ChecksFailed(format!(
+            "reconciliation failed: {rows_in} row(s) in but {written_clean} clean + {rows_quarantined} quarantined"
+        )));
+    }
+    match &clean_version {
+        Some(v) => {
+            let _ = log
+                .line(&format!(
+                    "weir: published {} version {} ({} rows)",
+                    spec.output, v.version, written_clean
+                ))
+                .await;
+            Ok(())
+        }
+        None => Err(DataError::ChecksFailed(format!(
+            "{} not published: {} failed",
+            spec.output,
+            names(blocking.iter().map(|r| r.name.as_str()))
+        ))),
+    }
+}
+
+fn is_row_level(kind: &str) -> bool {
+    matches!(
+        kind,
+        "type"
+            | "required"
+            | "min"
+            | "max"
+            | "values"
+            | "format"
+            | "references"
+            | "primary_key"
+            | "rule"
+    )
+}
+
+fn names<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The raw-text column of a declared column.
+fn raw_of(c: &Contract, column: &str) -> String {
+    c.columns
+        .get_index_of(column)
+        .map(|i| format!("__raw_{i}"))
+        .unwrap_or_else(|| ident(column))
+}
+
+/// A rule must be one SQL expression (no statements, no subqueries of other data).
+fn check_expression(rule: &str) -> Result<(), DataError> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let dialect = GenericDialect {};
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(rule)
+        .map_err(|e| DataError::Invalid(format!("rule `{rule}`: {e}")))?;
+    parser
+        .parse_expr()
+        .map_err(|e| DataError::Invalid(format!("rule `{rule}`: {e}")))?;
+    if parser.peek_token().token != datafusion::sql::sqlparser::tokenizer::Token::EOF {
+        return Err(DataError::Invalid(format!(
+            "rule `{rule}` must be a single SQL expression"
+        )));
+    }
+    if rule.to_ascii_lowercase().contains("select") {
+        return Err(DataError::Invalid(format!(
+            "rule `{rule}`: subqueries are not allowed in rules"
+        )));
+    }
+    Ok(())
+}
+
+/// The first row's values of every column, as integers (nulls as 0).
+fn ints(batches: &[RecordBatch]) -> Vec<i64> {
+    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Vec::new();
+    };
+    b.columns()
+        .iter()
+        .map(|c| {
+            c.as_primitive_opt::<Int64Type>()
+                .map(|a| if a.is_null(0) { 0 } else { a.value(0) })
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+fn severity(entry: &Check, own: Option<Severity>) -> Severity {
+    own.or(entry.severity).unwrap_or_default()
+}
+
+fn severity_name(s: Severity) -> String {
+    match s {
+        Severity::Error => "error".into(),
+        Severity::Warn => "warn".into(),
+    }
+}
+
+/// One dataset-level check's result (none for row-level rules).
+#[allow(clippy::too_many_arguments)]
+async fn dataset_check(
+    _ctx: &TryContext,
+    io: &Io<'_>,
+    session: &SessionContext,
+    contract: &Contract,
+    check: &Check,
+    output: &DatasetName,
+    rows_in: i64,
+    rows_clean: i64,
+) -> Result<Option<CheckResultRecord>, DataError> {
+    let result = |kind: &str,
+                  column: Option<String>,
+                  passed: bool,
+                  observed: String,
+                  threshold: String,
+                  sev: Severity| {
+        Some(CheckResultRecord {
+            name: check.name.clone().unwrap_or_else(|| kind.to_owned()),
+            kind: kind.into(),
+            column_name: column,
+            passed,
+            failed: i64::from(!passed),
+            observed: Some(observed),
+            threshold: Some(threshold),
+            severity: severity_name(sev),
+        })
+    };
+    if let Some(rc) = &check.row_count {
+        let low = rc
+            .min
+            .is_some_and(|m| rows_clean < i64::try_from(m).unwrap_or(i64::MAX));
+        let high = rc
+            .max
+            .is_some_and(|m| rows_clean > i64::try_from(m).unwrap_or(i64::MAX));
+        let limit = format!(
+            "{}..{}",
+            rc.min.map(|m| m.to_string()).unwrap_or_default(),
+            rc.max.map(|m| m.to_string()).unwrap_or_default()
+        );
+        return Ok(result(
+            "row_count",
+            None,
+            !(low || high),
+            rows_clean.to_string(),
+            limit,
+            severity(check, rc.severity),
+        ));
+    }
+    if let Some(mp) = &check.missing_percent {
+        let missing_expr = if contract.columns.contains_key(&mp.column) {
+            format!("{} IS NULL", raw_of(contract, &mp.column))
+        } else {
+            format!("{} IS NULL", ident(&mp.column))
+        };
+        let counts = ints(
+            &session
+                .sql(&format!("SELECT CAST(SUM(CASE WHEN {missing_expr} THEN 1 ELSE 0 END) AS BIGINT) FROM flagged"))
+                .await
+                .map_err(|e| DataError::Invalid(format!("missing_percent on `{}`: {e}", mp.column)))?
+                .collect()
+                .await?,
+        );
+        let missing = counts.first().copied().unwrap_or(0);
+        let pct = if rows_in > 0 {
+            missing as f64 * 100.0 / rows_in as f64
+        } else {
+            0.0
+        };
+        let exceeded = mp.max.exceeded_by(
+            u64::try_from(missing).unwrap_or(0),
+            u64::try_from(rows_in).unwrap_or(0),
+        );
+        return Ok(result(
+            "missing_percent",
+            Some(mp.column.clone()),
+            !exceeded,
+            format!("{pct:.2}% ({missing} of {rows_in})"),
+            mp.max.to_string(),
+            severity(check, mp.severity),
+        ));
+    }
+    if let Some(f) = &check.freshness {
+        let batches = session
+            .sql(&format!(
+                "SELECT CAST(MAX({}) AS VARCHAR) FROM clean_rows",
+                ident(&f.column)
+            ))
+            .await
+            .map_err(|e| DataError::Invalid(format!("freshness on `{}`: {e}", f.column)))?
+            .collect()
+            .await?;
+        let newest = batches.iter().find(|b| b.num_rows() > 0).and_then(|b| {
+            b.column(0)
+                .as_string_opt::<i32>()
+                .filter(|a| !a.is_null(0))
+                .map(|a| a.value(0).to_owned())
+        });
+        let at = newest.as_deref().and_then(parse_time);
+        let max_age =
+            chrono::Duration::seconds(i64::try_from(f.max_age.as_secs()).unwrap_or(i64::MAX));
+        let now = chrono::Utc::now();
+        let passed = at.is_some_and(|t| now - t <= max_age);
+        return Ok(result(
+            "freshness",
+            Some(f.column.clone()),
+            passed,
+            newest.unwrap_or_else(|| "no value".into()),
+            f.max_age.to_string(),
+            severity(check, f.severity),
+        ));
+    }
+    if let Some(d) = &check.duplicates {
+        let cols: Vec<String> = d.columns.iter().map(|c| ident(c)).collect();
+        let counts = ints(
+            &session
+                .sql(&format!(
+                    "SELECT CAST(COALESCE(SUM(n - 1), 0) AS BIGINT) FROM (SELECT COUNT(*) AS n FROM clean_rows GROUP BY {}) WHERE n > 1",
+                    cols.join(", ")
+                ))
+                .await
+                .map_err(|e| DataError::Invalid(format!("duplicates on {}: {e}", names(d.columns.iter().map(String::as_str)))))?
+                .collect()
+                .await?,
+        );
+        let dups = counts.first().copied().unwrap_or(0);
+        return Ok(result(
+            "duplicates",
+            Some(d.columns.join(",")),
+            dups <= i64::try_from(d.max).unwrap_or(i64::MAX),
+            dups.to_string(),
+            d.max.to_string(),
+            severity(check, d.severity),
+        ));
+    }
+    if let Some(rc) = &check.row_count_change {
+        let history: Vec<i64> = io
+            .env()
+            .store
+            .dataset_versions(Some(&output.to_string()))
+            .await?
+            .iter()
+            .rev()
+            .filter(|v| v.deleted_at.is_none())
+            .take(rc.over_last as usize)
+            .filter_map(|v| v.rows)
+            .collect();
+        if history.is_empty() {
+            return Ok(result(
+                "row_count_change",
+                None,
+                true,
+                format!("{rows_clean} rows, no earlier version to compare"),
+                rc.max.to_string(),
+                severity(check, rc.severity),
+            ));
+        }
+        let avg = history.iter().sum::<i64>() as f64 / history.len() as f64;
+        let change = (rows_clean as f64 - avg).abs();
+        let exceeded = match rc.max {
+            Threshold::Count(n) => change > n as f64,
+            Threshold::Percent(p) => {
+                if avg > 0.0 {
+                    change * 100.0 / avg > p
+                } else {
+                    rows_clean > 0
+                }
+            }
+        };
+        let pct = if avg > 0.0 { change * 100.0 / avg } else { 0.0 };
+        return Ok(result(
+            "row_count_change",
+            None,
+            !exceeded,
+            format!(
+                "{rows_clean} rows vs {avg:.1} average of {} version(s) ({pct:.1}% change)",
+                history.len()
+            ),
+            rc.max.to_string(),
+            severity(check, rc.severity),
+        ));
+    }
+    Ok(None)
+}
+
+/// A date or timestamp as DataFusion prints it.
+fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&chrono::Utc));
+    }
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, f) {
+            return Some(chrono::Utc.from_utc_datetime(&t));
+        }
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| chrono::Utc.from_utc_datetime(&t))
+}
