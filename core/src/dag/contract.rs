@@ -246,9 +246,10 @@ text_value!(
     "a column of another dataset: zone.dataset.column"
 );
 
-/// A format values must match.
+/// A format values must match: `email`, `uuid`, `date`, `url`, or
+/// `{regex: "…"}` (the whole value must match).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[serde(rename_all = "lowercase", deny_unknown_fields, try_from = "FormatText")]
 pub enum Format {
     /// An e-mail address.
     Email,
@@ -260,6 +261,49 @@ pub enum Format {
     Url,
     /// A regular expression the whole value must match.
     Regex(String),
+}
+
+/// How a format is written in YAML: a name, or a map with `regex`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FormatText {
+    Name(String),
+    Regex { regex: String },
+}
+
+impl JsonSchema for FormatText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Format".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "email, uuid, date, url, or {regex: \"…\"} (the whole value must match)",
+            "oneOf": [
+                {"type": "string", "enum": ["email", "uuid", "date", "url"]},
+                {"type": "object", "properties": {"regex": {"type": "string"}}, "required": ["regex"], "additionalProperties": false}
+            ]
+        })
+    }
+}
+
+impl TryFrom<FormatText> for Format {
+    type Error = String;
+    fn try_from(f: FormatText) -> Result<Self, String> {
+        match f {
+            FormatText::Regex { regex } => regex::Regex::new(&regex)
+                .map(|_| Format::Regex(regex))
+                .map_err(|e| format!("invalid regex: {e}")),
+            FormatText::Name(n) => match n.as_str() {
+                "email" => Ok(Format::Email),
+                "uuid" => Ok(Format::Uuid),
+                "date" => Ok(Format::Date),
+                "url" => Ok(Format::Url),
+                other => Err(format!(
+                    "unknown format `{other}`; expected email, uuid, date, url or {{regex: \"…\"}}"
+                )),
+            },
+        }
+    }
 }
 
 /// What a validate task does with columns the contract does not declare.

@@ -8,6 +8,7 @@
 //! replaces everything, `upsert` updates rows with the same key.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
@@ -336,10 +337,10 @@ impl LoadPlan<'_> {
 /// Builds and runs the load on one connection type; the SQL is the same
 /// for both but for the column types and the cast that binds decimals.
 macro_rules! load_with {
-    ($db:ty, $pool:ty, $url:expr, $plan:expr, $postgres:expr) => {{
+    ($db:ty, $pool:expr, $plan:expr, $postgres:expr, $begin:expr) => {{
         let plan = $plan;
-        let pool = <$pool>::connect($url).await?;
-        let mut tx = pool.begin().await?;
+        let pool = $pool;
+        let mut tx = pool.begin_with($begin).await?;
         sqlx::query(sqlx::AssertSqlSafe(plan.create($postgres))).execute(&mut *tx).await?;
         match plan.mode {
             LoadMode::Replace => {
@@ -350,10 +351,17 @@ macro_rules! load_with {
                     .bind(plan.run_tag)
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| DataError::Invalid(format!(
-                        "table {} must have a `_weir_run` column for append loads (weir creates it with the table): {e}",
-                        plan.table
-                    )))?;
+                    .map_err(|e| {
+                        let text = e.to_string();
+                        if text.contains("_weir_run") {
+                            DataError::Invalid(format!(
+                                "table {} must have a `_weir_run` column for append loads (weir creates it with the table): {text}",
+                                plan.table
+                            ))
+                        } else {
+                            DataError::Database(e)
+                        }
+                    })?;
             }
             LoadMode::Upsert => {}
         }
@@ -405,14 +413,23 @@ macro_rules! load_with {
 
 async fn load_sqlite(url: &str, plan: &LoadPlan<'_>) -> Result<u64, DataError> {
     use std::str::FromStr;
-    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?.create_if_missing(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await?;
-    pool.close().await;
-    load_with!(sqlx::Sqlite, sqlx::SqlitePool, url, plan, false)
+    // Wait for other writers (the file may be shared) instead of failing at once.
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .busy_timeout(Duration::from_secs(60));
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    load_with!(sqlx::Sqlite, pool, plan, false, "BEGIN IMMEDIATE")
 }
 
 async fn load_postgres(url: &str, plan: &LoadPlan<'_>) -> Result<u64, DataError> {
-    load_with!(sqlx::Postgres, sqlx::PgPool, url, plan, true)
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?;
+    load_with!(sqlx::Postgres, pool, plan, true, "BEGIN")
 }
 
 /// Writes one file under a temporary name, then renames it into place.

@@ -1,0 +1,641 @@
+//! Data tasks end to end on both backends: generated files with known
+//! defects go through extract, validate, transform and load in a real
+//! scheduler and worker pool; the tests read the versions written back with
+//! DataFusion and the target tables with SQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use tokio_util::sync::CancellationToken;
+use weir_core::both_backends;
+use weir_core::scheduler::{Options, Scheduler, SystemClock, Trigger};
+use weir_core::state::{RunState, TaskState};
+use weir_core::store::RunRecord;
+use weir_core::testing::TestDb;
+use weir_worker::secrets::Secrets;
+use weir_worker::{LocalPool, PoolOptions};
+
+struct Site {
+    sched: Scheduler,
+    dir: tempfile::TempDir,
+    cancel: CancellationToken,
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Site {
+    /// A DAG `t` with its files; the `warehouse` connection is the test's own database.
+    async fn start(db: &TestDb, dag: &str, files: &[(&str, &str)]) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let dags = dir.path().join("dags");
+        std::fs::create_dir_all(&dags).unwrap();
+        std::fs::write(dags.join("t.yaml"), dag).unwrap();
+        for (name, text) in files {
+            let p = dags.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let options = Options {
+            tick: Duration::from_millis(100),
+            ..Options::default()
+        };
+        let sched = Scheduler::new(db.store.clone(), Arc::new(SystemClock), options);
+        let report = sched.sync_folder(&dags).await.unwrap();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let cancel = CancellationToken::new();
+        let pool = LocalPool::new(
+            sched.clone(),
+            PoolOptions {
+                slots: 4,
+                logs_dir: dir.path().join("logs"),
+                name: "test".into(),
+                poll: Duration::from_millis(100),
+                connections: [("warehouse".to_owned(), db.url.clone())].into(),
+                data_dir: dir.path().join("data"),
+            },
+            Secrets::default(),
+        );
+        tokio::spawn(pool.run(cancel.clone()));
+        tokio::spawn(sched.clone().run(cancel.clone()));
+        Site { sched, dir, cancel }
+    }
+
+    async fn run(&self) -> RunRecord {
+        let run = self
+            .sched
+            .trigger(
+                "t",
+                Trigger {
+                    actor: "test".into(),
+                    ..Trigger::default()
+                },
+            )
+            .await
+            .unwrap();
+        self.wait(&run).await
+    }
+
+    async fn wait(&self, run: &RunRecord) -> RunRecord {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.sched.store().get_run_by_pk(run.id).await.unwrap();
+            if r.state.is_finished() {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "the run did not end: {r:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn state(&self, run: &RunRecord, task: &str) -> TaskState {
+        let tis = self
+            .sched
+            .store()
+            .list_task_instances(run.id)
+            .await
+            .unwrap();
+        tis.iter().find(|t| t.task_id == task).unwrap().state
+    }
+
+    fn log(&self, run: &RunRecord, task: &str, try_number: i64) -> String {
+        let path = weir_core::store::log_path("t", &run.run_id, task, try_number);
+        std::fs::read_to_string(self.dir.path().join("logs").join(path)).unwrap_or_default()
+    }
+
+    /// The rows of the newest version of a dataset, as text, sorted.
+    async fn rows(&self, dataset: &str, columns: &[&str]) -> Vec<Vec<String>> {
+        let v = self
+            .sched
+            .store()
+            .latest_dataset_version(dataset)
+            .await
+            .unwrap()
+            .unwrap();
+        read_rows(&PathBuf::from(v.path.unwrap()), columns).await
+    }
+}
+
+async fn read_rows(dir: &std::path::Path, columns: &[&str]) -> Vec<Vec<String>> {
+    let ctx = SessionContext::new();
+    let df = ctx
+        .read_parquet(format!("{}/", dir.display()), ParquetReadOptions::default())
+        .await
+        .unwrap();
+    let batches = df.collect().await.unwrap();
+    let mut rows = Vec::new();
+    for b in batches {
+        let cols: Vec<_> = columns
+            .iter()
+            .map(|c| {
+                cast(
+                    b.column_by_name(c)
+                        .unwrap_or_else(|| panic!("no column {c}")),
+                    &DataType::Utf8,
+                )
+                .unwrap()
+            })
+            .collect();
+        for i in 0..b.num_rows() {
+            rows.push(
+                cols.iter()
+                    .map(|a| {
+                        if a.is_null(i) {
+                            "∅".to_owned()
+                        } else {
+                            a.as_string::<i32>().value(i).to_owned()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows.sort();
+    rows
+}
+
+const CUSTOMERS: &str = "id,name\n1,Ada\n2,Blaise\n3,Carl\n";
+
+const ORDERS: &str = "\
+id,customer,amount,status,email,code,note
+1,1,10.50,paid,a@x.io,ABC,fine
+2,2,0,new,b@x.io,XYZ,fine
+3,1,x,paid,c@x.io,ABC,bad amount
+4,2,-1,paid,d@x.io,ABC,negative and unpaid
+5,3,5,lost,e@x.io,ABC,bad status
+6,3,5,paid,not-mail,ABC,bad email
+,1,5,paid,g@x.io,ABC,no id
+8,1,5,paid,h@x.io,ABC,twin one
+8,2,6,paid,i@x.io,ABC,twin two
+9,99,5,paid,j@x.io,ABC,unknown customer
+10,1,5,paid,k@x.io,abcd,bad code
+11,2,2000,paid,l@x.io,ABC,too much
+12,3,7,new,,ABC,fine without email
+";
+
+fn pipeline(extra_checks: &str, max_quarantined: &str) -> String {
+    format!(
+        r#"
+tasks:
+  customers:
+    kind: extract
+    source: {{format: csv, path: "in/customers.csv"}}
+    output: raw.customers
+  clean_customers:
+    kind: validate
+    input: raw.customers
+    contract:
+      columns:
+        id: {{type: int64, required: true}}
+        name: {{type: string}}
+      primary_key: [id]
+    output: clean.customers
+  orders:
+    kind: extract
+    source: {{format: csv, path: "in/orders*.csv"}}
+    output: raw.orders
+  check_orders:
+    kind: validate
+    input: raw.orders
+    retries: 0
+    {max_quarantined}
+    contract:
+      columns:
+        id: {{type: int64, required: true}}
+        customer: {{type: int64, references: clean.customers.id}}
+        amount: {{type: "decimal(10,2)", min: 0, max: 1000}}
+        status: {{type: string, values: [new, paid]}}
+        email: {{type: string, format: email}}
+        code: {{type: string, format: {{regex: "[A-Z]{{3}}"}}}}
+      primary_key: [id]
+      extra_columns: keep
+      checks:
+        - rule: "amount > 0 or status = 'new'"
+          name: paid_has_amount
+{extra_checks}
+    output: clean.orders
+"#
+    )
+}
+
+both_backends!(each_defect_is_quarantined_with_its_reasons, defects_case);
+async fn defects_case(db: &TestDb) {
+    let site = Site::start(
+        db,
+        &pipeline("", ""),
+        &[("in/customers.csv", CUSTOMERS), ("in/orders.csv", ORDERS)],
+    )
+    .await;
+    let run = site.run().await;
+    assert_eq!(
+        run.state,
+        RunState::Success,
+        "{}",
+        site.log(&run, "check_orders", 1)
+    );
+
+    let clean = site.rows("clean.orders", &["id", "amount", "note"]).await;
+    assert_eq!(
+        clean,
+        vec![
+            vec!["1".to_owned(), "10.50".into(), "fine".into()],
+            vec!["12".into(), "7.00".into(), "fine without email".into()],
+            vec!["2".into(), "0.00".into(), "fine".into()],
+        ]
+    );
+    let quarantined = site
+        .rows("quarantine.orders", &["note", "_weir_errors", "_weir_row"])
+        .await;
+    let reasons: BTreeMap<String, (String, String)> = quarantined
+        .into_iter()
+        .map(|r| (r[0].clone(), (r[1].clone(), r[2].clone())))
+        .collect();
+    let expect = [
+        ("bad amount", "type:amount", "3"),
+        (
+            "negative and unpaid",
+            "min:amount; rule:paid_has_amount",
+            "4",
+        ),
+        ("bad status", "values:status", "5"),
+        ("bad email", "format:email", "6"),
+        ("no id", "required:id; primary_key:id", "7"),
+        ("twin one", "primary_key:id", "8"),
+        ("twin two", "primary_key:id", "9"),
+        ("unknown customer", "references:customer", "10"),
+        ("bad code", "format:code", "11"),
+        ("too much", "max:amount", "12"),
+    ];
+    assert_eq!(reasons.len(), expect.len(), "{reasons:#?}");
+    for (note, why, row) in expect {
+        assert_eq!(
+            reasons.get(note),
+            Some(&(why.to_owned(), row.to_owned())),
+            "{note}: {reasons:#?}"
+        );
+    }
+
+    // The catalog: counts reconcile, every check is recorded, lineage is kept.
+    let quality = site
+        .sched
+        .store()
+        .quality_of_run("t", &run.run_id)
+        .await
+        .unwrap();
+    let (orders, checks) = quality
+        .iter()
+        .find(|(q, _)| q.dataset == "raw.orders")
+        .unwrap();
+    assert_eq!(
+        (orders.rows_in, orders.rows_clean, orders.rows_quarantined),
+        (13, 3, 10)
+    );
+    assert!(orders.published);
+    let failed: BTreeMap<String, i64> = checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| {
+            (
+                format!("{}:{}", c.name, c.column_name.clone().unwrap_or_default()),
+                c.failed,
+            )
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        BTreeMap::from([
+            ("type:amount".to_owned(), 1),
+            ("required:id".into(), 1),
+            ("min:amount".into(), 1),
+            ("max:amount".into(), 1),
+            ("values:status".into(), 1),
+            ("format:email".into(), 1),
+            ("format:code".into(), 1),
+            ("primary_key:id".into(), 3),
+            ("references:customer".into(), 1),
+            ("paid_has_amount:".into(), 1),
+        ])
+    );
+    let clean_v = site
+        .sched
+        .store()
+        .latest_dataset_version("clean.orders")
+        .await
+        .unwrap()
+        .unwrap();
+    let raw_v = site
+        .sched
+        .store()
+        .latest_dataset_version("raw.orders")
+        .await
+        .unwrap()
+        .unwrap();
+    let cust_v = site
+        .sched
+        .store()
+        .latest_dataset_version("clean.customers")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(clean_v.input_ids(), vec![raw_v.id, cust_v.id]);
+    assert!(clean_v.schema.unwrap().contains("\"amount\""));
+    assert!(clean_v.path.unwrap().ends_with("clean/orders/v=1"));
+    let log = site.log(&run, "check_orders", 1);
+    assert!(
+        log.contains("13 row(s) in, 3 clean, 10 quarantined"),
+        "{log}"
+    );
+    assert!(
+        log.contains("quarantined references (customer): 1 row(s)"),
+        "{log}"
+    );
+
+    // No temporary folder is left, and a leftover one (a crash mid-write)
+    // is never a version: readers go through the catalog.
+    let folder = site.dir.path().join("data/clean/orders");
+    let names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["v=1"]);
+    std::fs::create_dir_all(folder.join(".tmp-crashed")).unwrap();
+    assert_eq!(
+        site.sched
+            .store()
+            .latest_dataset_version("clean.orders")
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+}
+
+both_backends!(
+    dataset_checks_warn_fail_and_hold_back_the_clean_version,
+    dataset_checks_case
+);
+async fn dataset_checks_case(db: &TestDb) {
+    // Every dataset check passing, as warnings, then failing.
+    let passing = "        - row_count: {min: 3, max: 100}\n        - missing_percent: {column: email, max: 50%}\n        - duplicates: {columns: [customer], max: 5}\n        - freshness: {column: amount, max_age: 1d, severity: warn}\n        - row_count_change: {max: 50%}\n";
+    let site = Site::start(
+        db,
+        &pipeline(passing, "max_quarantined: 80%"),
+        &[("in/customers.csv", CUSTOMERS), ("in/orders.csv", ORDERS)],
+    )
+    .await;
+    let run = site.run().await;
+    assert_eq!(
+        run.state,
+        RunState::Success,
+        "{}",
+        site.log(&run, "check_orders", 1)
+    );
+    let quality = site
+        .sched
+        .store()
+        .quality_of_run("t", &run.run_id)
+        .await
+        .unwrap();
+    let (_, checks) = quality
+        .iter()
+        .find(|(q, _)| q.dataset == "raw.orders")
+        .unwrap();
+    let by_name = |n: &str| checks.iter().find(|c| c.name == n).unwrap().clone();
+    assert!(by_name("row_count").passed);
+    assert_eq!(by_name("row_count").observed.as_deref(), Some("3"));
+    assert!(by_name("missing_percent").passed);
+    assert!(by_name("duplicates").passed);
+    assert!(by_name("row_count_change").passed, "no history yet");
+    let fresh = by_name("freshness");
+    assert!(!fresh.passed && fresh.severity == "warn", "{fresh:?}");
+    assert!(by_name("max_quarantined").passed);
+
+    // Error-severity failures: nothing is published, quarantine is kept.
+    let failing = "        - row_count: {min: 50}\n        - duplicates: {columns: [status], max: 0}\n        - name: tiny\n          row_count_change: {max: 1}\n";
+    let site = Site::start(
+        db,
+        &pipeline(failing, "max_quarantined: 10%"),
+        &[
+            ("in/customers.csv", CUSTOMERS),
+            ("in/orders.csv", ORDERS),
+            ("in/orders2.csv", "id,customer,amount,status,email,code,note\n13,1,5,paid,m@x.io,ABC,fine\n14,2,5,paid,n@x.io,ABC,fine\n"),
+        ],
+    )
+    .await;
+    let before = site
+        .sched
+        .store()
+        .latest_dataset_version("clean.orders")
+        .await
+        .unwrap()
+        .unwrap();
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Failed);
+    assert_eq!(site.state(&run, "check_orders").await, TaskState::Failed);
+    let after = site
+        .sched
+        .store()
+        .latest_dataset_version("clean.orders")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after.id, before.id,
+        "write-audit-publish: no new clean version"
+    );
+    let quality = site
+        .sched
+        .store()
+        .quality_of_run("t", &run.run_id)
+        .await
+        .unwrap();
+    let (q, checks) = quality
+        .iter()
+        .find(|(q, _)| q.dataset == "raw.orders")
+        .unwrap();
+    assert!(!q.published && q.clean_version.is_none() && q.quarantine_version.is_some());
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| {
+            !c.passed
+                && ![
+                    "type",
+                    "required",
+                    "min",
+                    "max",
+                    "values",
+                    "format",
+                    "references",
+                    "primary_key",
+                    "rule",
+                ]
+                .contains(&c.kind.as_str())
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        vec!["row_count", "duplicates", "tiny", "max_quarantined"]
+    );
+    let log = site.log(&run, "check_orders", 1);
+    assert!(log.contains("clean.orders not published"), "{log}");
+}
+
+both_backends!(missing_and_extra_columns_fail_by_name, columns_case);
+async fn columns_case(db: &TestDb) {
+    let dag = r#"
+tasks:
+  e:
+    kind: extract
+    source: {format: csv, path: "in/x.csv"}
+    output: raw.x
+  v:
+    kind: validate
+    input: raw.x
+    retries: 0
+    contract:
+      columns:
+        a: {type: int64}
+        b: {type: string}
+      extra_columns: fail
+    output: clean.x
+"#;
+    let site = Site::start(db, dag, &[("in/x.csv", "a,c\n1,2\n")]).await;
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Failed);
+    let log = site.log(&run, "v", 1);
+    assert!(
+        log.contains("column(s) `b` declared by the contract are missing from raw.x"),
+        "{log}"
+    );
+}
+
+const LOAD: &str = r#"
+tasks:
+  e:
+    kind: extract
+    source: {format: ndjson, path: "in/sales.ndjson"}
+    output: raw.sales
+  t:
+    kind: transform
+    inputs: [raw.sales]
+    sql: "select region, sum(amount) as total, count(*) as n from raw.sales group by region"
+    output: curated.totals
+  up:
+    kind: load
+    input: curated.totals
+    target: {connection: warehouse, table: totals_up, mode: upsert, key: [region]}
+  app:
+    kind: load
+    input: curated.totals
+    target: {connection: warehouse, table: totals_app, mode: append}
+  rep:
+    kind: load
+    input: curated.totals
+    target: {connection: warehouse, table: totals_rep, mode: replace}
+  file:
+    kind: load
+    input: curated.totals
+    target: {path: "out/totals.json", format: json}
+"#;
+
+async fn count(url: &str, table: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    }
+}
+
+both_backends!(loads_never_duplicate_rows_when_run_again, load_case);
+async fn load_case(db: &TestDb) {
+    let sales = "{\"region\": \"eu\", \"amount\": 10}\n{\"region\": \"us\", \"amount\": 5}\n{\"region\": \"eu\", \"amount\": 1}\n";
+    let site = Site::start(db, LOAD, &[("in/sales.ndjson", sales)]).await;
+    let run = site.run().await;
+    let logs: Vec<String> = ["e", "t", "up", "app", "rep", "file"]
+        .iter()
+        .map(|t| site.log(&run, t, 1))
+        .collect();
+    assert_eq!(run.state, RunState::Success, "{logs:#?}");
+    for t in ["totals_up", "totals_app", "totals_rep"] {
+        assert_eq!(count(&db.url, t).await, 2, "{t}");
+    }
+    // Clearing the loads runs them again: the same rows, not twice as many.
+    site.sched
+        .clear(
+            "t",
+            &run.run_id,
+            vec!["up".into(), "app".into(), "rep".into()],
+            false,
+            false,
+            "test",
+        )
+        .await
+        .unwrap();
+    let run = site.wait(&run).await;
+    let logs: Vec<String> = ["up", "app", "rep"]
+        .iter()
+        .map(|t| site.log(&run, t, 2))
+        .collect();
+    assert_eq!(run.state, RunState::Success, "{logs:#?}");
+    for t in ["totals_up", "totals_app", "totals_rep"] {
+        assert_eq!(count(&db.url, t).await, 2, "{t} after a second load");
+    }
+    // A second run appends its own rows, and upserts update in place.
+    let second = site.run().await;
+    assert_eq!(second.state, RunState::Success);
+    assert_eq!(count(&db.url, "totals_up").await, 2);
+    assert_eq!(count(&db.url, "totals_app").await, 4);
+    assert_eq!(count(&db.url, "totals_rep").await, 2);
+    let file = std::fs::read_to_string(site.dir.path().join("dags/out/totals.json")).unwrap();
+    let rows: serde_json::Value = serde_json::from_str(&file).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{file}");
+}
+
+both_backends!(transforms_refuse_anything_but_a_query, refuse_case);
+async fn refuse_case(db: &TestDb) {
+    for (sql, word) in [
+        ("create table x as select 1", "CREATE"),
+        ("copy (select 1) to '/tmp/weir-x.csv'", "COPY"),
+        (
+            "create external table p stored as csv location '/etc/passwd'",
+            "CREATE",
+        ),
+        ("drop table raw.s", "DROP"),
+    ] {
+        let dag = format!(
+            "tasks:\n  e:\n    kind: extract\n    source: {{format: csv, path: \"in/s.csv\"}}\n    output: raw.s\n  t:\n    kind: transform\n    retries: 0\n    inputs: [raw.s]\n    sql: \"{sql}\"\n    output: curated.s\n"
+        );
+        let site = Site::start(db, &dag, &[("in/s.csv", "a\n1\n")]).await;
+        let run = site.run().await;
+        assert_eq!(run.state, RunState::Failed, "{sql}");
+        let log = site.log(&run, "t", 1);
+        assert!(
+            log.contains(&format!(
+                "only SELECT or WITH queries are allowed in a transform; {word} is refused"
+            )),
+            "{sql}: {log}"
+        );
+    }
+}
