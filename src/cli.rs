@@ -10,11 +10,13 @@ use weir_core::config::Config;
 use crate::commands::{
     self,
     dags::DagsCommand,
+    datasets::DatasetsCommand,
     db::DbCommand,
     runs::RunsCommand,
     tasks::TasksCommand,
     users::{TokensCommand, UsersCommand},
 };
+use crate::output::OutputFormat;
 
 /// weir: a workflow orchestrator for data pipelines.
 #[derive(Debug, Parser)]
@@ -53,6 +55,21 @@ enum Command {
         /// The address to listen on (default from the configuration).
         #[arg(long)]
         bind: Option<String>,
+    },
+    /// The data catalog: dataset versions, schemas, lineage.
+    Datasets {
+        #[command(subcommand)]
+        command: DatasetsCommand,
+    },
+    /// Check results and row reconciliation of each validate task of a run.
+    Quality {
+        /// The DAG id.
+        dag_id: String,
+        /// The run id.
+        run_id: String,
+        /// Table or JSON.
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
     },
     /// Users of the API and web UI.
     Users {
@@ -131,6 +148,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Standalone { bind, slots } => crate::standalone::run(&config, bind, slots).await,
         Command::Api { bind } => commands::api::run(&config, bind).await,
+        Command::Datasets { command } => commands::datasets::run(command, &config).await,
+        Command::Quality {
+            dag_id,
+            run_id,
+            output,
+        } => commands::datasets::quality(&config, &dag_id, &run_id, output).await,
         Command::Users { command } => commands::users::run_users(command, &config).await,
         Command::Tokens { command } => commands::users::run_tokens(command, &config).await,
         Command::Dags { command } => commands::dags::run(command, &config).await,

@@ -617,3 +617,115 @@ fn the_first_start_prints_the_admin_password_once_and_roles_hold_over_http() {
         "{out}"
     );
 }
+
+const DATA_DAG: &str = r#"
+tasks:
+  extract:
+    kind: extract
+    source: {format: csv, path: "people.csv"}
+    output: raw.people
+  check:
+    kind: validate
+    input: raw.people
+    contract:
+      columns:
+        id: {type: int64, required: true}
+        age: {type: int32, min: 0}
+      primary_key: [id]
+      checks:
+        - row_count: {min: 1}
+    output: clean.people
+  summary:
+    kind: transform
+    inputs: [clean.people]
+    sql: "select count(*) as people, max(age) as oldest from clean.people"
+    output: curated.summary
+"#;
+
+#[test]
+fn datasets_and_quality_from_the_command_line() {
+    let site = Site::new(&[("people.yaml", DATA_DAG)]);
+    std::fs::write(
+        site.path("dags/people.csv"),
+        "id,age\n1,30\n2,-4\n3,x\n3,50\n4,61\n",
+    )
+    .unwrap();
+    let _standalone = site.standalone();
+    site.address();
+    let out = site.run(&["dags", "trigger", "people", "--run-id", "r1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    site.wait_for("the data run", || {
+        matches!(
+            site.run_state("people").as_deref(),
+            Some("success" | "failed")
+        )
+    });
+    assert_eq!(site.run_state("people").as_deref(), Some("success"));
+
+    let list = site.json(&["datasets", "list", "--output", "json"]);
+    let rows: std::collections::BTreeMap<String, i64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["dataset"].as_str().unwrap().to_owned(),
+                d["latest"]["rows"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("clean.people".to_owned(), 2),
+            ("curated.summary".into(), 1),
+            ("quarantine.people".into(), 3),
+            ("raw.people".into(), 5),
+        ]
+        .into()
+    );
+    let show = site.json(&["datasets", "show", "clean.people", "--output", "json"]);
+    assert_eq!(show["upstream"][0]["dataset"], "raw.people");
+    assert_eq!(show["downstream"][0]["dataset"], "curated.summary");
+    assert_eq!(show["schema"][0]["name"], "id");
+    assert!(site.path("data/clean/people/v=1").is_dir());
+
+    let quality = site.json(&["quality", "people", "r1", "--output", "json"]);
+    let q = &quality[0];
+    assert_eq!(
+        (
+            q["rows_in"].as_i64(),
+            q["rows_clean"].as_i64(),
+            q["rows_quarantined"].as_i64()
+        ),
+        (Some(5), Some(2), Some(3))
+    );
+    assert_eq!(q["reconciled"], true);
+    let failed: Vec<(String, i64)> = q["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["failed"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        vec![
+            ("type".to_owned(), 1),
+            ("min".into(), 1),
+            ("primary_key".into(), 2)
+        ]
+    );
+    let missing = site.run(&["datasets", "show", "clean.nothing"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no dataset `clean.nothing`"));
+}

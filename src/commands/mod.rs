@@ -3,6 +3,7 @@
 pub mod api;
 pub mod backfill;
 pub mod dags;
+pub mod datasets;
 pub mod db;
 pub mod runs;
 pub mod tasks;

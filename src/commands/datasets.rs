@@ -1,0 +1,244 @@
+//! `weir datasets …` and `weir quality`: the data catalog and the outcome of
+//! validate tasks.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::Subcommand;
+use serde_json::{Value, json};
+use weir_core::config::Config;
+use weir_core::store::DatasetVersionRecord;
+
+use super::time;
+use crate::output::{OutputFormat, print_json, print_table};
+
+/// `weir datasets` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// Every dataset: newest version, rows, size, when and by which task it was written.
+    List {
+        /// Table or JSON.
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// One dataset: its versions, the newest schema, and lineage up and down.
+    Show {
+        /// `zone.name`, like clean.orders.
+        name: String,
+        /// Table or JSON.
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+}
+
+fn producer(v: &DatasetVersionRecord) -> String {
+    match (&v.dag_id, &v.task_id, &v.run_id) {
+        (Some(d), Some(t), Some(r)) => format!("{d}.{t} ({r})"),
+        _ => "-".into(),
+    }
+}
+
+fn version_json(v: &DatasetVersionRecord) -> Value {
+    json!({
+        "id": v.id, "dataset": v.dataset, "version": v.version, "rows": v.rows, "bytes": v.bytes,
+        "path": v.path, "created_at": v.created_at, "deleted_at": v.deleted_at,
+        "dag_id": v.dag_id, "run_id": v.run_id, "task_id": v.task_id, "try_number": v.try_number,
+        "inputs": v.input_ids(),
+    })
+}
+
+/// Runs a `weir datasets` subcommand.
+pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<ExitCode> {
+    let store = super::store(config).await?;
+    let all = store.dataset_versions(None).await?;
+    match command {
+        DatasetsCommand::List { output } => {
+            let mut newest: BTreeMap<&str, (&DatasetVersionRecord, usize)> = BTreeMap::new();
+            for v in all.iter().filter(|v| v.deleted_at.is_none()) {
+                let e = newest.entry(v.dataset.as_str()).or_insert((v, 0));
+                e.1 += 1;
+                if v.version > e.0.version {
+                    e.0 = v;
+                }
+            }
+            match output {
+                OutputFormat::Json => print_json(&Value::Array(
+                    newest
+                        .values()
+                        .map(|(v, n)| json!({"dataset": v.dataset, "versions": n, "latest": version_json(v)}))
+                        .collect(),
+                )),
+                OutputFormat::Table => print_table(
+                    &["DATASET", "VERSION", "VERSIONS", "ROWS", "BYTES", "WRITTEN", "BY"],
+                    &newest
+                        .values()
+                        .map(|(v, n)| {
+                            vec![
+                                v.dataset.clone(),
+                                v.version.to_string(),
+                                n.to_string(),
+                                v.rows.map(|r| r.to_string()).unwrap_or_default(),
+                                v.bytes.map(|b| b.to_string()).unwrap_or_default(),
+                                time(Some(v.created_at)),
+                                producer(v),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        DatasetsCommand::Show { name, output } => {
+            let versions: Vec<&DatasetVersionRecord> =
+                all.iter().filter(|v| v.dataset == name).collect();
+            let Some(latest) = versions
+                .iter()
+                .rev()
+                .find(|v| v.deleted_at.is_none())
+                .or(versions.last())
+            else {
+                bail!(
+                    "no dataset `{name}`: `weir datasets list` shows the datasets written so far"
+                );
+            };
+            let by_id: BTreeMap<i64, &DatasetVersionRecord> =
+                all.iter().map(|v| (v.id, v)).collect();
+            let upstream: Vec<&DatasetVersionRecord> = latest
+                .input_ids()
+                .iter()
+                .filter_map(|id| by_id.get(id).copied())
+                .collect();
+            let ids: Vec<i64> = versions.iter().map(|v| v.id).collect();
+            let mut downstream: BTreeMap<&str, i64> = BTreeMap::new();
+            for v in &all {
+                if v.input_ids().iter().any(|i| ids.contains(i)) {
+                    let e = downstream.entry(v.dataset.as_str()).or_insert(0);
+                    *e = (*e).max(v.version);
+                }
+            }
+            let schema: Value = latest
+                .schema
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or(Value::Null);
+            match output {
+                OutputFormat::Json => print_json(&json!({
+                    "dataset": name,
+                    "versions": versions.iter().map(|v| version_json(v)).collect::<Vec<_>>(),
+                    "schema": schema,
+                    "upstream": upstream.iter().map(|v| json!({"dataset": v.dataset, "version": v.version})).collect::<Vec<_>>(),
+                    "downstream": downstream.iter().map(|(d, v)| json!({"dataset": d, "latest_version": v})).collect::<Vec<_>>(),
+                })),
+                OutputFormat::Table => {
+                    println!("{name}: {} version(s)\n", versions.len());
+                    print_table(
+                        &["VERSION", "ROWS", "BYTES", "WRITTEN", "BY", "DELETED"],
+                        &versions
+                            .iter()
+                            .map(|v| {
+                                vec![
+                                    v.version.to_string(),
+                                    v.rows.map(|r| r.to_string()).unwrap_or_default(),
+                                    v.bytes.map(|b| b.to_string()).unwrap_or_default(),
+                                    time(Some(v.created_at)),
+                                    producer(v),
+                                    time(v.deleted_at),
+                                ]
+                            })
+                            .collect::<Vec<_>>(),
+                    );
+                    println!("\nschema of version {}:", latest.version);
+                    for f in schema.as_array().into_iter().flatten() {
+                        println!(
+                            "  {:<24} {}{}",
+                            f["name"].as_str().unwrap_or_default(),
+                            f["type"].as_str().unwrap_or_default(),
+                            if f["nullable"] == Value::Bool(true) {
+                                ""
+                            } else {
+                                " not null"
+                            }
+                        );
+                    }
+                    println!("\nmade from (version {}):", latest.version);
+                    for v in &upstream {
+                        println!("  {} version {}", v.dataset, v.version);
+                    }
+                    println!("\nread by:");
+                    for (d, v) in &downstream {
+                        println!("  {d} (latest version {v})");
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weir quality DAG RUN`: each validate task's counts and check results.
+pub async fn quality(
+    config: &Config,
+    dag_id: &str,
+    run_id: &str,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    let store = super::store(config).await?;
+    store.get_run(dag_id, run_id).await?;
+    let results = store.quality_of_run(dag_id, run_id).await?;
+    match output {
+        OutputFormat::Json => print_json(&Value::Array(
+            results
+                .iter()
+                .map(|(q, checks)| {
+                    json!({
+                        "task_id": q.task_id, "try_number": q.try_number, "dataset": q.dataset,
+                        "rows_in": q.rows_in, "rows_clean": q.rows_clean, "rows_quarantined": q.rows_quarantined,
+                        "reconciled": q.rows_in == q.rows_clean + q.rows_quarantined, "published": q.published,
+                        "checks": checks.iter().map(|c| json!({
+                            "name": c.name, "kind": c.kind, "column": c.column_name, "passed": c.passed,
+                            "failed": c.failed, "observed": c.observed, "threshold": c.threshold, "severity": c.severity,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect(),
+        )),
+        OutputFormat::Table => {
+            if results.is_empty() {
+                println!("run {run_id} of {dag_id} has no validate results");
+            }
+            for (q, checks) in &results {
+                println!(
+                    "{} try {} on {}: {} in = {} clean + {} quarantined{}{}",
+                    q.task_id,
+                    q.try_number,
+                    q.dataset,
+                    q.rows_in,
+                    q.rows_clean,
+                    q.rows_quarantined,
+                    if q.rows_in == q.rows_clean + q.rows_quarantined { "" } else { " (DOES NOT RECONCILE)" },
+                    if q.published { "" } else { "; clean version NOT published" }
+                );
+                print_table(
+                    &["CHECK", "KIND", "COLUMN", "RESULT", "FAILED", "OBSERVED", "LIMIT", "SEVERITY"],
+                    &checks
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                c.name.clone(),
+                                c.kind.clone(),
+                                c.column_name.clone().unwrap_or_default(),
+                                if c.passed { "passed".into() } else { "failed".into() },
+                                c.failed.to_string(),
+                                c.observed.clone().unwrap_or_default(),
+                                c.threshold.clone().unwrap_or_default(),
+                                c.severity.clone(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                );
+                println!();
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
