@@ -180,6 +180,7 @@ async fn run_one(
             poll: Duration::from_secs(1),
             connections: Default::default(),
             data_dir: dir.join(w.name()).join("data"),
+            retention: Default::default(),
         },
         weir_worker::secrets::Secrets::default(),
     );

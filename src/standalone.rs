@@ -81,6 +81,7 @@ pub async fn run(
             poll: Duration::from_secs(1),
             connections: config.connection_urls(std::env::vars()),
             data_dir: config.core.data_dir.clone(),
+            retention: config.retention.clone(),
         },
         weir_worker::secrets::Secrets::from_env(std::env::vars()),
     );

@@ -53,6 +53,34 @@ pub struct Config {
     pub connections: IndexMap<String, ConnectionConfig>,
     /// Pools and their slots, by name (`default` always exists).
     pub pools: IndexMap<String, PoolConfig>,
+    /// How long dataset versions are kept, by zone (`raw`) or dataset (`raw.orders`).
+    pub retention: RetentionRules,
+}
+
+/// Retention rules by zone or dataset name.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct RetentionRules(pub IndexMap<String, RetentionConfig>);
+
+/// `[retention.<zone or dataset>]`: versions beyond `keep` or older than
+/// `max_age` are deleted after each new version (the newest always stays).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Keep at most this many versions.
+    pub keep: Option<u32>,
+    /// Delete versions older than this (`30d`, `12h`).
+    pub max_age: Option<crate::dag::Duration>,
+}
+
+impl RetentionRules {
+    /// The rule of a dataset: its own, else its zone's.
+    pub fn rule_for(&self, dataset: &crate::dag::DatasetName) -> Option<RetentionConfig> {
+        self.0
+            .get(&dataset.to_string())
+            .or_else(|| self.0.get(dataset.zone().as_str()))
+            .copied()
+    }
 }
 
 /// `[core]`.
@@ -176,6 +204,18 @@ impl Config {
             None => Config::default(),
         };
         config.apply_env(env)?;
+        for key in config.retention.0.keys() {
+            let ok = crate::dag::Zone::ALL.iter().any(|z| z.as_str() == key)
+                || key.parse::<crate::dag::DatasetName>().is_ok();
+            if !ok {
+                return Err(Error::Parse {
+                    path: file.map(Path::to_path_buf).unwrap_or_default(),
+                    message: format!(
+                        "[retention.{key}]: name a zone (raw, clean, curated, quarantine) or a dataset like raw.orders"
+                    ),
+                });
+            }
+        }
         Ok(config)
     }
 
@@ -317,5 +357,41 @@ mod tests {
         let env = |k: &str| (k == "WEIR_WORKER_SLOTS").then(|| "many".to_owned());
         let e = Config::load(None, &env).unwrap_err().to_string();
         assert!(e.contains("WEIR_WORKER_SLOTS"), "{e}");
+    }
+
+    #[test]
+    fn retention_rules_name_zones_or_datasets() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("weir.toml");
+        let write = |text: &str| std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        write("[retention.raw]\nkeep = 3\n[retention.\"clean.orders\"]\nmax_age = \"30d\"\n");
+        let c = Config::load(Some(&path), &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        let ds = |n: &str| {
+            n.parse::<crate::dag::DatasetName>()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(
+            c.retention.rule_for(&ds("raw.orders")).and_then(|r| r.keep),
+            Some(3)
+        );
+        let own = c
+            .retention
+            .rule_for(&ds("clean.orders"))
+            .unwrap_or_else(|| panic!("rule"));
+        assert_eq!(
+            (own.keep, own.max_age.map(|d| d.as_secs())),
+            (None, Some(30 * 86_400))
+        );
+        assert_eq!(c.retention.rule_for(&ds("curated.x")), None);
+        write("[retention.bronze]\nkeep = 3\n");
+        let e = Config::load(Some(&path), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[retention.bronze]"), "{e}");
+        write("[retention.raw]\nkeeps = 3\n");
+        let e = Config::load(Some(&path), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `keeps`"), "{e}");
     }
 }

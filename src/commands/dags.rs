@@ -371,6 +371,7 @@ async fn test(
             poll: Duration::from_millis(200),
             connections: config.connection_urls(std::env::vars()),
             data_dir: std::env::temp_dir().join(format!("weir-dags-test-{}", std::process::id())),
+            retention: config.retention.clone(),
         },
         weir_worker::secrets::Secrets::from_env(std::env::vars()),
     );

@@ -33,6 +33,8 @@ pub struct PoolOptions {
     pub connections: std::collections::HashMap<String, String>,
     /// Where datasets are stored.
     pub data_dir: PathBuf,
+    /// How long dataset versions are kept.
+    pub retention: weir_core::config::RetentionRules,
 }
 
 /// The local worker pool.
@@ -62,6 +64,7 @@ impl LocalPool {
             data_dir: options.data_dir.clone(),
             connections: sensors.connections.clone(),
             store: scheduler.store().clone(),
+            retention: Arc::new(options.retention.clone()),
         };
         let shared = Shared {
             logs_dir: options.logs_dir.clone(),

@@ -38,6 +38,15 @@ impl Drop for Site {
 impl Site {
     /// A DAG `t` with its files; the `warehouse` connection is the test's own database.
     async fn start(db: &TestDb, dag: &str, files: &[(&str, &str)]) -> Site {
+        Site::with_retention(db, dag, files, Default::default()).await
+    }
+
+    async fn with_retention(
+        db: &TestDb,
+        dag: &str,
+        files: &[(&str, &str)],
+        retention: weir_core::config::RetentionRules,
+    ) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let dags = dir.path().join("dags");
         std::fs::create_dir_all(&dags).unwrap();
@@ -64,6 +73,7 @@ impl Site {
                 poll: Duration::from_millis(100),
                 connections: [("warehouse".to_owned(), db.url.clone())].into(),
                 data_dir: dir.path().join("data"),
+                retention,
             },
             Secrets::default(),
         );
@@ -638,4 +648,53 @@ async fn refuse_case(db: &TestDb) {
             "{sql}: {log}"
         );
     }
+}
+
+both_backends!(
+    retention_deletes_old_versions_and_records_it,
+    retention_case
+);
+async fn retention_case(db: &TestDb) {
+    let dag = "tasks:\n  e:\n    kind: extract\n    source: {format: csv, path: \"in/s.csv\"}\n    output: raw.s\n";
+    let rules = weir_core::config::RetentionRules(
+        [(
+            "raw".to_owned(),
+            weir_core::config::RetentionConfig {
+                keep: Some(2),
+                max_age: None,
+            },
+        )]
+        .into(),
+    );
+    let site = Site::with_retention(db, dag, &[("in/s.csv", "a\n1\n")], rules).await;
+    for _ in 0..4 {
+        assert_eq!(site.run().await.state, RunState::Success);
+    }
+    let versions = site
+        .sched
+        .store()
+        .dataset_versions(Some("raw.s"))
+        .await
+        .unwrap();
+    let live: Vec<i64> = versions
+        .iter()
+        .filter(|v| v.deleted_at.is_none())
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(live, vec![3, 4]);
+    let folder = site.dir.path().join("data/raw/s");
+    let mut names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["v=3", "v=4"]);
+    let (audit, _) = site.sched.store().list_audit(None, 100, 0).await.unwrap();
+    let deletions: Vec<&str> = audit
+        .iter()
+        .filter(|a| a.action == "delete_dataset_version")
+        .map(|a| a.actor.as_str())
+        .collect();
+    assert_eq!(deletions, vec!["retention", "retention"]);
+    assert_eq!(site.rows("raw.s", &["a"]).await, vec![vec!["1".to_owned()]]);
 }

@@ -55,6 +55,7 @@ impl Engine {
                 poll: Duration::from_millis(100),
                 connections: connections.clone(),
                 data_dir: dir.path().join("data"),
+                retention: Default::default(),
             },
             Secrets::from_env(
                 secrets

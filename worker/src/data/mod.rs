@@ -5,6 +5,7 @@
 
 mod extract;
 mod load;
+pub mod retention;
 pub mod sql;
 pub mod storage;
 mod transform;
@@ -29,6 +30,8 @@ pub struct DataEnv {
     pub connections: Arc<HashMap<String, String>>,
     /// The catalog.
     pub store: Arc<dyn Store>,
+    /// How long versions are kept.
+    pub retention: Arc<weir_core::config::RetentionRules>,
 }
 
 /// A data task failed.

@@ -154,6 +154,10 @@ impl<'a> Io<'a> {
                 chrono::Utc::now(),
             )
             .await?;
+        let gone = super::retention::apply(self.env, dataset).await?;
+        if !gone.is_empty() {
+            tracing::info!(dataset = %dataset, "retention deleted version(s) {gone:?}");
+        }
         Ok(v)
     }
 }
