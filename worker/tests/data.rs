@@ -698,3 +698,89 @@ async fn retention_case(db: &TestDb) {
     assert_eq!(deletions, vec!["retention", "retention"]);
     assert_eq!(site.rows("raw.s", &["a"]).await, vec![vec!["1".to_owned()]]);
 }
+
+async fn execute(url: &str, statements: &[&str]) {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        for s in statements {
+            sqlx::query(sqlx::AssertSqlSafe(*s))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        for s in statements {
+            sqlx::query(sqlx::AssertSqlSafe(*s))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+both_backends!(extract_from_a_query_on_a_connection, query_case);
+async fn query_case(db: &TestDb) {
+    execute(
+        &db.url,
+        &[
+            "CREATE TABLE src (id BIGINT, name TEXT, amount NUMERIC(10,2))",
+            "INSERT INTO src VALUES (1, 'ada', 10.5), (2, 'blaise', NULL), (3, NULL, 7)",
+        ],
+    )
+    .await;
+    let dag = r#"
+tasks:
+  e:
+    kind: extract
+    retries: 0
+    source: {sql: "select id, name, amount from src where id <= {{ params.top }} order by id", connection: warehouse}
+    output: raw.src
+params: {top: 2}
+"#;
+    let site = Site::start(db, dag, &[]).await;
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Success, "{}", site.log(&run, "e", 1));
+    let rows = site
+        .rows("raw.src", &["id", "name", "_weir_source", "_weir_row"])
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                "1".to_owned(),
+                "ada".into(),
+                "connection:warehouse".into(),
+                "1".into()
+            ],
+            vec![
+                "2".into(),
+                "blaise".into(),
+                "connection:warehouse".into(),
+                "2".into()
+            ],
+        ]
+    );
+    let v = site
+        .sched
+        .store()
+        .latest_dataset_version("raw.src")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        v.schema
+            .unwrap()
+            .contains("\"name\":\"id\",\"nullable\":true,\"type\":\"Int64\"")
+    );
+
+    let bad = "tasks:\n  e:\n    kind: extract\n    retries: 0\n    source: {sql: \"delete from src\", connection: warehouse}\n    output: raw.gone\n";
+    let site = Site::start(db, bad, &[]).await;
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Failed);
+    assert!(
+        site.log(&run, "e", 1)
+            .contains("only a query (SELECT or WITH) can be extracted")
+    );
+    assert_eq!(count(&db.url, "src").await, 3, "nothing was deleted");
+}

@@ -32,11 +32,9 @@ pub async fn run(
             render("source.path", path).map_err(DataError::Invalid)?,
             csv,
         ),
-        Source::Query { .. } => {
-            return Err(DataError::Invalid(
-                "extracting with a SQL query is not supported by this build; extract files instead"
-                    .into(),
-            ));
+        Source::Query { sql, connection } => {
+            let sql = render("source.sql", sql).map_err(DataError::Invalid)?;
+            return from_query(&sql, connection, output, io, log).await;
         }
     };
     let base = crate::shell::dag_folder(Path::new(&ctx.dag.fileloc));
@@ -84,6 +82,48 @@ pub async fn run(
             } else {
                 ""
             }
+        ))
+        .await;
+    Ok(())
+}
+
+/// Extracts the result of a query on a connection; `_weir_source` names the
+/// connection and `_weir_row` numbers the rows in the order they came.
+async fn from_query(
+    sql: &str,
+    connection: &str,
+    output: &DatasetName,
+    io: &Io<'_>,
+    log: &mut LogWriter,
+) -> Result<(), DataError> {
+    let url = io.env().connections.get(&connection.to_lowercase()).cloned().ok_or_else(|| {
+        DataError::Invalid(format!(
+            "connection `{connection}` is not configured: set WEIR_CONN_{} or [connections.{connection}] in weir.toml",
+            connection.to_uppercase()
+        ))
+    })?;
+    let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    let tmp = tempfile_dir(io)?;
+    let result = async {
+        let df = super::query_source::read(&session, &url, sql, &tmp).await?;
+        session.register_table("q", df.into_view())?;
+        let df = session
+            .sql(&format!(
+                "SELECT *, {} AS _weir_source, CAST(row_number() OVER () AS BIGINT) AS _weir_row FROM q",
+                sql::literal(&format!("connection:{connection}"))
+            ))
+            .await?;
+        io.write(df, output, &[]).await
+    }
+    .await;
+    let _ = tokio::fs::remove_dir_all(&tmp).await;
+    let v = result?;
+    let _ = log
+        .line(&format!(
+            "weir: extracted {} row(s) from connection {connection} into {} version {}",
+            v.rows.unwrap_or(0),
+            output,
+            v.version
         ))
         .await;
     Ok(())

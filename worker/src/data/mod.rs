@@ -5,6 +5,7 @@
 
 mod extract;
 mod load;
+mod query_source;
 pub mod retention;
 pub mod sql;
 pub mod storage;
