@@ -784,3 +784,97 @@ params: {top: 2}
     );
     assert_eq!(count(&db.url, "src").await, 3, "nothing was deleted");
 }
+
+both_backends!(every_file_format_round_trips, formats_case);
+async fn formats_case(db: &TestDb) {
+    // JSON array in; Parquet and CSV out through loads; both read back by extracts.
+    let dag = r#"
+tasks:
+  from_json:
+    kind: extract
+    source: {format: json, path: "in/items.json"}
+    output: raw.items
+  keep_known:
+    kind: validate
+    input: raw.items
+    contract:
+      columns:
+        sku: {type: string, required: true}
+        qty: {type: int64, min: 0}
+      extra_columns: drop
+    output: clean.items
+  to_parquet:
+    kind: load
+    input: clean.items
+    target: {path: "out/items.parquet", format: parquet}
+  to_csv:
+    kind: load
+    input: clean.items
+    target: {path: "out/items.csv", format: csv}
+  from_parquet:
+    kind: extract
+    depends_on: [to_parquet]
+    source: {format: parquet, path: "out/items.parquet"}
+    output: raw.items_parquet
+  from_csv:
+    kind: extract
+    depends_on: [to_csv]
+    source: {format: csv, path: "out/*.csv", delimiter: ",", null_values: ["", "NA"]}
+    output: raw.items_csv
+"#;
+    let items = r#"[{"sku": "a", "qty": 2, "colour": "red"}, {"sku": "b", "qty": -1, "colour": "blue"}, {"sku": "c", "qty": 5, "colour": "NA"}]"#;
+    let site = Site::start(db, dag, &[("in/items.json", items)]).await;
+    let run = site.run().await;
+    let logs: Vec<String> = [
+        "from_json",
+        "keep_known",
+        "to_parquet",
+        "from_parquet",
+        "to_csv",
+        "from_csv",
+    ]
+    .iter()
+    .map(|t| site.log(&run, t, 1))
+    .collect();
+    assert_eq!(run.state, RunState::Success, "{logs:#?}");
+    let expect = vec![
+        vec!["a".to_owned(), "2".into()],
+        vec!["c".into(), "5".into()],
+    ];
+    assert_eq!(site.rows("clean.items", &["sku", "qty"]).await, expect);
+    let clean = site
+        .sched
+        .store()
+        .latest_dataset_version("clean.items")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !clean.schema.unwrap().contains("colour"),
+        "extra_columns: drop"
+    );
+    assert_eq!(
+        site.rows("raw.items_parquet", &["sku", "qty"]).await,
+        expect
+    );
+    assert_eq!(site.rows("raw.items_csv", &["sku", "qty"]).await, expect);
+    let sources = site.rows("raw.items_csv", &["_weir_source"]).await;
+    assert!(sources[0][0].ends_with("out/items.csv"), "{sources:?}");
+    let out: Vec<String> = std::fs::read_dir(site.dir.path().join("dags/out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(out.len(), 2, "no temporary files left: {out:?}");
+
+    // A file that is not what its format says fails the extract by name.
+    let bad = "tasks:\n  e:\n    kind: extract\n    retries: 0\n    source: {format: json, path: \"in/x.json\"}\n    output: raw.x\n";
+    let site = Site::start(db, bad, &[("in/x.json", "{\"not\": \"an array\"}")]).await;
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Failed);
+    assert!(
+        site.log(&run, "e", 1)
+            .contains("is not a JSON array of objects"),
+        "{}",
+        site.log(&run, "e", 1)
+    );
+}

@@ -50,10 +50,11 @@ pub async fn run(
             .await
             .map_err(|e| DataError::Invalid(format!("reading {shown}: {e}")))?;
         let table = format!("f{i}");
+        let columns = own_columns(&df);
         session.register_table(table.as_str(), df.into_view())?;
         let df = session
             .sql(&format!(
-                "SELECT *, {} AS _weir_source, CAST(row_number() OVER () AS BIGINT) AS _weir_row FROM {table}",
+                "SELECT {columns}{} AS _weir_source, CAST(row_number() OVER () AS BIGINT) AS _weir_row FROM {table}",
                 sql::literal(&shown)
             ))
             .await?;
@@ -106,10 +107,11 @@ async fn from_query(
     let tmp = tempfile_dir(io)?;
     let result = async {
         let df = super::query_source::read(&session, &url, sql, &tmp).await?;
+        let columns = own_columns(&df);
         session.register_table("q", df.into_view())?;
         let df = session
             .sql(&format!(
-                "SELECT *, {} AS _weir_source, CAST(row_number() OVER () AS BIGINT) AS _weir_row FROM q",
+                "SELECT {columns}{} AS _weir_source, CAST(row_number() OVER () AS BIGINT) AS _weir_row FROM q",
                 sql::literal(&format!("connection:{connection}"))
             ))
             .await?;
@@ -127,6 +129,17 @@ async fn from_query(
         ))
         .await;
     Ok(())
+}
+
+/// The source's columns, each followed by a comma, without lineage columns
+/// an earlier extract added (they are made anew).
+fn own_columns(df: &DataFrame) -> String {
+    df.schema()
+        .fields()
+        .iter()
+        .filter(|f| f.name() != "_weir_source" && f.name() != "_weir_row")
+        .map(|f| format!("{}, ", sql::ident(f.name())))
+        .collect()
 }
 
 /// The files a pattern names, relative to the DAG's folder, in name order.
