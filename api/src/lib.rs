@@ -28,7 +28,7 @@ use weir_core::scheduler::Scheduler;
 
 use crate::error::ApiError;
 use crate::routes::{
-    audit, auth as login, backfills, dag_runs, dags, import_errors, logs, monitor, pools,
+    audit, auth as login, backfills, dag_runs, dags, datasets, import_errors, logs, monitor, pools,
     task_instances, tokens, workers,
 };
 
@@ -154,6 +154,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(workers::list_workers))
+        .routes(routes!(datasets::list_datasets))
+        .routes(routes!(datasets::get_dataset))
+        .routes(routes!(datasets::run_quality))
         .split_for_parts()
 }
 

@@ -851,6 +851,7 @@ fn concrete(template: &str) -> String {
         .replace("{import_error_id}", "1")
         .replace("{pool_name}", "default")
         .replace("{token_id}", "abc")
+        .replace("{dataset}", "clean.x")
 }
 
 both_backends!(every_endpoint_needs_the_right_token, auth_case);
@@ -980,4 +981,103 @@ async fn auth_case(db: &TestDb) {
     )
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+both_backends!(datasets_lineage_and_quality, datasets_case);
+async fn datasets_case(db: &TestDb) {
+    use weir_core::store::{CheckResultRecord, NewDatasetVersion, NewQuality};
+    let a = api(db).await;
+    let now = chrono::Utc::now();
+    let write = |name: &str, inputs: Vec<i64>| NewDatasetVersion {
+        dataset: name.into(),
+        producer: Some(("demo".into(), "r1".into(), "t".into(), 1)),
+        rows: Some(10),
+        schema: Some(r#"[{"name":"id","type":"Int64","nullable":false}]"#.into()),
+        inputs,
+        ..Default::default()
+    };
+    let raw = db
+        .store
+        .record_dataset_version(&write("raw.x", vec![]), now)
+        .await
+        .unwrap();
+    let clean = db
+        .store
+        .record_dataset_version(&write("clean.x", vec![raw.id]), now)
+        .await
+        .unwrap();
+    db.store
+        .record_dataset_version(&write("curated.y", vec![clean.id]), now)
+        .await
+        .unwrap();
+    let (status, _) = a
+        .send(
+            "POST",
+            "/api/v2/dags/demo/dagRuns",
+            json!({"dag_run_id": "r1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    db.store
+        .record_quality(
+            &NewQuality {
+                producer: ("demo".into(), "r1".into(), "check".into(), 1),
+                dataset: "raw.x".into(),
+                input_version: Some(raw.id),
+                rows_in: 12,
+                rows_clean: 10,
+                rows_quarantined: 2,
+                clean_version: Some(clean.id),
+                quarantine_version: None,
+                published: true,
+                checks: vec![CheckResultRecord {
+                    name: "required".into(),
+                    kind: "required".into(),
+                    column_name: Some("id".into()),
+                    passed: false,
+                    failed: 2,
+                    observed: None,
+                    threshold: None,
+                    severity: "error".into(),
+                }],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+
+    let list = a.get("/api/v2/datasets").await;
+    assert_eq!(list["total_entries"], 3);
+    assert_eq!(list["datasets"][0]["dataset"], "clean.x");
+    let detail = a.get("/api/v2/datasets/clean.x").await;
+    assert_eq!(
+        detail["upstream"],
+        json!([{"dataset": "raw.x", "version": 1}])
+    );
+    assert_eq!(
+        detail["downstream"],
+        json!([{"dataset": "curated.y", "version": 1}])
+    );
+    assert_eq!(detail["schema"][0]["name"], "id");
+    let (status, _) = call(
+        &a.app,
+        "GET",
+        "/api/v2/datasets/clean.nothing",
+        Some(&a.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let quality = a.get("/api/v2/dags/demo/dagRuns/r1/quality").await;
+    assert_eq!(quality["results"][0]["reconciled"], true);
+    assert_eq!(quality["results"][0]["checks"][0]["failed"], 2);
+    let (status, _) = call(
+        &a.app,
+        "GET",
+        "/api/v2/dags/demo/dagRuns/nope/quality",
+        Some(&a.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

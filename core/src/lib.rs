@@ -4,6 +4,7 @@
 //! Nothing here knows about HTTP or about how tasks execute.
 
 pub mod access;
+pub mod catalog;
 pub mod config;
 pub mod dag;
 pub mod loader;

@@ -1,7 +1,6 @@
 //! `weir datasets …` and `weir quality`: the data catalog and the outcome of
 //! validate tasks.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -54,26 +53,20 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
     let all = store.dataset_versions(None).await?;
     match command {
         DatasetsCommand::List { output } => {
-            let mut newest: BTreeMap<&str, (&DatasetVersionRecord, usize)> = BTreeMap::new();
-            for v in all.iter().filter(|v| v.deleted_at.is_none()) {
-                let e = newest.entry(v.dataset.as_str()).or_insert((v, 0));
-                e.1 += 1;
-                if v.version > e.0.version {
-                    e.0 = v;
-                }
-            }
+            let newest = weir_core::catalog::summaries(&all);
             match output {
                 OutputFormat::Json => print_json(&Value::Array(
                     newest
                         .values()
-                        .map(|(v, n)| json!({"dataset": v.dataset, "versions": n, "latest": version_json(v)}))
+                        .map(|d| json!({"dataset": d.latest.dataset, "versions": d.versions, "latest": version_json(d.latest)}))
                         .collect(),
                 )),
                 OutputFormat::Table => print_table(
                     &["DATASET", "VERSION", "VERSIONS", "ROWS", "BYTES", "WRITTEN", "BY"],
                     &newest
                         .values()
-                        .map(|(v, n)| {
+                        .map(|d| {
+                            let (v, n) = (d.latest, d.versions);
                             vec![
                                 v.dataset.clone(),
                                 v.version.to_string(),
@@ -89,33 +82,17 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
             }
         }
         DatasetsCommand::Show { name, output } => {
-            let versions: Vec<&DatasetVersionRecord> =
-                all.iter().filter(|v| v.dataset == name).collect();
-            let Some(latest) = versions
-                .iter()
-                .rev()
-                .find(|v| v.deleted_at.is_none())
-                .or(versions.last())
-            else {
+            let Some(lineage) = weir_core::catalog::lineage(&all, &name) else {
                 bail!(
                     "no dataset `{name}`: `weir datasets list` shows the datasets written so far"
                 );
             };
-            let by_id: BTreeMap<i64, &DatasetVersionRecord> =
-                all.iter().map(|v| (v.id, v)).collect();
-            let upstream: Vec<&DatasetVersionRecord> = latest
-                .input_ids()
-                .iter()
-                .filter_map(|id| by_id.get(id).copied())
-                .collect();
-            let ids: Vec<i64> = versions.iter().map(|v| v.id).collect();
-            let mut downstream: BTreeMap<&str, i64> = BTreeMap::new();
-            for v in &all {
-                if v.input_ids().iter().any(|i| ids.contains(i)) {
-                    let e = downstream.entry(v.dataset.as_str()).or_insert(0);
-                    *e = (*e).max(v.version);
-                }
-            }
+            let (versions, latest, upstream, downstream) = (
+                &lineage.versions,
+                lineage.latest,
+                &lineage.upstream,
+                &lineage.downstream,
+            );
             let schema: Value = latest
                 .schema
                 .as_deref()
@@ -161,11 +138,11 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
                         );
                     }
                     println!("\nmade from (version {}):", latest.version);
-                    for v in &upstream {
+                    for v in upstream {
                         println!("  {} version {}", v.dataset, v.version);
                     }
                     println!("\nread by:");
-                    for (d, v) in &downstream {
+                    for (d, v) in downstream {
                         println!("  {d} (latest version {v})");
                     }
                 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod backfills;
 pub mod dag_runs;
 pub mod dags;
+pub mod datasets;
 pub mod import_errors;
 pub mod logs;
 pub mod monitor;

@@ -1,0 +1,75 @@
+//! Views of the data catalog shared by the command line and the API: each
+//! dataset's newest version, and a dataset's lineage up and down.
+
+use std::collections::BTreeMap;
+
+use crate::store::DatasetVersionRecord;
+
+/// A dataset with its newest live version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetSummary<'a> {
+    /// The newest version not deleted by retention.
+    pub latest: &'a DatasetVersionRecord,
+    /// How many versions are kept.
+    pub versions: usize,
+}
+
+/// Every dataset of `all` with its newest live version, by name.
+pub fn summaries(all: &[DatasetVersionRecord]) -> BTreeMap<&str, DatasetSummary<'_>> {
+    let mut out: BTreeMap<&str, DatasetSummary<'_>> = BTreeMap::new();
+    for v in all.iter().filter(|v| v.deleted_at.is_none()) {
+        let e = out.entry(v.dataset.as_str()).or_insert(DatasetSummary {
+            latest: v,
+            versions: 0,
+        });
+        e.versions += 1;
+        if v.version > e.latest.version {
+            e.latest = v;
+        }
+    }
+    out
+}
+
+/// A dataset's versions, and where its data comes from and goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lineage<'a> {
+    /// Every version, oldest first (deleted ones too).
+    pub versions: Vec<&'a DatasetVersionRecord>,
+    /// The newest live version (or the newest, if all were deleted).
+    pub latest: &'a DatasetVersionRecord,
+    /// The versions the newest one was made from.
+    pub upstream: Vec<&'a DatasetVersionRecord>,
+    /// Datasets made from any of its versions, with their newest such version.
+    pub downstream: BTreeMap<&'a str, i64>,
+}
+
+/// The lineage of `dataset`, or `None` if it has no version.
+pub fn lineage<'a>(all: &'a [DatasetVersionRecord], dataset: &str) -> Option<Lineage<'a>> {
+    let versions: Vec<&DatasetVersionRecord> =
+        all.iter().filter(|v| v.dataset == dataset).collect();
+    let latest = *versions
+        .iter()
+        .rev()
+        .find(|v| v.deleted_at.is_none())
+        .or(versions.last())?;
+    let by_id: BTreeMap<i64, &DatasetVersionRecord> = all.iter().map(|v| (v.id, v)).collect();
+    let upstream = latest
+        .input_ids()
+        .iter()
+        .filter_map(|id| by_id.get(id).copied())
+        .collect();
+    let ids: Vec<i64> = versions.iter().map(|v| v.id).collect();
+    let mut downstream: BTreeMap<&str, i64> = BTreeMap::new();
+    for v in all {
+        if v.input_ids().iter().any(|i| ids.contains(i)) {
+            let e = downstream.entry(v.dataset.as_str()).or_insert(0);
+            *e = (*e).max(v.version);
+        }
+    }
+    Some(Lineage {
+        versions,
+        latest,
+        upstream,
+        downstream,
+    })
+}
