@@ -144,3 +144,19 @@ fn a_bad_config_is_reported_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    // Like `weir dags schema | head -1`: the reader goes away before the output is written.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["dags", "schema"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}", out.status);
+}

@@ -1,8 +1,9 @@
-"""Writes N order rows (about 100 bytes each) and 100,000 customers as CSV,
-with a known defect mix: of every 1,000 orders, 5 have a non-numeric amount,
-5 a negative amount, 5 a bad status, 5 a bad e-mail, 5 a missing order id,
-5 an unknown customer, 5 a quantity out of range, and 10 share an order id
-with another row; 3 of them have two defects (bad status and bad e-mail).
+"""Writes N order rows (about 70 bytes each) and 100,000 customers as CSV,
+with a known defect mix. Of every 1,000 orders: 1 has no order id, 1 a
+non-numeric amount, 1 a negative amount, 1 a bad status, 1 a bad e-mail,
+1 an unknown customer, 1 a quantity out of range, 2 have two defects (a bad
+status and a bad e-mail), and 10 reuse the order id of the row 20 before
+them (from the second thousand on), so 20 rows share a key with another.
 
 Usage: python3 generate.py N OUT_DIR
 """
@@ -47,7 +48,7 @@ with open(f"{out}/orders/orders.csv", "w", buffering=1 << 22) as f:
         elif k in (8, 9):
             status, email = "lost", "broken@"
         elif 10 <= k < 20 and i >= 1000:
-            order_id = str(i + 1 - 1000)  # the same id as a row 1,000 rows earlier
+            order_id = str(i + 1 - 20)  # the id of a row 20 earlier (k = 990..999)
         lines.append(f"{order_id},{customer},2026-01-{(i % 28) + 1:02d},{amount},{status},{email},{currencies[i % 3]},{quantity},{channels[i % 3]}\n")
         if len(lines) == 100_000:
             f.writelines(lines)

@@ -227,10 +227,21 @@ pub async fn run(
             .iter()
             .map(|k| format!("typed.{}", ident(k)))
             .collect();
-        keyed_cols.push(format!(
-            "COUNT(*) OVER (PARTITION BY {}) AS __pk_n",
-            pk.join(", ")
+        // Keys held by more than one row, as an aggregate joined back (a hash
+        // join; cheaper than a window over every row). Null keys never join.
+        let keys: Vec<String> = c.primary_key.iter().map(|k| ident(k)).collect();
+        let on: Vec<String> = c
+            .primary_key
+            .iter()
+            .zip(&pk)
+            .map(|(k, t)| format!("{t} = __dup.{}", ident(k)))
+            .collect();
+        joins.push(format!(
+            "LEFT JOIN (SELECT {0}, COUNT(*) AS __n FROM typed GROUP BY {0} HAVING COUNT(*) > 1) AS __dup ON {1}",
+            keys.join(", "),
+            on.join(" AND ")
         ));
+        keyed_cols.push("__dup.__n AS __pk_n".to_owned());
         let raws: Vec<String> = c
             .primary_key
             .iter()
