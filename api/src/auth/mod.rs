@@ -170,7 +170,3 @@ role_guard!(
     /// An admin.
     Admin => Role::Admin
 );
-role_guard!(
-    /// A worker token.
-    Worker => Role::Worker
-);

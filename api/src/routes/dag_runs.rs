@@ -40,6 +40,14 @@ pub struct RunListParams {
     pub run_after_lte: Option<DateTime<Utc>>,
 }
 
+/// A run's note is at most 1000 characters.
+fn check_note(note: Option<&str>) -> ApiResult<()> {
+    match note {
+        Some(n) if n.len() > 1000 => Err(ApiError::unprocessable("note: at most 1000 characters")),
+        _ => Ok(()),
+    }
+}
+
 /// Airflow's run-type names (and weir's own) to weir's.
 fn run_type(name: &str) -> Result<RunType, String> {
     match name {
@@ -173,11 +181,7 @@ pub async fn trigger_run(
     Path(dag_id): Path<String>,
     Body(body): Body<TriggerBody>,
 ) -> ApiResult<Json<DagRunResponse>> {
-    if let Some(note) = &body.note
-        && note.len() > 1000
-    {
-        return Err(ApiError::unprocessable("note: at most 1000 characters"));
-    }
+    check_note(body.note.as_deref())?;
     let run = state
         .scheduler
         .trigger(
@@ -217,10 +221,8 @@ pub async fn patch_run(
 ) -> ApiResult<Json<DagRunResponse>> {
     let store = state.scheduler.store();
     let mut run = store.get_run(&dag_id, &run_id).await?;
+    check_note(body.note.as_deref())?;
     if let Some(note) = &body.note {
-        if note.len() > 1000 {
-            return Err(ApiError::unprocessable("note: at most 1000 characters"));
-        }
         run = store
             .set_run_note(run.id, note, &who.name, state.scheduler.now())
             .await?;

@@ -97,12 +97,7 @@ async fn from_query(
     io: &Io<'_>,
     log: &mut LogWriter,
 ) -> Result<(), DataError> {
-    let url = io.env().connections.get(&connection.to_lowercase()).cloned().ok_or_else(|| {
-        DataError::Invalid(format!(
-            "connection `{connection}` is not configured: set WEIR_CONN_{} or [connections.{connection}] in weir.toml",
-            connection.to_uppercase()
-        ))
-    })?;
+    let url = io.env().connection(connection)?;
     let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
     let tmp = tempfile_dir(io)?;
     let result = async {

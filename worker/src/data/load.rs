@@ -63,12 +63,7 @@ pub async fn run(
             mode,
             key,
         } => {
-            let url = io.env().connections.get(&connection.to_lowercase()).cloned().ok_or_else(|| {
-                DataError::Invalid(format!(
-                    "connection `{connection}` is not configured: set WEIR_CONN_{} or [connections.{connection}] in weir.toml",
-                    connection.to_uppercase()
-                ))
-            })?;
+            let url = io.env().connection(connection)?;
             let name = table_name(table)?;
             let columns: Vec<Column> = df
                 .schema()

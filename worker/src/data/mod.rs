@@ -35,6 +35,18 @@ pub struct DataEnv {
     pub retention: Arc<weir_core::config::RetentionRules>,
 }
 
+impl DataEnv {
+    /// The URL of connection `id`, or an error saying how to configure it.
+    pub fn connection(&self, id: &str) -> Result<String, DataError> {
+        self.connections.get(&id.to_lowercase()).cloned().ok_or_else(|| {
+            DataError::Invalid(format!(
+                "connection `{id}` is not configured: set WEIR_CONN_{} or [connections.{id}] in weir.toml",
+                id.to_uppercase()
+            ))
+        })
+    }
+}
+
 /// A data task failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {

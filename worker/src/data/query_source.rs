@@ -84,14 +84,10 @@ pub async fn read(
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
         .fetch_all(&mut conn)
         .await?;
-    let names: Vec<String> = match rows.first() {
-        Some(r) => r.columns().iter().map(|c| c.name().to_owned()).collect(),
-        None => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_optional(&mut conn)
-            .await?
-            .map(|r| r.columns().iter().map(|c| c.name().to_owned()).collect())
-            .unwrap_or_default(),
-    };
+    let names: Vec<String> = rows
+        .first()
+        .map(|r| r.columns().iter().map(|c| c.name().to_owned()).collect())
+        .unwrap_or_default();
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for (i, name) in names.iter().enumerate() {

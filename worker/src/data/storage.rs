@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{SchemaRef, UInt64Type};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::dataframe::DataFrameWriteOptions;
@@ -249,17 +249,4 @@ pub fn schema_json(schema: &datafusion::arrow::datatypes::Schema) -> String {
             .collect(),
     )
     .to_string()
-}
-
-/// The number of rows of a one-row, one-column count result.
-pub fn count_of(batches: &[datafusion::arrow::array::RecordBatch]) -> i64 {
-    batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .and_then(|b| {
-            let c = b.column(0);
-            c.as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
-                .map(|a| if a.is_null(0) { 0 } else { a.value(0) })
-        })
-        .unwrap_or(0)
 }

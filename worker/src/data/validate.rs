@@ -405,17 +405,8 @@ pub async fn run(
     let rows_clean = rows_in - rows_failed;
     session.register_table("clean_rows", clean.clone().into_view())?;
     for check in &c.checks {
-        if let Some(r) = dataset_check(
-            ctx,
-            io,
-            &session,
-            c,
-            check,
-            spec.output,
-            rows_in,
-            rows_clean,
-        )
-        .await?
+        if let Some(r) =
+            dataset_check(io, &session, c, check, spec.output, rows_in, rows_clean).await?
         {
             results.push(r);
         }
@@ -616,7 +607,6 @@ fn severity_name(s: Severity) -> String {
 /// One dataset-level check's result (none for row-level rules).
 #[allow(clippy::too_many_arguments)]
 async fn dataset_check(
-    _ctx: &TryContext,
     io: &Io<'_>,
     session: &SessionContext,
     contract: &Contract,
