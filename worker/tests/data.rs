@@ -27,6 +27,7 @@ struct Site {
     sched: Scheduler,
     dir: tempfile::TempDir,
     cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Site {
@@ -77,9 +78,26 @@ impl Site {
             },
             Secrets::default(),
         );
-        tokio::spawn(pool.run(cancel.clone()));
-        tokio::spawn(sched.clone().run(cancel.clone()));
-        Site { sched, dir, cancel }
+        let tasks = vec![
+            tokio::spawn(pool.run(cancel.clone())),
+            tokio::spawn(sched.clone().run(cancel.clone())),
+        ];
+        Site {
+            sched,
+            dir,
+            cancel,
+            tasks,
+        }
+    }
+
+    /// Stops this site's scheduler and workers and waits until they have
+    /// ended, so that a site started next on the same store is the only one
+    /// claiming its tasks.
+    async fn stop(mut self) {
+        self.cancel.cancel();
+        for task in std::mem::take(&mut self.tasks) {
+            task.await.unwrap();
+        }
     }
 
     async fn run(&self) -> RunRecord {
@@ -432,6 +450,8 @@ async fn dataset_checks_case(db: &TestDb) {
     assert!(!fresh.passed && fresh.severity == "warn", "{fresh:?}");
     assert!(by_name("max_quarantined").passed);
 
+    site.stop().await;
+
     // Error-severity failures: nothing is published, quarantine is kept.
     let failing = "        - row_count: {min: 50}\n        - duplicates: {columns: [status], max: 0}\n        - name: tiny\n          row_count_change: {max: 1}\n";
     let site = Site::start(
@@ -647,6 +667,7 @@ async fn refuse_case(db: &TestDb) {
             )),
             "{sql}: {log}"
         );
+        site.stop().await;
     }
 }
 
@@ -774,13 +795,16 @@ params: {top: 2}
             .contains("\"name\":\"id\",\"nullable\":true,\"type\":\"Int64\"")
     );
 
+    site.stop().await;
+
     let bad = "tasks:\n  e:\n    kind: extract\n    retries: 0\n    source: {sql: \"delete from src\", connection: warehouse}\n    output: raw.gone\n";
     let site = Site::start(db, bad, &[]).await;
     let run = site.run().await;
     assert_eq!(run.state, RunState::Failed);
+    let log = site.log(&run, "e", 1);
     assert!(
-        site.log(&run, "e", 1)
-            .contains("only a query (SELECT or WITH) can be extracted")
+        log.contains("only a query (SELECT or WITH) can be extracted"),
+        "{log}"
     );
     assert_eq!(count(&db.url, "src").await, 3, "nothing was deleted");
 }
@@ -865,6 +889,8 @@ tasks:
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(out.len(), 2, "no temporary files left: {out:?}");
+
+    site.stop().await;
 
     // A file that is not what its format says fails the extract by name.
     let bad = "tasks:\n  e:\n    kind: extract\n    retries: 0\n    source: {format: json, path: \"in/x.json\"}\n    output: raw.x\n";
