@@ -397,6 +397,10 @@ async fn defects_case(db: &TestDb) {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, vec!["v=1"]);
+    assert_eq!(
+        hidden_entries(&site.dir.path().join("data")),
+        Vec::<String>::new()
+    );
     std::fs::create_dir_all(folder.join(".tmp-crashed")).unwrap();
     assert_eq!(
         site.sched
@@ -521,6 +525,26 @@ async fn dataset_checks_case(db: &TestDb) {
     );
     let log = site.log(&run, "check_orders", 1);
     assert!(log.contains("clean.orders not published"), "{log}");
+    assert_eq!(
+        hidden_entries(&site.dir.path().join("data")),
+        Vec::<String>::new(),
+        "the unpublished clean rows and the scratch files are removed"
+    );
+}
+
+/// Names of hidden files and folders (staging, scratch) anywhere under `dir`.
+fn hidden_entries(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            found.push(entry.path().display().to_string());
+        } else if entry.file_type().unwrap().is_dir() {
+            found.extend(hidden_entries(&entry.path()));
+        }
+    }
+    found
 }
 
 both_backends!(missing_and_extra_columns_fail_by_name, columns_case);

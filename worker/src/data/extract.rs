@@ -43,7 +43,7 @@ pub async fn run(
     // One partition per file keeps its rows in order, so `_weir_row` is the line order.
     let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
     let mut all: Option<DataFrame> = None;
-    let tmp = tempfile_dir(io)?;
+    let tmp = io.scratch("extract")?;
     for (i, file) in files.iter().enumerate() {
         let shown = file.display().to_string();
         let df = read_file(&session, file, format, csv, as_text, &tmp, i)
@@ -99,7 +99,7 @@ async fn from_query(
 ) -> Result<(), DataError> {
     let url = io.env().connection(connection)?;
     let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
-    let tmp = tempfile_dir(io)?;
+    let tmp = io.scratch("extract")?;
     let result = async {
         let df = super::query_source::read(&session, &url, sql, &tmp).await?;
         let columns = own_columns(&df);
@@ -165,15 +165,6 @@ fn has_contract(ctx: &TryContext, dataset: &DatasetName) -> bool {
         .tasks
         .values()
         .any(|t| matches!(&t.kind, TaskKind::Validate { input, .. } if input == dataset))
-}
-
-fn tempfile_dir(io: &Io<'_>) -> Result<PathBuf, DataError> {
-    let dir = io
-        .env()
-        .data_dir
-        .join(format!(".extract-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).map_err(DataError::io(format!("creating {}", dir.display())))?;
-    Ok(dir)
 }
 
 async fn read_file(

@@ -7,6 +7,7 @@ mod extract;
 mod load;
 mod query_source;
 pub mod retention;
+pub mod split;
 pub mod sql;
 pub mod storage;
 mod transform;
@@ -73,6 +74,18 @@ pub enum DataError {
     /// Checks failed; the outputs that could be written were written.
     #[error("{0}")]
     ChecksFailed(String),
+}
+
+impl From<datafusion::arrow::error::ArrowError> for DataError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        DataError::Engine(e.into())
+    }
+}
+
+impl From<datafusion::parquet::errors::ParquetError> for DataError {
+    fn from(e: datafusion::parquet::errors::ParquetError) -> Self {
+        DataError::Engine(e.into())
+    }
 }
 
 impl DataError {

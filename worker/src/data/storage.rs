@@ -9,7 +9,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{SchemaRef, UInt64Type};
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::file_options::parquet_writer::ParquetWriterOptions;
 use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
 use weir_core::dag::{DatasetName, Zone};
 use weir_core::store::{DatasetVersionRecord, NewDatasetVersion};
@@ -90,19 +92,11 @@ impl<'a> Io<'a> {
         dataset: &DatasetName,
         inputs: &[i64],
     ) -> Result<DatasetVersionRecord, DataError> {
-        let folder = self
-            .env
-            .data_dir
-            .join(dataset.zone().as_str())
-            .join(dataset.name());
-        tokio::fs::create_dir_all(&folder)
-            .await
-            .map_err(DataError::io(format!("creating {}", folder.display())))?;
-        let tmp = folder.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+        let staged = self.stage(dataset).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let counts = df
             .write_parquet(
-                &format!("{}/", tmp.display()),
+                &format!("{}/", staged.dir.display()),
                 DataFrameWriteOptions::new(),
                 None,
             )
@@ -115,6 +109,45 @@ impl<'a> Io<'a> {
                     .map(|c| c.values().iter().sum::<u64>())
             })
             .sum();
+        self.publish(staged, schema, rows, inputs).await
+    }
+
+    /// A hidden folder for the next version of `dataset`, invisible to
+    /// readers until [`Io::publish`] renames and records it.
+    pub async fn stage(&self, dataset: &DatasetName) -> Result<Staged, DataError> {
+        let folder = self
+            .env
+            .data_dir
+            .join(dataset.zone().as_str())
+            .join(dataset.name());
+        tokio::fs::create_dir_all(&folder)
+            .await
+            .map_err(DataError::io(format!("creating {}", folder.display())))?;
+        let dir = folder.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(DataError::io(format!("creating {}", dir.display())))?;
+        Ok(Staged {
+            dataset: dataset.clone(),
+            folder,
+            dir,
+        })
+    }
+
+    /// Makes a staged folder of `rows` rows the next version of its
+    /// dataset, made from `inputs`: renamed into place, then recorded.
+    pub async fn publish(
+        &self,
+        staged: Staged,
+        schema: SchemaRef,
+        rows: u64,
+        inputs: &[i64],
+    ) -> Result<DatasetVersionRecord, DataError> {
+        let Staged {
+            dataset,
+            folder,
+            dir: tmp,
+        } = staged;
         ensure_file(&tmp, schema.clone()).await?;
         let next = self
             .env
@@ -154,12 +187,55 @@ impl<'a> Io<'a> {
                 chrono::Utc::now(),
             )
             .await?;
-        let gone = super::retention::apply(self.env, dataset).await?;
+        let gone = super::retention::apply(self.env, &dataset).await?;
         if !gone.is_empty() {
             tracing::info!(dataset = %dataset, "retention deleted version(s) {gone:?}");
         }
         Ok(v)
     }
+
+    /// A scratch folder under the data folder for one task's intermediate
+    /// files; the caller removes it.
+    pub fn scratch(&self, purpose: &str) -> Result<PathBuf, DataError> {
+        let dir = self
+            .env
+            .data_dir
+            .join(format!(".{purpose}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)
+            .map_err(DataError::io(format!("creating {}", dir.display())))?;
+        Ok(dir)
+    }
+}
+
+/// A version being written: a hidden folder beside the dataset's versions.
+#[derive(Debug)]
+pub struct Staged {
+    dataset: DatasetName,
+    folder: PathBuf,
+    dir: PathBuf,
+}
+
+impl Staged {
+    /// The folder to write the version's Parquet files into.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Removes the staged files: the version is not published.
+    pub async fn discard(self) {
+        let _ = tokio::fs::remove_dir_all(&self.dir).await;
+    }
+}
+
+/// The session's Parquet writer settings (codec, row group size), for
+/// files written outside DataFusion's own writer.
+pub fn parquet_properties(session: &SessionContext) -> Result<WriterProperties, DataError> {
+    let mut options = session.state().table_options().parquet.clone();
+    // The Arrow writer embeds the schema itself.
+    options.global.skip_arrow_metadata = true;
+    Ok(ParquetWriterOptions::try_from(&options)?
+        .writer_options()
+        .clone())
 }
 
 /// Reads a recorded version.

@@ -13,11 +13,12 @@ use weir_core::dag::DatasetName;
 use weir_core::dag::contract::{
     Check, ColumnType, Contract, ExtraColumns, Format, Severity, Threshold,
 };
-use weir_core::store::{CheckResultRecord, NewQuality};
+use weir_core::store::{CheckResultRecord, DatasetVersionRecord, NewQuality};
 
 use super::DataError;
+use super::split::{Counts, Plan, split};
 use super::sql::{ident, json_literal, literal, type_name};
-use super::storage::Io;
+use super::storage::{Io, Staged};
 use crate::context::TryContext;
 use crate::logs::LogWriter;
 
@@ -303,119 +304,212 @@ pub async fn run(
         .enumerate()
         .map(|(i, r)| format!("COALESCE(({}), FALSE) AS __f{i}", r.condition))
         .collect();
-    let flagged_sql = format!(
-        "WITH typed AS (SELECT {} FROM {table}), keyed AS (SELECT {} FROM typed {}) SELECT keyed.*{}{} FROM keyed",
+    // Columns whose missing values a `missing_percent` check counts, over
+    // every row read (by the raw text of a declared column).
+    let mut tallies = Vec::new();
+    for (k, check) in c.checks.iter().enumerate() {
+        if let Some(mp) = &check.missing_percent {
+            if !present.contains(&mp.column) {
+                return Err(DataError::Invalid(format!(
+                    "missing_percent: column `{}` is not in {}",
+                    mp.column, spec.input
+                )));
+            }
+            tallies.push(format!(
+                "COALESCE({} IS NULL, FALSE) AS __m{k}",
+                raw_of(c, &mp.column)
+            ));
+        }
+    }
+    let checked_sql = format!(
+        "WITH typed AS (SELECT {} FROM {table}), keyed AS (SELECT {} FROM typed {}) SELECT {} FROM keyed",
         typed_cols.join(", "),
         keyed_cols.join(", "),
         joins.join(" "),
-        if flags.is_empty() { "" } else { ", " },
-        flags.join(", ")
-    );
-    let flagged = session
-        .sql(&flagged_sql)
-        .await
-        .map_err(|e| DataError::Invalid(format!("the contract's checks do not compile: {e}")))?
-        .cache()
-        .await?;
-    session.register_table("flagged", flagged.into_view())?;
-    let any_fail = if rules.is_empty() {
-        "FALSE".to_owned()
-    } else {
-        (0..rules.len())
-            .map(|i| format!("__f{i}"))
+        std::iter::once("keyed.*".to_owned())
+            .chain(flags)
+            .chain(tallies)
             .collect::<Vec<_>>()
-            .join(" OR ")
-    };
-
-    // Counts: rows, and failures per rule.
-    let mut counts_sql = vec![
-        "CAST(COUNT(*) AS BIGINT)".to_owned(),
-        format!("CAST(SUM(CASE WHEN {any_fail} THEN 1 ELSE 0 END) AS BIGINT)"),
-    ];
-    for i in 0..rules.len() {
-        counts_sql.push(format!(
-            "CAST(SUM(CASE WHEN __f{i} THEN 1 ELSE 0 END) AS BIGINT)"
-        ));
-    }
-    let counts = ints(
-        &session
-            .sql(&format!("SELECT {} FROM flagged", counts_sql.join(", ")))
-            .await?
-            .collect()
-            .await?,
+            .join(", ")
     );
-    let rows_in = counts.first().copied().unwrap_or(0);
-    let rows_failed = counts.get(1).copied().unwrap_or(0);
-    let mut results: Vec<CheckResultRecord> = rules
+    let checked = session
+        .sql(&checked_sql)
+        .await
+        .map_err(|e| DataError::Invalid(format!("the contract's checks do not compile: {e}")))?;
+    let schema = checked.schema().as_arrow().clone();
+    let index = |name: &str| {
+        schema
+            .index_of(name)
+            .map_err(|e| DataError::Invalid(format!("validate: {e}")))
+    };
+    let mut clean_names: Vec<String> = c.columns.keys().cloned().collect();
+    if c.extra_columns == ExtraColumns::Keep {
+        clean_names.extend(extras.iter().map(|e| (*e).clone()));
+    }
+    clean_names.extend(lineage.iter().map(|l| (*l).to_owned()));
+    let mut held_names: Vec<String> = (0..c.columns.len()).map(|i| format!("__raw_{i}")).collect();
+    held_names.extend(extras.iter().map(|e| (*e).clone()));
+    held_names.extend(lineage.iter().map(|l| (*l).to_owned()));
+    held_names.extend((0..rules.len()).map(|i| format!("__f{i}")));
+    let tally_names: Vec<String> = c
+        .checks
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            let failed = counts.get(i + 2).copied().unwrap_or(0);
-            CheckResultRecord {
-                name: r.name.clone(),
-                kind: r.kind.into(),
-                column_name: r.column.clone(),
-                passed: failed == 0,
-                failed,
-                observed: None,
-                threshold: None,
-                severity: "error".into(),
-            }
+        .filter(|(_, ch)| ch.missing_percent.is_some())
+        .map(|(k, _)| format!("__m{k}"))
+        .collect();
+    let plan_of = |staged: &Staged, scratch: &std::path::Path| -> Result<Plan, DataError> {
+        Ok(Plan {
+            clean: clean_names
+                .iter()
+                .map(|n| index(n))
+                .collect::<Result<_, _>>()?,
+            quarantine: held_names
+                .iter()
+                .map(|n| index(n))
+                .collect::<Result<_, _>>()?,
+            flags: (0..rules.len())
+                .map(|i| index(&format!("__f{i}")))
+                .collect::<Result<_, _>>()?,
+            tallies: tally_names
+                .iter()
+                .map(|n| index(n))
+                .collect::<Result<_, _>>()?,
+            clean_file: staged.dir().join("part-0.parquet"),
+            quarantine_file: scratch.join("held.parquet"),
+            properties: super::storage::parquet_properties(&session)?,
+        })
+    };
+
+    // One pass: clean rows staged as the next version, failing rows held.
+    let scratch = io.scratch("validate")?;
+    let staged = io.stage(spec.output).await?;
+    let staged_dir = staged.dir().to_path_buf();
+    let passed = async {
+        let plan = plan_of(&staged, &scratch)?;
+        let clean_schema = std::sync::Arc::new(schema.project(&plan.clean)?);
+        let counts = split(checked.execute_stream().await?, plan).await?;
+        Ok::<_, DataError>((counts, clean_schema))
+    }
+    .await;
+    let (counts, clean_schema) = match passed {
+        Ok(p) => p,
+        Err(e) => {
+            staged.discard().await;
+            let _ = tokio::fs::remove_dir_all(&scratch).await;
+            return Err(e);
+        }
+    };
+    let outcome = finish(
+        Finish {
+            ctx,
+            spec: &spec,
+            io,
+            session: &session,
+            rules: &rules,
+            counts,
+            staged,
+            clean_schema,
+            held: scratch.join("held.parquet"),
+            kept: extras
+                .iter()
+                .map(|e| (*e).clone())
+                .chain(lineage.iter().map(|l| (*l).to_owned()))
+                .collect(),
+            inputs: &inputs,
+            input_v: &input_v,
+        },
+        log,
+    )
+    .await;
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    // Published versions were renamed away; anything left is unpublished.
+    let _ = tokio::fs::remove_dir_all(&staged_dir).await;
+    outcome
+}
+
+/// What the pass over the rows left for the rest of a validate task.
+struct Finish<'a> {
+    ctx: &'a TryContext,
+    spec: &'a Spec<'a>,
+    io: &'a Io<'a>,
+    session: &'a SessionContext,
+    rules: &'a [RowRule],
+    counts: Counts,
+    staged: Staged,
+    clean_schema: datafusion::arrow::datatypes::SchemaRef,
+    held: std::path::PathBuf,
+    kept: Vec<String>,
+    inputs: &'a [i64],
+    input_v: &'a DatasetVersionRecord,
+}
+
+/// Dataset checks on the staged clean rows, the quarantine version, the
+/// clean version if nothing blocks it, the catalog record and the log.
+async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
+    let Finish {
+        ctx,
+        spec,
+        io,
+        session,
+        rules,
+        counts,
+        staged,
+        clean_schema,
+        held,
+        kept,
+        inputs,
+        input_v,
+    } = f;
+    let c = spec.contract;
+    let rows_in = i64::try_from(counts.rows).unwrap_or(i64::MAX);
+    let rows_failed = i64::try_from(counts.failed).unwrap_or(i64::MAX);
+    let mut results: Vec<CheckResultRecord> = rules
+        .iter()
+        .zip(&counts.flags)
+        .map(|(r, &failed)| CheckResultRecord {
+            name: r.name.clone(),
+            kind: r.kind.into(),
+            column_name: r.column.clone(),
+            passed: failed == 0,
+            failed: i64::try_from(failed).unwrap_or(i64::MAX),
+            observed: None,
+            threshold: None,
+            severity: "error".into(),
         })
         .collect();
 
-    // The clean and quarantined rows.
-    let mut clean_cols: Vec<String> = c.columns.keys().map(|k| ident(k)).collect();
-    if c.extra_columns == ExtraColumns::Keep {
-        clean_cols.extend(extras.iter().map(|e| ident(e)));
-    }
-    clean_cols.extend(lineage.iter().map(|l| ident(l)));
-    let clean = session
-        .sql(&format!(
-            "SELECT {} FROM flagged WHERE NOT ({any_fail})",
-            clean_cols.join(", ")
-        ))
-        .await?;
-    let reasons: Vec<String> = rules
-        .iter()
-        .enumerate()
-        .map(|(i, r)| format!("CASE WHEN __f{i} THEN {} END", literal(&r.reason())))
-        .collect();
-    let mut q_cols: Vec<String> = c
-        .columns
-        .keys()
-        .enumerate()
-        .map(|(i, k)| format!("__raw_{i} AS {}", ident(k)))
-        .collect();
-    q_cols.extend(extras.iter().map(|e| ident(e)));
-    q_cols.extend(lineage.iter().map(|l| ident(l)));
-    q_cols.push(if reasons.is_empty() {
-        "CAST('' AS VARCHAR) AS _weir_errors".to_owned()
-    } else {
-        format!("concat_ws('; ', {}) AS _weir_errors", reasons.join(", "))
-    });
-    let quarantined = session
-        .sql(&format!(
-            "SELECT {} FROM flagged WHERE {any_fail}",
-            q_cols.join(", ")
-        ))
-        .await?;
-
-    // Dataset-level checks on the clean rows.
+    // Dataset-level checks on the clean rows, read back from the stage.
     let rows_clean = rows_in - rows_failed;
-    session.register_table("clean_rows", clean.clone().into_view())?;
+    let clean_rows = session
+        .read_parquet(
+            format!("{}/", staged.dir().display()),
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await?;
+    session.register_table("clean_rows", clean_rows.into_view())?;
+    let mut tallies = counts.tallies.iter();
     for check in &c.checks {
-        if let Some(r) =
-            dataset_check(io, &session, c, check, spec.output, rows_in, rows_clean).await?
+        let missing = if check.missing_percent.is_some() {
+            tallies.next().copied()
+        } else {
+            None
+        };
+        if let Some(r) = dataset_check(
+            io,
+            session,
+            check,
+            spec.output,
+            (rows_in, rows_clean),
+            missing,
+        )
+        .await?
         {
             results.push(r);
         }
     }
     if let Some(limit) = spec.max_quarantined {
-        let exceeded = limit.exceeded_by(
-            u64::try_from(rows_failed).unwrap_or(0),
-            u64::try_from(rows_in).unwrap_or(0),
-        );
+        let exceeded = limit.exceeded_by(counts.failed, counts.rows);
         results.push(CheckResultRecord {
             name: "max_quarantined".into(),
             kind: "max_quarantined".into(),
@@ -428,25 +522,56 @@ pub async fn run(
         });
     }
 
-    // Write: quarantine always, clean only if no error-severity check failed.
+    // Quarantine always: the raw values and every reason.
+    let reasons: Vec<String> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("CASE WHEN __f{i} THEN {} END", literal(&r.reason())))
+        .collect();
+    let mut q_cols: Vec<String> = c
+        .columns
+        .keys()
+        .enumerate()
+        .map(|(i, k)| format!("__raw_{i} AS {}", ident(k)))
+        .collect();
+    q_cols.extend(kept.iter().map(|k| ident(k)));
+    q_cols.push(if reasons.is_empty() {
+        "CAST('' AS VARCHAR) AS _weir_errors".to_owned()
+    } else {
+        format!("concat_ws('; ', {}) AS _weir_errors", reasons.join(", "))
+    });
+    let held_df = session
+        .read_parquet(
+            held.display().to_string(),
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await?;
+    session.register_table("held", held_df.into_view())?;
+    let quarantined = session
+        .sql(&format!("SELECT {} FROM held", q_cols.join(", ")))
+        .await?;
     let q_version = io
         .write(quarantined, spec.quarantine, &[input_v.id])
         .await?;
     let rows_quarantined = q_version.rows.unwrap_or(0);
+
+    // Write-audit-publish: the staged clean rows become a version only if
+    // no error-severity dataset check failed.
     let blocking: Vec<&CheckResultRecord> = results
         .iter()
         .filter(|r| !r.passed && r.severity == "error" && !is_row_level(&r.kind))
         .collect();
     let publish = blocking.is_empty();
     let clean_version = if publish {
-        Some(io.write(clean, spec.output, &inputs).await?)
+        Some(
+            io.publish(staged, clean_schema, counts.clean_written, inputs)
+                .await?,
+        )
     } else {
+        staged.discard().await;
         None
     };
-    let written_clean = clean_version
-        .as_ref()
-        .and_then(|v| v.rows)
-        .unwrap_or(rows_clean);
+    let written_clean = i64::try_from(counts.clean_written).unwrap_or(i64::MAX);
     let claim = &ctx.claim;
     io.env()
         .store
@@ -604,16 +729,15 @@ fn severity_name(s: Severity) -> String {
     }
 }
 
-/// One dataset-level check's result (none for row-level rules).
-#[allow(clippy::too_many_arguments)]
+/// One dataset-level check's result (none for row-level rules);
+/// `missing` is the count of a `missing_percent` check's column.
 async fn dataset_check(
     io: &Io<'_>,
     session: &SessionContext,
-    contract: &Contract,
     check: &Check,
     output: &DatasetName,
-    rows_in: i64,
-    rows_clean: i64,
+    (rows_in, rows_clean): (i64, i64),
+    missing: Option<u64>,
 ) -> Result<Option<CheckResultRecord>, DataError> {
     let result = |kind: &str,
                   column: Option<String>,
@@ -654,20 +778,7 @@ async fn dataset_check(
         ));
     }
     if let Some(mp) = &check.missing_percent {
-        let missing_expr = if contract.columns.contains_key(&mp.column) {
-            format!("{} IS NULL", raw_of(contract, &mp.column))
-        } else {
-            format!("{} IS NULL", ident(&mp.column))
-        };
-        let counts = ints(
-            &session
-                .sql(&format!("SELECT CAST(SUM(CASE WHEN {missing_expr} THEN 1 ELSE 0 END) AS BIGINT) FROM flagged"))
-                .await
-                .map_err(|e| DataError::Invalid(format!("missing_percent on `{}`: {e}", mp.column)))?
-                .collect()
-                .await?,
-        );
-        let missing = counts.first().copied().unwrap_or(0);
+        let missing = i64::try_from(missing.unwrap_or(0)).unwrap_or(i64::MAX);
         let pct = if rows_in > 0 {
             missing as f64 * 100.0 / rows_in as f64
         } else {
