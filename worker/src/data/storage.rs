@@ -29,7 +29,12 @@ pub struct Io<'a> {
 /// A new DataFusion session with a schema per zone, so datasets register
 /// under their names (`clean.orders`).
 pub fn session() -> Result<SessionContext, DataError> {
-    let config = SessionConfig::new().with_information_schema(false);
+    session_with(SessionConfig::new())
+}
+
+/// [`session`] with settings of the caller's.
+pub fn session_with(config: SessionConfig) -> Result<SessionContext, DataError> {
+    let config = config.with_information_schema(false);
     let session = SessionContext::new_with_config(config);
     let catalog = session
         .catalog("datafusion")

@@ -58,6 +58,63 @@ impl RowRule {
     }
 }
 
+/// A table of keys joined to every row: the rows sharing a primary key, or
+/// the keys of a referenced dataset.
+#[derive(Debug)]
+struct Lookup {
+    /// The table, as a query.
+    query: String,
+    /// Its alias in the join.
+    alias: String,
+    /// Pairs of (row column, lookup column) that must be equal.
+    on: Vec<(String, String)>,
+    /// The column the join adds to each row.
+    column: String,
+}
+
+/// The session checks run in. Lookups are small beside the rows: each is
+/// built once and the rows stream past it, rather than every row being
+/// shuffled by key.
+fn checks_session() -> Result<SessionContext, DataError> {
+    super::storage::session_with(
+        datafusion::prelude::SessionConfig::new().with_repartition_joins(false),
+    )
+}
+
+/// The query of every row of `typed` (a query), each lookup joined to it,
+/// and the `extra` columns (expressions over them) after its own.
+///
+/// Each lookup is a step joining the rows so far, with the lookup on the
+/// left: DataFusion builds its hash table from the left input and streams
+/// the right, so the rows are never collected in memory.
+fn checked_query(typed: &str, lookups: &[Lookup], extra: &[String]) -> String {
+    let mut steps = vec![format!("typed AS ({typed})")];
+    let mut rows_so_far = "typed".to_owned();
+    for (n, l) in lookups.iter().enumerate() {
+        let step = format!("__step_{n}");
+        let on: Vec<String> =
+            l.on.iter()
+                .map(|(col, key)| format!("{rows_so_far}.{col} = {}.{key}", l.alias))
+                .collect();
+        steps.push(format!(
+            "{step} AS (SELECT {rows_so_far}.*, {} FROM ({}) AS {} RIGHT JOIN {rows_so_far} ON {})",
+            l.column,
+            l.query,
+            l.alias,
+            on.join(" AND ")
+        ));
+        rows_so_far = step;
+    }
+    format!(
+        "WITH {} SELECT {} FROM {rows_so_far}",
+        steps.join(", "),
+        std::iter::once(format!("{rows_so_far}.*"))
+            .chain(extra.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// Runs a validate task.
 pub async fn run(
     ctx: &TryContext,
@@ -65,7 +122,7 @@ pub async fn run(
     io: &Io<'_>,
     log: &mut LogWriter,
 ) -> Result<(), DataError> {
-    let session = super::storage::session()?;
+    let session = checks_session()?;
     let input_v = io.register(&session, spec.input).await?;
     let table = format!(
         "{}.{}",
@@ -218,31 +275,22 @@ pub async fn run(
         typed_cols.push(ident(l));
     }
 
-    // keyed: primary-key counts and referenced keys.
-    let mut keyed_cols = vec!["typed.*".to_owned()];
-    let mut joins = Vec::new();
+    // Lookups: primary-key counts and referenced keys.
+    let mut lookups = Vec::new();
     let mut inputs = vec![input_v.id];
     if !c.primary_key.is_empty() {
-        let pk: Vec<String> = c
-            .primary_key
-            .iter()
-            .map(|k| format!("typed.{}", ident(k)))
-            .collect();
         // Keys held by more than one row, as an aggregate joined back (a hash
         // join; cheaper than a window over every row). Null keys never join.
         let keys: Vec<String> = c.primary_key.iter().map(|k| ident(k)).collect();
-        let on: Vec<String> = c
-            .primary_key
-            .iter()
-            .zip(&pk)
-            .map(|(k, t)| format!("{t} = __dup.{}", ident(k)))
-            .collect();
-        joins.push(format!(
-            "LEFT JOIN (SELECT {0}, COUNT(*) AS __n FROM typed GROUP BY {0} HAVING COUNT(*) > 1) AS __dup ON {1}",
-            keys.join(", "),
-            on.join(" AND ")
-        ));
-        keyed_cols.push("__dup.__n AS __pk_n".to_owned());
+        lookups.push(Lookup {
+            query: format!(
+                "SELECT {0}, COUNT(*) AS __n FROM typed GROUP BY {0} HAVING COUNT(*) > 1",
+                keys.join(", ")
+            ),
+            alias: "__dup".into(),
+            on: keys.iter().map(|k| (k.clone(), k.clone())).collect(),
+            column: "__dup.__n AS __pk_n".into(),
+        });
         let raws: Vec<String> = c
             .primary_key
             .iter()
@@ -270,14 +318,17 @@ pub async fn run(
         inputs.push(v.id);
         let alias = format!("__ref_{i}");
         let t = type_name(col.column_type);
-        joins.push(format!(
-            "LEFT JOIN (SELECT DISTINCT TRY_CAST({} AS {t}) AS k FROM {}.{}) AS {alias} ON typed.{} = {alias}.k",
-            ident(&r.column),
-            ident(r.dataset.zone().as_str()),
-            ident(r.dataset.name()),
-            ident(name)
-        ));
-        keyed_cols.push(format!("{alias}.k AS {alias}"));
+        lookups.push(Lookup {
+            query: format!(
+                "SELECT DISTINCT TRY_CAST({} AS {t}) AS k FROM {}.{}",
+                ident(&r.column),
+                ident(r.dataset.zone().as_str()),
+                ident(r.dataset.name()),
+            ),
+            on: vec![(ident(name), "k".into())],
+            column: format!("{alias}.k AS {alias}"),
+            alias: alias.clone(),
+        });
         rules.push(RowRule {
             condition: format!("{} IS NOT NULL AND {alias} IS NULL", ident(name)),
             kind: "references",
@@ -321,16 +372,10 @@ pub async fn run(
             ));
         }
     }
-    let checked_sql = format!(
-        "WITH typed AS (SELECT {} FROM {table}), keyed AS (SELECT {} FROM typed {}) SELECT {} FROM keyed",
-        typed_cols.join(", "),
-        keyed_cols.join(", "),
-        joins.join(" "),
-        std::iter::once("keyed.*".to_owned())
-            .chain(flags)
-            .chain(tallies)
-            .collect::<Vec<_>>()
-            .join(", ")
+    let checked_sql = checked_query(
+        &format!("SELECT {} FROM {table}", typed_cols.join(", ")),
+        &lookups,
+        &flags.into_iter().chain(tallies).collect::<Vec<_>>(),
     );
     let checked = session
         .sql(&checked_sql)
@@ -388,7 +433,13 @@ pub async fn run(
     let passed = async {
         let plan = plan_of(&staged, &scratch)?;
         let clean_schema = std::sync::Arc::new(schema.project(&plan.clean)?);
-        let counts = split(checked.execute_stream().await?, plan).await?;
+        let physical = checked.create_physical_plan().await?;
+        tracing::debug!(
+            "validate plan:\n{}",
+            datafusion::physical_plan::displayable(physical.as_ref()).indent(true)
+        );
+        let stream = datafusion::physical_plan::execute_stream(physical, session.task_ctx())?;
+        let counts = split(stream, plan).await?;
         Ok::<_, DataError>((counts, clean_schema))
     }
     .await;
@@ -920,4 +971,95 @@ fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| chrono::Utc.from_utc_datetime(&t))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::physical_plan::ExecutionPlan;
+    use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+
+    use super::*;
+
+    fn table(columns: &[&str], rows: i64) -> Arc<MemTable> {
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| Field::new(*c, DataType::Int64, true))
+                .collect::<Vec<_>>(),
+        ));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            columns
+                .iter()
+                .map(|_| Arc::new(Int64Array::from_iter_values(0..rows)) as _)
+                .collect(),
+        )
+        .unwrap();
+        Arc::new(MemTable::try_new(schema, vec![vec![batch.clone()], vec![batch]]).unwrap())
+    }
+
+    fn joins(plan: &Arc<dyn ExecutionPlan>, found: &mut Vec<(PartitionMode, String)>) {
+        if let Some(j) = plan.downcast_ref::<HashJoinExec>() {
+            found.push((*j.partition_mode(), format!("{:?}", j.join_type())));
+        }
+        for child in plan.children() {
+            joins(child, found);
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_stream_past_lookups_built_once() {
+        // Collecting the rows as a join's build side held every checked row
+        // in memory at once (10 GB for 10 M orders).
+        let session = checks_session().unwrap();
+        session
+            .register_table("orders", table(&["id", "customer"], 50_000))
+            .unwrap();
+        session
+            .register_table("customers", table(&["id"], 100))
+            .unwrap();
+        let lookups = [
+            Lookup {
+                query: "SELECT id, COUNT(*) AS __n FROM typed GROUP BY id HAVING COUNT(*) > 1"
+                    .into(),
+                alias: "__dup".into(),
+                on: vec![("id".into(), "id".into())],
+                column: "__dup.__n AS __pk_n".into(),
+            },
+            Lookup {
+                query: "SELECT DISTINCT id AS k FROM customers".into(),
+                alias: "__ref_1".into(),
+                on: vec![("customer".into(), "k".into())],
+                column: "__ref_1.k AS __ref_1".into(),
+            },
+        ];
+        let sql = checked_query(
+            "SELECT id, customer FROM orders",
+            &lookups,
+            &["__pk_n > 1 AS __f0".to_owned()],
+        );
+        let plan = session
+            .sql(&sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let mut found = Vec::new();
+        joins(&plan, &mut found);
+        assert_eq!(
+            found,
+            vec![
+                (PartitionMode::CollectLeft, "Right".to_owned()),
+                (PartitionMode::CollectLeft, "Right".to_owned())
+            ],
+            "{}",
+            datafusion::physical_plan::displayable(plan.as_ref()).indent(true)
+        );
+    }
 }
