@@ -667,6 +667,142 @@ async fn load_case(db: &TestDb) {
     assert_eq!(rows.as_array().unwrap().len(), 2, "{file}");
 }
 
+both_backends!(loads_keep_every_value_as_it_was, load_values_case);
+async fn load_values_case(db: &TestDb) {
+    // Every bound type, text that needs quoting, empty text beside NULL, and
+    // enough rows to span several batches.
+    let dag = r#"
+tasks:
+  e:
+    kind: extract
+    source: {format: csv, path: "in/n.csv"}
+    output: raw.n
+  t:
+    kind: transform
+    inputs: [raw.n]
+    sql: |
+      select * from (values
+        (1, 1.5, true, date '2026-01-02', timestamp '2026-01-02 03:04:05', cast(12.34 as decimal(10,2)), 'a, "quoted"' || chr(10) || 'line'),
+        (2, cast(null as double), cast(null as boolean), cast(null as date), cast(null as timestamp), cast(null as decimal(10,2)), ''),
+        (3, -2.0, false, date '1999-12-31', timestamp '1999-12-31 23:59:59', cast(-0.5 as decimal(10,2)), cast(null as varchar)),
+        (4, 0.0, true, date '2026-01-02', timestamp '2026-01-02 00:00:00', cast(0 as decimal(10,2)), 'weir-null')
+      ) as v(id, f, b, d, ts, amt, s)
+      union all
+      select cast(n as bigint) + 100, 1.0, true, date '2026-01-01', timestamp '2026-01-01 00:00:00', cast(1 as decimal(10,2)), 'many' from raw.n
+    output: curated.values
+  l:
+    kind: load
+    input: curated.values
+    target: {connection: warehouse, table: all_values, mode: upsert, key: [id]}
+  e2:
+    kind: extract
+    source: {format: csv, path: "in/twice.csv"}
+    output: raw.twice
+  l2:
+    kind: load
+    input: raw.twice
+    target: {connection: warehouse, table: twice, mode: upsert, key: [k]}
+"#;
+    let numbers: String = std::iter::once("n\n".to_owned())
+        .chain((0..20_000).map(|i| format!("{i}\n")))
+        .collect();
+    let site = Site::start(
+        db,
+        dag,
+        &[
+            ("in/n.csv", numbers.as_str()),
+            ("in/twice.csv", "k,v\na,first\nb,only\na,last\n"),
+        ],
+    )
+    .await;
+    let run = site.run().await;
+    assert_eq!(
+        run.state,
+        RunState::Success,
+        "{}{}",
+        site.log(&run, "l", 1),
+        site.log(&run, "l2", 1)
+    );
+    // A key loaded twice in one upsert: its last row wins.
+    let sql = "SELECT k, v FROM twice ORDER BY k";
+    let twice: Vec<(String, String)> = if db.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+    };
+    assert_eq!(
+        twice,
+        vec![("a".into(), "last".into()), ("b".into(), "only".into())]
+    );
+    assert_eq!(count(&db.url, "all_values").await, 20_004);
+    let postgres = !db.url.starts_with("sqlite:");
+    let sql = if postgres {
+        "SELECT CAST(id AS TEXT), CAST(f AS TEXT), CAST(b AS TEXT), CAST(d AS TEXT), \
+         to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS'), CAST(amt AS TEXT), s \
+         FROM all_values WHERE id < 100 ORDER BY id"
+    } else {
+        "SELECT CAST(id AS TEXT), CAST(f AS TEXT), CASE b WHEN 1 THEN 'true' WHEN 0 THEN 'false' END, d, \
+         substr(ts, 1, 19), CAST(amt AS TEXT), s FROM all_values WHERE id < 100 ORDER BY id"
+    };
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = if postgres {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+    };
+    let some = |s: &str| Some(s.to_owned());
+    let (zero, amount_half, amount_zero) = if postgres {
+        ("0", "-0.50", "0.00")
+    } else {
+        ("0.0", "-0.5", "0")
+    };
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "1".to_owned(),
+                some("1.5"),
+                some("true"),
+                some("2026-01-02"),
+                some("2026-01-02T03:04:05"),
+                some("12.34"),
+                some("a, \"quoted\"\nline")
+            ),
+            ("2".to_owned(), None, None, None, None, None, some("")),
+            (
+                "3".to_owned(),
+                some(if postgres { "-2" } else { "-2.0" }),
+                some("false"),
+                some("1999-12-31"),
+                some("1999-12-31T23:59:59"),
+                some(amount_half),
+                None
+            ),
+            (
+                "4".to_owned(),
+                some(zero),
+                some("true"),
+                some("2026-01-02"),
+                some("2026-01-02T00:00:00"),
+                some(amount_zero),
+                some("weir-null")
+            ),
+        ]
+    );
+}
+
 both_backends!(transforms_refuse_anything_but_a_query, refuse_case);
 async fn refuse_case(db: &TestDb) {
     for (sql, word) in [

@@ -6,6 +6,10 @@
 //! Retrying or clearing a load never duplicates rows: `append` tags rows with
 //! the run (`_weir_run`) and replaces that run's earlier rows, `replace`
 //! replaces everything, `upsert` updates rows with the same key.
+//!
+//! Rows stream from the dataset batch by batch: SQLite binds them in
+//! multi-row inserts, PostgreSQL receives them as CSV through `COPY` into a
+//! temporary table of the target's shape, then one `INSERT … SELECT`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,13 +17,15 @@ use std::time::Duration;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+    DataType, Date32Type, Field, Float64Type, Int64Type, Schema, TimeUnit, TimestampMicrosecondType,
 };
 use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::execution::SendableRecordBatchStream;
+use futures_util::StreamExt;
 use weir_core::dag::{DatasetName, FileFormat, LoadMode, Target};
 
 use super::DataError;
-use super::sql::{ident, is_plain};
+use super::sql::{ident, is_plain, literal};
 use super::storage::{self, Io};
 use crate::context::TryContext;
 use crate::logs::LogWriter;
@@ -71,7 +77,6 @@ pub async fn run(
                 .iter()
                 .map(|f| Column::of(f.name(), f.data_type()))
                 .collect();
-            let batches = df.collect().await?;
             for k in key {
                 if !columns.iter().any(|c| &c.name == k) {
                     return Err(DataError::Invalid(format!(
@@ -79,7 +84,6 @@ pub async fn run(
                     )));
                 }
             }
-            let rows: Vec<Vec<Value>> = to_rows(&batches, &columns)?;
             let run_tag = format!("{}/{}", ctx.claim.dag_id, ctx.claim.run_id);
             let plan = LoadPlan {
                 table: &name,
@@ -87,12 +91,11 @@ pub async fn run(
                 mode: *mode,
                 key,
                 run_tag: &run_tag,
-                rows: &rows,
             };
             let n = if url.starts_with("sqlite:") {
-                load_sqlite(&url, &plan).await?
+                load_sqlite(&url, &plan, df.execute_stream().await?).await?
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                load_postgres(&url, &plan).await?
+                load_postgres(&url, &plan, df.execute_stream().await?).await?
             } else {
                 return Err(DataError::Invalid(format!(
                     "connection `{connection}`: only sqlite:// and postgres:// targets can be loaded"
@@ -197,26 +200,32 @@ enum Value {
     Text(Option<String>),
 }
 
-/// The batches as rows of values (binding to a database is row by row).
-fn to_rows(batches: &[RecordBatch], columns: &[Column]) -> Result<Vec<Vec<Value>>, DataError> {
-    let mut rows = Vec::new();
-    for b in batches {
-        let arrays: Vec<ArrayRef> = b
-            .columns()
-            .iter()
-            .zip(columns)
-            .map(|(a, c)| {
-                let to = match c.kind {
-                    Kind::Int => DataType::Int64,
-                    Kind::Float => DataType::Float64,
-                    Kind::Bool => DataType::Boolean,
-                    Kind::Date => DataType::Date32,
-                    Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-                    Kind::Decimal(..) | Kind::Text => DataType::Utf8,
-                };
-                cast(a, &to).map_err(|e| DataError::Invalid(format!("column `{}`: {e}", c.name)))
-            })
-            .collect::<Result<_, _>>()?;
+/// A batch's columns cast to the Arrow type each column is bound as.
+fn bindable(batch: &RecordBatch, columns: &[Column]) -> Result<Vec<ArrayRef>, DataError> {
+    batch
+        .columns()
+        .iter()
+        .zip(columns)
+        .map(|(a, c)| {
+            let to = match c.kind {
+                Kind::Int => DataType::Int64,
+                Kind::Float => DataType::Float64,
+                Kind::Bool => DataType::Boolean,
+                Kind::Date => DataType::Date32,
+                Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+                Kind::Decimal(..) | Kind::Text => DataType::Utf8,
+            };
+            cast(a, &to).map_err(|e| DataError::Invalid(format!("column `{}`: {e}", c.name)))
+        })
+        .collect()
+}
+
+/// A batch as rows of values (binding to SQLite is row by row).
+fn to_rows(batch: &RecordBatch, columns: &[Column]) -> Result<Vec<Vec<Value>>, DataError> {
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    {
+        let arrays = bindable(batch, columns)?;
+        let b = batch;
         for i in 0..b.num_rows() {
             let row = arrays
                 .iter()
@@ -263,7 +272,6 @@ struct LoadPlan<'a> {
     mode: LoadMode,
     key: &'a [String],
     run_tag: &'a str,
-    rows: &'a [Vec<Value>],
 }
 
 impl LoadPlan<'_> {
@@ -329,22 +337,20 @@ impl LoadPlan<'_> {
     }
 }
 
-/// Builds and runs the load on one connection type; the SQL is the same
-/// for both but for the column types and the cast that binds decimals.
-macro_rules! load_with {
-    ($db:ty, $pool:expr, $plan:expr, $postgres:expr, $begin:expr) => {{
+/// Creates the table if it is missing and removes what this load replaces:
+/// everything (`replace`) or this run's earlier rows (`append`).
+macro_rules! prepare {
+    ($tx:expr, $plan:expr, $postgres:expr) => {{
         let plan = $plan;
-        let pool = $pool;
-        let mut tx = pool.begin_with($begin).await?;
-        sqlx::query(sqlx::AssertSqlSafe(plan.create($postgres))).execute(&mut *tx).await?;
+        sqlx::query(sqlx::AssertSqlSafe(plan.create($postgres))).execute(&mut *$tx).await?;
         match plan.mode {
             LoadMode::Replace => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {}", plan.table))).execute(&mut *tx).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {}", plan.table))).execute(&mut *$tx).await?;
             }
             LoadMode::Append => {
                 sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {} WHERE _weir_run = $1", plan.table)))
                     .bind(plan.run_tag)
-                    .execute(&mut *tx)
+                    .execute(&mut *$tx)
                     .await
                     .map_err(|e| {
                         let text = e.to_string();
@@ -360,53 +366,15 @@ macro_rules! load_with {
             }
             LoadMode::Upsert => {}
         }
-        let mut n = 0u64;
-        for rows in plan.rows.chunks(plan.chunk()) {
-            let mut qb = sqlx::QueryBuilder::<$db>::new(plan.insert_head());
-            qb.push("VALUES ");
-            for (r, row) in rows.iter().enumerate() {
-                if r > 0 {
-                    qb.push(", ");
-                }
-                qb.push("(");
-                for (i, (v, c)) in row.iter().zip(plan.columns).enumerate() {
-                    if i > 0 {
-                        qb.push(", ");
-                    }
-                    match v {
-                        Value::Int(x) => { qb.push_bind(*x); }
-                        Value::Float(x) => { qb.push_bind(*x); }
-                        Value::Bool(x) => { qb.push_bind(*x); }
-                        Value::Date(x) => {
-                            if $postgres { qb.push_bind(*x); } else { qb.push_bind(x.map(|d| d.to_string())); }
-                        }
-                        Value::Timestamp(x) => {
-                            if $postgres { qb.push_bind(*x); } else { qb.push_bind(x.map(|t| t.to_rfc3339())); }
-                        }
-                        Value::Text(x) => {
-                            if matches!(c.kind, Kind::Decimal(..)) && $postgres {
-                                qb.push("CAST(").push_bind(x.clone()).push(" AS NUMERIC)");
-                            } else {
-                                qb.push_bind(x.clone());
-                            }
-                        }
-                    }
-                }
-                if plan.mode == LoadMode::Append {
-                    qb.push(", ").push_bind(plan.run_tag.to_owned());
-                }
-                qb.push(")");
-            }
-            qb.push(plan.conflict_tail());
-            n += qb.build().execute(&mut *tx).await?.rows_affected();
-        }
-        tx.commit().await?;
-        pool.close().await;
-        Ok::<u64, DataError>(n)
     }};
 }
 
-async fn load_sqlite(url: &str, plan: &LoadPlan<'_>) -> Result<u64, DataError> {
+/// SQLite: rows bound in multi-row inserts, batch by batch, in one transaction.
+async fn load_sqlite(
+    url: &str,
+    plan: &LoadPlan<'_>,
+    mut batches: SendableRecordBatchStream,
+) -> Result<u64, DataError> {
     use std::str::FromStr;
     // Wait for other writers (the file may be shared) instead of failing at once.
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
@@ -416,15 +384,146 @@ async fn load_sqlite(url: &str, plan: &LoadPlan<'_>) -> Result<u64, DataError> {
         .max_connections(1)
         .connect_with(options)
         .await?;
-    load_with!(sqlx::Sqlite, pool, plan, false, "BEGIN IMMEDIATE")
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    prepare!(tx, plan, false);
+    let mut n = 0u64;
+    while let Some(batch) = batches.next().await {
+        let rows = to_rows(&batch?, plan.columns)?;
+        for rows in rows.chunks(plan.chunk()) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(plan.insert_head());
+            qb.push("VALUES ");
+            for (r, row) in rows.iter().enumerate() {
+                if r > 0 {
+                    qb.push(", ");
+                }
+                qb.push("(");
+                for (i, v) in row.iter().enumerate() {
+                    if i > 0 {
+                        qb.push(", ");
+                    }
+                    match v {
+                        Value::Int(x) => qb.push_bind(*x),
+                        Value::Float(x) => qb.push_bind(*x),
+                        Value::Bool(x) => qb.push_bind(*x),
+                        Value::Date(x) => qb.push_bind(x.map(|d| d.to_string())),
+                        Value::Timestamp(x) => qb.push_bind(x.map(|t| t.to_rfc3339())),
+                        Value::Text(x) => qb.push_bind(x.clone()),
+                    };
+                }
+                if plan.mode == LoadMode::Append {
+                    qb.push(", ").push_bind(plan.run_tag.to_owned());
+                }
+                qb.push(")");
+            }
+            qb.push(plan.conflict_tail());
+            n += qb.build().execute(&mut *tx).await?.rows_affected();
+        }
+    }
+    tx.commit().await?;
+    pool.close().await;
+    Ok(n)
 }
 
-async fn load_postgres(url: &str, plan: &LoadPlan<'_>) -> Result<u64, DataError> {
+/// PostgreSQL: the batches streamed with `COPY` into a temporary table of
+/// the target's shape, then one `INSERT … SELECT` into the target, all in
+/// one transaction. Upserts keep the last row of each key.
+async fn load_postgres(
+    url: &str,
+    plan: &LoadPlan<'_>,
+    mut batches: SendableRecordBatchStream,
+) -> Result<u64, DataError> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(url)
         .await?;
-    load_with!(sqlx::Postgres, pool, plan, true, "BEGIN")
+    let mut tx = pool.begin().await?;
+    // Timestamps travel as UTC text.
+    sqlx::query("SET LOCAL TimeZone = 'UTC'")
+        .execute(&mut *tx)
+        .await?;
+    prepare!(tx, plan, true);
+    // Upserts go through a temporary table of the target's shape, so one
+    // statement can keep each key's last row; other modes copy straight in.
+    let staged = plan.mode == LoadMode::Upsert;
+    if staged {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TEMP TABLE weir_load (LIKE {}, __weir_seq BIGSERIAL) ON COMMIT DROP",
+            plan.table
+        )))
+        .execute(&mut *tx)
+        .await?;
+    }
+    // A marker no value can hold by chance, so empty text stays empty text.
+    let null = format!("weir-null-{}", uuid::Uuid::new_v4());
+    let cols: Vec<String> = plan.columns.iter().map(|c| ident(&c.name)).collect();
+    let mut copied_cols = cols.clone();
+    if plan.mode == LoadMode::Append {
+        copied_cols.push("_weir_run".into());
+    }
+    let mut copy = tx
+        .copy_in_raw(&format!(
+            "COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL {})",
+            if staged { "weir_load" } else { plan.table },
+            copied_cols.join(", "),
+            literal(&null)
+        ))
+        .await?;
+    while let Some(batch) = batches.next().await {
+        let batch = batch?;
+        let mut arrays = bindable(&batch, plan.columns)?;
+        if plan.mode == LoadMode::Append {
+            arrays.push(
+                datafusion::common::ScalarValue::from(plan.run_tag)
+                    .to_array_of_size(batch.num_rows())?,
+            );
+        }
+        let null = null.clone();
+        let text = tokio::task::spawn_blocking(move || csv_rows(arrays, &null))
+            .await
+            .map_err(|e| DataError::Invalid(format!("encoding rows for COPY: {e}")))??;
+        copy.send(text).await?;
+    }
+    let copied = copy.finish().await?;
+    let n = if staged {
+        let keys: Vec<String> = plan.key.iter().map(|k| ident(k)).collect();
+        let insert = format!(
+            "SELECT DISTINCT ON ({1}) {0} FROM weir_load ORDER BY {1}, __weir_seq DESC{2}",
+            cols.join(", "),
+            keys.join(", "),
+            plan.conflict_tail()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{}{insert}",
+            plan.insert_head()
+        )))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+    } else {
+        copied
+    };
+    tx.commit().await?;
+    pool.close().await;
+    Ok(n)
+}
+
+/// Arrays as CSV lines (no header), nulls written as the text `null`.
+fn csv_rows(arrays: Vec<ArrayRef>, null: &str) -> Result<Vec<u8>, DataError> {
+    let fields: Vec<_> = arrays
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Field::new(format!("c{i}"), a.data_type().clone(), true))
+        .collect();
+    let batch = RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), arrays)?;
+    let mut out = Vec::new();
+    {
+        let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+            .with_header(false)
+            .with_null(null.to_owned())
+            .build(&mut out);
+        writer.write(&batch)?;
+    }
+    Ok(out)
 }
 
 /// Writes one file under a temporary name, then renames it into place.
