@@ -69,7 +69,8 @@ pub struct RetentionRules(pub IndexMap<String, RetentionConfig>);
 pub struct RetentionConfig {
     /// Keep at most this many versions.
     pub keep: Option<u32>,
-    /// Delete versions older than this (`30d`, `12h`).
+    /// Delete versions older than this (`30d`, `12h`); also spelled `retention`.
+    #[serde(alias = "retention")]
     pub max_age: Option<crate::dag::Duration>,
 }
 
@@ -383,6 +384,15 @@ mod tests {
             (None, Some(30 * 86_400))
         );
         assert_eq!(c.retention.rule_for(&ds("curated.x")), None);
+        write("[retention.curated]\nretention = \"12h\"\n");
+        let c = Config::load(Some(&path), &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.retention
+                .rule_for(&ds("curated.x"))
+                .and_then(|r| r.max_age)
+                .map(|d| d.as_secs()),
+            Some(12 * 3600)
+        );
         write("[retention.bronze]\nkeep = 3\n");
         let e = Config::load(Some(&path), &|_| None)
             .unwrap_err()
