@@ -829,6 +829,26 @@ async fn refuse_case(db: &TestDb) {
         );
         site.stop().await;
     }
+    // Queries can read the input datasets only: no file-reading functions,
+    // no file paths as tables.
+    for (sql, named) in [
+        ("select * from read_csv('/etc/passwd')", "read_csv"),
+        ("select * from read_parquet('/etc/passwd')", "read_parquet"),
+        ("select * from '/etc/passwd'", "/etc/passwd"),
+    ] {
+        let dag = format!(
+            "tasks:\n  e:\n    kind: extract\n    source: {{format: csv, path: \"in/s.csv\"}}\n    output: raw.s\n  t:\n    kind: transform\n    retries: 0\n    inputs: [raw.s]\n    sql: \"{sql}\"\n    output: curated.s\n"
+        );
+        let site = Site::start(db, &dag, &[("in/s.csv", "a\n1\n")]).await;
+        let run = site.run().await;
+        assert_eq!(run.state, RunState::Failed, "{sql}");
+        let log = site.log(&run, "t", 1);
+        assert!(
+            log.contains(named) && !log.contains("root:"),
+            "{sql}: {log}"
+        );
+        site.stop().await;
+    }
 }
 
 both_backends!(
