@@ -667,6 +667,23 @@ async fn load_case(db: &TestDb) {
     assert_eq!(rows.as_array().unwrap().len(), 2, "{file}");
 }
 
+/// The rows of `sql` on the SQLite or PostgreSQL database at `url`.
+async fn fetch_all<T>(url: &str, sql: &'static str) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+    }
+}
+
 both_backends!(loads_keep_every_value_as_it_was, load_values_case);
 async fn load_values_case(db: &TestDb) {
     // Every bound type, text that needs quoting, empty text beside NULL, and
@@ -725,13 +742,7 @@ tasks:
     );
     // A key loaded twice in one upsert: its last row wins.
     let sql = "SELECT k, v FROM twice ORDER BY k";
-    let twice: Vec<(String, String)> = if db.url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
-    } else {
-        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
-    };
+    let twice: Vec<(String, String)> = fetch_all(&db.url, sql).await;
     assert_eq!(
         twice,
         vec![("a".into(), "last".into()), ("b".into(), "only".into())]
@@ -755,13 +766,7 @@ tasks:
         Option<String>,
         Option<String>,
     );
-    let rows: Vec<Row> = if postgres {
-        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
-    } else {
-        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-        sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
-    };
+    let rows: Vec<Row> = fetch_all(&db.url, sql).await;
     let some = |s: &str| Some(s.to_owned());
     let (zero, amount_half, amount_zero) = if postgres {
         ("0", "-0.50", "0.00")
