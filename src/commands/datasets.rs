@@ -172,8 +172,8 @@ pub async fn quality(
                         "rows_in": q.rows_in, "rows_clean": q.rows_clean, "rows_quarantined": q.rows_quarantined,
                         "reconciled": q.rows_in == q.rows_clean + q.rows_quarantined, "published": q.published,
                         "checks": checks.iter().map(|c| json!({
-                            "name": c.name, "kind": c.kind, "column": c.column_name, "passed": c.passed,
-                            "failed": c.failed, "observed": c.observed, "threshold": c.threshold, "severity": c.severity,
+                            "name": c.name, "kind": c.kind.as_str(), "column": c.column_name, "passed": c.passed,
+                            "failed": c.failed, "observed": c.observed, "threshold": c.threshold, "severity": c.severity.as_str(),
                         })).collect::<Vec<_>>(),
                     })
                 })
@@ -202,13 +202,13 @@ pub async fn quality(
                         .map(|c| {
                             vec![
                                 c.name.clone(),
-                                c.kind.clone(),
+                                c.kind.to_string(),
                                 c.column_name.clone().unwrap_or_default(),
                                 if c.passed { "passed".into() } else { "failed".into() },
                                 c.failed.to_string(),
                                 c.observed.clone().unwrap_or_default(),
                                 c.threshold.clone().unwrap_or_default(),
-                                c.severity.clone(),
+                                c.severity.to_string(),
                             ]
                         })
                         .collect::<Vec<_>>(),

@@ -4,91 +4,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
 use weir_core::both_backends;
-use weir_core::scheduler::{Options, Scheduler, SystemClock, Trigger};
 use weir_core::state::{RunState, TaskState};
 use weir_core::store::{RunRecord, TaskInstanceRecord};
 use weir_core::testing::TestDb;
-use weir_worker::secrets::Secrets;
-use weir_worker::{LocalPool, PoolOptions};
 
-struct Engine {
-    sched: Scheduler,
-    dir: tempfile::TempDir,
-    cancel: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
+mod common;
+use common::{Extras, Site};
 
-impl Engine {
-    async fn start(db: &TestDb, dag: &str, secrets: &[(&str, &str)]) -> Engine {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("dags")).unwrap();
-        std::fs::write(dir.path().join("dags/t.yaml"), dag).unwrap();
-        let options = Options {
-            lease: Duration::from_secs(3),
-            tick: Duration::from_millis(100),
-            ..Options::default()
-        };
-        let sched = Scheduler::new(db.store.clone(), Arc::new(SystemClock), options);
-        let report = sched.sync_folder(&dir.path().join("dags")).await.unwrap();
-        assert!(report.errors.is_empty(), "{:?}", report.errors);
-        // A SQLite database SQL sensors can query, as connection `probe`, and
-        // the state database itself as `state` (SQLite or PostgreSQL).
-        let connections = std::collections::HashMap::from([
-            (
-                "probe".to_owned(),
-                format!("sqlite://{}/probe.db?mode=rwc", dir.path().display()),
-            ),
-            ("state".to_owned(), db.url.clone()),
-        ]);
-        let cancel = CancellationToken::new();
-        let pool = LocalPool::new(
-            sched.clone(),
-            PoolOptions {
-                slots: 4,
-                logs_dir: dir.path().join("logs"),
-                name: "test".into(),
-                poll: Duration::from_millis(100),
-                connections: connections.clone(),
-                data_dir: dir.path().join("data"),
-                retention: Default::default(),
-            },
-            Secrets::from_env(
-                secrets
-                    .iter()
-                    .map(|(k, v)| (format!("WEIR_SECRET_{k}"), (*v).to_owned())),
-            ),
-        );
-        let tasks = vec![
-            tokio::spawn(pool.run(cancel.clone())),
-            tokio::spawn(sched.clone().run(cancel.clone())),
-        ];
-        Engine {
-            sched,
-            dir,
-            cancel,
-            tasks,
-        }
-    }
-
-    async fn trigger(&self, conf: serde_json::Value) -> RunRecord {
-        self.sched
-            .trigger(
-                "t",
-                Trigger {
-                    conf: Some(conf),
-                    actor: "test".into(),
-                    ..Trigger::default()
-                },
-            )
-            .await
-            .unwrap()
-    }
-
+impl Site {
     async fn wait_until<F: Fn(&[TaskInstanceRecord], RunState) -> bool>(
         &self,
         run: &RunRecord,
@@ -121,17 +47,6 @@ impl Engine {
         }
     }
 
-    async fn finished(&self, run: &RunRecord) -> RunState {
-        self.wait_until(run, "the run to end", |_, s| s.is_finished())
-            .await;
-        self.sched
-            .store()
-            .get_run_by_pk(run.id)
-            .await
-            .unwrap()
-            .state
-    }
-
     async fn ti(&self, run: &RunRecord, task: &str) -> TaskInstanceRecord {
         self.sched
             .store()
@@ -141,20 +56,6 @@ impl Engine {
             .into_iter()
             .find(|t| t.task_id == task)
             .unwrap()
-    }
-
-    async fn log(&self, run: &RunRecord, task: &str, try_number: i64) -> String {
-        let ti = self.ti(run, task).await;
-        let tries = self.sched.store().list_tries(&ti.id).await.unwrap();
-        let t = tries.iter().find(|t| t.try_number == try_number).unwrap();
-        std::fs::read_to_string(self.dir.path().join("logs").join(&t.log_path)).unwrap()
-    }
-
-    async fn stop(self) {
-        self.cancel.cancel();
-        for t in self.tasks {
-            t.await.unwrap();
-        }
     }
 }
 
@@ -172,10 +73,18 @@ tasks:
 "#;
 
 async fn shell_tasks(db: &TestDb) {
-    let e = Engine::start(db, HELLO, &[("API_TOKEN", "s3cr3t-value")]).await;
+    let e = Site::start_with(
+        db,
+        HELLO,
+        Extras {
+            secrets: &[("API_TOKEN", "s3cr3t-value")],
+            ..Extras::default()
+        },
+    )
+    .await;
     let run = e.trigger(serde_json::json!({"greeting": "bonjour"})).await;
-    assert_eq!(e.finished(&run).await, RunState::Success);
-    let greet = e.log(&run, "greet", 1).await;
+    assert_eq!(e.wait(&run).await.state, RunState::Success);
+    let greet = e.log(&run, "greet", 1);
     let ds = run.logical_date.unwrap().format("%Y-%m-%d").to_string();
     assert!(
         greet.contains(&format!("bonjour eu ds={ds} run={} try=1", run.run_id)),
@@ -198,7 +107,7 @@ async fn shell_tasks(db: &TestDb) {
         )),
         "{greet}"
     );
-    let env = e.log(&run, "env", 1).await;
+    let env = e.log(&run, "env", 1);
     assert!(
         env.contains("dag=t task=env try=1 where=eu token=***"),
         "WEIR_* variables, env templates, masked secret:\n{env}"
@@ -233,9 +142,9 @@ tasks:
 "#;
 
 async fn retries_until_success(db: &TestDb) {
-    let e = Engine::start(db, FLAKY, &[]).await;
+    let e = Site::start(db, FLAKY, &[]).await;
     let run = e.trigger(serde_json::json!({})).await;
-    assert_eq!(e.finished(&run).await, RunState::Success);
+    assert_eq!(e.wait(&run).await.state, RunState::Success);
     let count = std::fs::read_to_string(e.dir.path().join("dags/count")).unwrap();
     assert_eq!(count.trim(), "3", "the command ran exactly three times");
     let ti = e.ti(&run, "flaky").await;
@@ -255,7 +164,7 @@ async fn retries_until_success(db: &TestDb) {
         tries[1].start_date >= tries[0].end_date.unwrap() + chrono::Duration::milliseconds(900),
         "retry_delay is respected"
     );
-    assert!(e.log(&run, "flaky", 2).await.contains("attempt 2"));
+    assert!(e.log(&run, "flaky", 2).contains("attempt 2"));
     e.stop().await;
 }
 both_backends!(retries_reach_success_on_a_later_try, retries_until_success);
@@ -276,9 +185,9 @@ fn alive(pid: i32) -> bool {
 }
 
 async fn timeout_kills_tree(db: &TestDb) {
-    let e = Engine::start(db, SLOW, &[]).await;
+    let e = Site::start(db, SLOW, &[]).await;
     let run = e.trigger(serde_json::json!({})).await;
-    assert_eq!(e.finished(&run).await, RunState::Failed);
+    assert_eq!(e.wait(&run).await.state, RunState::Failed);
     let ti = e.ti(&run, "slow").await;
     let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
     assert!(
@@ -308,21 +217,21 @@ both_backends!(timeout_kills_the_process_tree, timeout_kills_tree);
 
 async fn template_errors(db: &TestDb) {
     let dag = "tasks:\n  bad:\n    kind: shell\n    command: echo {{ params.nope }}\n";
-    let e = Engine::start(db, dag, &[]).await;
+    let e = Site::start(db, dag, &[]).await;
     let run = e.trigger(serde_json::json!({})).await;
-    assert_eq!(e.finished(&run).await, RunState::Failed);
+    assert_eq!(e.wait(&run).await.state, RunState::Failed);
     let ti = e.ti(&run, "bad").await;
     let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
     let err = tries[0].error.clone().unwrap_or_default();
     assert!(err.contains("command: template error on line 1"), "{err}");
-    assert!(e.log(&run, "bad", 1).await.contains("template error"));
+    assert!(e.log(&run, "bad", 1).contains("template error"));
     e.stop().await;
 }
 both_backends!(template_errors_fail_the_try, template_errors);
 
 async fn marked_tries_stop(db: &TestDb) {
     let dag = "tasks:\n  long:\n    kind: shell\n    command: 'echo $$ > long.pid; sleep 60'\n";
-    let e = Engine::start(db, dag, &[]).await;
+    let e = Site::start(db, dag, &[]).await;
     let run = e.trigger(serde_json::json!({})).await;
     e.wait_until(&run, "the task to run", |tis, _| {
         tis[0].state == TaskState::Running
@@ -338,7 +247,7 @@ async fn marked_tries_stop(db: &TestDb) {
         .mark("t", &run.run_id, "long", TaskState::Failed, "ada")
         .await
         .unwrap();
-    assert_eq!(e.finished(&run).await, RunState::Failed);
+    assert_eq!(e.wait(&run).await.state, RunState::Failed);
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
@@ -392,7 +301,7 @@ tasks:
 "#;
 
 async fn sensors(db: &TestDb) {
-    let e = Engine::start(db, SENSORS, &[]).await;
+    let e = Site::start(db, SENSORS, &[]).await;
     let probe = format!("sqlite://{}/probe.db?mode=rwc", e.dir.path().display());
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&probe)
         .await
@@ -431,7 +340,7 @@ async fn sensors(db: &TestDb) {
         .execute(&mut conn)
         .await
         .unwrap();
-    assert_eq!(e.finished(&run).await, RunState::Success);
+    assert_eq!(e.wait(&run).await.state, RunState::Success);
     let ti = e.ti(&run, "wait_file").await;
     let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
     assert!(tries.len() >= 2, "{tries:?}");
@@ -468,9 +377,9 @@ async fn sensor_timeout(db: &TestDb) {
     poke_interval: 1s
     timeout: 2s
 ";
-    let e = Engine::start(db, dag, &[]).await;
+    let e = Site::start(db, dag, &[]).await;
     let run = e.trigger(serde_json::json!({})).await;
-    assert_eq!(e.finished(&run).await, RunState::Failed);
+    assert_eq!(e.wait(&run).await.state, RunState::Failed);
     for sensor in ["wait", "wait_data", "wait_flag"] {
         let ti = e.ti(&run, sensor).await;
         let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
@@ -491,10 +400,10 @@ both_backends!(sensors_time_out, sensor_timeout);
 async fn sql_sensor_on_the_state_database(db: &TestDb) {
     // On the PostgreSQL case this queries PostgreSQL; on the SQLite case, SQLite.
     let dag = "tasks:\n  ready:\n    kind: sensor\n    sql: \"select count(*) from dag_runs where run_id = '{{ run_id }}'\"\n    connection: state\n    poke_interval: 1s\n    timeout: 30s\n";
-    let e = Engine::start(db, dag, &[]).await;
+    let e = Site::start(db, dag, &[]).await;
     let run = e.trigger(serde_json::json!({})).await;
     assert_eq!(
-        e.finished(&run).await,
+        e.wait(&run).await.state,
         RunState::Success,
         "the run's own row makes the first cell 1"
     );

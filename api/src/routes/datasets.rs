@@ -237,13 +237,13 @@ pub async fn run_quality(
                 .into_iter()
                 .map(|c| CheckResponse {
                     name: c.name,
-                    kind: c.kind,
+                    kind: c.kind.to_string(),
                     column: c.column_name,
                     passed: c.passed,
                     failed: c.failed,
                     observed: c.observed,
                     threshold: c.threshold,
-                    severity: c.severity,
+                    severity: c.severity.to_string(),
                 })
                 .collect(),
         })

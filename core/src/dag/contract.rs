@@ -330,6 +330,83 @@ pub enum Severity {
     Warn,
 }
 
+crate::named_enum!(Severity, "severity", {
+    Error => "error",
+    Warn => "warn",
+});
+
+/// What a recorded check result checked: a row-level rule of a column, the
+/// key or a `rule:` (failing rows are quarantined), or a dataset-level check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckResultKind {
+    /// A value that does not cast to its column's `type`.
+    Type,
+    /// A missing `required` value.
+    Required,
+    /// A value below `min`.
+    Min,
+    /// A value above `max`.
+    Max,
+    /// A value not among `values`.
+    Values,
+    /// A value not in its `format`.
+    Format,
+    /// A value absent from the referenced dataset.
+    References,
+    /// A missing or shared primary key.
+    PrimaryKey,
+    /// A `rule:` that is false.
+    Rule,
+    /// `row_count:`
+    RowCount,
+    /// `missing_percent:`
+    MissingPercent,
+    /// `freshness:`
+    Freshness,
+    /// `duplicates:`
+    Duplicates,
+    /// `row_count_change:`
+    RowCountChange,
+    /// The task's `max_quarantined`.
+    MaxQuarantined,
+}
+
+crate::named_enum!(CheckResultKind, "check kind", {
+    Type => "type",
+    Required => "required",
+    Min => "min",
+    Max => "max",
+    Values => "values",
+    Format => "format",
+    References => "references",
+    PrimaryKey => "primary_key",
+    Rule => "rule",
+    RowCount => "row_count",
+    MissingPercent => "missing_percent",
+    Freshness => "freshness",
+    Duplicates => "duplicates",
+    RowCountChange => "row_count_change",
+    MaxQuarantined => "max_quarantined",
+});
+
+impl CheckResultKind {
+    /// Whether a failure quarantines rows (rather than judging the dataset).
+    pub fn is_row_level(self) -> bool {
+        matches!(
+            self,
+            CheckResultKind::Type
+                | CheckResultKind::Required
+                | CheckResultKind::Min
+                | CheckResultKind::Max
+                | CheckResultKind::Values
+                | CheckResultKind::Format
+                | CheckResultKind::References
+                | CheckResultKind::PrimaryKey
+                | CheckResultKind::Rule
+        )
+    }
+}
+
 /// A count (`10`) or a percentage of the rows (`5%`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Threshold {
@@ -454,58 +531,27 @@ pub struct Check {
     pub row_count_change: Option<RowCountChangeCheck>,
 }
 
-/// The kinds of `checks:` entries, to name them in results and errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckKind {
-    /// `rule:`
-    Rule,
-    /// `row_count:`
-    RowCount,
-    /// `missing_percent:`
-    MissingPercent,
-    /// `freshness:`
-    Freshness,
-    /// `duplicates:`
-    Duplicates,
-    /// `row_count_change:`
-    RowCountChange,
-}
-
-impl CheckKind {
-    /// The key that declares this kind.
-    pub fn key(self) -> &'static str {
-        match self {
-            CheckKind::Rule => "rule",
-            CheckKind::RowCount => "row_count",
-            CheckKind::MissingPercent => "missing_percent",
-            CheckKind::Freshness => "freshness",
-            CheckKind::Duplicates => "duplicates",
-            CheckKind::RowCountChange => "row_count_change",
-        }
-    }
-}
-
 impl Check {
     /// The kinds this entry declares (exactly one in a valid contract).
-    pub fn kinds(&self) -> Vec<CheckKind> {
+    pub fn kinds(&self) -> Vec<CheckResultKind> {
         let mut k = Vec::new();
         if self.rule.is_some() {
-            k.push(CheckKind::Rule);
+            k.push(CheckResultKind::Rule);
         }
         if self.row_count.is_some() {
-            k.push(CheckKind::RowCount);
+            k.push(CheckResultKind::RowCount);
         }
         if self.missing_percent.is_some() {
-            k.push(CheckKind::MissingPercent);
+            k.push(CheckResultKind::MissingPercent);
         }
         if self.freshness.is_some() {
-            k.push(CheckKind::Freshness);
+            k.push(CheckResultKind::Freshness);
         }
         if self.duplicates.is_some() {
-            k.push(CheckKind::Duplicates);
+            k.push(CheckResultKind::Duplicates);
         }
         if self.row_count_change.is_some() {
-            k.push(CheckKind::RowCountChange);
+            k.push(CheckResultKind::RowCountChange);
         }
         k
     }
@@ -606,7 +652,7 @@ impl Contract {
                 1 => {}
                 _ => out.push((at.clone(), format!(
                     "a check declares {} at once; write one check per entry",
-                    kinds.iter().map(|k| format!("`{}`", k.key())).collect::<Vec<_>>().join(" and ")
+                    kinds.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ")
                 ))),
             }
             let mut need = |kind: &str, col: &str| {

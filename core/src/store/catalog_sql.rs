@@ -108,13 +108,13 @@ macro_rules! impl_catalog_store {
                         b.push_bind(id)
                             .push_bind(i64::try_from(i).unwrap_or(i64::MAX))
                             .push_bind(c.name.clone())
-                            .push_bind(c.kind.clone())
+                            .push_bind(c.kind.as_str())
                             .push_bind(c.column_name.clone())
                             .push_bind(c.passed)
                             .push_bind(c.failed)
                             .push_bind(c.observed.clone())
                             .push_bind(c.threshold.clone())
-                            .push_bind(c.severity.clone());
+                            .push_bind(c.severity.as_str());
                     });
                     qb.build().execute(&mut *tx).await?;
                 }

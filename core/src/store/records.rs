@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::dag::contract::{CheckResultKind, Severity};
 use crate::state::{RunState, RunType, TaskState};
 
 /// What a folder load says about one DAG.
@@ -464,7 +465,8 @@ pub struct CheckResultRecord {
     /// The check's name (`required`, `min`, a rule's name, …).
     pub name: String,
     /// The check's kind (`type`, `required`, `rule`, `row_count`, …).
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: CheckResultKind,
     /// The column it concerns, if one.
     pub column_name: Option<String>,
     /// Whether it passed.
@@ -476,7 +478,8 @@ pub struct CheckResultRecord {
     /// The limit it was held to.
     pub threshold: Option<String>,
     /// `error` or `warn`.
-    pub severity: String,
+    #[sqlx(try_from = "String")]
+    pub severity: Severity,
 }
 
 /// A validate try's outcome as stored.

@@ -223,45 +223,42 @@ fn bindable(batch: &RecordBatch, columns: &[Column]) -> Result<Vec<ArrayRef>, Da
 /// A batch as rows of values (binding to SQLite is row by row).
 fn to_rows(batch: &RecordBatch, columns: &[Column]) -> Result<Vec<Vec<Value>>, DataError> {
     let mut rows = Vec::with_capacity(batch.num_rows());
-    {
-        let arrays = bindable(batch, columns)?;
-        let b = batch;
-        for i in 0..b.num_rows() {
-            let row = arrays
-                .iter()
-                .zip(columns)
-                .map(|(a, c)| {
-                    let null = a.is_null(i);
-                    match c.kind {
-                        Kind::Int => {
-                            Value::Int((!null).then(|| a.as_primitive::<Int64Type>().value(i)))
-                        }
-                        Kind::Float => {
-                            Value::Float((!null).then(|| a.as_primitive::<Float64Type>().value(i)))
-                        }
-                        Kind::Bool => Value::Bool((!null).then(|| a.as_boolean().value(i))),
-                        Kind::Date => Value::Date(if null {
-                            None
-                        } else {
-                            chrono::NaiveDate::from_num_days_from_ce_opt(
-                                a.as_primitive::<Date32Type>().value(i) + 719_163,
-                            )
-                        }),
-                        Kind::Timestamp => Value::Timestamp(if null {
-                            None
-                        } else {
-                            chrono::DateTime::from_timestamp_micros(
-                                a.as_primitive::<TimestampMicrosecondType>().value(i),
-                            )
-                        }),
-                        Kind::Decimal(..) | Kind::Text => {
-                            Value::Text((!null).then(|| a.as_string::<i32>().value(i).to_owned()))
-                        }
+    let arrays = bindable(batch, columns)?;
+    for i in 0..batch.num_rows() {
+        let row = arrays
+            .iter()
+            .zip(columns)
+            .map(|(a, c)| {
+                let null = a.is_null(i);
+                match c.kind {
+                    Kind::Int => {
+                        Value::Int((!null).then(|| a.as_primitive::<Int64Type>().value(i)))
                     }
-                })
-                .collect();
-            rows.push(row);
-        }
+                    Kind::Float => {
+                        Value::Float((!null).then(|| a.as_primitive::<Float64Type>().value(i)))
+                    }
+                    Kind::Bool => Value::Bool((!null).then(|| a.as_boolean().value(i))),
+                    Kind::Date => Value::Date(if null {
+                        None
+                    } else {
+                        chrono::NaiveDate::from_num_days_from_ce_opt(
+                            a.as_primitive::<Date32Type>().value(i) + 719_163,
+                        )
+                    }),
+                    Kind::Timestamp => Value::Timestamp(if null {
+                        None
+                    } else {
+                        chrono::DateTime::from_timestamp_micros(
+                            a.as_primitive::<TimestampMicrosecondType>().value(i),
+                        )
+                    }),
+                    Kind::Decimal(..) | Kind::Text => {
+                        Value::Text((!null).then(|| a.as_string::<i32>().value(i).to_owned()))
+                    }
+                }
+            })
+            .collect();
+        rows.push(row);
     }
     Ok(rows)
 }

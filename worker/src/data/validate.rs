@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::prelude::SessionContext;
 use weir_core::dag::DatasetName;
 use weir_core::dag::contract::{
-    Check, ColumnType, Contract, ExtraColumns, Format, Severity, Threshold,
+    Check, CheckResultKind, ColumnType, Contract, ExtraColumns, Format, Severity, Threshold,
 };
 use weir_core::store::{CheckResultRecord, DatasetVersionRecord, NewQuality};
 
@@ -44,15 +44,25 @@ const LINEAGE: [&str; 2] = ["_weir_source", "_weir_row"];
 #[derive(Debug)]
 struct RowRule {
     condition: String,
-    kind: &'static str,
+    kind: CheckResultKind,
     name: String,
     column: Option<String>,
 }
 
 impl RowRule {
+    /// A rule of `column` (or of the key), named after its kind.
+    fn on_column(kind: CheckResultKind, column: String, condition: String) -> Self {
+        RowRule {
+            condition,
+            kind,
+            name: kind.to_string(),
+            column: Some(column),
+        }
+    }
+
     fn reason(&self) -> String {
         match &self.column {
-            Some(c) if self.kind != "rule" => format!("{}:{c}", self.name),
+            Some(c) if self.kind != CheckResultKind::Rule => format!("{}:{c}", self.name),
             _ => format!("{}:{}", self.kind, self.name),
         }
     }
@@ -195,32 +205,32 @@ pub async fn run(
         typed_cols.push(format!("{typed_expr} AS {q}"));
         typed_cols.push(format!("{raw_expr} AS {raw}"));
         if col.column_type != ColumnType::String {
-            rules.push(RowRule {
-                condition: format!("{raw} IS NOT NULL AND {q} IS NULL"),
-                kind: "type",
-                name: "type".into(),
-                column: Some(name.clone()),
-            });
+            rules.push(RowRule::on_column(
+                CheckResultKind::Type,
+                name.clone(),
+                format!("{raw} IS NOT NULL AND {q} IS NULL"),
+            ));
         }
         if col.required {
-            rules.push(RowRule {
-                condition: format!("{raw} IS NULL"),
-                kind: "required",
-                name: "required".into(),
-                column: Some(name.clone()),
-            });
+            rules.push(RowRule::on_column(
+                CheckResultKind::Required,
+                name.clone(),
+                format!("{raw} IS NULL"),
+            ));
         }
         let t = type_name(col.column_type);
-        for (bound, op, kind) in [(&col.min, "<", "min"), (&col.max, ">", "max")] {
+        for (bound, op, kind) in [
+            (&col.min, "<", CheckResultKind::Min),
+            (&col.max, ">", CheckResultKind::Max),
+        ] {
             if let Some(v) = bound {
                 let lit = json_literal(v)
                     .map_err(|e| DataError::Invalid(format!("column `{name}` {kind}: {e}")))?;
-                rules.push(RowRule {
-                    condition: format!("{q} {op} TRY_CAST({lit} AS {t})"),
+                rules.push(RowRule::on_column(
                     kind,
-                    name: kind.into(),
-                    column: Some(name.clone()),
-                });
+                    name.clone(),
+                    format!("{q} {op} TRY_CAST({lit} AS {t})"),
+                ));
             }
         }
         if let Some(values) = &col.values {
@@ -229,12 +239,11 @@ pub async fn run(
                 .map(|v| json_literal(v).map(|l| format!("TRY_CAST({l} AS {t})")))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| DataError::Invalid(format!("column `{name}` values: {e}")))?;
-            rules.push(RowRule {
-                condition: format!("{q} NOT IN ({})", lits.join(", ")),
-                kind: "values",
-                name: "values".into(),
-                column: Some(name.clone()),
-            });
+            rules.push(RowRule::on_column(
+                CheckResultKind::Values,
+                name.clone(),
+                format!("{q} NOT IN ({})", lits.join(", ")),
+            ));
         }
         if let Some(format) = &col.format {
             let pattern = match format {
@@ -257,15 +266,14 @@ pub async fn run(
             } else {
                 String::new()
             };
-            rules.push(RowRule {
-                condition: format!(
+            rules.push(RowRule::on_column(
+                CheckResultKind::Format,
+                name.clone(),
+                format!(
                     "{raw} IS NOT NULL AND (NOT regexp_like({raw}, {}){extra})",
                     literal(&pattern)
                 ),
-                kind: "format",
-                name: "format".into(),
-                column: Some(name.clone()),
-            });
+            ));
         }
     }
     for e in &extras {
@@ -301,16 +309,15 @@ pub async fn run(
             .iter()
             .map(|k| format!("{} IS NOT NULL", ident(k)))
             .collect();
-        rules.push(RowRule {
-            condition: format!(
+        rules.push(RowRule::on_column(
+            CheckResultKind::PrimaryKey,
+            c.primary_key.join(","),
+            format!(
                 "({}) OR (__pk_n > 1 AND {})",
                 raws.join(" OR "),
                 typed_ok.join(" AND ")
             ),
-            kind: "primary_key",
-            name: "primary_key".into(),
-            column: Some(c.primary_key.join(",")),
-        });
+        ));
     }
     for (i, (name, col)) in c.columns.iter().enumerate() {
         let Some(r) = &col.references else { continue };
@@ -329,19 +336,18 @@ pub async fn run(
             column: format!("{alias}.k AS {alias}"),
             alias: alias.clone(),
         });
-        rules.push(RowRule {
-            condition: format!("{} IS NOT NULL AND {alias} IS NULL", ident(name)),
-            kind: "references",
-            name: "references".into(),
-            column: Some(name.clone()),
-        });
+        rules.push(RowRule::on_column(
+            CheckResultKind::References,
+            name.clone(),
+            format!("{} IS NOT NULL AND {alias} IS NULL", ident(name)),
+        ));
     }
     for (i, check) in c.checks.iter().enumerate() {
         if let Some(rule) = &check.rule {
             check_expression(rule)?;
             rules.push(RowRule {
                 condition: format!("NOT COALESCE(({rule}), TRUE)"),
-                kind: "rule",
+                kind: CheckResultKind::Rule,
                 name: check
                     .name
                     .clone()
@@ -520,13 +526,13 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
         .zip(&counts.flags)
         .map(|(r, &failed)| CheckResultRecord {
             name: r.name.clone(),
-            kind: r.kind.into(),
+            kind: r.kind,
             column_name: r.column.clone(),
             passed: failed == 0,
             failed: i64::try_from(failed).unwrap_or(i64::MAX),
             observed: None,
             threshold: None,
-            severity: "error".into(),
+            severity: Severity::Error,
         })
         .collect();
 
@@ -562,14 +568,14 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
     if let Some(limit) = spec.max_quarantined {
         let exceeded = limit.exceeded_by(counts.failed, counts.rows);
         results.push(CheckResultRecord {
-            name: "max_quarantined".into(),
-            kind: "max_quarantined".into(),
+            name: CheckResultKind::MaxQuarantined.to_string(),
+            kind: CheckResultKind::MaxQuarantined,
             column_name: None,
             passed: !exceeded,
             failed: i64::from(exceeded),
             observed: Some(rows_failed.to_string()),
             threshold: Some(limit.to_string()),
-            severity: "error".into(),
+            severity: Severity::Error,
         });
     }
 
@@ -610,7 +616,7 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
     // no error-severity dataset check failed.
     let blocking: Vec<&CheckResultRecord> = results
         .iter()
-        .filter(|r| !r.passed && r.severity == "error" && !is_row_level(&r.kind))
+        .filter(|r| !r.passed && r.severity == Severity::Error && !r.kind.is_row_level())
         .collect();
     let publish = blocking.is_empty();
     let clean_version = if publish {
@@ -654,20 +660,20 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
         ))
         .await;
     for r in &results {
-        let status = match (r.passed, is_row_level(&r.kind), r.severity.as_str()) {
+        let status = match (r.passed, r.kind.is_row_level(), r.severity) {
             (true, _, _) => "passed",
             (false, true, _) => "quarantined",
-            (false, false, "warn") => "WARNING",
-            (false, false, _) => "FAILED",
+            (false, false, Severity::Warn) => "WARNING",
+            (false, false, Severity::Error) => "FAILED",
         };
         let mut line = format!("weir:   {status} {}", r.kind);
-        if r.name != r.kind {
+        if r.name != r.kind.as_str() {
             line.push_str(&format!(" {}", r.name));
         }
         if let Some(col) = &r.column_name {
             line.push_str(&format!(" ({col})"));
         }
-        if is_row_level(&r.kind) {
+        if r.kind.is_row_level() {
             line.push_str(&format!(": {} row(s)", r.failed));
         } else if let Some(o) = &r.observed {
             line.push_str(&format!(": observed {o}"));
@@ -698,21 +704,6 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
             names(blocking.iter().map(|r| r.name.as_str()))
         ))),
     }
-}
-
-fn is_row_level(kind: &str) -> bool {
-    matches!(
-        kind,
-        "type"
-            | "required"
-            | "min"
-            | "max"
-            | "values"
-            | "format"
-            | "references"
-            | "primary_key"
-            | "rule"
-    )
 }
 
 fn names<'a>(items: impl Iterator<Item = &'a str>) -> String {
@@ -773,13 +764,6 @@ fn severity(entry: &Check, own: Option<Severity>) -> Severity {
     own.or(entry.severity).unwrap_or_default()
 }
 
-fn severity_name(s: Severity) -> String {
-    match s {
-        Severity::Error => "error".into(),
-        Severity::Warn => "warn".into(),
-    }
-}
-
 /// One dataset-level check's result (none for row-level rules);
 /// `missing` is the count of a `missing_percent` check's column.
 async fn dataset_check(
@@ -790,21 +774,21 @@ async fn dataset_check(
     (rows_in, rows_clean): (i64, i64),
     missing: Option<u64>,
 ) -> Result<Option<CheckResultRecord>, DataError> {
-    let result = |kind: &str,
+    let result = |kind: CheckResultKind,
                   column: Option<String>,
                   passed: bool,
                   observed: String,
                   threshold: String,
                   sev: Severity| {
         Some(CheckResultRecord {
-            name: check.name.clone().unwrap_or_else(|| kind.to_owned()),
-            kind: kind.into(),
+            name: check.name.clone().unwrap_or_else(|| kind.to_string()),
+            kind,
             column_name: column,
             passed,
             failed: i64::from(!passed),
             observed: Some(observed),
             threshold: Some(threshold),
-            severity: severity_name(sev),
+            severity: sev,
         })
     };
     if let Some(rc) = &check.row_count {
@@ -820,7 +804,7 @@ async fn dataset_check(
             rc.max.map(|m| m.to_string()).unwrap_or_default()
         );
         return Ok(result(
-            "row_count",
+            CheckResultKind::RowCount,
             None,
             !(low || high),
             rows_clean.to_string(),
@@ -840,7 +824,7 @@ async fn dataset_check(
             u64::try_from(rows_in).unwrap_or(0),
         );
         return Ok(result(
-            "missing_percent",
+            CheckResultKind::MissingPercent,
             Some(mp.column.clone()),
             !exceeded,
             format!("{pct:.2}% ({missing} of {rows_in})"),
@@ -870,7 +854,7 @@ async fn dataset_check(
         let now = chrono::Utc::now();
         let passed = at.is_some_and(|t| now - t <= max_age);
         return Ok(result(
-            "freshness",
+            CheckResultKind::Freshness,
             Some(f.column.clone()),
             passed,
             newest.unwrap_or_else(|| "no value".into()),
@@ -893,7 +877,7 @@ async fn dataset_check(
         );
         let dups = counts.first().copied().unwrap_or(0);
         return Ok(result(
-            "duplicates",
+            CheckResultKind::Duplicates,
             Some(d.columns.join(",")),
             dups <= i64::try_from(d.max).unwrap_or(i64::MAX),
             dups.to_string(),
@@ -915,7 +899,7 @@ async fn dataset_check(
             .collect();
         if history.is_empty() {
             return Ok(result(
-                "row_count_change",
+                CheckResultKind::RowCountChange,
                 None,
                 true,
                 format!("{rows_clean} rows, no earlier version to compare"),
@@ -937,7 +921,7 @@ async fn dataset_check(
         };
         let pct = if avg > 0.0 { change * 100.0 / avg } else { 0.0 };
         return Ok(result(
-            "row_count_change",
+            CheckResultKind::RowCountChange,
             None,
             !exceeded,
             format!(

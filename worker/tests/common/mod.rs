@@ -1,0 +1,159 @@
+//! A scheduler and a local worker pool on a test database, running one DAG
+//! `t` from a temporary folder: what the engine and data suites share.
+
+#![allow(dead_code)] // each suite uses its own part
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use weir_core::config::RetentionRules;
+use weir_core::scheduler::{Options, Scheduler, SystemClock, Trigger};
+use weir_core::store::RunRecord;
+use weir_core::testing::TestDb;
+use weir_worker::secrets::Secrets;
+use weir_worker::{LocalPool, PoolOptions};
+
+/// What a site needs beyond its DAG.
+#[derive(Debug, Default)]
+pub struct Extras<'a> {
+    /// Files beside the DAG (`in/x.csv`, contents).
+    pub files: &'a [(&'a str, &'a str)],
+    /// Secrets, by name without the `WEIR_SECRET_` prefix.
+    pub secrets: &'a [(&'a str, &'a str)],
+    /// Retention rules of the data plane.
+    pub retention: RetentionRules,
+}
+
+/// A running scheduler and worker pool; stops when dropped.
+pub struct Site {
+    pub sched: Scheduler,
+    pub dir: tempfile::TempDir,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Site {
+    /// DAG `t` with files beside it.
+    pub async fn start(db: &TestDb, dag: &str, files: &[(&str, &str)]) -> Site {
+        Site::start_with(
+            db,
+            dag,
+            Extras {
+                files,
+                ..Extras::default()
+            },
+        )
+        .await
+    }
+
+    /// DAG `t` with everything `extras` names. Connections: `warehouse` and
+    /// `state` are the test's own database, `probe` a SQLite file of the site.
+    pub async fn start_with(db: &TestDb, dag: &str, extras: Extras<'_>) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let dags = dir.path().join("dags");
+        std::fs::create_dir_all(&dags).unwrap();
+        std::fs::write(dags.join("t.yaml"), dag).unwrap();
+        for (name, text) in extras.files {
+            let p = dags.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let options = Options {
+            lease: Duration::from_secs(3),
+            tick: Duration::from_millis(100),
+            ..Options::default()
+        };
+        let sched = Scheduler::new(db.store.clone(), Arc::new(SystemClock), options);
+        let report = sched.sync_folder(&dags).await.unwrap();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let connections = [
+            ("warehouse".to_owned(), db.url.clone()),
+            ("state".to_owned(), db.url.clone()),
+            (
+                "probe".to_owned(),
+                format!("sqlite://{}/probe.db?mode=rwc", dir.path().display()),
+            ),
+        ]
+        .into();
+        let cancel = CancellationToken::new();
+        let pool = LocalPool::new(
+            sched.clone(),
+            PoolOptions {
+                slots: 4,
+                logs_dir: dir.path().join("logs"),
+                name: "test".into(),
+                poll: Duration::from_millis(100),
+                connections,
+                data_dir: dir.path().join("data"),
+                retention: extras.retention,
+            },
+            Secrets::from_env(
+                extras
+                    .secrets
+                    .iter()
+                    .map(|(k, v)| (format!("WEIR_SECRET_{k}"), (*v).to_owned())),
+            ),
+        );
+        let tasks = vec![
+            tokio::spawn(pool.run(cancel.clone())),
+            tokio::spawn(sched.clone().run(cancel.clone())),
+        ];
+        Site {
+            sched,
+            dir,
+            cancel,
+            tasks,
+        }
+    }
+
+    /// Stops the scheduler and workers and waits until they have ended, so
+    /// that a site started next on the same store is the only one claiming
+    /// its tasks.
+    pub async fn stop(mut self) {
+        self.cancel.cancel();
+        for task in std::mem::take(&mut self.tasks) {
+            task.await.unwrap();
+        }
+    }
+
+    /// Triggers a run of `t` with `conf`.
+    pub async fn trigger(&self, conf: serde_json::Value) -> RunRecord {
+        self.sched
+            .trigger(
+                "t",
+                Trigger {
+                    conf: Some(conf),
+                    actor: "test".into(),
+                    ..Trigger::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    /// The run once it has ended.
+    pub async fn wait(&self, run: &RunRecord) -> RunRecord {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.sched.store().get_run_by_pk(run.id).await.unwrap();
+            if r.state.is_finished() {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "the run did not end: {r:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// A try's log ("" if it has none yet).
+    pub fn log(&self, run: &RunRecord, task: &str, try_number: i64) -> String {
+        let path = weir_core::store::log_path("t", &run.run_id, task, try_number);
+        std::fs::read_to_string(self.dir.path().join("logs").join(path)).unwrap_or_default()
+    }
+}
