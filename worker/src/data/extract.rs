@@ -38,12 +38,18 @@ pub async fn run(
         }
     };
     let base = crate::shell::dag_folder(Path::new(&ctx.dag.fileloc));
-    let files = expand(&base, &pattern)?;
+    // Globbing walks folders: off the async runtime.
+    let files = {
+        let pattern = pattern.clone();
+        tokio::task::spawn_blocking(move || expand(&base, &pattern))
+            .await
+            .map_err(|e| DataError::Invalid(format!("source.path: {e}")))??
+    };
     let as_text = format == FileFormat::Csv && has_contract(ctx, output);
     // One partition per file keeps its rows in order, so `_weir_row` is the line order.
     let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
     let mut all: Option<DataFrame> = None;
-    let tmp = io.scratch("extract")?;
+    let tmp = io.scratch("extract").await?;
     for (i, file) in files.iter().enumerate() {
         let shown = file.display().to_string();
         let df = read_file(&session, file, format, csv, as_text, &tmp, i)
@@ -99,7 +105,7 @@ async fn from_query(
 ) -> Result<(), DataError> {
     let url = io.env().connection(connection)?;
     let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
-    let tmp = io.scratch("extract")?;
+    let tmp = io.scratch("extract").await?;
     let result = async {
         let df = super::query_source::read(&session, &url, sql, &tmp).await?;
         let columns = own_columns(&df);

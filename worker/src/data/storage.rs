@@ -201,12 +201,13 @@ impl<'a> Io<'a> {
 
     /// A scratch folder under the data folder for one task's intermediate
     /// files; the caller removes it.
-    pub fn scratch(&self, purpose: &str) -> Result<PathBuf, DataError> {
+    pub async fn scratch(&self, purpose: &str) -> Result<PathBuf, DataError> {
         let dir = self
             .env
             .data_dir
             .join(format!(".{purpose}-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir)
+        tokio::fs::create_dir_all(&dir)
+            .await
             .map_err(DataError::io(format!("creating {}", dir.display())))?;
         Ok(dir)
     }

@@ -433,7 +433,7 @@ pub async fn run(
     };
 
     // One pass: clean rows staged as the next version, failing rows held.
-    let scratch = io.scratch("validate")?;
+    let scratch = io.scratch("validate").await?;
     let staged = io.stage(spec.output).await?;
     let staged_dir = staged.dir().to_path_buf();
     let passed = async {
