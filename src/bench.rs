@@ -171,19 +171,20 @@ async fn run_one(
         bail!("generated DAG did not load: {:?}", report.errors);
     }
     let cancel = CancellationToken::new();
-    let pool = LocalPool::new(
+    let pool = LocalPool::start(
         sched.clone(),
         PoolOptions {
             slots,
             logs_dir: dir.join(w.name()).join("logs"),
-            name: format!("bench-{}", w.name()),
+            role: format!("bench-{}", w.name()),
             poll: Duration::from_secs(1),
             connections: Default::default(),
             data_dir: dir.join(w.name()).join("data"),
             retention: Default::default(),
         },
         weir_worker::secrets::Secrets::default(),
-    );
+    )
+    .await?;
     let pool_task = tokio::spawn(pool.run(cancel.clone()));
     let timer = tokio::spawn(sched.clone().run(cancel.clone()));
     let run = sched

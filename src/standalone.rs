@@ -19,27 +19,6 @@ pub async fn run(
     slots: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
     let sched = crate::commands::scheduler(config).await?;
-    let hostname = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into());
-    let worker = format!(
-        "standalone@{hostname}:{}",
-        weir_core::store::site_id(&config.database.url)
-    );
-    // Processes our previous life left running stop before their tries are retried.
-    let marker = worker.clone();
-    let orphans =
-        tokio::task::spawn_blocking(move || weir_worker::shell::kill_orphans(&marker)).await?;
-    if orphans > 0 {
-        tracing::warn!("stopped {orphans} task process(es) left running when weir last stopped");
-    }
-    let recovered = sched.recover_worker(&worker).await?;
-    if recovered > 0 {
-        tracing::warn!(
-            "{recovered} tries were running when weir last stopped; they go through their retry rules"
-        );
-    }
     crate::commands::api::ensure_admin(&sched).await?;
     let report = sched.sync_folder(&config.core.dags_folder).await?;
     tracing::info!(
@@ -60,9 +39,32 @@ pub async fn run(
     let addr = bind.unwrap_or_else(|| config.api.bind.clone());
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .with_context(|| format!("listening on {addr}"))?;
+        .with_context(|| {
+            format!(
+                "listening on {addr} (to run a second weir on this host, give it another address: --bind 127.0.0.1:PORT)"
+            )
+        })?;
     let local = listener.local_addr()?;
 
+    let pool = LocalPool::start(
+        sched.clone(),
+        PoolOptions {
+            slots,
+            logs_dir: config.core.logs_dir.clone(),
+            role: "standalone".into(),
+            poll: Duration::from_secs(1),
+            connections: config.connection_urls(std::env::vars()),
+            data_dir: config.core.data_dir.clone(),
+            retention: config.retention.clone(),
+        },
+        weir_worker::secrets::Secrets::from_env(std::env::vars()),
+    )
+    .await?;
+    // Worker lives on this host whose process is gone (a crash, a restart of
+    // the machine) leave processes and running tries behind: their processes
+    // stop before their tries are retried. Live workers are left alone.
+    pool.reap_past_lives().await;
+    let worker = pool.name().to_owned();
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(sched.clone().run(cancel.child_token()));
@@ -72,19 +74,6 @@ pub async fn run(
         config.core.dag_refresh,
         cancel.child_token(),
     ));
-    let pool = LocalPool::new(
-        sched.clone(),
-        PoolOptions {
-            slots,
-            logs_dir: config.core.logs_dir.clone(),
-            name: worker,
-            poll: Duration::from_secs(1),
-            connections: config.connection_urls(std::env::vars()),
-            data_dir: config.core.data_dir.clone(),
-            retention: config.retention.clone(),
-        },
-        weir_worker::secrets::Secrets::from_env(std::env::vars()),
-    );
     tasks.spawn(pool.run(cancel.child_token()));
     let app = weir_api::app(crate::commands::api::state(config, &sched).await?);
     let server_cancel = cancel.child_token();
@@ -94,7 +83,7 @@ pub async fn run(
         }
     });
     tracing::info!(
-        "weir standalone: listening on http://{local}, {slots} task slots, database {}, logs in {}",
+        "weir standalone: listening on http://{local}, worker {worker} with {slots} task slots, database {}, logs in {}",
         config.database.url,
         config.core.logs_dir.display()
     );

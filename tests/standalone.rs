@@ -83,23 +83,71 @@ impl Site {
     }
 
     fn standalone(&self) -> Guard {
+        self.standalone_as("standalone", 4)
+    }
+
+    /// A standalone with its own log file `<name>.log` and `slots` task slots.
+    fn standalone_as(&self, name: &str, slots: usize) -> Guard {
+        let slots = slots.to_string();
         Guard::new(
-            self.command(&["standalone", "--bind", "127.0.0.1:0", "--slots", "4"])
-                .stdout(std::fs::File::create(self.path("standalone.out")).unwrap())
-                .stderr(std::fs::File::create(self.path("standalone.log")).unwrap())
+            self.command(&["standalone", "--bind", "127.0.0.1:0", "--slots", &slots])
+                .stdout(std::fs::File::create(self.path(&format!("{name}.out"))).unwrap())
+                .stderr(std::fs::File::create(self.path(&format!("{name}.log"))).unwrap())
                 .spawn()
                 .unwrap(),
         )
     }
 
+    /// Waits until the standalone logging to `<name>.log` listens; returns
+    /// the name of its worker.
+    fn worker_of(&self, name: &str) -> String {
+        let log = self.path(&format!("{name}.log"));
+        let read = || std::fs::read_to_string(&log).unwrap_or_default();
+        self.wait_for(&format!("{name} to start"), || {
+            read().contains("listening on")
+        });
+        let text = read();
+        let at = text.find(", worker ").unwrap() + ", worker ".len();
+        text[at..].split_whitespace().next().unwrap().to_owned()
+    }
+
+    /// Triggers a run of `dag` with `weir dags trigger`.
+    fn trigger(&self, dag: &str) {
+        let out = self.run(&["dags", "trigger", dag]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The task instances of a DAG's newest run, as `weir tasks list` shows them.
+    fn tasks(&self, dag: &str) -> Vec<serde_json::Value> {
+        let runs = self.json(&["runs", "list", dag, "--output", "json"]);
+        let run_id = runs["dag_runs"][0]["dag_run_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.json(&["tasks", "list", dag, &run_id, "--output", "json"])["task_instances"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
     /// Waits until the standalone listens; returns its address.
     fn address(&self) -> String {
+        self.address_of("standalone")
+    }
+
+    /// Waits until the standalone logging to `<name>.log` listens; returns its address.
+    fn address_of(&self, name: &str) -> String {
+        let path = self.path(&format!("{name}.log"));
         self.wait_for("startup", || {
-            std::fs::read_to_string(self.path("standalone.log"))
+            std::fs::read_to_string(&path)
                 .unwrap_or_default()
                 .contains("listening on")
         });
-        let log = std::fs::read_to_string(self.path("standalone.log")).unwrap();
+        let log = std::fs::read_to_string(&path).unwrap();
         let at = log.find("http://127.0.0.1:").unwrap() + "http://".len();
         log[at..]
             .chars()
@@ -235,12 +283,7 @@ fn a_killed_standalone_on_postgres_resumes_too() {
 fn crash_and_resume(site: &Site) {
     let effects = site.path("dags/effects.txt");
     let mut first = site.standalone();
-    let out = site.run(&["dags", "trigger", "crash"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    site.trigger("crash");
     site.wait_for("the slow task to start", || {
         lines(&effects).contains(&"slow-start".to_owned())
     });
@@ -286,6 +329,104 @@ fn crash_and_resume(site: &Site) {
     )
     .into_owned();
     assert!(log1.contains("weir: running"), "{log1}");
+}
+
+/// Runs until the test creates `release.flag` (a minute at most).
+const NAP: &str = r#"
+tasks:
+  nap:
+    kind: shell
+    retries: 2
+    retry_delay: 1s
+    command: >-
+      echo nap-start >> effects.txt;
+      for i in $(seq 600); do [ -f release.flag ] && break; sleep 0.1; done;
+      echo nap-end >> effects.txt
+"#;
+
+const QUICK: &str = "tasks:\n  quick: {kind: shell, command: 'echo quick >> effects.txt'}\n";
+
+#[test]
+fn a_second_standalone_leaves_the_first_ones_tries_alone() {
+    second_standalone(&Site::new(&[("nap.yaml", NAP), ("quick.yaml", QUICK)]));
+}
+
+#[test]
+fn a_second_standalone_on_postgres_leaves_the_first_ones_tries_alone() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = runtime.block_on(weir_core::testing::postgres()) else {
+        return;
+    };
+    second_standalone(&Site::with_database(
+        &[("nap.yaml", NAP), ("quick.yaml", QUICK)],
+        Some(&db.url),
+    ));
+    runtime.block_on(db.cleanup());
+}
+
+fn second_standalone(site: &Site) {
+    let effects = site.path("dags/effects.txt");
+    // A has one slot, which the nap takes; only B can run what comes next.
+    let mut a = site.standalone_as("a", 1);
+    let a_worker = site.worker_of("a");
+    site.trigger("nap");
+    site.wait_for("the nap to start", || {
+        lines(&effects).contains(&"nap-start".to_owned())
+    });
+    let mut b = site.standalone_as("b", 2);
+    let b_worker = site.worker_of("b");
+    assert_ne!(a_worker, b_worker, "each process is a worker of its own");
+
+    site.trigger("quick");
+    site.wait_for("B to run the quick task", || {
+        site.run_state("quick").as_deref() == Some("success")
+    });
+    assert_eq!(site.tasks("quick")[0]["executor"], b_worker.as_str());
+    // Both are listed as active workers by the API (asked through B).
+    let addr = site.address_of("b");
+    let out = site.run(&["tokens", "create", "--role", "viewer"]);
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (status, workers) = http(&addr, "GET", "/api/v2/workers", Some(&token), None);
+    assert_eq!(status, 200, "{workers}");
+    let names: Vec<&str> = workers["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&a_worker.as_str()) && names.contains(&b_worker.as_str()),
+        "{workers}"
+    );
+
+    std::fs::write(site.path("dags/release.flag"), "").unwrap();
+    site.wait_for("the nap to succeed", || {
+        site.run_state("nap").as_deref() == Some("success")
+    });
+    let nap = &site.tasks("nap")[0];
+    assert_eq!(nap["try_number"], 1, "A's try was never failed: {nap}");
+    assert_eq!(nap["executor"], a_worker.as_str());
+    let run_id = nap["dag_run_id"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            site.json(&["runs", "list", "nap", "--output", "json"])["dag_runs"][0]["dag_run_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        });
+    let log = site.run(&["tasks", "logs", "nap", &run_id, "nap"]);
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(log.contains(&format!("on worker {a_worker}")), "{log}");
+    assert_eq!(
+        lines(&effects).iter().filter(|l| *l == "nap-end").count(),
+        1,
+        "the nap ran to its end once"
+    );
+    assert!(b.child().try_wait().unwrap().is_none(), "B is still up");
+    assert!(a.child().try_wait().unwrap().is_none(), "A is still up");
+    let b_log = std::fs::read_to_string(site.path("b.log")).unwrap();
+    assert!(!b_log.contains("is gone"), "B took A for gone:\n{b_log}");
 }
 
 #[test]

@@ -16,3 +16,4 @@ pub mod suggest;
 pub mod template;
 #[doc(hidden)]
 pub mod testing;
+pub mod workers;

@@ -610,3 +610,111 @@ both_backends!(
     concurrent_syncs_and_versions_do_not_collide,
     concurrent_syncs
 );
+
+fn life(name: &str, hostname: &str) -> weir_core::workers::NewWorker {
+    weir_core::workers::NewWorker {
+        name: name.into(),
+        hostname: hostname.into(),
+        pid: 4242,
+        process_token: "boot/pid:[1]/100".into(),
+    }
+}
+
+async fn worker_register(db: &TestDb) {
+    use weir_core::store::WorkerFilter;
+    use weir_core::workers::WorkerState;
+    let s = &db.store;
+    let t0 = Utc::now();
+    s.register_worker(&life("standalone@h:a", "h"), t0)
+        .await
+        .unwrap();
+    s.register_worker(&life("standalone@h:b", "h"), t0 + Duration::seconds(1))
+        .await
+        .unwrap();
+    s.register_worker(&life("worker@elsewhere:c", "elsewhere"), t0)
+        .await
+        .unwrap();
+    let on_h = |state| WorkerFilter {
+        hostname: Some("h".into()),
+        state,
+    };
+    let names = |w: Vec<weir_core::workers::WorkerRecord>| {
+        w.into_iter().map(|w| w.name).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(
+            s.list_workers(&on_h(Some(WorkerState::Active)))
+                .await
+                .unwrap()
+        ),
+        ["standalone@h:a", "standalone@h:b"],
+        "one host's active lives, oldest first"
+    );
+    let later = t0 + Duration::seconds(10);
+    s.worker_heartbeat("standalone@h:a", later).await.unwrap();
+    let a = &s.list_workers(&on_h(None)).await.unwrap()[0];
+    assert_eq!(a.heartbeat_at.timestamp(), later.timestamp());
+    assert_eq!(
+        (a.pid, a.process_token.as_str()),
+        (4242, "boot/pid:[1]/100")
+    );
+
+    // Another process finds `a` gone: it ends once, and its heartbeat is refused.
+    s.end_worker("standalone@h:a", WorkerState::Lost, later)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.end_worker("standalone@h:a", WorkerState::Lost, later)
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        s.worker_heartbeat("standalone@h:a", later).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        s.worker_heartbeat("never-registered", later).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        s.end_worker("standalone@h:b", WorkerState::Active, later)
+            .await,
+        Err(Error::IllegalTransition(_))
+    ));
+    let lost = s
+        .list_workers(&on_h(Some(WorkerState::Lost)))
+        .await
+        .unwrap();
+    assert_eq!(names(lost.clone()), ["standalone@h:a"]);
+    assert_eq!(
+        lost[0].stopped_at.map(|t| t.timestamp()),
+        Some(later.timestamp())
+    );
+
+    // Alive after all (it was only unheard of): it registers again.
+    s.register_worker(&life("standalone@h:a", "h"), later)
+        .await
+        .unwrap();
+    let a = &s.list_workers(&on_h(None)).await.unwrap()[0];
+    assert_eq!((a.state, a.stopped_at), (WorkerState::Active, None));
+    s.end_worker("standalone@h:b", WorkerState::Stopped, later)
+        .await
+        .unwrap();
+    assert_eq!(
+        names(s.list_workers(&WorkerFilter::default()).await.unwrap()).len(),
+        3,
+        "ended lives are kept"
+    );
+    assert_eq!(
+        names(
+            s.list_workers(&WorkerFilter {
+                hostname: None,
+                state: Some(WorkerState::Active)
+            })
+            .await
+            .unwrap()
+        ),
+        ["standalone@h:a", "worker@elsewhere:c"]
+    );
+}
+both_backends!(worker_lives_register_heartbeat_and_end, worker_register);

@@ -362,19 +362,20 @@ async fn test(
     let run = sched.trigger(dag_id, trigger).await?;
     println!("{} run {}", run.dag_id, run.run_id);
     let cancel = tokio_util::sync::CancellationToken::new();
-    let pool = LocalPool::new(
+    let pool = LocalPool::start(
         sched.clone(),
         PoolOptions {
             slots,
             logs_dir: config.core.logs_dir.clone(),
-            name: "dags-test".into(),
+            role: "dags-test".into(),
             poll: Duration::from_millis(200),
             connections: config.connection_urls(std::env::vars()),
             data_dir: std::env::temp_dir().join(format!("weir-dags-test-{}", std::process::id())),
             retention: config.retention.clone(),
         },
         weir_worker::secrets::Secrets::from_env(std::env::vars()),
-    );
+    )
+    .await?;
     let pool_task = tokio::spawn(pool.run(cancel.clone()));
     let timer = tokio::spawn(sched.clone().run(cancel.clone()));
     let mut seen: HashMap<String, (TaskState, i64)> = HashMap::new();

@@ -99,6 +99,7 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
                         "task_id": t.task_id, "state": (t.state != TaskState::None).then(|| t.state.as_str()),
                         "try_number": t.try_number, "max_tries": t.max_tries, "start_date": t.start_date,
                         "end_date": t.end_date, "duration": duration(t), "hostname": t.hostname,
+                        "executor": t.worker,
                     })).collect::<Vec<_>>(),
                     "total_entries": tis.len(),
                 })),
@@ -113,10 +114,14 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
                                 time(t.start_date),
                                 time(t.end_date),
                                 seconds(duration(t)),
+                                t.worker.clone().unwrap_or_default(),
                             ]
                         })
                         .collect();
-                    print_table(&["TASK", "STATE", "TRY", "START", "END", "DURATION"], &rows);
+                    print_table(
+                        &["TASK", "STATE", "TRY", "START", "END", "DURATION", "WORKER"],
+                        &rows,
+                    );
                 }
             }
         }

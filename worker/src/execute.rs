@@ -54,7 +54,7 @@ pub async fn execute(
     };
     let _ = log
         .line(&format!(
-            "weir: try {} of {}.{} (run {})",
+            "weir: try {} of {}.{} (run {}) on worker {worker}",
             ctx.claim.try_number, ctx.claim.dag_id, ctx.claim.task_id, ctx.claim.run_id
         ))
         .await;

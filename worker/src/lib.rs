@@ -4,8 +4,10 @@
 pub mod context;
 pub mod data;
 pub mod execute;
+pub mod life;
 pub mod logs;
 pub mod pool;
+pub mod reaper;
 pub mod secrets;
 pub mod sensor;
 pub mod shell;

@@ -2,6 +2,10 @@
 //! task instances, run them, heartbeat their leases and report the results.
 //! A slot whose try ends claims its next task in the same transaction that
 //! reports the try, so a busy pool needs no separate claims.
+//!
+//! Each pool is one worker life: it registers under a name unique to this
+//! start, heartbeats it, looks for past lives on its host on every beat
+//! ([`crate::reaper`]) and records its stop.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use weir_core::scheduler::{Report, Scheduler};
 use weir_core::store::Claim;
+use weir_core::workers::{NewWorker, WorkerState};
 
 use crate::context::{self, TryContext};
 use crate::execute::{self, Shared};
@@ -25,8 +30,9 @@ pub struct PoolOptions {
     pub slots: usize,
     /// Where logs go.
     pub logs_dir: PathBuf,
-    /// This worker's name.
-    pub name: String,
+    /// What this worker is (`standalone`, `dags-test`, …): the start of its
+    /// name, which the pool makes unique to this life.
+    pub role: String,
     /// How often to look for work created by other processes.
     pub poll: Duration,
     /// Connection URLs by id (lower case), for SQL sensors and data tasks.
@@ -43,19 +49,22 @@ pub struct LocalPool {
     scheduler: Scheduler,
     options: PoolOptions,
     shared: Shared,
-    hostname: String,
+    life: NewWorker,
 }
 
 /// The tries running now, each with the token that stops it.
 type Running = Arc<Mutex<HashMap<(String, i64), CancellationToken>>>;
 
 impl LocalPool {
-    /// A pool taking work from `scheduler`.
-    pub fn new(scheduler: Scheduler, options: PoolOptions, secrets: Secrets) -> Self {
-        let hostname = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "localhost".into());
+    /// A pool taking work from `scheduler`, registered as a new worker life.
+    pub async fn start(
+        scheduler: Scheduler,
+        options: PoolOptions,
+        secrets: Secrets,
+    ) -> Result<Self, weir_core::scheduler::Error> {
+        let life = crate::life::this_process(&options.role);
+        scheduler.register_worker(&life).await?;
+        tracing::info!(worker = %life.name, pid = life.pid, "worker {} registered", life.name);
         let sensors = crate::sensor::SensorEnv {
             store: scheduler.store().clone(),
             connections: Arc::new(options.connections.clone()),
@@ -69,16 +78,29 @@ impl LocalPool {
         let shared = Shared {
             logs_dir: options.logs_dir.clone(),
             secrets: Arc::new(secrets),
-            worker: options.name.clone(),
+            worker: life.name.clone(),
             sensors,
             data,
         };
-        LocalPool {
+        Ok(LocalPool {
             scheduler,
             options,
             shared,
-            hostname,
-        }
+            life,
+        })
+    }
+
+    /// This worker life's name (also the marker of its task processes).
+    pub fn name(&self) -> &str {
+        &self.life.name
+    }
+
+    /// Cleans up after the worker lives on this host whose process is gone:
+    /// kills their task processes, then fails their running tries through
+    /// their retry rules. Call once before the scheduler's timer starts; the
+    /// pool repeats it on every heartbeat.
+    pub async fn reap_past_lives(&self) -> crate::reaper::Reaped {
+        crate::reaper::reap_past_lives(&self.scheduler, &self.life).await
     }
 
     /// Runs until `cancel` fires; then stops running tries (they are reported
@@ -98,7 +120,7 @@ impl LocalPool {
             if free > 0 {
                 match self
                     .scheduler
-                    .claim(&self.options.name, &self.hostname, free)
+                    .claim(&self.life.name, &self.life.hostname, free)
                     .await
                 {
                     Ok(claims) => {
@@ -109,7 +131,7 @@ impl LocalPool {
                                 env: env.clone(),
                                 running: running.clone(),
                                 cancel: cancel.clone(),
-                                hostname: self.hostname.clone(),
+                                hostname: self.life.hostname.clone(),
                             };
                             slots.spawn(slot.run(claim));
                         }
@@ -122,7 +144,10 @@ impl LocalPool {
                 _ = cancel.cancelled() => break,
                 Some(_) = slots.join_next() => {}
                 _ = self.scheduler.work_available(), if !full => {}
-                _ = beat.tick() => self.heartbeat(&running).await,
+                _ = beat.tick() => {
+                    self.heartbeat(&running).await;
+                    self.reap_past_lives().await;
+                }
                 _ = tokio::time::sleep(self.options.poll), if !full => {}
             }
         }
@@ -132,9 +157,29 @@ impl LocalPool {
             }
         }
         while slots.join_next().await.is_some() {}
+        if let Err(e) = self
+            .scheduler
+            .end_worker(&self.life.name, WorkerState::Stopped)
+            .await
+        {
+            tracing::warn!(worker = %self.life.name, "could not record that the worker stopped: {e}");
+        }
     }
 
+    /// Renews the leases of running tries (stopping those that are no longer
+    /// theirs) and notes that this worker is alive; one found lost by another
+    /// process while it was in fact alive registers again.
     async fn heartbeat(&self, running: &Running) {
+        match self.scheduler.worker_heartbeat(&self.life.name).await {
+            Ok(()) => {}
+            Err(weir_core::scheduler::Error::Store(weir_core::store::Error::Conflict(_))) => {
+                tracing::warn!(worker = %self.life.name, "another process took this worker for gone; registering again");
+                if let Err(e) = self.scheduler.register_worker(&self.life).await {
+                    tracing::error!("registering the worker again failed: {e}");
+                }
+            }
+            Err(e) => tracing::error!("worker heartbeat failed: {e}"),
+        }
         let keys: Vec<(String, i64)> = running
             .lock()
             .map(|r| r.keys().cloned().collect())

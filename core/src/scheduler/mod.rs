@@ -11,6 +11,7 @@ pub mod datasets;
 pub mod intervals;
 pub mod metrics;
 pub mod plan;
+pub mod workers;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -810,23 +811,6 @@ impl Scheduler {
         }
         self.dispatch().await?;
         Ok(())
-    }
-
-    /// Fails the tries a worker left running when it stopped (it restarted
-    /// under the same name): they go through their retry rules at once
-    /// instead of waiting for their leases to expire. Returns how many.
-    pub async fn recover_worker(&self, worker: &str) -> Result<usize> {
-        let lost = self.inner.store.running_for_worker(worker).await?;
-        for (run_pk, ti_id, try_number) in &lost {
-            self.fail_lost_try(
-                *run_pk,
-                ti_id,
-                *try_number,
-                "the worker restarted while the try was running; the try counts as failed",
-            )
-            .await?;
-        }
-        Ok(lost.len())
     }
 
     async fn fail_lost_try(

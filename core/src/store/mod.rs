@@ -13,6 +13,7 @@ mod postgres;
 mod records;
 mod sql;
 mod sqlite;
+mod workers_sql;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub use sqlite::SqliteStore;
 
 use crate::access::{BackfillRecord, NewBackfill, TokenRecord, UserRecord};
 use crate::state::{RunState, RunType, TaskState};
+use crate::workers::{NewWorker, WorkerRecord, WorkerState};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -456,10 +458,36 @@ pub trait CatalogStore: Send + Sync {
     ) -> Result<Vec<(QualityRecord, Vec<CheckResultRecord>)>>;
 }
 
+/// Which worker lives [`WorkerStore::list_workers`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerFilter {
+    /// Only those on this host.
+    pub hostname: Option<String>,
+    /// Only those in this state.
+    pub state: Option<WorkerState>,
+}
+
+/// The register of worker lives: who runs tries, where, and whether that
+/// process is still there.
+#[async_trait]
+pub trait WorkerStore: Send + Sync {
+    /// Registers a worker life as active (again, if it was found lost while
+    /// it was in fact alive).
+    async fn register_worker(&self, worker: &NewWorker, now: DateTime<Utc>) -> Result<()>;
+    /// Notes that an active worker is alive; [`Error::Conflict`] if it is not
+    /// registered as active (another process found it lost).
+    async fn worker_heartbeat(&self, name: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Ends an active worker life as `stopped` or `lost`; [`Error::Conflict`]
+    /// if it is not active (someone ended it first).
+    async fn end_worker(&self, name: &str, state: WorkerState, now: DateTime<Utc>) -> Result<()>;
+    /// Worker lives matching a filter, oldest first.
+    async fn list_workers(&self, filter: &WorkerFilter) -> Result<Vec<WorkerRecord>>;
+}
+
 /// The state store. Implemented by [`SqliteStore`] and [`PostgresStore`];
 /// one conformance suite runs every case against both.
 #[async_trait]
-pub trait Store: AccessStore + CatalogStore + Send + Sync + std::fmt::Debug {
+pub trait Store: AccessStore + CatalogStore + WorkerStore + Send + Sync + std::fmt::Debug {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
 
@@ -631,17 +659,6 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     };
     store.migrate().await?;
     Ok(store)
-}
-
-/// A short, stable name for a database (the first 8 hex digits of the SHA-256
-/// of its URL), to tell apart the workers of different sites on one host.
-pub fn site_id(url: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(url.as_bytes())
-        .iter()
-        .take(4)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Where the log of a try is kept, relative to the logs folder:

@@ -10,6 +10,7 @@ use super::Result;
 use super::access_sql::impl_access_store;
 use super::catalog_sql::impl_catalog_store;
 use super::sql::impl_store;
+use super::workers_sql::impl_worker_store;
 
 /// The state store on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -58,3 +59,4 @@ impl_store!(
 
 impl_access_store!(PostgresStore);
 impl_catalog_store!(PostgresStore);
+impl_worker_store!(PostgresStore);

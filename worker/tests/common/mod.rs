@@ -83,12 +83,12 @@ impl Site {
         ]
         .into();
         let cancel = CancellationToken::new();
-        let pool = LocalPool::new(
+        let pool = LocalPool::start(
             sched.clone(),
             PoolOptions {
                 slots: 4,
                 logs_dir: dir.path().join("logs"),
-                name: "test".into(),
+                role: "test".into(),
                 poll: Duration::from_millis(100),
                 connections,
                 data_dir: dir.path().join("data"),
@@ -100,7 +100,9 @@ impl Site {
                     .iter()
                     .map(|(k, v)| (format!("WEIR_SECRET_{k}"), (*v).to_owned())),
             ),
-        );
+        )
+        .await
+        .unwrap();
         let tasks = vec![
             tokio::spawn(pool.run(cancel.clone())),
             tokio::spawn(sched.clone().run(cancel.clone())),
