@@ -504,3 +504,50 @@ async fn refuses_bad_requests(db: &TestDb) {
     assert!(e.sched.trigger("p", bad_conf).await.is_err());
 }
 both_backends!(bad_triggers_are_refused, refuses_bad_requests);
+
+/// Runs one statement on the test database behind the store's back.
+async fn sabotage(db: &TestDb, sql: &'static str) {
+    use sqlx::Connection;
+    if db.url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+    } else {
+        let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+    }
+}
+
+async fn database_failures(db: &TestDb) {
+    let e = env(
+        db,
+        &[(
+            "f.yaml",
+            "tasks:\n  a: {kind: shell, command: 'true'}\n  b: {kind: shell, command: 'true', depends_on: [a]}\n",
+        )],
+    )
+    .await;
+    e.sched.trigger("f", trigger()).await.unwrap();
+    let claim = e.sched.claim("w", "h", 1).await.unwrap().remove(0);
+    let report = Report {
+        claim,
+        outcome: Outcome::Success,
+        exit_code: Some(0),
+        error: None,
+        pid: None,
+    };
+    // The database breaks under the batch: the report itself applies, but
+    // queueing `b` after it (the batch's shared step) cannot read the pools.
+    sabotage(db, "ALTER TABLE pools RENAME TO pools_gone").await;
+    let err = e.sched.finish(&report).await.unwrap_err();
+    match &err {
+        weir_core::scheduler::Error::Batch(inner) => assert!(
+            matches!(**inner, weir_core::store::Error::Database(_)),
+            "{inner:?}"
+        ),
+        other => panic!("a database failure must stay one, not {other:?}"),
+    }
+    // Nothing of the batch was kept: repaired, the same report applies.
+    sabotage(db, "ALTER TABLE pools_gone RENAME TO pools").await;
+    e.sched.finish(&report).await.unwrap();
+}
+both_backends!(a_database_failure_is_not_a_conflict, database_failures);

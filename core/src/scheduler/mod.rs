@@ -54,6 +54,13 @@ pub enum Error {
     /// The DAG folder could not be loaded.
     #[error("loading DAGs: {0}")]
     Load(String),
+    /// The store failed for a whole group-committed batch of reports; every
+    /// report in it gets this same error (a database failure, never a conflict).
+    #[error("committing a batch of reports: {0}")]
+    Batch(Arc<store::Error>),
+    /// A report was dropped before the batch that held it answered.
+    #[error("the report was dropped before it was committed")]
+    Unanswered,
 }
 
 /// The result type of scheduler operations.
@@ -488,23 +495,33 @@ impl Scheduler {
             slot: slot.map(|(worker, hostname)| (worker.to_owned(), hostname.to_owned())),
             reply,
         };
-        if let Ok(mut p) = self.inner.pending.lock() {
-            p.push(pending);
-        }
+        // The queue is a plain list: a panic elsewhere while it was locked
+        // cannot leave it half-changed, so a poisoned lock is still usable.
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(pending);
+        let answered = |answer: &mut tokio::sync::oneshot::Receiver<_>| match answer.try_recv() {
+            Ok(result) => Some(result),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => None,
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => Some(Err(Error::Unanswered)),
+        };
         let (plan, claim) = loop {
-            if let Ok(result) = answer.try_recv() {
+            if let Some(result) = answered(&mut answer) {
                 break result?;
             }
             let _leader = self.inner.committing.lock().await;
-            if let Ok(result) = answer.try_recv() {
+            if let Some(result) = answered(&mut answer) {
                 break result?;
             }
-            let batch = self
-                .inner
-                .pending
-                .lock()
-                .map(|mut p| std::mem::take(&mut *p))
-                .unwrap_or_default();
+            let batch = std::mem::take(
+                &mut *self
+                    .inner
+                    .pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
             self.commit_batch(batch).await;
         };
         self.inner.metrics.ended(c, now);
@@ -569,13 +586,9 @@ impl Scheduler {
                 }
             }
             Err(e) => {
-                let message = e.to_string();
+                let e = Arc::new(e);
                 for p in batch {
-                    let _ = p
-                        .reply
-                        .send(Err(Error::Store(store::Error::Conflict(format!(
-                            "the batch failed: {message}"
-                        )))));
+                    let _ = p.reply.send(Err(Error::Batch(e.clone())));
                 }
             }
         }
