@@ -145,6 +145,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Standalone { .. } | Command::Api { .. }
     );
     init_logging(args.log_format, quiet);
+    let vars: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    for unknown in weir_core::config::unknown_vars(vars.iter().map(String::as_str)) {
+        tracing::warn!("{unknown}");
+    }
     match args.command {
         Command::Standalone { bind, slots } => crate::standalone::run(&config, bind, slots).await,
         Command::Api { bind } => commands::api::run(&config, bind).await,

@@ -37,6 +37,78 @@ pub enum Error {
     },
 }
 
+/// The environment variables that override settings (`WEIR_<SECTION>_<KEY>`).
+pub const SETTING_VARS: [&str; 10] = [
+    "WEIR_CORE_DAGS_FOLDER",
+    "WEIR_CORE_DATA_DIR",
+    "WEIR_CORE_LOGS_DIR",
+    "WEIR_CORE_DAG_REFRESH",
+    "WEIR_CORE_DAGS_PAUSED_AT_CREATION",
+    "WEIR_DATABASE_URL",
+    "WEIR_API_BIND",
+    "WEIR_API_JWT_SECRET",
+    "WEIR_API_TOKEN_HOURS",
+    "WEIR_WORKER_SLOTS",
+];
+
+/// Other `WEIR_` variables weir reads or sets: the config file, the log
+/// filter, what a task process is given, and the test and benchmark knobs.
+const OTHER_VARS: [&str; 11] = [
+    "WEIR_CONFIG",
+    "WEIR_LOG",
+    "WEIR_WORKER",
+    "WEIR_DAG_ID",
+    "WEIR_RUN_ID",
+    "WEIR_TASK_ID",
+    "WEIR_TRY_NUMBER",
+    "WEIR_LOGICAL_DATE",
+    "WEIR_TEST_DATABASE_URL",
+    "WEIR_BENCH_DIR",
+    "WEIR_BIN",
+];
+
+/// Families of variables: `WEIR_CONN_<ID>` and `WEIR_SECRET_<NAME>`.
+const VAR_PREFIXES: [&str; 2] = ["WEIR_CONN_", "WEIR_SECRET_"];
+
+/// A `WEIR_` environment variable that names nothing weir reads: it is
+/// ignored, which is worth a warning (often a misspelt setting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownVar {
+    /// The variable.
+    pub name: String,
+    /// The setting it most likely meant.
+    pub suggestion: Option<&'static str>,
+}
+
+impl std::fmt::Display for UnknownVar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the environment variable {} names no weir setting and is ignored",
+            self.name
+        )?;
+        match self.suggestion {
+            Some(s) => write!(f, " (did you mean {s}?)"),
+            None => write!(f, " (settings: {})", SETTING_VARS.join(", ")),
+        }
+    }
+}
+
+/// The `WEIR_` variables among `names` that weir does not read, with the
+/// setting each most likely meant.
+pub fn unknown_vars<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<UnknownVar> {
+    names
+        .into_iter()
+        .filter(|n| n.starts_with("WEIR_"))
+        .filter(|n| !SETTING_VARS.contains(n) && !OTHER_VARS.contains(n))
+        .filter(|n| !VAR_PREFIXES.iter().any(|p| n.starts_with(p)))
+        .map(|n| UnknownVar {
+            name: n.to_owned(),
+            suggestion: crate::suggest::closest(n, SETTING_VARS.iter().copied()),
+        })
+        .collect()
+}
+
 /// All of weir's settings.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -322,6 +394,52 @@ fn with_password(url: &str, password: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_setting_variable_is_read() {
+        let unset = format!("{:?}", Config::load(None, &|_| None).unwrap_or_default());
+        for var in SETTING_VARS {
+            let changed = ["7", "true", "somewhere"].into_iter().any(|value| {
+                let env = |k: &str| (k == var).then(|| value.to_owned());
+                Config::load(None, &env).is_ok_and(|c| format!("{c:?}") != unset)
+            });
+            assert!(changed, "{var} is listed as a setting but changes nothing");
+        }
+    }
+
+    #[test]
+    fn unknown_variables_are_named_with_a_guess() {
+        let found = unknown_vars([
+            "WEIR_DAGS_FOLDER",
+            "WEIR_DATABASE_URL",
+            "WEIR_CONN_SHOP",
+            "WEIR_SECRET_SLACK_URL",
+            "WEIR_LOG",
+            "PATH",
+            "WEIR_XYZZY",
+        ]);
+        let names: Vec<(&str, Option<&str>)> = found
+            .iter()
+            .map(|u| (u.name.as_str(), u.suggestion))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("WEIR_DAGS_FOLDER", Some("WEIR_CORE_DAGS_FOLDER")),
+                ("WEIR_XYZZY", None)
+            ]
+        );
+        assert!(
+            found[0]
+                .to_string()
+                .contains("did you mean WEIR_CORE_DAGS_FOLDER?")
+        );
+        assert!(
+            found[1].to_string().contains("WEIR_WORKER_SLOTS"),
+            "{}",
+            found[1]
+        );
+    }
 
     #[test]
     fn env_overrides_the_file() {
