@@ -101,10 +101,9 @@ impl TaskState {
             return false;
         }
         match (self, to) {
-            // Marking by hand.
-            (_, Success | Failed) if self != None || to == Failed || to == Success => {
-                !matches!(self, Removed)
-            }
+            // Marking by hand: any state but removed.
+            (Removed, Success | Failed) => false,
+            (_, Success | Failed) => true,
             // Clearing by hand.
             (Running, None) => false,
             (_, None) => true,

@@ -177,7 +177,11 @@ async fn defects_case(db: &TestDb) {
     let site = Site::start(
         db,
         &pipeline("", ""),
-        &[("in/customers.csv", CUSTOMERS), ("in/orders.csv", ORDERS)],
+        &[
+            ("in/customers.csv", CUSTOMERS),
+            ("in/orders.csv", ORDERS),
+            ("count_orders.yaml", COUNT_ORDERS),
+        ],
     )
     .await;
     let run = site.run().await;
@@ -289,9 +293,43 @@ async fn defects_case(db: &TestDb) {
         hidden_entries(&site.dir.path().join("data")),
         Vec::<String>::new()
     );
-    std::fs::create_dir_all(folder.join(".tmp-crashed")).unwrap();
-    assert_eq!(site.latest("clean.orders").await.version, 1);
+    // A crash mid-write leaves a whole copy of the rows in a temporary
+    // folder; a task reading the dataset still sees only version 1.
+    let leftover = folder.join(".tmp-crashed");
+    std::fs::create_dir_all(&leftover).unwrap();
+    for file in std::fs::read_dir(folder.join("v=1")).unwrap() {
+        let file = file.unwrap().path();
+        std::fs::copy(&file, leftover.join(file.file_name().unwrap())).unwrap();
+    }
+    let count = site
+        .sched
+        .trigger(
+            "count_orders",
+            weir_core::scheduler::Trigger {
+                actor: "test".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let count = site.wait(&count).await;
+    assert_eq!(count.state, RunState::Success);
+    assert_eq!(
+        site.rows("curated.order_count", &["n"]).await,
+        vec![vec!["3".to_owned()]],
+        "only the catalogued version is read"
+    );
 }
+
+/// A second DAG that reads `clean.orders` as an external input.
+const COUNT_ORDERS: &str = r#"
+tasks:
+  count:
+    kind: transform
+    inputs: [clean.orders]
+    sql: select count(*) as n from clean.orders
+    output: curated.order_count
+"#;
 
 both_backends!(
     dataset_checks_warn_fail_and_hold_back_the_clean_version,

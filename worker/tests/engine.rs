@@ -301,7 +301,17 @@ tasks:
 "#;
 
 async fn sensors(db: &TestDb) {
-    let e = Site::start(db, SENSORS, &[]).await;
+    // One slot for three sensors: they can only all wait at once if none
+    // holds the slot between its pokes.
+    let e = Site::start_with(
+        db,
+        SENSORS,
+        Extras {
+            slots: Some(1),
+            ..Extras::default()
+        },
+    )
+    .await;
     let probe = format!("sqlite://{}/probe.db?mode=rwc", e.dir.path().display());
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&probe)
         .await

@@ -563,6 +563,298 @@ mod tests {
         }
     }
 
+    /// A DAG `a -> b` with `retry` (YAML keys) on every task.
+    fn chain(retry: &str) -> Dag {
+        let text = format!(
+            "defaults: {{{retry}}}\ntasks:\n  a: {{kind: shell, command: 'true'}}\n  b: {{kind: shell, command: 'true', depends_on: [a]}}\n"
+        );
+        match crate::loader::load_str(&text, std::path::Path::new("/dags/t.yaml")) {
+            Ok(Some((dag, _))) => dag,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A snapshot of a run in `run` with each task at `(state, try,
+    /// max_tries)`; `max_tries` counts retries, as Airflow's does.
+    fn at(dag: &Dag, run: RunState, tasks: [(TaskState, i64, i64); 2]) -> RunSnapshot {
+        let mut snap = snapshot(dag);
+        snap.run.state = run;
+        for (t, (state, try_number, max_tries)) in snap.tasks.iter_mut().zip(tasks) {
+            (t.state, t.try_number, t.max_tries) = (state, try_number, max_tries);
+        }
+        snap.unfinished = snap.tasks.iter().filter(|t| !t.state.is_finished()).count() as i64;
+        snap.failed = snap.tasks.iter().filter(|t| t.state.is_failure()).count() as i64;
+        snap
+    }
+
+    /// The plan's outcome: each changed task's new state (and granted
+    /// `max_tries`), seconds to its next try, and the run's new state.
+    type Seen = (
+        Vec<(String, TaskState, Option<i64>, Option<i64>)>,
+        Option<RunState>,
+    );
+
+    fn seen(plan: &Plan, now: DateTime<Utc>) -> Seen {
+        let tasks = plan
+            .tasks
+            .iter()
+            .map(|c| {
+                let wait = c.next_try_at.map(|t| (t - now).num_seconds());
+                (c.task_id.clone(), c.to, c.max_tries, wait)
+            })
+            .collect();
+        (tasks, plan.run.map(|(_, to)| to))
+    }
+
+    fn finish(task: &str, try_number: i64, outcome: Outcome, jitter: f64) -> Action {
+        Action::Finish {
+            task_id: task.into(),
+            try_number,
+            outcome,
+            jitter,
+        }
+    }
+
+    fn clear(task: &str, downstream: bool, only_failed: bool) -> Action {
+        Action::Clear {
+            task_ids: vec![task.into()],
+            downstream,
+            upstream: false,
+            only_failed,
+        }
+    }
+
+    #[test]
+    fn retries_back_off_and_runs_complete() {
+        use RunState::{Failed as RunFailed, Running as RunRunning, Success as RunSuccess};
+        use TaskState::*;
+        let now = Utc::now();
+        let fixed = "retries: 2, retry_delay: 30s";
+        let exp = "retries: 5, retry_delay: 10s, retry_backoff: exponential, max_retry_delay: 1m";
+        let t = |id: &str, to, grant, wait| (id.to_owned(), to, grant, wait);
+        // (DAG retry keys, run state, tasks (state, try, max_tries), action, expected)
+        type Case = (
+            &'static str,
+            RunState,
+            [(TaskState, i64, i64); 2],
+            Action,
+            Seen,
+        );
+        let cases: Vec<Case> = vec![
+            // A success schedules what follows; the run goes on.
+            (
+                fixed,
+                RunRunning,
+                [(Running, 1, 2), (None, 0, 2)],
+                finish("a", 1, Outcome::Success, 0.0),
+                (
+                    vec![
+                        t("a", Success, Option::None, Option::None),
+                        t("b", Scheduled, Option::None, Option::None),
+                    ],
+                    Option::None,
+                ),
+            ),
+            // The last task's success ends the run.
+            (
+                fixed,
+                RunRunning,
+                [(Success, 1, 2), (Running, 1, 2)],
+                finish("b", 1, Outcome::Success, 0.0),
+                (
+                    vec![t("b", Success, Option::None, Option::None)],
+                    Some(RunSuccess),
+                ),
+            ),
+            // A failure with tries left waits retry_delay (fixed backoff).
+            (
+                fixed,
+                RunRunning,
+                [(Running, 1, 2), (None, 0, 2)],
+                finish("a", 1, Outcome::Failed, 0.9),
+                (
+                    vec![t("a", UpForRetry, Option::None, Some(30))],
+                    Option::None,
+                ),
+            ),
+            // Exponential: delay × 2^(try-1) before the next try, at least half of it.
+            (
+                exp,
+                RunRunning,
+                [(Running, 1, 5), (None, 0, 5)],
+                finish("a", 1, Outcome::Failed, 1.0),
+                (
+                    vec![t("a", UpForRetry, Option::None, Some(10))],
+                    Option::None,
+                ),
+            ),
+            (
+                exp,
+                RunRunning,
+                [(Running, 3, 5), (None, 0, 5)],
+                finish("a", 3, Outcome::Failed, 1.0),
+                (
+                    vec![t("a", UpForRetry, Option::None, Some(40))],
+                    Option::None,
+                ),
+            ),
+            (
+                exp,
+                RunRunning,
+                [(Running, 3, 5), (None, 0, 5)],
+                finish("a", 3, Outcome::Failed, 0.0),
+                (
+                    vec![t("a", UpForRetry, Option::None, Some(20))],
+                    Option::None,
+                ),
+            ),
+            // … capped at max_retry_delay.
+            (
+                exp,
+                RunRunning,
+                [(Running, 5, 5), (None, 0, 5)],
+                finish("a", 5, Outcome::Failed, 1.0),
+                (
+                    vec![t("a", UpForRetry, Option::None, Some(60))],
+                    Option::None,
+                ),
+            ),
+            // The last try's failure fails the task, its downstream and the run.
+            (
+                fixed,
+                RunRunning,
+                [(Running, 3, 2), (None, 0, 2)],
+                finish("a", 3, Outcome::Failed, 0.0),
+                (
+                    vec![
+                        t("a", Failed, Option::None, Option::None),
+                        t("b", UpstreamFailed, Option::None, Option::None),
+                    ],
+                    Some(RunFailed),
+                ),
+            ),
+            // A sensor's poke gives its try back.
+            (
+                fixed,
+                RunRunning,
+                [(Running, 1, 2), (None, 0, 2)],
+                finish(
+                    "a",
+                    1,
+                    Outcome::Reschedule(now + chrono::Duration::seconds(5)),
+                    0.0,
+                ),
+                (
+                    vec![t("a", UpForReschedule, Some(3), Some(5))],
+                    Option::None,
+                ),
+            ),
+            // Clearing a failed task and its downstream grants its retries
+            // again and reopens the run.
+            (
+                fixed,
+                RunFailed,
+                [(Failed, 3, 2), (UpstreamFailed, 0, 2)],
+                clear("a", true, false),
+                (
+                    vec![
+                        t("a", None, Some(5), Option::None),
+                        t("b", None, Some(2), Option::None),
+                        t("a", Scheduled, Option::None, Option::None),
+                    ],
+                    Some(RunRunning),
+                ),
+            ),
+            // only_failed leaves a success alone; nothing changes.
+            (
+                fixed,
+                RunSuccess,
+                [(Success, 1, 2), (Success, 1, 2)],
+                clear("a", true, true),
+                (vec![], Option::None),
+            ),
+            // A running try is not cleared.
+            (
+                fixed,
+                RunRunning,
+                [(Running, 1, 2), (None, 0, 2)],
+                clear("a", false, false),
+                (vec![], Option::None),
+            ),
+            // Marking the failed task success lets the run succeed once all is done.
+            (
+                fixed,
+                RunFailed,
+                [(Success, 1, 2), (Failed, 3, 2)],
+                Action::Mark {
+                    task_id: "b".into(),
+                    state: Success,
+                },
+                (
+                    vec![t("b", Success, Option::None, Option::None)],
+                    Some(RunSuccess),
+                ),
+            ),
+            // Failing a run by hand fails its running try and skips the rest.
+            (
+                fixed,
+                RunRunning,
+                [(Running, 1, 2), (None, 0, 2)],
+                Action::SetRunState(RunFailed),
+                (
+                    vec![
+                        t("a", Failed, Option::None, Option::None),
+                        t("b", Skipped, Option::None, Option::None),
+                    ],
+                    Some(RunFailed),
+                ),
+            ),
+        ];
+        for (i, (retry, run, tasks, action, want)) in cases.into_iter().enumerate() {
+            let dag = chain(retry);
+            let snap = at(&dag, run, tasks);
+            let got = plan(&dag, &snap, &action, now).map(|p| seen(&p, now));
+            assert_eq!(got, Ok(want), "case {i}: {action:?} on {tasks:?}");
+        }
+    }
+
+    #[test]
+    fn impossible_requests_are_refused() {
+        use TaskState::*;
+        let dag = chain("retries: 1");
+        let now = Utc::now();
+        let running = at(&dag, RunState::Running, [(Running, 2, 2), (None, 0, 2)]);
+        let refused = [
+            (
+                finish("a", 1, Outcome::Success, 0.0),
+                "try 1 is not running (it is running, try 2)",
+            ),
+            (finish("b", 1, Outcome::Success, 0.0), "is not running"),
+            (finish("nope", 1, Outcome::Success, 0.0), "nope"),
+            (
+                Action::Mark {
+                    task_id: "a".into(),
+                    state: Queued,
+                },
+                "success or failed",
+            ),
+            (clear("nope", false, false), "no task `nope`"),
+            (Action::SetRunState(RunState::Queued), "success or failed"),
+        ];
+        for (action, says) in refused {
+            match plan(&dag, &running, &action, now) {
+                Err(e) => assert!(e.contains(says), "{action:?}: {e}"),
+                Ok(p) => panic!("{action:?} was planned: {p:?}"),
+            }
+        }
+        let done = at(&dag, RunState::Success, [(Success, 1, 2), (Success, 1, 2)]);
+        let again = Action::Mark {
+            task_id: "a".into(),
+            state: Success,
+        };
+        assert!(plan(&dag, &done, &again, now).is_err_and(|e| e.contains("already success")));
+    }
+
     #[test]
     fn every_rule_against_every_mix() {
         use TaskState::*;

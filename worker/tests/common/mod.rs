@@ -23,6 +23,8 @@ pub struct Extras<'a> {
     pub secrets: &'a [(&'a str, &'a str)],
     /// Retention rules of the data plane.
     pub retention: RetentionRules,
+    /// Task slots of the pool (default 4).
+    pub slots: Option<usize>,
 }
 
 /// A running scheduler and worker pool; stops when dropped.
@@ -86,7 +88,7 @@ impl Site {
         let pool = LocalPool::start(
             sched.clone(),
             PoolOptions {
-                slots: 4,
+                slots: extras.slots.unwrap_or(4),
                 logs_dir: dir.path().join("logs"),
                 role: "test".into(),
                 poll: Duration::from_millis(100),
