@@ -637,7 +637,7 @@ impl From<&AuditRecord> for AuditResponse {
             id: a.id,
             when: a.at,
             actor: a.actor.clone(),
-            action: a.action.clone(),
+            action: a.action.as_str().to_owned(),
             dag_id: a.dag_id.clone(),
             run_id: a.run_id.clone(),
             task_id: a.task_id.clone(),

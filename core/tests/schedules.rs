@@ -156,7 +156,7 @@ async fn end_date_and_pause(db: &TestDb) {
         runs(&e.sched).await.is_empty(),
         "a paused DAG creates no runs"
     );
-    e.sched.store().set_paused("s", false).await.unwrap();
+    e.sched.store().set_paused("s", false, None).await.unwrap();
     e.sched.tick().await.unwrap();
     drain(&e.sched).await;
     e.sched.tick().await.unwrap();

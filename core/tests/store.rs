@@ -162,10 +162,10 @@ async fn versions_and_staleness(db: &TestDb) {
         db.store.get_dag("c").await.unwrap().is_paused,
         "a new DAG starts paused when asked"
     );
-    db.store.set_paused("c", false).await.unwrap();
+    db.store.set_paused("c", false, None).await.unwrap();
     assert!(!db.store.get_dag("c").await.unwrap().is_paused);
     assert!(matches!(
-        db.store.set_paused("nope", true).await,
+        db.store.set_paused("nope", true, None).await,
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
@@ -406,7 +406,7 @@ async fn audit_log(db: &TestDb) {
     let entry = AuditEntry {
         at: Utc::now(),
         actor: "ada".into(),
-        action: "pause".into(),
+        action: weir_core::store::AuditAction::Pause,
         dag_id: Some("d".into()),
         run_id: None,
         task_id: None,
@@ -415,7 +415,7 @@ async fn audit_log(db: &TestDb) {
     db.store.audit(&entry).await.unwrap();
     db.store
         .audit(&AuditEntry {
-            action: "unpause".into(),
+            action: weir_core::store::AuditAction::Unpause,
             ..entry
         })
         .await
@@ -426,8 +426,33 @@ async fn audit_log(db: &TestDb) {
         vec!["unpause", "pause"]
     );
     assert_eq!(log[0].actor, "ada");
+    // Every action is stored under its name and read back as itself (the
+    // migrations' column takes any text; the enum is the one list).
+    for action in weir_core::store::AuditAction::ALL {
+        db.store
+            .audit(&AuditEntry {
+                action,
+                ..log_entry("ada")
+            })
+            .await
+            .unwrap();
+        let newest = db.store.list_audit(None, 1, 0).await.unwrap().0.remove(0);
+        assert_eq!(newest.action, action);
+    }
 }
 both_backends!(audit_entries_are_kept, audit_log);
+
+fn log_entry(actor: &str) -> AuditEntry {
+    AuditEntry {
+        at: Utc::now(),
+        actor: actor.into(),
+        action: weir_core::store::AuditAction::Trigger,
+        dag_id: None,
+        run_id: None,
+        task_id: None,
+        detail: None,
+    }
+}
 
 async fn migrations_twice(db: &TestDb) {
     db.store.migrate().await.unwrap();

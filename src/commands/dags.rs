@@ -265,33 +265,21 @@ pub async fn run(command: DagsCommand, config: &Config) -> anyhow::Result<ExitCo
             conf,
             slots,
         } => test(config, &dag_id, conf.as_deref(), slots).await,
-        DagsCommand::Pause { dag_id } => set_paused(config, &dag_id, true).await,
-        DagsCommand::Unpause { dag_id } => set_paused(config, &dag_id, false).await,
+        DagsCommand::Pause { dag_id } => {
+            let sched = super::scheduler(config).await?;
+            sync(&sched, config).await?;
+            sched.pause(&dag_id, &super::actor()).await?;
+            println!("{dag_id} is paused");
+            Ok(ExitCode::SUCCESS)
+        }
+        DagsCommand::Unpause { dag_id } => {
+            let sched = super::scheduler(config).await?;
+            sync(&sched, config).await?;
+            sched.unpause(&dag_id, &super::actor()).await?;
+            println!("{dag_id} is unpaused");
+            Ok(ExitCode::SUCCESS)
+        }
     }
-}
-
-async fn set_paused(config: &Config, dag_id: &str, paused: bool) -> anyhow::Result<ExitCode> {
-    let sched = super::scheduler(config).await?;
-    sync(&sched, config).await?;
-    sched.store().set_paused(dag_id, paused).await?;
-    sched
-        .store()
-        .audit(&weir_core::store::AuditEntry {
-            at: chrono::Utc::now(),
-            actor: super::actor(),
-            action: if paused {
-                "pause".into()
-            } else {
-                "unpause".into()
-            },
-            dag_id: Some(dag_id.to_owned()),
-            run_id: None,
-            task_id: None,
-            detail: None,
-        })
-        .await?;
-    println!("{dag_id} is {}", if paused { "paused" } else { "unpaused" });
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn load(dir: PathBuf) -> anyhow::Result<loader::LoadReport> {
@@ -352,7 +340,7 @@ async fn test(
     sync(&sched, config).await?;
     // Only the DAG under test runs: no schedule creates runs in this database.
     for dag in sched.store().list_dags().await? {
-        sched.store().set_paused(&dag.dag_id, true).await?;
+        sched.store().set_paused(&dag.dag_id, true, None).await?;
     }
     let trigger = Trigger {
         conf: conf.map(parse_conf).transpose()?,

@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use weir_core::store::AuditAction;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -74,7 +75,11 @@ fn role(text: &str) -> anyhow::Result<Role> {
     text.parse::<Role>().map_err(anyhow::Error::msg)
 }
 
-async fn audit(store: &dyn Store, action: &str, detail: serde_json::Value) -> anyhow::Result<()> {
+async fn audit(
+    store: &dyn Store,
+    action: AuditAction,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
     let entry = AuditEntry::about(&super::actor(), action, detail, chrono::Utc::now());
     store.audit(&entry).await?;
     Ok(())
@@ -112,7 +117,7 @@ pub async fn create_user(
         .await?;
     audit(
         store,
-        "create_user",
+        AuditAction::CreateUser,
         json!({"username": username, "role": role.as_str()}),
     )
     .await
@@ -167,7 +172,12 @@ pub async fn run_users(command: UsersCommand, config: &Config) -> anyhow::Result
         }
         UsersCommand::Delete { username } => {
             store.delete_user(&username).await?;
-            audit(store.as_ref(), "delete_user", json!({"username": username})).await?;
+            audit(
+                store.as_ref(),
+                AuditAction::DeleteUser,
+                json!({"username": username}),
+            )
+            .await?;
             println!("deleted user {username}");
         }
     }
@@ -190,7 +200,7 @@ pub async fn run_tokens(command: TokensCommand, config: &Config) -> anyhow::Resu
             store.create_token(&new.record).await?;
             audit(
                 store.as_ref(),
-                "create_token",
+                AuditAction::CreateToken,
                 json!({"token": new.record.id, "role": r.as_str()}),
             )
             .await?;
@@ -224,7 +234,12 @@ pub async fn run_tokens(command: TokensCommand, config: &Config) -> anyhow::Resu
         }
         TokensCommand::Revoke { id } => {
             store.revoke_token(&id, chrono::Utc::now()).await?;
-            audit(store.as_ref(), "revoke_token", json!({"token": id})).await?;
+            audit(
+                store.as_ref(),
+                AuditAction::RevokeToken,
+                json!({"token": id}),
+            )
+            .await?;
             println!("revoked token {id}");
         }
     }

@@ -797,7 +797,7 @@ async fn retention_case(db: &TestDb) {
     let (audit, _) = site.sched.store().list_audit(None, 100, 0).await.unwrap();
     let deletions: Vec<&str> = audit
         .iter()
-        .filter(|a| a.action == "delete_dataset_version")
+        .filter(|a| a.action == weir_core::store::AuditAction::DeleteDatasetVersion)
         .map(|a| a.actor.as_str())
         .collect();
     assert_eq!(deletions, vec!["retention", "retention"]);

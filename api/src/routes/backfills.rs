@@ -10,6 +10,7 @@ use weir_core::access::{BackfillRecord, NewBackfill, Reprocess};
 use weir_core::dag::Schedule;
 use weir_core::scheduler::backfill::BackfillRange;
 use weir_core::state::{RunState, RunType};
+use weir_core::store::AuditAction;
 use weir_core::store::{RunFilter, RunTime, TimeRange};
 
 use super::Page;
@@ -230,9 +231,9 @@ async fn set_paused(
         state,
         who,
         if paused {
-            "pause_backfill"
+            AuditAction::PauseBackfill
         } else {
-            "unpause_backfill"
+            AuditAction::UnpauseBackfill
         },
         &b,
     )
@@ -240,14 +241,19 @@ async fn set_paused(
     Ok(BackfillResponse::from(&b))
 }
 
-async fn audit(state: &AppState, who: &str, action: &str, b: &BackfillRecord) -> ApiResult<()> {
+async fn audit(
+    state: &AppState,
+    who: &str,
+    action: AuditAction,
+    b: &BackfillRecord,
+) -> ApiResult<()> {
     state
         .scheduler
         .store()
         .audit(&weir_core::store::AuditEntry {
             at: state.scheduler.now(),
             actor: who.to_owned(),
-            action: action.into(),
+            action,
             dag_id: Some(b.dag_id.clone()),
             run_id: None,
             task_id: None,
@@ -319,6 +325,6 @@ pub async fn cancel_backfill(
             .set_run_state(&b.dag_id, &run.run_id, RunState::Failed, &who.name)
             .await?;
     }
-    audit(&state, &who.name, "cancel_backfill", &b).await?;
+    audit(&state, &who.name, AuditAction::CancelBackfill, &b).await?;
     Ok(Json(BackfillResponse::from(&b)))
 }

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
-use weir_core::store::{AuditEntry, DagRecord};
+use weir_core::store::DagRecord;
 
 use super::{Page, order_by};
 use crate::AppState;
@@ -170,19 +170,11 @@ pub async fn patch_dag(
     Body(body): Body<DagPatchBody>,
 ) -> ApiResult<Json<DagResponse>> {
     let store = state.scheduler.store();
-    store.get_dag(&dag_id).await?;
-    store.set_paused(&dag_id, body.is_paused).await?;
-    store
-        .audit(&AuditEntry {
-            at: state.scheduler.now(),
-            actor: who.name,
-            action: if body.is_paused { "pause" } else { "unpause" }.into(),
-            dag_id: Some(dag_id.clone()),
-            run_id: None,
-            task_id: None,
-            detail: None,
-        })
-        .await?;
+    if body.is_paused {
+        state.scheduler.pause(&dag_id, &who.name).await?;
+    } else {
+        state.scheduler.unpause(&dag_id, &who.name).await?;
+    }
     let d = store.get_dag(&dag_id).await?;
     Ok(Json(
         dag_response(&state, &d, &error_files(&state).await?).await?,

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
+use weir_core::store::AuditAction;
 use weir_core::store::AuditEntry;
 
 use super::Page;
@@ -95,7 +96,7 @@ fn check_slots(slots: i64) -> ApiResult<()> {
 async fn audit(
     state: &AppState,
     who: &Principal,
-    action: &str,
+    action: AuditAction,
     detail: serde_json::Value,
 ) -> ApiResult<()> {
     state
@@ -104,7 +105,7 @@ async fn audit(
         .audit(&AuditEntry {
             at: state.scheduler.now(),
             actor: who.name.clone(),
-            action: action.into(),
+            action,
             dag_id: None,
             run_id: None,
             task_id: None,
@@ -147,7 +148,7 @@ pub async fn create_pool(
     audit(
         &state,
         &who,
-        "create_pool",
+        AuditAction::CreatePool,
         serde_json::json!({"pool": body.name, "slots": body.slots}),
     )
     .await?;
@@ -192,7 +193,7 @@ pub async fn patch_pool(
     audit(
         &state,
         &who,
-        "update_pool",
+        AuditAction::UpdatePool,
         serde_json::json!({"pool": name, "slots": slots}),
     )
     .await?;
@@ -212,7 +213,7 @@ pub async fn delete_pool(
     audit(
         &state,
         &who,
-        "delete_pool",
+        AuditAction::DeletePool,
         serde_json::json!({"pool": name}),
     )
     .await?;

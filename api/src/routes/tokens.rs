@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use weir_core::access::{Role, TokenRecord};
+use weir_core::store::AuditAction;
 use weir_core::store::AuditEntry;
 
 use crate::AppState;
@@ -106,7 +107,7 @@ pub async fn create_token(
     store
         .audit(&AuditEntry::about(
             &who.name,
-            "create_token",
+            AuditAction::CreateToken,
             serde_json::json!({"token": new.record.id, "role": role.as_str()}),
             now,
         ))
@@ -135,7 +136,7 @@ pub async fn revoke_token(
     store
         .audit(&AuditEntry::about(
             &who.name,
-            "revoke_token",
+            AuditAction::RevokeToken,
             serde_json::json!({"token": id}),
             now,
         ))

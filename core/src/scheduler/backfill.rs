@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::{Error, Result, Scheduler, interval_run, intervals};
 use crate::access::Reprocess;
 use crate::state::{RunState, RunType};
-use crate::store::{self, AuditEntry, RunFilter, RunRecord};
+use crate::store::{self, AuditAction, AuditEntry, RunFilter, RunRecord};
 
 /// What a backfill request did.
 #[derive(Debug, Clone, Default)]
@@ -126,7 +126,7 @@ impl Scheduler {
                 .audit(&AuditEntry {
                     at: now,
                     actor: actor.to_owned(),
-                    action: "backfill".into(),
+                    action: AuditAction::Backfill,
                     dag_id: Some(dag_id.to_owned()),
                     run_id: None,
                     task_id: None,

@@ -30,8 +30,8 @@ use crate::dag::{Dag, convert};
 use crate::loader::{self, ImportError, LoadReport};
 use crate::state::{RunState, RunType, TaskState};
 use crate::store::{
-    self, AuditEntry, Claim, ClaimRequest, DagSync, ImportErrorRecord, NewRun, NewTaskInstance,
-    Plan, RunRecord, Store, TryEnd,
+    self, AuditAction, AuditEntry, Claim, ClaimRequest, DagSync, ImportErrorRecord, NewRun,
+    NewTaskInstance, Plan, RunRecord, Store, TryEnd,
 };
 
 /// A scheduler failure.
@@ -359,7 +359,7 @@ impl Scheduler {
             .audit(&AuditEntry {
                 at: now,
                 actor: t.actor,
-                action: "trigger".into(),
+                action: AuditAction::Trigger,
                 dag_id: Some(dag_id.to_owned()),
                 run_id: Some(record.run_id.clone()),
                 task_id: None,
@@ -710,7 +710,7 @@ impl Scheduler {
     ) -> Result<Vec<String>> {
         let run = self.inner.store.get_run(dag_id, run_id).await?;
         let action = spec.action();
-        let audit = self.audit_entry(actor, "clear", dag_id, run_id, None, serde_json::json!({"task_ids": spec.task_ids, "downstream": spec.downstream, "upstream": spec.upstream, "only_failed": spec.only_failed}));
+        let audit = self.audit_entry(actor, AuditAction::Clear, dag_id, run_id, None, serde_json::json!({"task_ids": spec.task_ids, "downstream": spec.downstream, "upstream": spec.upstream, "only_failed": spec.only_failed}));
         let plan = self
             .apply(run.id, run.version_id, &action, None, Some(&audit))
             .await?;
@@ -732,9 +732,18 @@ impl Scheduler {
             task_id: task_id.to_owned(),
             state,
         };
+        let what = match state {
+            TaskState::Success => AuditAction::MarkSuccess,
+            TaskState::Failed => AuditAction::MarkFailed,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "a task can be marked success or failed, not {other}"
+                )));
+            }
+        };
         let audit = self.audit_entry(
             actor,
-            &format!("mark_{state}"),
+            what,
             dag_id,
             run_id,
             Some(task_id),
@@ -746,6 +755,41 @@ impl Scheduler {
         self.after_change(dag_id, &plan).await
     }
 
+    /// Pauses a DAG: it creates no scheduled runs until unpaused (audited).
+    pub async fn pause(&self, dag_id: &str, actor: &str) -> Result<()> {
+        self.set_paused(dag_id, true, AuditAction::Pause, actor)
+            .await
+    }
+
+    /// Unpauses a DAG (audited).
+    pub async fn unpause(&self, dag_id: &str, actor: &str) -> Result<()> {
+        self.set_paused(dag_id, false, AuditAction::Unpause, actor)
+            .await
+    }
+
+    async fn set_paused(
+        &self,
+        dag_id: &str,
+        paused: bool,
+        what: AuditAction,
+        actor: &str,
+    ) -> Result<()> {
+        let audit = AuditEntry {
+            at: self.now(),
+            actor: actor.to_owned(),
+            action: what,
+            dag_id: Some(dag_id.to_owned()),
+            run_id: None,
+            task_id: None,
+            detail: None,
+        };
+        self.inner
+            .store
+            .set_paused(dag_id, paused, Some(&audit))
+            .await?;
+        Ok(())
+    }
+
     /// Sets a run's state by hand (audited).
     pub async fn set_run_state(
         &self,
@@ -755,14 +799,16 @@ impl Scheduler {
         actor: &str,
     ) -> Result<RunRecord> {
         let run = self.inner.store.get_run(dag_id, run_id).await?;
-        let audit = self.audit_entry(
-            actor,
-            &format!("mark_run_{state}"),
-            dag_id,
-            run_id,
-            None,
-            serde_json::json!({}),
-        );
+        let what = match state {
+            RunState::Success => AuditAction::MarkRunSuccess,
+            RunState::Failed => AuditAction::MarkRunFailed,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "a run can be set to success or failed, not {other}"
+                )));
+            }
+        };
+        let audit = self.audit_entry(actor, what, dag_id, run_id, None, serde_json::json!({}));
         let plan = self
             .apply(
                 run.id,
@@ -779,7 +825,7 @@ impl Scheduler {
     fn audit_entry(
         &self,
         actor: &str,
-        action: &str,
+        action: AuditAction,
         dag_id: &str,
         run_id: &str,
         task_id: Option<&str>,
@@ -788,7 +834,7 @@ impl Scheduler {
         AuditEntry {
             at: self.now(),
             actor: actor.to_owned(),
-            action: action.to_owned(),
+            action,
             dag_id: Some(dag_id.to_owned()),
             run_id: Some(run_id.to_owned()),
             task_id: task_id.map(str::to_owned),
@@ -939,7 +985,7 @@ impl Scheduler {
                 tracing::warn!(dag = %run.dag_id, run = %run.run_id, "run exceeded dagrun_timeout {limit}");
                 let audit = self.audit_entry(
                     "scheduler",
-                    "dagrun_timeout",
+                    AuditAction::DagrunTimeout,
                     &run.dag_id,
                     &run.run_id,
                     None,

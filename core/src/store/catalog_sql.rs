@@ -62,7 +62,7 @@ macro_rules! impl_catalog_store {
                     &mut *tx,
                     &$crate::store::AuditEntry::about(
                         actor,
-                        "delete_dataset_version",
+                        $crate::store::AuditAction::DeleteDatasetVersion,
                         serde_json::json!({"dataset": v.dataset, "version": v.version, "path": v.path, "rows": v.rows}),
                         at,
                     ),

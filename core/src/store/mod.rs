@@ -507,8 +507,13 @@ pub trait Store: AccessStore + CatalogStore + WorkerStore + Send + Sync + std::f
     async fn list_dags(&self) -> Result<Vec<DagRecord>>;
     /// One DAG.
     async fn get_dag(&self, dag_id: &str) -> Result<DagRecord>;
-    /// Pauses or unpauses a DAG.
-    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<()>;
+    /// Pauses or unpauses a DAG (with `audit`, audited in the same transaction).
+    async fn set_paused(
+        &self,
+        dag_id: &str,
+        paused: bool,
+        audit: Option<&AuditEntry>,
+    ) -> Result<()>;
     /// One stored DAG version.
     async fn get_version(&self, version_id: i64) -> Result<VersionRecord>;
     /// The versions of a DAG, newest first.

@@ -327,8 +327,8 @@ pub struct AuditEntry {
     pub at: DateTime<Utc>,
     /// Who.
     pub actor: String,
-    /// What (`trigger`, `clear`, `mark_success`, `pause`, …).
-    pub action: String,
+    /// What.
+    pub action: AuditAction,
     /// DAG.
     pub dag_id: Option<String>,
     /// Run.
@@ -341,11 +341,16 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     /// An entry about no DAG in particular (users, tokens, pools).
-    pub fn about(actor: &str, action: &str, detail: serde_json::Value, at: DateTime<Utc>) -> Self {
+    pub fn about(
+        actor: &str,
+        action: AuditAction,
+        detail: serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Self {
         AuditEntry {
             at,
             actor: actor.to_owned(),
-            action: action.to_owned(),
+            action,
             dag_id: None,
             run_id: None,
             task_id: None,
@@ -353,6 +358,80 @@ impl AuditEntry {
         }
     }
 }
+
+/// What an audit entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    /// A run was triggered.
+    Trigger,
+    /// A backfill was started.
+    Backfill,
+    /// Task instances were cleared.
+    Clear,
+    /// A task instance was marked success by hand.
+    MarkSuccess,
+    /// A task instance was marked failed by hand.
+    MarkFailed,
+    /// A run was marked success by hand.
+    MarkRunSuccess,
+    /// A run was marked failed by hand.
+    MarkRunFailed,
+    /// The scheduler failed a run that ran past `dagrun_timeout`.
+    DagrunTimeout,
+    /// A run's note was set.
+    Note,
+    /// A DAG was paused.
+    Pause,
+    /// A DAG was unpaused.
+    Unpause,
+    /// A pool was created.
+    CreatePool,
+    /// A pool was changed.
+    UpdatePool,
+    /// A pool was deleted.
+    DeletePool,
+    /// A backfill was paused.
+    PauseBackfill,
+    /// A backfill was unpaused.
+    UnpauseBackfill,
+    /// A backfill was cancelled.
+    CancelBackfill,
+    /// An API token was created.
+    CreateToken,
+    /// An API token was revoked.
+    RevokeToken,
+    /// A user was created.
+    CreateUser,
+    /// A user was deleted.
+    DeleteUser,
+    /// Retention deleted a dataset version's files.
+    DeleteDatasetVersion,
+}
+
+crate::named_enum!(AuditAction, "audit action", {
+    Trigger => "trigger",
+    Backfill => "backfill",
+    Clear => "clear",
+    MarkSuccess => "mark_success",
+    MarkFailed => "mark_failed",
+    MarkRunSuccess => "mark_run_success",
+    MarkRunFailed => "mark_run_failed",
+    DagrunTimeout => "dagrun_timeout",
+    Note => "note",
+    Pause => "pause",
+    Unpause => "unpause",
+    CreatePool => "create_pool",
+    UpdatePool => "update_pool",
+    DeletePool => "delete_pool",
+    PauseBackfill => "pause_backfill",
+    UnpauseBackfill => "unpause_backfill",
+    CancelBackfill => "cancel_backfill",
+    CreateToken => "create_token",
+    RevokeToken => "revoke_token",
+    CreateUser => "create_user",
+    DeleteUser => "delete_user",
+    DeleteDatasetVersion => "delete_dataset_version",
+});
 
 /// An audit entry as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -364,7 +443,8 @@ pub struct AuditRecord {
     /// Who.
     pub actor: String,
     /// What.
-    pub action: String,
+    #[sqlx(try_from = "String")]
+    pub action: AuditAction,
     /// DAG.
     pub dag_id: Option<String>,
     /// Run.

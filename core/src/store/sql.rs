@@ -149,15 +149,25 @@ macro_rules! impl_store {
                     .ok_or_else(|| $crate::store::Error::NotFound(format!("DAG `{dag_id}`")))
             }
 
-            async fn set_paused(&self, dag_id: &str, paused: bool) -> $crate::store::Result<()> {
+            async fn set_paused(
+                &self,
+                dag_id: &str,
+                paused: bool,
+                audit: Option<&$crate::store::AuditEntry>,
+            ) -> $crate::store::Result<()> {
+                let mut tx = self.tx().await?;
                 let done = sqlx::query("UPDATE dags SET is_paused = $1 WHERE dag_id = $2")
                     .bind(paused)
                     .bind(dag_id)
-                    .execute(self.writer())
+                    .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::store::Error::NotFound(format!("DAG `{dag_id}`")));
                 }
+                if let Some(a) = audit {
+                    insert_audit(&mut *tx, a).await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -404,7 +414,7 @@ macro_rules! impl_store {
                 insert_audit(&mut *tx, &$crate::store::AuditEntry {
                     at,
                     actor: actor.to_owned(),
-                    action: "note".into(),
+                    action: $crate::store::AuditAction::Note,
                     dag_id: Some(run.dag_id.clone()),
                     run_id: Some(run.run_id.clone()),
                     task_id: None,
@@ -1095,7 +1105,7 @@ macro_rules! impl_store {
             )
             .bind(a.at)
             .bind(&a.actor)
-            .bind(&a.action)
+            .bind(a.action.as_str())
             .bind(&a.dag_id)
             .bind(&a.run_id)
             .bind(&a.task_id)
