@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio_util::sync::CancellationToken;
 use weir_core::scheduler::{Options, Scheduler, SystemClock, Trigger};
 use weir_core::store::{Store, TaskInstanceRecord};
-use weir_worker::{LocalPool, PoolOptions};
+use weir_worker::PoolOptions;
+
+use crate::site::{Site, SiteOptions};
 
 /// A synthetic workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -170,23 +171,24 @@ async fn run_one(
     if !report.errors.is_empty() {
         bail!("generated DAG did not load: {:?}", report.errors);
     }
-    let cancel = CancellationToken::new();
-    let pool = LocalPool::start(
-        sched.clone(),
-        PoolOptions {
-            slots,
-            logs_dir: dir.join(w.name()).join("logs"),
-            role: format!("bench-{}", w.name()),
-            poll: Duration::from_secs(1),
-            connections: Default::default(),
-            data_dir: dir.join(w.name()).join("data"),
-            retention: Default::default(),
+    let site = Site::start(
+        &sched,
+        SiteOptions {
+            pool: PoolOptions {
+                slots,
+                logs_dir: dir.join(w.name()).join("logs"),
+                role: format!("bench-{}", w.name()),
+                poll: Duration::from_secs(1),
+                connections: Default::default(),
+                data_dir: dir.join(w.name()).join("data"),
+                retention: Default::default(),
+            },
+            secrets: weir_worker::secrets::Secrets::default(),
+            watch: None,
+            serve: None,
         },
-        weir_worker::secrets::Secrets::default(),
     )
     .await?;
-    let pool_task = tokio::spawn(pool.run(cancel.clone()));
-    let timer = tokio::spawn(sched.clone().run(cancel.clone()));
     let run = sched
         .trigger(
             &dag_id,
@@ -203,9 +205,7 @@ async fn run_one(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    cancel.cancel();
-    let _ = pool_task.await;
-    let _ = timer.await;
+    site.stop().await;
     if run.state != weir_core::state::RunState::Success {
         bail!("the {} run ended {}", w.name(), run.state);
     }

@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod commands;
 mod output;
+mod site;
 mod standalone;
 
 use std::process::ExitCode;

@@ -65,7 +65,7 @@ pub async fn run(config: &Config, bind: Option<String>) -> anyhow::Result<ExitCo
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     tokio::spawn(async move {
-        crate::standalone::shutdown_signal().await;
+        crate::site::shutdown_signal().await;
         stop.cancel();
     });
     weir_api::serve(listener, app, cancel).await?;

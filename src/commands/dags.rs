@@ -14,7 +14,9 @@ use weir_core::dag::{Dag, Task};
 use weir_core::loader;
 use weir_core::scheduler::{Options, Scheduler, SystemClock, Trigger};
 use weir_core::state::TaskState;
-use weir_worker::{LocalPool, PoolOptions};
+use weir_worker::PoolOptions;
+
+use crate::site::{Site, SiteOptions};
 
 use crate::output::{OutputFormat, print_json, print_table};
 
@@ -349,23 +351,25 @@ async fn test(
     };
     let run = sched.trigger(dag_id, trigger).await?;
     println!("{} run {}", run.dag_id, run.run_id);
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let pool = LocalPool::start(
-        sched.clone(),
-        PoolOptions {
-            slots,
-            logs_dir: config.core.logs_dir.clone(),
-            role: "dags-test".into(),
-            poll: Duration::from_millis(200),
-            connections: config.connection_urls(std::env::vars()),
-            data_dir: std::env::temp_dir().join(format!("weir-dags-test-{}", std::process::id())),
-            retention: config.retention.clone(),
+    let site = Site::start(
+        &sched,
+        SiteOptions {
+            pool: PoolOptions {
+                slots,
+                logs_dir: config.core.logs_dir.clone(),
+                role: "dags-test".into(),
+                poll: Duration::from_millis(200),
+                connections: config.connection_urls(std::env::vars()),
+                data_dir: std::env::temp_dir()
+                    .join(format!("weir-dags-test-{}", std::process::id())),
+                retention: config.retention.clone(),
+            },
+            secrets: weir_worker::secrets::Secrets::from_env(std::env::vars()),
+            watch: None,
+            serve: None,
         },
-        weir_worker::secrets::Secrets::from_env(std::env::vars()),
     )
     .await?;
-    let pool_task = tokio::spawn(pool.run(cancel.clone()));
-    let timer = tokio::spawn(sched.clone().run(cancel.clone()));
     let mut seen: HashMap<String, (TaskState, i64)> = HashMap::new();
     let started = std::time::Instant::now();
     let final_state = loop {
@@ -388,9 +392,7 @@ async fn test(
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
-    cancel.cancel();
-    let _ = pool_task.await;
-    let _ = timer.await;
+    site.stop().await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", tmp.display()));
     }

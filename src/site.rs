@@ -1,0 +1,153 @@
+//! A site: the scheduler's timer, a local worker pool and, when asked, the
+//! DAG folder watcher and the HTTP server, started together and stopped
+//! together. `weir standalone`, `weir dags test` and `weir bench` each run one.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use weir_core::scheduler::Scheduler;
+use weir_worker::secrets::Secrets;
+use weir_worker::{LocalPool, PoolOptions};
+
+/// What a site runs besides the timer and the pool.
+#[derive(Debug)]
+pub struct SiteOptions {
+    /// The local worker pool.
+    pub pool: PoolOptions,
+    /// The secrets tasks may read.
+    pub secrets: Secrets,
+    /// Re-read this DAG folder when a file changes, and every `refresh` seconds.
+    pub watch: Option<(PathBuf, u64)>,
+    /// Serve the API (and UI) of this state on this listener.
+    pub serve: Option<(tokio::net::TcpListener, weir_api::AppState)>,
+}
+
+/// A running site; [`Site::stop`] ends it.
+#[derive(Debug)]
+pub struct Site {
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+    worker: String,
+}
+
+impl Site {
+    /// Registers the pool's worker, cleans up after past lives on this host
+    /// (their task processes stop before their tries are retried; live
+    /// workers are left alone), then starts the timer, the pool and what
+    /// `options` asks for.
+    pub async fn start(sched: &Scheduler, options: SiteOptions) -> anyhow::Result<Site> {
+        let pool = LocalPool::start(sched.clone(), options.pool, options.secrets).await?;
+        pool.reap_past_lives().await;
+        let worker = pool.name().to_owned();
+        let cancel = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(sched.clone().run(cancel.child_token()));
+        if let Some((dir, refresh)) = options.watch {
+            tasks.spawn(watch_dags(
+                sched.clone(),
+                dir,
+                refresh,
+                cancel.child_token(),
+            ));
+        }
+        tasks.spawn(pool.run(cancel.child_token()));
+        if let Some((listener, state)) = options.serve {
+            let app = weir_api::app(state);
+            let stop = cancel.child_token();
+            tasks.spawn(async move {
+                if let Err(e) = weir_api::serve(listener, app, stop).await {
+                    tracing::error!("the HTTP server stopped: {e}");
+                }
+            });
+        }
+        Ok(Site {
+            cancel,
+            tasks,
+            worker,
+        })
+    }
+
+    /// The name of this site's worker.
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    /// Stops everything: running tries are stopped and reported (their retry
+    /// rules apply), the worker is recorded as stopped, and the server
+    /// finishes the requests it has.
+    pub async fn stop(mut self) {
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Resolves at the first Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Re-reads the DAG folder when a file changes (checked every second) and
+/// every `refresh` seconds regardless.
+async fn watch_dags(sched: Scheduler, dir: PathBuf, refresh: u64, cancel: CancellationToken) {
+    let mut last = fingerprint(&dir).await;
+    let mut last_sync = Instant::now();
+    let refresh = Duration::from_secs(refresh.max(1));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let now = fingerprint(&dir).await;
+        if now != last || last_sync.elapsed() >= refresh {
+            match sched.sync_folder(&dir).await {
+                Ok(report) => {
+                    if now != last {
+                        tracing::info!(
+                            "DAG files changed: {} DAG(s), {} import error(s)",
+                            report.dags.len(),
+                            report.errors.len()
+                        );
+                        for e in &report.errors {
+                            tracing::warn!("import error: {e}");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!("loading DAGs failed: {e}"),
+            }
+            last = now;
+            last_sync = Instant::now();
+        }
+    }
+}
+
+/// Paths, sizes and modification times of every DAG and contract file.
+async fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        weir_core::loader::dag_files(&dir)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                let meta = std::fs::metadata(&p).ok();
+                let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+                let modified = meta.and_then(|m| m.modified().ok());
+                (p, size, modified)
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
