@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use weir_core::config::Config;
 use weir_core::scheduler::Scheduler;
 use weir_worker::secrets::Secrets;
 use weir_worker::{LocalPool, PoolOptions};
@@ -22,6 +23,28 @@ pub struct SiteOptions {
     pub watch: Option<(PathBuf, u64)>,
     /// Serve the API (and UI) of this state on this listener.
     pub serve: Option<(tokio::net::TcpListener, weir_api::AppState)>,
+}
+
+impl SiteOptions {
+    /// A pool of `slots` for a worker of `role`, with the configured folders,
+    /// connections, retention and the `WEIR_SECRET_*` secrets; no watcher,
+    /// no server.
+    pub fn from_config(config: &Config, role: &str, slots: usize) -> SiteOptions {
+        SiteOptions {
+            pool: PoolOptions {
+                slots,
+                logs_dir: config.core.logs_dir.clone(),
+                role: role.to_owned(),
+                poll: Duration::from_secs(1),
+                connections: config.connection_urls(std::env::vars()),
+                data_dir: config.core.data_dir.clone(),
+                retention: config.retention.clone(),
+            },
+            secrets: Secrets::from_env(std::env::vars()),
+            watch: None,
+            serve: None,
+        }
+    }
 }
 
 /// A running site; [`Site::stop`] ends it.

@@ -2,12 +2,9 @@
 //! server in one process, stopped gracefully by Ctrl-C or SIGTERM.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use weir_core::config::Config;
-use weir_worker::PoolOptions;
-use weir_worker::secrets::Secrets;
 
 use crate::site::{Site, SiteOptions, shutdown_signal};
 
@@ -49,18 +46,9 @@ pub async fn run(
     let site = Site::start(
         &sched,
         SiteOptions {
-            pool: PoolOptions {
-                slots,
-                logs_dir: config.core.logs_dir.clone(),
-                role: "standalone".into(),
-                poll: Duration::from_secs(1),
-                connections: config.connection_urls(std::env::vars()),
-                data_dir: config.core.data_dir.clone(),
-                retention: config.retention.clone(),
-            },
-            secrets: Secrets::from_env(std::env::vars()),
             watch: Some((config.core.dags_folder.clone(), config.core.dag_refresh)),
             serve: Some((listener, api)),
+            ..SiteOptions::from_config(config, "standalone", slots)
         },
     )
     .await?;

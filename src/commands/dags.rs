@@ -14,7 +14,6 @@ use weir_core::dag::{Dag, Task};
 use weir_core::loader;
 use weir_core::scheduler::{Options, Scheduler, SystemClock, Trigger};
 use weir_core::state::TaskState;
-use weir_worker::PoolOptions;
 
 use crate::site::{Site, SiteOptions};
 
@@ -351,25 +350,11 @@ async fn test(
     };
     let run = sched.trigger(dag_id, trigger).await?;
     println!("{} run {}", run.dag_id, run.run_id);
-    let site = Site::start(
-        &sched,
-        SiteOptions {
-            pool: PoolOptions {
-                slots,
-                logs_dir: config.core.logs_dir.clone(),
-                role: "dags-test".into(),
-                poll: Duration::from_millis(200),
-                connections: config.connection_urls(std::env::vars()),
-                data_dir: std::env::temp_dir()
-                    .join(format!("weir-dags-test-{}", std::process::id())),
-                retention: config.retention.clone(),
-            },
-            secrets: weir_worker::secrets::Secrets::from_env(std::env::vars()),
-            watch: None,
-            serve: None,
-        },
-    )
-    .await?;
+    let mut options = SiteOptions::from_config(config, "dags-test", slots);
+    options.pool.poll = Duration::from_millis(200);
+    options.pool.data_dir =
+        std::env::temp_dir().join(format!("weir-dags-test-{}", std::process::id()));
+    let site = Site::start(&sched, options).await?;
     let mut seen: HashMap<String, (TaskState, i64)> = HashMap::new();
     let started = std::time::Instant::now();
     let final_state = loop {
