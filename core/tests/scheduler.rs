@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use weir_core::both_backends;
-use weir_core::scheduler::{ManualClock, Options, Outcome, Report, Scheduler, Trigger};
+use weir_core::scheduler::{ClearSpec, ManualClock, Options, Outcome, Report, Scheduler, Trigger};
 use weir_core::state::{RunState, TaskState};
 use weir_core::store::{Claim, RunRecord};
 use weir_core::testing::TestDb;
@@ -29,6 +29,15 @@ async fn env(db: &TestDb, files: &[(&str, &str)]) -> Env {
     let report = sched.sync_folder(dir.path()).await.unwrap();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     Env { sched, clock, dir }
+}
+
+/// Clears `tasks` (and with `downstream`, what follows them), whatever their state.
+fn spec(tasks: &[&str], downstream: bool) -> ClearSpec {
+    ClearSpec {
+        task_ids: tasks.iter().map(|t| (*t).to_owned()).collect(),
+        downstream,
+        ..ClearSpec::default()
+    }
 }
 
 fn trigger() -> Trigger {
@@ -245,7 +254,7 @@ async fn clear_and_mark(db: &TestDb) {
     assert_eq!(run_state(&e.sched, &run).await, RunState::Failed);
     let cleared = e
         .sched
-        .clear("chain", &run.run_id, vec!["b".into()], true, false, "ada")
+        .clear("chain", &run.run_id, &spec(&["b"], true), "ada")
         .await
         .unwrap();
     assert_eq!(cleared, vec!["b".to_owned(), "c".to_owned()]);
@@ -300,14 +309,7 @@ async fn clear_and_mark(db: &TestDb) {
     );
     assert!(
         e.sched
-            .clear(
-                "chain",
-                &run.run_id,
-                vec!["nope".into()],
-                false,
-                false,
-                "ada"
-            )
+            .clear("chain", &run.run_id, &spec(&["nope"], false), "ada")
             .await
             .is_err()
     );

@@ -172,9 +172,12 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
                 .clear(
                     &dag_id,
                     &run_id,
-                    vec![task_id],
-                    downstream,
-                    only_failed,
+                    &weir_core::scheduler::ClearSpec {
+                        task_ids: vec![task_id],
+                        downstream,
+                        only_failed,
+                        ..Default::default()
+                    },
                     &super::actor(),
                 )
                 .await?;

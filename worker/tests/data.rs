@@ -530,9 +530,10 @@ async fn load_case(db: &TestDb) {
         .clear(
             "t",
             &run.run_id,
-            vec!["up".into(), "app".into(), "rep".into()],
-            false,
-            false,
+            &weir_core::scheduler::ClearSpec {
+                task_ids: vec!["up".into(), "app".into(), "rep".into()],
+                ..Default::default()
+            },
             "test",
         )
         .await

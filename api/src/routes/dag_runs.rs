@@ -238,7 +238,7 @@ pub async fn patch_run(
             };
             state
                 .scheduler
-                .clear_spec(&dag_id, &run_id, &spec, &who.name)
+                .clear(&dag_id, &run_id, &spec, &who.name)
                 .await?;
             store.get_run(&dag_id, &run_id).await?
         } else if target == RunState::Running {
@@ -317,7 +317,7 @@ pub async fn clear_run(
     }
     state
         .scheduler
-        .clear_spec(&dag_id, &run_id, &spec, &who.name)
+        .clear(&dag_id, &run_id, &spec, &who.name)
         .await?;
     let run = store.get_run(&dag_id, &run_id).await?;
     Ok(Json(RunClearResponse::Cleared(Box::new(

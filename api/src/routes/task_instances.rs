@@ -373,7 +373,7 @@ pub async fn clear_task_instances(
         } else {
             state
                 .scheduler
-                .clear_spec(&dag_id, &run.run_id, &spec, &who.name)
+                .clear(&dag_id, &run.run_id, &spec, &who.name)
                 .await?
         };
         out.extend(instances_of(&state, &run, &cleared).await?);

@@ -89,9 +89,12 @@ impl Scheduler {
                     _ => None,
                 };
                 if let Some(only_failed) = only_failed {
-                    let all: Vec<String> = dag.tasks.keys().map(ToString::to_string).collect();
-                    self.clear(dag_id, &run.run_id, all, false, only_failed, actor)
-                        .await?;
+                    let all = super::ClearSpec {
+                        task_ids: dag.tasks.keys().map(ToString::to_string).collect(),
+                        only_failed,
+                        ..super::ClearSpec::default()
+                    };
+                    self.clear(dag_id, &run.run_id, &all, actor).await?;
                     report.rerun += 1;
                 }
                 report.runs.push(self.store().get_run_by_pk(run.id).await?);

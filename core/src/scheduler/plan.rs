@@ -61,6 +61,19 @@ pub enum Outcome {
     Reschedule(DateTime<Utc>),
 }
 
+/// Which task instances of a run to clear.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClearSpec {
+    /// The tasks asked for.
+    pub task_ids: Vec<String>,
+    /// Also every task downstream of them.
+    pub downstream: bool,
+    /// Also every task upstream of them.
+    pub upstream: bool,
+    /// Only tasks that failed (failed or upstream_failed).
+    pub only_failed: bool,
+}
+
 /// What happened to the run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -80,16 +93,7 @@ pub enum Action {
         jitter: f64,
     },
     /// Clear tasks back to `none` so they run again (a new try), reopening the run.
-    Clear {
-        /// The tasks asked for.
-        task_ids: Vec<String>,
-        /// Also every task downstream of them.
-        downstream: bool,
-        /// Also every task upstream of them.
-        upstream: bool,
-        /// Only tasks that failed (failed or upstream_failed).
-        only_failed: bool,
-    },
+    Clear(ClearSpec),
     /// Set a task's state by hand (success or failed).
     Mark {
         /// The task.
@@ -164,12 +168,12 @@ pub fn plan(
             p.set(task_id, to, grant);
             p.next_try_at = None;
         }
-        Action::Clear {
+        Action::Clear(ClearSpec {
             task_ids,
             downstream,
             upstream,
             only_failed,
-        } => {
+        }) => {
             let mut targets: Vec<usize> = Vec::new();
             for t in task_ids {
                 let i = dag
@@ -615,13 +619,21 @@ mod tests {
         }
     }
 
-    fn clear(task: &str, downstream: bool, only_failed: bool) -> Action {
-        Action::Clear {
+    /// Clears `task` and what follows it (`only_failed` as asked).
+    fn clear_downstream(task: &str, only_failed: bool) -> Action {
+        Action::Clear(ClearSpec {
             task_ids: vec![task.into()],
-            downstream,
+            downstream: true,
             upstream: false,
             only_failed,
-        }
+        })
+    }
+
+    fn clear_one(task: &str) -> Action {
+        Action::Clear(ClearSpec {
+            task_ids: vec![task.into()],
+            ..ClearSpec::default()
+        })
     }
 
     #[test]
@@ -755,7 +767,7 @@ mod tests {
                 fixed,
                 RunFailed,
                 [(Failed, 3, 2), (UpstreamFailed, 0, 2)],
-                clear("a", true, false),
+                clear_downstream("a", false),
                 (
                     vec![
                         t("a", None, Some(5), Option::None),
@@ -770,7 +782,7 @@ mod tests {
                 fixed,
                 RunSuccess,
                 [(Success, 1, 2), (Success, 1, 2)],
-                clear("a", true, true),
+                clear_downstream("a", true),
                 (vec![], Option::None),
             ),
             // A running try is not cleared.
@@ -778,7 +790,7 @@ mod tests {
                 fixed,
                 RunRunning,
                 [(Running, 1, 2), (None, 0, 2)],
-                clear("a", false, false),
+                clear_one("a"),
                 (vec![], Option::None),
             ),
             // Marking the failed task success lets the run succeed once all is done.
@@ -838,7 +850,7 @@ mod tests {
                 },
                 "success or failed",
             ),
-            (clear("nope", false, false), "no task `nope`"),
+            (clear_one("nope"), "no task `nope`"),
             (Action::SetRunState(RunState::Queued), "success or failed"),
         ];
         for (action, says) in refused {

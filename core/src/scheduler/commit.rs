@@ -1,0 +1,242 @@
+//! Reports of ended tries: a try that ends is closed, what became ready is
+//! scheduled and queued, the run closes when every task is final, and the
+//! reporting slot claims its next task, all in one transaction. Reports that
+//! arrive while a batch commits join the next batch (group commit).
+
+use std::sync::Arc;
+
+use crate::dag::Dag;
+use crate::store::{self, AuditEntry, Claim, ClaimRequest, Plan, TryEnd};
+
+use super::{Action, Error, Outcome, Result, Scheduler, plan};
+
+/// How a worker reports a try that ended.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The claim the try started with.
+    pub claim: Claim,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Exit code of the process, if any.
+    pub exit_code: Option<i64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The process id, if the try ran a process.
+    pub pid: Option<i64>,
+}
+
+/// A reported try waiting for the next group commit.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) dag: Arc<Dag>,
+    pub(super) run_pk: i64,
+    pub(super) action: Action,
+    pub(super) end: TryEnd,
+    /// The worker slot (worker, host) to claim the next task for.
+    pub(super) slot: Option<(String, String)>,
+    pub(super) reply: tokio::sync::oneshot::Sender<Result<(Plan, Option<Claim>)>>,
+}
+
+impl Scheduler {
+    /// Applies `action` to a run in one transaction.
+    pub(super) async fn apply(
+        &self,
+        run_pk: i64,
+        version_id: i64,
+        action: &Action,
+        end: Option<&TryEnd>,
+        audit: Option<&AuditEntry>,
+    ) -> Result<Plan> {
+        Ok(self
+            .apply_and_claim(run_pk, version_id, action, end, audit, None)
+            .await?
+            .plan)
+    }
+
+    pub(super) async fn apply_and_claim(
+        &self,
+        run_pk: i64,
+        version_id: i64,
+        action: &Action,
+        end: Option<&TryEnd>,
+        audit: Option<&AuditEntry>,
+        claim: Option<&ClaimRequest>,
+    ) -> Result<store::Advanced> {
+        let dag = self.dag_version(version_id).await?;
+        let now = self.now();
+        let scope = plan::scope(&dag, action);
+        let planner = move |s: &store::RunSnapshot| plan::plan_scoped(&dag, s, action, now);
+        let done = self
+            .inner
+            .store
+            .advance_run(run_pk, &scope, end, audit, claim, &planner)
+            .await?;
+        if done.queued > done.claims.len() {
+            self.inner.work.notify_one();
+        }
+        Ok(done)
+    }
+
+    /// Reports a try that ended: records it and schedules and queues what
+    /// follows, in one transaction; then starts waiting runs if this one ended.
+    pub async fn finish(&self, report: &Report) -> Result<()> {
+        self.finish_and_claim(report, None).await.map(|_| ())
+    }
+
+    /// [`Scheduler::finish`], and in the same transaction claims the next
+    /// queued task instance for the same worker slot (`worker`, `hostname`):
+    /// a worker that keeps its slots busy needs no separate claim.
+    ///
+    /// Reports that arrive while another batch commits are committed together
+    /// (group commit): one transaction, each report in its own savepoint.
+    pub async fn finish_and_claim(
+        &self,
+        report: &Report,
+        slot: Option<(&str, &str)>,
+    ) -> Result<Option<Claim>> {
+        let c = &report.claim;
+        let now = self.now();
+        let dag = self.dag_version(c.version_id).await?;
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            dag,
+            run_pk: c.run_pk,
+            action: Action::Finish {
+                task_id: c.task_id.clone(),
+                try_number: c.try_number,
+                outcome: report.outcome,
+                jitter: fastrand::f64(),
+            },
+            end: TryEnd {
+                ti_id: c.ti_id.clone(),
+                run_pk: c.run_pk,
+                try_number: c.try_number,
+                exit_code: report.exit_code,
+                error: report.error.clone(),
+                pid: report.pid,
+                at: now,
+            },
+            slot: slot.map(|(worker, hostname)| (worker.to_owned(), hostname.to_owned())),
+            reply,
+        };
+        // The queue is a plain list: a panic elsewhere while it was locked
+        // cannot leave it half-changed, so a poisoned lock is still usable.
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(pending);
+        let answered = |answer: &mut tokio::sync::oneshot::Receiver<_>| match answer.try_recv() {
+            Ok(result) => Some(result),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => None,
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => Some(Err(Error::Unanswered)),
+        };
+        let (plan, claim) = loop {
+            if let Some(result) = answered(&mut answer) {
+                break result?;
+            }
+            let _leader = self.inner.committing.lock().await;
+            if let Some(result) = answered(&mut answer) {
+                break result?;
+            }
+            let batch = std::mem::take(
+                &mut *self
+                    .inner
+                    .pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            self.commit_batch(batch).await;
+        };
+        self.inner.metrics.ended(c, now);
+        self.inner.metrics.claimed(&claim);
+        self.after_change(&c.dag_id, &plan).await?;
+        Ok(claim)
+    }
+
+    /// Commits a batch of reports in one transaction and answers each.
+    pub(super) async fn commit_batch(&self, batch: Vec<Pending>) {
+        if batch.is_empty() {
+            return;
+        }
+        let now = self.now();
+        let scopes: Vec<store::Scope> = batch
+            .iter()
+            .map(|p| plan::scope(&p.dag, &p.action))
+            .collect();
+        // Claims start now, after everything the batch queues.
+        let claims: Vec<Option<ClaimRequest>> = batch
+            .iter()
+            .map(|p| {
+                p.slot
+                    .as_ref()
+                    .map(|(worker, hostname)| self.claim_request(worker, hostname, 1))
+            })
+            .collect();
+        let planners: Vec<_> = batch
+            .iter()
+            .map(|p| {
+                let (dag, action) = (p.dag.clone(), p.action.clone());
+                move |s: &store::RunSnapshot| plan::plan_scoped(&dag, s, &action, now)
+            })
+            .collect();
+        let items: Vec<store::Advance<'_>> = batch
+            .iter()
+            .zip(&scopes)
+            .zip(&planners)
+            .zip(&claims)
+            .map(|(((p, scope), planner), claim)| store::Advance {
+                run_pk: p.run_pk,
+                scope: scope.clone(),
+                end: Some(&p.end),
+                planner,
+                claim: claim.as_ref(),
+            })
+            .collect();
+        let results = self.inner.store.advance_runs(&items).await;
+        drop(items);
+        match results {
+            Ok(results) => {
+                let mut wake = false;
+                for (p, r) in batch.into_iter().zip(results) {
+                    let answer = r.map_err(Error::from).map(|done| {
+                        wake |= done.queued > 0;
+                        (done.plan, done.claims.into_iter().next())
+                    });
+                    let _ = p.reply.send(answer);
+                }
+                if wake {
+                    self.inner.work.notify_one();
+                }
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                for p in batch {
+                    let _ = p.reply.send(Err(Error::Batch(e.clone())));
+                }
+            }
+        }
+    }
+
+    pub(super) fn claim_request(&self, worker: &str, hostname: &str, limit: usize) -> ClaimRequest {
+        let now = self.now();
+        let lease = chrono::Duration::from_std(self.inner.options.lease)
+            .unwrap_or(chrono::Duration::seconds(30));
+        ClaimRequest {
+            worker: worker.to_owned(),
+            hostname: hostname.to_owned(),
+            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+            lease_until: now + lease,
+            now,
+        }
+    }
+
+    pub(super) async fn after_change(&self, dag_id: &str, plan: &Plan) -> Result<()> {
+        // Ready work was queued in the plan's own transaction; a run that
+        // ended may let a waiting run start.
+        if plan.run.is_some_and(|(_, to)| to.is_finished()) {
+            self.start_queued_runs(dag_id).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! The timer: what time alone makes happen. Retries that came due, tries
+//! whose lease expired, runs past `dagrun_timeout`, scheduled runs whose
+//! interval ended, dataset-triggered runs, backfills, and runs waiting to
+//! start. Everything else is event-driven.
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::{RunState, RunType};
+use crate::store::{self, AuditAction, Claim};
+
+use super::{Action, Outcome, Report, Result, Scheduler, interval_run, intervals};
+
+impl Scheduler {
+    /// One pass of the timer: retries that came due, tries whose lease
+    /// expired (their worker is gone), runs past `dagrun_timeout`, runs
+    /// waiting to start, and queueing.
+    pub async fn tick(&self) -> Result<()> {
+        let now = self.now();
+        for run_pk in self.inner.store.due_retries(now).await? {
+            let run = self.inner.store.get_run_by_pk(run_pk).await?;
+            self.ignore_conflict(
+                self.apply(run_pk, run.version_id, &Action::Evaluate, None, None)
+                    .await,
+            )?;
+        }
+        for (run_pk, ti_id, try_number) in self.inner.store.expired_leases(now).await? {
+            let error = "the worker stopped heartbeating (lease expired); the try counts as failed";
+            self.fail_lost_try(run_pk, &ti_id, try_number, error)
+                .await?;
+        }
+        self.fail_timed_out_runs(now).await?;
+        self.create_scheduled_runs(now).await?;
+        self.create_dataset_triggered_runs(now).await?;
+        self.continue_backfills().await?;
+        for dag_id in self.inner.store.dags_with_queued_runs().await? {
+            self.start_queued_runs(&dag_id).await?;
+        }
+        self.dispatch().await?;
+        Ok(())
+    }
+
+    pub(super) async fn fail_lost_try(
+        &self,
+        run_pk: i64,
+        ti_id: &str,
+        try_number: i64,
+        error: &str,
+    ) -> Result<()> {
+        let run = self.inner.store.get_run_by_pk(run_pk).await?;
+        let tis = self.inner.store.list_task_instances(run_pk).await?;
+        let Some(ti) = tis.into_iter().find(|t| t.id == ti_id) else {
+            return Ok(());
+        };
+        tracing::warn!(dag = %run.dag_id, run = %run.run_id, task = %ti.task_id, try_number, "{error}");
+        let report = Report {
+            claim: Claim {
+                ti_id: ti_id.to_owned(),
+                run_pk,
+                dag_id: run.dag_id.clone(),
+                run_id: run.run_id.clone(),
+                task_id: ti.task_id,
+                try_number,
+                version_id: run.version_id,
+                log_path: String::new(),
+                queued_at: ti.queued_at,
+                started_at: ti.start_date.unwrap_or(run.run_after),
+            },
+            outcome: Outcome::Failed,
+            exit_code: None,
+            error: Some(error.to_owned()),
+            pid: None,
+        };
+        self.ignore_conflict(self.finish(&report).await)
+    }
+
+    /// Creates the runs whose data interval has ended, for every unpaused DAG
+    /// with a time schedule: the latest interval only, or with `catchup` every
+    /// missed one (oldest first, no more than `max_active_runs` active at once).
+    /// A run that another scheduler created first is skipped (unique run ids).
+    pub async fn create_scheduled_runs(&self, now: DateTime<Utc>) -> Result<usize> {
+        let mut created = 0;
+        for rec in self.inner.store.list_dags().await? {
+            if rec.is_paused || rec.is_stale {
+                continue;
+            }
+            // Nothing can be due before the next interval ends: no queries until then.
+            let key = (rec.dag_id.clone(), rec.latest_version_id);
+            let waiting = self
+                .inner
+                .next_due
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&key).copied());
+            if waiting.is_some_and(|at| now < at) {
+                continue;
+            }
+            let Ok(dag) = self.dag_version(rec.latest_version_id).await else {
+                continue;
+            };
+            let last = self.inner.store.last_scheduled_run(&rec.dag_id).await?;
+            let active = self.inner.store.count_active_runs(&rec.dag_id).await?;
+            let room = usize::try_from(rec.max_active_runs - active).unwrap_or(0);
+            let due = intervals::due(&dag, last.and_then(|r| r.logical_date), now, room);
+            // When max_active_runs held catch-up back, look again next tick.
+            let held_back = room == 0 || due.len() == room;
+            let next = if held_back {
+                None
+            } else {
+                intervals::next_end(&dag, now)
+            };
+            if let Ok(mut m) = self.inner.next_due.lock() {
+                match next {
+                    Some(at) => m.insert(key, at),
+                    None => m.remove(&key),
+                };
+            }
+            for (start, end) in due {
+                let run = interval_run(
+                    &dag,
+                    rec.latest_version_id,
+                    RunType::Scheduled,
+                    (start, end),
+                    now,
+                    "scheduler",
+                );
+                match self.inner.store.create_run(&run).await {
+                    Ok(_) => created += 1,
+                    Err(store::Error::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    pub(super) async fn fail_timed_out_runs(&self, now: DateTime<Utc>) -> Result<()> {
+        for dag in self.inner.store.list_dags().await? {
+            let Ok(d) = self.dag_version(dag.latest_version_id).await else {
+                continue;
+            };
+            let Some(limit) = d.dagrun_timeout else {
+                continue;
+            };
+            let before = now
+                - chrono::Duration::seconds(i64::try_from(limit.as_secs()).unwrap_or(i64::MAX / 2));
+            for run in self
+                .inner
+                .store
+                .running_runs_started_before(&dag.dag_id, before)
+                .await?
+            {
+                tracing::warn!(dag = %run.dag_id, run = %run.run_id, "run exceeded dagrun_timeout {limit}");
+                let audit = self.audit_entry(
+                    "scheduler",
+                    AuditAction::DagrunTimeout,
+                    &run.dag_id,
+                    &run.run_id,
+                    None,
+                    serde_json::json!({"timeout": limit.to_string()}),
+                );
+                let plan = self
+                    .apply(
+                        run.id,
+                        run.version_id,
+                        &Action::SetRunState(RunState::Failed),
+                        None,
+                        Some(&audit),
+                    )
+                    .await;
+                if let Some(plan) = self.ignore_conflict(plan.map(Some))? {
+                    self.after_change(&run.dag_id, &plan).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the timer until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut interval = tokio::time::interval(self.inner.options.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = interval.tick() => {
+                    let started = std::time::Instant::now();
+                    if let Err(e) = self.tick().await {
+                        tracing::error!("scheduler tick failed: {e}");
+                    }
+                    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "scheduler tick");
+                }
+            }
+        }
+    }
+}
