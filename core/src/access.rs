@@ -58,6 +58,32 @@ crate::named_enum!(Reprocess, "reprocess behavior", {
     Completed => "completed",
 });
 
+/// A change to a backfill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackfillChange {
+    /// It creates no more runs until unpaused.
+    Pause,
+    /// It creates runs again.
+    Unpause,
+    /// It is stopped for good (paused and finished).
+    Cancel,
+    /// Every date has its run: it is finished.
+    Complete,
+}
+
+/// Which backfills to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillFilter {
+    /// Only this DAG's.
+    pub dag_id: Option<String>,
+    /// Only those not finished.
+    pub unfinished_only: bool,
+    /// At most this many.
+    pub limit: i64,
+    /// Skip this many.
+    pub offset: i64,
+}
+
 /// A user as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct UserRecord {

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use serde_json::json;
 use weir_core::config::Config;
 use weir_core::state::RunState;
-use weir_core::store::RunFilter;
+use weir_core::store::{RunFilter, RunOrder};
 
 use super::time;
 use crate::output::{OutputFormat, print_json, print_table};
@@ -46,7 +46,7 @@ pub async fn run(command: RunsCommand, config: &Config) -> anyhow::Result<ExitCo
     let filter = RunFilter {
         dag_id,
         states,
-        newest_first: true,
+        order: Some((RunOrder::RunAfter, true)),
         limit: Some(limit),
         offset: None,
         ..RunFilter::default()

@@ -2,7 +2,6 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use weir_core::store::AuditAction;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -10,7 +9,7 @@ use serde_json::json;
 use weir_api::auth::{password, tokens};
 use weir_core::access::{Role, UserRecord};
 use weir_core::config::Config;
-use weir_core::store::{AuditEntry, Store};
+use weir_core::store::{AuditAction, AuditEntry, Store};
 
 use super::time;
 use crate::output::{OutputFormat, print_json, print_table};

@@ -6,12 +6,11 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use weir_core::access::{BackfillRecord, NewBackfill, Reprocess};
+use weir_core::access::{BackfillChange, BackfillFilter, BackfillRecord, NewBackfill, Reprocess};
 use weir_core::dag::Schedule;
 use weir_core::scheduler::backfill::BackfillRange;
 use weir_core::state::{RunState, RunType};
-use weir_core::store::AuditAction;
-use weir_core::store::{RunFilter, RunTime, TimeRange};
+use weir_core::store::{AuditAction, RunFilter, RunTime, TimeRange};
 
 use super::Page;
 use crate::AppState;
@@ -132,7 +131,14 @@ pub async fn create_backfill(
         )));
     }
     let store = state.scheduler.store();
-    let (active, _) = store.list_backfills(Some(&body.dag_id), true, 1, 0).await?;
+    let (active, _) = store
+        .list_backfills(&BackfillFilter {
+            dag_id: Some(body.dag_id.clone()),
+            unfinished_only: true,
+            limit: 1,
+            offset: 0,
+        })
+        .await?;
     if let Some(b) = active.first() {
         return Err(ApiError::conflict(format!(
             "DAG `{}` has an unfinished backfill ({}); cancel it first",
@@ -192,7 +198,12 @@ pub async fn list_backfills(
     let (rows, total) = state
         .scheduler
         .store()
-        .list_backfills(p.dag_id.as_deref(), false, limit, offset)
+        .list_backfills(&BackfillFilter {
+            dag_id: p.dag_id.clone(),
+            unfinished_only: false,
+            limit,
+            offset,
+        })
         .await?;
     Ok(Json(BackfillCollection {
         backfills: rows.iter().map(BackfillResponse::from).collect(),
@@ -217,7 +228,7 @@ async fn set_paused(
     state: &AppState,
     who: &str,
     id: i64,
-    paused: bool,
+    change: BackfillChange,
 ) -> ApiResult<BackfillResponse> {
     let store = state.scheduler.store();
     let b = store.get_backfill(id).await?;
@@ -225,19 +236,13 @@ async fn set_paused(
         return Err(ApiError::conflict(format!("backfill {id} has finished")));
     }
     let b = store
-        .update_backfill(id, Some(paused), None, state.scheduler.now())
+        .update_backfill(id, change, state.scheduler.now())
         .await?;
-    audit(
-        state,
-        who,
-        if paused {
-            AuditAction::PauseBackfill
-        } else {
-            AuditAction::UnpauseBackfill
-        },
-        &b,
-    )
-    .await?;
+    let what = match change {
+        BackfillChange::Pause => AuditAction::PauseBackfill,
+        _ => AuditAction::UnpauseBackfill,
+    };
+    audit(state, who, what, &b).await?;
     Ok(BackfillResponse::from(&b))
 }
 
@@ -272,7 +277,9 @@ pub async fn pause_backfill(
     Operator(who): Operator,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<BackfillResponse>> {
-    Ok(Json(set_paused(&state, &who.name, id, true).await?))
+    Ok(Json(
+        set_paused(&state, &who.name, id, BackfillChange::Pause).await?,
+    ))
 }
 
 /// Resumes a paused backfill (operator).
@@ -284,7 +291,9 @@ pub async fn unpause_backfill(
     Operator(who): Operator,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<BackfillResponse>> {
-    Ok(Json(set_paused(&state, &who.name, id, false).await?))
+    Ok(Json(
+        set_paused(&state, &who.name, id, BackfillChange::Unpause).await?,
+    ))
 }
 
 /// Cancels a backfill: no more runs, and its runs that have not started are
@@ -304,7 +313,7 @@ pub async fn cancel_backfill(
     }
     let now = state.scheduler.now();
     let b = store
-        .update_backfill(id, Some(true), Some(now), now)
+        .update_backfill(id, BackfillChange::Cancel, now)
         .await?;
     let (waiting, _) = store
         .list_runs(&RunFilter {

@@ -106,7 +106,6 @@ pub async fn list_runs(
             range(RunTime::EndDate, p.end_date_gte, p.end_date_lte),
             range(RunTime::RunAfter, p.run_after_gte, p.run_after_lte),
         ],
-        newest_first: false,
         order,
         limit: Some(limit),
         offset: Some(offset),

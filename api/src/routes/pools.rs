@@ -5,8 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
-use weir_core::store::AuditAction;
-use weir_core::store::AuditEntry;
+use weir_core::store::{AuditAction, AuditEntry};
 
 use super::Page;
 use crate::AppState;

@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use weir_core::access::{Role, TokenRecord};
-use weir_core::store::AuditAction;
-use weir_core::store::AuditEntry;
+use weir_core::store::{AuditAction, AuditEntry};
 
 use crate::AppState;
 use crate::auth::{Admin, tokens};

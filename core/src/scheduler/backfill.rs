@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Error, Result, Scheduler, interval_run, intervals};
-use crate::access::Reprocess;
+use crate::access::{BackfillChange, BackfillFilter, Reprocess};
 use crate::state::{RunState, RunType};
 use crate::store::{self, AuditAction, AuditEntry, RunFilter, RunRecord};
 
@@ -148,7 +148,15 @@ impl Scheduler {
     /// through the API (keeping each within its `max_active_runs`), and marks
     /// a backfill completed once every run of its range has ended.
     pub async fn continue_backfills(&self) -> Result<()> {
-        let (active, _) = self.store().list_backfills(None, true, i64::MAX, 0).await?;
+        let (active, _) = self
+            .store()
+            .list_backfills(&BackfillFilter {
+                dag_id: None,
+                unfinished_only: true,
+                limit: i64::MAX,
+                offset: 0,
+            })
+            .await?;
         for b in active.into_iter().filter(|b| !b.is_paused) {
             let running = self.store().count_active_runs(&b.dag_id).await?;
             let limit = usize::try_from(b.max_active_runs - running).unwrap_or(0);
@@ -172,7 +180,7 @@ impl Scheduler {
                 && report.runs.iter().all(|r| r.state.is_finished());
             if done {
                 self.store()
-                    .update_backfill(b.id, None, Some(self.now()), self.now())
+                    .update_backfill(b.id, BackfillChange::Complete, self.now())
                     .await?;
             }
         }

@@ -143,11 +143,10 @@ macro_rules! impl_access_store {
 
             async fn list_backfills(
                 &self,
-                dag_id: Option<&str>,
-                active_only: bool,
-                limit: i64,
-                offset: i64,
+                filter: &$crate::access::BackfillFilter,
             ) -> $crate::store::Result<(Vec<$crate::access::BackfillRecord>, i64)> {
+                let (dag_id, active_only) = (filter.dag_id.as_deref(), filter.unfinished_only);
+                let (limit, offset) = (filter.limit, filter.offset);
                 const WHERE: &str = "WHERE ($1 IS NULL OR dag_id = $1) AND ($2 = FALSE OR completed_at IS NULL)";
                 let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM backfills {WHERE}")))
                     .bind(dag_id)
@@ -177,10 +176,16 @@ macro_rules! impl_access_store {
             async fn update_backfill(
                 &self,
                 id: i64,
-                is_paused: Option<bool>,
-                completed_at: Option<chrono::DateTime<chrono::Utc>>,
+                change: $crate::access::BackfillChange,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::Result<$crate::access::BackfillRecord> {
+                use $crate::access::BackfillChange;
+                let (is_paused, completed_at) = match change {
+                    BackfillChange::Pause => (Some(true), None),
+                    BackfillChange::Unpause => (Some(false), None),
+                    BackfillChange::Cancel => (Some(true), Some(now)),
+                    BackfillChange::Complete => (None, Some(now)),
+                };
                 sqlx::query_as(
                     "UPDATE backfills SET is_paused = COALESCE($1, is_paused), \
                        completed_at = COALESCE(completed_at, $2), updated_at = $3 \

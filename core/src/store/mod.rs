@@ -24,7 +24,9 @@ pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
-use crate::access::{BackfillRecord, NewBackfill, TokenRecord, UserRecord};
+use crate::access::{
+    BackfillChange, BackfillFilter, BackfillRecord, NewBackfill, TokenRecord, UserRecord,
+};
 use crate::state::{RunState, RunType, TaskState};
 use crate::workers::{NewWorker, WorkerRecord, WorkerState};
 
@@ -234,9 +236,7 @@ pub struct RunFilter {
     pub run_types: Vec<RunType>,
     /// Time ranges (both ends included) on the run's dates.
     pub ranges: Vec<TimeRange<RunTime>>,
-    /// Newest first when true (when `order` is not given).
-    pub newest_first: bool,
-    /// Sort key and whether descending.
+    /// Sort key and whether descending (default: `run_after`, oldest first).
     pub order: Option<(RunOrder, bool)>,
     /// At most this many.
     pub limit: Option<i64>,
@@ -411,22 +411,15 @@ pub trait AccessStore: Send + Sync {
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String>;
     /// Records a backfill.
     async fn create_backfill(&self, b: &NewBackfill) -> Result<BackfillRecord>;
-    /// Backfills (of one DAG; only unfinished ones), oldest first, with the total.
-    async fn list_backfills(
-        &self,
-        dag_id: Option<&str>,
-        active_only: bool,
-        limit: i64,
-        offset: i64,
-    ) -> Result<(Vec<BackfillRecord>, i64)>;
+    /// Backfills matching a filter, oldest first, with the total.
+    async fn list_backfills(&self, filter: &BackfillFilter) -> Result<(Vec<BackfillRecord>, i64)>;
     /// One backfill.
     async fn get_backfill(&self, id: i64) -> Result<BackfillRecord>;
-    /// Pauses, unpauses or completes a backfill.
+    /// Pauses, unpauses, cancels or completes a backfill.
     async fn update_backfill(
         &self,
         id: i64,
-        is_paused: Option<bool>,
-        completed_at: Option<DateTime<Utc>>,
+        change: BackfillChange,
         now: DateTime<Utc>,
     ) -> Result<BackfillRecord>;
 }

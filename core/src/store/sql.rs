@@ -371,7 +371,7 @@ macro_rules! impl_store {
                         qb.push(format_args!(" ORDER BY {}{dir}, id{dir}", key.column()));
                     }
                     None => {
-                        qb.push(if filter.newest_first { " ORDER BY run_after DESC, id DESC" } else { " ORDER BY run_after, id" });
+                        qb.push(" ORDER BY run_after, id");
                     }
                 }
                 qb.push(" LIMIT ").push_bind(filter.limit.unwrap_or(i64::MAX).max(0));
