@@ -104,10 +104,9 @@ pub async fn run(
     store.upsert_pool("default", 100_000, None).await?;
     println!(
         "database: {}",
-        if url.starts_with("sqlite") {
-            "SQLite"
-        } else {
-            "PostgreSQL"
+        match weir_core::store::Backend::of(&url)? {
+            weir_core::store::Backend::Sqlite => "SQLite",
+            weir_core::store::Backend::Postgres => "PostgreSQL",
         }
     );
     println!("slots: {slots}");

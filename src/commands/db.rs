@@ -28,7 +28,7 @@ pub async fn run(command: DbCommand, config: &Config) -> anyhow::Result<ExitCode
             println!("{url}: migrations applied");
         }
         DbCommand::Backup { path } => {
-            if !url.starts_with("sqlite:") {
+            if weir_core::store::Backend::of(url)? != weir_core::store::Backend::Sqlite {
                 bail!("weir db backup copies SQLite databases; back PostgreSQL up with pg_dump");
             }
             if std::path::Path::new(&path).exists() {

@@ -45,7 +45,7 @@ pub async fn execute(
     stop: &CancellationToken,
     shared: &Shared,
 ) -> TryResult {
-    let (worker, sensors) = (shared.worker.as_str(), &shared.sensors);
+    let (worker, resources) = (shared.worker.as_str(), &shared.resources);
     let Some(task) = ctx.dag.tasks.get(ctx.claim.task_id.as_str()) else {
         return TryResult::failed(format!(
             "task `{}` is not in the run's DAG version",
@@ -104,7 +104,7 @@ pub async fn execute(
                 *poke_interval,
                 task.timeout,
                 &render_dyn,
-                sensors,
+                resources,
                 log,
             )
             .await
@@ -112,7 +112,7 @@ pub async fn execute(
         _ => {
             let render_ref = &render;
             let render_dyn = |what: &str, src: &str| render_ref(what, src);
-            let work = crate::data::run(ctx, task, &shared.data, log, &render_dyn);
+            let work = crate::data::run(ctx, task, resources, log, &render_dyn);
             let outcome = match task.timeout {
                 Some(t) => tokio::select! {
                     r = work => r.map_err(|e| e.to_string()),
@@ -186,8 +186,6 @@ pub struct Shared {
     pub secrets: Arc<crate::secrets::Secrets>,
     /// This worker's name (the orphan marker of its processes).
     pub worker: String,
-    /// What sensors read.
-    pub sensors: crate::sensor::SensorEnv,
-    /// What data tasks read and write.
-    pub data: crate::data::DataEnv,
+    /// What sensors and data tasks reach: the catalog, connections, the data folder.
+    pub resources: crate::resources::Resources,
 }

@@ -8,6 +8,7 @@ pub mod life;
 pub mod logs;
 pub mod pool;
 pub mod reaper;
+pub mod resources;
 pub mod secrets;
 pub mod sensor;
 pub mod shell;

@@ -65,22 +65,17 @@ impl LocalPool {
         let life = crate::life::this_process(&options.role);
         scheduler.register_worker(&life).await?;
         tracing::info!(worker = %life.name, pid = life.pid, "worker {} registered", life.name);
-        let sensors = crate::sensor::SensorEnv {
+        let resources = crate::resources::Resources {
             store: scheduler.store().clone(),
             connections: Arc::new(options.connections.clone()),
-        };
-        let data = crate::data::DataEnv {
             data_dir: options.data_dir.clone(),
-            connections: sensors.connections.clone(),
-            store: scheduler.store().clone(),
             retention: Arc::new(options.retention.clone()),
         };
         let shared = Shared {
             logs_dir: options.logs_dir.clone(),
             secrets: Arc::new(secrets),
             worker: life.name.clone(),
-            sensors,
-            data,
+            resources,
         };
         Ok(LocalPool {
             scheduler,

@@ -3,30 +3,21 @@
 //! worker slot) until `timeout` has passed since the first poke.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use chrono::Utc;
-use sqlx::{Connection, Row};
+use sqlx::{Connection as _, Row};
 use weir_core::dag::{Duration, SensorCondition};
 use weir_core::scheduler::Outcome;
 use weir_core::state::TaskState;
-use weir_core::store::Store;
+use weir_core::store::{Backend, Store};
 
 use crate::context::TryContext;
 use crate::execute::TryResult;
 use crate::logs::LogWriter;
+use crate::resources::{Connection, Resources};
 
 /// How long a sensor waits when its task sets no `timeout` (Airflow's default: 7 days).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
-
-/// What a sensor needs besides its task.
-#[derive(Debug, Clone)]
-pub struct SensorEnv {
-    /// The state store (dataset versions, earlier pokes).
-    pub store: Arc<dyn Store>,
-    /// Connection URLs by id (lower case).
-    pub connections: Arc<std::collections::HashMap<String, String>>,
-}
 
 /// One poke.
 pub async fn poke(
@@ -35,7 +26,7 @@ pub async fn poke(
     poke_interval: Duration,
     timeout: Option<Duration>,
     render: &(dyn Fn(&str, &str) -> Result<String, String> + Sync),
-    senv: &SensorEnv,
+    senv: &Resources,
     log: &mut LogWriter,
 ) -> TryResult {
     let met = match check(ctx, condition, render, senv).await {
@@ -89,7 +80,7 @@ async fn check(
     ctx: &TryContext,
     condition: &SensorCondition,
     render: &(dyn Fn(&str, &str) -> Result<String, String> + Sync),
-    senv: &SensorEnv,
+    senv: &Resources,
 ) -> Result<bool, String> {
     match condition {
         SensorCondition::File(pattern) => {
@@ -114,16 +105,8 @@ async fn check(
         }
         SensorCondition::Sql { sql, connection } => {
             let query = render("sql", sql)?;
-            let url = senv
-                .connections
-                .get(&connection.to_ascii_lowercase())
-                .ok_or_else(|| {
-                    format!(
-                        "connection `{connection}` is not configured (set WEIR_CONN_{})",
-                        connection.to_ascii_uppercase()
-                    )
-                })?;
-            truthy_first_cell(url, &query)
+            let conn = senv.connection(connection).map_err(|e| e.to_string())?;
+            truthy_first_cell(&conn, &query)
                 .await
                 .map_err(|e| format!("sql on `{connection}`: {e}"))
         }
@@ -132,7 +115,7 @@ async fn check(
 
 /// Runs `query` and tells whether its first cell is truthy (true, a non-zero
 /// number, or text other than empty, `0`, `false`, `f`, `no`).
-async fn truthy_first_cell(url: &str, query: &str) -> Result<bool, String> {
+async fn truthy_first_cell(conn: &Connection, query: &str) -> Result<bool, String> {
     fn text_truthy(s: &str) -> bool {
         !matches!(
             s.trim().to_ascii_lowercase().as_str(),
@@ -142,7 +125,7 @@ async fn truthy_first_cell(url: &str, query: &str) -> Result<bool, String> {
     // The same steps on either kind of connection.
     macro_rules! first_cell_truthy {
         ($connection:ty) => {{
-            let mut conn = <$connection>::connect(url)
+            let mut conn = <$connection>::connect(&conn.url)
                 .await
                 .map_err(|e| e.to_string())?;
             let row = sqlx::query(sqlx::AssertSqlSafe(query.to_owned()))
@@ -158,12 +141,9 @@ async fn truthy_first_cell(url: &str, query: &str) -> Result<bool, String> {
             }))
         }};
     }
-    if url.starts_with("sqlite:") {
-        first_cell_truthy!(sqlx::SqliteConnection)
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        first_cell_truthy!(sqlx::PgConnection)
-    } else {
-        Err("only sqlite:// and postgres:// connections are supported".into())
+    match conn.backend {
+        Backend::Sqlite => first_cell_truthy!(sqlx::SqliteConnection),
+        Backend::Postgres => first_cell_truthy!(sqlx::PgConnection),
     }
 }
 

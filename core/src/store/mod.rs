@@ -645,15 +645,37 @@ pub trait Store: AccessStore + CatalogStore + WorkerStore + Send + Sync + std::f
     ) -> Result<(Vec<AuditRecord>, i64)>;
 }
 
+/// The kind of database a URL names: weir's own store, or a connection
+/// tasks use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// `sqlite:PATH` or `sqlite://PATH`.
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend `url` names; [`Error::UnsupportedUrl`] for any other.
+    pub fn of(url: &str) -> Result<Backend> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            // Only the scheme: the rest may hold a password.
+            let scheme = url.split_once(':').map_or(url, |(s, _)| s);
+            Err(Error::UnsupportedUrl(format!("{scheme}:…")))
+        }
+    }
+}
+
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://…`), creating a
 /// SQLite file if needed, and applies migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::connect(url).await?)
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Arc::new(PostgresStore::connect(url).await?)
-    } else {
-        return Err(Error::UnsupportedUrl(url.to_owned()));
+    let store: Arc<dyn Store> = match Backend::of(url)? {
+        Backend::Sqlite => Arc::new(SqliteStore::connect(url).await?),
+        Backend::Postgres => Arc::new(PostgresStore::connect(url).await?),
     };
     store.migrate().await?;
     Ok(store)

@@ -103,11 +103,11 @@ async fn from_query(
     io: &Io<'_>,
     log: &mut LogWriter,
 ) -> Result<(), DataError> {
-    let url = io.env().connection(connection)?;
+    let conn = io.env().connection(connection)?;
     let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
     let tmp = io.scratch("extract").await?;
     let result = async {
-        let df = super::query_source::read(&session, &url, sql, &tmp).await?;
+        let df = super::query_source::read(&session, &conn, sql, &tmp).await?;
         let columns = own_columns(&df);
         session.register_table("q", df.into_view())?;
         let df = session

@@ -23,6 +23,7 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::execution::SendableRecordBatchStream;
 use futures_util::StreamExt;
 use weir_core::dag::{DatasetName, FileFormat, LoadMode, Target};
+use weir_core::store::Backend;
 
 use super::DataError;
 use super::sql::{ident, is_plain, literal};
@@ -69,7 +70,7 @@ pub async fn run(
             mode,
             key,
         } => {
-            let url = io.env().connection(connection)?;
+            let conn = io.env().connection(connection)?;
             let name = table_name(table)?;
             let columns: Vec<Column> = df
                 .schema()
@@ -92,14 +93,13 @@ pub async fn run(
                 key,
                 run_tag: &run_tag,
             };
-            let n = if url.starts_with("sqlite:") {
-                load_sqlite(&url, &plan, df.execute_stream().await?).await?
-            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                load_postgres(&url, &plan, df.execute_stream().await?).await?
-            } else {
-                return Err(DataError::Invalid(format!(
-                    "connection `{connection}`: only sqlite:// and postgres:// targets can be loaded"
-                )));
+            let n = match conn.backend {
+                Backend::Sqlite => {
+                    load_sqlite(&conn.url, &plan, df.execute_stream().await?).await?
+                }
+                Backend::Postgres => {
+                    load_postgres(&conn.url, &plan, df.execute_stream().await?).await?
+                }
             };
             let _ = log
                 .line(&format!(
@@ -174,15 +174,15 @@ impl Column {
         }
     }
 
-    fn sql_type(&self, postgres: bool) -> String {
-        match (self.kind, postgres) {
+    fn sql_type(&self, backend: Backend) -> String {
+        match (self.kind, backend) {
             (Kind::Int, _) => "BIGINT".into(),
-            (Kind::Float, true) => "DOUBLE PRECISION".into(),
-            (Kind::Float, false) => "REAL".into(),
+            (Kind::Float, Backend::Postgres) => "DOUBLE PRECISION".into(),
+            (Kind::Float, Backend::Sqlite) => "REAL".into(),
             (Kind::Bool, _) => "BOOLEAN".into(),
-            (Kind::Date, true) => "DATE".into(),
-            (Kind::Timestamp, true) => "TIMESTAMPTZ".into(),
-            (Kind::Date | Kind::Timestamp, false) => "TEXT".into(),
+            (Kind::Date, Backend::Postgres) => "DATE".into(),
+            (Kind::Timestamp, Backend::Postgres) => "TIMESTAMPTZ".into(),
+            (Kind::Date | Kind::Timestamp, Backend::Sqlite) => "TEXT".into(),
             (Kind::Decimal(p, s), _) => format!("NUMERIC({p},{s})"),
             (Kind::Text, _) => "TEXT".into(),
         }
@@ -272,11 +272,11 @@ struct LoadPlan<'a> {
 }
 
 impl LoadPlan<'_> {
-    fn create(&self, postgres: bool) -> String {
+    fn create(&self, backend: Backend) -> String {
         let mut cols: Vec<String> = self
             .columns
             .iter()
-            .map(|c| format!("{} {}", ident(&c.name), c.sql_type(postgres)))
+            .map(|c| format!("{} {}", ident(&c.name), c.sql_type(backend)))
             .collect();
         if self.mode == LoadMode::Append {
             cols.push("_weir_run TEXT".into());
@@ -337,9 +337,9 @@ impl LoadPlan<'_> {
 /// Creates the table if it is missing and removes what this load replaces:
 /// everything (`replace`) or this run's earlier rows (`append`).
 macro_rules! prepare {
-    ($tx:expr, $plan:expr, $postgres:expr) => {{
+    ($tx:expr, $plan:expr, $backend:expr) => {{
         let plan = $plan;
-        sqlx::query(sqlx::AssertSqlSafe(plan.create($postgres))).execute(&mut *$tx).await?;
+        sqlx::query(sqlx::AssertSqlSafe(plan.create($backend))).execute(&mut *$tx).await?;
         match plan.mode {
             LoadMode::Replace => {
                 sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {}", plan.table))).execute(&mut *$tx).await?;
@@ -382,7 +382,7 @@ async fn load_sqlite(
         .connect_with(options)
         .await?;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    prepare!(tx, plan, false);
+    prepare!(tx, plan, Backend::Sqlite);
     let mut n = 0u64;
     while let Some(batch) = batches.next().await {
         let rows = to_rows(&batch?, plan.columns)?;
@@ -438,7 +438,7 @@ async fn load_postgres(
     sqlx::query("SET LOCAL TimeZone = 'UTC'")
         .execute(&mut *tx)
         .await?;
-    prepare!(tx, plan, true);
+    prepare!(tx, plan, Backend::Postgres);
     // Upserts go through a temporary table of the target's shape, so one
     // statement can keep each key's last row; other modes copy straight in.
     let staged = plan.mode == LoadMode::Upsert;

@@ -13,40 +13,11 @@ pub mod storage;
 mod transform;
 mod validate;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use weir_core::dag::{Task, TaskKind};
-use weir_core::store::Store;
 
 use crate::context::TryContext;
 use crate::logs::LogWriter;
-
-/// What data tasks need besides their try.
-#[derive(Debug, Clone)]
-pub struct DataEnv {
-    /// Where datasets are stored.
-    pub data_dir: PathBuf,
-    /// Connection URLs by id (lower case).
-    pub connections: Arc<HashMap<String, String>>,
-    /// The catalog.
-    pub store: Arc<dyn Store>,
-    /// How long versions are kept.
-    pub retention: Arc<weir_core::config::RetentionRules>,
-}
-
-impl DataEnv {
-    /// The URL of connection `id`, or an error saying how to configure it.
-    pub fn connection(&self, id: &str) -> Result<String, DataError> {
-        self.connections.get(&id.to_lowercase()).cloned().ok_or_else(|| {
-            DataError::Invalid(format!(
-                "connection `{id}` is not configured: set WEIR_CONN_{} or [connections.{id}] in weir.toml",
-                id.to_uppercase()
-            ))
-        })
-    }
-}
+use crate::resources::Resources;
 
 /// A data task failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +47,12 @@ pub enum DataError {
     ChecksFailed(String),
 }
 
+impl From<crate::resources::ConnectionError> for DataError {
+    fn from(e: crate::resources::ConnectionError) -> Self {
+        DataError::Invalid(e.to_string())
+    }
+}
+
 impl From<datafusion::arrow::error::ArrowError> for DataError {
     fn from(e: datafusion::arrow::error::ArrowError) -> Self {
         DataError::Engine(e.into())
@@ -99,7 +76,7 @@ impl DataError {
 pub async fn run(
     ctx: &TryContext,
     task: &Task,
-    env: &DataEnv,
+    env: &Resources,
     log: &mut LogWriter,
     render: &(dyn Fn(&str, &str) -> Result<String, String> + Sync),
 ) -> Result<(), DataError> {

@@ -17,14 +17,16 @@ use datafusion::sql::sqlparser::parser::Parser;
 use futures_util::StreamExt;
 use sqlx::{Column, Row, TypeInfo, ValueRef};
 
+use weir_core::store::Backend;
+
 use super::DataError;
+use crate::resources::Connection;
 
 /// Refuses anything but one query (`SELECT`/`WITH`/`VALUES`).
-fn check(sql: &str, postgres: bool) -> Result<(), DataError> {
-    let parsed = if postgres {
-        Parser::parse_sql(&PostgreSqlDialect {}, sql)
-    } else {
-        Parser::parse_sql(&SQLiteDialect {}, sql)
+fn check(sql: &str, backend: Backend) -> Result<(), DataError> {
+    let parsed = match backend {
+        Backend::Postgres => Parser::parse_sql(&PostgreSqlDialect {}, sql),
+        Backend::Sqlite => Parser::parse_sql(&SQLiteDialect {}, sql),
     }
     .map_err(|e| DataError::Invalid(format!("source.sql: {e}")))?;
     match parsed.as_slice() {
@@ -42,12 +44,13 @@ fn check(sql: &str, postgres: bool) -> Result<(), DataError> {
 /// The result of `sql` on the database at `url`, as a DataFrame of `session`.
 pub async fn read(
     session: &SessionContext,
-    url: &str,
+    conn: &Connection,
     sql: &str,
     tmp: &Path,
 ) -> Result<DataFrame, DataError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        check(sql, true)?;
+    let url = conn.url.as_str();
+    check(sql, conn.backend)?;
+    if conn.backend == Backend::Postgres {
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url).await?;
         let file = tmp.join("query.csv");
         let mut out = tokio::fs::File::create(&file)
@@ -74,12 +77,6 @@ pub async fn read(
             .read_csv(file.display().to_string(), options)
             .await?);
     }
-    if !url.starts_with("sqlite:") {
-        return Err(DataError::Invalid(
-            "source.sql: only sqlite:// and postgres:// connections can be queried".into(),
-        ));
-    }
-    check(sql, false)?;
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(url).await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
         .fetch_all(&mut conn)

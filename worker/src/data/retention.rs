@@ -6,10 +6,11 @@
 
 use weir_core::dag::DatasetName;
 
-use super::{DataEnv, DataError};
+use super::DataError;
+use crate::resources::Resources;
 
 /// Applies `dataset`'s rule; returns the versions deleted.
-pub async fn apply(env: &DataEnv, dataset: &DatasetName) -> Result<Vec<i64>, DataError> {
+pub async fn apply(env: &Resources, dataset: &DatasetName) -> Result<Vec<i64>, DataError> {
     let Some(rule) = env.retention.rule_for(dataset) else {
         return Ok(Vec::new());
     };

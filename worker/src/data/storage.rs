@@ -16,13 +16,14 @@ use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionC
 use weir_core::dag::{DatasetName, Zone};
 use weir_core::store::{DatasetVersionRecord, NewDatasetVersion};
 
-use super::{DataEnv, DataError};
+use super::DataError;
 use crate::context::TryContext;
+use crate::resources::Resources;
 
 /// Dataset access for one try.
 #[derive(Debug)]
 pub struct Io<'a> {
-    env: &'a DataEnv,
+    env: &'a Resources,
     ctx: &'a TryContext,
 }
 
@@ -47,7 +48,7 @@ pub fn session_with(config: SessionConfig) -> Result<SessionContext, DataError> 
 
 impl<'a> Io<'a> {
     /// Access for `ctx`'s try.
-    pub fn new(env: &'a DataEnv, ctx: &'a TryContext) -> Self {
+    pub fn new(env: &'a Resources, ctx: &'a TryContext) -> Self {
         Io { env, ctx }
     }
 
@@ -57,7 +58,7 @@ impl<'a> Io<'a> {
     }
 
     /// The data plane's settings.
-    pub fn env(&self) -> &DataEnv {
+    pub fn env(&self) -> &Resources {
         self.env
     }
 
