@@ -177,14 +177,16 @@ impl Api {
                 std::fs::write(&log, format!("line one of {}\nline two\n", c.task_id)).unwrap();
                 self.sched
                     .finish(&Report {
-                        outcome: if failed {
-                            Outcome::Failed
-                        } else {
-                            Outcome::Success
+                        ended: weir_core::scheduler::Ended {
+                            outcome: if failed {
+                                Outcome::Failed
+                            } else {
+                                Outcome::Success
+                            },
+                            exit_code: Some(i64::from(failed)),
+                            error: failed.then(|| "boom".to_owned()),
+                            pid: None,
                         },
-                        exit_code: Some(i64::from(failed)),
-                        error: failed.then(|| "boom".to_owned()),
-                        pid: None,
                         claim: c,
                     })
                     .await
@@ -457,10 +459,12 @@ async fn follow_log_case(db: &TestDb) {
     // Once the try ended and all was read, there is no token.
     a.sched
         .finish(&Report {
-            outcome: Outcome::Success,
-            exit_code: Some(0),
-            error: None,
-            pid: None,
+            ended: weir_core::scheduler::Ended {
+                outcome: Outcome::Success,
+                exit_code: Some(0),
+                error: None,
+                pid: None,
+            },
             claim,
         })
         .await

@@ -68,10 +68,12 @@ async fn drive(s: &Scheduler, outcome: impl Fn(&Claim) -> Outcome) -> Vec<Claim>
             let error = (o == Outcome::Failed).then(|| "boom".to_owned());
             s.finish(&Report {
                 claim: c.clone(),
-                outcome: o,
-                exit_code: None,
-                error,
-                pid: None,
+                ended: weir_core::scheduler::Ended {
+                    outcome: o,
+                    exit_code: None,
+                    error,
+                    pid: None,
+                },
             })
             .await
             .unwrap();
@@ -332,10 +334,12 @@ async fn pinned_version(db: &TestDb) {
         e.sched
             .finish(&Report {
                 claim: c,
-                outcome: Outcome::Success,
-                exit_code: Some(0),
-                error: None,
-                pid: None,
+                ended: weir_core::scheduler::Ended {
+                    outcome: Outcome::Success,
+                    exit_code: Some(0),
+                    error: None,
+                    pid: None,
+                },
             })
             .await
             .unwrap();
@@ -465,10 +469,12 @@ async fn run_timeout(db: &TestDb) {
         .sched
         .finish(&Report {
             claim: claims[0].clone(),
-            outcome: Outcome::Success,
-            exit_code: Some(0),
-            error: None,
-            pid: None,
+            ended: weir_core::scheduler::Ended {
+                outcome: Outcome::Success,
+                exit_code: Some(0),
+                error: None,
+                pid: None,
+            },
         })
         .await;
     assert!(late.is_err());
@@ -532,10 +538,12 @@ async fn database_failures(db: &TestDb) {
     let claim = e.sched.claim("w", "h", 1).await.unwrap().remove(0);
     let report = Report {
         claim,
-        outcome: Outcome::Success,
-        exit_code: Some(0),
-        error: None,
-        pid: None,
+        ended: weir_core::scheduler::Ended {
+            outcome: Outcome::Success,
+            exit_code: Some(0),
+            error: None,
+            pid: None,
+        },
     };
     // The database breaks under the batch: the report itself applies, but
     // queueing `b` after it (the batch's shared step) cannot read the pools.

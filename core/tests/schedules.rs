@@ -63,10 +63,12 @@ async fn drain(s: &Scheduler) {
         for claim in claims {
             s.finish(&Report {
                 claim,
-                outcome: Outcome::Success,
-                exit_code: Some(0),
-                error: None,
-                pid: None,
+                ended: weir_core::scheduler::Ended {
+                    outcome: Outcome::Success,
+                    exit_code: Some(0),
+                    error: None,
+                    pid: None,
+                },
             })
             .await
             .unwrap();

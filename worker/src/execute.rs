@@ -6,35 +6,11 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use weir_core::dag::TaskKind;
-use weir_core::scheduler::Outcome;
+use weir_core::scheduler::{Ended, Outcome};
 
 use crate::context::TryContext;
 use crate::logs::LogWriter;
 use crate::shell::{self, ShellEnd, ShellSpec};
-
-/// How a try ended, for the scheduler.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TryResult {
-    /// Success, failure or reschedule.
-    pub outcome: Outcome,
-    /// The exit code, for processes.
-    pub exit_code: Option<i64>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// The process id, for processes.
-    pub pid: Option<i64>,
-}
-
-impl TryResult {
-    fn failed(error: impl Into<String>) -> Self {
-        TryResult {
-            outcome: Outcome::Failed,
-            exit_code: None,
-            error: Some(error.into()),
-            pid: None,
-        }
-    }
-}
 
 /// Runs the try described by `ctx`, writing its log. Processes it starts
 /// carry `WEIR_WORKER=<worker>` (see [`shell::kill_orphans`]).
@@ -44,10 +20,10 @@ pub async fn execute(
     log: &mut LogWriter,
     stop: &CancellationToken,
     shared: &Shared,
-) -> TryResult {
+) -> Ended {
     let (worker, resources) = (shared.worker.as_str(), &shared.resources);
     let Some(task) = ctx.dag.tasks.get(ctx.claim.task_id.as_str()) else {
-        return TryResult::failed(format!(
+        return Ended::failed(format!(
             "task `{}` is not in the run's DAG version",
             ctx.claim.task_id
         ));
@@ -66,14 +42,14 @@ pub async fn execute(
         TaskKind::Shell { command } => {
             let argv = match shell::argv(command, |s| render("command", s)) {
                 Ok(a) => a,
-                Err(e) => return report(log, TryResult::failed(e)).await,
+                Err(e) => return report(log, Ended::failed(e)).await,
             };
             let mut vars = ctx.env();
             vars.push((shell::WORKER_MARKER.to_owned(), worker.to_owned()));
             for (k, v) in &task.env {
                 match render(&format!("env {k}"), v) {
                     Ok(v) => vars.push((k.clone(), v)),
-                    Err(e) => return report(log, TryResult::failed(e)).await,
+                    Err(e) => return report(log, Ended::failed(e)).await,
                 }
             }
             let spec = ShellSpec {
@@ -87,7 +63,7 @@ pub async fn execute(
                 .await;
             let mut pid = None;
             let end = shell::run(&spec, log, stop, |p| pid = Some(i64::from(p))).await;
-            TryResult {
+            Ended {
                 pid,
                 ..shell_result(end)
             }
@@ -108,6 +84,7 @@ pub async fn execute(
                 log,
             )
             .await
+            .into()
         }
         _ => {
             let render_ref = &render;
@@ -125,48 +102,43 @@ pub async fn execute(
                 },
             };
             match outcome {
-                Ok(()) => TryResult {
-                    outcome: Outcome::Success,
-                    exit_code: None,
-                    error: None,
-                    pid: None,
-                },
-                Err(e) => TryResult::failed(e),
+                Ok(()) => Ended::success(),
+                Err(e) => Ended::failed(e),
             }
         }
     };
     report(log, result).await
 }
 
-fn shell_result(end: ShellEnd) -> TryResult {
+fn shell_result(end: ShellEnd) -> Ended {
     match end {
-        ShellEnd::Exited(0) => TryResult {
+        ShellEnd::Exited(0) => Ended {
             outcome: Outcome::Success,
             exit_code: Some(0),
             error: None,
             pid: None,
         },
-        ShellEnd::Exited(code) => TryResult {
+        ShellEnd::Exited(code) => Ended {
             outcome: Outcome::Failed,
             exit_code: Some(i64::from(code)),
             error: Some(format!("the command exited with code {code}")),
             pid: None,
         },
         ShellEnd::Signalled(sig) => {
-            TryResult::failed(format!("the command was killed by signal {sig}"))
+            Ended::failed(format!("the command was killed by signal {sig}"))
         }
-        ShellEnd::TimedOut(t) => TryResult::failed(format!(
+        ShellEnd::TimedOut(t) => Ended::failed(format!(
             "timed out after {}s; the process group was killed",
             t.as_secs()
         )),
-        ShellEnd::Stopped => TryResult::failed(
+        ShellEnd::Stopped => Ended::failed(
             "stopped: the worker shut down or the task instance was cleared or marked",
         ),
-        ShellEnd::SpawnFailed(e) => TryResult::failed(e),
+        ShellEnd::SpawnFailed(e) => Ended::failed(e),
     }
 }
 
-async fn report(log: &mut LogWriter, r: TryResult) -> TryResult {
+async fn report(log: &mut LogWriter, r: Ended) -> Ended {
     let line = match (&r.outcome, &r.error) {
         (Outcome::Success, _) => "weir: the try succeeded".to_owned(),
         (_, Some(e)) => format!("weir: the try failed: {e}"),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use weir_core::scheduler::{Report, Scheduler};
+use weir_core::scheduler::{Ended, Report, Scheduler};
 use weir_core::store::Claim;
 use weir_core::workers::{NewWorker, WorkerState};
 
@@ -70,6 +70,7 @@ impl LocalPool {
             connections: Arc::new(options.connections.clone()),
             data_dir: options.data_dir.clone(),
             retention: Arc::new(options.retention.clone()),
+            clock: scheduler.clock(),
         };
         let shared = Shared {
             logs_dir: options.logs_dir.clone(),
@@ -216,10 +217,7 @@ impl Slot {
             let result = run_try(&self.sched, &self.shared, &self.env, &claim, &stop).await;
             let report = Report {
                 claim,
-                outcome: result.outcome,
-                exit_code: result.exit_code,
-                error: result.error,
-                pid: result.pid,
+                ended: result,
             };
             // Keep the slot busy unless the worker is stopping.
             let slot = (!self.cancel.is_cancelled())
@@ -244,23 +242,14 @@ async fn run_try(
     env: &minijinja::Environment<'static>,
     claim: &Claim,
     stop: &CancellationToken,
-) -> execute::TryResult {
+) -> Ended {
     let ctx = match prepare(sched, claim).await {
         Ok(ctx) => ctx,
-        Err(e) => return failed(e),
+        Err(e) => return Ended::failed(e),
     };
     match LogWriter::create(&shared.logs_dir, &claim.log_path, shared.secrets.clone()).await {
         Ok(mut log) => execute::execute(&ctx, env, &mut log, stop, shared).await,
-        Err(e) => failed(format!("cannot write the log {}: {e}", claim.log_path)),
-    }
-}
-
-fn failed(error: String) -> execute::TryResult {
-    execute::TryResult {
-        outcome: weir_core::scheduler::Outcome::Failed,
-        exit_code: None,
-        error: Some(error),
-        pid: None,
+        Err(e) => Ended::failed(format!("cannot write the log {}: {e}", claim.log_path)),
     }
 }
 

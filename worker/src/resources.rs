@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use weir_core::scheduler::Clock;
 use weir_core::store::{Backend, Store};
 
 /// A database a task names by id.
@@ -48,6 +49,8 @@ pub struct Resources {
     pub data_dir: PathBuf,
     /// How long dataset versions are kept.
     pub retention: Arc<weir_core::config::RetentionRules>,
+    /// What time it is (the scheduler's clock, so tests can move it).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Resources {
@@ -81,6 +84,7 @@ mod tests {
             ])),
             data_dir: PathBuf::from("data"),
             retention: Arc::default(),
+            clock: Arc::new(weir_core::scheduler::SystemClock),
         };
         assert_eq!(
             resources.connection("SHOP").map(|c| c.backend),

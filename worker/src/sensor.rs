@@ -7,17 +7,42 @@ use std::path::Path;
 use chrono::Utc;
 use sqlx::{Connection as _, Row};
 use weir_core::dag::{Duration, SensorCondition};
-use weir_core::scheduler::Outcome;
+use weir_core::scheduler::Ended;
 use weir_core::state::TaskState;
 use weir_core::store::{Backend, Store};
 
 use crate::context::TryContext;
-use crate::execute::TryResult;
 use crate::logs::LogWriter;
 use crate::resources::{Connection, Resources};
 
 /// How long a sensor waits when its task sets no `timeout` (Airflow's default: 7 days).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
+
+/// What one poke found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Poke {
+    /// The condition is met: the task succeeds.
+    Met,
+    /// Not yet: poke again at this time, without holding a slot.
+    NotYet(chrono::DateTime<Utc>),
+    /// The condition was not met within the sensor's timeout.
+    TimedOut(Duration),
+    /// The condition cannot be checked (bad glob, template, query, connection).
+    Broken(String),
+}
+
+impl From<Poke> for Ended {
+    fn from(poke: Poke) -> Ended {
+        match poke {
+            Poke::Met => Ended::success(),
+            Poke::NotYet(at) => Ended::reschedule(at),
+            Poke::TimedOut(limit) => Ended::failed(format!(
+                "the sensor timed out: its condition was not met within {limit}"
+            )),
+            Poke::Broken(e) => Ended::failed(e),
+        }
+    }
+}
 
 /// One poke.
 pub async fn poke(
@@ -28,28 +53,21 @@ pub async fn poke(
     render: &(dyn Fn(&str, &str) -> Result<String, String> + Sync),
     senv: &Resources,
     log: &mut LogWriter,
-) -> TryResult {
+) -> Poke {
     let met = match check(ctx, condition, render, senv).await {
         Ok(met) => met,
-        Err(e) => return failed(e),
+        Err(e) => return Poke::Broken(e),
     };
     if met {
         let _ = log.line("weir: the sensor's condition is met").await;
-        return TryResult {
-            outcome: Outcome::Success,
-            exit_code: None,
-            error: None,
-            pid: None,
-        };
+        return Poke::Met;
     }
-    let now = Utc::now();
+    let now = senv.clock.now();
     let first = first_poke(ctx, &*senv.store).await.unwrap_or(now);
     let limit = timeout.unwrap_or(DEFAULT_TIMEOUT);
     let waited = now - first;
     if waited.num_seconds() >= i64::try_from(limit.as_secs()).unwrap_or(i64::MAX) {
-        return failed(format!(
-            "the sensor timed out: its condition was not met within {limit}"
-        ));
+        return Poke::TimedOut(limit);
     }
     let next =
         now + chrono::Duration::seconds(i64::try_from(poke_interval.as_secs()).unwrap_or(60));
@@ -59,21 +77,7 @@ pub async fn poke(
             next.to_rfc3339()
         ))
         .await;
-    TryResult {
-        outcome: Outcome::Reschedule(next),
-        exit_code: None,
-        error: None,
-        pid: None,
-    }
-}
-
-fn failed(error: String) -> TryResult {
-    TryResult {
-        outcome: Outcome::Failed,
-        exit_code: None,
-        error: Some(error),
-        pid: None,
-    }
+    Poke::NotYet(next)
 }
 
 async fn check(

@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir_core::both_backends;
+use weir_core::scheduler::ManualClock;
 use weir_core::state::{RunState, TaskState};
 use weir_core::store::{RunRecord, TaskInstanceRecord};
 use weir_core::testing::TestDb;
@@ -374,21 +376,39 @@ async fn sensor_timeout(db: &TestDb) {
     kind: sensor
     file: never/*.csv
     poke_interval: 1s
-    timeout: 2s
+    timeout: 1h
   wait_data:
     kind: sensor
     dataset: raw.never
     poke_interval: 1s
-    timeout: 2s
+    timeout: 1h
   wait_flag:
     kind: sensor
     sql: select 0
     connection: probe
     poke_interval: 1s
-    timeout: 2s
+    timeout: 1h
 ";
-    let e = Site::start(db, dag, &[]).await;
+    // The clock only moves when the test moves it: an hour passes at once.
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let e = Site::start_with(
+        db,
+        dag,
+        Extras {
+            clock: Some(clock.clone()),
+            ..Extras::default()
+        },
+    )
+    .await;
     let run = e.trigger(serde_json::json!({})).await;
+    e.wait_until(&run, "every sensor to wait", |tis, _| {
+        ["wait", "wait_data", "wait_flag"].iter().all(|s| {
+            tis.iter()
+                .any(|t| t.task_id == *s && t.state == TaskState::UpForReschedule)
+        })
+    })
+    .await;
+    clock.advance(chrono::Duration::minutes(61));
     assert_eq!(e.wait(&run).await.state, RunState::Failed);
     for sensor in ["wait", "wait_data", "wait_flag"] {
         let ti = e.ti(&run, sensor).await;
@@ -399,7 +419,7 @@ async fn sensor_timeout(db: &TestDb) {
             last.error
                 .as_deref()
                 .unwrap_or_default()
-                .contains("timed out"),
+                .contains("not met within 1h"),
             "{sensor}: {last:?}"
         );
     }

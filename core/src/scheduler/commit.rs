@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::dag::Dag;
 use crate::store::{self, AuditEntry, Claim, ClaimRequest, Plan, TryEnd};
 
-use super::{Action, Error, Outcome, Result, Scheduler, plan};
+use super::{Action, Ended, Error, Result, Scheduler, plan};
 
 /// How a worker reports a try that ended.
 #[derive(Debug, Clone)]
@@ -16,13 +16,7 @@ pub struct Report {
     /// The claim the try started with.
     pub claim: Claim,
     /// How it ended.
-    pub outcome: Outcome,
-    /// Exit code of the process, if any.
-    pub exit_code: Option<i64>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// The process id, if the try ran a process.
-    pub pid: Option<i64>,
+    pub ended: Ended,
 }
 
 /// A reported try waiting for the next group commit.
@@ -104,16 +98,16 @@ impl Scheduler {
             action: Action::Finish {
                 task_id: c.task_id.clone(),
                 try_number: c.try_number,
-                outcome: report.outcome,
+                outcome: report.ended.outcome,
                 jitter: fastrand::f64(),
             },
             end: TryEnd {
                 ti_id: c.ti_id.clone(),
                 run_pk: c.run_pk,
                 try_number: c.try_number,
-                exit_code: report.exit_code,
-                error: report.error.clone(),
-                pid: report.pid,
+                exit_code: report.ended.exit_code,
+                error: report.ended.error.clone(),
+                pid: report.ended.pid,
                 at: now,
             },
             slot: slot.map(|(worker, hostname)| (worker.to_owned(), hostname.to_owned())),

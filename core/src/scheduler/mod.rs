@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use commit::Report;
-pub use plan::{Action, ClearSpec, Outcome};
+pub use plan::{Action, ClearSpec, Ended, Outcome};
 
 use crate::dag::file::DagFile;
 use crate::dag::{Dag, convert};
@@ -160,6 +160,11 @@ impl Scheduler {
     /// Now, by the scheduler's clock.
     pub fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
+    }
+
+    /// The clock the scheduler reads (workers in this process read it too).
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.clock.clone()
     }
 
     /// The lease a claim gets.

@@ -61,6 +61,53 @@ pub enum Outcome {
     Reschedule(DateTime<Utc>),
 }
 
+/// How a try ended, as the worker that ran it tells: the one description
+/// every layer uses. Workers build it, the planner reads its outcome, and
+/// the store records the rest with the try.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    /// Success, failure, or a sensor's next poke.
+    pub outcome: Outcome,
+    /// The exit code, when the try ran a process.
+    pub exit_code: Option<i64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The process id, when the try ran a process.
+    pub pid: Option<i64>,
+}
+
+impl Ended {
+    /// A try that succeeded without a process of its own.
+    pub fn success() -> Ended {
+        Ended {
+            outcome: Outcome::Success,
+            exit_code: None,
+            error: None,
+            pid: None,
+        }
+    }
+
+    /// A try that failed for `error`, without a process of its own.
+    pub fn failed(error: impl Into<String>) -> Ended {
+        Ended {
+            outcome: Outcome::Failed,
+            exit_code: None,
+            error: Some(error.into()),
+            pid: None,
+        }
+    }
+
+    /// A sensor whose condition is not met yet: poke again at `at`.
+    pub fn reschedule(at: DateTime<Utc>) -> Ended {
+        Ended {
+            outcome: Outcome::Reschedule(at),
+            exit_code: None,
+            error: None,
+            pid: None,
+        }
+    }
+}
+
 /// Which task instances of a run to clear.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClearSpec {

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::state::{RunState, RunType};
 use crate::store::{self, AuditAction, Claim};
 
-use super::{Action, Outcome, Report, Result, Scheduler, interval_run, intervals};
+use super::{Action, Ended, Report, Result, Scheduler, interval_run, intervals};
 
 impl Scheduler {
     /// One pass of the timer: retries that came due, tries whose lease
@@ -66,10 +66,7 @@ impl Scheduler {
                 queued_at: ti.queued_at,
                 started_at: ti.start_date.unwrap_or(run.run_after),
             },
-            outcome: Outcome::Failed,
-            exit_code: None,
-            error: Some(error.to_owned()),
-            pid: None,
+            ended: Ended::failed(error),
         };
         self.ignore_conflict(self.finish(&report).await)
     }

@@ -22,7 +22,7 @@ pub async fn apply(env: &Resources, dataset: &DatasetName) -> Result<Vec<i64>, D
         .filter(|v| v.deleted_at.is_none())
         .collect();
     live.sort_by_key(|v| std::cmp::Reverse(v.version));
-    let now = chrono::Utc::now();
+    let now = env.clock.now();
     let max_age = rule
         .max_age
         .map(|d| chrono::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));

@@ -190,7 +190,7 @@ impl<'a> Io<'a> {
                     bytes: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
                     inputs: inputs.to_vec(),
                 },
-                chrono::Utc::now(),
+                self.env.clock.now(),
             )
             .await?;
         let gone = super::retention::apply(self.env, &dataset).await?;

@@ -650,7 +650,7 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
                 published: publish,
                 checks: results.clone(),
             },
-            chrono::Utc::now(),
+            io.env().clock.now(),
         )
         .await?;
     let _ = log
@@ -851,7 +851,7 @@ async fn dataset_check(
         let at = newest.as_deref().and_then(parse_time);
         let max_age =
             chrono::Duration::seconds(i64::try_from(f.max_age.as_secs()).unwrap_or(i64::MAX));
-        let now = chrono::Utc::now();
+        let now = io.env().clock.now();
         let passed = at.is_some_and(|t| now - t <= max_age);
         return Ok(result(
             CheckResultKind::Freshness,

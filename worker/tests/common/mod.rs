@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use weir_core::config::RetentionRules;
-use weir_core::scheduler::{Options, Scheduler, SystemClock, Trigger};
+use weir_core::scheduler::{Clock, ManualClock, Options, Scheduler, SystemClock, Trigger};
 use weir_core::store::RunRecord;
 use weir_core::testing::TestDb;
 use weir_worker::secrets::Secrets;
@@ -25,6 +25,8 @@ pub struct Extras<'a> {
     pub retention: RetentionRules,
     /// Task slots of the pool (default 4).
     pub slots: Option<usize>,
+    /// A clock the test moves (default: the system clock).
+    pub clock: Option<Arc<ManualClock>>,
 }
 
 /// A running scheduler and worker pool; stops when dropped.
@@ -72,7 +74,11 @@ impl Site {
             tick: Duration::from_millis(100),
             ..Options::default()
         };
-        let sched = Scheduler::new(db.store.clone(), Arc::new(SystemClock), options);
+        let clock: Arc<dyn Clock> = match extras.clock.clone() {
+            Some(manual) => manual,
+            None => Arc::new(SystemClock),
+        };
+        let sched = Scheduler::new(db.store.clone(), clock, options);
         let report = sched.sync_folder(&dags).await.unwrap();
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         let connections = [
