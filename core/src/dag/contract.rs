@@ -501,59 +501,140 @@ impl JsonSchema for Threshold {
     }
 }
 
+/// One entry of `checks:`: one check, with an optional name and severity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "CheckEntry", into = "CheckEntry")]
+pub struct Check {
+    /// A name for the check in results (defaults to the check kind).
+    pub name: Option<String>,
+    /// `error` fails the task, `warn` only records (dataset-level checks).
+    pub severity: Option<Severity>,
+    /// What is checked.
+    pub kind: CheckKind,
+}
+
+/// What one entry of `checks:` checks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// A SQL predicate every row must satisfy; false quarantines the row.
+    Rule(String),
+    /// Bounds on the number of rows.
+    RowCount(RowCountCheck),
+    /// The largest share of missing values in a column.
+    MissingPercent(MissingPercentCheck),
+    /// The newest value of a time column must be recent.
+    Freshness(FreshnessCheck),
+    /// The largest number of rows sharing the same values in some columns.
+    Duplicates(DuplicatesCheck),
+    /// The largest change of the row count against recent runs.
+    RowCountChange(RowCountChangeCheck),
+}
+
+impl CheckKind {
+    /// The result kind (and YAML key) of this check.
+    pub fn result_kind(&self) -> CheckResultKind {
+        match self {
+            CheckKind::Rule(_) => CheckResultKind::Rule,
+            CheckKind::RowCount(_) => CheckResultKind::RowCount,
+            CheckKind::MissingPercent(_) => CheckResultKind::MissingPercent,
+            CheckKind::Freshness(_) => CheckResultKind::Freshness,
+            CheckKind::Duplicates(_) => CheckResultKind::Duplicates,
+            CheckKind::RowCountChange(_) => CheckResultKind::RowCountChange,
+        }
+    }
+}
+
+// How a check is written in YAML: the check keys side by side, of which
+// exactly one must be given (serde cannot flatten an enum under
+// `deny_unknown_fields`, so the entry is read as this and then checked).
+// Its doc comment is the JSON Schema's description.
 /// One entry of `checks:`: exactly one of the check keys, plus `name` and `severity`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Check {
+#[schemars(rename = "Check")]
+struct CheckEntry {
     /// A name for the check in results (defaults to the check kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    name: Option<String>,
     /// `error` fails the task, `warn` only records (dataset-level checks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub severity: Option<Severity>,
+    severity: Option<Severity>,
     /// A SQL predicate every row must satisfy; false quarantines the row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
+    rule: Option<String>,
     /// Bounds on the number of rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub row_count: Option<RowCountCheck>,
+    row_count: Option<RowCountCheck>,
     /// The largest share of missing values in a column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub missing_percent: Option<MissingPercentCheck>,
+    missing_percent: Option<MissingPercentCheck>,
     /// The newest value of a time column must be recent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub freshness: Option<FreshnessCheck>,
+    freshness: Option<FreshnessCheck>,
     /// The largest number of rows sharing the same values in some columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duplicates: Option<DuplicatesCheck>,
+    duplicates: Option<DuplicatesCheck>,
     /// The largest change of the row count against recent runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub row_count_change: Option<RowCountChangeCheck>,
+    row_count_change: Option<RowCountChangeCheck>,
 }
 
-impl Check {
-    /// The kinds this entry declares (exactly one in a valid contract).
-    pub fn kinds(&self) -> Vec<CheckResultKind> {
-        let mut k = Vec::new();
-        if self.rule.is_some() {
-            k.push(CheckResultKind::Rule);
+impl TryFrom<CheckEntry> for Check {
+    type Error = String;
+
+    fn try_from(e: CheckEntry) -> Result<Check, String> {
+        let mut kinds: Vec<CheckKind> = Vec::new();
+        kinds.extend(e.rule.map(CheckKind::Rule));
+        kinds.extend(e.row_count.map(CheckKind::RowCount));
+        kinds.extend(e.missing_percent.map(CheckKind::MissingPercent));
+        kinds.extend(e.freshness.map(CheckKind::Freshness));
+        kinds.extend(e.duplicates.map(CheckKind::Duplicates));
+        kinds.extend(e.row_count_change.map(CheckKind::RowCountChange));
+        match kinds.len() {
+            0 => Err("a check needs one of rule, row_count, missing_percent, freshness, duplicates, row_count_change".into()),
+            1 => Ok(Check {
+                name: e.name,
+                severity: e.severity,
+                kind: kinds.remove(0),
+            }),
+            _ => Err(format!(
+                "a check declares {} at once; write one check per entry",
+                kinds
+                    .iter()
+                    .map(|k| format!("`{}`", k.result_kind()))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )),
         }
-        if self.row_count.is_some() {
-            k.push(CheckResultKind::RowCount);
+    }
+}
+
+impl From<Check> for CheckEntry {
+    fn from(c: Check) -> CheckEntry {
+        let mut e = CheckEntry {
+            name: c.name,
+            severity: c.severity,
+            ..CheckEntry::default()
+        };
+        match c.kind {
+            CheckKind::Rule(r) => e.rule = Some(r),
+            CheckKind::RowCount(r) => e.row_count = Some(r),
+            CheckKind::MissingPercent(m) => e.missing_percent = Some(m),
+            CheckKind::Freshness(f) => e.freshness = Some(f),
+            CheckKind::Duplicates(d) => e.duplicates = Some(d),
+            CheckKind::RowCountChange(r) => e.row_count_change = Some(r),
         }
-        if self.missing_percent.is_some() {
-            k.push(CheckResultKind::MissingPercent);
-        }
-        if self.freshness.is_some() {
-            k.push(CheckResultKind::Freshness);
-        }
-        if self.duplicates.is_some() {
-            k.push(CheckResultKind::Duplicates);
-        }
-        if self.row_count_change.is_some() {
-            k.push(CheckResultKind::RowCountChange);
-        }
-        k
+        e
+    }
+}
+
+impl JsonSchema for Check {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        CheckEntry::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        CheckEntry::json_schema(generator)
     }
 }
 
@@ -645,16 +726,6 @@ impl Contract {
             }
         }
         for (i, check) in self.checks.iter().enumerate() {
-            let at = vec!["checks".into(), i.to_string()];
-            let kinds = check.kinds();
-            match kinds.len() {
-                0 => out.push((at.clone(), "a check needs one of rule, row_count, missing_percent, freshness, duplicates, row_count_change".into())),
-                1 => {}
-                _ => out.push((at.clone(), format!(
-                    "a check declares {} at once; write one check per entry",
-                    kinds.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(" and ")
-                ))),
-            }
             let mut need = |kind: &str, col: &str| {
                 if !declared(col) {
                     out.push((
@@ -663,16 +734,15 @@ impl Contract {
                     ));
                 }
             };
-            if let Some(c) = &check.missing_percent {
-                need("missing_percent", &c.column);
-            }
-            if let Some(c) = &check.freshness {
-                need("freshness", &c.column);
-            }
-            if let Some(c) = &check.duplicates {
-                for col in &c.columns {
-                    need("duplicates", col);
+            match &check.kind {
+                CheckKind::MissingPercent(c) => need("missing_percent", &c.column),
+                CheckKind::Freshness(c) => need("freshness", &c.column),
+                CheckKind::Duplicates(c) => {
+                    for col in &c.columns {
+                        need("duplicates", col);
+                    }
                 }
+                CheckKind::Rule(_) | CheckKind::RowCount(_) | CheckKind::RowCountChange(_) => {}
             }
         }
         for (name, col) in &self.columns {

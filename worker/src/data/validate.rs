@@ -11,7 +11,8 @@ use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::prelude::SessionContext;
 use weir_core::dag::DatasetName;
 use weir_core::dag::contract::{
-    Check, CheckResultKind, ColumnType, Contract, ExtraColumns, Format, Severity, Threshold,
+    Check, CheckKind, CheckResultKind, ColumnType, Contract, ExtraColumns, Format, Severity,
+    Threshold,
 };
 use weir_core::store::{CheckResultRecord, DatasetVersionRecord, NewQuality};
 
@@ -343,7 +344,7 @@ pub async fn run(
         ));
     }
     for (i, check) in c.checks.iter().enumerate() {
-        if let Some(rule) = &check.rule {
+        if let CheckKind::Rule(rule) = &check.kind {
             check_expression(rule)?;
             rules.push(RowRule {
                 condition: format!("NOT COALESCE(({rule}), TRUE)"),
@@ -365,7 +366,7 @@ pub async fn run(
     // every row read (by the raw text of a declared column).
     let mut tallies = Vec::new();
     for (k, check) in c.checks.iter().enumerate() {
-        if let Some(mp) = &check.missing_percent {
+        if let CheckKind::MissingPercent(mp) = &check.kind {
             if !present.contains(&mp.column) {
                 return Err(DataError::Invalid(format!(
                     "missing_percent: column `{}` is not in {}",
@@ -406,7 +407,7 @@ pub async fn run(
         .checks
         .iter()
         .enumerate()
-        .filter(|(_, ch)| ch.missing_percent.is_some())
+        .filter(|(_, ch)| matches!(ch.kind, CheckKind::MissingPercent(_)))
         .map(|(k, _)| format!("__m{k}"))
         .collect();
     let plan_of = |staged: &Staged, scratch: &std::path::Path| -> Result<Plan, DataError> {
@@ -547,7 +548,7 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
     session.register_table("clean_rows", clean_rows.into_view())?;
     let mut tallies = counts.tallies.iter();
     for check in &c.checks {
-        let missing = if check.missing_percent.is_some() {
+        let missing = if matches!(check.kind, CheckKind::MissingPercent(_)) {
             tallies.next().copied()
         } else {
             None
@@ -791,7 +792,7 @@ async fn dataset_check(
             severity: sev,
         })
     };
-    if let Some(rc) = &check.row_count {
+    if let CheckKind::RowCount(rc) = &check.kind {
         let low = rc
             .min
             .is_some_and(|m| rows_clean < i64::try_from(m).unwrap_or(i64::MAX));
@@ -812,7 +813,7 @@ async fn dataset_check(
             severity(check, rc.severity),
         ));
     }
-    if let Some(mp) = &check.missing_percent {
+    if let CheckKind::MissingPercent(mp) = &check.kind {
         let missing = i64::try_from(missing.unwrap_or(0)).unwrap_or(i64::MAX);
         let pct = if rows_in > 0 {
             missing as f64 * 100.0 / rows_in as f64
@@ -832,7 +833,7 @@ async fn dataset_check(
             severity(check, mp.severity),
         ));
     }
-    if let Some(f) = &check.freshness {
+    if let CheckKind::Freshness(f) = &check.kind {
         let batches = session
             .sql(&format!(
                 "SELECT CAST(MAX({}) AS VARCHAR) FROM clean_rows",
@@ -862,7 +863,7 @@ async fn dataset_check(
             severity(check, f.severity),
         ));
     }
-    if let Some(d) = &check.duplicates {
+    if let CheckKind::Duplicates(d) = &check.kind {
         let cols: Vec<String> = d.columns.iter().map(|c| ident(c)).collect();
         let counts = ints(
             &session
@@ -885,7 +886,7 @@ async fn dataset_check(
             severity(check, d.severity),
         ));
     }
-    if let Some(rc) = &check.row_count_change {
+    if let CheckKind::RowCountChange(rc) = &check.kind {
         let history: Vec<i64> = io
             .env()
             .store
