@@ -74,12 +74,12 @@ impl ApiMetrics {
     }
 }
 
-fn fill(family: &Family<StateLabel, Gauge>, counts: &[(String, i64)]) {
+fn fill<S: std::fmt::Display>(family: &Family<StateLabel, Gauge>, counts: &[(S, i64)]) {
     family.clear();
     for (state, n) in counts {
         family
             .get_or_create(&StateLabel {
-                state: state.clone(),
+                state: state.to_string(),
             })
             .set(*n);
     }
@@ -92,14 +92,8 @@ pub async fn metrics(State(state): State<AppState>, _: Viewer) -> ApiResult<Resp
     fill(&m.runs, &counts.runs);
     fill(&m.task_instances, &counts.task_instances);
     fill(&m.tries, &counts.tries);
-    m.queue_depth.set(
-        counts
-            .task_instances
-            .iter()
-            .find(|(s, _)| s == "queued")
-            .map(|(_, n)| *n)
-            .unwrap_or(0),
-    );
+    m.queue_depth
+        .set(counts.task_instances_in(weir_core::state::TaskState::Queued));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &m.registry)
         .map_err(|e| ApiError::internal(&e))?;

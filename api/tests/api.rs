@@ -994,7 +994,7 @@ async fn datasets_case(db: &TestDb) {
     let now = chrono::Utc::now();
     let write = |name: &str, inputs: Vec<i64>| NewDatasetVersion {
         dataset: name.into(),
-        producer: Some(("demo".into(), "r1".into(), "t".into(), 1)),
+        producer: Some(try_ref("t")),
         rows: Some(10),
         schema: Some(r#"[{"name":"id","type":"Int64","nullable":false}]"#.into()),
         inputs,
@@ -1025,7 +1025,7 @@ async fn datasets_case(db: &TestDb) {
     db.store
         .record_quality(
             &NewQuality {
-                producer: ("demo".into(), "r1".into(), "check".into(), 1),
+                producer: try_ref("check"),
                 dataset: "raw.x".into(),
                 input_version: Some(raw.id),
                 rows_in: 12,
@@ -1084,4 +1084,14 @@ async fn datasets_case(db: &TestDb) {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Try 1 of `task` in run `r1` of `demo`.
+fn try_ref(task: &str) -> weir_core::store::TryRef {
+    weir_core::store::TryRef {
+        dag_id: "demo".into(),
+        run_id: "r1".into(),
+        task_id: task.into(),
+        try_number: 1,
+    }
 }

@@ -40,6 +40,13 @@ fn spec(tasks: &[&str], downstream: bool) -> ClearSpec {
     }
 }
 
+fn held(ti_id: &str, try_number: i64) -> weir_core::store::HeldTry {
+    weir_core::store::HeldTry {
+        ti_id: ti_id.into(),
+        try_number,
+    }
+}
+
 fn trigger() -> Trigger {
     Trigger {
         actor: "test".into(),
@@ -442,12 +449,12 @@ async fn run_timeout(db: &TestDb) {
     let run = e.sched.trigger("slow", trigger()).await.unwrap();
     let claims = e.sched.claim("w", "h", 10).await.unwrap();
     e.sched
-        .heartbeat(&[(claims[0].ti_id.clone(), 1)])
+        .heartbeat(&[held(&claims[0].ti_id, 1)])
         .await
         .unwrap();
     e.clock.advance(Duration::seconds(61));
     e.sched
-        .heartbeat(&[(claims[0].ti_id.clone(), 1)])
+        .heartbeat(&[held(&claims[0].ti_id, 1)])
         .await
         .unwrap();
     e.sched.tick().await.unwrap();
@@ -460,7 +467,7 @@ async fn run_timeout(db: &TestDb) {
     // The worker's next heartbeat learns its try must stop.
     let lost = e
         .sched
-        .heartbeat(&[(claims[0].ti_id.clone(), 1)])
+        .heartbeat(&[held(&claims[0].ti_id, 1)])
         .await
         .unwrap();
     assert_eq!(lost.len(), 1);

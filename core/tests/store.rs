@@ -324,20 +324,31 @@ async fn dispatch_and_claim(db: &TestDb) {
     assert_eq!(tries.len(), 1);
     assert_eq!(tries[0].state, TaskState::Running);
     // Heartbeats renew; a try that is no longer running is reported lost.
-    let beats = vec![(claimed[0].ti_id.clone(), 1), (claimed[1].ti_id.clone(), 2)];
+    let held = |ti_id: &str, try_number| weir_core::store::HeldTry {
+        ti_id: ti_id.into(),
+        try_number,
+    };
+    let beats = vec![held(&claimed[0].ti_id, 1), held(&claimed[1].ti_id, 2)];
     let lost = db
         .store
         .heartbeat(&beats, Utc::now() + Duration::seconds(60))
         .await
         .unwrap();
-    assert_eq!(lost, vec![(claimed[1].ti_id.clone(), 2)]);
+    assert_eq!(lost, vec![held(&claimed[1].ti_id, 2)]);
     // Leases in the past show up as expired.
     db.store
         .heartbeat(&beats[..1], Utc::now() - Duration::seconds(1))
         .await
         .unwrap();
     let expired = db.store.expired_leases(Utc::now()).await.unwrap();
-    assert_eq!(expired, vec![(run_pk, claimed[0].ti_id.clone(), 1)]);
+    assert_eq!(
+        expired,
+        vec![weir_core::store::TryKey {
+            run_pk,
+            ti_id: claimed[0].ti_id.clone(),
+            try_number: 1
+        }]
+    );
     let pools = db.store.list_pools().await.unwrap();
     let default = pools.iter().find(|p| p.name == "default").unwrap();
     assert_eq!((default.running, default.scheduled), (2, 1));

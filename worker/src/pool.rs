@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use weir_core::scheduler::{Ended, Report, Scheduler};
-use weir_core::store::Claim;
+use weir_core::store::{Claim, HeldTry};
 use weir_core::workers::{NewWorker, WorkerState};
 
 use crate::context::{self, TryContext};
@@ -53,7 +53,7 @@ pub struct LocalPool {
 }
 
 /// The tries running now, each with the token that stops it.
-type Running = Arc<Mutex<HashMap<(String, i64), CancellationToken>>>;
+type Running = Arc<Mutex<HashMap<HeldTry, CancellationToken>>>;
 
 impl LocalPool {
     /// A pool taking work from `scheduler`, registered as a new worker life.
@@ -176,7 +176,7 @@ impl LocalPool {
             }
             Err(e) => tracing::error!("worker heartbeat failed: {e}"),
         }
-        let keys: Vec<(String, i64)> = running
+        let keys: Vec<HeldTry> = running
             .lock()
             .map(|r| r.keys().cloned().collect())
             .unwrap_or_default();
@@ -185,7 +185,7 @@ impl LocalPool {
                 let r = running.lock();
                 for key in lost {
                     if let Some(stop) = r.as_ref().ok().and_then(|r| r.get(&key)) {
-                        tracing::info!(ti = %key.0, try_number = key.1, "the try is no longer running in the database; stopping it");
+                        tracing::info!(ti = %key.ti_id, try_number = key.try_number, "the try is no longer running in the database; stopping it");
                         stop.cancel();
                     }
                 }
@@ -209,7 +209,10 @@ impl Slot {
     async fn run(self, first: Claim) {
         let mut next = Some(first);
         while let Some(claim) = next.take() {
-            let key = (claim.ti_id.clone(), claim.try_number);
+            let key = HeldTry {
+                ti_id: claim.ti_id.clone(),
+                try_number: claim.try_number,
+            };
             let stop = self.cancel.child_token();
             if let Ok(mut r) = self.running.lock() {
                 r.insert(key.clone(), stop.clone());

@@ -33,8 +33,8 @@ use crate::dag::{Dag, convert};
 use crate::loader::{self, ImportError, LoadReport};
 use crate::state::{RunState, RunType};
 use crate::store::{
-    self, AuditAction, AuditEntry, Claim, DagSync, ImportErrorRecord, NewRun, NewTaskInstance,
-    RunRecord, Store,
+    self, AuditAction, AuditEntry, Claim, DagSync, HeldTry, ImportErrorRecord, NewRun,
+    NewTaskInstance, RunRecord, Store,
 };
 
 /// A scheduler failure.
@@ -381,7 +381,7 @@ impl Scheduler {
     }
 
     /// Renews the leases of running tries; returns those that must stop.
-    pub async fn heartbeat(&self, tries: &[(String, i64)]) -> Result<Vec<(String, i64)>> {
+    pub async fn heartbeat(&self, tries: &[HeldTry]) -> Result<Vec<HeldTry>> {
         let lease = chrono::Duration::from_std(self.inner.options.lease)
             .unwrap_or(chrono::Duration::seconds(30));
         Ok(self

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::{RunState, RunType};
-use crate::store::{self, AuditAction, Claim};
+use crate::store::{self, AuditAction, Claim, TryKey};
 
 use super::{Action, Ended, Report, Result, Scheduler, interval_run, intervals};
 
@@ -24,10 +24,9 @@ impl Scheduler {
                     .await,
             )?;
         }
-        for (run_pk, ti_id, try_number) in self.inner.store.expired_leases(now).await? {
+        for lost in self.inner.store.expired_leases(now).await? {
             let error = "the worker stopped heartbeating (lease expired); the try counts as failed";
-            self.fail_lost_try(run_pk, &ti_id, try_number, error)
-                .await?;
+            self.fail_lost_try(&lost, error).await?;
         }
         self.fail_timed_out_runs(now).await?;
         self.create_scheduled_runs(now).await?;
@@ -40,16 +39,16 @@ impl Scheduler {
         Ok(())
     }
 
-    pub(super) async fn fail_lost_try(
-        &self,
-        run_pk: i64,
-        ti_id: &str,
-        try_number: i64,
-        error: &str,
-    ) -> Result<()> {
+    pub(super) async fn fail_lost_try(&self, lost: &TryKey, error: &str) -> Result<()> {
+        let TryKey {
+            run_pk,
+            ti_id,
+            try_number,
+        } = lost;
+        let (run_pk, try_number) = (*run_pk, *try_number);
         let run = self.inner.store.get_run_by_pk(run_pk).await?;
         let tis = self.inner.store.list_task_instances(run_pk).await?;
-        let Some(ti) = tis.into_iter().find(|t| t.id == ti_id) else {
+        let Some(ti) = tis.into_iter().find(|t| t.id == *ti_id) else {
             return Ok(());
         };
         tracing::warn!(dag = %run.dag_id, run = %run.run_id, task = %ti.task_id, try_number, "{error}");

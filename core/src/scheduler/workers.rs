@@ -64,21 +64,18 @@ impl Scheduler {
     pub async fn recover_worker(&self, worker: &str) -> Result<Recovered> {
         let lost = self.inner.store.running_for_worker(worker).await?;
         let mut recovered = Recovered::default();
-        for (run_pk, ti_id, try_number) in &lost {
+        for key in &lost {
             let error = format!(
                 "the worker {worker} is gone (its process ended) while the try was running; \
                  the try counts as failed"
             );
-            match self
-                .fail_lost_try(*run_pk, ti_id, *try_number, &error)
-                .await
-            {
+            match self.fail_lost_try(key, &error).await {
                 Ok(()) => recovered.failed += 1,
                 Err(e) => {
                     tracing::warn!(
                         worker,
-                        ti = %ti_id,
-                        try_number,
+                        ti = %key.ti_id,
+                        try_number = key.try_number,
                         "could not fail a try of a worker that is gone: {e}; its lease will expire"
                     );
                     recovered.skipped += 1;

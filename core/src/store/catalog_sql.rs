@@ -78,7 +78,7 @@ macro_rules! impl_catalog_store {
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::Result<i64> {
                 let mut tx = self.tx().await?;
-                let (dag, run, task, try_number) = &q.producer;
+                let $crate::store::TryRef { dag_id: dag, run_id: run, task_id: task, try_number } = &q.producer;
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO quality_results (dag_id, run_id, task_id, try_number, dataset, input_version, rows_in, \
                        rows_clean, rows_quarantined, clean_version, quarantine_version, published, created_at) \

@@ -210,6 +210,18 @@ pub struct Claim {
     pub started_at: DateTime<Utc>,
 }
 
+impl Claim {
+    /// The try this claim starts, as people name it.
+    pub fn try_ref(&self) -> TryRef {
+        TryRef {
+            dag_id: self.dag_id.clone(),
+            run_id: self.run_id.clone(),
+            task_id: self.task_id.clone(),
+            try_number: self.try_number,
+        }
+    }
+}
+
 /// The slots a claim may use: worker name, host and lease.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
@@ -370,15 +382,26 @@ pub struct TaskFilter {
     pub offset: Option<i64>,
 }
 
-/// How many runs, task instances and tries are in each state.
+/// How many runs, task instances and tries are in each state (states with
+/// none are left out).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StateCounts {
     /// Runs by state.
-    pub runs: Vec<(String, i64)>,
+    pub runs: Vec<(RunState, i64)>,
     /// Task instances by state.
-    pub task_instances: Vec<(String, i64)>,
-    /// Tries (the whole history) by how they ended.
-    pub tries: Vec<(String, i64)>,
+    pub task_instances: Vec<(TaskState, i64)>,
+    /// Tries (the whole history) by how they ended (`running` while they run).
+    pub tries: Vec<(TaskState, i64)>,
+}
+
+impl StateCounts {
+    /// How many task instances are in `state`.
+    pub fn task_instances_in(&self, state: TaskState) -> i64 {
+        self.task_instances
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |(_, n)| *n)
+    }
 }
 
 /// Users, API tokens, backfills and settings: what the API keeps besides the
@@ -593,13 +616,13 @@ pub trait Store: AccessStore + CatalogStore + WorkerStore + Send + Sync + std::f
     /// running under that try (cleared or marked: the worker must stop them).
     async fn heartbeat(
         &self,
-        tries: &[(String, i64)],
+        tries: &[HeldTry],
         lease_until: DateTime<Utc>,
-    ) -> Result<Vec<(String, i64)>>;
-    /// Running tries whose lease ended before `now`: `(run_pk, ti_id, try_number)`.
-    async fn expired_leases(&self, now: DateTime<Utc>) -> Result<Vec<(i64, String, i64)>>;
-    /// Running tries claimed by `worker`: `(run_pk, ti_id, try_number)`.
-    async fn running_for_worker(&self, worker: &str) -> Result<Vec<(i64, String, i64)>>;
+    ) -> Result<Vec<HeldTry>>;
+    /// Running tries whose lease ended before `now`.
+    async fn expired_leases(&self, now: DateTime<Utc>) -> Result<Vec<TryKey>>;
+    /// Running tries claimed by `worker`.
+    async fn running_for_worker(&self, worker: &str) -> Result<Vec<TryKey>>;
     /// Runs with task instances waiting in `up_for_retry`/`up_for_reschedule` whose time has come.
     async fn due_retries(&self, now: DateTime<Utc>) -> Result<Vec<i64>>;
     /// Running runs started before `started_before` of `dag_id`.

@@ -5,6 +5,40 @@ use chrono::{DateTime, Utc};
 use crate::dag::contract::{CheckResultKind, Severity};
 use crate::state::{RunState, RunType, TaskState};
 
+/// One try of a task, named as people name it: DAG, run, task and try number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TryRef {
+    /// DAG id.
+    pub dag_id: String,
+    /// Run id.
+    pub run_id: String,
+    /// Task id.
+    pub task_id: String,
+    /// Try number.
+    pub try_number: i64,
+}
+
+/// A running try as the store addresses it: its run, task instance and try.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, sqlx::FromRow)]
+pub struct TryKey {
+    /// The run's key.
+    pub run_pk: i64,
+    /// The task instance.
+    #[sqlx(rename = "id")]
+    pub ti_id: String,
+    /// The try number.
+    pub try_number: i64,
+}
+
+/// A try a worker holds: the task instance and the try number its lease is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HeldTry {
+    /// The task instance.
+    pub ti_id: String,
+    /// The try number.
+    pub try_number: i64,
+}
+
 /// What a folder load says about one DAG.
 #[derive(Debug, Clone)]
 pub struct DagSync {
@@ -500,8 +534,8 @@ impl DatasetVersionRecord {
 pub struct NewDatasetVersion {
     /// `zone.name`.
     pub dataset: String,
-    /// The producing DAG, run, task and try.
-    pub producer: Option<(String, String, String, i64)>,
+    /// The try that produced it, if a task did.
+    pub producer: Option<TryRef>,
     /// Rows written.
     pub rows: Option<i64>,
     /// Where the version is stored.
@@ -518,7 +552,7 @@ pub struct NewDatasetVersion {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewQuality {
     /// DAG, run, task and try.
-    pub producer: (String, String, String, i64),
+    pub producer: TryRef,
     /// The dataset validated (`zone.name`).
     pub dataset: String,
     /// The version read.

@@ -23,6 +23,15 @@ pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// Stored state names with their counts, read back as states.
+pub(super) fn parsed<S: std::str::FromStr<Err = String>>(
+    rows: Vec<(String, i64)>,
+) -> super::Result<Vec<(S, i64)>> {
+    rows.into_iter()
+        .map(|(name, n)| Ok((name.parse().map_err(super::Error::Corrupt)?, n)))
+        .collect()
+}
+
 /// Implements [`super::Store`] for `$store`, which must have `tx()` (a write
 /// transaction), `reader()` and `writer()` (pools) and `run_migrations()`.
 macro_rules! impl_store {
@@ -529,16 +538,20 @@ macro_rules! impl_store {
             }
 
             async fn state_counts(&self) -> $crate::store::Result<$crate::store::StateCounts> {
-                let runs = sqlx::query_as("SELECT state, COUNT(*) FROM dag_runs GROUP BY state ORDER BY state")
+                let runs: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM dag_runs GROUP BY state ORDER BY state")
                     .fetch_all(self.reader())
                     .await?;
-                let task_instances = sqlx::query_as("SELECT state, COUNT(*) FROM task_instances GROUP BY state ORDER BY state")
+                let task_instances: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM task_instances GROUP BY state ORDER BY state")
                     .fetch_all(self.reader())
                     .await?;
-                let tries = sqlx::query_as("SELECT state, COUNT(*) FROM task_tries GROUP BY state ORDER BY state")
+                let tries: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM task_tries GROUP BY state ORDER BY state")
                     .fetch_all(self.reader())
                     .await?;
-                Ok($crate::store::StateCounts { runs, task_instances, tries })
+                Ok($crate::store::StateCounts {
+                    runs: $crate::store::sql::parsed(runs)?,
+                    task_instances: $crate::store::sql::parsed(task_instances)?,
+                    tries: $crate::store::sql::parsed(tries)?,
+                })
             }
 
             async fn queue_scheduled(&self, now: chrono::DateTime<chrono::Utc>) -> $crate::store::Result<usize> {
@@ -557,25 +570,25 @@ macro_rules! impl_store {
 
             async fn heartbeat(
                 &self,
-                tries: &[(String, i64)],
+                tries: &[$crate::store::HeldTry],
                 lease_until: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::Result<Vec<(String, i64)>> {
+            ) -> $crate::store::Result<Vec<$crate::store::HeldTry>> {
                 let mut lost = Vec::new();
                 if tries.is_empty() {
                     return Ok(lost);
                 }
                 let mut tx = self.tx().await?;
-                for (ti_id, try_number) in tries {
+                for held in tries {
                     let done = sqlx::query(
                         "UPDATE task_instances SET lease_until = $1 WHERE id = $2 AND try_number = $3 AND state = 'running'",
                     )
                     .bind(lease_until)
-                    .bind(ti_id)
-                    .bind(try_number)
+                    .bind(&held.ti_id)
+                    .bind(held.try_number)
                     .execute(&mut *tx)
                     .await?;
                     if done.rows_affected() == 0 {
-                        lost.push((ti_id.clone(), *try_number));
+                        lost.push(held.clone());
                     }
                 }
                 tx.commit().await?;
@@ -585,7 +598,7 @@ macro_rules! impl_store {
             async fn expired_leases(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::Result<Vec<(i64, String, i64)>> {
+            ) -> $crate::store::Result<Vec<$crate::store::TryKey>> {
                 Ok(sqlx::query_as(
                     "SELECT run_pk, id, try_number FROM task_instances WHERE state = 'running' AND lease_until < $1",
                 )
@@ -594,7 +607,7 @@ macro_rules! impl_store {
                 .await?)
             }
 
-            async fn running_for_worker(&self, worker: &str) -> $crate::store::Result<Vec<(i64, String, i64)>> {
+            async fn running_for_worker(&self, worker: &str) -> $crate::store::Result<Vec<$crate::store::TryKey>> {
                 Ok(sqlx::query_as("SELECT run_pk, id, try_number FROM task_instances WHERE state = 'running' AND worker = $1")
                     .bind(worker)
                     .fetch_all(self.reader())
@@ -635,7 +648,7 @@ macro_rules! impl_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 let (dag, run, task, try_number) = match &v.producer {
-                    Some((d, r, t, n)) => (Some(d.as_str()), Some(r.as_str()), Some(t.as_str()), Some(*n)),
+                    Some(p) => (Some(p.dag_id.as_str()), Some(p.run_id.as_str()), Some(p.task_id.as_str()), Some(p.try_number)),
                     None => (None, None, None, None),
                 };
                 let rec = sqlx::query_as(

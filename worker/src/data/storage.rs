@@ -178,12 +178,7 @@ impl<'a> Io<'a> {
             .record_dataset_version(
                 &NewDatasetVersion {
                     dataset: dataset.to_string(),
-                    producer: Some((
-                        c.dag_id.clone(),
-                        c.run_id.clone(),
-                        c.task_id.clone(),
-                        c.try_number,
-                    )),
+                    producer: Some(c.try_ref()),
                     rows: Some(i64::try_from(rows).unwrap_or(i64::MAX)),
                     path: Some(final_dir.display().to_string()),
                     schema: Some(schema_json(&schema)),

@@ -635,12 +635,7 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
         .store
         .record_quality(
             &NewQuality {
-                producer: (
-                    claim.dag_id.clone(),
-                    claim.run_id.clone(),
-                    claim.task_id.clone(),
-                    claim.try_number,
-                ),
+                producer: claim.try_ref(),
                 dataset: spec.input.to_string(),
                 input_version: Some(input_v.id),
                 rows_in,
