@@ -106,6 +106,7 @@ impl From<store::Error> for ApiError {
             store::Error::Conflict(m)
             | store::Error::IllegalTransition(m)
             | store::Error::Plan(m) => ApiError::conflict(m),
+            store::Error::Refused(r) => ApiError::conflict(r.to_string()),
             other => ApiError::internal(&other),
         }
     }

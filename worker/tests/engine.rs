@@ -352,7 +352,12 @@ async fn sensors(db: &TestDb) {
         .execute(&mut conn)
         .await
         .unwrap();
-    assert_eq!(e.wait(&run).await.state, RunState::Success);
+    assert_eq!(
+        e.wait(&run).await.state,
+        RunState::Success,
+        "{:#?}",
+        e.tries(&run).await
+    );
     let ti = e.ti(&run, "wait_file").await;
     let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
     assert!(tries.len() >= 2, "{tries:?}");

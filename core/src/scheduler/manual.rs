@@ -48,7 +48,7 @@ impl Scheduler {
             tasks,
         };
         let plan = plan::plan(&dag, &snapshot, &Action::Clear(spec.clone()), self.now())
-            .map_err(Error::Invalid)?;
+            .map_err(|r| Error::Invalid(r.to_string()))?;
         Ok(cleared(&plan))
     }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::dag::{Dag, TriggerRule};
 use crate::state::{RunState, TaskState};
-use crate::store::{Plan, Planned, RunSnapshot, Scope, TaskChange};
+use crate::store::{Plan, Planned, Refusal, RunSnapshot, Scope, TaskChange};
 
 /// The task instances `action` needs to read: for a finished try, the task,
 /// the tasks downstream of it (all of them when it failed, since failures and
@@ -159,7 +159,7 @@ pub fn plan(
     snapshot: &RunSnapshot,
     action: &Action,
     now: DateTime<Utc>,
-) -> Result<Plan, String> {
+) -> Result<Plan, Refusal> {
     let mut p = Planning::new(dag, snapshot);
     match action {
         Action::Start => {
@@ -178,9 +178,12 @@ pub fn plan(
         } => {
             let (state, current_try, max_tries) = p.get(task_id)?;
             if state != TaskState::Running || current_try != *try_number {
-                return Err(format!(
-                    "task `{task_id}` try {try_number} is not running (it is {state}, try {current_try})"
-                ));
+                return Err(Refusal::NotRunning {
+                    task_id: task_id.clone(),
+                    try_number: *try_number,
+                    state,
+                    current_try,
+                });
             }
             let to = match outcome {
                 Outcome::Success => TaskState::Success,
@@ -192,7 +195,7 @@ pub fn plan(
                     let task = dag
                         .tasks
                         .get(task_id.as_str())
-                        .ok_or_else(|| format!("no task `{task_id}` in the DAG"))?;
+                        .ok_or_else(|| Refusal::NoSuchTask(task_id.clone()))?;
                     let base = task
                         .retry
                         .base_wait(u32::try_from(*try_number + 1).unwrap_or(u32::MAX))
@@ -226,7 +229,7 @@ pub fn plan(
                 let i = dag
                     .tasks
                     .get_index_of(t.as_str())
-                    .ok_or_else(|| format!("no task `{t}` in the DAG"))?;
+                    .ok_or_else(|| Refusal::NoSuchTask(t.clone()))?;
                 targets.push(i);
                 if *downstream {
                     targets.extend(dag.graph.all_downstream(i));
@@ -254,21 +257,20 @@ pub fn plan(
         }
         Action::Mark { task_id, state } => {
             if !matches!(state, TaskState::Success | TaskState::Failed) {
-                return Err(format!(
-                    "a task can be marked success or failed, not {state}"
-                ));
+                return Err(Refusal::BadMark(*state));
             }
             let (current, _, _) = p.get(task_id)?;
             if current == *state {
-                return Err(format!("task `{task_id}` is already {state}"));
+                return Err(Refusal::AlreadyIn {
+                    task_id: task_id.clone(),
+                    state: *state,
+                });
             }
             p.set(task_id, *state, None);
         }
         Action::SetRunState(state) => {
             if !matches!(state, RunState::Success | RunState::Failed) {
-                return Err(format!(
-                    "a run can be set to success or failed, not {state}"
-                ));
+                return Err(Refusal::BadRunState(*state));
             }
             let open: Vec<(String, TaskState)> = snapshot
                 .tasks
@@ -302,7 +304,7 @@ pub fn plan_scoped(
     snapshot: &RunSnapshot,
     action: &Action,
     now: DateTime<Utc>,
-) -> Result<Planned, String> {
+) -> Result<Planned, Refusal> {
     let plan = plan(dag, snapshot, action, now)?;
     let in_scope: std::collections::HashSet<&str> =
         snapshot.tasks.iter().map(|t| t.task_id.as_str()).collect();
@@ -366,11 +368,11 @@ impl<'a> Planning<'a> {
         }
     }
 
-    fn get(&self, task_id: &str) -> Result<(TaskState, i64, i64), String> {
+    fn get(&self, task_id: &str) -> Result<(TaskState, i64, i64), Refusal> {
         self.states
             .get(task_id)
             .copied()
-            .ok_or_else(|| format!("the run has no task instance `{task_id}`"))
+            .ok_or_else(|| Refusal::NoTaskInstance(task_id.to_owned()))
     }
 
     fn state(&self, task_id: &str) -> TaskState {
@@ -883,35 +885,57 @@ mod tests {
         let dag = chain("retries: 1");
         let now = Utc::now();
         let running = at(&dag, RunState::Running, [(Running, 2, 2), (None, 0, 2)]);
+        let not_running = |task: &str, state, current_try| Refusal::NotRunning {
+            task_id: task.into(),
+            try_number: 1,
+            state,
+            current_try,
+        };
         let refused = [
             (
                 finish("a", 1, Outcome::Success, 0.0),
-                "try 1 is not running (it is running, try 2)",
+                not_running("a", Running, 2),
             ),
-            (finish("b", 1, Outcome::Success, 0.0), "is not running"),
-            (finish("nope", 1, Outcome::Success, 0.0), "nope"),
+            (
+                finish("b", 1, Outcome::Success, 0.0),
+                not_running("b", None, 0),
+            ),
+            (
+                finish("nope", 1, Outcome::Success, 0.0),
+                Refusal::NoTaskInstance("nope".into()),
+            ),
             (
                 Action::Mark {
                     task_id: "a".into(),
                     state: Queued,
                 },
-                "success or failed",
+                Refusal::BadMark(Queued),
             ),
-            (clear_one("nope"), "no task `nope`"),
-            (Action::SetRunState(RunState::Queued), "success or failed"),
+            (clear_one("nope"), Refusal::NoSuchTask("nope".into())),
+            (
+                Action::SetRunState(RunState::Queued),
+                Refusal::BadRunState(RunState::Queued),
+            ),
         ];
-        for (action, says) in refused {
-            match plan(&dag, &running, &action, now) {
-                Err(e) => assert!(e.contains(says), "{action:?}: {e}"),
-                Ok(p) => panic!("{action:?} was planned: {p:?}"),
-            }
+        for (action, why) in refused {
+            assert_eq!(plan(&dag, &running, &action, now), Err(why), "{action:?}");
         }
+        assert_eq!(
+            not_running("a", Running, 2).to_string(),
+            "task `a` try 1 is not running (it is running, try 2)"
+        );
         let done = at(&dag, RunState::Success, [(Success, 1, 2), (Success, 1, 2)]);
         let again = Action::Mark {
             task_id: "a".into(),
             state: Success,
         };
-        assert!(plan(&dag, &done, &again, now).is_err_and(|e| e.contains("already success")));
+        assert_eq!(
+            plan(&dag, &done, &again, now),
+            Err(Refusal::AlreadyIn {
+                task_id: "a".into(),
+                state: Success
+            })
+        );
     }
 
     #[test]

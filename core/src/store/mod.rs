@@ -49,6 +49,9 @@ pub enum Error {
     #[error("illegal transition: {0}")]
     IllegalTransition(String),
     /// The planner refused (a rule of the scheduler, not of the database).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// A plan the store cannot apply (a fault in weir, not in the input).
     #[error("{0}")]
     Plan(String),
     /// The database URL names no supported backend.
@@ -64,7 +67,45 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Decides the changes to a run from its current state, inside the store's
 /// transaction. Returning an error rolls the transaction back.
-pub type Planner<'a> = &'a (dyn Fn(&RunSnapshot) -> Result<Planned, String> + Send + Sync);
+pub type Planner<'a> = &'a (dyn Fn(&RunSnapshot) -> Result<Planned, Refusal> + Send + Sync);
+
+/// Why the planner refuses an action: a rule of the scheduler, not of the
+/// database.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A report for a try that is not the running one.
+    #[error("task `{task_id}` try {try_number} is not running (it is {state}, try {current_try})")]
+    NotRunning {
+        /// The task.
+        task_id: String,
+        /// The try reported.
+        try_number: i64,
+        /// The task instance's state now.
+        state: TaskState,
+        /// Its try number now.
+        current_try: i64,
+    },
+    /// The DAG version has no such task.
+    #[error("no task `{0}` in the DAG")]
+    NoSuchTask(String),
+    /// The run has no task instance of that name.
+    #[error("the run has no task instance `{0}`")]
+    NoTaskInstance(String),
+    /// Tasks are marked success or failed, nothing else.
+    #[error("a task can be marked success or failed, not {0}")]
+    BadMark(TaskState),
+    /// Marking a task with the state it has.
+    #[error("task `{task_id}` is already {state}")]
+    AlreadyIn {
+        /// The task.
+        task_id: String,
+        /// Its state.
+        state: TaskState,
+    },
+    /// Runs are set to success or failed, nothing else.
+    #[error("a run can be set to success or failed, not {0}")]
+    BadRunState(RunState),
+}
 
 /// What a planner answers.
 #[derive(Debug, Clone, PartialEq)]

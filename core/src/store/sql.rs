@@ -958,7 +958,7 @@ macro_rules! impl_store {
                     .await?,
                 };
                 let snapshot = $crate::store::RunSnapshot { run: run.clone(), tasks, unfinished: run.unfinished, failed: run.failed };
-                match planner(&snapshot).map_err($crate::store::Error::Plan)? {
+                match planner(&snapshot)? {
                     $crate::store::Planned::Done(plan) => break (snapshot, plan),
                     $crate::store::Planned::NeedTasks(more) => {
                         rounds += 1;

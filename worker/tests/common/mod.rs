@@ -60,6 +60,13 @@ impl Site {
     /// DAG `t` with everything `extras` names. Connections: `warehouse` and
     /// `state` are the test's own database, `probe` a SQLite file of the site.
     pub async fn start_with(db: &TestDb, dag: &str, extras: Extras<'_>) -> Site {
+        // WEIR_LOG=debug shows what the scheduler and the pool did.
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let dir = tempfile::tempdir().unwrap();
         let dags = dir.path().join("dags");
         std::fs::create_dir_all(&dags).unwrap();
@@ -159,6 +166,29 @@ impl Site {
             assert!(Instant::now() < deadline, "the run did not end: {r:?}");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Every try of the run: task, try, state and error, for failure messages.
+    pub async fn tries(&self, run: &RunRecord) -> Vec<String> {
+        let mut out = Vec::new();
+        for ti in self
+            .sched
+            .store()
+            .list_task_instances(run.id)
+            .await
+            .unwrap()
+        {
+            for t in self.sched.store().list_tries(&ti.id).await.unwrap() {
+                out.push(format!(
+                    "{} try {} {}: {}",
+                    ti.task_id,
+                    t.try_number,
+                    t.state,
+                    t.error.unwrap_or_default()
+                ));
+            }
+        }
+        out
     }
 
     /// A try's log ("" if it has none yet).
