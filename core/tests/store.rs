@@ -365,6 +365,59 @@ async fn dispatch_and_claim(db: &TestDb) {
 }
 both_backends!(dispatch_claims_each_task_once, dispatch_and_claim);
 
+async fn claim_respects_its_limit(db: &TestDb) {
+    // Five runs of one task each, queued one after another, so the queue's
+    // order (oldest first) is also the order the rows lie in the table: a
+    // claim that re-reads its candidates while updating would take more.
+    let wide = DagSync {
+        max_active_tasks: 10,
+        ..dag_sync("d", "h1")
+    };
+    db.store
+        .sync_dags(&[wide], &[], false, Utc::now())
+        .await
+        .unwrap();
+    let dag = db.store.get_dag("d").await.unwrap();
+    for n in 0..5 {
+        let run = db
+            .store
+            .create_run(&new_run(
+                "d",
+                &format!("r{n}"),
+                dag.latest_version_id,
+                &["t"],
+            ))
+            .await
+            .unwrap();
+        let plan = Plan {
+            tasks: vec![change("t", TaskState::None, TaskState::Scheduled, 0)],
+            run: Some((RunState::Queued, RunState::Running)),
+        };
+        assert_eq!(apply(db, run.id, plan).await.unwrap().queued, 1);
+    }
+    let running = || async {
+        let filter = weir_core::store::TaskFilter {
+            states: vec![TaskState::Running],
+            ..Default::default()
+        };
+        db.store.find_task_instances(&filter).await.unwrap().1
+    };
+    for n in 1..=5 {
+        let got = db.store.claim(&claim_req(1)).await.unwrap();
+        assert_eq!(got.len(), 1, "claim {n} returned {got:?}");
+        assert_eq!(
+            running().await,
+            n,
+            "claim {n} left a task instance running that it did not return"
+        );
+    }
+    assert!(db.store.claim(&claim_req(1)).await.unwrap().is_empty());
+}
+both_backends!(
+    a_claim_takes_no_more_than_its_limit,
+    claim_respects_its_limit
+);
+
 async fn pool_slots(db: &TestDb) {
     db.store
         .sync_dags(

@@ -869,15 +869,21 @@ macro_rules! impl_store {
             req: &$crate::store::ClaimRequest,
         ) -> $crate::store::Result<Vec<$crate::store::Claim>> {
                 #[allow(clippy::type_complexity)]
+                // The candidates are picked once, in a materialized CTE: as an
+                // `IN (SELECT … LIMIT n)` subquery, PostgreSQL may re-run the
+                // pick for every row it updates (a nested-loop semi join), and
+                // each re-run skips the rows this statement already took and
+                // picks the next: one claim of 1 could take every queued task.
                 let rows: Vec<(String, i64, i64, String, String, String, i64, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(concat!(
-                "UPDATE task_instances SET state = 'running', try_number = try_number + 1, \
+                "WITH picked AS MATERIALIZED (SELECT id AS pick FROM task_instances WHERE state = 'queued' \
+                   ORDER BY priority DESC, queued_at LIMIT $5 ",
+                $skip_locked,
+                ") UPDATE task_instances SET state = 'running', try_number = try_number + 1, \
                start_date = CASE WHEN queued_at > $1 THEN queued_at ELSE $1 END, \
                    end_date = NULL, next_try_at = NULL, hostname = $2, worker = $3, pid = NULL, lease_until = $4, \
                    updated_at = $1 \
-                 WHERE state = 'queued' AND id IN (SELECT id FROM task_instances WHERE state = 'queued' \
-                   ORDER BY priority DESC, queued_at LIMIT $5 ",
-                $skip_locked,
-                ") RETURNING id, run_pk, version_id, dag_id, run_id, task_id, try_number, start_date, queued_at"
+                 WHERE state = 'queued' AND id IN (SELECT pick FROM picked) \
+                 RETURNING id, run_pk, version_id, dag_id, run_id, task_id, try_number, start_date, queued_at"
             ))
             .bind(req.now)
             .bind(&req.hostname)
