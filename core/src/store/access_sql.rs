@@ -199,6 +199,71 @@ macro_rules! impl_access_store {
                 .await?
                 .ok_or_else(|| $crate::store::Error::NotFound(format!("backfill {id}")))
             }
+
+            async fn list_pools(&self) -> $crate::store::Result<Vec<$crate::store::PoolRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT p.name, p.slots, p.description, \
+                       (SELECT COUNT(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'running') AS running, \
+                       (SELECT COUNT(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'queued') AS queued, \
+                       (SELECT COUNT(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'scheduled') AS scheduled \
+                     FROM pools p ORDER BY p.name",
+                )
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            async fn upsert_pool(&self, name: &str, slots: i64, description: Option<&str>) -> $crate::store::Result<()> {
+                sqlx::query(
+                    "INSERT INTO pools (name, slots, description) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, \
+                       description = COALESCE(excluded.description, pools.description)",
+                )
+                .bind(name)
+                .bind(slots)
+                .bind(description)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn delete_pool(&self, name: &str) -> $crate::store::Result<()> {
+                if name == "default" {
+                    return Err($crate::store::Error::Conflict("the default pool cannot be deleted".into()));
+                }
+                let done = sqlx::query("DELETE FROM pools WHERE name = $1").bind(name).execute(self.writer()).await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::store::Error::NotFound(format!("pool `{name}`")));
+                }
+                Ok(())
+            }
+
+            async fn audit(&self, entry: &$crate::store::AuditEntry) -> $crate::store::Result<()> {
+                let mut tx = self.tx().await?;
+                insert_audit(&mut *tx, entry).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_audit(
+                &self,
+                dag_id: Option<&str>,
+                limit: i64,
+                offset: i64,
+            ) -> $crate::store::Result<(Vec<$crate::store::AuditRecord>, i64)> {
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE ($1 IS NULL OR dag_id = $1)")
+                    .bind(dag_id)
+                    .fetch_one(self.reader())
+                    .await?;
+                let rows = sqlx::query_as(
+                    "SELECT * FROM audit_log WHERE ($1 IS NULL OR dag_id = $1) ORDER BY id DESC LIMIT $2 OFFSET $3",
+                )
+                .bind(dag_id)
+                .bind(limit.max(0))
+                .bind(offset.max(0))
+                .fetch_all(self.reader())
+                .await?;
+                Ok((rows, total))
+            }
         }
     };
 }

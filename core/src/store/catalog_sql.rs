@@ -147,6 +147,54 @@ macro_rules! impl_catalog_store {
                 }
                 Ok(out)
             }
+
+            async fn record_dataset_version(
+                &self,
+                v: &$crate::store::NewDatasetVersion,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<$crate::store::DatasetVersionRecord> {
+                let mut tx = self.tx().await?;
+                lock(&mut *tx, $crate::store::sql::DATASET_LOCK).await?;
+                let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE dataset = $1")
+                    .bind(&v.dataset)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let (dag, run, task, try_number) = match &v.producer {
+                    Some(p) => (Some(p.dag_id.as_str()), Some(p.run_id.as_str()), Some(p.task_id.as_str()), Some(p.try_number)),
+                    None => (None, None, None, None),
+                };
+                let rec = sqlx::query_as(
+                    "INSERT INTO dataset_versions (dataset, version, dag_id, run_id, task_id, try_number, rows, path, created_at, \
+                       schema, bytes, inputs) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *",
+                )
+                .bind(&v.dataset)
+                .bind(next)
+                .bind(dag)
+                .bind(run)
+                .bind(task)
+                .bind(try_number)
+                .bind(v.rows)
+                .bind(&v.path)
+                .bind(at)
+                .bind(&v.schema)
+                .bind(v.bytes)
+                .bind(serde_json::json!(v.inputs).to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(rec)
+            }
+
+            async fn latest_dataset_version(
+                &self,
+                dataset: &str,
+            ) -> $crate::store::Result<Option<$crate::store::DatasetVersionRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM dataset_versions WHERE dataset = $1 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1")
+                    .bind(dataset)
+                    .fetch_optional(self.reader())
+                    .await?)
+            }
         }
     };
 }

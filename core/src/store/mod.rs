@@ -8,9 +8,13 @@
 //! matches no row fails the whole transaction with [`Error::Conflict`].
 
 mod access_sql;
+mod advance_sql;
 mod catalog_sql;
+mod dags_sql;
+mod dispatch_sql;
 mod postgres;
 mod records;
+mod runs_sql;
 mod sql;
 mod sqlite;
 mod workers_sql;
@@ -155,7 +159,7 @@ impl Plan {
     }
 }
 
-/// What [`Store::advance_run`] did.
+/// What [`AdvanceStore::advance_run`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Advanced {
     /// The plan it applied.
@@ -167,7 +171,7 @@ pub struct Advanced {
     pub claims: Vec<Claim>,
 }
 
-/// One item of [`Store::advance_runs`].
+/// One item of [`AdvanceStore::advance_runs`].
 pub struct Advance<'a> {
     /// The run.
     pub run_pk: i64,
@@ -486,6 +490,21 @@ pub trait AccessStore: Send + Sync {
         change: BackfillChange,
         now: DateTime<Utc>,
     ) -> Result<BackfillRecord>;
+    /// Every pool with its occupancy.
+    async fn list_pools(&self) -> Result<Vec<PoolRecord>>;
+    /// Creates or updates a pool.
+    async fn upsert_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()>;
+    /// Deletes a pool (not `default`).
+    async fn delete_pool(&self, name: &str) -> Result<()>;
+    /// Writes an audit entry on its own.
+    async fn audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// The newest audit entries (of one DAG, when given), with the total count.
+    async fn list_audit(
+        &self,
+        dag_id: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<AuditRecord>, i64)>;
 }
 
 /// The data catalog: dataset versions and their lineage, quality results,
@@ -513,6 +532,14 @@ pub trait CatalogStore: Send + Sync {
         dag_id: &str,
         run_id: &str,
     ) -> Result<Vec<(QualityRecord, Vec<CheckResultRecord>)>>;
+    /// Records a new version of a dataset; returns it.
+    async fn record_dataset_version(
+        &self,
+        v: &NewDatasetVersion,
+        at: DateTime<Utc>,
+    ) -> Result<DatasetVersionRecord>;
+    /// The newest version of a dataset.
+    async fn latest_dataset_version(&self, dataset: &str) -> Result<Option<DatasetVersionRecord>>;
 }
 
 /// Which worker lives [`WorkerStore::list_workers`] returns.
@@ -541,15 +568,9 @@ pub trait WorkerStore: Send + Sync {
     async fn list_workers(&self, filter: &WorkerFilter) -> Result<Vec<WorkerRecord>>;
 }
 
-/// The state store. Implemented by [`SqliteStore`] and [`PostgresStore`];
-/// one conformance suite runs every case against both.
+/// DAG files synced into DAGs and their versions, pausing, import errors.
 #[async_trait]
-pub trait Store: AccessStore + CatalogStore + WorkerStore + Send + Sync + std::fmt::Debug {
-    /// Applies pending migrations.
-    async fn migrate(&self) -> Result<()>;
-
-    // ---- DAGs -------------------------------------------------------------
-
+pub trait DagStore: Send + Sync {
     /// Records the DAGs found by a folder load: new versions, DAG rows (new DAGs
     /// start paused if the file or `paused_at_creation` says so), DAGs whose file
     /// is gone marked stale, and the import errors replaced. One transaction.
@@ -577,29 +598,14 @@ pub trait Store: AccessStore + CatalogStore + WorkerStore + Send + Sync + std::f
     async fn list_versions(&self, dag_id: &str) -> Result<Vec<VersionRecord>>;
     /// The current import errors.
     async fn list_import_errors(&self) -> Result<Vec<ImportErrorRecord>>;
+}
 
-    // ---- runs -------------------------------------------------------------
-
+/// Runs, task instances and tries: creating runs and reading them.
+#[async_trait]
+pub trait RunStore: Send + Sync {
     /// Creates a run and its task instances (state `none`), queued. Fails with
     /// [`Error::Conflict`] if the run id exists.
     async fn create_run(&self, run: &NewRun) -> Result<RunRecord>;
-    /// Applies `planner`'s plan to a run in one transaction (with `end`, the
-    /// try record is closed in the same transaction, and with `audit`, the
-    /// audit entry is written in it). Returns the applied plan.
-    async fn advance_run(
-        &self,
-        run_pk: i64,
-        scope: &Scope,
-        end: Option<&TryEnd>,
-        audit: Option<&AuditEntry>,
-        claim: Option<&ClaimRequest>,
-        planner: Planner<'_>,
-    ) -> Result<Advanced>;
-    /// Applies several runs' changes in one transaction (group commit): each
-    /// item as [`Store::advance_run`] would, in a savepoint of its own so one
-    /// item's conflict does not undo the others; then queues ready work once
-    /// and claims for the items that ask. One result per item, in order.
-    async fn advance_runs(&self, items: &[Advance<'_>]) -> Result<Vec<Result<Advanced>>>;
     /// Runs matching a filter, with the total count before limit/offset.
     async fn list_runs(&self, filter: &RunFilter) -> Result<(Vec<RunRecord>, i64)>;
     /// One run by its DAG and run id.
@@ -622,9 +628,6 @@ pub trait Store: AccessStore + CatalogStore + WorkerStore + Send + Sync + std::f
     async fn count_active_runs(&self, dag_id: &str) -> Result<i64>;
     /// How many runs of a DAG are running.
     async fn count_running_runs(&self, dag_id: &str) -> Result<i64>;
-
-    // ---- task instances ---------------------------------------------------
-
     /// The task instances of a run, in task order of creation.
     async fn list_task_instances(&self, run_pk: i64) -> Result<Vec<TaskInstanceRecord>>;
     /// Every try of a task instance, oldest first.
@@ -643,9 +646,45 @@ pub trait Store: AccessStore + CatalogStore + WorkerStore + Send + Sync + std::f
     ) -> Result<TaskInstanceRecord>;
     /// How many runs, task instances and tries are in each state.
     async fn state_counts(&self) -> Result<StateCounts>;
+    /// Running runs started before `started_before` of `dag_id`.
+    async fn running_runs_started_before(
+        &self,
+        dag_id: &str,
+        started_before: DateTime<Utc>,
+    ) -> Result<Vec<RunRecord>>;
+    /// The newest run of a DAG of the given type.
+    async fn last_run_of_type(
+        &self,
+        dag_id: &str,
+        run_type: crate::state::RunType,
+    ) -> Result<Option<RunRecord>>;
+}
 
-    // ---- dispatch ---------------------------------------------------------
+/// The guarded apply: a planner's changes to a run, written in one transaction.
+#[async_trait]
+pub trait AdvanceStore: Send + Sync {
+    /// Applies `planner`'s plan to a run in one transaction (with `end`, the
+    /// try record is closed in the same transaction, and with `audit`, the
+    /// audit entry is written in it). Returns the applied plan.
+    async fn advance_run(
+        &self,
+        run_pk: i64,
+        scope: &Scope,
+        end: Option<&TryEnd>,
+        audit: Option<&AuditEntry>,
+        claim: Option<&ClaimRequest>,
+        planner: Planner<'_>,
+    ) -> Result<Advanced>;
+    /// Applies several runs' changes in one transaction (group commit): each
+    /// item as [`AdvanceStore::advance_run`] would, in a savepoint of its own so one
+    /// item's conflict does not undo the others; then queues ready work once
+    /// and claims for the items that ask. One result per item, in order.
+    async fn advance_runs(&self, items: &[Advance<'_>]) -> Result<Vec<Result<Advanced>>>;
+}
 
+/// Dispatch: queueing scheduled work, claims with leases, heartbeats, lapsed leases and due retries.
+#[async_trait]
+pub trait DispatchStore: Send + Sync {
     /// Moves `scheduled` task instances of running runs to `queued`, highest
     /// priority first, within pool slots and each DAG's `max_active_tasks`.
     /// Returns how many were queued.
@@ -666,47 +705,25 @@ pub trait Store: AccessStore + CatalogStore + WorkerStore + Send + Sync + std::f
     async fn running_for_worker(&self, worker: &str) -> Result<Vec<TryKey>>;
     /// Runs with task instances waiting in `up_for_retry`/`up_for_reschedule` whose time has come.
     async fn due_retries(&self, now: DateTime<Utc>) -> Result<Vec<i64>>;
-    /// Running runs started before `started_before` of `dag_id`.
-    async fn running_runs_started_before(
-        &self,
-        dag_id: &str,
-        started_before: DateTime<Utc>,
-    ) -> Result<Vec<RunRecord>>;
+}
 
-    // ---- datasets ---------------------------------------------------------
-
-    /// Records a new version of a dataset; returns it.
-    async fn record_dataset_version(
-        &self,
-        v: &NewDatasetVersion,
-        at: DateTime<Utc>,
-    ) -> Result<DatasetVersionRecord>;
-    /// The newest version of a dataset.
-    async fn latest_dataset_version(&self, dataset: &str) -> Result<Option<DatasetVersionRecord>>;
-    /// The newest run of a DAG of the given type.
-    async fn last_run_of_type(
-        &self,
-        dag_id: &str,
-        run_type: crate::state::RunType,
-    ) -> Result<Option<RunRecord>>;
-
-    // ---- pools and audit --------------------------------------------------
-
-    /// Every pool with its occupancy.
-    async fn list_pools(&self) -> Result<Vec<PoolRecord>>;
-    /// Creates or updates a pool.
-    async fn upsert_pool(&self, name: &str, slots: i64, description: Option<&str>) -> Result<()>;
-    /// Deletes a pool (not `default`).
-    async fn delete_pool(&self, name: &str) -> Result<()>;
-    /// Writes an audit entry on its own.
-    async fn audit(&self, entry: &AuditEntry) -> Result<()>;
-    /// The newest audit entries (of one DAG, when given), with the total count.
-    async fn list_audit(
-        &self,
-        dag_id: Option<&str>,
-        limit: i64,
-        offset: i64,
-    ) -> Result<(Vec<AuditRecord>, i64)>;
+/// The state store. Implemented by [`SqliteStore`] and [`PostgresStore`];
+/// one conformance suite runs every case against both.
+#[async_trait]
+pub trait Store:
+    DagStore
+    + RunStore
+    + DispatchStore
+    + AdvanceStore
+    + AccessStore
+    + CatalogStore
+    + WorkerStore
+    + Send
+    + Sync
+    + std::fmt::Debug
+{
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
 }
 
 /// The kind of database a URL names: weir's own store, or a connection

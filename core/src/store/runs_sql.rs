@@ -1,0 +1,324 @@
+//! The SQL of [`super::RunStore`]: creating runs and reading runs, task
+//! instances and tries, with the filters the API and CLI use.
+
+/// Implements [`super::RunStore`] for `$store` (see `impl_store!`; `$db` is the sqlx database).
+macro_rules! impl_run_store {
+    ($store:ident, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::RunStore for $store {
+            async fn create_run(&self, run: &$crate::store::NewRun) -> $crate::store::Result<$crate::store::RunRecord> {
+                let mut tx = self.tx().await?;
+                let inserted: Result<$crate::store::RunRecord, sqlx::Error> = sqlx::query_as(
+                    "INSERT INTO dag_runs (dag_id, run_id, version_id, run_type, state, logical_date, \
+                       data_interval_start, data_interval_end, run_after, conf, note, triggered_by, queued_at, unfinished, \
+                       trigger_versions) \
+                     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *",
+                )
+                .bind(&run.dag_id)
+                .bind(&run.run_id)
+                .bind(run.version_id)
+                .bind(run.run_type.as_str())
+                .bind(run.logical_date)
+                .bind(run.data_interval_start)
+                .bind(run.data_interval_end)
+                .bind(run.run_after)
+                .bind(&run.conf)
+                .bind(&run.note)
+                .bind(&run.triggered_by)
+                .bind(run.queued_at)
+                .bind(i64::try_from(run.tasks.len()).unwrap_or(i64::MAX))
+                .bind(&run.trigger_versions)
+                .fetch_one(&mut *tx)
+                .await;
+                let record = match inserted {
+                    Ok(r) => r,
+                    Err(e) if $crate::store::sql::is_unique_violation(&e) => {
+                        return Err($crate::store::Error::Conflict(format!(
+                            "DAG `{}` already has a run `{}`",
+                            run.dag_id, run.run_id
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                for chunk in run.tasks.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO task_instances (id, run_pk, version_id, dag_id, run_id, task_id, state, \
+                           try_number, max_tries, pool, priority, updated_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, t| {
+                        b.push_bind(uuid::Uuid::new_v4().to_string())
+                            .push_bind(record.id)
+                            .push_bind(run.version_id)
+                            .push_bind(&run.dag_id)
+                            .push_bind(&run.run_id)
+                            .push_bind(&t.task_id)
+                            .push_bind("none")
+                            .push_bind(0_i64)
+                            .push_bind(t.max_tries)
+                            .push_bind(&t.pool)
+                            .push_bind(t.priority)
+                            .push_bind(run.queued_at);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(record)
+            }
+
+            async fn list_runs(
+                &self,
+                filter: &$crate::store::RunFilter,
+            ) -> $crate::store::Result<(Vec<$crate::store::RunRecord>, i64)> {
+                fn where_clause(qb: &mut sqlx::QueryBuilder<$db>, f: &$crate::store::RunFilter) {
+                    qb.push(" WHERE 1 = 1");
+                    if let Some(d) = &f.dag_id {
+                        qb.push(" AND dag_id = ").push_bind(d.as_str());
+                    }
+                    push_in(qb, "state", f.states.iter().map(|s| s.as_str().to_owned()));
+                    push_in(qb, "run_type", f.run_types.iter().map(|s| s.as_str().to_owned()));
+                    for r in &f.ranges {
+                        push_range(qb, r.column.column(), r.from, r.to);
+                    }
+                }
+                let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM dag_runs");
+                where_clause(&mut count, filter);
+                let total: i64 = count.build_query_scalar().fetch_one(self.reader()).await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT * FROM dag_runs");
+                where_clause(&mut qb, filter);
+                match filter.order {
+                    Some((key, desc)) => {
+                        let dir = if desc { " DESC" } else { "" };
+                        qb.push(format_args!(" ORDER BY {}{dir}, id{dir}", key.column()));
+                    }
+                    None => {
+                        qb.push(" ORDER BY run_after, id");
+                    }
+                }
+                qb.push(" LIMIT ").push_bind(filter.limit.unwrap_or(i64::MAX).max(0));
+                qb.push(" OFFSET ").push_bind(filter.offset.unwrap_or(0).max(0));
+                let runs = qb.build_query_as().fetch_all(self.reader()).await?;
+                Ok((runs, total))
+            }
+
+            async fn get_run(&self, dag_id: &str, run_id: &str) -> $crate::store::Result<$crate::store::RunRecord> {
+                sqlx::query_as("SELECT * FROM dag_runs WHERE dag_id = $1 AND run_id = $2")
+                    .bind(dag_id)
+                    .bind(run_id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("run `{run_id}` of DAG `{dag_id}`")))
+            }
+
+            async fn get_run_by_pk(&self, run_pk: i64) -> $crate::store::Result<$crate::store::RunRecord> {
+                sqlx::query_as("SELECT * FROM dag_runs WHERE id = $1")
+                    .bind(run_pk)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("run {run_pk}")))
+            }
+
+            async fn set_run_note(
+                &self,
+                run_pk: i64,
+                note: &str,
+                actor: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<$crate::store::RunRecord> {
+                let mut tx = self.tx().await?;
+                let run: $crate::store::RunRecord = sqlx::query_as("UPDATE dag_runs SET note = $1 WHERE id = $2 RETURNING *")
+                    .bind(note)
+                    .bind(run_pk)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("run {run_pk}")))?;
+                insert_audit(&mut *tx, &$crate::store::AuditEntry {
+                    at,
+                    actor: actor.to_owned(),
+                    action: $crate::store::AuditAction::Note,
+                    dag_id: Some(run.dag_id.clone()),
+                    run_id: Some(run.run_id.clone()),
+                    task_id: None,
+                    detail: Some(serde_json::json!({"note": note}).to_string()),
+                })
+                .await?;
+                tx.commit().await?;
+                Ok(run)
+            }
+
+            async fn last_scheduled_run(&self, dag_id: &str) -> $crate::store::Result<Option<$crate::store::RunRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM dag_runs WHERE dag_id = $1 AND run_type IN ('scheduled', 'backfill') \
+                     AND logical_date IS NOT NULL ORDER BY logical_date DESC LIMIT 1",
+                )
+                .bind(dag_id)
+                .fetch_optional(self.reader())
+                .await?)
+            }
+
+            async fn dags_with_queued_runs(&self) -> $crate::store::Result<Vec<String>> {
+                Ok(sqlx::query_scalar("SELECT DISTINCT dag_id FROM dag_runs WHERE state = 'queued' ORDER BY dag_id")
+                    .fetch_all(self.reader())
+                    .await?)
+            }
+
+            async fn count_active_runs(&self, dag_id: &str) -> $crate::store::Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM dag_runs WHERE dag_id = $1 AND state IN ('queued', 'running')")
+                    .bind(dag_id)
+                    .fetch_one(self.reader())
+                    .await?)
+            }
+
+            async fn count_running_runs(&self, dag_id: &str) -> $crate::store::Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM dag_runs WHERE dag_id = $1 AND state = 'running'")
+                    .bind(dag_id)
+                    .fetch_one(self.reader())
+                    .await?)
+            }
+
+            async fn list_task_instances(&self, run_pk: i64) -> $crate::store::Result<Vec<$crate::store::TaskInstanceRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM task_instances WHERE run_pk = $1 ORDER BY start_date IS NULL, start_date, task_id",
+                    $crate::store::sql::TI_COLUMNS
+                );
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(run_pk).fetch_all(self.reader()).await?)
+            }
+
+            async fn list_tries(&self, ti_id: &str) -> $crate::store::Result<Vec<$crate::store::TryRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM task_tries WHERE ti_id = $1 ORDER BY try_number")
+                    .bind(ti_id)
+                    .fetch_all(self.reader())
+                    .await?)
+            }
+
+            async fn find_task_instances(
+                &self,
+                filter: &$crate::store::TaskFilter,
+            ) -> $crate::store::Result<(Vec<$crate::store::TaskInstanceRecord>, i64)> {
+                fn where_clause(qb: &mut sqlx::QueryBuilder<$db>, f: &$crate::store::TaskFilter) {
+                    qb.push(" WHERE 1 = 1");
+                    if let Some(d) = &f.dag_id {
+                        qb.push(" AND dag_id = ").push_bind(d.clone());
+                    }
+                    if let Some(r) = &f.run_id {
+                        qb.push(" AND run_id = ").push_bind(r.clone());
+                    }
+                    push_in(qb, "task_id", f.task_ids.iter().cloned());
+                    push_in(qb, "state", f.states.iter().map(|s| s.as_str().to_owned()));
+                    push_in(qb, "pool", f.pools.iter().cloned());
+                    for r in &f.ranges {
+                        push_range(qb, r.column.column(), r.from, r.to);
+                    }
+                }
+                let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM task_instances");
+                where_clause(&mut count, filter);
+                let total: i64 = count.build_query_scalar().fetch_one(self.reader()).await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!("SELECT {} FROM task_instances", $crate::store::sql::TI_COLUMNS));
+                where_clause(&mut qb, filter);
+                match filter.order {
+                    Some((key, desc)) => {
+                        let dir = if desc { " DESC" } else { "" };
+                        qb.push(format_args!(" ORDER BY {}{dir}, run_pk{dir}, task_id{dir}", key.column()));
+                    }
+                    None => {
+                        qb.push(" ORDER BY run_pk, start_date IS NULL, start_date, task_id");
+                    }
+                }
+                qb.push(" LIMIT ").push_bind(filter.limit.unwrap_or(i64::MAX).max(0));
+                qb.push(" OFFSET ").push_bind(filter.offset.unwrap_or(0).max(0));
+                let tis = qb.build_query_as().fetch_all(self.reader()).await?;
+                Ok((tis, total))
+            }
+
+            async fn get_task_instance(
+                &self,
+                dag_id: &str,
+                run_id: &str,
+                task_id: &str,
+            ) -> $crate::store::Result<$crate::store::TaskInstanceRecord> {
+                let sql = format!(
+                    "SELECT {} FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND task_id = $3",
+                    $crate::store::sql::TI_COLUMNS
+                );
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(dag_id)
+                    .bind(run_id)
+                    .bind(task_id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("task `{task_id}` of run `{run_id}` of DAG `{dag_id}`")))
+            }
+
+            async fn state_counts(&self) -> $crate::store::Result<$crate::store::StateCounts> {
+                let runs: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM dag_runs GROUP BY state ORDER BY state")
+                    .fetch_all(self.reader())
+                    .await?;
+                let task_instances: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM task_instances GROUP BY state ORDER BY state")
+                    .fetch_all(self.reader())
+                    .await?;
+                let tries: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM task_tries GROUP BY state ORDER BY state")
+                    .fetch_all(self.reader())
+                    .await?;
+                Ok($crate::store::StateCounts {
+                    runs: $crate::store::sql::parsed(runs)?,
+                    task_instances: $crate::store::sql::parsed(task_instances)?,
+                    tries: $crate::store::sql::parsed(tries)?,
+                })
+            }
+
+            async fn running_runs_started_before(
+                &self,
+                dag_id: &str,
+                started_before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<Vec<$crate::store::RunRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM dag_runs WHERE dag_id = $1 AND state = 'running' AND start_date < $2")
+                    .bind(dag_id)
+                    .bind(started_before)
+                    .fetch_all(self.reader())
+                    .await?)
+            }
+
+            async fn last_run_of_type(
+                &self,
+                dag_id: &str,
+                run_type: $crate::state::RunType,
+            ) -> $crate::store::Result<Option<$crate::store::RunRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM dag_runs WHERE dag_id = $1 AND run_type = $2 ORDER BY id DESC LIMIT 1")
+                    .bind(dag_id)
+                    .bind(run_type.as_str())
+                    .fetch_optional(self.reader())
+                    .await?)
+            }
+        }
+
+        /// Appends ` AND column IN (…)` with one bound value each, when `values` is not empty.
+        fn push_in(qb: &mut sqlx::QueryBuilder<$db>, column: &'static str, values: impl Iterator<Item = String>) {
+            let values: Vec<String> = values.collect();
+            if values.is_empty() {
+                return;
+            }
+            qb.push(format_args!(" AND {column} IN ("));
+            let mut sep = qb.separated(", ");
+            for v in values {
+                sep.push_bind(v);
+            }
+            qb.push(")");
+        }
+
+        /// Appends ` AND column >= from AND column <= to` for the ends given.
+        fn push_range(
+            qb: &mut sqlx::QueryBuilder<$db>,
+            column: &'static str,
+            from: Option<chrono::DateTime<chrono::Utc>>,
+            to: Option<chrono::DateTime<chrono::Utc>>,
+        ) {
+            if let Some(from) = from {
+                qb.push(format_args!(" AND {column} >= ")).push_bind(from);
+            }
+            if let Some(to) = to {
+                qb.push(format_args!(" AND {column} <= ")).push_bind(to);
+            }
+        }
+    };
+}
+
+pub(crate) use impl_run_store;
