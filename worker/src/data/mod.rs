@@ -3,6 +3,7 @@
 //! versions under `<data_dir>/<zone>/<name>/v=<n>/`, recorded in the catalog
 //! with their schema, size and lineage.
 
+mod compile;
 mod extract;
 mod load;
 mod query_source;

@@ -10,15 +10,13 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::prelude::SessionContext;
 use weir_core::dag::DatasetName;
-use weir_core::dag::contract::{
-    Check, CheckKind, CheckResultKind, ColumnType, Contract, ExtraColumns, Format, Severity,
-    Threshold,
-};
+use weir_core::dag::contract::{Check, CheckKind, CheckResultKind, Contract, Severity, Threshold};
 use weir_core::store::{CheckResultRecord, DatasetVersionRecord, NewQuality};
 
 use super::DataError;
+use super::compile::{InputColumn, RowRule, compile, names};
 use super::split::{Counts, Plan, split};
-use super::sql::{ident, json_literal, literal, type_name};
+use super::sql::{ident, literal};
 use super::storage::{Io, Staged};
 use crate::context::TryContext;
 use crate::logs::LogWriter;
@@ -38,91 +36,12 @@ pub struct Spec<'a> {
     pub max_quarantined: Option<Threshold>,
 }
 
-/// Columns weir adds for lineage; never "extra".
-const LINEAGE: [&str; 2] = ["_weir_source", "_weir_row"];
-
-/// One row-level rule: its flag column, its reason text and its result name.
-#[derive(Debug)]
-struct RowRule {
-    condition: String,
-    kind: CheckResultKind,
-    name: String,
-    column: Option<String>,
-}
-
-impl RowRule {
-    /// A rule of `column` (or of the key), named after its kind.
-    fn on_column(kind: CheckResultKind, column: String, condition: String) -> Self {
-        RowRule {
-            condition,
-            kind,
-            name: kind.to_string(),
-            column: Some(column),
-        }
-    }
-
-    fn reason(&self) -> String {
-        match &self.column {
-            Some(c) if self.kind != CheckResultKind::Rule => format!("{}:{c}", self.name),
-            _ => format!("{}:{}", self.kind, self.name),
-        }
-    }
-}
-
-/// A table of keys joined to every row: the rows sharing a primary key, or
-/// the keys of a referenced dataset.
-#[derive(Debug)]
-struct Lookup {
-    /// The table, as a query.
-    query: String,
-    /// Its alias in the join.
-    alias: String,
-    /// Pairs of (row column, lookup column) that must be equal.
-    on: Vec<(String, String)>,
-    /// The column the join adds to each row.
-    column: String,
-}
-
 /// The session checks run in. Lookups are small beside the rows: each is
 /// built once and the rows stream past it, rather than every row being
 /// shuffled by key.
 fn checks_session() -> Result<SessionContext, DataError> {
     super::storage::session_with(
         datafusion::prelude::SessionConfig::new().with_repartition_joins(false),
-    )
-}
-
-/// The query of every row of `typed` (a query), each lookup joined to it,
-/// and the `extra` columns (expressions over them) after its own.
-///
-/// Each lookup is a step joining the rows so far, with the lookup on the
-/// left: DataFusion builds its hash table from the left input and streams
-/// the right, so the rows are never collected in memory.
-fn checked_query(typed: &str, lookups: &[Lookup], extra: &[String]) -> String {
-    let mut steps = vec![format!("typed AS ({typed})")];
-    let mut rows_so_far = "typed".to_owned();
-    for (n, l) in lookups.iter().enumerate() {
-        let step = format!("__step_{n}");
-        let on: Vec<String> =
-            l.on.iter()
-                .map(|(col, key)| format!("{rows_so_far}.{col} = {}.{key}", l.alias))
-                .collect();
-        steps.push(format!(
-            "{step} AS (SELECT {rows_so_far}.*, {} FROM ({}) AS {} RIGHT JOIN {rows_so_far} ON {})",
-            l.column,
-            l.query,
-            l.alias,
-            on.join(" AND ")
-        ));
-        rows_so_far = step;
-    }
-    format!(
-        "WITH {} SELECT {} FROM {rows_so_far}",
-        steps.join(", "),
-        std::iter::once(format!("{rows_so_far}.*"))
-            .chain(extra.iter().cloned())
-            .collect::<Vec<_>>()
-            .join(", ")
     )
 }
 
@@ -135,257 +54,35 @@ pub async fn run(
 ) -> Result<(), DataError> {
     let session = checks_session()?;
     let input_v = io.register(&session, spec.input).await?;
-    let table = format!(
-        "{}.{}",
-        ident(spec.input.zone().as_str()),
-        ident(spec.input.name())
-    );
     let input_schema = session
         .table(spec.input.to_string().as_str())
         .await?
         .schema()
         .as_arrow()
         .clone();
-    let present: Vec<String> = input_schema
+    let columns: Vec<InputColumn> = input_schema
         .fields()
         .iter()
-        .map(|f| f.name().clone())
+        .map(|f| InputColumn {
+            name: f.name().clone(),
+            text: matches!(
+                f.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ),
+        })
         .collect();
     let c = spec.contract;
-
-    let missing: Vec<&String> = c.columns.keys().filter(|k| !present.contains(k)).collect();
-    if !missing.is_empty() {
-        return Err(DataError::Invalid(format!(
-            "column(s) {} declared by the contract are missing from {} version {}",
-            names(missing.iter().map(|s| s.as_str())),
-            spec.input,
-            input_v.version
-        )));
-    }
-    let extras: Vec<&String> = present
-        .iter()
-        .filter(|p| !c.columns.contains_key(p.as_str()) && !LINEAGE.contains(&p.as_str()))
-        .collect();
-    if c.extra_columns == ExtraColumns::Fail && !extras.is_empty() {
-        return Err(DataError::Invalid(format!(
-            "{} has column(s) the contract does not declare: {} (extra_columns: fail)",
-            spec.input,
-            names(extras.iter().map(|s| s.as_str()))
-        )));
-    }
-    let lineage: Vec<&str> = LINEAGE
-        .iter()
-        .copied()
-        .filter(|l| present.iter().any(|p| p == l))
-        .collect();
-
-    // typed: each declared column cast to its type, with its raw text beside it.
-    let mut typed_cols = Vec::new();
-    let mut rules: Vec<RowRule> = Vec::new();
-    for (i, (name, col)) in c.columns.iter().enumerate() {
-        let q = ident(name);
-        let raw = format!("__raw_{i}");
-        let is_text = input_schema
-            .field_with_name(name)
-            .map(|f| {
-                matches!(
-                    f.data_type(),
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                )
-            })
-            .unwrap_or(false);
-        let raw_expr = if is_text {
-            format!("CASE WHEN TRIM({q}) = '' THEN NULL ELSE {q} END")
-        } else {
-            format!("CAST({q} AS VARCHAR)")
-        };
-        let typed_expr = match col.column_type {
-            ColumnType::String => raw_expr.clone(),
-            t => format!("TRY_CAST({raw_expr} AS {})", type_name(t)),
-        };
-        typed_cols.push(format!("{typed_expr} AS {q}"));
-        typed_cols.push(format!("{raw_expr} AS {raw}"));
-        if col.column_type != ColumnType::String {
-            rules.push(RowRule::on_column(
-                CheckResultKind::Type,
-                name.clone(),
-                format!("{raw} IS NOT NULL AND {q} IS NULL"),
-            ));
-        }
-        if col.required {
-            rules.push(RowRule::on_column(
-                CheckResultKind::Required,
-                name.clone(),
-                format!("{raw} IS NULL"),
-            ));
-        }
-        let t = type_name(col.column_type);
-        for (bound, op, kind) in [
-            (&col.min, "<", CheckResultKind::Min),
-            (&col.max, ">", CheckResultKind::Max),
-        ] {
-            if let Some(v) = bound {
-                let lit = json_literal(v)
-                    .map_err(|e| DataError::Invalid(format!("column `{name}` {kind}: {e}")))?;
-                rules.push(RowRule::on_column(
-                    kind,
-                    name.clone(),
-                    format!("{q} {op} TRY_CAST({lit} AS {t})"),
-                ));
-            }
-        }
-        if let Some(values) = &col.values {
-            let lits = values
-                .iter()
-                .map(|v| json_literal(v).map(|l| format!("TRY_CAST({l} AS {t})")))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| DataError::Invalid(format!("column `{name}` values: {e}")))?;
-            rules.push(RowRule::on_column(
-                CheckResultKind::Values,
-                name.clone(),
-                format!("{q} NOT IN ({})", lits.join(", ")),
-            ));
-        }
-        if let Some(format) = &col.format {
-            let pattern = match format {
-                Format::Email => r"^[^@\s]+@[^@\s]+\.[^@\s]+$".to_owned(),
-                Format::Uuid => {
-                    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-                        .to_owned()
-                }
-                Format::Date => r"^\d{4}-\d{2}-\d{2}$".to_owned(),
-                Format::Url => r"^https?://[^\s/?#]+[^\s]*$".to_owned(),
-                Format::Regex(re) => {
-                    regex::Regex::new(re).map_err(|e| {
-                        DataError::Invalid(format!("column `{name}` format regex: {e}"))
-                    })?;
-                    format!("^(?:{re})$")
-                }
-            };
-            let extra = if matches!(format, Format::Date) {
-                format!(" OR TRY_CAST({raw} AS DATE) IS NULL")
-            } else {
-                String::new()
-            };
-            rules.push(RowRule::on_column(
-                CheckResultKind::Format,
-                name.clone(),
-                format!(
-                    "{raw} IS NOT NULL AND (NOT regexp_like({raw}, {}){extra})",
-                    literal(&pattern)
-                ),
-            ));
-        }
-    }
-    for e in &extras {
-        typed_cols.push(ident(e));
-    }
-    for l in &lineage {
-        typed_cols.push(ident(l));
-    }
-
-    // Lookups: primary-key counts and referenced keys.
-    let mut lookups = Vec::new();
+    // The referenced datasets are tables of the session too.
     let mut inputs = vec![input_v.id];
-    if !c.primary_key.is_empty() {
-        // Keys held by more than one row, as an aggregate joined back (a hash
-        // join; cheaper than a window over every row). Null keys never join.
-        let keys: Vec<String> = c.primary_key.iter().map(|k| ident(k)).collect();
-        lookups.push(Lookup {
-            query: format!(
-                "SELECT {0}, COUNT(*) AS __n FROM typed GROUP BY {0} HAVING COUNT(*) > 1",
-                keys.join(", ")
-            ),
-            alias: "__dup".into(),
-            on: keys.iter().map(|k| (k.clone(), k.clone())).collect(),
-            column: "__dup.__n AS __pk_n".into(),
-        });
-        let raws: Vec<String> = c
-            .primary_key
-            .iter()
-            .map(|k| format!("{} IS NULL", raw_of(c, k)))
-            .collect();
-        let typed_ok: Vec<String> = c
-            .primary_key
-            .iter()
-            .map(|k| format!("{} IS NOT NULL", ident(k)))
-            .collect();
-        rules.push(RowRule::on_column(
-            CheckResultKind::PrimaryKey,
-            c.primary_key.join(","),
-            format!(
-                "({}) OR (__pk_n > 1 AND {})",
-                raws.join(" OR "),
-                typed_ok.join(" AND ")
-            ),
-        ));
-    }
-    for (i, (name, col)) in c.columns.iter().enumerate() {
-        let Some(r) = &col.references else { continue };
-        let v = io.register(&session, &r.dataset).await?;
-        inputs.push(v.id);
-        let alias = format!("__ref_{i}");
-        let t = type_name(col.column_type);
-        lookups.push(Lookup {
-            query: format!(
-                "SELECT DISTINCT TRY_CAST({} AS {t}) AS k FROM {}.{}",
-                ident(&r.column),
-                ident(r.dataset.zone().as_str()),
-                ident(r.dataset.name()),
-            ),
-            on: vec![(ident(name), "k".into())],
-            column: format!("{alias}.k AS {alias}"),
-            alias: alias.clone(),
-        });
-        rules.push(RowRule::on_column(
-            CheckResultKind::References,
-            name.clone(),
-            format!("{} IS NOT NULL AND {alias} IS NULL", ident(name)),
-        ));
-    }
-    for (i, check) in c.checks.iter().enumerate() {
-        if let CheckKind::Rule(rule) = &check.kind {
-            check_expression(rule)?;
-            rules.push(RowRule {
-                condition: format!("NOT COALESCE(({rule}), TRUE)"),
-                kind: CheckResultKind::Rule,
-                name: check
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("rule_{}", i + 1)),
-                column: None,
-            });
+    for col in c.columns.values() {
+        if let Some(r) = &col.references {
+            inputs.push(io.register(&session, &r.dataset).await?.id);
         }
     }
-    let flags: Vec<String> = rules
-        .iter()
-        .enumerate()
-        .map(|(i, r)| format!("COALESCE(({}), FALSE) AS __f{i}", r.condition))
-        .collect();
-    // Columns whose missing values a `missing_percent` check counts, over
-    // every row read (by the raw text of a declared column).
-    let mut tallies = Vec::new();
-    for (k, check) in c.checks.iter().enumerate() {
-        if let CheckKind::MissingPercent(mp) = &check.kind {
-            if !present.contains(&mp.column) {
-                return Err(DataError::Invalid(format!(
-                    "missing_percent: column `{}` is not in {}",
-                    mp.column, spec.input
-                )));
-            }
-            tallies.push(format!(
-                "COALESCE({} IS NULL, FALSE) AS __m{k}",
-                raw_of(c, &mp.column)
-            ));
-        }
-    }
-    let checked_sql = checked_query(
-        &format!("SELECT {} FROM {table}", typed_cols.join(", ")),
-        &lookups,
-        &flags.into_iter().chain(tallies).collect::<Vec<_>>(),
-    );
+    let compiled = compile(c, spec.input, input_v.version, &columns)?;
+    let rules = &compiled.rules;
     let checked = session
-        .sql(&checked_sql)
+        .sql(&compiled.sql)
         .await
         .map_err(|e| DataError::Invalid(format!("the contract's checks do not compile: {e}")))?;
     let schema = checked.schema().as_arrow().clone();
@@ -394,36 +91,25 @@ pub async fn run(
             .index_of(name)
             .map_err(|e| DataError::Invalid(format!("validate: {e}")))
     };
-    let mut clean_names: Vec<String> = c.columns.keys().cloned().collect();
-    if c.extra_columns == ExtraColumns::Keep {
-        clean_names.extend(extras.iter().map(|e| (*e).clone()));
-    }
-    clean_names.extend(lineage.iter().map(|l| (*l).to_owned()));
-    let mut held_names: Vec<String> = (0..c.columns.len()).map(|i| format!("__raw_{i}")).collect();
-    held_names.extend(extras.iter().map(|e| (*e).clone()));
-    held_names.extend(lineage.iter().map(|l| (*l).to_owned()));
-    held_names.extend((0..rules.len()).map(|i| format!("__f{i}")));
-    let tally_names: Vec<String> = c
-        .checks
-        .iter()
-        .enumerate()
-        .filter(|(_, ch)| matches!(ch.kind, CheckKind::MissingPercent(_)))
-        .map(|(k, _)| format!("__m{k}"))
-        .collect();
     let plan_of = |staged: &Staged, scratch: &std::path::Path| -> Result<Plan, DataError> {
         Ok(Plan {
-            clean: clean_names
+            clean: compiled
+                .clean
                 .iter()
                 .map(|n| index(n))
                 .collect::<Result<_, _>>()?,
-            quarantine: held_names
+            quarantine: compiled
+                .held
                 .iter()
                 .map(|n| index(n))
                 .collect::<Result<_, _>>()?,
-            flags: (0..rules.len())
-                .map(|i| index(&format!("__f{i}")))
+            flags: compiled
+                .flags
+                .iter()
+                .map(|n| index(n))
                 .collect::<Result<_, _>>()?,
-            tallies: tally_names
+            tallies: compiled
+                .tallies
                 .iter()
                 .map(|n| index(n))
                 .collect::<Result<_, _>>()?,
@@ -464,16 +150,12 @@ pub async fn run(
             spec: &spec,
             io,
             session: &session,
-            rules: &rules,
+            rules,
             counts,
             staged,
             clean_schema,
             held: scratch.join("held.parquet"),
-            kept: extras
-                .iter()
-                .map(|e| (*e).clone())
-                .chain(lineage.iter().map(|l| (*l).to_owned()))
-                .collect(),
+            kept: compiled.kept.clone(),
             inputs: &inputs,
             input_v: &input_v,
         },
@@ -702,45 +384,6 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
     }
 }
 
-fn names<'a>(items: impl Iterator<Item = &'a str>) -> String {
-    items
-        .map(|s| format!("`{s}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The raw-text column of a declared column.
-fn raw_of(c: &Contract, column: &str) -> String {
-    c.columns
-        .get_index_of(column)
-        .map(|i| format!("__raw_{i}"))
-        .unwrap_or_else(|| ident(column))
-}
-
-/// A rule must be one SQL expression (no statements, no subqueries of other data).
-fn check_expression(rule: &str) -> Result<(), DataError> {
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::parser::Parser;
-    let dialect = GenericDialect {};
-    let mut parser = Parser::new(&dialect)
-        .try_with_sql(rule)
-        .map_err(|e| DataError::Invalid(format!("rule `{rule}`: {e}")))?;
-    parser
-        .parse_expr()
-        .map_err(|e| DataError::Invalid(format!("rule `{rule}`: {e}")))?;
-    if parser.peek_token().token != datafusion::sql::sqlparser::tokenizer::Token::EOF {
-        return Err(DataError::Invalid(format!(
-            "rule `{rule}` must be a single SQL expression"
-        )));
-    }
-    if rule.to_ascii_lowercase().contains("select") {
-        return Err(DataError::Invalid(format!(
-            "rule `{rule}`: subqueries are not allowed in rules"
-        )));
-    }
-    Ok(())
-}
-
 /// The first row's values of every column, as integers (nulls as 0).
 fn ints(batches: &[RecordBatch]) -> Vec<i64> {
     let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
@@ -964,6 +607,7 @@ mod tests {
     use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
 
     use super::*;
+    use crate::data::compile::{Lookup, checked_query};
 
     fn table(columns: &[&str], rows: i64) -> Arc<MemTable> {
         let schema = Arc::new(Schema::new(

@@ -1,0 +1,628 @@
+//! A contract compiled into one query: every declared column cast to its
+//! type beside its raw text, the primary-key and reference lookups joined to
+//! the rows, and one boolean flag column per row-level rule. Pure: no
+//! session, no files; the validate task runs what this returns.
+
+use weir_core::dag::DatasetName;
+use weir_core::dag::contract::{
+    CheckKind, CheckResultKind, ColumnType, Contract, ExtraColumns, Format,
+};
+
+use super::DataError;
+use super::sql::{ident, json_literal, literal, type_name};
+
+/// Columns weir adds for lineage; never "extra".
+pub const LINEAGE: [&str; 2] = ["_weir_source", "_weir_row"];
+
+/// A column of the input as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputColumn {
+    /// Its name.
+    pub name: String,
+    /// Whether it holds text (whose blank values count as missing).
+    pub text: bool,
+}
+
+/// A contract compiled against one input.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The checked query over the input (and the referenced datasets).
+    pub sql: String,
+    /// The row-level rules, in the order of their flag columns.
+    pub rules: Vec<RowRule>,
+    /// The columns of a clean row, in order.
+    pub clean: Vec<String>,
+    /// The columns of a quarantined row: raw texts, kept columns, flags.
+    pub held: Vec<String>,
+    /// The flag column of each rule (`__f<i>`).
+    pub flags: Vec<String>,
+    /// The missing-value tally column of each `missing_percent` check.
+    pub tallies: Vec<String>,
+    /// Undeclared and lineage columns carried along as they are.
+    pub kept: Vec<String>,
+}
+
+/// One row-level rule: its flag column, its reason text and its result name.
+#[derive(Debug)]
+pub struct RowRule {
+    /// The SQL condition that flags a row.
+    pub condition: String,
+    /// What kind of check it is.
+    pub kind: CheckResultKind,
+    /// Its name in results.
+    pub name: String,
+    /// The column it is about.
+    pub column: Option<String>,
+}
+
+impl RowRule {
+    /// A rule of `column` (or of the key), named after its kind.
+    fn on_column(kind: CheckResultKind, column: String, condition: String) -> Self {
+        RowRule {
+            condition,
+            kind,
+            name: kind.to_string(),
+            column: Some(column),
+        }
+    }
+
+    /// The reason written into `_weir_errors`.
+    pub fn reason(&self) -> String {
+        match &self.column {
+            Some(c) if self.kind != CheckResultKind::Rule => format!("{}:{c}", self.name),
+            _ => format!("{}:{}", self.kind, self.name),
+        }
+    }
+}
+
+/// A table of keys joined to every row: the rows sharing a primary key, or
+/// the keys of a referenced dataset.
+#[derive(Debug)]
+pub(super) struct Lookup {
+    /// The table, as a query.
+    pub(super) query: String,
+    /// Its alias in the join.
+    pub(super) alias: String,
+    /// Pairs of (row column, lookup column) that must be equal.
+    pub(super) on: Vec<(String, String)>,
+    /// The column the join adds to each row.
+    pub(super) column: String,
+}
+
+/// Compiles `contract` against `input` (version `version`, for messages) with
+/// these stored `columns`.
+pub fn compile(
+    c: &Contract,
+    input: &DatasetName,
+    version: i64,
+    columns: &[InputColumn],
+) -> Result<Compiled, DataError> {
+    let present: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    let missing: Vec<&String> = c
+        .columns
+        .keys()
+        .filter(|k| !present.contains(&k.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(DataError::Invalid(format!(
+            "column(s) {} declared by the contract are missing from {input} version {version}",
+            names(missing.iter().map(|s| s.as_str())),
+        )));
+    }
+    let extras: Vec<String> = present
+        .iter()
+        .filter(|p| !c.columns.contains_key(**p) && !LINEAGE.contains(p))
+        .map(|p| (*p).to_owned())
+        .collect();
+    if c.extra_columns == ExtraColumns::Fail && !extras.is_empty() {
+        return Err(DataError::Invalid(format!(
+            "{input} has column(s) the contract does not declare: {} (extra_columns: fail)",
+            names(extras.iter().map(|s| s.as_str()))
+        )));
+    }
+    let lineage: Vec<&str> = LINEAGE
+        .iter()
+        .copied()
+        .filter(|l| present.contains(l))
+        .collect();
+    let table = format!("{}.{}", ident(input.zone().as_str()), ident(input.name()));
+
+    // typed: each declared column cast to its type, with its raw text beside it.
+    let mut typed_cols = Vec::new();
+    let mut rules: Vec<RowRule> = Vec::new();
+    for (i, (name, col)) in c.columns.iter().enumerate() {
+        let q = ident(name);
+        let raw = format!("__raw_{i}");
+        let is_text = columns.iter().any(|c| c.name == *name && c.text);
+        let raw_expr = if is_text {
+            format!("CASE WHEN TRIM({q}) = '' THEN NULL ELSE {q} END")
+        } else {
+            format!("CAST({q} AS VARCHAR)")
+        };
+        let typed_expr = match col.column_type {
+            ColumnType::String => raw_expr.clone(),
+            t => format!("TRY_CAST({raw_expr} AS {})", type_name(t)),
+        };
+        typed_cols.push(format!("{typed_expr} AS {q}"));
+        typed_cols.push(format!("{raw_expr} AS {raw}"));
+        if col.column_type != ColumnType::String {
+            rules.push(RowRule::on_column(
+                CheckResultKind::Type,
+                name.clone(),
+                format!("{raw} IS NOT NULL AND {q} IS NULL"),
+            ));
+        }
+        if col.required {
+            rules.push(RowRule::on_column(
+                CheckResultKind::Required,
+                name.clone(),
+                format!("{raw} IS NULL"),
+            ));
+        }
+        let t = type_name(col.column_type);
+        for (bound, op, kind) in [
+            (&col.min, "<", CheckResultKind::Min),
+            (&col.max, ">", CheckResultKind::Max),
+        ] {
+            if let Some(v) = bound {
+                let lit = json_literal(v)
+                    .map_err(|e| DataError::Invalid(format!("column `{name}` {kind}: {e}")))?;
+                rules.push(RowRule::on_column(
+                    kind,
+                    name.clone(),
+                    format!("{q} {op} TRY_CAST({lit} AS {t})"),
+                ));
+            }
+        }
+        if let Some(values) = &col.values {
+            let lits = values
+                .iter()
+                .map(|v| json_literal(v).map(|l| format!("TRY_CAST({l} AS {t})")))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DataError::Invalid(format!("column `{name}` values: {e}")))?;
+            rules.push(RowRule::on_column(
+                CheckResultKind::Values,
+                name.clone(),
+                format!("{q} NOT IN ({})", lits.join(", ")),
+            ));
+        }
+        if let Some(format) = &col.format {
+            let pattern = match format {
+                Format::Email => r"^[^@\s]+@[^@\s]+\.[^@\s]+$".to_owned(),
+                Format::Uuid => {
+                    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+                        .to_owned()
+                }
+                Format::Date => r"^\d{4}-\d{2}-\d{2}$".to_owned(),
+                Format::Url => r"^https?://[^\s/?#]+[^\s]*$".to_owned(),
+                Format::Regex(re) => {
+                    regex::Regex::new(re).map_err(|e| {
+                        DataError::Invalid(format!("column `{name}` format regex: {e}"))
+                    })?;
+                    format!("^(?:{re})$")
+                }
+            };
+            let extra = if matches!(format, Format::Date) {
+                format!(" OR TRY_CAST({raw} AS DATE) IS NULL")
+            } else {
+                String::new()
+            };
+            rules.push(RowRule::on_column(
+                CheckResultKind::Format,
+                name.clone(),
+                format!(
+                    "{raw} IS NOT NULL AND (NOT regexp_like({raw}, {}){extra})",
+                    literal(&pattern)
+                ),
+            ));
+        }
+    }
+    for e in &extras {
+        typed_cols.push(ident(e));
+    }
+    for l in &lineage {
+        typed_cols.push(ident(l));
+    }
+
+    // Lookups: primary-key counts and referenced keys.
+    let mut lookups = Vec::new();
+    if !c.primary_key.is_empty() {
+        // Keys held by more than one row, as an aggregate joined back (a hash
+        // join; cheaper than a window over every row). Null keys never join.
+        let keys: Vec<String> = c.primary_key.iter().map(|k| ident(k)).collect();
+        lookups.push(Lookup {
+            query: format!(
+                "SELECT {0}, COUNT(*) AS __n FROM typed GROUP BY {0} HAVING COUNT(*) > 1",
+                keys.join(", ")
+            ),
+            alias: "__dup".into(),
+            on: keys.iter().map(|k| (k.clone(), k.clone())).collect(),
+            column: "__dup.__n AS __pk_n".into(),
+        });
+        let raws: Vec<String> = c
+            .primary_key
+            .iter()
+            .map(|k| format!("{} IS NULL", raw_of(c, k)))
+            .collect();
+        let typed_ok: Vec<String> = c
+            .primary_key
+            .iter()
+            .map(|k| format!("{} IS NOT NULL", ident(k)))
+            .collect();
+        rules.push(RowRule::on_column(
+            CheckResultKind::PrimaryKey,
+            c.primary_key.join(","),
+            format!(
+                "({}) OR (__pk_n > 1 AND {})",
+                raws.join(" OR "),
+                typed_ok.join(" AND ")
+            ),
+        ));
+    }
+    for (i, (name, col)) in c.columns.iter().enumerate() {
+        let Some(r) = &col.references else { continue };
+        let alias = format!("__ref_{i}");
+        let t = type_name(col.column_type);
+        lookups.push(Lookup {
+            query: format!(
+                "SELECT DISTINCT TRY_CAST({} AS {t}) AS k FROM {}.{}",
+                ident(&r.column),
+                ident(r.dataset.zone().as_str()),
+                ident(r.dataset.name()),
+            ),
+            on: vec![(ident(name), "k".into())],
+            column: format!("{alias}.k AS {alias}"),
+            alias: alias.clone(),
+        });
+        rules.push(RowRule::on_column(
+            CheckResultKind::References,
+            name.clone(),
+            format!("{} IS NOT NULL AND {alias} IS NULL", ident(name)),
+        ));
+    }
+    for (i, check) in c.checks.iter().enumerate() {
+        if let CheckKind::Rule(rule) = &check.kind {
+            check_expression(rule)?;
+            rules.push(RowRule {
+                condition: format!("NOT COALESCE(({rule}), TRUE)"),
+                kind: CheckResultKind::Rule,
+                name: check
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("rule_{}", i + 1)),
+                column: None,
+            });
+        }
+    }
+    let flags: Vec<String> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("COALESCE(({}), FALSE) AS __f{i}", r.condition))
+        .collect();
+    // Columns whose missing values a `missing_percent` check counts, over
+    // every row read (by the raw text of a declared column).
+    let mut tallies = Vec::new();
+    for (k, check) in c.checks.iter().enumerate() {
+        if let CheckKind::MissingPercent(mp) = &check.kind {
+            if !present.contains(&mp.column.as_str()) {
+                return Err(DataError::Invalid(format!(
+                    "missing_percent: column `{}` is not in {}",
+                    mp.column, input
+                )));
+            }
+            tallies.push(format!(
+                "COALESCE({} IS NULL, FALSE) AS __m{k}",
+                raw_of(c, &mp.column)
+            ));
+        }
+    }
+    let sql = checked_query(
+        &format!("SELECT {} FROM {table}", typed_cols.join(", ")),
+        &lookups,
+        &flags.into_iter().chain(tallies).collect::<Vec<_>>(),
+    );
+    let mut clean: Vec<String> = c.columns.keys().cloned().collect();
+    if c.extra_columns == ExtraColumns::Keep {
+        clean.extend(extras.iter().cloned());
+    }
+    clean.extend(lineage.iter().map(|l| (*l).to_owned()));
+    let mut held: Vec<String> = (0..c.columns.len()).map(|i| format!("__raw_{i}")).collect();
+    held.extend(extras.iter().cloned());
+    held.extend(lineage.iter().map(|l| (*l).to_owned()));
+    held.extend((0..rules.len()).map(|i| format!("__f{i}")));
+    let tallies: Vec<String> = c
+        .checks
+        .iter()
+        .enumerate()
+        .filter(|(_, ch)| matches!(ch.kind, CheckKind::MissingPercent(_)))
+        .map(|(k, _)| format!("__m{k}"))
+        .collect();
+    let flags = (0..rules.len()).map(|i| format!("__f{i}")).collect();
+    let kept = extras
+        .into_iter()
+        .chain(lineage.iter().map(|l| (*l).to_owned()))
+        .collect();
+    Ok(Compiled {
+        sql,
+        rules,
+        clean,
+        held,
+        flags,
+        tallies,
+        kept,
+    })
+}
+
+/// The query of every row of `typed` (a query), each lookup joined to it,
+/// and the `extra` columns (expressions over them) after its own.
+///
+/// Each lookup is a step joining the rows so far, with the lookup on the
+/// left: DataFusion builds its hash table from the left input and streams
+/// the right, so the rows are never collected in memory.
+pub(super) fn checked_query(typed: &str, lookups: &[Lookup], extra: &[String]) -> String {
+    let mut steps = vec![format!("typed AS ({typed})")];
+    let mut rows_so_far = "typed".to_owned();
+    for (n, l) in lookups.iter().enumerate() {
+        let step = format!("__step_{n}");
+        let on: Vec<String> =
+            l.on.iter()
+                .map(|(col, key)| format!("{rows_so_far}.{col} = {}.{key}", l.alias))
+                .collect();
+        steps.push(format!(
+            "{step} AS (SELECT {rows_so_far}.*, {} FROM ({}) AS {} RIGHT JOIN {rows_so_far} ON {})",
+            l.column,
+            l.query,
+            l.alias,
+            on.join(" AND ")
+        ));
+        rows_so_far = step;
+    }
+    format!(
+        "WITH {} SELECT {} FROM {rows_so_far}",
+        steps.join(", "),
+        std::iter::once(format!("{rows_so_far}.*"))
+            .chain(extra.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+pub(super) fn names<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The raw-text column of a declared column.
+fn raw_of(c: &Contract, column: &str) -> String {
+    c.columns
+        .get_index_of(column)
+        .map(|i| format!("__raw_{i}"))
+        .unwrap_or_else(|| ident(column))
+}
+
+/// A rule must be one SQL expression (no statements, no subqueries of other data).
+pub(super) fn check_expression(rule: &str) -> Result<(), DataError> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let dialect = GenericDialect {};
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(rule)
+        .map_err(|e| DataError::Invalid(format!("rule `{rule}`: {e}")))?;
+    parser
+        .parse_expr()
+        .map_err(|e| DataError::Invalid(format!("rule `{rule}`: {e}")))?;
+    if parser.peek_token().token != datafusion::sql::sqlparser::tokenizer::Token::EOF {
+        return Err(DataError::Invalid(format!(
+            "rule `{rule}` must be a single SQL expression"
+        )));
+    }
+    if rule.to_ascii_lowercase().contains("select") {
+        return Err(DataError::Invalid(format!(
+            "rule `{rule}`: subqueries are not allowed in rules"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::MemTable;
+
+    use super::*;
+
+    fn contract(json: serde_json::Value) -> Contract {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn orders() -> Contract {
+        contract(serde_json::json!({
+            "columns": {
+                "id": {"type": "int64", "required": true},
+                "amount": {"type": "decimal(10,2)", "min": 0},
+                "status": {"type": "string", "values": ["new", "paid"]},
+                "email": {"type": "string", "format": "email"},
+            },
+            "primary_key": ["id"],
+            "checks": [
+                {"rule": "amount > 0 or status = 'new'", "name": "paid_has_amount"},
+                {"missing_percent": {"column": "email", "max": "50%"}},
+            ],
+        }))
+    }
+
+    fn text_columns(names: &[&str]) -> Vec<InputColumn> {
+        names
+            .iter()
+            .map(|n| InputColumn {
+                name: (*n).into(),
+                text: true,
+            })
+            .collect()
+    }
+
+    fn input() -> DatasetName {
+        "raw.orders".parse().unwrap()
+    }
+
+    #[test]
+    fn every_rule_becomes_a_flag_column_with_its_reason() {
+        let cols = text_columns(&["id", "amount", "status", "email", "note", "_weir_row"]);
+        let c = compile(&orders(), &input(), 3, &cols).unwrap();
+        let reasons: Vec<String> = c.rules.iter().map(RowRule::reason).collect();
+        assert_eq!(
+            reasons,
+            // Columns in the contract's order (a JSON map here: sorted).
+            [
+                "type:amount",
+                "min:amount",
+                "format:email",
+                "type:id",
+                "required:id",
+                "values:status",
+                "primary_key:id",
+                "rule:paid_has_amount",
+            ]
+        );
+        assert_eq!(
+            c.flags,
+            (0..8).map(|i| format!("__f{i}")).collect::<Vec<_>>()
+        );
+        assert_eq!(c.tallies, ["__m1"]);
+        // Undeclared columns are kept (extra_columns: keep is the default),
+        // lineage always; both go with the clean and the held rows.
+        assert_eq!(c.kept, ["note", "_weir_row"]);
+        assert_eq!(
+            c.clean,
+            ["amount", "email", "id", "status", "note", "_weir_row"]
+        );
+        assert!(c.held.starts_with(&["__raw_0".to_owned()]) && c.held.ends_with(&c.flags));
+        assert!(c.sql.contains("FROM \"raw\".\"orders\""), "{}", c.sql);
+    }
+
+    #[test]
+    fn bad_contracts_and_inputs_are_refused_with_what_and_where() {
+        let cols = text_columns(&["id", "amount", "status"]);
+        let err = compile(&orders(), &input(), 3, &cols)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "column(s) `email` declared by the contract are missing from raw.orders version 3"
+        );
+        let strict = contract(serde_json::json!({
+            "columns": {"id": {"type": "int64"}},
+            "extra_columns": "fail",
+        }));
+        let err = compile(&strict, &input(), 1, &text_columns(&["id", "x"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`x`") && err.contains("extra_columns: fail"),
+            "{err}"
+        );
+        for (rule, says) in [
+            ("id > (select max(id) from raw.orders)", "subqueries"),
+            ("id > 0; drop table x", "single SQL expression"),
+        ] {
+            let c = contract(serde_json::json!({
+                "columns": {"id": {"type": "int64"}},
+                "checks": [{"rule": rule}],
+            }));
+            let err = compile(&c, &input(), 1, &text_columns(&["id"]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{rule}: {err}");
+        }
+        let absent = contract(serde_json::json!({
+            "columns": {"id": {"type": "int64"}},
+            "checks": [{"missing_percent": {"column": "email", "max": "5%"}}],
+        }));
+        let err = compile(&absent, &input(), 1, &text_columns(&["id"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing_percent: column `email`"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_compiled_query_flags_each_defect_on_rows_in_memory() {
+        let schema = Arc::new(Schema::new(
+            ["id", "amount", "status", "email"]
+                .map(|n| Field::new(n, DataType::Utf8, true))
+                .to_vec(),
+        ));
+        let column = |v: [Option<&str>; 5]| Arc::new(StringArray::from(v.to_vec())) as _;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                column([Some("1"), Some("x"), Some("3"), Some("3"), None]),
+                column([Some("5.00"), Some("1"), Some("-2"), Some("1"), Some("1")]),
+                column([
+                    Some("paid"),
+                    Some("paid"),
+                    Some("paid"),
+                    Some("gone"),
+                    Some("new"),
+                ]),
+                column([
+                    Some("a@b.io"),
+                    None,
+                    Some("c@d.io"),
+                    Some("nope"),
+                    Some("e@f.io"),
+                ]),
+            ],
+        )
+        .unwrap();
+        let session =
+            super::super::storage::session_with(datafusion::prelude::SessionConfig::new()).unwrap();
+        session
+            .register_table(
+                "raw.orders",
+                Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+            )
+            .unwrap();
+        let cols = text_columns(&["id", "amount", "status", "email"]);
+        let c = compile(&orders(), &input(), 1, &cols).unwrap();
+        let batches = session.sql(&c.sql).await.unwrap().collect().await.unwrap();
+        let mut reasons: Vec<Vec<String>> = Vec::new();
+        for b in &batches {
+            for row in 0..b.num_rows() {
+                reasons.push(
+                    c.rules
+                        .iter()
+                        .zip(&c.flags)
+                        .filter(|(_, f)| b.column_by_name(f).unwrap().as_boolean().value(row))
+                        .map(|(r, _)| r.reason())
+                        .collect(),
+                );
+            }
+        }
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            [
+                vec![],
+                vec![
+                    "format:email".to_owned(),
+                    "values:status".into(),
+                    "primary_key:id".into(),
+                ],
+                vec![
+                    "min:amount".into(),
+                    "primary_key:id".into(),
+                    "rule:paid_has_amount".into()
+                ],
+                vec!["required:id".into(), "primary_key:id".into()],
+                vec!["type:id".into()],
+            ]
+        );
+    }
+}
