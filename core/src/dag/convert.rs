@@ -240,217 +240,14 @@ fn to_task(
             ));
         }
     }
-    let mut need = |key: &str, set: bool| {
-        if !set {
-            problems.push(Problem::at(
-                &["tasks", t],
-                Anchor::Key,
-                format!("a {kind_name} task needs `{key}`"),
-            ));
-        }
-        set
-    };
-    let mut check_template = |path: &[&str], src: &str, problems: &mut Vec<Problem>| {
-        if let Err(e) = template::check_syntax(src) {
-            problems.push(Problem::at(
-                path,
-                Anchor::ValueLine(e.line - 1),
-                format!("template: {}", e.message),
-            ));
-        }
-    };
-    let need_zone = |problems: &mut Vec<Problem>, key: &str, ds: &DatasetName, zone: Zone| {
-        if ds.zone() != zone {
-            problems.push(Problem::at(
-                &["tasks", t, key],
-                Anchor::Value,
-                format!("a {kind_name} task's `{key}` must be in the {zone} zone, not `{ds}`"),
-            ));
-        }
-    };
-
+    let cx = KindContext { t, kind_name, tf };
     let kind = match tf.kind {
-        KindName::Shell => {
-            need("command", tf.command.is_some());
-            match &tf.command {
-                Some(CommandSpec::Shell(s)) => {
-                    check_template(&["tasks", t, "command"], s, problems);
-                    Some(TaskKind::Shell {
-                        command: CommandSpec::Shell(s.clone()),
-                    })
-                }
-                Some(CommandSpec::Exec(args)) => {
-                    if args.is_empty() {
-                        problems.push(Problem::at(
-                            &["tasks", t, "command"],
-                            Anchor::Value,
-                            "the command list is empty",
-                        ));
-                    }
-                    for (i, a) in args.iter().enumerate() {
-                        check_template(&["tasks", t, "command", &i.to_string()], a, problems);
-                    }
-                    Some(TaskKind::Shell {
-                        command: CommandSpec::Exec(args.clone()),
-                    })
-                }
-                None => None,
-            }
-        }
-        KindName::Extract => {
-            let (s, o) = (
-                need("source", tf.source.is_some()),
-                need("output", tf.output.is_some()),
-            );
-            match (&tf.source, &tf.output, s && o) {
-                (Some(src), Some(output), true) => {
-                    need_zone(problems, "output", output, Zone::Raw);
-                    to_source(t, src, problems, &mut check_template).map(|source| {
-                        TaskKind::Extract {
-                            source,
-                            output: output.clone(),
-                        }
-                    })
-                }
-                _ => None,
-            }
-        }
-        KindName::Validate => {
-            let ok = [
-                need("input", tf.input.is_some()),
-                need("contract", tf.contract.is_some()),
-                need("output", tf.output.is_some()),
-            ];
-            match (&tf.input, &tf.contract, &tf.output) {
-                (Some(input), Some(contract), Some(output)) if ok.iter().all(|b| *b) => {
-                    need_zone(problems, "output", output, Zone::Clean);
-                    let quarantine = tf
-                        .quarantine
-                        .clone()
-                        .unwrap_or_else(|| output.quarantine_of());
-                    need_zone(problems, "quarantine", &quarantine, Zone::Quarantine);
-                    match contract {
-                        ContractSpec::Inline(c) => {
-                            for (path, msg) in c.problems() {
-                                let mut full =
-                                    vec!["tasks".to_owned(), t.to_owned(), "contract".to_owned()];
-                                full.extend(path);
-                                problems.push(Problem {
-                                    path: full,
-                                    anchor: Anchor::Value,
-                                    message: msg,
-                                });
-                            }
-                            Some(TaskKind::Validate {
-                                input: input.clone(),
-                                contract: c.clone(),
-                                output: output.clone(),
-                                quarantine,
-                                max_quarantined: tf.max_quarantined,
-                            })
-                        }
-                        ContractSpec::File(p) => {
-                            problems.push(Problem::at(
-                                &["tasks", t, "contract"],
-                                Anchor::Value,
-                                format!("contract file `{p}` was not read"),
-                            ));
-                            None
-                        }
-                    }
-                }
-                _ => None,
-            }
-        }
-        KindName::Transform => {
-            let ok = [
-                need("inputs", tf.inputs.is_some()),
-                need("sql", tf.sql.is_some()),
-                need("output", tf.output.is_some()),
-            ];
-            match (&tf.inputs, &tf.sql, &tf.output) {
-                (Some(inputs), Some(sql), Some(output)) if ok.iter().all(|b| *b) => {
-                    need_zone(problems, "output", output, Zone::Curated);
-                    if inputs.is_empty() {
-                        problems.push(Problem::at(
-                            &["tasks", t, "inputs"],
-                            Anchor::Value,
-                            "a transform needs at least one input dataset",
-                        ));
-                    }
-                    check_template(&["tasks", t, "sql"], sql, problems);
-                    Some(TaskKind::Transform {
-                        inputs: inputs.clone(),
-                        sql: sql.clone(),
-                        output: output.clone(),
-                    })
-                }
-                _ => None,
-            }
-        }
-        KindName::Load => {
-            let ok = [
-                need("input", tf.input.is_some()),
-                need("target", tf.target.is_some()),
-            ];
-            match (&tf.input, &tf.target) {
-                (Some(input), Some(target)) if ok.iter().all(|b| *b) => {
-                    to_target(t, target, problems, &mut check_template).map(|target| {
-                        TaskKind::Load {
-                            input: input.clone(),
-                            target,
-                        }
-                    })
-                }
-                _ => None,
-            }
-        }
-        KindName::Sensor => {
-            let set: Vec<&str> = [
-                ("file", tf.file.is_some()),
-                ("dataset", tf.dataset.is_some()),
-                ("sql", tf.sql.is_some()),
-            ]
-            .into_iter()
-            .filter_map(|(k, s)| s.then_some(k))
-            .collect();
-            let condition = match (set.as_slice(), &tf.file, &tf.dataset, &tf.sql) {
-                (["file"], Some(f), _, _) => {
-                    check_template(&["tasks", t, "file"], f, problems);
-                    Some(SensorCondition::File(f.clone()))
-                }
-                (["dataset"], _, Some(d), _) => Some(SensorCondition::Dataset(d.clone())),
-                (["sql"], _, _, Some(sql)) => {
-                    check_template(&["tasks", t, "sql"], sql, problems);
-                    match &tf.connection {
-                        Some(c) => Some(SensorCondition::Sql {
-                            sql: sql.clone(),
-                            connection: c.clone(),
-                        }),
-                        None => {
-                            problems.push(Problem::at(
-                                &["tasks", t],
-                                Anchor::Key,
-                                "a sensor with `sql` needs `connection`",
-                            ));
-                            None
-                        }
-                    }
-                }
-                _ => {
-                    problems.push(Problem::at(
-                        &["tasks", t],
-                        Anchor::Key,
-                        "a sensor needs exactly one of `file`, `dataset` or `sql`",
-                    ));
-                    None
-                }
-            };
-            condition.map(|condition| TaskKind::Sensor {
-                condition,
-                poke_interval: tf.poke_interval.unwrap_or(defaults::POKE_INTERVAL),
-            })
-        }
+        KindName::Shell => shell_kind(&cx, problems),
+        KindName::Extract => extract_kind(&cx, problems),
+        KindName::Validate => validate_kind(&cx, problems),
+        KindName::Transform => transform_kind(&cx, problems),
+        KindName::Load => load_kind(&cx, problems),
+        KindName::Sensor => sensor_kind(&cx, problems),
     };
     for (name, value) in &tf.env {
         check_template(&["tasks", t, "env", name], value, problems);
@@ -498,6 +295,241 @@ fn to_task(
             .unwrap_or_else(|| defaults::POOL.to_owned()),
         priority: tf.priority.or(d.priority).unwrap_or(0),
         env: tf.env.clone(),
+    })
+}
+
+/// What the per-kind conversions share: the task's id, kind and file entry.
+struct KindContext<'a> {
+    t: &'a str,
+    kind_name: &'a str,
+    tf: &'a TaskFile,
+}
+
+impl KindContext<'_> {
+    /// Records that the kind needs `key` when it is not `set`; returns `set`.
+    fn need(&self, problems: &mut Vec<Problem>, key: &str, set: bool) -> bool {
+        if !set {
+            problems.push(Problem::at(
+                &["tasks", self.t],
+                Anchor::Key,
+                format!("a {} task needs `{key}`", self.kind_name),
+            ));
+        }
+        set
+    }
+
+    /// Records a problem when `ds` (the value of `key`) is not in `zone`.
+    fn zone(&self, problems: &mut Vec<Problem>, key: &str, ds: &DatasetName, zone: Zone) {
+        if ds.zone() != zone {
+            problems.push(Problem::at(
+                &["tasks", self.t, key],
+                Anchor::Value,
+                format!(
+                    "a {} task's `{key}` must be in the {zone} zone, not `{ds}`",
+                    self.kind_name
+                ),
+            ));
+        }
+    }
+}
+
+/// Records a template syntax error at `path`, on the template's own line.
+fn check_template(path: &[&str], src: &str, problems: &mut Vec<Problem>) {
+    if let Err(e) = template::check_syntax(src) {
+        problems.push(Problem::at(
+            path,
+            Anchor::ValueLine(e.line - 1),
+            format!("template: {}", e.message),
+        ));
+    }
+}
+/// The `shell` kind of a task, or `None` with its problems recorded.
+fn shell_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskKind> {
+    cx.need(problems, "command", cx.tf.command.is_some());
+    match &cx.tf.command {
+        Some(CommandSpec::Shell(s)) => {
+            check_template(&["tasks", cx.t, "command"], s, problems);
+            Some(TaskKind::Shell {
+                command: CommandSpec::Shell(s.clone()),
+            })
+        }
+        Some(CommandSpec::Exec(args)) => {
+            if args.is_empty() {
+                problems.push(Problem::at(
+                    &["tasks", cx.t, "command"],
+                    Anchor::Value,
+                    "the command list is empty",
+                ));
+            }
+            for (i, a) in args.iter().enumerate() {
+                check_template(&["tasks", cx.t, "command", &i.to_string()], a, problems);
+            }
+            Some(TaskKind::Shell {
+                command: CommandSpec::Exec(args.clone()),
+            })
+        }
+        None => None,
+    }
+}
+
+/// The `extract` kind of a task, or `None` with its problems recorded.
+fn extract_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskKind> {
+    let (s, o) = (
+        cx.need(problems, "source", cx.tf.source.is_some()),
+        cx.need(problems, "output", cx.tf.output.is_some()),
+    );
+    match (&cx.tf.source, &cx.tf.output, s && o) {
+        (Some(src), Some(output), true) => {
+            cx.zone(problems, "output", output, Zone::Raw);
+            to_source(cx.t, src, problems, &mut check_template).map(|source| TaskKind::Extract {
+                source,
+                output: output.clone(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The `validate` kind of a task, or `None` with its problems recorded.
+fn validate_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskKind> {
+    let ok = [
+        cx.need(problems, "input", cx.tf.input.is_some()),
+        cx.need(problems, "contract", cx.tf.contract.is_some()),
+        cx.need(problems, "output", cx.tf.output.is_some()),
+    ];
+    match (&cx.tf.input, &cx.tf.contract, &cx.tf.output) {
+        (Some(input), Some(contract), Some(output)) if ok.iter().all(|b| *b) => {
+            cx.zone(problems, "output", output, Zone::Clean);
+            let quarantine = cx
+                .tf
+                .quarantine
+                .clone()
+                .unwrap_or_else(|| output.quarantine_of());
+            cx.zone(problems, "quarantine", &quarantine, Zone::Quarantine);
+            match contract {
+                ContractSpec::Inline(c) => {
+                    for (path, msg) in c.problems() {
+                        let mut full =
+                            vec!["tasks".to_owned(), cx.t.to_owned(), "contract".to_owned()];
+                        full.extend(path);
+                        problems.push(Problem {
+                            path: full,
+                            anchor: Anchor::Value,
+                            message: msg,
+                        });
+                    }
+                    Some(TaskKind::Validate {
+                        input: input.clone(),
+                        contract: c.clone(),
+                        output: output.clone(),
+                        quarantine,
+                        max_quarantined: cx.tf.max_quarantined,
+                    })
+                }
+                ContractSpec::File(p) => {
+                    problems.push(Problem::at(
+                        &["tasks", cx.t, "contract"],
+                        Anchor::Value,
+                        format!("contract file `{p}` was not read"),
+                    ));
+                    None
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The `transform` kind of a task, or `None` with its problems recorded.
+fn transform_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskKind> {
+    let ok = [
+        cx.need(problems, "inputs", cx.tf.inputs.is_some()),
+        cx.need(problems, "sql", cx.tf.sql.is_some()),
+        cx.need(problems, "output", cx.tf.output.is_some()),
+    ];
+    match (&cx.tf.inputs, &cx.tf.sql, &cx.tf.output) {
+        (Some(inputs), Some(sql), Some(output)) if ok.iter().all(|b| *b) => {
+            cx.zone(problems, "output", output, Zone::Curated);
+            if inputs.is_empty() {
+                problems.push(Problem::at(
+                    &["tasks", cx.t, "inputs"],
+                    Anchor::Value,
+                    "a transform needs at least one input dataset",
+                ));
+            }
+            check_template(&["tasks", cx.t, "sql"], sql, problems);
+            Some(TaskKind::Transform {
+                inputs: inputs.clone(),
+                sql: sql.clone(),
+                output: output.clone(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The `load` kind of a task, or `None` with its problems recorded.
+fn load_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskKind> {
+    let ok = [
+        cx.need(problems, "input", cx.tf.input.is_some()),
+        cx.need(problems, "target", cx.tf.target.is_some()),
+    ];
+    match (&cx.tf.input, &cx.tf.target) {
+        (Some(input), Some(target)) if ok.iter().all(|b| *b) => {
+            to_target(cx.t, target, problems, &mut check_template).map(|target| TaskKind::Load {
+                input: input.clone(),
+                target,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The `sensor` kind of a task, or `None` with its problems recorded.
+fn sensor_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskKind> {
+    let set: Vec<&str> = [
+        ("file", cx.tf.file.is_some()),
+        ("dataset", cx.tf.dataset.is_some()),
+        ("sql", cx.tf.sql.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, s)| s.then_some(k))
+    .collect();
+    let condition = match (set.as_slice(), &cx.tf.file, &cx.tf.dataset, &cx.tf.sql) {
+        (["file"], Some(f), _, _) => {
+            check_template(&["tasks", cx.t, "file"], f, problems);
+            Some(SensorCondition::File(f.clone()))
+        }
+        (["dataset"], _, Some(d), _) => Some(SensorCondition::Dataset(d.clone())),
+        (["sql"], _, _, Some(sql)) => {
+            check_template(&["tasks", cx.t, "sql"], sql, problems);
+            match &cx.tf.connection {
+                Some(c) => Some(SensorCondition::Sql {
+                    sql: sql.clone(),
+                    connection: c.clone(),
+                }),
+                None => {
+                    problems.push(Problem::at(
+                        &["tasks", cx.t],
+                        Anchor::Key,
+                        "a sensor with `sql` needs `connection`",
+                    ));
+                    None
+                }
+            }
+        }
+        _ => {
+            problems.push(Problem::at(
+                &["tasks", cx.t],
+                Anchor::Key,
+                "a sensor needs exactly one of `file`, `dataset` or `sql`",
+            ));
+            None
+        }
+    };
+    condition.map(|condition| TaskKind::Sensor {
+        condition,
+        poke_interval: cx.tf.poke_interval.unwrap_or(defaults::POKE_INTERVAL),
     })
 }
 

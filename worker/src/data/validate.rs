@@ -6,11 +6,10 @@
 //! Dataset-level checks then decide whether the clean version is published
 //! (write-audit-publish), and every result is recorded in the catalog.
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
 use weir_core::dag::DatasetName;
-use weir_core::dag::contract::{Check, CheckKind, CheckResultKind, Contract, Severity, Threshold};
+use weir_core::dag::contract::{CheckKind, CheckResultKind, Contract, Severity, Threshold};
 use weir_core::store::{CheckResultRecord, DatasetVersionRecord, NewQuality};
 
 use super::DataError;
@@ -235,7 +234,7 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
         } else {
             None
         };
-        if let Some(r) = dataset_check(
+        if let Some(r) = super::dataset_checks::check(
             io,
             session,
             check,
@@ -384,223 +383,11 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
     }
 }
 
-/// The first row's values of every column, as integers (nulls as 0).
-fn ints(batches: &[RecordBatch]) -> Vec<i64> {
-    let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
-        return Vec::new();
-    };
-    b.columns()
-        .iter()
-        .map(|c| {
-            c.as_primitive_opt::<Int64Type>()
-                .map(|a| if a.is_null(0) { 0 } else { a.value(0) })
-                .unwrap_or(0)
-        })
-        .collect()
-}
-
-fn severity(entry: &Check, own: Option<Severity>) -> Severity {
-    own.or(entry.severity).unwrap_or_default()
-}
-
-/// One dataset-level check's result (none for row-level rules);
-/// `missing` is the count of a `missing_percent` check's column.
-async fn dataset_check(
-    io: &Io<'_>,
-    session: &SessionContext,
-    check: &Check,
-    output: &DatasetName,
-    (rows_in, rows_clean): (i64, i64),
-    missing: Option<u64>,
-) -> Result<Option<CheckResultRecord>, DataError> {
-    let result = |kind: CheckResultKind,
-                  column: Option<String>,
-                  passed: bool,
-                  observed: String,
-                  threshold: String,
-                  sev: Severity| {
-        Some(CheckResultRecord {
-            name: check.name.clone().unwrap_or_else(|| kind.to_string()),
-            kind,
-            column_name: column,
-            passed,
-            failed: i64::from(!passed),
-            observed: Some(observed),
-            threshold: Some(threshold),
-            severity: sev,
-        })
-    };
-    if let CheckKind::RowCount(rc) = &check.kind {
-        let low = rc
-            .min
-            .is_some_and(|m| rows_clean < i64::try_from(m).unwrap_or(i64::MAX));
-        let high = rc
-            .max
-            .is_some_and(|m| rows_clean > i64::try_from(m).unwrap_or(i64::MAX));
-        let limit = format!(
-            "{}..{}",
-            rc.min.map(|m| m.to_string()).unwrap_or_default(),
-            rc.max.map(|m| m.to_string()).unwrap_or_default()
-        );
-        return Ok(result(
-            CheckResultKind::RowCount,
-            None,
-            !(low || high),
-            rows_clean.to_string(),
-            limit,
-            severity(check, rc.severity),
-        ));
-    }
-    if let CheckKind::MissingPercent(mp) = &check.kind {
-        let missing = i64::try_from(missing.unwrap_or(0)).unwrap_or(i64::MAX);
-        let pct = if rows_in > 0 {
-            missing as f64 * 100.0 / rows_in as f64
-        } else {
-            0.0
-        };
-        let exceeded = mp.max.exceeded_by(
-            u64::try_from(missing).unwrap_or(0),
-            u64::try_from(rows_in).unwrap_or(0),
-        );
-        return Ok(result(
-            CheckResultKind::MissingPercent,
-            Some(mp.column.clone()),
-            !exceeded,
-            format!("{pct:.2}% ({missing} of {rows_in})"),
-            mp.max.to_string(),
-            severity(check, mp.severity),
-        ));
-    }
-    if let CheckKind::Freshness(f) = &check.kind {
-        let batches = session
-            .sql(&format!(
-                "SELECT CAST(MAX({}) AS VARCHAR) FROM clean_rows",
-                ident(&f.column)
-            ))
-            .await
-            .map_err(|e| DataError::Invalid(format!("freshness on `{}`: {e}", f.column)))?
-            .collect()
-            .await?;
-        let newest = batches.iter().find(|b| b.num_rows() > 0).and_then(|b| {
-            b.column(0)
-                .as_string_opt::<i32>()
-                .filter(|a| !a.is_null(0))
-                .map(|a| a.value(0).to_owned())
-        });
-        let at = newest.as_deref().and_then(parse_time);
-        let max_age =
-            chrono::Duration::seconds(i64::try_from(f.max_age.as_secs()).unwrap_or(i64::MAX));
-        let now = io.env().clock.now();
-        let passed = at.is_some_and(|t| now - t <= max_age);
-        return Ok(result(
-            CheckResultKind::Freshness,
-            Some(f.column.clone()),
-            passed,
-            newest.unwrap_or_else(|| "no value".into()),
-            f.max_age.to_string(),
-            severity(check, f.severity),
-        ));
-    }
-    if let CheckKind::Duplicates(d) = &check.kind {
-        let cols: Vec<String> = d.columns.iter().map(|c| ident(c)).collect();
-        let counts = ints(
-            &session
-                .sql(&format!(
-                    "SELECT CAST(COALESCE(SUM(n - 1), 0) AS BIGINT) FROM (SELECT COUNT(*) AS n FROM clean_rows GROUP BY {}) WHERE n > 1",
-                    cols.join(", ")
-                ))
-                .await
-                .map_err(|e| DataError::Invalid(format!("duplicates on {}: {e}", names(d.columns.iter().map(String::as_str)))))?
-                .collect()
-                .await?,
-        );
-        let dups = counts.first().copied().unwrap_or(0);
-        return Ok(result(
-            CheckResultKind::Duplicates,
-            Some(d.columns.join(",")),
-            dups <= i64::try_from(d.max).unwrap_or(i64::MAX),
-            dups.to_string(),
-            d.max.to_string(),
-            severity(check, d.severity),
-        ));
-    }
-    if let CheckKind::RowCountChange(rc) = &check.kind {
-        let history: Vec<i64> = io
-            .env()
-            .store
-            .dataset_versions(Some(&output.to_string()))
-            .await?
-            .iter()
-            .rev()
-            .filter(|v| v.deleted_at.is_none())
-            .take(rc.over_last as usize)
-            .filter_map(|v| v.rows)
-            .collect();
-        if history.is_empty() {
-            return Ok(result(
-                CheckResultKind::RowCountChange,
-                None,
-                true,
-                format!("{rows_clean} rows, no earlier version to compare"),
-                rc.max.to_string(),
-                severity(check, rc.severity),
-            ));
-        }
-        let avg = history.iter().sum::<i64>() as f64 / history.len() as f64;
-        let change = (rows_clean as f64 - avg).abs();
-        let exceeded = match rc.max {
-            Threshold::Count(n) => change > n as f64,
-            Threshold::Percent(p) => {
-                if avg > 0.0 {
-                    change * 100.0 / avg > p
-                } else {
-                    rows_clean > 0
-                }
-            }
-        };
-        let pct = if avg > 0.0 { change * 100.0 / avg } else { 0.0 };
-        return Ok(result(
-            CheckResultKind::RowCountChange,
-            None,
-            !exceeded,
-            format!(
-                "{rows_clean} rows vs {avg:.1} average of {} version(s) ({pct:.1}% change)",
-                history.len()
-            ),
-            rc.max.to_string(),
-            severity(check, rc.severity),
-        ));
-    }
-    Ok(None)
-}
-
-/// A date or timestamp as DataFusion prints it.
-fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    use chrono::{NaiveDate, NaiveDateTime, TimeZone};
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Some(t.with_timezone(&chrono::Utc));
-    }
-    for f in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%d %H:%M:%S",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, f) {
-            return Some(chrono::Utc.from_utc_datetime(&t));
-        }
-    }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| chrono::Utc.from_utc_datetime(&t))
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::datasource::MemTable;
     use datafusion::physical_plan::ExecutionPlan;
