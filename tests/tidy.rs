@@ -118,3 +118,38 @@ fn every_source_file_is_on_the_code_map() {
         "ARCHITECTURE.md's code map does not name: {missing:?}"
     );
 }
+
+#[test]
+fn every_api_handler_names_its_role() {
+    // The handler after each `#[utoipa::path(…)]`: its signature up to `{`.
+    let open = ["health", "login"]; // no token: health checks, and getting one
+    let mut unguarded = Vec::new();
+    let mut handlers = 0;
+    for file in rust_files("api/src/routes") {
+        let text = read(&file);
+        for (i, _) in text.match_indices("#[utoipa::path(") {
+            let rest = &text[i..];
+            let Some(at) = rest.find("pub async fn ") else {
+                continue;
+            };
+            let signature = &rest[at..at + rest[at..].find('{').unwrap()];
+            let name = signature["pub async fn ".len()..]
+                .split('(')
+                .next()
+                .unwrap()
+                .to_owned();
+            handlers += 1;
+            let guarded = ["Viewer", "Operator", "Admin"]
+                .iter()
+                .any(|g| signature.contains(g));
+            if !guarded && !open.contains(&name.as_str()) {
+                unguarded.push(format!("{}: {name}", relative(&file)));
+            }
+        }
+    }
+    assert!(handlers > 30, "found only {handlers} handlers");
+    assert!(
+        unguarded.is_empty(),
+        "handlers without a role guard (Viewer, Operator, Admin): {unguarded:?}"
+    );
+}
