@@ -807,3 +807,78 @@ async fn worker_register(db: &TestDb) {
     );
 }
 both_backends!(worker_lives_register_heartbeat_and_end, worker_register);
+
+/// On PostgreSQL, rows are locked one by one: a heartbeat renewing two
+/// leases must not hold the first while it waits for the second, or a
+/// transaction finishing both in the other order deadlocks with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_never_deadlocks_with_a_transaction_on_the_same_tries() {
+    use sqlx::Connection;
+    let Some(db) = weir_core::testing::postgres().await else {
+        return;
+    };
+    let run_pk = setup(&db, &["a", "b"]).await;
+    let mut plan = Plan {
+        tasks: vec![],
+        run: Some((RunState::Queued, RunState::Running)),
+    };
+    for t in ["a", "b"] {
+        plan.tasks
+            .push(change(t, TaskState::None, TaskState::Scheduled, 0));
+    }
+    apply(&db, run_pk, plan).await.unwrap();
+    let claimed = db.store.claim(&claim_req(2)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let (a, b) = (claimed[0].ti_id.clone(), claimed[1].ti_id.clone());
+    let held = |ti_id: &str| weir_core::store::HeldTry {
+        ti_id: ti_id.into(),
+        try_number: 1,
+    };
+
+    // Another transaction holds `b`…
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("UPDATE task_instances SET updated_at = updated_at WHERE id = $1")
+        .bind(&b)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    // …while the heartbeat renews `a`, then waits for `b`.
+    let store = db.store.clone();
+    let beats = vec![held(&a), held(&b)];
+    let beat = tokio::spawn(async move {
+        store
+            .heartbeat(&beats, Utc::now() + Duration::seconds(60))
+            .await
+    });
+    let mut watch = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE 'UPDATE task_instances SET lease_until%'",
+        )
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the heartbeat never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The other transaction now needs `a` too, then ends.
+    sqlx::query("UPDATE task_instances SET updated_at = updated_at WHERE id = $1")
+        .bind(&a)
+        .execute(&mut other)
+        .await
+        .expect("no deadlock: the heartbeat holds nothing while it waits");
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    let lost = beat.await.unwrap().expect("the heartbeat succeeds");
+    assert!(lost.is_empty(), "{lost:?}");
+    drop((other, watch));
+    db.cleanup().await;
+}

@@ -35,7 +35,10 @@ macro_rules! impl_dispatch_store {
                 if tries.is_empty() {
                     return Ok(lost);
                 }
-                let mut tx = self.tx().await?;
+                // One statement (and transaction) per lease: a heartbeat never
+                // holds one try's row while it waits for another's, so it
+                // cannot deadlock with a group commit finishing the same tries
+                // in another order.
                 for held in tries {
                     let done = sqlx::query(
                         "UPDATE task_instances SET lease_until = $1 WHERE id = $2 AND try_number = $3 AND state = 'running'",
@@ -43,13 +46,12 @@ macro_rules! impl_dispatch_store {
                     .bind(lease_until)
                     .bind(&held.ti_id)
                     .bind(held.try_number)
-                    .execute(&mut *tx)
+                    .execute(self.writer())
                     .await?;
                     if done.rows_affected() == 0 {
                         lost.push(held.clone());
                     }
                 }
-                tx.commit().await?;
                 Ok(lost)
             }
 
