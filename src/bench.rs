@@ -100,7 +100,7 @@ pub async fn run(
     let url = database.unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.display()));
     let store = weir_core::store::open(&url)
         .await
-        .with_context(|| format!("opening {url}"))?;
+        .with_context(|| format!("opening {}", weir_core::config::redacted_url(&url)))?;
     store.upsert_pool("default", 100_000, None).await?;
     println!(
         "database: {}",

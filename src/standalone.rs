@@ -55,7 +55,7 @@ pub async fn run(
     tracing::info!(
         "weir standalone: listening on http://{local}, worker {} with {slots} task slots, database {}, logs in {}",
         site.worker(),
-        config.database.url,
+        weir_core::config::redacted_url(&config.database.url),
         config.core.logs_dir.display()
     );
 

@@ -357,10 +357,24 @@ fn a_second_standalone_on_postgres_leaves_the_first_ones_tries_alone() {
     let Some(db) = runtime.block_on(weir_core::testing::postgres()) else {
         return;
     };
-    second_standalone(&Site::with_database(
-        &[("nap.yaml", NAP), ("quick.yaml", QUICK)],
-        Some(&db.url),
-    ));
+    // A password in the URL (the local server trusts 127.0.0.1 and ignores
+    // it) must show in no log or output.
+    let url = db
+        .url
+        .replacen("postgres@", "postgres:pw-must-not-show@", 1);
+    assert_ne!(url, db.url, "{}", db.url);
+    let site = Site::with_database(&[("nap.yaml", NAP), ("quick.yaml", QUICK)], Some(&url));
+    second_standalone(&site);
+    for file in ["a.log", "a.out", "b.log", "b.out"] {
+        let text = std::fs::read_to_string(site.path(file)).unwrap_or_default();
+        assert!(!text.contains("pw-must-not-show"), "{file}:\n{text}");
+    }
+    let upgrade = site.run(&["db", "upgrade"]);
+    assert!(
+        !String::from_utf8_lossy(&upgrade.stdout).contains("pw-must-not-show"),
+        "{}",
+        String::from_utf8_lossy(&upgrade.stdout)
+    );
     runtime.block_on(db.cleanup());
 }
 

@@ -381,6 +381,28 @@ impl Config {
     }
 }
 
+/// `url` with the password of its `user:password@` part replaced by `***`,
+/// for logs and messages.
+pub fn redacted_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// Puts `password` into a URL of the form `scheme://user@host/...`.
 fn with_password(url: &str, password: &str) -> String {
     match (url.find("://"), url.find('@')) {
@@ -404,6 +426,25 @@ mod tests {
                 Config::load(None, &env).is_ok_and(|c| format!("{c:?}") != unset)
             });
             assert!(changed, "{var} is listed as a setting but changes nothing");
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        for (url, shown) in [
+            (
+                "postgres://weir:s3cret@db:5432/weir",
+                "postgres://weir:***@db:5432/weir",
+            ),
+            ("postgres://weir@db/weir", "postgres://weir@db/weir"),
+            (
+                "postgresql://u:p%40ss@h/d?x=1",
+                "postgresql://u:***@h/d?x=1",
+            ),
+            ("sqlite://weir.db", "sqlite://weir.db"),
+            ("sqlite:/tmp/a@b/weir.db", "sqlite:/tmp/a@b/weir.db"),
+        ] {
+            assert_eq!(redacted_url(url), shown, "{url}");
         }
     }
 

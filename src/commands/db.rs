@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::Subcommand;
-use weir_core::config::Config;
+use weir_core::config::{Config, redacted_url};
 use weir_core::store::SqliteStore;
 
 /// `weir db` subcommands.
@@ -25,7 +25,7 @@ pub async fn run(command: DbCommand, config: &Config) -> anyhow::Result<ExitCode
     match command {
         DbCommand::Upgrade => {
             weir_core::store::open(url).await?;
-            println!("{url}: migrations applied");
+            println!("{}: migrations applied", redacted_url(url));
         }
         DbCommand::Backup { path } => {
             if weir_core::store::Backend::of(url)? != weir_core::store::Backend::Sqlite {
@@ -36,7 +36,7 @@ pub async fn run(command: DbCommand, config: &Config) -> anyhow::Result<ExitCode
             }
             let store = SqliteStore::connect(url).await?;
             store.backup(&path).await?;
-            println!("{url} copied to {path}");
+            println!("{} copied to {path}", redacted_url(url));
         }
     }
     Ok(ExitCode::SUCCESS)

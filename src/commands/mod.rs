@@ -19,14 +19,24 @@ use weir_core::scheduler::{Options, Scheduler, SystemClock};
 pub async fn store(config: &Config) -> anyhow::Result<Arc<dyn weir_core::store::Store>> {
     weir_core::store::open(&config.database.url)
         .await
-        .with_context(|| format!("opening the database {}", config.database.url))
+        .with_context(|| {
+            format!(
+                "opening the database {}",
+                weir_core::config::redacted_url(&config.database.url)
+            )
+        })
 }
 
 /// The scheduler on the configured database (migrations applied).
 pub async fn scheduler(config: &Config) -> anyhow::Result<Scheduler> {
     let store = weir_core::store::open(&config.database.url)
         .await
-        .with_context(|| format!("opening the database {}", config.database.url))?;
+        .with_context(|| {
+            format!(
+                "opening the database {}",
+                weir_core::config::redacted_url(&config.database.url)
+            )
+        })?;
     for (name, pool) in &config.pools {
         store.upsert_pool(name, i64::from(pool.slots), None).await?;
     }
