@@ -32,30 +32,16 @@ pub(super) struct Pending {
 }
 
 impl Scheduler {
-    /// Applies `action` to a run in one transaction.
+    /// Applies `action` (a start, an evaluation or a manual action; tries
+    /// end through [`Scheduler::finish_and_claim`]) to a run in one
+    /// transaction, with `audit` written in it.
     pub(super) async fn apply(
         &self,
         run_pk: i64,
         version_id: i64,
         action: &Action,
-        end: Option<&TryEnd>,
         audit: Option<&AuditEntry>,
     ) -> Result<Plan> {
-        Ok(self
-            .apply_and_claim(run_pk, version_id, action, end, audit, None)
-            .await?
-            .plan)
-    }
-
-    pub(super) async fn apply_and_claim(
-        &self,
-        run_pk: i64,
-        version_id: i64,
-        action: &Action,
-        end: Option<&TryEnd>,
-        audit: Option<&AuditEntry>,
-        claim: Option<&ClaimRequest>,
-    ) -> Result<store::Advanced> {
         let dag = self.dag_version(version_id).await?;
         let now = self.now();
         let scope = plan::scope(&dag, action);
@@ -63,12 +49,12 @@ impl Scheduler {
         let done = self
             .inner
             .store
-            .advance_run(run_pk, &scope, end, audit, claim, &planner)
+            .advance_run(run_pk, &scope, None, audit, None, &planner)
             .await?;
-        if done.queued > done.claims.len() {
+        if done.queued > 0 {
             self.inner.work.notify_one();
         }
-        Ok(done)
+        Ok(done.plan)
     }
 
     /// Reports a try that ended: records it and schedules and queues what

@@ -64,7 +64,7 @@ impl Scheduler {
         let action = Action::Clear(spec.clone());
         let audit = self.audit_entry(actor, AuditAction::Clear, dag_id, run_id, None, serde_json::json!({"task_ids": spec.task_ids, "downstream": spec.downstream, "upstream": spec.upstream, "only_failed": spec.only_failed}));
         let plan = self
-            .apply(run.id, run.version_id, &action, None, Some(&audit))
+            .apply(run.id, run.version_id, &action, Some(&audit))
             .await?;
         self.after_change(dag_id, &plan).await?;
         Ok(cleared(&plan))
@@ -102,7 +102,7 @@ impl Scheduler {
             serde_json::json!({}),
         );
         let plan = self
-            .apply(run.id, run.version_id, &action, None, Some(&audit))
+            .apply(run.id, run.version_id, &action, Some(&audit))
             .await?;
         self.after_change(dag_id, &plan).await
     }
@@ -166,7 +166,6 @@ impl Scheduler {
                 run.id,
                 run.version_id,
                 &Action::SetRunState(state),
-                None,
                 Some(&audit),
             )
             .await?;

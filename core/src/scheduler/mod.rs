@@ -355,7 +355,7 @@ impl Scheduler {
             })
             .await?;
         for run in queued {
-            self.apply(run.id, run.version_id, &Action::Start, None, None)
+            self.apply(run.id, run.version_id, &Action::Start, None)
                 .await?;
         }
         self.dispatch().await?;

@@ -20,7 +20,7 @@ impl Scheduler {
         for run_pk in self.inner.store.due_retries(now).await? {
             let run = self.inner.store.get_run_by_pk(run_pk).await?;
             self.ignore_conflict(
-                self.apply(run_pk, run.version_id, &Action::Evaluate, None, None)
+                self.apply(run_pk, run.version_id, &Action::Evaluate, None)
                     .await,
             )?;
         }
@@ -160,7 +160,6 @@ impl Scheduler {
                         run.id,
                         run.version_id,
                         &Action::SetRunState(RunState::Failed),
-                        None,
                         Some(&audit),
                     )
                     .await;
