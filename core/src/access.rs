@@ -1,6 +1,7 @@
 //! Who may do what: roles, and the user, API-token and backfill records the
 //! API keeps. Passwords and token secrets are hashed before they reach here.
 
+use crate::store::from_row;
 use chrono::{DateTime, Utc};
 
 /// What a user or token may do. People have `viewer` < `operator` < `admin`;
@@ -85,14 +86,13 @@ pub struct BackfillFilter {
 }
 
 /// A user as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UserRecord {
     /// Login name.
     pub username: String,
     /// The argon2 hash (PHC string) of the password.
     pub password_hash: String,
     /// Role.
-    #[sqlx(try_from = "String")]
     pub role: Role,
     /// Created.
     pub created_at: DateTime<Utc>,
@@ -100,15 +100,16 @@ pub struct UserRecord {
     pub last_login_at: Option<DateTime<Utc>>,
 }
 
+from_row!(UserRecord { username, password_hash, role via String, created_at, last_login_at });
+
 /// An API token as stored (its secret only as a SHA-256 hash).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TokenRecord {
     /// Public id (part of the token).
     pub id: String,
     /// What it is for.
     pub description: Option<String>,
     /// Role.
-    #[sqlx(try_from = "String")]
     pub role: Role,
     /// SHA-256 of the secret, hex.
     pub secret_hash: String,
@@ -123,6 +124,8 @@ pub struct TokenRecord {
     /// Last accepted.
     pub last_used_at: Option<DateTime<Utc>>,
 }
+
+from_row!(TokenRecord { id, description, role via String, secret_hash, created_by, created_at, expires_at, revoked_at, last_used_at });
 
 impl TokenRecord {
     /// Whether the token is accepted at `now`.
@@ -153,7 +156,7 @@ pub struct NewBackfill {
 }
 
 /// A backfill as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BackfillRecord {
     /// Key.
     pub id: i64,
@@ -166,7 +169,6 @@ pub struct BackfillRecord {
     /// Conf of every run (JSON object).
     pub dag_run_conf: String,
     /// What to do with dates that have a run.
-    #[sqlx(try_from = "String")]
     pub reprocess_behavior: Reprocess,
     /// At most this many of the DAG's runs active.
     pub max_active_runs: i64,
@@ -181,3 +183,5 @@ pub struct BackfillRecord {
     /// When its last run ended (or it was cancelled).
     pub completed_at: Option<DateTime<Utc>>,
 }
+
+from_row!(BackfillRecord { id, dag_id, from_date, to_date, dag_run_conf, reprocess_behavior via String, max_active_runs, is_paused, created_by, created_at, updated_at, completed_at });

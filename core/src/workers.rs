@@ -2,6 +2,7 @@
 //! with a name unique to that life, so that another process can tell a live
 //! worker from the remains of one that died.
 
+use crate::store::from_row;
 use chrono::{DateTime, Utc};
 
 /// Where a worker life stands.
@@ -37,7 +38,7 @@ pub struct NewWorker {
 }
 
 /// A worker life as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkerRecord {
     /// Unique to that life.
     pub name: String,
@@ -52,8 +53,9 @@ pub struct WorkerRecord {
     /// Its last heartbeat.
     pub heartbeat_at: DateTime<Utc>,
     /// Active, stopped or lost.
-    #[sqlx(try_from = "String")]
     pub state: WorkerState,
     /// When it stopped or was found lost.
     pub stopped_at: Option<DateTime<Utc>>,
 }
+
+from_row!(WorkerRecord { name, hostname, pid, process_token, started_at, heartbeat_at, state via String, stopped_at });

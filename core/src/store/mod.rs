@@ -12,6 +12,8 @@ mod advance_sql;
 mod catalog_sql;
 mod dags_sql;
 mod dispatch_sql;
+pub(crate) mod from_row;
+mod migrations;
 mod postgres;
 mod records;
 mod runs_sql;
@@ -24,6 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub(crate) use from_row::from_row;
 pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::SqliteStore;

@@ -41,7 +41,7 @@ impl PostgresStore {
     }
 
     async fn run_migrations(&self) -> Result<()> {
-        sqlx::migrate!("../migrations/postgres")
+        super::migrations::migrator(super::migrations::POSTGRES)
             .run(&self.pool)
             .await?;
         Ok(())

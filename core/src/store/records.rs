@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
+use super::from_row;
+
 use crate::dag::contract::{CheckResultKind, Severity};
 use crate::state::{RunState, RunType, TaskState};
 
@@ -19,16 +21,17 @@ pub struct TryRef {
 }
 
 /// A running try as the store addresses it: its run, task instance and try.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TryKey {
     /// The run's key.
     pub run_pk: i64,
     /// The task instance.
-    #[sqlx(rename = "id")]
     pub ti_id: String,
     /// The try number.
     pub try_number: i64,
 }
+
+from_row!(TryKey { run_pk, ti_id as "id", try_number });
 
 /// A try a worker holds: the task instance and the try number its lease is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -69,7 +72,7 @@ pub struct DagSync {
 }
 
 /// A DAG as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DagRecord {
     /// DAG id.
     pub dag_id: String,
@@ -99,6 +102,22 @@ pub struct DagRecord {
     pub last_parsed_at: DateTime<Utc>,
 }
 
+from_row!(DagRecord {
+    dag_id,
+    fileloc,
+    is_paused,
+    is_stale,
+    latest_version_id,
+    schedule,
+    timezone,
+    description,
+    owner,
+    tags,
+    max_active_runs,
+    max_active_tasks,
+    last_parsed_at
+});
+
 impl DagRecord {
     /// The tags as a list.
     pub fn tag_list(&self) -> Vec<String> {
@@ -107,7 +126,7 @@ impl DagRecord {
 }
 
 /// An immutable DAG version.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VersionRecord {
     /// Key.
     pub id: i64,
@@ -124,6 +143,16 @@ pub struct VersionRecord {
     /// When it was first seen.
     pub created_at: DateTime<Utc>,
 }
+
+from_row!(VersionRecord {
+    id,
+    dag_id,
+    version_number,
+    hash,
+    definition,
+    fileloc,
+    created_at
+});
 
 /// A run to create.
 #[derive(Debug, Clone)]
@@ -172,7 +201,7 @@ pub struct NewTaskInstance {
 }
 
 /// A run as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunRecord {
     /// Key.
     pub id: i64,
@@ -183,10 +212,8 @@ pub struct RunRecord {
     /// The version the run is pinned to.
     pub version_id: i64,
     /// Why it exists.
-    #[sqlx(try_from = "String")]
     pub run_type: RunType,
     /// Its state.
-    #[sqlx(try_from = "String")]
     pub state: RunState,
     /// Logical date.
     pub logical_date: Option<DateTime<Utc>>,
@@ -216,8 +243,10 @@ pub struct RunRecord {
     pub failed: i64,
 }
 
+from_row!(RunRecord { id, dag_id, run_id, version_id, run_type via String, state via String, logical_date, data_interval_start, data_interval_end, run_after, conf, note, triggered_by, trigger_versions, queued_at, start_date, end_date, unfinished, failed });
+
 /// A task instance as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskInstanceRecord {
     /// Key (a UUID).
     pub id: String,
@@ -230,7 +259,6 @@ pub struct TaskInstanceRecord {
     /// Task id.
     pub task_id: String,
     /// State.
-    #[sqlx(try_from = "String")]
     pub state: TaskState,
     /// The current (or last) try; 0 before the first.
     pub try_number: i64,
@@ -260,15 +288,16 @@ pub struct TaskInstanceRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+from_row!(TaskInstanceRecord { id, run_pk, dag_id, run_id, task_id, state via String, try_number, max_tries, pool, priority, queued_at, start_date, end_date, next_try_at, hostname, worker, pid, lease_until, updated_at });
+
 /// The part of a task instance the scheduler plans with.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskStateRecord {
     /// Key.
     pub id: String,
     /// Task id.
     pub task_id: String,
     /// State.
-    #[sqlx(try_from = "String")]
     pub state: TaskState,
     /// The current (or last) try.
     pub try_number: i64,
@@ -278,8 +307,10 @@ pub struct TaskStateRecord {
     pub next_try_at: Option<DateTime<Utc>>,
 }
 
+from_row!(TaskStateRecord { id, task_id, state via String, try_number, max_tries, next_try_at });
+
 /// One try of a task instance (history is kept forever).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TryRecord {
     /// The task instance.
     pub ti_id: String,
@@ -292,7 +323,6 @@ pub struct TryRecord {
     /// Task id.
     pub task_id: String,
     /// How it ended (or `running`).
-    #[sqlx(try_from = "String")]
     pub state: TaskState,
     /// Started.
     pub start_date: DateTime<Utc>,
@@ -312,6 +342,8 @@ pub struct TryRecord {
     pub log_path: String,
 }
 
+from_row!(TryRecord { ti_id, try_number, dag_id, run_id, task_id, state via String, start_date, end_date, hostname, worker, pid, exit_code, error, log_path });
+
 impl TryRecord {
     /// Seconds between start and end.
     pub fn duration(&self) -> Option<f64> {
@@ -321,7 +353,7 @@ impl TryRecord {
 }
 
 /// An import error as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImportErrorRecord {
     /// Key (0 before it is stored).
     pub id: i64,
@@ -337,8 +369,17 @@ pub struct ImportErrorRecord {
     pub timestamp: DateTime<Utc>,
 }
 
+from_row!(ImportErrorRecord {
+    id,
+    filename,
+    line,
+    col,
+    message,
+    timestamp
+});
+
 /// A pool with its occupancy.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolRecord {
     /// Name.
     pub name: String,
@@ -353,6 +394,15 @@ pub struct PoolRecord {
     /// Task instances scheduled in it.
     pub scheduled: i64,
 }
+
+from_row!(PoolRecord {
+    name,
+    slots,
+    description,
+    running,
+    queued,
+    scheduled
+});
 
 /// An audit entry to write.
 #[derive(Debug, Clone)]
@@ -468,7 +518,7 @@ crate::named_enum!(AuditAction, "audit action", {
 });
 
 /// An audit entry as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     /// Key.
     pub id: i64,
@@ -477,7 +527,6 @@ pub struct AuditRecord {
     /// Who.
     pub actor: String,
     /// What.
-    #[sqlx(try_from = "String")]
     pub action: AuditAction,
     /// DAG.
     pub dag_id: Option<String>,
@@ -489,8 +538,10 @@ pub struct AuditRecord {
     pub detail: Option<String>,
 }
 
+from_row!(AuditRecord { id, at, actor, action via String, dag_id, run_id, task_id, detail });
+
 /// One version of a dataset.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DatasetVersionRecord {
     /// Key (grows with every write of any dataset).
     pub id: i64,
@@ -521,6 +572,23 @@ pub struct DatasetVersionRecord {
     /// When retention deleted its files.
     pub deleted_at: Option<DateTime<Utc>>,
 }
+
+from_row!(DatasetVersionRecord {
+    id,
+    dataset,
+    version,
+    dag_id,
+    run_id,
+    task_id,
+    try_number,
+    rows,
+    path,
+    created_at,
+    schema,
+    bytes,
+    inputs,
+    deleted_at
+});
 
 impl DatasetVersionRecord {
     /// The keys of the versions it was made from.
@@ -574,12 +642,11 @@ pub struct NewQuality {
 }
 
 /// The result of one check of a validate try.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CheckResultRecord {
     /// The check's name (`required`, `min`, a rule's name, …).
     pub name: String,
     /// The check's kind (`type`, `required`, `rule`, `row_count`, …).
-    #[sqlx(try_from = "String")]
     pub kind: CheckResultKind,
     /// The column it concerns, if one.
     pub column_name: Option<String>,
@@ -592,12 +659,13 @@ pub struct CheckResultRecord {
     /// The limit it was held to.
     pub threshold: Option<String>,
     /// `error` or `warn`.
-    #[sqlx(try_from = "String")]
     pub severity: Severity,
 }
 
+from_row!(CheckResultRecord { name, kind via String, column_name, passed, failed, observed, threshold, severity via String });
+
 /// A validate try's outcome as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QualityRecord {
     /// Key.
     pub id: i64,
@@ -628,3 +696,20 @@ pub struct QualityRecord {
     /// When.
     pub created_at: DateTime<Utc>,
 }
+
+from_row!(QualityRecord {
+    id,
+    dag_id,
+    run_id,
+    task_id,
+    try_number,
+    dataset,
+    input_version,
+    rows_in,
+    rows_clean,
+    rows_quarantined,
+    clean_version,
+    quarantine_version,
+    published,
+    created_at
+});

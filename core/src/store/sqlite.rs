@@ -82,7 +82,7 @@ impl SqliteStore {
     async fn run_migrations(&self) -> Result<()> {
         let mut attempts = 0;
         loop {
-            match sqlx::migrate!("../migrations/sqlite")
+            match super::migrations::migrator(super::migrations::SQLITE)
                 .run(&self.write)
                 .await
             {
