@@ -989,7 +989,7 @@ async fn auth_case(db: &TestDb) {
 
 both_backends!(datasets_lineage_and_quality, datasets_case);
 async fn datasets_case(db: &TestDb) {
-    use weir_core::store::{CheckResultRecord, NewDatasetVersion, NewQuality};
+    use weir_core::store::{CheckResultRecord, NewDatasetVersion, NewQuality, NewValidation};
     let a = api(db).await;
     let now = chrono::Utc::now();
     let write = |name: &str, inputs: Vec<i64>| NewDatasetVersion {
@@ -1007,8 +1007,34 @@ async fn datasets_case(db: &TestDb) {
         .unwrap();
     let clean = db
         .store
-        .record_dataset_version(&write("clean.x", vec![raw.id]), now)
+        .record_validation(
+            &NewValidation {
+                quality: NewQuality {
+                    producer: try_ref("check"),
+                    dataset: "raw.x".into(),
+                    input_version: Some(raw.id),
+                    rows_in: 12,
+                    rows_clean: 10,
+                    rows_quarantined: 2,
+                    checks: vec![CheckResultRecord {
+                        name: "required".into(),
+                        kind: weir_core::dag::contract::CheckResultKind::Required,
+                        column_name: Some("id".into()),
+                        passed: false,
+                        failed: 2,
+                        observed: None,
+                        threshold: None,
+                        severity: weir_core::dag::contract::Severity::Error,
+                    }],
+                },
+                quarantine: None,
+                clean: Some(write("clean.x", vec![raw.id])),
+            },
+            now,
+        )
         .await
+        .unwrap()
+        .clean
         .unwrap();
     db.store
         .record_dataset_version(&write("curated.y", vec![clean.id]), now)
@@ -1022,33 +1048,6 @@ async fn datasets_case(db: &TestDb) {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    db.store
-        .record_quality(
-            &NewQuality {
-                producer: try_ref("check"),
-                dataset: "raw.x".into(),
-                input_version: Some(raw.id),
-                rows_in: 12,
-                rows_clean: 10,
-                rows_quarantined: 2,
-                clean_version: Some(clean.id),
-                quarantine_version: None,
-                published: true,
-                checks: vec![CheckResultRecord {
-                    name: "required".into(),
-                    kind: weir_core::dag::contract::CheckResultKind::Required,
-                    column_name: Some("id".into()),
-                    passed: false,
-                    failed: 2,
-                    observed: None,
-                    threshold: None,
-                    severity: weir_core::dag::contract::Severity::Error,
-                }],
-            },
-            now,
-        )
-        .await
-        .unwrap();
 
     let list = a.get("/api/v2/datasets").await;
     assert_eq!(list["total_entries"], 3);

@@ -1,6 +1,43 @@
 //! The SQL of [`super::CatalogStore`]: dataset versions, lineage, quality
 //! results and retention, shared by both backends.
 
+/// Numbers and inserts a version of `$v.dataset` (a `NewDatasetVersion`)
+/// inside transaction `$tx`, serialised with other writers of versions;
+/// evaluates to the record.
+macro_rules! insert_dataset_version {
+    ($tx:ident, $v:expr, $at:expr) => {{
+        lock(&mut *$tx, $crate::store::sql::DATASET_LOCK).await?;
+        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE dataset = $1")
+            .bind(&$v.dataset)
+            .fetch_one(&mut *$tx)
+            .await?;
+        let (dag, run, task, try_number) = match &$v.producer {
+            Some(p) => (Some(p.dag_id.as_str()), Some(p.run_id.as_str()), Some(p.task_id.as_str()), Some(p.try_number)),
+            None => (None, None, None, None),
+        };
+        let rec: $crate::store::DatasetVersionRecord = sqlx::query_as(
+            "INSERT INTO dataset_versions (dataset, version, dag_id, run_id, task_id, try_number, rows, path, created_at, \
+               schema, bytes, inputs) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *",
+        )
+        .bind(&$v.dataset)
+        .bind(next)
+        .bind(dag)
+        .bind(run)
+        .bind(task)
+        .bind(try_number)
+        .bind($v.rows)
+        .bind(&$v.path)
+        .bind($at)
+        .bind(&$v.schema)
+        .bind($v.bytes)
+        .bind(serde_json::json!($v.inputs).to_string())
+        .fetch_one(&mut *$tx)
+        .await?;
+        rec
+    }};
+}
+
 /// Implements [`super::CatalogStore`] for `$store` (see `impl_store!`).
 macro_rules! impl_catalog_store {
     ($store:ident) => {
@@ -72,12 +109,21 @@ macro_rules! impl_catalog_store {
                 Ok(())
             }
 
-            async fn record_quality(
+            async fn record_validation(
                 &self,
-                q: &$crate::store::NewQuality,
+                v: &$crate::store::NewValidation,
                 at: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::Result<i64> {
+            ) -> $crate::store::Result<$crate::store::RecordedValidation> {
                 let mut tx = self.tx().await?;
+                let quarantine = match &v.quarantine {
+                    Some(new) => Some($crate::store::catalog_sql::insert_dataset_version!(tx, new, at)),
+                    None => None,
+                };
+                let clean = match &v.clean {
+                    Some(new) => Some($crate::store::catalog_sql::insert_dataset_version!(tx, new, at)),
+                    None => None,
+                };
+                let q = &v.quality;
                 let $crate::store::TryRef { dag_id: dag, run_id: run, task_id: task, try_number } = &q.producer;
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO quality_results (dag_id, run_id, task_id, try_number, dataset, input_version, rows_in, \
@@ -93,9 +139,9 @@ macro_rules! impl_catalog_store {
                 .bind(q.rows_in)
                 .bind(q.rows_clean)
                 .bind(q.rows_quarantined)
-                .bind(q.clean_version)
-                .bind(q.quarantine_version)
-                .bind(q.published)
+                .bind(clean.as_ref().map(|c: &$crate::store::DatasetVersionRecord| c.id))
+                .bind(quarantine.as_ref().map(|c: &$crate::store::DatasetVersionRecord| c.id))
+                .bind(clean.is_some())
                 .bind(at)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -119,7 +165,7 @@ macro_rules! impl_catalog_store {
                     qb.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
-                Ok(id)
+                Ok($crate::store::RecordedValidation { quality_id: id, quarantine, clean })
             }
 
             async fn quality_of_run(
@@ -154,34 +200,7 @@ macro_rules! impl_catalog_store {
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::Result<$crate::store::DatasetVersionRecord> {
                 let mut tx = self.tx().await?;
-                lock(&mut *tx, $crate::store::sql::DATASET_LOCK).await?;
-                let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE dataset = $1")
-                    .bind(&v.dataset)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let (dag, run, task, try_number) = match &v.producer {
-                    Some(p) => (Some(p.dag_id.as_str()), Some(p.run_id.as_str()), Some(p.task_id.as_str()), Some(p.try_number)),
-                    None => (None, None, None, None),
-                };
-                let rec = sqlx::query_as(
-                    "INSERT INTO dataset_versions (dataset, version, dag_id, run_id, task_id, try_number, rows, path, created_at, \
-                       schema, bytes, inputs) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *",
-                )
-                .bind(&v.dataset)
-                .bind(next)
-                .bind(dag)
-                .bind(run)
-                .bind(task)
-                .bind(try_number)
-                .bind(v.rows)
-                .bind(&v.path)
-                .bind(at)
-                .bind(&v.schema)
-                .bind(v.bytes)
-                .bind(serde_json::json!(v.inputs).to_string())
-                .fetch_one(&mut *tx)
-                .await?;
+                let rec = $crate::store::catalog_sql::insert_dataset_version!(tx, v, at);
                 tx.commit().await?;
                 Ok(rec)
             }
@@ -200,3 +219,4 @@ macro_rules! impl_catalog_store {
 }
 
 pub(super) use impl_catalog_store;
+pub(super) use insert_dataset_version;

@@ -527,8 +527,13 @@ pub trait CatalogStore: Send + Sync {
     async fn get_dataset_version(&self, id: i64) -> Result<DatasetVersionRecord>;
     /// Records that retention deleted a version's files (audited).
     async fn mark_version_deleted(&self, id: i64, actor: &str, at: DateTime<Utc>) -> Result<()>;
-    /// Records a validate try's outcome and check results; returns its key.
-    async fn record_quality(&self, q: &NewQuality, at: DateTime<Utc>) -> Result<i64>;
+    /// Records a validate try's versions, outcome and check results in one
+    /// transaction.
+    async fn record_validation(
+        &self,
+        v: &NewValidation,
+        at: DateTime<Utc>,
+    ) -> Result<RecordedValidation>;
     /// The validate outcomes of a run, oldest first, with their checks.
     async fn quality_of_run(
         &self,

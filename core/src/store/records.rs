@@ -3,7 +3,6 @@
 use chrono::{DateTime, Utc};
 
 use super::from_row;
-
 use crate::dag::contract::{CheckResultKind, Severity};
 use crate::state::{RunState, RunType, TaskState};
 
@@ -631,14 +630,33 @@ pub struct NewQuality {
     pub rows_clean: i64,
     /// Rows quarantined.
     pub rows_quarantined: i64,
-    /// The clean version written (none when not published).
-    pub clean_version: Option<i64>,
-    /// The quarantine version written.
-    pub quarantine_version: Option<i64>,
-    /// Whether the clean version was published.
-    pub published: bool,
     /// Every check's result, in contract order.
     pub checks: Vec<CheckResultRecord>,
+}
+
+/// A validate try's outcome, recorded in one transaction (write-audit-publish):
+/// its quarantine version, its clean version when the checks let it publish,
+/// and its quality results naming both. Either all of it becomes visible or
+/// none of it does.
+#[derive(Debug, Clone)]
+pub struct NewValidation {
+    /// What the try found.
+    pub quality: NewQuality,
+    /// The quarantined rows' version.
+    pub quarantine: Option<NewDatasetVersion>,
+    /// The clean version; `None` holds it back (not published).
+    pub clean: Option<NewDatasetVersion>,
+}
+
+/// What [`NewValidation`] recorded.
+#[derive(Debug, Clone)]
+pub struct RecordedValidation {
+    /// The quality record's key.
+    pub quality_id: i64,
+    /// The quarantine version.
+    pub quarantine: Option<DatasetVersionRecord>,
+    /// The published clean version.
+    pub clean: Option<DatasetVersionRecord>,
 }
 
 /// The result of one check of a validate try.

@@ -98,6 +98,17 @@ impl<'a> Io<'a> {
         dataset: &DatasetName,
         inputs: &[i64],
     ) -> Result<DatasetVersionRecord, DataError> {
+        let (staged, schema, rows) = self.write_staged(df, dataset).await?;
+        self.publish(staged, schema, rows, inputs).await
+    }
+
+    /// Writes `df` into a staged folder of `dataset`, not yet a version;
+    /// returns it with its schema and row count.
+    pub async fn write_staged(
+        &self,
+        df: DataFrame,
+        dataset: &DatasetName,
+    ) -> Result<(Staged, SchemaRef, u64), DataError> {
         let staged = self.stage(dataset).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let counts = df
@@ -115,7 +126,7 @@ impl<'a> Io<'a> {
                     .map(|c| c.values().iter().sum::<u64>())
             })
             .sum();
-        self.publish(staged, schema, rows, inputs).await
+        Ok((staged, schema, rows))
     }
 
     /// A hidden folder for the next version of `dataset`, invisible to
@@ -149,6 +160,27 @@ impl<'a> Io<'a> {
         rows: u64,
         inputs: &[i64],
     ) -> Result<DatasetVersionRecord, DataError> {
+        let dataset = staged.dataset.clone();
+        let new = self.place(staged, schema, rows, inputs).await?;
+        let v = self
+            .env
+            .store
+            .record_dataset_version(&new, self.env.clock.now())
+            .await?;
+        self.apply_retention(&dataset).await?;
+        Ok(v)
+    }
+
+    /// Moves a staged folder to its version's place (`v=<n>`) and describes
+    /// the version to record. Until it is recorded no reader sees it: readers
+    /// find versions through the catalog, never by listing folders.
+    pub async fn place(
+        &self,
+        staged: Staged,
+        schema: SchemaRef,
+        rows: u64,
+        inputs: &[i64],
+    ) -> Result<NewDatasetVersion, DataError> {
         let Staged {
             dataset,
             folder,
@@ -171,28 +203,24 @@ impl<'a> Io<'a> {
                 final_dir.display()
             )))?;
         let bytes = dir_size(&final_dir).await;
-        let c = &self.ctx.claim;
-        let v = self
-            .env
-            .store
-            .record_dataset_version(
-                &NewDatasetVersion {
-                    dataset: dataset.to_string(),
-                    producer: Some(c.try_ref()),
-                    rows: Some(i64::try_from(rows).unwrap_or(i64::MAX)),
-                    path: Some(final_dir.display().to_string()),
-                    schema: Some(schema_json(&schema)),
-                    bytes: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
-                    inputs: inputs.to_vec(),
-                },
-                self.env.clock.now(),
-            )
-            .await?;
-        let gone = super::retention::apply(self.env, &dataset).await?;
+        Ok(NewDatasetVersion {
+            dataset: dataset.to_string(),
+            producer: Some(self.ctx.claim.try_ref()),
+            rows: Some(i64::try_from(rows).unwrap_or(i64::MAX)),
+            path: Some(final_dir.display().to_string()),
+            schema: Some(schema_json(&schema)),
+            bytes: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
+            inputs: inputs.to_vec(),
+        })
+    }
+
+    /// Deletes the versions of `dataset` its retention no longer keeps.
+    pub async fn apply_retention(&self, dataset: &DatasetName) -> Result<(), DataError> {
+        let gone = super::retention::apply(self.env, dataset).await?;
         if !gone.is_empty() {
             tracing::info!(dataset = %dataset, "retention deleted version(s) {gone:?}");
         }
-        Ok(v)
+        Ok(())
     }
 
     /// A scratch folder under the data folder for one task's intermediate

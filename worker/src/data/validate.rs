@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
 use weir_core::dag::DatasetName;
 use weir_core::dag::contract::{CheckKind, CheckResultKind, Contract, Severity, Threshold};
-use weir_core::store::{CheckResultRecord, DatasetVersionRecord, NewQuality};
+use weir_core::store::{CheckResultRecord, DatasetVersionRecord, NewQuality, NewValidation};
 
 use super::DataError;
 use super::compile::{InputColumn, RowRule, compile, names};
@@ -289,47 +289,62 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
     let quarantined = session
         .sql(&format!("SELECT {} FROM held", q_cols.join(", ")))
         .await?;
-    let q_version = io
-        .write(quarantined, spec.quarantine, &[input_v.id])
-        .await?;
-    let rows_quarantined = q_version.rows.unwrap_or(0);
+    let (q_staged, q_schema, q_rows) = io.write_staged(quarantined, spec.quarantine).await?;
+    let rows_quarantined = i64::try_from(q_rows).unwrap_or(i64::MAX);
+    let written_clean = i64::try_from(counts.clean_written).unwrap_or(i64::MAX);
+
+    // Audit before publish: the rows must add up before anything is visible.
+    if rows_in != written_clean + rows_quarantined {
+        staged.discard().await;
+        q_staged.discard().await;
+        return Err(DataError::ChecksFailed(format!(
+            "reconciliation failed: {rows_in} row(s) in but {written_clean} clean + {rows_quarantined} quarantined; nothing published"
+        )));
+    }
 
     // Write-audit-publish: the staged clean rows become a version only if
-    // no error-severity dataset check failed.
+    // no error-severity dataset check failed. The versions and the quality
+    // results are recorded in one transaction: all visible, or none.
     let blocking: Vec<&CheckResultRecord> = results
         .iter()
         .filter(|r| !r.passed && r.severity == Severity::Error && !r.kind.is_row_level())
         .collect();
     let publish = blocking.is_empty();
-    let clean_version = if publish {
+    let quarantine = io.place(q_staged, q_schema, q_rows, &[input_v.id]).await?;
+    let clean = if publish {
         Some(
-            io.publish(staged, clean_schema, counts.clean_written, inputs)
+            io.place(staged, clean_schema, counts.clean_written, inputs)
                 .await?,
         )
     } else {
         staged.discard().await;
         None
     };
-    let written_clean = i64::try_from(counts.clean_written).unwrap_or(i64::MAX);
-    let claim = &ctx.claim;
-    io.env()
+    let recorded = io
+        .env()
         .store
-        .record_quality(
-            &NewQuality {
-                producer: claim.try_ref(),
-                dataset: spec.input.to_string(),
-                input_version: Some(input_v.id),
-                rows_in,
-                rows_clean: written_clean,
-                rows_quarantined,
-                clean_version: clean_version.as_ref().map(|v| v.id),
-                quarantine_version: Some(q_version.id),
-                published: publish,
-                checks: results.clone(),
+        .record_validation(
+            &NewValidation {
+                quality: NewQuality {
+                    producer: ctx.claim.try_ref(),
+                    dataset: spec.input.to_string(),
+                    input_version: Some(input_v.id),
+                    rows_in,
+                    rows_clean: written_clean,
+                    rows_quarantined,
+                    checks: results.clone(),
+                },
+                quarantine: Some(quarantine),
+                clean,
             },
             io.env().clock.now(),
         )
         .await?;
+    io.apply_retention(spec.quarantine).await?;
+    if publish {
+        io.apply_retention(spec.output).await?;
+    }
+    let clean_version = recorded.clean;
     let _ = log
         .line(&format!(
             "weir: {} version {}: {rows_in} row(s) in, {written_clean} clean, {rows_quarantined} quarantined",
@@ -359,11 +374,6 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
             }
         }
         let _ = log.line(&line).await;
-    }
-    if rows_in != written_clean + rows_quarantined {
-        return Err(DataError::ChecksFailed(format!(
-            "reconciliation failed: {rows_in} row(s) in but {written_clean} clean + {rows_quarantined} quarantined"
-        )));
     }
     match &clean_version {
         Some(v) => {
