@@ -25,6 +25,14 @@ impl TryContext {
         self.run.logical_date.unwrap_or(self.run.run_after)
     }
 
+    /// The moment the run's data is judged at (freshness): the end of its
+    /// data interval, else its logical date.
+    pub fn data_as_of(&self) -> chrono::DateTime<chrono::Utc> {
+        self.run
+            .data_interval_end
+            .unwrap_or_else(|| self.logical_date())
+    }
+
     /// The variables templates see.
     pub fn values(&self) -> Value {
         let ld = self.logical_date();

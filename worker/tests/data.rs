@@ -337,7 +337,7 @@ both_backends!(
 );
 async fn dataset_checks_case(db: &TestDb) {
     // Every dataset check passing, as warnings, then failing.
-    let passing = "        - row_count: {min: 3, max: 100}\n        - missing_percent: {column: email, max: 50%}\n        - duplicates: {columns: [customer], max: 5}\n        - freshness: {column: amount, max_age: 1d, severity: warn}\n        - row_count_change: {max: 50%}\n";
+    let passing = "        - row_count: {min: 3, max: 100}\n        - missing_percent: {column: email, max: 50%}\n        - duplicates: {columns: [customer], max: 5}\n        - row_count_change: {max: 50%}\n";
     let site = Site::start(
         db,
         &pipeline(passing, "max_quarantined: 80%"),
@@ -358,17 +358,12 @@ async fn dataset_checks_case(db: &TestDb) {
     assert!(by_name("missing_percent").passed);
     assert!(by_name("duplicates").passed);
     assert!(by_name("row_count_change").passed, "no history yet");
-    let fresh = by_name("freshness");
-    assert!(
-        !fresh.passed && fresh.severity.as_str() == "warn",
-        "{fresh:?}"
-    );
     assert!(by_name("max_quarantined").passed);
 
     site.stop().await;
 
     // Error-severity failures: nothing is published, quarantine is kept.
-    let failing = "        - row_count: {min: 50}\n        - duplicates: {columns: [status], max: 0}\n        - name: tiny\n          row_count_change: {max: 1}\n";
+    let failing = "        - row_count: {min: 50}\n        - missing_percent: {column: email, max: 1%}\n        - duplicates: {columns: [status], max: 0}\n        - name: tiny\n          row_count_change: {max: 1}\n";
     let site = Site::start(
         db,
         &pipeline(failing, "max_quarantined: 10%"),
@@ -411,7 +406,22 @@ async fn dataset_checks_case(db: &TestDb) {
         .collect();
     assert_eq!(
         failed,
-        vec!["row_count", "duplicates", "tiny", "max_quarantined"]
+        vec![
+            "row_count",
+            "missing_percent",
+            "duplicates",
+            "tiny",
+            "max_quarantined"
+        ]
+    );
+    let missing = checks.iter().find(|c| c.name == "missing_percent").unwrap();
+    assert!(
+        missing
+            .observed
+            .as_deref()
+            .unwrap_or("")
+            .ends_with(&format!(" of {})", q.rows_in)),
+        "missing_percent counts every row read: {missing:?}"
     );
     let log = site.log(&run, "check_orders", 1);
     assert!(log.contains("clean.orders not published"), "{log}");
@@ -976,4 +986,77 @@ tasks:
         "{}",
         site.log(&run, "e", 1)
     );
+}
+
+both_backends!(
+    freshness_is_measured_at_the_end_of_the_runs_data_interval,
+    freshness_case
+);
+async fn freshness_case(db: &TestDb) {
+    // A backfill of 2024-01-01: rows stamped that evening are 4 hours old
+    // when the day's interval ends, whatever the wall clock says.
+    let dag = r#"
+schedule: "@daily"
+start_date: "2100-01-01"
+tasks:
+  events:
+    kind: extract
+    source: {format: csv, path: "in/events.csv"}
+    output: raw.events
+  check_events:
+    kind: validate
+    input: raw.events
+    contract:
+      columns:
+        id: {type: int64}
+        at: {type: timestamp}
+      checks:
+        - freshness: {column: at, max_age: 6h}
+    output: clean.events
+"#;
+    let site = Site::start(
+        db,
+        dag,
+        &[(
+            "in/events.csv",
+            "id,at\n1,2024-01-01T08:00:00Z\n2,2024-01-01T20:00:00Z\n",
+        )],
+    )
+    .await;
+    let on = |day: &str| weir_core::scheduler::Trigger {
+        logical_date: Some(format!("{day}T00:00:00Z").parse().unwrap()),
+        actor: "test".into(),
+        ..Default::default()
+    };
+    let fresh = site.sched.trigger("t", on("2024-01-01")).await.unwrap();
+    let fresh = site.wait(&fresh).await;
+    assert_eq!(
+        fresh.state,
+        RunState::Success,
+        "{}",
+        site.log(&fresh, "check_events", 1)
+    );
+    let (_, checks) = site.quality(&fresh, "raw.events").await;
+    assert!(
+        checks.iter().any(|c| c.name == "freshness" && c.passed),
+        "{checks:?}"
+    );
+
+    // The run of 2024-01-05 sees the same rows four days old: it fails.
+    let stale = site.sched.trigger("t", on("2024-01-05")).await.unwrap();
+    let stale = site.wait(&stale).await;
+    assert_eq!(stale.state, RunState::Failed);
+    let (q, checks) = site.quality(&stale, "raw.events").await;
+    assert!(!q.published);
+    let check = checks.iter().find(|c| c.name == "freshness").unwrap();
+    assert!(!check.passed, "{check:?}");
+    assert!(
+        check
+            .observed
+            .as_deref()
+            .unwrap_or("")
+            .contains("2024-01-06"),
+        "the observation names the time it was measured at: {check:?}"
+    );
+    site.stop().await;
 }

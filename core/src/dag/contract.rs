@@ -177,6 +177,70 @@ impl FromStr for ColumnType {
     }
 }
 
+impl ColumnType {
+    /// Whether a literal of the contract (a `min`, `max` or `values` entry)
+    /// is a value of this type. A literal that is not would compare as NULL in
+    /// the query and switch its check off, so the loader refuses it.
+    pub fn check_literal(self, v: &serde_json::Value) -> Result<(), String> {
+        use serde_json::Value;
+        let text = match v {
+            Value::String(s) => s.trim().to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => return Err("`null` is not a value to compare with".into()),
+            other => return Err(format!("`{other}` is not a number, text or boolean")),
+        };
+        let fits = |ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("`{text}` is not a value of type {self}"))
+            }
+        };
+        match self {
+            ColumnType::String => Ok(()),
+            ColumnType::Boolean => fits(matches!(
+                text.to_ascii_lowercase().as_str(),
+                "true" | "false"
+            )),
+            ColumnType::Int8 => fits(text.parse::<i8>().is_ok()),
+            ColumnType::Int16 => fits(text.parse::<i16>().is_ok()),
+            ColumnType::Int32 => fits(text.parse::<i32>().is_ok()),
+            ColumnType::Int64 => fits(text.parse::<i64>().is_ok()),
+            ColumnType::UInt8 => fits(text.parse::<u8>().is_ok()),
+            ColumnType::UInt16 => fits(text.parse::<u16>().is_ok()),
+            ColumnType::UInt32 => fits(text.parse::<u32>().is_ok()),
+            ColumnType::UInt64 => fits(text.parse::<u64>().is_ok()),
+            ColumnType::Float32 => fits(text.parse::<f32>().is_ok_and(f32::is_finite)),
+            ColumnType::Float64 => fits(text.parse::<f64>().is_ok_and(f64::is_finite)),
+            ColumnType::Decimal { precision, scale } => {
+                let digits = text.strip_prefix(['-', '+']).unwrap_or(&text);
+                let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+                let numeric = !(whole.is_empty() && frac.is_empty())
+                    && whole
+                        .chars()
+                        .chain(frac.chars())
+                        .all(|c| c.is_ascii_digit());
+                let whole_digits = whole.trim_start_matches('0').len();
+                if numeric && frac.len() > scale as usize {
+                    return Err(format!(
+                        "`{text}` has more than {scale} digits after the point of {self}"
+                    ));
+                }
+                fits(numeric && whole_digits <= (precision as usize - scale as usize))
+            }
+            ColumnType::Date => fits(chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").is_ok()),
+            ColumnType::Timestamp => fits(
+                chrono::DateTime::parse_from_rfc3339(&text).is_ok()
+                    || ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+                        .iter()
+                        .any(|f| chrono::NaiveDateTime::parse_from_str(&text, f).is_ok())
+                    || chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").is_ok(),
+            ),
+        }
+    }
+}
+
 impl fmt::Display for ColumnType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = match self {
@@ -726,6 +790,14 @@ impl Contract {
             }
         }
         for (i, check) in self.checks.iter().enumerate() {
+            if matches!(check.kind, CheckKind::Rule(_)) && check.severity == Some(Severity::Warn) {
+                out.push((
+                    vec!["checks".into(), i.to_string(), "severity".into()],
+                    "`severity: warn` does nothing on a `rule`: a row that fails a rule is always quarantined; \
+                     use a dataset-level check (e.g. `row_count`, `missing_percent`) to only warn"
+                        .into(),
+                ));
+            }
             let mut need = |kind: &str, col: &str| {
                 if !declared(col) {
                     out.push((
@@ -736,13 +808,51 @@ impl Contract {
             };
             match &check.kind {
                 CheckKind::MissingPercent(c) => need("missing_percent", &c.column),
-                CheckKind::Freshness(c) => need("freshness", &c.column),
+                CheckKind::Freshness(c) => {
+                    need("freshness", &c.column);
+                    let kind = self.columns.get(&c.column).map(|col| col.column_type);
+                    if let Some(t) =
+                        kind.filter(|t| !matches!(t, ColumnType::Date | ColumnType::Timestamp))
+                    {
+                        out.push((
+                            vec!["checks".into(), i.to_string(), "freshness".into()],
+                            format!(
+                                "freshness needs a date or timestamp column; `{}` is {t}",
+                                c.column
+                            ),
+                        ));
+                    }
+                }
                 CheckKind::Duplicates(c) => {
                     for col in &c.columns {
                         need("duplicates", col);
                     }
                 }
                 CheckKind::Rule(_) | CheckKind::RowCount(_) | CheckKind::RowCountChange(_) => {}
+            }
+        }
+        for (name, col) in &self.columns {
+            let bounds = [("min", &col.min), ("max", &col.max)];
+            for (key, bound) in bounds {
+                if let Some(Err(e)) = bound.as_ref().map(|v| col.column_type.check_literal(v)) {
+                    out.push((
+                        vec!["columns".into(), name.clone(), key.into()],
+                        format!("column `{name}` {key}: {e}"),
+                    ));
+                }
+            }
+            for (i, v) in col.values.iter().flatten().enumerate() {
+                if let Err(e) = col.column_type.check_literal(v) {
+                    out.push((
+                        vec![
+                            "columns".into(),
+                            name.clone(),
+                            "values".into(),
+                            i.to_string(),
+                        ],
+                        format!("column `{name}` values: {e}"),
+                    ));
+                }
             }
         }
         for (name, col) in &self.columns {
@@ -756,5 +866,47 @@ impl Contract {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn accepts(t: &str, v: serde_json::Value) -> bool {
+        let t: ColumnType = t.parse().unwrap_or_else(|e| panic!("{e}"));
+        t.check_literal(&v).is_ok()
+    }
+
+    #[test]
+    fn literals_that_do_not_cast_to_the_column_type_are_refused() {
+        let cases = [
+            ("int32", json!(5), true),
+            ("int32", json!("5"), true),
+            ("int32", json!("paid"), false),
+            ("int32", json!(1.5), false),
+            ("int8", json!(300), false),
+            ("uint16", json!(-1), false),
+            ("float32", json!(1e39), false),
+            ("float64", json!("2.5"), true),
+            ("decimal(5,2)", json!(123.45), true),
+            ("decimal(5,2)", json!(1234.5), false),
+            ("decimal(5,2)", json!("1.234"), false),
+            ("decimal(5,2)", json!("ten"), false),
+            ("boolean", json!(true), true),
+            ("boolean", json!("yes"), false),
+            ("date", json!("2026-02-28"), true),
+            ("date", json!("2026-02-30"), false),
+            ("timestamp", json!("2026-02-28T10:00:00Z"), true),
+            ("timestamp", json!("2026-02-28 10:00:00"), true),
+            ("timestamp", json!("yesterday"), false),
+            ("string", json!(5), true),
+            ("string", json!(null), false),
+            ("int64", json!([1]), false),
+        ];
+        for (t, v, ok) in cases {
+            assert_eq!(accepts(t, v.clone()), ok, "{t} {v}");
+        }
     }
 }

@@ -170,14 +170,14 @@ pub fn compile(
                 rules.push(RowRule::on_column(
                     kind,
                     name.clone(),
-                    format!("{q} {op} TRY_CAST({lit} AS {t})"),
+                    format!("{q} {op} CAST({lit} AS {t})"),
                 ));
             }
         }
         if let Some(values) = &col.values {
             let lits = values
                 .iter()
-                .map(|v| json_literal(v).map(|l| format!("TRY_CAST({l} AS {t})")))
+                .map(|v| json_literal(v).map(|l| format!("CAST({l} AS {t})")))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| DataError::Invalid(format!("column `{name}` values: {e}")))?;
             rules.push(RowRule::on_column(
@@ -404,13 +404,16 @@ fn raw_of(c: &Contract, column: &str) -> String {
 
 /// A rule must be one SQL expression (no statements, no subqueries of other data).
 pub(super) fn check_expression(rule: &str) -> Result<(), DataError> {
+    use std::ops::ControlFlow;
+
+    use datafusion::sql::sqlparser::ast::{Expr, visit_expressions};
     use datafusion::sql::sqlparser::dialect::GenericDialect;
     use datafusion::sql::sqlparser::parser::Parser;
     let dialect = GenericDialect {};
     let mut parser = Parser::new(&dialect)
         .try_with_sql(rule)
         .map_err(|e| DataError::Invalid(format!("rule `{rule}`: {e}")))?;
-    parser
+    let expr = parser
         .parse_expr()
         .map_err(|e| DataError::Invalid(format!("rule `{rule}`: {e}")))?;
     if parser.peek_token().token != datafusion::sql::sqlparser::tokenizer::Token::EOF {
@@ -418,7 +421,11 @@ pub(super) fn check_expression(rule: &str) -> Result<(), DataError> {
             "rule `{rule}` must be a single SQL expression"
         )));
     }
-    if rule.to_ascii_lowercase().contains("select") {
+    let subquery = visit_expressions(&expr, |e| match e {
+        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    if subquery.is_break() {
         return Err(DataError::Invalid(format!(
             "rule `{rule}`: subqueries are not allowed in rules"
         )));
@@ -530,6 +537,9 @@ mod tests {
         );
         for (rule, says) in [
             ("id > (select max(id) from raw.orders)", "subqueries"),
+            ("id in (SELECT id FROM raw.orders)", "subqueries"),
+            ("exists (select 1)", "subqueries"),
+            ("id > 0 and (id < 5 or id > (select 1))", "subqueries"),
             ("id > 0; drop table x", "single SQL expression"),
         ] {
             let c = contract(serde_json::json!({
@@ -541,6 +551,12 @@ mod tests {
                 .to_string();
             assert!(err.contains(says), "{rule}: {err}");
         }
+        // Text that merely contains the word is no subquery.
+        let harmless = contract(serde_json::json!({
+            "columns": {"id": {"type": "int64"}, "status": {"type": "string"}},
+            "checks": [{"rule": "status <> 'selected' or status like '%(select 1)%'"}],
+        }));
+        compile(&harmless, &input(), 1, &text_columns(&["id", "status"])).unwrap();
         let absent = contract(serde_json::json!({
             "columns": {"id": {"type": "int64"}},
             "checks": [{"missing_percent": {"column": "email", "max": "5%"}}],

@@ -1,11 +1,13 @@
-//! The dataset-level checks of a contract (`row_count`, `missing_percent`,
-//! `freshness`, `duplicates`, `row_count_change`), run on the clean rows of
-//! a validate try before its version is published. Each is one aggregate
+//! The dataset-level checks of a contract, run by a validate try before its
+//! version is published: `missing_percent` over every row read; `row_count`,
+//! `freshness` (at the end of the run's data interval), `duplicates` and
+//! `row_count_change` over the clean rows. Each is one aggregate
 //! query; its result names the observed value, the threshold and the
 //! severity.
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::prelude::SessionContext;
 use weir_core::dag::DatasetName;
 use weir_core::dag::contract::{Check, CheckKind, CheckResultKind, Severity, Threshold};
@@ -113,22 +115,33 @@ pub(super) async fn check(
             .map_err(|e| DataError::Invalid(format!("freshness on `{}`: {e}", f.column)))?
             .collect()
             .await?;
-        let newest = batches.iter().find(|b| b.num_rows() > 0).and_then(|b| {
-            b.column(0)
-                .as_string_opt::<i32>()
-                .filter(|a| !a.is_null(0))
-                .map(|a| a.value(0).to_owned())
-        });
+        // DataFusion may answer as Utf8View: cast to plain text to read it.
+        let newest = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| cast(b.column(0), &DataType::Utf8))
+            .transpose()?
+            .and_then(|a| {
+                a.as_string_opt::<i32>()
+                    .filter(|a| !a.is_null(0))
+                    .map(|a| a.value(0).to_owned())
+            });
         let at = newest.as_deref().and_then(parse_time);
         let max_age =
             chrono::Duration::seconds(i64::try_from(f.max_age.as_secs()).unwrap_or(i64::MAX));
-        let now = io.env().clock.now();
-        let passed = at.is_some_and(|t| now - t <= max_age);
+        // Measured when the run's data interval ends, not by the wall clock,
+        // so a backfill or a retry judges the data of its own interval.
+        let as_of = io.ctx().data_as_of();
+        let passed = at.is_some_and(|t| as_of - t <= max_age);
         return Ok(result(
             CheckResultKind::Freshness,
             Some(f.column.clone()),
             passed,
-            newest.unwrap_or_else(|| "no value".into()),
+            format!(
+                "newest {} as of {}",
+                newest.unwrap_or_else(|| "no value".into()),
+                as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
             f.max_age.to_string(),
             severity(check, f.severity),
         ));
