@@ -169,3 +169,22 @@ fn the_shipped_schema_is_the_generated_one() {
         "dags/schema.json is out of date: run `cargo run -- dags schema > dags/schema.json`"
     );
 }
+
+#[test]
+fn unchecked_inputs_open_the_quality_gate_and_mark_the_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peek.yaml");
+    std::fs::write(
+        &path,
+        "tasks:\n  extract:\n    kind: extract\n    source: {format: csv, path: o.csv}\n    output: raw.orders\n  \
+         peek:\n    kind: transform\n    inputs: [raw.orders]\n    unchecked_inputs: [raw.orders]\n    \
+         sql: select count(*) as n from raw.orders\n    output: curated.peek\n",
+    )
+    .unwrap();
+    let dag = match loader::load_file(&path) {
+        Ok(Some((dag, _))) => dag,
+        Ok(None) => panic!("taken for a contract file"),
+        Err(e) => panic!("{e:?}"),
+    };
+    assert_eq!(dag.graph.edges(), vec![(0, 1, EdgeKind::UncheckedDataset)]);
+}

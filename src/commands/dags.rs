@@ -425,6 +425,7 @@ fn show_json(dag: &Dag) -> serde_json::Value {
             "trigger_rule": t.trigger_rule.as_str(),
             "upstream": names(dag, &dag.graph.upstream(i)),
             "reads": datasets(t.reads()),
+            "unchecked_reads": datasets(t.reads().into_iter().filter(|d| t.reads_unchecked(d)).collect()),
             "writes": datasets(t.writes()),
         })).collect::<Vec<_>>(),
     })
@@ -455,7 +456,15 @@ fn show_text(dag: &Dag) {
                 t.id.to_string(),
                 t.kind.name().as_str().to_owned(),
                 dash(names(dag, &dag.graph.upstream(i))),
-                dash(datasets(t.reads())),
+                dash(
+                    t.reads()
+                        .into_iter()
+                        .map(|d| match t.reads_unchecked(d) {
+                            true => format!("{d} (unchecked)"),
+                            false => d.to_string(),
+                        })
+                        .collect(),
+                ),
                 dash(datasets(t.writes())),
             ]
         })
@@ -483,14 +492,19 @@ fn to_dot(dag: &Dag) -> String {
         };
         let style = match kind {
             EdgeKind::Explicit => String::new(),
-            EdgeKind::Dataset => {
+            EdgeKind::Dataset | EdgeKind::UncheckedDataset => {
                 let shared: Vec<String> = b
                     .reads()
                     .into_iter()
                     .filter(|d| a.writes().contains(d))
                     .map(ToString::to_string)
                     .collect();
-                format!(" [style=dashed, label=\"{}\"]", shared.join(", "))
+                let unchecked = if kind == EdgeKind::UncheckedDataset {
+                    " (unchecked)\", color=red"
+                } else {
+                    "\""
+                };
+                format!(" [style=dashed, label=\"{}{unchecked}]", shared.join(", "))
             }
         };
         out.push_str(&format!("  \"{}\" -> \"{}\"{style};\n", a.id, b.id));

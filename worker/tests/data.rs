@@ -485,6 +485,7 @@ tasks:
   t:
     kind: transform
     inputs: [raw.sales]
+    unchecked_inputs: [raw.sales]
     sql: "select region, sum(amount) as total, count(*) as n from raw.sales group by region"
     output: curated.totals
   up:
@@ -598,6 +599,7 @@ tasks:
   t:
     kind: transform
     inputs: [raw.n]
+    unchecked_inputs: [raw.n]
     sql: |
       select * from (values
         (1, 1.5, true, date '2026-01-02', timestamp '2026-01-02 03:04:05', cast(12.34 as decimal(10,2)), 'a, "quoted"' || chr(10) || 'line'),
@@ -619,6 +621,7 @@ tasks:
   l2:
     kind: load
     input: raw.twice
+    unchecked_inputs: [raw.twice]
     target: {connection: warehouse, table: twice, mode: upsert, key: [k]}
 "#;
     let numbers: String = std::iter::once("n\n".to_owned())
@@ -721,7 +724,7 @@ async fn refuse_case(db: &TestDb) {
         ("drop table raw.s", "DROP"),
     ] {
         let dag = format!(
-            "tasks:\n  e:\n    kind: extract\n    source: {{format: csv, path: \"in/s.csv\"}}\n    output: raw.s\n  t:\n    kind: transform\n    retries: 0\n    inputs: [raw.s]\n    sql: \"{sql}\"\n    output: curated.s\n"
+            "tasks:\n  e:\n    kind: extract\n    source: {{format: csv, path: \"in/s.csv\"}}\n    output: raw.s\n  t:\n    kind: transform\n    retries: 0\n    inputs: [raw.s]\n    unchecked_inputs: [raw.s]\n    sql: \"{sql}\"\n    output: curated.s\n"
         );
         let site = Site::start(db, &dag, &[("in/s.csv", "a\n1\n")]).await;
         let run = site.run().await;
@@ -743,7 +746,7 @@ async fn refuse_case(db: &TestDb) {
         ("select * from '/etc/passwd'", "/etc/passwd"),
     ] {
         let dag = format!(
-            "tasks:\n  e:\n    kind: extract\n    source: {{format: csv, path: \"in/s.csv\"}}\n    output: raw.s\n  t:\n    kind: transform\n    retries: 0\n    inputs: [raw.s]\n    sql: \"{sql}\"\n    output: curated.s\n"
+            "tasks:\n  e:\n    kind: extract\n    source: {{format: csv, path: \"in/s.csv\"}}\n    output: raw.s\n  t:\n    kind: transform\n    retries: 0\n    inputs: [raw.s]\n    unchecked_inputs: [raw.s]\n    sql: \"{sql}\"\n    output: curated.s\n"
         );
         let site = Site::start(db, &dag, &[("in/s.csv", "a\n1\n")]).await;
         let run = site.run().await;

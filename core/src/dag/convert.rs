@@ -194,7 +194,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The keys of a task that belong only to some kinds, with whether they are set.
-fn kind_keys(tf: &TaskFile) -> [(&'static str, bool, &'static [KindName]); 14] {
+fn kind_keys(tf: &TaskFile) -> [(&'static str, bool, &'static [KindName]); 15] {
     use KindName::*;
     [
         ("command", tf.command.is_some(), &[Shell]),
@@ -209,6 +209,11 @@ fn kind_keys(tf: &TaskFile) -> [(&'static str, bool, &'static [KindName]); 14] {
         ("quarantine", tf.quarantine.is_some(), &[Validate]),
         ("max_quarantined", tf.max_quarantined.is_some(), &[Validate]),
         ("inputs", tf.inputs.is_some(), &[Transform]),
+        (
+            "unchecked_inputs",
+            tf.unchecked_inputs.is_some(),
+            &[Transform, Load],
+        ),
         ("sql", tf.sql.is_some(), &[Transform, Sensor]),
         ("target", tf.target.is_some(), &[Load]),
         ("file", tf.file.is_some(), &[Sensor]),
@@ -316,6 +321,61 @@ impl KindContext<'_> {
             ));
         }
         set
+    }
+
+    /// The quality gate: of `inputs` (values of `inputs` or `input`), those in
+    /// a zone no contract has checked (raw, quarantine) must be named under
+    /// `unchecked_inputs`, and every name there must be one of them. Returns
+    /// the unchecked inputs.
+    fn unchecked(&self, problems: &mut Vec<Problem>, inputs: &[DatasetName]) -> Vec<DatasetName> {
+        let named = self.tf.unchecked_inputs.as_deref().unwrap_or_default();
+        let key = if self.tf.inputs.is_some() {
+            "inputs"
+        } else {
+            "input"
+        };
+        let mut out = Vec::new();
+        for (i, ds) in inputs.iter().enumerate() {
+            if !matches!(ds.zone(), Zone::Raw | Zone::Quarantine) {
+                continue;
+            }
+            if named.contains(ds) {
+                out.push(ds.clone());
+                continue;
+            }
+            let path: Vec<String> = if key == "inputs" {
+                vec!["tasks".into(), self.t.into(), key.into(), i.to_string()]
+            } else {
+                vec!["tasks".into(), self.t.into(), key.into()]
+            };
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            problems.push(Problem::at(
+                &path,
+                Anchor::Value,
+                format!(
+                    "a {} task reads `{ds}`, which no contract has checked: read the clean \
+                     dataset a validate task writes, or name `{ds}` under `unchecked_inputs` \
+                     to read it as it is",
+                    self.kind_name
+                ),
+            ));
+        }
+        for (i, ds) in named.iter().enumerate() {
+            if !inputs.contains(ds) {
+                problems.push(Problem::at(
+                    &["tasks", self.t, "unchecked_inputs", &i.to_string()],
+                    Anchor::Value,
+                    format!("`unchecked_inputs` names `{ds}`, which this task does not read"),
+                ));
+            } else if !matches!(ds.zone(), Zone::Raw | Zone::Quarantine) {
+                problems.push(Problem::at(
+                    &["tasks", self.t, "unchecked_inputs", &i.to_string()],
+                    Anchor::Value,
+                    format!("`{ds}` is checked data: only raw and quarantine datasets go under `unchecked_inputs`"),
+                ));
+            }
+        }
+        out
     }
 
     /// Records a problem when `ds` (the value of `key`) is not in `zone`.
@@ -458,8 +518,10 @@ fn transform_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<T
                 ));
             }
             check_template(&["tasks", cx.t, "sql"], sql, problems);
+            let unchecked = cx.unchecked(problems, inputs);
             Some(TaskKind::Transform {
                 inputs: inputs.clone(),
+                unchecked,
                 sql: sql.clone(),
                 output: output.clone(),
             })
@@ -476,8 +538,12 @@ fn load_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskKi
     ];
     match (&cx.tf.input, &cx.tf.target) {
         (Some(input), Some(target)) if ok.iter().all(|b| *b) => {
+            let unchecked = !cx
+                .unchecked(problems, std::slice::from_ref(input))
+                .is_empty();
             to_target(cx.t, target, problems, &mut check_template).map(|target| TaskKind::Load {
                 input: input.clone(),
+                unchecked,
                 target,
             })
         }
@@ -718,7 +784,12 @@ fn build_graph(
             if let Some(&w) = writers.get(ds)
                 && w != i
             {
-                edges.push((w, i, EdgeKind::Dataset));
+                let kind = if task.reads_unchecked(ds) {
+                    EdgeKind::UncheckedDataset
+                } else {
+                    EdgeKind::Dataset
+                };
+                edges.push((w, i, kind));
             }
         }
     }

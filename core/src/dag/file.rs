@@ -372,6 +372,10 @@ pub struct TaskFile {
     /// transform: the datasets the query reads, registered as tables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Vec<DatasetName>>,
+    /// transform, load: inputs in the raw or quarantine zone read as they
+    /// are, on purpose (no contract has checked them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchecked_inputs: Option<Vec<DatasetName>>,
     /// transform: the query; sensor: a query whose first cell must be true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,

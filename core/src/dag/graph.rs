@@ -13,6 +13,9 @@ pub enum EdgeKind {
     Explicit,
     /// The downstream task reads a dataset the upstream task writes.
     Dataset,
+    /// As `Dataset`, but the dataset is read without a contract's check
+    /// (raw or quarantined data named under `unchecked_inputs`).
+    UncheckedDataset,
 }
 
 /// The dependency graph of one DAG. Node `i` is the `i`-th task in file order.

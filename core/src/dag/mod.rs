@@ -188,6 +188,8 @@ pub enum TaskKind {
     Transform {
         /// The datasets read, registered as tables.
         inputs: Vec<DatasetName>,
+        /// Inputs read without a contract's check (`unchecked_inputs`).
+        unchecked: Vec<DatasetName>,
         /// The query (template).
         sql: String,
         /// The dataset written.
@@ -197,6 +199,8 @@ pub enum TaskKind {
     Load {
         /// The dataset read.
         input: DatasetName,
+        /// Whether it is read without a contract's check (`unchecked_inputs`).
+        unchecked: bool,
         /// Where it goes.
         target: Target,
     },
@@ -224,6 +228,17 @@ impl TaskKind {
 }
 
 impl Task {
+    /// Whether this task reads `ds` without a contract's check, on purpose.
+    pub fn reads_unchecked(&self, ds: &DatasetName) -> bool {
+        match &self.kind {
+            TaskKind::Transform { unchecked, .. } => unchecked.contains(ds),
+            TaskKind::Load {
+                input, unchecked, ..
+            } => *unchecked && input == ds,
+            _ => false,
+        }
+    }
+
     /// The datasets this task reads.
     pub fn reads(&self) -> Vec<&DatasetName> {
         match &self.kind {

@@ -112,11 +112,14 @@ pub async fn run(
             inputs,
             sql,
             output,
+            ..
         } => {
             let query = render("sql", sql).map_err(DataError::Invalid)?;
             transform::run(inputs, &query, output, &io, log).await
         }
-        TaskKind::Load { input, target } => load::run(ctx, input, target, &io, log, render).await,
+        TaskKind::Load { input, target, .. } => {
+            load::run(ctx, input, target, &io, log, render).await
+        }
         other => Err(DataError::Invalid(format!(
             "{} is not a data task",
             other.name().as_str()
