@@ -146,13 +146,25 @@ pub struct RetentionConfig {
     pub max_age: Option<crate::dag::Duration>,
 }
 
+/// How long quarantined rows (raw values, possibly personal data) are kept
+/// unless `[retention.quarantine]` or a dataset's own rule says otherwise.
+pub const QUARANTINE_MAX_AGE: crate::dag::Duration = crate::dag::Duration::from_secs(30 * 86_400);
+
 impl RetentionRules {
-    /// The rule of a dataset: its own, else its zone's.
+    /// The rule of a dataset: its own, else its zone's; the quarantine zone
+    /// keeps versions for [`QUARANTINE_MAX_AGE`] when nothing is configured.
     pub fn rule_for(&self, dataset: &crate::dag::DatasetName) -> Option<RetentionConfig> {
-        self.0
+        let configured = self
+            .0
             .get(&dataset.to_string())
             .or_else(|| self.0.get(dataset.zone().as_str()))
-            .copied()
+            .copied();
+        configured.or_else(|| {
+            (dataset.zone() == crate::dag::Zone::Quarantine).then_some(RetentionConfig {
+                keep: None,
+                max_age: Some(QUARANTINE_MAX_AGE),
+            })
+        })
     }
 }
 
@@ -416,6 +428,41 @@ fn with_password(url: &str, password: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quarantine_is_kept_thirty_days_unless_configured() {
+        let ds =
+            |n: &str| -> crate::dag::DatasetName { n.parse().unwrap_or_else(|e| panic!("{e}")) };
+        let none = RetentionRules::default();
+        assert_eq!(
+            none.rule_for(&ds("quarantine.orders"))
+                .and_then(|r| r.max_age),
+            Some(QUARANTINE_MAX_AGE)
+        );
+        assert_eq!(none.rule_for(&ds("clean.orders")), None);
+        let mut rules = RetentionRules::default();
+        rules
+            .0
+            .insert("quarantine".into(), RetentionConfig::default());
+        rules.0.insert(
+            "quarantine.keep_me".into(),
+            RetentionConfig {
+                keep: Some(3),
+                max_age: None,
+            },
+        );
+        assert_eq!(
+            rules.rule_for(&ds("quarantine.orders")),
+            Some(RetentionConfig::default()),
+            "an empty [retention.quarantine] keeps everything"
+        );
+        assert_eq!(
+            rules
+                .rule_for(&ds("quarantine.keep_me"))
+                .and_then(|r| r.keep),
+            Some(3)
+        );
+    }
 
     #[test]
     fn every_setting_variable_is_read() {
