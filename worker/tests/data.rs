@@ -82,12 +82,29 @@ async fn read_rows(dir: &std::path::Path, columns: &[&str]) -> Vec<Vec<String>> 
         let cols: Vec<_> = columns
             .iter()
             .map(|c| {
-                cast(
-                    b.column_by_name(c)
-                        .unwrap_or_else(|| panic!("no column {c}")),
-                    &DataType::Utf8,
-                )
-                .unwrap()
+                let col = b
+                    .column_by_name(c)
+                    .unwrap_or_else(|| panic!("no column {c}"));
+                match col.data_type() {
+                    // A list (`_weir_errors`) reads as its items joined by "; ".
+                    DataType::List(_) => {
+                        let list = col.as_list::<i32>();
+                        let joined: datafusion::arrow::array::StringArray = (0..list.len())
+                            .map(|i| {
+                                let items = cast(&list.value(i), &DataType::Utf8).unwrap();
+                                let items = items.as_string::<i32>();
+                                Some(
+                                    (0..items.len())
+                                        .map(|j| items.value(j))
+                                        .collect::<Vec<_>>()
+                                        .join("; "),
+                                )
+                            })
+                            .collect();
+                        std::sync::Arc::new(joined) as _
+                    }
+                    _ => cast(col, &DataType::Utf8).unwrap(),
+                }
             })
             .collect();
         for i in 0..b.num_rows() {
@@ -200,6 +217,14 @@ async fn defects_case(db: &TestDb) {
             vec!["12".into(), "7.00".into(), "fine without email".into()],
             vec!["2".into(), "0.00".into(), "fine".into()],
         ]
+    );
+    let q = site.latest("quarantine.orders").await;
+    let schema: Vec<serde_json::Value> =
+        serde_json::from_str(q.schema.as_deref().unwrap_or("[]")).unwrap();
+    let errors = schema.iter().find(|f| f["name"] == "_weir_errors").unwrap();
+    assert_eq!(
+        errors["type"], "List(Utf8)",
+        "the reasons are a list of text"
     );
     let quarantined = site
         .rows("quarantine.orders", &["note", "_weir_errors", "_weir_row"])
@@ -1061,5 +1086,92 @@ tasks:
             .contains("2024-01-06"),
         "the observation names the time it was measured at: {check:?}"
     );
+    site.stop().await;
+}
+
+/// The Python that reads zone files in the next test (`WEIR_TEST_PYTHON`,
+/// else `python3`), if it has pyarrow. CI installs it and must not skip.
+fn python_with_pyarrow() -> Option<String> {
+    let python = std::env::var("WEIR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import pyarrow"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{python} has no pyarrow (set WEIR_TEST_PYTHON)"
+    );
+    eprintln!("skipping: {python} has no pyarrow (pip install pyarrow, or set WEIR_TEST_PYTHON)");
+    None
+}
+
+/// Reads a version's folder with pyarrow: each row's `columns` as text,
+/// lists as JSON arrays, sorted.
+const READ_WITH_PYARROW: &str = r#"
+import json, sys
+import pyarrow.parquet as pq
+table = pq.read_table(sys.argv[1])
+columns = sys.argv[2].split(",")
+rows = []
+for row in table.select(columns).to_pylist():
+    rows.append([v if isinstance(v, list) else (None if v is None else str(v)) for v in (row[c] for c in columns)])
+print(json.dumps(sorted(rows, key=json.dumps)))
+"#;
+
+#[tokio::test]
+async fn zone_files_read_the_same_in_pyarrow() {
+    let Some(python) = python_with_pyarrow() else {
+        return;
+    };
+    let db = weir_core::testing::sqlite().await;
+    let site = Site::start(
+        &db,
+        &pipeline("", ""),
+        &[("in/customers.csv", CUSTOMERS), ("in/orders.csv", ORDERS)],
+    )
+    .await;
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Success);
+    let clean = site.latest("clean.orders").await;
+    let quarantine = site.latest("quarantine.orders").await;
+    let pyarrow = |path: &str, columns: &str| {
+        let out = std::process::Command::new(&python)
+            .args(["-c", READ_WITH_PYARROW, path, columns])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+
+    // Clean rows: the same ids and notes as DataFusion reads.
+    let mut ours = site.rows("clean.orders", &["id", "note"]).await;
+    ours.sort_by_key(|r| serde_json::to_string(r).unwrap());
+    assert_eq!(
+        pyarrow(clean.path.as_deref().unwrap(), "id,note"),
+        serde_json::json!(ours)
+    );
+
+    // Quarantined rows: every reason an item of a list.
+    let theirs = pyarrow(quarantine.path.as_deref().unwrap(), "note,_weir_errors");
+    let rows = theirs.as_array().unwrap();
+    assert_eq!(rows.len() as i64, quarantine.rows.unwrap());
+    let reasons_of = |note: &str| {
+        rows.iter()
+            .find(|r| r[0] == note)
+            .unwrap_or_else(|| panic!("no quarantined row {note}: {theirs}"))[1]
+            .clone()
+    };
+    assert_eq!(
+        reasons_of("negative and unpaid"),
+        serde_json::json!(["min:amount", "rule:paid_has_amount"])
+    );
+    assert_eq!(reasons_of("bad email"), serde_json::json!(["format:email"]));
     site.stop().await;
 }

@@ -12,9 +12,10 @@
 //! temporary table of the target's shape, then one `INSERT … SELECT`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
     DataType, Date32Type, Field, Float64Type, Int64Type, Schema, TimeUnit, TimestampMicrosecondType,
@@ -215,9 +216,35 @@ fn bindable(batch: &RecordBatch, columns: &[Column]) -> Result<Vec<ArrayRef>, Da
                 Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
                 Kind::Decimal(..) | Kind::Text => DataType::Utf8,
             };
+            if let (DataType::List(_), DataType::Utf8) = (a.data_type(), &to) {
+                return Ok(list_as_json(a));
+            }
             cast(a, &to).map_err(|e| DataError::Invalid(format!("column `{}`: {e}", c.name)))
         })
         .collect()
+}
+
+/// A list column (such as a quarantine's `_weir_errors`) as JSON array text.
+fn list_as_json(a: &ArrayRef) -> ArrayRef {
+    let list = a.as_list::<i32>();
+    let text: StringArray = (0..list.len())
+        .map(|i| {
+            list.is_valid(i).then(|| {
+                let items = list.value(i);
+                let items = cast(&items, &DataType::Utf8).ok();
+                let items = items.as_ref().map(|x| x.as_string::<i32>());
+                let values: Vec<Option<&str>> = items
+                    .map(|x| {
+                        (0..x.len())
+                            .map(|j| x.is_valid(j).then(|| x.value(j)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                serde_json::to_string(&values).unwrap_or_default()
+            })
+        })
+        .collect();
+    Arc::new(text)
 }
 
 /// A batch as rows of values (binding to SQLite is row by row).

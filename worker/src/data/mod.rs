@@ -8,6 +8,7 @@ mod dataset_checks;
 mod extract;
 mod load;
 mod query_source;
+mod reasons;
 pub mod retention;
 pub mod split;
 pub mod sql;

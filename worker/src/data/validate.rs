@@ -15,7 +15,7 @@ use weir_core::store::{CheckResultRecord, DatasetVersionRecord, NewQuality, NewV
 use super::DataError;
 use super::compile::{InputColumn, RowRule, compile, names};
 use super::split::{Counts, Plan, split};
-use super::sql::{ident, literal};
+use super::sql::ident;
 use super::storage::{Io, Staged};
 use crate::context::TryContext;
 use crate::logs::LogWriter;
@@ -261,12 +261,10 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
         });
     }
 
-    // Quarantine always: the raw values and every reason.
-    let reasons: Vec<String> = rules
-        .iter()
-        .enumerate()
-        .map(|(i, r)| format!("CASE WHEN __f{i} THEN {} END", literal(&r.reason())))
-        .collect();
+    // Quarantine always: the raw values and every reason, as a list.
+    session.register_udf(super::reasons::udf(
+        rules.iter().map(RowRule::reason).collect(),
+    ));
     let mut q_cols: Vec<String> = c
         .columns
         .keys()
@@ -274,11 +272,12 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
         .map(|(i, k)| format!("__raw_{i} AS {}", ident(k)))
         .collect();
     q_cols.extend(kept.iter().map(|k| ident(k)));
-    q_cols.push(if reasons.is_empty() {
-        "CAST('' AS VARCHAR) AS _weir_errors".to_owned()
-    } else {
-        format!("concat_ws('; ', {}) AS _weir_errors", reasons.join(", "))
-    });
+    let flags: Vec<String> = (0..rules.len()).map(|i| format!("__f{i}")).collect();
+    q_cols.push(format!(
+        "{}({}) AS _weir_errors",
+        super::reasons::NAME,
+        flags.join(", ")
+    ));
     let held_df = session
         .read_parquet(
             held.display().to_string(),
