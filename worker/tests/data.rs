@@ -1175,3 +1175,73 @@ async fn zone_files_read_the_same_in_pyarrow() {
     assert_eq!(reasons_of("bad email"), serde_json::json!(["format:email"]));
     site.stop().await;
 }
+
+/// A transform whose output a contract checks (`{row_count}` is its row_count check).
+fn checked_transform(row_count: &str) -> String {
+    format!(
+        r#"
+tasks:
+  e:
+    kind: extract
+    source: {{format: csv, path: "in/s.csv"}}
+    output: raw.s
+  t:
+    kind: transform
+    retries: 0
+    inputs: [raw.s]
+    unchecked_inputs: [raw.s]
+    sql: "select k, n * 10 as n from raw.s"
+    contract:
+      columns:
+        k: {{type: string, required: true}}
+        n: {{type: int64, min: 0}}
+      primary_key: [k]
+      checks:
+        - row_count: {row_count}
+    output: curated.t
+"#
+    )
+}
+
+both_backends!(
+    a_transforms_contract_holds_back_its_output,
+    transform_contract_case
+);
+async fn transform_contract_case(db: &TestDb) {
+    let rows = "k,n\na,1\nb,-1\nc,2\n";
+    let site = Site::start(db, &checked_transform("{min: 1}"), &[("in/s.csv", rows)]).await;
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Success, "{}", site.log(&run, "t", 1));
+    // Failing rows are quarantined, the rest published, with a quality record.
+    assert_eq!(
+        site.rows("curated.t", &["k", "n"]).await,
+        vec![
+            vec!["a".to_owned(), "10".into()],
+            vec!["c".into(), "20".into()]
+        ]
+    );
+    assert_eq!(
+        site.rows("quarantine.t", &["k", "_weir_errors"]).await,
+        vec![vec!["b".to_owned(), "min:n".into()]]
+    );
+    let (q, checks) = site.quality(&run, "curated.t").await;
+    assert!(q.published && q.input_version.is_none());
+    assert_eq!((q.rows_in, q.rows_clean, q.rows_quarantined), (3, 2, 1));
+    assert!(checks.iter().any(|c| c.name == "min" && c.failed == 1));
+    let published = site.latest("curated.t").await;
+    site.stop().await;
+
+    // An error-severity dataset check holds the new version back.
+    let site = Site::start(db, &checked_transform("{min: 10}"), &[("in/s.csv", rows)]).await;
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Failed);
+    assert_eq!(
+        site.latest("curated.t").await.id,
+        published.id,
+        "not published"
+    );
+    let (q, _) = site.quality(&run, "curated.t").await;
+    assert!(!q.published);
+    assert!(site.log(&run, "t", 1).contains("curated.t not published"));
+    site.stop().await;
+}

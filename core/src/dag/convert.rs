@@ -13,8 +13,8 @@ use super::file::{
 use super::graph::{Cycle, DagGraph, EdgeKind};
 use super::ids::{DagId, DatasetName, TaskId, Zone};
 use super::{
-    Backoff, CsvOptions, Dag, DagVersion, Duration, RetryPolicy, Schedule, SensorCondition, Source,
-    Target, Task, TaskKind,
+    Backoff, CsvOptions, Dag, DagVersion, Duration, OutputChecks, RetryPolicy, Schedule,
+    SensorCondition, Source, Target, Task, TaskKind,
 };
 use crate::template;
 
@@ -205,9 +205,17 @@ fn kind_keys(tf: &TaskFile) -> [(&'static str, bool, &'static [KindName]); 15] {
             &[Extract, Validate, Transform],
         ),
         ("input", tf.input.is_some(), &[Validate, Load]),
-        ("contract", tf.contract.is_some(), &[Validate]),
-        ("quarantine", tf.quarantine.is_some(), &[Validate]),
-        ("max_quarantined", tf.max_quarantined.is_some(), &[Validate]),
+        ("contract", tf.contract.is_some(), &[Validate, Transform]),
+        (
+            "quarantine",
+            tf.quarantine.is_some(),
+            &[Validate, Transform],
+        ),
+        (
+            "max_quarantined",
+            tf.max_quarantined.is_some(),
+            &[Validate, Transform],
+        ),
         ("inputs", tf.inputs.is_some(), &[Transform]),
         (
             "unchecked_inputs",
@@ -378,6 +386,51 @@ impl KindContext<'_> {
         out
     }
 
+    /// The contract a task checks `output` with, its quarantine (default
+    /// `quarantine.<output name>`) and its `max_quarantined`; `None` with the
+    /// contract's problems recorded.
+    fn output_checks(
+        &self,
+        problems: &mut Vec<Problem>,
+        contract: &ContractSpec,
+        output: &DatasetName,
+    ) -> Option<OutputChecks> {
+        let quarantine = self
+            .tf
+            .quarantine
+            .clone()
+            .unwrap_or_else(|| output.quarantine_of());
+        self.zone(problems, "quarantine", &quarantine, Zone::Quarantine);
+        match contract {
+            ContractSpec::Inline(c) => {
+                let before = problems.len();
+                for (path, msg) in c.problems() {
+                    let mut full =
+                        vec!["tasks".to_owned(), self.t.to_owned(), "contract".to_owned()];
+                    full.extend(path);
+                    problems.push(Problem {
+                        path: full,
+                        anchor: Anchor::Value,
+                        message: msg,
+                    });
+                }
+                (problems.len() == before).then(|| OutputChecks {
+                    contract: c.clone(),
+                    quarantine,
+                    max_quarantined: self.tf.max_quarantined,
+                })
+            }
+            ContractSpec::File(p) => {
+                problems.push(Problem::at(
+                    &["tasks", self.t, "contract"],
+                    Anchor::Value,
+                    format!("contract file `{p}` was not read"),
+                ));
+                None
+            }
+        }
+    }
+
     /// Records a problem when `ds` (the value of `key`) is not in `zone`.
     fn zone(&self, problems: &mut Vec<Problem>, key: &str, ds: &DatasetName, zone: Zone) {
         if ds.zone() != zone {
@@ -460,41 +513,14 @@ fn validate_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<Ta
     match (&cx.tf.input, &cx.tf.contract, &cx.tf.output) {
         (Some(input), Some(contract), Some(output)) if ok.iter().all(|b| *b) => {
             cx.zone(problems, "output", output, Zone::Clean);
-            let quarantine = cx
-                .tf
-                .quarantine
-                .clone()
-                .unwrap_or_else(|| output.quarantine_of());
-            cx.zone(problems, "quarantine", &quarantine, Zone::Quarantine);
-            match contract {
-                ContractSpec::Inline(c) => {
-                    for (path, msg) in c.problems() {
-                        let mut full =
-                            vec!["tasks".to_owned(), cx.t.to_owned(), "contract".to_owned()];
-                        full.extend(path);
-                        problems.push(Problem {
-                            path: full,
-                            anchor: Anchor::Value,
-                            message: msg,
-                        });
-                    }
-                    Some(TaskKind::Validate {
-                        input: input.clone(),
-                        contract: c.clone(),
-                        output: output.clone(),
-                        quarantine,
-                        max_quarantined: cx.tf.max_quarantined,
-                    })
-                }
-                ContractSpec::File(p) => {
-                    problems.push(Problem::at(
-                        &["tasks", cx.t, "contract"],
-                        Anchor::Value,
-                        format!("contract file `{p}` was not read"),
-                    ));
-                    None
-                }
-            }
+            let checks = cx.output_checks(problems, contract, output)?;
+            Some(TaskKind::Validate {
+                input: input.clone(),
+                contract: checks.contract,
+                output: output.clone(),
+                quarantine: checks.quarantine,
+                max_quarantined: checks.max_quarantined,
+            })
         }
         _ => None,
     }
@@ -519,9 +545,29 @@ fn transform_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<T
             }
             check_template(&["tasks", cx.t, "sql"], sql, problems);
             let unchecked = cx.unchecked(problems, inputs);
+            let checks = match &cx.tf.contract {
+                Some(contract) => Some(Box::new(cx.output_checks(problems, contract, output)?)),
+                None => {
+                    for key in ["quarantine", "max_quarantined"] {
+                        let set = match key {
+                            "quarantine" => cx.tf.quarantine.is_some(),
+                            _ => cx.tf.max_quarantined.is_some(),
+                        };
+                        if set {
+                            problems.push(Problem::at(
+                                &["tasks", cx.t, key],
+                                Anchor::Key,
+                                format!("`{key}` needs a `contract` to check the output with"),
+                            ));
+                        }
+                    }
+                    None
+                }
+            };
             Some(TaskKind::Transform {
                 inputs: inputs.clone(),
                 unchecked,
+                checks,
                 sql: sql.clone(),
                 output: output.clone(),
             })

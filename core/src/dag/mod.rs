@@ -190,6 +190,8 @@ pub enum TaskKind {
         inputs: Vec<DatasetName>,
         /// Inputs read without a contract's check (`unchecked_inputs`).
         unchecked: Vec<DatasetName>,
+        /// The contract the output is checked with before it is published.
+        checks: Option<Box<OutputChecks>>,
         /// The query (template).
         sql: String,
         /// The dataset written.
@@ -265,13 +267,29 @@ impl Task {
     /// The datasets this task writes.
     pub fn writes(&self) -> Vec<&DatasetName> {
         match &self.kind {
-            TaskKind::Extract { output, .. } | TaskKind::Transform { output, .. } => vec![output],
+            TaskKind::Extract { output, .. } => vec![output],
+            TaskKind::Transform { output, checks, .. } => std::iter::once(output)
+                .chain(checks.as_ref().map(|c| &c.quarantine))
+                .collect(),
             TaskKind::Validate {
                 output, quarantine, ..
             } => vec![output, quarantine],
             _ => Vec::new(),
         }
     }
+}
+
+/// How a task's output is checked before it is published: like a validate
+/// task's input (failing rows quarantined, error-severity dataset checks hold
+/// the version back).
+#[derive(Debug, Clone)]
+pub struct OutputChecks {
+    /// The contract.
+    pub contract: Box<Contract>,
+    /// Where failing rows go.
+    pub quarantine: DatasetName,
+    /// More quarantined rows fail the task.
+    pub max_quarantined: Option<Threshold>,
 }
 
 /// Where an extract reads from.

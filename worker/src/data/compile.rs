@@ -89,12 +89,12 @@ pub(super) struct Lookup {
     pub(super) column: String,
 }
 
-/// Compiles `contract` against `input` (version `version`, for messages) with
+/// Compiles `contract` against `input` (described as `source` in messages) with
 /// these stored `columns`.
 pub fn compile(
     c: &Contract,
     input: &DatasetName,
-    version: i64,
+    source: &str,
     columns: &[InputColumn],
 ) -> Result<Compiled, DataError> {
     let present: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
@@ -105,7 +105,7 @@ pub fn compile(
         .collect();
     if !missing.is_empty() {
         return Err(DataError::Invalid(format!(
-            "column(s) {} declared by the contract are missing from {input} version {version}",
+            "column(s) {} declared by the contract are missing from {source}",
             names(missing.iter().map(|s| s.as_str())),
         )));
     }
@@ -482,7 +482,7 @@ mod tests {
     #[test]
     fn every_rule_becomes_a_flag_column_with_its_reason() {
         let cols = text_columns(&["id", "amount", "status", "email", "note", "_weir_row"]);
-        let c = compile(&orders(), &input(), 3, &cols).unwrap();
+        let c = compile(&orders(), &input(), "raw.orders version 3", &cols).unwrap();
         let reasons: Vec<String> = c.rules.iter().map(RowRule::reason).collect();
         assert_eq!(
             reasons,
@@ -517,7 +517,7 @@ mod tests {
     #[test]
     fn bad_contracts_and_inputs_are_refused_with_what_and_where() {
         let cols = text_columns(&["id", "amount", "status"]);
-        let err = compile(&orders(), &input(), 3, &cols)
+        let err = compile(&orders(), &input(), "raw.orders version 3", &cols)
             .unwrap_err()
             .to_string();
         assert_eq!(
@@ -528,9 +528,14 @@ mod tests {
             "columns": {"id": {"type": "int64"}},
             "extra_columns": "fail",
         }));
-        let err = compile(&strict, &input(), 1, &text_columns(&["id", "x"]))
-            .unwrap_err()
-            .to_string();
+        let err = compile(
+            &strict,
+            &input(),
+            "raw.orders version 1",
+            &text_columns(&["id", "x"]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("`x`") && err.contains("extra_columns: fail"),
             "{err}"
@@ -546,7 +551,7 @@ mod tests {
                 "columns": {"id": {"type": "int64"}},
                 "checks": [{"rule": rule}],
             }));
-            let err = compile(&c, &input(), 1, &text_columns(&["id"]))
+            let err = compile(&c, &input(), "raw.orders version 1", &text_columns(&["id"]))
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(says), "{rule}: {err}");
@@ -556,14 +561,25 @@ mod tests {
             "columns": {"id": {"type": "int64"}, "status": {"type": "string"}},
             "checks": [{"rule": "status <> 'selected' or status like '%(select 1)%'"}],
         }));
-        compile(&harmless, &input(), 1, &text_columns(&["id", "status"])).unwrap();
+        compile(
+            &harmless,
+            &input(),
+            "raw.orders version 1",
+            &text_columns(&["id", "status"]),
+        )
+        .unwrap();
         let absent = contract(serde_json::json!({
             "columns": {"id": {"type": "int64"}},
             "checks": [{"missing_percent": {"column": "email", "max": "5%"}}],
         }));
-        let err = compile(&absent, &input(), 1, &text_columns(&["id"]))
-            .unwrap_err()
-            .to_string();
+        let err = compile(
+            &absent,
+            &input(),
+            "raw.orders version 1",
+            &text_columns(&["id"]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("missing_percent: column `email`"), "{err}");
     }
 
@@ -606,7 +622,7 @@ mod tests {
             )
             .unwrap();
         let cols = text_columns(&["id", "amount", "status", "email"]);
-        let c = compile(&orders(), &input(), 1, &cols).unwrap();
+        let c = compile(&orders(), &input(), "raw.orders version 1", &cols).unwrap();
         let batches = session.sql(&c.sql).await.unwrap().collect().await.unwrap();
         let mut reasons: Vec<Vec<String>> = Vec::new();
         for b in &batches {

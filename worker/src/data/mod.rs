@@ -113,10 +113,17 @@ pub async fn run(
             inputs,
             sql,
             output,
+            checks,
             ..
         } => {
             let query = render("sql", sql).map_err(DataError::Invalid)?;
-            transform::run(inputs, &query, output, &io, log).await
+            let spec = transform::Spec {
+                inputs,
+                query: &query,
+                output,
+                checks: checks.as_deref(),
+            };
+            transform::run(ctx, spec, &io, log).await
         }
         TaskKind::Load { input, target, .. } => {
             load::run(ctx, input, target, &io, log, render).await

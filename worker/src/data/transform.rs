@@ -1,14 +1,17 @@
 //! `transform`: one SQL query (SELECT or WITH) over the input datasets,
 //! registered under their names (`clean.orders`). Anything else (DDL, DML,
 //! COPY, external tables, several statements) is refused before it runs.
+//! With a `contract`, the query's rows are checked exactly as a validate
+//! task checks its input before the output is published.
 
 use datafusion::execution::context::SQLOptions;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::Statement;
-use weir_core::dag::DatasetName;
+use weir_core::dag::{DatasetName, OutputChecks};
 
 use super::DataError;
 use super::storage::{self, Io};
+use crate::context::TryContext;
 use crate::logs::LogWriter;
 
 /// Refuses anything but one query.
@@ -38,16 +41,37 @@ pub fn check_query(query: &str) -> Result<(), DataError> {
     }
 }
 
+/// A transform task: what it reads, runs and writes.
+#[derive(Debug)]
+pub struct Spec<'a> {
+    /// The datasets read.
+    pub inputs: &'a [DatasetName],
+    /// The rendered query.
+    pub query: &'a str,
+    /// The dataset written.
+    pub output: &'a DatasetName,
+    /// The contract the output is checked with, if any.
+    pub checks: Option<&'a OutputChecks>,
+}
+
 /// Runs a transform task.
 pub async fn run(
-    inputs: &[DatasetName],
-    query: &str,
-    output: &DatasetName,
+    ctx: &TryContext,
+    spec: Spec<'_>,
     io: &Io<'_>,
     log: &mut LogWriter,
 ) -> Result<(), DataError> {
+    let Spec {
+        inputs,
+        query,
+        output,
+        checks,
+    } = spec;
     check_query(query)?;
-    let session = storage::session()?;
+    let session = match checks {
+        Some(_) => super::validate::checks_session()?,
+        None => storage::session()?,
+    };
     let mut versions = Vec::new();
     for input in inputs {
         versions.push(io.register(&session, input).await?.id);
@@ -60,6 +84,22 @@ pub async fn run(
         .sql_with_options(query, options)
         .await
         .map_err(|e| DataError::Invalid(format!("sql: {e}")))?;
+    if let Some(checks) = checks {
+        // The query becomes the checked table; it runs as the checks read it.
+        session.register_table(output.to_string().as_str(), df.into_view())?;
+        let spec = super::validate::Spec {
+            input: output,
+            contract: &checks.contract,
+            output,
+            quarantine: &checks.quarantine,
+            max_quarantined: checks.max_quarantined,
+        };
+        let source = super::validate::Source {
+            version: None,
+            lineage: versions,
+        };
+        return super::validate::check(ctx, spec, &session, source, io, log).await;
+    }
     let v = io.write(df, output, &versions).await?;
     let _ = log
         .line(&format!(

@@ -35,10 +35,30 @@ pub struct Spec<'a> {
     pub max_quarantined: Option<Threshold>,
 }
 
+/// The rows checked: a catalogued version (validate), or a transform's
+/// query registered in the checks session under its output's name.
+#[derive(Debug)]
+pub struct Source {
+    /// The version read, if the rows are one.
+    pub version: Option<DatasetVersionRecord>,
+    /// The versions the rows were made from (lineage of both outputs).
+    pub lineage: Vec<i64>,
+}
+
+impl Source {
+    /// `raw.orders version 3`, or `the output of curated.daily` (for messages).
+    fn describe(&self, name: &DatasetName) -> String {
+        match &self.version {
+            Some(v) => format!("{name} version {}", v.version),
+            None => format!("the query's rows for {name}"),
+        }
+    }
+}
+
 /// The session checks run in. Lookups are small beside the rows: each is
 /// built once and the rows stream past it, rather than every row being
 /// shuffled by key.
-fn checks_session() -> Result<SessionContext, DataError> {
+pub fn checks_session() -> Result<SessionContext, DataError> {
     super::storage::session_with(
         datafusion::prelude::SessionConfig::new().with_repartition_joins(false),
     )
@@ -53,6 +73,24 @@ pub async fn run(
 ) -> Result<(), DataError> {
     let session = checks_session()?;
     let input_v = io.register(&session, spec.input).await?;
+    let source = Source {
+        lineage: vec![input_v.id],
+        version: Some(input_v),
+    };
+    check(ctx, spec, &session, source, io, log).await
+}
+
+/// Checks the rows of `spec.input`, a table of `session`, against the
+/// contract: clean rows staged as the next version of `spec.output`,
+/// failing rows quarantined, published only if no error-severity check failed.
+pub async fn check(
+    ctx: &TryContext,
+    spec: Spec<'_>,
+    session: &SessionContext,
+    source: Source,
+    io: &Io<'_>,
+    log: &mut LogWriter,
+) -> Result<(), DataError> {
     let input_schema = session
         .table(spec.input.to_string().as_str())
         .await?
@@ -72,13 +110,13 @@ pub async fn run(
         .collect();
     let c = spec.contract;
     // The referenced datasets are tables of the session too.
-    let mut inputs = vec![input_v.id];
+    let mut inputs = source.lineage.clone();
     for col in c.columns.values() {
         if let Some(r) = &col.references {
-            inputs.push(io.register(&session, &r.dataset).await?.id);
+            inputs.push(io.register(session, &r.dataset).await?.id);
         }
     }
-    let compiled = compile(c, spec.input, input_v.version, &columns)?;
+    let compiled = compile(c, spec.input, &source.describe(spec.input), &columns)?;
     let rules = &compiled.rules;
     let checked = session
         .sql(&compiled.sql)
@@ -114,7 +152,7 @@ pub async fn run(
                 .collect::<Result<_, _>>()?,
             clean_file: staged.dir().join("part-0.parquet"),
             quarantine_file: scratch.join("held.parquet"),
-            properties: super::storage::parquet_properties(&session)?,
+            properties: super::storage::parquet_properties(session)?,
         })
     };
 
@@ -148,7 +186,7 @@ pub async fn run(
             ctx,
             spec: &spec,
             io,
-            session: &session,
+            session,
             rules,
             counts,
             staged,
@@ -156,7 +194,7 @@ pub async fn run(
             held: scratch.join("held.parquet"),
             kept: compiled.kept.clone(),
             inputs: &inputs,
-            input_v: &input_v,
+            source: &source,
         },
         log,
     )
@@ -180,7 +218,7 @@ struct Finish<'a> {
     held: std::path::PathBuf,
     kept: Vec<String>,
     inputs: &'a [i64],
-    input_v: &'a DatasetVersionRecord,
+    source: &'a Source,
 }
 
 /// Dataset checks on the staged clean rows, the quarantine version, the
@@ -198,7 +236,7 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
         held,
         kept,
         inputs,
-        input_v,
+        source,
     } = f;
     let c = spec.contract;
     let rows_in = i64::try_from(counts.rows).unwrap_or(i64::MAX);
@@ -309,7 +347,9 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
         .filter(|r| !r.passed && r.severity == Severity::Error && !r.kind.is_row_level())
         .collect();
     let publish = blocking.is_empty();
-    let quarantine = io.place(q_staged, q_schema, q_rows, &[input_v.id]).await?;
+    let quarantine = io
+        .place(q_staged, q_schema, q_rows, &source.lineage)
+        .await?;
     let clean = if publish {
         Some(
             io.place(staged, clean_schema, counts.clean_written, inputs)
@@ -327,7 +367,7 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
                 quality: NewQuality {
                     producer: ctx.claim.try_ref(),
                     dataset: spec.input.to_string(),
-                    input_version: Some(input_v.id),
+                    input_version: source.version.as_ref().map(|v| v.id),
                     rows_in,
                     rows_clean: written_clean,
                     rows_quarantined,
@@ -346,8 +386,8 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
     let clean_version = recorded.clean;
     let _ = log
         .line(&format!(
-            "weir: {} version {}: {rows_in} row(s) in, {written_clean} clean, {rows_quarantined} quarantined",
-            spec.input, input_v.version
+            "weir: {}: {rows_in} row(s) in, {written_clean} clean, {rows_quarantined} quarantined",
+            source.describe(spec.input)
         ))
         .await;
     for r in &results {
