@@ -1245,3 +1245,67 @@ async fn transform_contract_case(db: &TestDb) {
     assert!(site.log(&run, "t", 1).contains("curated.t not published"));
     site.stop().await;
 }
+
+fn tolerant(max_failed: &str) -> String {
+    format!(
+        r#"
+tasks:
+  e:
+    kind: extract
+    source: {{format: csv, path: "in/s.csv"}}
+    output: raw.s
+  v:
+    kind: validate
+    retries: 0
+    input: raw.s
+    contract:
+      columns:
+        k: {{type: string}}
+        n: {{type: int64}}
+      checks:
+        - rule: "n >= 0"
+          name: non_negative
+          max_failed: {max_failed}
+    output: clean.s
+"#
+    )
+}
+
+both_backends!(
+    a_rules_tolerance_warns_within_and_blocks_beyond,
+    tolerance_case
+);
+async fn tolerance_case(db: &TestDb) {
+    let rows = "k,n\na,1\nb,-1\nc,2\nd,3\ne,4\n";
+    // One failing row in five is within 20%: quarantined, a warning, published.
+    let site = Site::start(db, &tolerant("20%"), &[("in/s.csv", rows)]).await;
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Success, "{}", site.log(&run, "v", 1));
+    let (q, checks) = site.quality(&run, "raw.s").await;
+    assert!(q.published);
+    assert_eq!(q.rows_quarantined, 1);
+    let rule = checks.iter().find(|c| c.name == "non_negative").unwrap();
+    assert_eq!(
+        (
+            rule.failed,
+            rule.severity.as_str(),
+            rule.threshold.as_deref()
+        ),
+        (1, "warn", Some("20%"))
+    );
+    assert!(site.log(&run, "v", 1).contains("WARNING rule non_negative"));
+    let published = site.latest("clean.s").await;
+    site.stop().await;
+
+    // Beyond a tolerance of none, the rule holds the version back.
+    let site = Site::start(db, &tolerant("0"), &[("in/s.csv", rows)]).await;
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Failed);
+    assert_eq!(site.latest("clean.s").await.id, published.id);
+    let log = site.log(&run, "v", 1);
+    assert!(
+        log.contains("FAILED rule non_negative") && log.contains("not published"),
+        "{log}"
+    );
+    site.stop().await;
+}

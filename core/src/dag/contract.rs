@@ -573,6 +573,10 @@ pub struct Check {
     pub name: Option<String>,
     /// `error` fails the task, `warn` only records (dataset-level checks).
     pub severity: Option<Severity>,
+    /// A rule's tolerance: failing rows are quarantined either way; up to
+    /// this many (or this share) the check is a warning, beyond it an error
+    /// that holds the version back.
+    pub max_failed: Option<Threshold>,
     /// What is checked.
     pub kind: CheckKind,
 }
@@ -623,6 +627,10 @@ struct CheckEntry {
     /// `error` fails the task, `warn` only records (dataset-level checks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     severity: Option<Severity>,
+    /// A rule's tolerance (`0.5%` or a count): failing rows are quarantined
+    /// either way; beyond it the check fails and holds the version back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_failed: Option<Threshold>,
     /// A SQL predicate every row must satisfy; false quarantines the row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rule: Option<String>,
@@ -659,6 +667,7 @@ impl TryFrom<CheckEntry> for Check {
             1 => Ok(Check {
                 name: e.name,
                 severity: e.severity,
+                max_failed: e.max_failed,
                 kind: kinds.remove(0),
             }),
             _ => Err(format!(
@@ -678,6 +687,7 @@ impl From<Check> for CheckEntry {
         let mut e = CheckEntry {
             name: c.name,
             severity: c.severity,
+            max_failed: c.max_failed,
             ..CheckEntry::default()
         };
         match c.kind {
@@ -790,11 +800,17 @@ impl Contract {
             }
         }
         for (i, check) in self.checks.iter().enumerate() {
+            if check.max_failed.is_some() && !matches!(check.kind, CheckKind::Rule(_)) {
+                out.push((
+                    vec!["checks".into(), i.to_string(), "max_failed".into()],
+                    "`max_failed` is a rule's tolerance; dataset-level checks have their own limits".into(),
+                ));
+            }
             if matches!(check.kind, CheckKind::Rule(_)) && check.severity == Some(Severity::Warn) {
                 out.push((
                     vec!["checks".into(), i.to_string(), "severity".into()],
                     "`severity: warn` does nothing on a `rule`: a row that fails a rule is always quarantined; \
-                     use a dataset-level check (e.g. `row_count`, `missing_percent`) to only warn"
+                     give the rule a tolerance with `max_failed` (e.g. `max_failed: 1%`) to fail only beyond it"
                         .into(),
                 ));
             }

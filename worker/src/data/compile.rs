@@ -5,7 +5,7 @@
 
 use weir_core::dag::DatasetName;
 use weir_core::dag::contract::{
-    CheckKind, CheckResultKind, ColumnType, Contract, ExtraColumns, Format,
+    CheckKind, CheckResultKind, ColumnType, Contract, ExtraColumns, Format, Threshold,
 };
 
 use super::DataError;
@@ -53,6 +53,9 @@ pub struct RowRule {
     pub name: String,
     /// The column it is about.
     pub column: Option<String>,
+    /// A `rule`'s tolerance (`max_failed`): beyond it the check holds the
+    /// version back; within it, a warning.
+    pub max_failed: Option<Threshold>,
 }
 
 impl RowRule {
@@ -63,6 +66,7 @@ impl RowRule {
             kind,
             name: kind.to_string(),
             column: Some(column),
+            max_failed: None,
         }
     }
 
@@ -291,6 +295,7 @@ pub fn compile(
                     .clone()
                     .unwrap_or_else(|| format!("rule_{}", i + 1)),
                 column: None,
+                max_failed: check.max_failed,
             });
         }
     }

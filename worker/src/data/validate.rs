@@ -205,6 +205,12 @@ pub async fn check(
     outcome
 }
 
+/// Whether a failed result can hold the version back: dataset-level checks,
+/// and row rules with a tolerance (`max_failed`, recorded as the threshold).
+fn blocks(r: &CheckResultRecord) -> bool {
+    !r.kind.is_row_level() || r.threshold.is_some()
+}
+
 /// What the pass over the rows left for the rest of a validate task.
 struct Finish<'a> {
     ctx: &'a TryContext,
@@ -244,15 +250,23 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
     let mut results: Vec<CheckResultRecord> = rules
         .iter()
         .zip(&counts.flags)
-        .map(|(r, &failed)| CheckResultRecord {
-            name: r.name.clone(),
-            kind: r.kind,
-            column_name: r.column.clone(),
-            passed: failed == 0,
-            failed: i64::try_from(failed).unwrap_or(i64::MAX),
-            observed: None,
-            threshold: None,
-            severity: Severity::Error,
+        .map(|(r, &failed)| {
+            // With a tolerance, a rule within it is a warning and beyond it
+            // an error that blocks publishing (its rows are quarantined either way).
+            let severity = match r.max_failed {
+                Some(t) if !t.exceeded_by(failed, counts.rows) => Severity::Warn,
+                _ => Severity::Error,
+            };
+            CheckResultRecord {
+                name: r.name.clone(),
+                kind: r.kind,
+                column_name: r.column.clone(),
+                passed: failed == 0,
+                failed: i64::try_from(failed).unwrap_or(i64::MAX),
+                observed: r.max_failed.map(|_| failed.to_string()),
+                threshold: r.max_failed.map(|t| t.to_string()),
+                severity,
+            }
         })
         .collect();
 
@@ -344,7 +358,7 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
     // results are recorded in one transaction: all visible, or none.
     let blocking: Vec<&CheckResultRecord> = results
         .iter()
-        .filter(|r| !r.passed && r.severity == Severity::Error && !r.kind.is_row_level())
+        .filter(|r| !r.passed && r.severity == Severity::Error && blocks(r))
         .collect();
     let publish = blocking.is_empty();
     let quarantine = io
@@ -391,11 +405,11 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
         ))
         .await;
     for r in &results {
-        let status = match (r.passed, r.kind.is_row_level(), r.severity) {
+        let status = match (r.passed, blocks(r), r.severity) {
             (true, _, _) => "passed",
-            (false, true, _) => "quarantined",
-            (false, false, Severity::Warn) => "WARNING",
-            (false, false, Severity::Error) => "FAILED",
+            (false, false, _) => "quarantined",
+            (false, true, Severity::Warn) => "WARNING",
+            (false, true, Severity::Error) => "FAILED",
         };
         let mut line = format!("weir:   {status} {}", r.kind);
         if r.name != r.kind.as_str() {
@@ -406,6 +420,9 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
         }
         if r.kind.is_row_level() {
             line.push_str(&format!(": {} row(s)", r.failed));
+            if let Some(t) = &r.threshold {
+                line.push_str(&format!(", limit {t}"));
+            }
         } else if let Some(o) = &r.observed {
             line.push_str(&format!(": observed {o}"));
             if let Some(t) = &r.threshold {
