@@ -51,6 +51,9 @@ pub struct ColumnSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<Vec<serde_json::Value>>")]
     pub values: Option<Vec<serde_json::Value>>,
+    /// Bounds on the number of characters of a value as it arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<LengthBounds>,
     /// A format string values must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<Format>,
@@ -60,6 +63,18 @@ pub struct ColumnSpec {
     /// Free text for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+/// `length: {min, max}`: the fewest and most characters a value may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LengthBounds {
+    /// The fewest characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<u64>,
+    /// The most characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u64>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -413,6 +428,8 @@ pub enum CheckResultKind {
     Max,
     /// A value not among `values`.
     Values,
+    /// A value shorter or longer than its `length` allows.
+    Length,
     /// A value not in its `format`.
     Format,
     /// A value absent from the referenced dataset.
@@ -441,6 +458,7 @@ crate::named_enum!(CheckResultKind, "check kind", {
     Min => "min",
     Max => "max",
     Values => "values",
+    Length => "length",
     Format => "format",
     References => "references",
     PrimaryKey => "primary_key",
@@ -463,6 +481,7 @@ impl CheckResultKind {
                 | CheckResultKind::Min
                 | CheckResultKind::Max
                 | CheckResultKind::Values
+                | CheckResultKind::Length
                 | CheckResultKind::Format
                 | CheckResultKind::References
                 | CheckResultKind::PrimaryKey
@@ -848,6 +867,21 @@ impl Contract {
             }
         }
         for (name, col) in &self.columns {
+            if let Some(LengthBounds { min, max }) = col.length {
+                let problem = match (min, max) {
+                    (None, None) => Some("`length` needs `min`, `max` or both".to_owned()),
+                    (Some(lo), Some(hi)) if lo > hi => {
+                        Some(format!("`length` min {lo} is above its max {hi}"))
+                    }
+                    _ => None,
+                };
+                if let Some(p) = problem {
+                    out.push((
+                        vec!["columns".into(), name.clone(), "length".into()],
+                        format!("column `{name}`: {p}"),
+                    ));
+                }
+            }
             let bounds = [("min", &col.min), ("max", &col.max)];
             for (key, bound) in bounds {
                 if let Some(Err(e)) = bound.as_ref().map(|v| col.column_type.check_literal(v)) {

@@ -190,6 +190,23 @@ pub fn compile(
                 format!("{q} NOT IN ({})", lits.join(", ")),
             ));
         }
+        if let Some(bounds) = col.length {
+            let len = format!("character_length({raw})");
+            let limits: Vec<String> = [
+                bounds.min.map(|lo| format!("{len} < {lo}")),
+                bounds.max.map(|hi| format!("{len} > {hi}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !limits.is_empty() {
+                rules.push(RowRule::on_column(
+                    CheckResultKind::Length,
+                    name.clone(),
+                    format!("{raw} IS NOT NULL AND ({})", limits.join(" OR ")),
+                ));
+            }
+        }
         if let Some(format) = &col.format {
             let pattern = match format {
                 Format::Email => r"^[^@\s]+@[^@\s]+\.[^@\s]+$".to_owned(),
@@ -660,6 +677,64 @@ mod tests {
                 vec!["required:id".into(), "primary_key:id".into()],
                 vec!["type:id".into()],
             ]
+        );
+    }
+    #[tokio::test]
+    async fn length_bounds_count_characters_of_the_raw_value() {
+        let schema = Arc::new(Schema::new(vec![Field::new("code", DataType::Utf8, true)]));
+        let values = StringArray::from(vec![
+            Some("a"),
+            Some("abc"),
+            Some("abcd"),
+            None,
+            Some("ééé"),
+        ]);
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap();
+        let session =
+            super::super::storage::session_with(datafusion::prelude::SessionConfig::new()).unwrap();
+        session
+            .register_table(
+                "raw.orders",
+                Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+            )
+            .unwrap();
+        let c = contract(serde_json::json!({
+            "columns": {"code": {"type": "string", "length": {"min": 2, "max": 3}}},
+        }));
+        let compiled = compile(
+            &c,
+            &input(),
+            "raw.orders version 1",
+            &text_columns(&["code"]),
+        )
+        .unwrap();
+        assert_eq!(compiled.rules[0].reason(), "length:code");
+        let batches = session
+            .sql(&compiled.sql)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut flagged = Vec::new();
+        for b in &batches {
+            let codes = datafusion::arrow::compute::cast(
+                b.column_by_name("__raw_0").unwrap(),
+                &DataType::Utf8,
+            )
+            .unwrap();
+            let flags = b.column_by_name("__f0").unwrap().as_boolean().clone();
+            for row in 0..b.num_rows() {
+                if flags.value(row) {
+                    flagged.push(codes.as_string::<i32>().value(row).to_owned());
+                }
+            }
+        }
+        flagged.sort();
+        assert_eq!(
+            flagged,
+            ["a", "abcd"],
+            "characters, not bytes; null is not too short"
         );
     }
 }
