@@ -188,3 +188,21 @@ fn unchecked_inputs_open_the_quality_gate_and_mark_the_edge() {
     };
     assert_eq!(dag.graph.edges(), vec![(0, 1, EdgeKind::UncheckedDataset)]);
 }
+
+#[test]
+fn the_same_file_in_another_folder_is_another_version() {
+    // Relative paths resolve against the file's folder, so a moved DAG must
+    // not keep running against its old place.
+    let text = "tasks:\n  a: {kind: shell, command: ./run.sh}\n";
+    let hash_in = |dir: &Path| {
+        let path = dir.join("moved.yaml");
+        std::fs::write(&path, text).unwrap();
+        match loader::load_file(&path) {
+            Ok(Some((dag, _))) => dag.version.hash,
+            other => panic!("{other:?}"),
+        }
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    assert_ne!(hash_in(a.path()), hash_in(b.path()));
+    assert_eq!(hash_in(a.path()), hash_in(a.path()));
+}

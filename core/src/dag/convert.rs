@@ -181,7 +181,11 @@ pub fn to_dag(file: &DagFile, fileloc: &Path) -> Result<Dag, Vec<Problem>> {
             graph,
             fileloc: fileloc.to_path_buf(),
             version: DagVersion {
-                hash: hex(&Sha256::digest(definition.as_bytes())),
+                // The file's place is part of the version: relative paths
+                // (sources, contract files, shell commands) resolve against it.
+                hash: hex(&Sha256::digest(
+                    format!("{}\n{definition}", fileloc.display()).as_bytes(),
+                )),
                 definition,
             },
         }),
