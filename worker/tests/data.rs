@@ -1309,3 +1309,69 @@ async fn tolerance_case(db: &TestDb) {
     );
     site.stop().await;
 }
+
+const WATCH_SCHEMA: &str = r#"
+tasks:
+  e:
+    kind: extract
+    source: {format: ndjson, path: "in/s.json"}
+    output: raw.s
+  v:
+    kind: validate
+    retries: 0
+    input: raw.s
+    contract:
+      columns:
+        k: {type: string}
+      checks:
+        - schema_change: {added: warn, retyped: error}
+    output: clean.s
+"#;
+
+both_backends!(
+    schema_changes_against_the_previous_version_warn_or_fail,
+    schema_change_case
+);
+async fn schema_change_case(db: &TestDb) {
+    let mut last = None;
+    for (rows, state, judged) in [
+        (
+            r#"{"k": "a", "n": 1}"#,
+            RunState::Success,
+            "no earlier version",
+        ),
+        (
+            r#"{"k": "a", "n": 1, "extra": "x"}"#,
+            RunState::Success,
+            "added: extra",
+        ),
+        (
+            r#"{"k": "a", "n": "one", "extra": "x"}"#,
+            RunState::Failed,
+            "retyped: n (Int64 → Utf8",
+        ),
+    ] {
+        // The same DAG text in each site's own folder: its source path must
+        // resolve against that folder (the version includes the file's place).
+        let site = Site::start(db, WATCH_SCHEMA, &[("in/s.json", rows)]).await;
+        let run = site.run().await;
+        assert_eq!(
+            run.state,
+            state,
+            "{}\n{}",
+            site.log(&run, "e", 1),
+            site.log(&run, "v", 1)
+        );
+        let (_, checks) = site.quality(&run, "raw.s").await;
+        let check = checks.iter().find(|c| c.name == "schema_change").unwrap();
+        let observed = check.observed.clone().unwrap_or_default();
+        assert!(observed.contains(judged), "{observed}");
+        if let Some(previous) = last.replace(observed.clone())
+            && state == RunState::Success
+        {
+            assert!(previous != observed);
+            assert_eq!(check.severity.as_str(), "warn", "{check:?}");
+        }
+        site.stop().await;
+    }
+}

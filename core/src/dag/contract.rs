@@ -448,6 +448,8 @@ pub enum CheckResultKind {
     Duplicates,
     /// `row_count_change:`
     RowCountChange,
+    /// `schema_change:`
+    SchemaChange,
     /// The task's `max_quarantined`.
     MaxQuarantined,
 }
@@ -468,6 +470,7 @@ crate::named_enum!(CheckResultKind, "check kind", {
     Freshness => "freshness",
     Duplicates => "duplicates",
     RowCountChange => "row_count_change",
+    SchemaChange => "schema_change",
     MaxQuarantined => "max_quarantined",
 });
 
@@ -615,6 +618,8 @@ pub enum CheckKind {
     Duplicates(DuplicatesCheck),
     /// The largest change of the row count against recent runs.
     RowCountChange(RowCountChangeCheck),
+    /// The columns against the previous version of the same dataset.
+    SchemaChange(SchemaChangeCheck),
 }
 
 impl CheckKind {
@@ -627,6 +632,7 @@ impl CheckKind {
             CheckKind::Freshness(_) => CheckResultKind::Freshness,
             CheckKind::Duplicates(_) => CheckResultKind::Duplicates,
             CheckKind::RowCountChange(_) => CheckResultKind::RowCountChange,
+            CheckKind::SchemaChange(_) => CheckResultKind::SchemaChange,
         }
     }
 }
@@ -668,6 +674,9 @@ struct CheckEntry {
     /// The largest change of the row count against recent runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     row_count_change: Option<RowCountChangeCheck>,
+    /// Columns added, removed or retyped since the previous version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schema_change: Option<SchemaChangeCheck>,
 }
 
 impl TryFrom<CheckEntry> for Check {
@@ -681,8 +690,9 @@ impl TryFrom<CheckEntry> for Check {
         kinds.extend(e.freshness.map(CheckKind::Freshness));
         kinds.extend(e.duplicates.map(CheckKind::Duplicates));
         kinds.extend(e.row_count_change.map(CheckKind::RowCountChange));
+        kinds.extend(e.schema_change.map(CheckKind::SchemaChange));
         match kinds.len() {
-            0 => Err("a check needs one of rule, row_count, missing_percent, freshness, duplicates, row_count_change".into()),
+            0 => Err("a check needs one of rule, row_count, missing_percent, freshness, duplicates, row_count_change, schema_change".into()),
             1 => Ok(Check {
                 name: e.name,
                 severity: e.severity,
@@ -716,6 +726,7 @@ impl From<Check> for CheckEntry {
             CheckKind::Freshness(f) => e.freshness = Some(f),
             CheckKind::Duplicates(d) => e.duplicates = Some(d),
             CheckKind::RowCountChange(r) => e.row_count_change = Some(r),
+            CheckKind::SchemaChange(s) => e.schema_change = Some(s),
         }
         e
     }
@@ -800,6 +811,44 @@ pub struct RowCountChangeCheck {
     pub severity: Option<Severity>,
 }
 
+/// `schema_change: {added, removed, retyped}`: what each kind of change
+/// against the previous version of the dataset counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaChangeCheck {
+    /// New columns (default `warn`).
+    #[serde(default = "warn")]
+    pub added: ChangeSeverity,
+    /// Columns gone (default `error`).
+    #[serde(default = "error")]
+    pub removed: ChangeSeverity,
+    /// Columns whose type changed (default `error`).
+    #[serde(default = "error")]
+    pub retyped: ChangeSeverity,
+}
+
+/// How a schema change is judged.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeSeverity {
+    /// Not reported.
+    Ignore,
+    /// Recorded; the task succeeds.
+    Warn,
+    /// Fails the task; the version is not published.
+    Error,
+}
+
+fn warn() -> ChangeSeverity {
+    ChangeSeverity::Warn
+}
+
+fn error() -> ChangeSeverity {
+    ChangeSeverity::Error
+}
+
 fn default_over_last() -> u32 {
     7
 }
@@ -819,6 +868,12 @@ impl Contract {
             }
         }
         for (i, check) in self.checks.iter().enumerate() {
+            if check.severity.is_some() && matches!(check.kind, CheckKind::SchemaChange(_)) {
+                out.push((
+                    vec!["checks".into(), i.to_string(), "severity".into()],
+                    "`schema_change` is judged per change: set `added`, `removed` or `retyped` to ignore, warn or error".into(),
+                ));
+            }
             if check.max_failed.is_some() && !matches!(check.kind, CheckKind::Rule(_)) {
                 out.push((
                     vec!["checks".into(), i.to_string(), "max_failed".into()],
@@ -863,7 +918,10 @@ impl Contract {
                         need("duplicates", col);
                     }
                 }
-                CheckKind::Rule(_) | CheckKind::RowCount(_) | CheckKind::RowCountChange(_) => {}
+                CheckKind::Rule(_)
+                | CheckKind::RowCount(_)
+                | CheckKind::RowCountChange(_)
+                | CheckKind::SchemaChange(_) => {}
             }
         }
         for (name, col) in &self.columns {

@@ -10,7 +10,9 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::prelude::SessionContext;
 use weir_core::dag::DatasetName;
-use weir_core::dag::contract::{Check, CheckKind, CheckResultKind, Severity, Threshold};
+use weir_core::dag::contract::{
+    ChangeSeverity, Check, CheckKind, CheckResultKind, SchemaChangeCheck, Severity, Threshold,
+};
 use weir_core::store::CheckResultRecord;
 
 use super::DataError;
@@ -239,4 +241,106 @@ fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| chrono::Utc.from_utc_datetime(&t))
+}
+
+/// `schema_change`: the columns of the rows checked (`current`, schema JSON;
+/// `version`, their version if they are one) against the newest earlier
+/// version of `dataset`: added, removed and retyped columns, each judged as
+/// the check says.
+pub(super) async fn schema_change(
+    io: &Io<'_>,
+    check: &Check,
+    sc: &SchemaChangeCheck,
+    dataset: &DatasetName,
+    (current, version): (&str, Option<i64>),
+) -> Result<CheckResultRecord, DataError> {
+    let previous = io
+        .env()
+        .store
+        .dataset_versions(Some(&dataset.to_string()))
+        .await?
+        .into_iter()
+        .filter(|v| version.is_none_or(|n| v.version < n))
+        .max_by_key(|v| v.version);
+    let columns = |json: &str| -> Vec<(String, String)> {
+        serde_json::from_str::<Vec<serde_json::Value>>(json)
+            .unwrap_or_default()
+            .iter()
+            .map(|f| {
+                (
+                    f["name"].as_str().unwrap_or_default().to_owned(),
+                    f["type"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let now = columns(current);
+    let (observed, worst) = match previous.as_ref().and_then(|p| p.schema.as_deref()) {
+        None => ("no earlier version".to_owned(), ChangeSeverity::Ignore),
+        Some(before) => {
+            let before = columns(before);
+            let type_of = |list: &[(String, String)], name: &str| {
+                list.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone())
+            };
+            let added: Vec<String> = now
+                .iter()
+                .filter(|(n, _)| type_of(&before, n).is_none())
+                .map(|(n, _)| n.clone())
+                .collect();
+            let removed: Vec<String> = before
+                .iter()
+                .filter(|(n, _)| type_of(&now, n).is_none())
+                .map(|(n, _)| n.clone())
+                .collect();
+            let retyped: Vec<String> = now
+                .iter()
+                .filter_map(|(n, t)| {
+                    type_of(&before, n)
+                        .filter(|old| old != t)
+                        .map(|old| format!("{n} ({old} → {t})"))
+                })
+                .collect();
+            let mut parts = Vec::new();
+            let mut worst = ChangeSeverity::Ignore;
+            for (what, list, judged) in [
+                ("added", &added, sc.added),
+                ("removed", &removed, sc.removed),
+                ("retyped", &retyped, sc.retyped),
+            ] {
+                if !list.is_empty() {
+                    parts.push(format!("{what}: {}", list.join(", ")));
+                    worst = worst.max(judged);
+                }
+            }
+            let v = previous.as_ref().map_or(0, |p| p.version);
+            if parts.is_empty() {
+                (format!("same columns as version {v}"), worst)
+            } else {
+                (format!("{} (against version {v})", parts.join("; ")), worst)
+            }
+        }
+    };
+    Ok(CheckResultRecord {
+        name: check
+            .name
+            .clone()
+            .unwrap_or_else(|| CheckResultKind::SchemaChange.to_string()),
+        kind: CheckResultKind::SchemaChange,
+        column_name: None,
+        passed: worst == ChangeSeverity::Ignore,
+        failed: i64::from(worst != ChangeSeverity::Ignore),
+        observed: Some(observed),
+        threshold: Some(
+            format!(
+                "added {:?}, removed {:?}, retyped {:?}",
+                sc.added, sc.removed, sc.retyped
+            )
+            .to_lowercase(),
+        ),
+        severity: if worst == ChangeSeverity::Error {
+            Severity::Error
+        } else {
+            Severity::Warn
+        },
+    })
 }

@@ -298,6 +298,22 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
         {
             results.push(r);
         }
+        if let CheckKind::SchemaChange(sc) = &check.kind {
+            let current = match &source.version {
+                Some(v) => v.schema.clone().unwrap_or_default(),
+                None => super::storage::schema_json(&clean_schema),
+            };
+            results.push(
+                super::dataset_checks::schema_change(
+                    io,
+                    check,
+                    sc,
+                    spec.input,
+                    (&current, source.version.as_ref().map(|v| v.version)),
+                )
+                .await?,
+            );
+        }
     }
     if let Some(limit) = spec.max_quarantined {
         let exceeded = limit.exceeded_by(counts.failed, counts.rows);
