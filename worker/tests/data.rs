@@ -1375,3 +1375,70 @@ async fn schema_change_case(db: &TestDb) {
         site.stop().await;
     }
 }
+
+const COMPOSITE: &str = r#"
+tasks:
+  regions:
+    kind: extract
+    source: {format: csv, path: "in/regions.csv"}
+    output: raw.regions
+  clean_regions:
+    kind: validate
+    input: raw.regions
+    contract:
+      columns:
+        country: {type: string}
+        code: {type: string}
+    output: clean.regions
+  sales:
+    kind: extract
+    source: {format: csv, path: "in/sales.csv"}
+    output: raw.sales
+  clean_sales:
+    kind: validate
+    input: raw.sales
+    contract:
+      columns:
+        k: {type: string}
+        country: {type: string}
+        region: {type: string}
+      references:
+        - columns: [country, region]
+          dataset: clean.regions
+          to: [country, code]
+    output: clean.sales
+"#;
+
+both_backends!(
+    composite_references_need_every_column_to_match_one_row,
+    composite_case
+);
+async fn composite_case(db: &TestDb) {
+    let regions = "country,code\nFR,IDF\nFR,BRE\nDE,BY\n";
+    // `FR,BY` has a known country and a known code, but no such pair.
+    let sales = "k,country,region\na,FR,IDF\nb,FR,BY\nc,DE,BY\nd,DE,\n";
+    let site = Site::start(
+        db,
+        COMPOSITE,
+        &[("in/regions.csv", regions), ("in/sales.csv", sales)],
+    )
+    .await;
+    let run = site.run().await;
+    assert_eq!(
+        run.state,
+        RunState::Success,
+        "{}",
+        site.log(&run, "clean_sales", 1)
+    );
+    assert_eq!(
+        site.rows("quarantine.sales", &["k", "_weir_errors"]).await,
+        vec![vec!["b".to_owned(), "references:country,region".into()]]
+    );
+    let mut clean = site.rows("clean.sales", &["k"]).await;
+    clean.sort();
+    assert_eq!(
+        clean,
+        vec![vec!["a".to_owned()], vec!["c".into()], vec!["d".into()]]
+    );
+    site.stop().await;
+}

@@ -21,6 +21,9 @@ pub struct Contract {
     /// Columns whose values together are unique and never null.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub primary_key: Vec<String>,
+    /// Several columns that together must exist in another dataset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<CompositeRef>,
     /// What to do with columns the contract does not declare.
     #[serde(default)]
     pub extra_columns: ExtraColumns,
@@ -63,6 +66,28 @@ pub struct ColumnSpec {
     /// Free text for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+/// `references: [{columns, dataset, to}]`: the values of `columns`, taken
+/// together, must exist as the values of `to` (default: the same names) in
+/// `dataset` (composite referential integrity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompositeRef {
+    /// This contract's columns.
+    pub columns: Vec<String>,
+    /// The referenced dataset.
+    pub dataset: DatasetName,
+    /// The referenced columns, in the same order (default: `columns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<String>>,
+}
+
+impl CompositeRef {
+    /// The referenced columns.
+    pub fn targets(&self) -> &[String] {
+        self.to.as_deref().unwrap_or(&self.columns)
+    }
 }
 
 /// `length: {min, max}`: the fewest and most characters a value may have.
@@ -854,11 +879,47 @@ fn default_over_last() -> u32 {
 }
 
 impl Contract {
+    /// Every dataset the contract looks values up in.
+    pub fn referenced_datasets(&self) -> Vec<&DatasetName> {
+        self.columns
+            .values()
+            .filter_map(|c| c.references.as_ref().map(|r| &r.dataset))
+            .chain(self.references.iter().map(|r| &r.dataset))
+            .collect()
+    }
+
     /// Problems that make the contract unusable, each with the path (below the
     /// contract) it concerns.
     pub fn problems(&self) -> Vec<(Vec<String>, String)> {
         let mut out = Vec::new();
         let declared = |c: &str| self.columns.contains_key(c);
+        for (i, r) in self.references.iter().enumerate() {
+            let at = |key: &str| vec!["references".to_owned(), i.to_string(), key.to_owned()];
+            if r.columns.is_empty() {
+                out.push((
+                    at("columns"),
+                    "a reference needs at least one column".into(),
+                ));
+            }
+            for col in &r.columns {
+                if !declared(col) {
+                    out.push((
+                        at("columns"),
+                        format!("reference column `{col}` is not declared under `columns`"),
+                    ));
+                }
+            }
+            if r.targets().len() != r.columns.len() {
+                out.push((
+                    at("to"),
+                    format!(
+                        "`to` names {} column(s) for {} in `columns`",
+                        r.targets().len(),
+                        r.columns.len()
+                    ),
+                ));
+            }
+        }
         for (i, col) in self.primary_key.iter().enumerate() {
             if !declared(col) {
                 out.push((

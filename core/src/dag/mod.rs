@@ -247,12 +247,7 @@ impl Task {
             TaskKind::Validate {
                 input, contract, ..
             } => std::iter::once(input)
-                .chain(
-                    contract
-                        .columns
-                        .values()
-                        .filter_map(|c| c.references.as_ref().map(|r| &r.dataset)),
-                )
+                .chain(contract.referenced_datasets())
                 .collect(),
             TaskKind::Load { input, .. } => vec![input],
             TaskKind::Transform { inputs, .. } => inputs.iter().collect(),

@@ -301,6 +301,48 @@ pub fn compile(
             format!("{} IS NOT NULL AND {alias} IS NULL", ident(name)),
         ));
     }
+    for (j, r) in c.references.iter().enumerate() {
+        let alias = format!("__cref_{j}");
+        let keys: Vec<String> = r
+            .columns
+            .iter()
+            .zip(r.targets())
+            .enumerate()
+            .map(|(k, (col, to))| {
+                let t = c
+                    .columns
+                    .get(col)
+                    .map_or("VARCHAR".to_owned(), |s| type_name(s.column_type));
+                format!("TRY_CAST({} AS {t}) AS k{k}", ident(to))
+            })
+            .collect();
+        lookups.push(Lookup {
+            query: format!(
+                "SELECT DISTINCT {} FROM {}.{}",
+                keys.join(", "),
+                ident(r.dataset.zone().as_str()),
+                ident(r.dataset.name()),
+            ),
+            on: r
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(k, col)| (ident(col), format!("k{k}")))
+                .collect(),
+            column: format!("{alias}.k0 AS {alias}"),
+            alias: alias.clone(),
+        });
+        let present: Vec<String> = r
+            .columns
+            .iter()
+            .map(|col| format!("{} IS NOT NULL", ident(col)))
+            .collect();
+        rules.push(RowRule::on_column(
+            CheckResultKind::References,
+            r.columns.join(","),
+            format!("{} AND {alias} IS NULL", present.join(" AND ")),
+        ));
+    }
     for (i, check) in c.checks.iter().enumerate() {
         if let CheckKind::Rule(rule) = &check.kind {
             check_expression(rule)?;

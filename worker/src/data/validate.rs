@@ -111,10 +111,8 @@ pub async fn check(
     let c = spec.contract;
     // The referenced datasets are tables of the session too.
     let mut inputs = source.lineage.clone();
-    for col in c.columns.values() {
-        if let Some(r) = &col.references {
-            inputs.push(io.register(session, &r.dataset).await?.id);
-        }
+    for dataset in c.referenced_datasets() {
+        inputs.push(io.register(session, dataset).await?.id);
     }
     let compiled = compile(c, spec.input, &source.describe(spec.input), &columns)?;
     let rules = &compiled.rules;
