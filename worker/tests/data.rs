@@ -1442,3 +1442,51 @@ async fn composite_case(db: &TestDb) {
     );
     site.stop().await;
 }
+
+fn sql_checked(severity: &str) -> String {
+    format!(
+        r#"
+tasks:
+  e:
+    kind: extract
+    source: {{format: csv, path: "in/s.csv"}}
+    output: raw.s
+  v:
+    kind: validate
+    retries: 0
+    input: raw.s
+    contract:
+      columns:
+        k: {{type: string}}
+        n: {{type: int64}}
+      checks:
+        - name: few_big
+          sql: "select k, n from checked where n > 2 order by k"
+          max_failed: 1
+          severity: {severity}
+    output: clean.s
+"#
+    )
+}
+
+both_backends!(an_sql_check_shows_the_rows_that_fail_it, sql_check_case);
+async fn sql_check_case(db: &TestDb) {
+    let rows = "k,n\na,1\nb,2\nc,3\nd,4\n";
+    let site = Site::start(db, &sql_checked("error"), &[("in/s.csv", rows)]).await;
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Failed, "two rows fail, one is allowed");
+    let (q, checks) = site.quality(&run, "raw.s").await;
+    assert!(!q.published);
+    let check = checks.iter().find(|c| c.name == "few_big").unwrap();
+    assert_eq!(
+        check.observed.as_deref(),
+        Some("2 row(s): k=c, n=3; k=d, n=4"),
+        "{check:?}"
+    );
+    site.stop().await;
+
+    let site = Site::start(db, &sql_checked("warn"), &[("in/s.csv", rows)]).await;
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Success, "a warning only records");
+    site.stop().await;
+}

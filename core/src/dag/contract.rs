@@ -475,6 +475,8 @@ pub enum CheckResultKind {
     RowCountChange,
     /// `schema_change:`
     SchemaChange,
+    /// `sql:`, a query for failing rows.
+    Sql,
     /// The task's `max_quarantined`.
     MaxQuarantined,
 }
@@ -496,6 +498,7 @@ crate::named_enum!(CheckResultKind, "check kind", {
     Duplicates => "duplicates",
     RowCountChange => "row_count_change",
     SchemaChange => "schema_change",
+    Sql => "sql",
     MaxQuarantined => "max_quarantined",
 });
 
@@ -645,6 +648,9 @@ pub enum CheckKind {
     RowCountChange(RowCountChangeCheck),
     /// The columns against the previous version of the same dataset.
     SchemaChange(SchemaChangeCheck),
+    /// A query over the rows about to be published (`checked`) that returns
+    /// the failing rows; more than `max_failed` (default none) fail the check.
+    Sql(String),
 }
 
 impl CheckKind {
@@ -658,6 +664,7 @@ impl CheckKind {
             CheckKind::Duplicates(_) => CheckResultKind::Duplicates,
             CheckKind::RowCountChange(_) => CheckResultKind::RowCountChange,
             CheckKind::SchemaChange(_) => CheckResultKind::SchemaChange,
+            CheckKind::Sql(_) => CheckResultKind::Sql,
         }
     }
 }
@@ -702,6 +709,10 @@ struct CheckEntry {
     /// Columns added, removed or retyped since the previous version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     schema_change: Option<SchemaChangeCheck>,
+    /// A query over `checked` (the rows about to be published) returning
+    /// the rows that fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sql: Option<String>,
 }
 
 impl TryFrom<CheckEntry> for Check {
@@ -716,8 +727,9 @@ impl TryFrom<CheckEntry> for Check {
         kinds.extend(e.duplicates.map(CheckKind::Duplicates));
         kinds.extend(e.row_count_change.map(CheckKind::RowCountChange));
         kinds.extend(e.schema_change.map(CheckKind::SchemaChange));
+        kinds.extend(e.sql.map(CheckKind::Sql));
         match kinds.len() {
-            0 => Err("a check needs one of rule, row_count, missing_percent, freshness, duplicates, row_count_change, schema_change".into()),
+            0 => Err("a check needs one of rule, row_count, missing_percent, freshness, duplicates, row_count_change, schema_change, sql".into()),
             1 => Ok(Check {
                 name: e.name,
                 severity: e.severity,
@@ -752,6 +764,7 @@ impl From<Check> for CheckEntry {
             CheckKind::Duplicates(d) => e.duplicates = Some(d),
             CheckKind::RowCountChange(r) => e.row_count_change = Some(r),
             CheckKind::SchemaChange(s) => e.schema_change = Some(s),
+            CheckKind::Sql(q) => e.sql = Some(q),
         }
         e
     }
@@ -935,10 +948,12 @@ impl Contract {
                     "`schema_change` is judged per change: set `added`, `removed` or `retyped` to ignore, warn or error".into(),
                 ));
             }
-            if check.max_failed.is_some() && !matches!(check.kind, CheckKind::Rule(_)) {
+            if check.max_failed.is_some()
+                && !matches!(check.kind, CheckKind::Rule(_) | CheckKind::Sql(_))
+            {
                 out.push((
                     vec!["checks".into(), i.to_string(), "max_failed".into()],
-                    "`max_failed` is a rule's tolerance; dataset-level checks have their own limits".into(),
+                    "`max_failed` is the tolerance of a `rule` or an `sql` check; other checks have their own limits".into(),
                 ));
             }
             if matches!(check.kind, CheckKind::Rule(_)) && check.severity == Some(Severity::Warn) {
@@ -982,7 +997,8 @@ impl Contract {
                 CheckKind::Rule(_)
                 | CheckKind::RowCount(_)
                 | CheckKind::RowCountChange(_)
-                | CheckKind::SchemaChange(_) => {}
+                | CheckKind::SchemaChange(_)
+                | CheckKind::Sql(_) => {}
             }
         }
         for (name, col) in &self.columns {

@@ -218,7 +218,61 @@ pub(super) async fn check(
             severity(check, rc.severity),
         ));
     }
+    if let CheckKind::Sql(query) = &check.kind {
+        super::transform::check_query(query)
+            .map_err(|e| DataError::Invalid(format!("sql check: {e}")))?;
+        let batches = session
+            .sql(query)
+            .await
+            .map_err(|e| DataError::Invalid(format!("sql check `{query}`: {e}")))?
+            .collect()
+            .await?;
+        let failing: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let limit = check.max_failed.unwrap_or(Threshold::Count(0));
+        let exceeded = limit.exceeded_by(failing as u64, u64::try_from(rows_clean).unwrap_or(0));
+        let sample = sample_rows(&batches, 10)?;
+        let observed = if sample.is_empty() {
+            "0 rows".to_owned()
+        } else {
+            format!("{failing} row(s): {}", sample.join("; "))
+        };
+        return Ok(result(
+            CheckResultKind::Sql,
+            None,
+            !exceeded,
+            observed,
+            limit.to_string(),
+            severity(check, None),
+        ));
+    }
     Ok(None)
+}
+
+/// The first `n` rows of `batches` as `column=value, …`, for people.
+fn sample_rows(batches: &[RecordBatch], n: usize) -> Result<Vec<String>, DataError> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default().with_null("null");
+    let mut out = Vec::new();
+    for b in batches {
+        let formatters = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        let names = b.schema();
+        for row in 0..b.num_rows() {
+            if out.len() == n {
+                return Ok(out);
+            }
+            let cells: Vec<String> = formatters
+                .iter()
+                .zip(names.fields())
+                .map(|(f, field)| format!("{}={}", field.name(), f.value(row)))
+                .collect();
+            out.push(cells.join(", "));
+        }
+    }
+    Ok(out)
 }
 
 /// A date or timestamp as DataFusion prints it.

@@ -276,7 +276,10 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
             datafusion::prelude::ParquetReadOptions::default(),
         )
         .await?;
-    session.register_table("clean_rows", clean_rows.into_view())?;
+    let clean_rows = clean_rows.into_view();
+    session.register_table("clean_rows", clean_rows.clone())?;
+    // `sql:` checks read the rows about to be published as `checked`.
+    session.register_table("checked", clean_rows)?;
     let mut tallies = counts.tallies.iter();
     for check in &c.checks {
         let missing = if matches!(check.kind, CheckKind::MissingPercent(_)) {
