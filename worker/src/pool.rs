@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use weir_core::scheduler::{Ended, Report, Scheduler};
@@ -217,7 +218,21 @@ impl Slot {
             if let Ok(mut r) = self.running.lock() {
                 r.insert(key.clone(), stop.clone());
             }
-            let result = run_try(&self.sched, &self.shared, &self.env, &claim, &stop).await;
+            // A panic inside a try (a bug) fails the try instead of leaving
+            // it running, its lease renewed forever.
+            let attempt = run_try(&self.sched, &self.shared, &self.env, &claim, &stop);
+            let result = match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
+                Ok(ended) => ended,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("no message");
+                    tracing::error!(dag = %claim.dag_id, task = %claim.task_id, "the try panicked: {what}");
+                    Ended::failed(format!("weir failed inside the try: {what}"))
+                }
+            };
             let report = Report {
                 claim,
                 ended: result,

@@ -61,7 +61,12 @@ impl ScalarUDFImpl for Reasons {
                 self.reasons.len()
             );
         }
-        let flags = ColumnarValue::values_to_arrays(&args.args)?;
+        // Each flag at full length (a constant flag arrives as a scalar).
+        let flags = args
+            .args
+            .iter()
+            .map(|v| v.to_array(args.number_rows))
+            .collect::<Result<Vec<_>>>()?;
         let mut out = ListBuilder::new(StringBuilder::new());
         for row in 0..args.number_rows {
             for (flag, reason) in flags.iter().zip(&self.reasons) {
