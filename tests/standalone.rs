@@ -878,3 +878,153 @@ fn datasets_and_quality_from_the_command_line() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no dataset `clean.nothing`"));
 }
+
+/// Validate and load over enough rows that a kill lands inside them.
+const KILLED_DATA: &str = r#"
+tasks:
+  extract:
+    kind: extract
+    source: {format: csv, path: rows.csv}
+    output: raw.rows
+  check:
+    kind: validate
+    retries: 9
+    retry_delay: 1s
+    input: raw.rows
+    contract:
+      columns:
+        id: {type: int64, required: true}
+        n: {type: int64, min: 0}
+      primary_key: [id]
+    output: clean.rows
+  load:
+    kind: load
+    retries: 9
+    retry_delay: 1s
+    input: clean.rows
+    target: {connection: warehouse, table: rows, mode: replace}
+"#;
+
+#[test]
+fn killed_during_validate_and_load_the_catalog_files_and_table_agree() {
+    killed_during_data(&Site::new(&[("killed.yaml", KILLED_DATA)]), None);
+}
+
+#[test]
+fn killed_during_validate_and_load_on_postgres_the_catalog_files_and_table_agree() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = runtime.block_on(weir_core::testing::postgres()) else {
+        return;
+    };
+    let site = Site::with_database(&[("killed.yaml", KILLED_DATA)], Some(&db.url));
+    killed_during_data(&site, Some(&db.url));
+    runtime.block_on(db.cleanup());
+}
+
+/// Kills weir (SIGKILL) while `check`, then `load`, is running, at several
+/// points, restarts it each time, and checks what survived: every published
+/// version has its quality record and its files, and the table holds exactly
+/// the newest clean version's rows.
+fn killed_during_data(site: &Site, url: Option<&str>) {
+    let warehouse = site.path("warehouse.db");
+    let mut config = std::fs::read_to_string(site.path("weir.toml")).unwrap();
+    config.push_str(&format!(
+        "[connections.warehouse]\nurl = \"sqlite://{}\"\n",
+        warehouse.display()
+    ));
+    std::fs::write(site.path("weir.toml"), config).unwrap();
+    let mut csv = String::from("id,n\n");
+    for i in 0..300_000 {
+        let n = if i % 100 == 0 { -1 } else { i % 7 };
+        csv.push_str(&format!("{i},{n}\n"));
+    }
+    std::fs::write(site.path("dags/rows.csv"), csv).unwrap();
+
+    let mut weir = site.standalone();
+    site.address();
+    site.trigger("killed");
+    let running = |task: &str| {
+        site.tasks("killed")
+            .iter()
+            .any(|t| t["task_id"] == task && t["state"] == "running")
+    };
+    for (task, pause_ms) in [("check", 0), ("check", 150), ("load", 0), ("load", 100)] {
+        site.wait_for(&format!("{task} to run"), || running(task));
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        weir.kill();
+        weir = site.standalone();
+        site.address();
+    }
+    site.wait_for("the run to end", || {
+        matches!(
+            site.run_state("killed").as_deref(),
+            Some("success" | "failed")
+        )
+    });
+    assert_eq!(site.run_state("killed").as_deref(), Some("success"));
+    for task in site.tasks("killed") {
+        if task["task_id"] != "extract" {
+            assert!(
+                task["try_number"].as_i64() >= Some(3),
+                "two kills hit two tries of {task}"
+            );
+        }
+    }
+    weir.kill();
+
+    let sqlite = format!("sqlite://{}/weir.db", site.dir.path().display());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = weir_core::store::open(url.unwrap_or(&sqlite))
+            .await
+            .unwrap();
+        let versions = store.dataset_versions(None).await.unwrap();
+        let runs = site.json(&["runs", "list", "killed", "--output", "json"]);
+        let mut quality = Vec::new();
+        for run in runs["dag_runs"].as_array().unwrap() {
+            let run_id = run["dag_run_id"].as_str().unwrap();
+            quality.extend(store.quality_of_run("killed", run_id).await.unwrap());
+        }
+        for v in versions.iter().filter(|v| v.deleted_at.is_none()) {
+            let path = v.path.as_deref().unwrap();
+            assert!(
+                Path::new(path).is_dir(),
+                "{} v{}: {path} is gone",
+                v.dataset,
+                v.version
+            );
+            if v.dataset == "clean.rows" || v.dataset == "quarantine.rows" {
+                assert!(
+                    quality.iter().any(|(q, _)| q.clean_version == Some(v.id)
+                        || q.quarantine_version == Some(v.id)),
+                    "{} version {} was published without its quality record",
+                    v.dataset,
+                    v.version
+                );
+            }
+        }
+        let clean = versions
+            .iter()
+            .filter(|v| v.dataset == "clean.rows")
+            .max_by_key(|v| v.version)
+            .unwrap();
+        assert_eq!(clean.rows, Some(297_000));
+        let (q, _) = quality
+            .iter()
+            .find(|(q, _)| q.clean_version == Some(clean.id))
+            .unwrap();
+        assert_eq!(
+            (q.rows_in, q.rows_clean, q.rows_quarantined),
+            (300_000, 297_000, 3_000)
+        );
+        // The table holds one whole load: no half-loaded or doubled rows.
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", warehouse.display()))
+            .await
+            .unwrap();
+        let counts: (i64, i64) = sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT id) FROM rows")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(counts, (297_000, 297_000));
+    });
+}
