@@ -1246,7 +1246,9 @@ async fn transform_contract_case(db: &TestDb) {
     site.stop().await;
 }
 
-fn tolerant(max_failed: &str) -> String {
+/// Extract `in/s.csv` (columns `k`, `n`) and validate it with `checks`
+/// (YAML list items, indented for `checks:`).
+fn checked_ks(checks: &str) -> String {
     format!(
         r#"
 tasks:
@@ -1263,12 +1265,15 @@ tasks:
         k: {{type: string}}
         n: {{type: int64}}
       checks:
-        - rule: "n >= 0"
-          name: non_negative
-          max_failed: {max_failed}
-    output: clean.s
+{checks}    output: clean.s
 "#
     )
+}
+
+fn tolerant(max_failed: &str) -> String {
+    checked_ks(&format!(
+        "        - rule: \"n >= 0\"\n          name: non_negative\n          max_failed: {max_failed}\n"
+    ))
 }
 
 both_backends!(
@@ -1444,29 +1449,9 @@ async fn composite_case(db: &TestDb) {
 }
 
 fn sql_checked(severity: &str) -> String {
-    format!(
-        r#"
-tasks:
-  e:
-    kind: extract
-    source: {{format: csv, path: "in/s.csv"}}
-    output: raw.s
-  v:
-    kind: validate
-    retries: 0
-    input: raw.s
-    contract:
-      columns:
-        k: {{type: string}}
-        n: {{type: int64}}
-      checks:
-        - name: few_big
-          sql: "select k, n from checked where n > 2 order by k"
-          max_failed: 1
-          severity: {severity}
-    output: clean.s
-"#
-    )
+    checked_ks(&format!(
+        "        - name: few_big\n          sql: \"select k, n from checked where n > 2 order by k\"\n          max_failed: 1\n          severity: {severity}\n"
+    ))
 }
 
 both_backends!(an_sql_check_shows_the_rows_that_fail_it, sql_check_case);

@@ -265,11 +265,7 @@ pub fn compile(
             .iter()
             .map(|k| format!("{} IS NULL", raw_of(c, k)))
             .collect();
-        let typed_ok: Vec<String> = c
-            .primary_key
-            .iter()
-            .map(|k| format!("{} IS NOT NULL", ident(k)))
-            .collect();
+        let typed_ok = not_null(&c.primary_key);
         rules.push(RowRule::on_column(
             CheckResultKind::PrimaryKey,
             c.primary_key.join(","),
@@ -332,11 +328,7 @@ pub fn compile(
             column: format!("{alias}.k0 AS {alias}"),
             alias: alias.clone(),
         });
-        let present: Vec<String> = r
-            .columns
-            .iter()
-            .map(|col| format!("{} IS NOT NULL", ident(col)))
-            .collect();
+        let present = not_null(&r.columns);
         rules.push(RowRule::on_column(
             CheckResultKind::References,
             r.columns.join(","),
@@ -456,6 +448,14 @@ pub(super) fn names<'a>(items: impl Iterator<Item = &'a str>) -> String {
         .map(|s| format!("`{s}`"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `"c" IS NOT NULL` for each of `columns`.
+fn not_null(columns: &[String]) -> Vec<String> {
+    columns
+        .iter()
+        .map(|c| format!("{} IS NOT NULL", ident(c)))
+        .collect()
 }
 
 /// The raw-text column of a declared column.
