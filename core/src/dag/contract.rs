@@ -365,14 +365,44 @@ pub enum Format {
     Url,
     /// A regular expression the whole value must match.
     Regex(String),
+    /// A `date` column's values as written, in strftime notation
+    /// (`{date: "%d/%m/%Y"}`); a value that does not parse fails its type.
+    #[serde(rename = "date_pattern")]
+    DatePattern(String),
+    /// A `timestamp` column's values as written (`{timestamp: "%d/%m/%Y %H:%M"}`).
+    #[serde(rename = "timestamp_pattern")]
+    TimestampPattern(String),
 }
 
-/// How a format is written in YAML: a name, or a map with `regex`.
+/// How a format is written in YAML: a name, or a map with `regex`, `date`
+/// or `timestamp`.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum FormatText {
     Name(String),
-    Regex { regex: String },
+    Regex {
+        regex: String,
+    },
+    Date {
+        #[serde(alias = "date_pattern")]
+        date: String,
+    },
+    Timestamp {
+        #[serde(alias = "timestamp_pattern")]
+        timestamp: String,
+    },
+}
+
+/// Whether `pattern` is a strftime pattern chrono understands.
+fn check_pattern(pattern: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(pattern).any(|i| matches!(i, Item::Error)) {
+        Err(format!(
+            "`{pattern}` is not a strftime pattern (like \"%d/%m/%Y\")"
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 impl JsonSchema for FormatText {
@@ -381,10 +411,12 @@ impl JsonSchema for FormatText {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "email, uuid, date, url, or {regex: \"…\"} (the whole value must match)",
+            "description": "email, uuid, date, url, {regex: \"…\"} (the whole value must match), or {date: \"%d/%m/%Y\"} / {timestamp: \"%d/%m/%Y %H:%M\"} for dates and times not written in ISO",
             "oneOf": [
                 {"type": "string", "enum": ["email", "uuid", "date", "url"]},
-                {"type": "object", "properties": {"regex": {"type": "string"}}, "required": ["regex"], "additionalProperties": false}
+                {"type": "object", "properties": {"regex": {"type": "string"}}, "required": ["regex"], "additionalProperties": false},
+                {"type": "object", "properties": {"date": {"type": "string"}}, "required": ["date"], "additionalProperties": false},
+                {"type": "object", "properties": {"timestamp": {"type": "string"}}, "required": ["timestamp"], "additionalProperties": false}
             ]
         })
     }
@@ -397,13 +429,17 @@ impl TryFrom<FormatText> for Format {
             FormatText::Regex { regex } => regex::Regex::new(&regex)
                 .map(|_| Format::Regex(regex))
                 .map_err(|e| format!("invalid regex: {e}")),
+            FormatText::Date { date } => check_pattern(&date).map(|()| Format::DatePattern(date)),
+            FormatText::Timestamp { timestamp } => {
+                check_pattern(&timestamp).map(|()| Format::TimestampPattern(timestamp))
+            }
             FormatText::Name(n) => match n.as_str() {
                 "email" => Ok(Format::Email),
                 "uuid" => Ok(Format::Uuid),
                 "date" => Ok(Format::Date),
                 "url" => Ok(Format::Url),
                 other => Err(format!(
-                    "unknown format `{other}`; expected email, uuid, date, url or {{regex: \"…\"}}"
+                    "unknown format `{other}`; expected email, uuid, date, url, {{regex: \"…\"}}, {{date: \"%d/%m/%Y\"}} or {{timestamp: \"…\"}}"
                 )),
             },
         }
@@ -1017,6 +1053,22 @@ impl Contract {
                     ));
                 }
             }
+            let wrong_type = match &col.format {
+                Some(Format::DatePattern(_)) if col.column_type != ColumnType::Date => Some("date"),
+                Some(Format::TimestampPattern(_)) if col.column_type != ColumnType::Timestamp => {
+                    Some("timestamp")
+                }
+                _ => None,
+            };
+            if let Some(t) = wrong_type {
+                out.push((
+                    vec!["columns".into(), name.clone(), "format".into()],
+                    format!(
+                        "column `{name}`: a {{{t}: …}} format needs `type: {t}`, not {}",
+                        col.column_type
+                    ),
+                ));
+            }
             let bounds = [("min", &col.min), ("max", &col.max)];
             for (key, bound) in bounds {
                 if let Some(Err(e)) = bound.as_ref().map(|v| col.column_type.check_literal(v)) {
@@ -1092,6 +1144,23 @@ mod tests {
         ];
         for (t, v, ok) in cases {
             assert_eq!(accepts(t, v.clone()), ok, "{t} {v}");
+        }
+    }
+    #[test]
+    fn formats_survive_the_stored_definition() {
+        // A version stores its contract as JSON and reads it back.
+        for f in [
+            json!("email"),
+            json!({"regex": "[A-Z]{3}"}),
+            json!({"date": "%d/%m/%Y"}),
+            json!({"timestamp": "%d/%m/%Y %H:%M"}),
+        ] {
+            let format: Format =
+                serde_json::from_value(f.clone()).unwrap_or_else(|e| panic!("{f}: {e}"));
+            let stored = serde_json::to_value(&format).unwrap_or_else(|e| panic!("{e}"));
+            let back: Format =
+                serde_json::from_value(stored).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert_eq!(back, format);
         }
     }
 }

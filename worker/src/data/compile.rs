@@ -143,9 +143,15 @@ pub fn compile(
         } else {
             format!("CAST({q} AS VARCHAR)")
         };
-        let typed_expr = match col.column_type {
-            ColumnType::String => raw_expr.clone(),
-            t => format!("TRY_CAST({raw_expr} AS {})", type_name(t)),
+        let typed_expr = match (&col.format, col.column_type) {
+            (_, ColumnType::String) => raw_expr.clone(),
+            (Some(Format::DatePattern(p)), _) => {
+                format!("{}({raw_expr}, {})", super::patterns::DATE, literal(p))
+            }
+            (Some(Format::TimestampPattern(p)), _) => {
+                format!("{}({raw_expr}, {})", super::patterns::TIMESTAMP, literal(p))
+            }
+            (_, t) => format!("TRY_CAST({raw_expr} AS {})", type_name(t)),
         };
         typed_cols.push(format!("{typed_expr} AS {q}"));
         typed_cols.push(format!("{raw_expr} AS {raw}"));
@@ -207,7 +213,11 @@ pub fn compile(
                 ));
             }
         }
-        if let Some(format) = &col.format {
+        if let Some(format) = col
+            .format
+            .as_ref()
+            .filter(|f| !matches!(f, Format::DatePattern(_) | Format::TimestampPattern(_)))
+        {
             let pattern = match format {
                 Format::Email => r"^[^@\s]+@[^@\s]+\.[^@\s]+$".to_owned(),
                 Format::Uuid => {
@@ -222,6 +232,8 @@ pub fn compile(
                     })?;
                     format!("^(?:{re})$")
                 }
+                // Parsed into the typed value above; a miss fails `type`.
+                Format::DatePattern(_) | Format::TimestampPattern(_) => String::new(),
             };
             let extra = if matches!(format, Format::Date) {
                 format!(" OR TRY_CAST({raw} AS DATE) IS NULL")
@@ -778,5 +790,80 @@ mod tests {
             ["a", "abcd"],
             "characters, not bytes; null is not too short"
         );
+    }
+    #[tokio::test]
+    async fn dates_and_times_in_a_pattern_parse_or_fail_their_type() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("day", DataType::Utf8, true),
+            Field::new("at", DataType::Utf8, true),
+        ]));
+        let days = StringArray::from(vec![
+            Some("31/01/2026"),
+            Some("2026-01-31"),
+            Some("31/02/2026"),
+        ]);
+        let ats = StringArray::from(vec![
+            Some("31/01/2026 13:45"),
+            Some("31/01/2026 25:00"),
+            None,
+        ]);
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(days), Arc::new(ats)]).unwrap();
+        let session =
+            super::super::storage::session_with(datafusion::prelude::SessionConfig::new()).unwrap();
+        session
+            .register_table(
+                "raw.orders",
+                Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+            )
+            .unwrap();
+        let c = contract(serde_json::json!({
+            "columns": {
+                "day": {"type": "date", "format": {"date": "%d/%m/%Y"}},
+                "at": {"type": "timestamp", "format": {"timestamp": "%d/%m/%Y %H:%M"}},
+            },
+        }));
+        let compiled = compile(
+            &c,
+            &input(),
+            "raw.orders version 1",
+            &text_columns(&["day", "at"]),
+        )
+        .unwrap();
+        let reasons: Vec<String> = compiled.rules.iter().map(RowRule::reason).collect();
+        assert_eq!(
+            reasons,
+            ["type:at", "type:day"],
+            "no regex rule beside the pattern"
+        );
+        let df = session.sql(&compiled.sql).await.unwrap();
+        let batches = df.collect().await.unwrap();
+        let b = &batches[0];
+        let text = |name: &str| {
+            let a =
+                datafusion::arrow::compute::cast(b.column_by_name(name).unwrap(), &DataType::Utf8)
+                    .unwrap();
+            (0..a.len())
+                .map(|i| {
+                    a.is_valid(i)
+                        .then(|| a.as_string::<i32>().value(i).to_owned())
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(text("day"), [Some("2026-01-31".to_owned()), None, None]);
+        assert_eq!(
+            text("at"),
+            [Some("2026-01-31T13:45:00".to_owned()), None, None]
+        );
+        let flag = |f: &str| {
+            b.column_by_name(f)
+                .unwrap()
+                .as_boolean()
+                .iter()
+                .collect::<Vec<_>>()
+        };
+        // type:at fails for the bad hour only (a missing value is no type error).
+        assert_eq!(flag("__f0"), [Some(false), Some(true), Some(false)]);
+        assert_eq!(flag("__f1"), [Some(false), Some(true), Some(true)]);
     }
 }

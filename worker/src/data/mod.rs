@@ -7,6 +7,7 @@ mod compile;
 mod dataset_checks;
 mod extract;
 mod load;
+mod patterns;
 mod query_source;
 mod reasons;
 pub mod retention;

@@ -37,6 +37,9 @@ pub fn session() -> Result<SessionContext, DataError> {
 pub fn session_with(config: SessionConfig) -> Result<SessionContext, DataError> {
     let config = config.with_information_schema(false);
     let session = SessionContext::new_with_config(config);
+    for udf in super::patterns::udfs() {
+        session.register_udf(udf);
+    }
     let catalog = session
         .catalog("datafusion")
         .ok_or_else(|| DataError::Invalid("DataFusion has no default catalog".into()))?;
