@@ -1475,3 +1475,54 @@ async fn sql_check_case(db: &TestDb) {
     assert_eq!(run.state, RunState::Success, "a warning only records");
     site.stop().await;
 }
+
+both_backends!(
+    a_truncated_file_fails_the_extract_naming_the_file,
+    truncated_case
+);
+async fn truncated_case(db: &TestDb) {
+    // A Parquet file cut short, then newline-delimited JSON cut mid-record.
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = SessionContext::new();
+    let df = ctx
+        .sql("select * from (values (1, 'a'), (2, 'b'), (3, 'c')) as t(id, name)")
+        .await
+        .unwrap();
+    let whole = dir.path().join("whole");
+    df.write_parquet(
+        whole.to_str().unwrap(),
+        datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true),
+        None,
+    )
+    .await
+    .unwrap();
+    let bytes = std::fs::read(&whole).unwrap();
+    // Past the records schema inference reads, so only the full read finds it.
+    let mut json: String = (0..5000)
+        .map(|i| format!("{{\"id\": {i}, \"name\": \"n{i}\"}}\n"))
+        .collect();
+    json.push_str("{\"id\": 5000, \"na");
+    for (format, name, body) in [
+        ("parquet", "in/cut.parquet", None),
+        ("ndjson", "in/cut.ndjson", Some(json.as_str())),
+    ] {
+        let dag = format!(
+            "tasks:\n  e:\n    kind: extract\n    retries: 0\n    source: {{format: {format}, path: \"{name}\"}}\n    output: raw.cut\n"
+        );
+        let site = Site::start(db, &dag, &[]).await;
+        let path = site.dir.path().join("dags").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        match body {
+            Some(text) => std::fs::write(&path, text).unwrap(),
+            None => std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap(),
+        }
+        let run = site.run().await;
+        assert_eq!(run.state, RunState::Failed, "{format}");
+        let log = site.log(&run, "e", 1);
+        assert!(
+            log.contains(name),
+            "{format}: the error names the file: {log}"
+        );
+        site.stop().await;
+    }
+}

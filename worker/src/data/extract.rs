@@ -74,7 +74,14 @@ pub async fn run(
         });
     }
     let df = all.ok_or_else(|| DataError::Invalid(format!("no file matches `{pattern}`")))?;
-    let v = io.write(df, output, &[]).await;
+    // Most of a file is read only now: an error names the file(s).
+    let v = io.write(df, output, &[]).await.map_err(|e| {
+        let source = match files.as_slice() {
+            [one] => one.display().to_string(),
+            many => format!("one of the {} files matching `{pattern}`", many.len()),
+        };
+        DataError::Invalid(format!("extracting {source}: {e}"))
+    });
     let _ = tokio::fs::remove_dir_all(&tmp).await;
     let v = v?;
     let _ = log
