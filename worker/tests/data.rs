@@ -1526,3 +1526,55 @@ async fn truncated_case(db: &TestDb) {
         site.stop().await;
     }
 }
+
+both_backends!(broken_csv_lines_are_quarantined_as_corrupt, corrupt_case);
+async fn corrupt_case(db: &TestDb) {
+    let mut csv = b"k,n\na,1\nb,2,surplus\nc,3\nd\n".to_vec();
+    csv.extend_from_slice(b"e,\xff\nf,6\n");
+    let dag = checked_ks("        - row_count: {min: 1}\n");
+    let site = Site::start(db, &dag, &[]).await;
+    std::fs::create_dir_all(site.dir.path().join("dags/in")).unwrap();
+    std::fs::write(site.dir.path().join("dags/in/s.csv"), csv).unwrap();
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Success, "{}", site.log(&run, "e", 1));
+    let mut clean = site.rows("clean.s", &["k", "_weir_row"]).await;
+    clean.sort();
+    assert_eq!(
+        clean,
+        vec![
+            vec!["a".to_owned(), "1".into()],
+            vec!["c".into(), "3".into()],
+            vec!["f".into(), "6".into()]
+        ]
+    );
+    let mut held = site
+        .rows(
+            "quarantine.s",
+            &["_weir_row", "_weir_errors", "_weir_corrupt"],
+        )
+        .await;
+    held.sort();
+    assert_eq!(
+        held,
+        vec![
+            vec![
+                "2".to_owned(),
+                "corrupt".into(),
+                "line 3: 3 field(s), the header has 2".into()
+            ],
+            vec![
+                "4".into(),
+                "corrupt".into(),
+                "line 5: 1 field(s), the header has 2".into()
+            ],
+            vec![
+                "5".into(),
+                "corrupt".into(),
+                "line 6: not valid UTF-8".into()
+            ],
+        ]
+    );
+    let (q, _) = site.quality(&run, "raw.s").await;
+    assert_eq!((q.rows_in, q.rows_clean, q.rows_quarantined), (6, 3, 3));
+    site.stop().await;
+}

@@ -499,6 +499,9 @@ pub enum CheckResultKind {
     PrimaryKey,
     /// A `rule:` that is false.
     Rule,
+    /// A line of the source that could not be read as a row (CSV with the
+    /// wrong number of fields, bytes that are not UTF-8).
+    Corrupt,
     /// `row_count:`
     RowCount,
     /// `missing_percent:`
@@ -528,6 +531,7 @@ crate::named_enum!(CheckResultKind, "check kind", {
     References => "references",
     PrimaryKey => "primary_key",
     Rule => "rule",
+    Corrupt => "corrupt",
     RowCount => "row_count",
     MissingPercent => "missing_percent",
     Freshness => "freshness",
@@ -553,6 +557,7 @@ impl CheckResultKind {
                 | CheckResultKind::References
                 | CheckResultKind::PrimaryKey
                 | CheckResultKind::Rule
+                | CheckResultKind::Corrupt
         )
     }
 }

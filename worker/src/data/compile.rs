@@ -9,6 +9,7 @@ use weir_core::dag::contract::{
 };
 
 use super::DataError;
+use super::csv_repair::CORRUPT;
 use super::sql::{ident, json_literal, literal, type_name};
 
 /// Columns weir adds for lineage; never "extra".
@@ -72,6 +73,9 @@ impl RowRule {
 
     /// The reason written into `_weir_errors`.
     pub fn reason(&self) -> String {
+        if self.kind == CheckResultKind::Corrupt {
+            return self.kind.to_string();
+        }
         match &self.column {
             Some(c) if self.kind != CheckResultKind::Rule => format!("{}:{c}", self.name),
             _ => format!("{}:{}", self.kind, self.name),
@@ -115,7 +119,7 @@ pub fn compile(
     }
     let extras: Vec<String> = present
         .iter()
-        .filter(|p| !c.columns.contains_key(**p) && !LINEAGE.contains(p))
+        .filter(|p| !c.columns.contains_key(**p) && !LINEAGE.contains(p) && **p != CORRUPT)
         .map(|p| (*p).to_owned())
         .collect();
     if c.extra_columns == ExtraColumns::Fail && !extras.is_empty() {
@@ -362,6 +366,22 @@ pub fn compile(
             });
         }
     }
+    // Lines the extract could not read are rows of nothing but the reason:
+    // quarantined as corrupt, judged by no other rule.
+    let corrupt = present.contains(&CORRUPT);
+    if corrupt {
+        typed_cols.push(ident(CORRUPT));
+        for r in &mut rules {
+            r.condition = format!("{CORRUPT} IS NULL AND ({})", r.condition);
+        }
+        rules.push(RowRule {
+            condition: format!("{CORRUPT} IS NOT NULL"),
+            kind: CheckResultKind::Corrupt,
+            name: CheckResultKind::Corrupt.to_string(),
+            column: None,
+            max_failed: None,
+        });
+    }
     let flags: Vec<String> = rules
         .iter()
         .enumerate()
@@ -397,6 +417,9 @@ pub fn compile(
     let mut held: Vec<String> = (0..c.columns.len()).map(|i| format!("__raw_{i}")).collect();
     held.extend(extras.iter().cloned());
     held.extend(lineage.iter().map(|l| (*l).to_owned()));
+    if corrupt {
+        held.push(CORRUPT.to_owned());
+    }
     held.extend((0..rules.len()).map(|i| format!("__f{i}")));
     let tallies: Vec<String> = c
         .checks
@@ -409,6 +432,7 @@ pub fn compile(
     let kept = extras
         .into_iter()
         .chain(lineage.iter().map(|l| (*l).to_owned()))
+        .chain(corrupt.then(|| CORRUPT.to_owned()))
         .collect();
     Ok(Compiled {
         sql,

@@ -2,7 +2,11 @@
 //! into a raw dataset, with the lineage columns `_weir_source` (the file) and
 //! `_weir_row` (the row's number in it, from 1). When a validate task of the
 //! DAG checks the output against a contract, CSV columns are read as text so
-//! a bad value quarantines its row instead of failing the read.
+//! a bad value quarantines its row instead of failing the read, and if a
+//! file has broken lines (wrong number of fields, bytes that are not UTF-8)
+//! it is read again through `csv_repair`: each broken line becomes a row
+//! that validate quarantines as `corrupt`. A file cut short fails the extract
+//! naming the file.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +17,7 @@ use datafusion::prelude::{
 use weir_core::dag::{DatasetName, FileFormat, Source, TaskKind};
 
 use super::storage::Io;
-use super::{DataError, sql};
+use super::{DataError, csv_repair, sql};
 use crate::context::TryContext;
 use crate::logs::LogWriter;
 
@@ -48,39 +52,41 @@ pub async fn run(
     let as_text = format == FileFormat::Csv && has_contract(ctx, output);
     // One partition per file keeps its rows in order, so `_weir_row` is the line order.
     let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
-    let mut all: Option<DataFrame> = None;
     let tmp = io.scratch("extract").await?;
-    for (i, file) in files.iter().enumerate() {
-        let shown = file.display().to_string();
-        let df = read_file(&session, file, format, csv, as_text, &tmp, i)
-            .await
-            .map_err(|e| DataError::Invalid(format!("reading {shown}: {e}")))?;
-        let table = format!("f{i}");
-        let columns = own_columns(&df);
-        session.register_table(table.as_str(), df.into_view())?;
-        let df = session
-            .sql(&format!(
-                "SELECT {columns}{} AS _weir_source, CAST(row_number() OVER () AS BIGINT) AS _weir_row FROM {table}",
-                sql::literal(&shown)
-            ))
-            .await?;
-        all = Some(match all {
-            None => df,
-            Some(prev) => prev.union(df).map_err(|e| {
-                DataError::Invalid(format!(
-                    "{shown} does not have the columns of the files before it: {e}"
-                ))
-            })?,
-        });
+    let files_ref = &files;
+    let read = Files {
+        session: &session,
+        files: files_ref,
+        pattern: &pattern,
+        format,
+        csv,
+        as_text,
+        tmp: &tmp,
+    };
+    let mut v = match read.union(false).await {
+        Ok(df) => io.write(df, output, &[]).await,
+        Err(e) => Err(e),
+    };
+    // Broken CSV lines go to validate as rows marked corrupt, not a failed extract.
+    if v.is_err() && as_text && csv.header {
+        let retried = match read.union(true).await {
+            Ok(df) => io.write(df, output, &[]).await,
+            Err(e) => Err(e),
+        };
+        if retried.is_ok() {
+            v = retried;
+        }
     }
-    let df = all.ok_or_else(|| DataError::Invalid(format!("no file matches `{pattern}`")))?;
     // Most of a file is read only now: an error names the file(s).
-    let v = io.write(df, output, &[]).await.map_err(|e| {
+    let v = v.map_err(|e| {
         let source = match files.as_slice() {
             [one] => one.display().to_string(),
             many => format!("one of the {} files matching `{pattern}`", many.len()),
         };
-        DataError::Invalid(format!("extracting {source}: {e}"))
+        match e {
+            DataError::Invalid(m) if m.contains(&source) => DataError::Invalid(m),
+            e => DataError::Invalid(format!("extracting {source}: {e}")),
+        }
     });
     let _ = tokio::fs::remove_dir_all(&tmp).await;
     let v = v?;
@@ -99,6 +105,149 @@ pub async fn run(
         ))
         .await;
     Ok(())
+}
+
+/// The files of one extract and how to read them.
+struct Files<'a> {
+    session: &'a SessionContext,
+    files: &'a [PathBuf],
+    pattern: &'a str,
+    format: FileFormat,
+    csv: &'a weir_core::dag::CsvOptions,
+    as_text: bool,
+    tmp: &'a Path,
+}
+
+impl Files<'_> {
+    /// Every file's rows with their lineage columns, one after the other.
+    /// With `repair`, CSV files are read through [`csv_repair`]: broken
+    /// records become rows that carry only `_weir_corrupt`.
+    async fn union(&self, repair: bool) -> Result<DataFrame, DataError> {
+        let mut all: Option<DataFrame> = None;
+        for (i, file) in self.files.iter().enumerate() {
+            let shown = file.display().to_string();
+            let df = if repair {
+                self.repaired(file, i).await?
+            } else {
+                let df = read_file(
+                    self.session,
+                    file,
+                    self.format,
+                    self.csv,
+                    self.as_text,
+                    self.tmp,
+                    i,
+                )
+                .await
+                .map_err(|e| DataError::Invalid(format!("reading {shown}: {e}")))?;
+                let table = format!("f{i}");
+                let columns = own_columns(&df);
+                self.session
+                    .register_table(table.as_str(), df.into_view())?;
+                self.session
+                    .sql(&format!(
+                        "SELECT {columns}{} AS _weir_source, CAST(row_number() OVER () AS BIGINT) AS _weir_row FROM {table}",
+                        sql::literal(&shown)
+                    ))
+                    .await?
+            };
+            all = Some(match all {
+                None => df,
+                Some(prev) => prev.union(df).map_err(|e| {
+                    DataError::Invalid(format!(
+                        "{shown} does not have the columns of the files before it: {e}"
+                    ))
+                })?,
+            });
+        }
+        all.ok_or_else(|| DataError::Invalid(format!("no file matches `{}`", self.pattern)))
+    }
+
+    /// One CSV file with its broken records set aside: the good rows (their
+    /// numbers kept) and a row per broken record, all columns as text.
+    async fn repaired(&self, file: &Path, i: usize) -> Result<DataFrame, DataError> {
+        use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+        let shown = file.display().to_string();
+        let cleaned = self.tmp.join(format!("repaired-{i}.csv"));
+        let (src, dst, options) = (file.to_path_buf(), cleaned.clone(), self.csv.clone());
+        let (header, broken) =
+            tokio::task::spawn_blocking(move || csv_repair::repair(&src, &dst, &options))
+                .await
+                .map_err(|e| DataError::Invalid(e.to_string()))??;
+        let text = Schema::new(
+            header
+                .iter()
+                .map(|h| Field::new(h, DataType::Utf8, true))
+                .chain([Field::new(csv_repair::ROW, DataType::Utf8, true)])
+                .collect::<Vec<_>>(),
+        );
+        let null_regex = (!self.csv.null_values.is_empty()).then(|| {
+            let alts: Vec<String> = self
+                .csv
+                .null_values
+                .iter()
+                .map(|v| regex::escape(v))
+                .collect();
+            format!("^({})$", alts.join("|"))
+        });
+        let good = self
+            .session
+            .read_csv(
+                cleaned.display().to_string(),
+                CsvReadOptions::new()
+                    .has_header(true)
+                    .delimiter(self.csv.delimiter)
+                    .quote(self.csv.quote)
+                    .file_extension("")
+                    .null_regex(null_regex)
+                    .schema(&text),
+            )
+            .await?;
+        let good_table = format!("g{i}");
+        self.session
+            .register_table(good_table.as_str(), good.into_view())?;
+        let columns: Vec<String> = header.iter().map(|h| sql::ident(h)).collect();
+        let good = self
+            .session
+            .sql(&format!(
+                "SELECT {}, {} AS _weir_source, CAST({} AS BIGINT) AS _weir_row, CAST(NULL AS VARCHAR) AS {} FROM {good_table}",
+                columns.join(", "),
+                sql::literal(&shown),
+                sql::ident(csv_repair::ROW),
+                csv_repair::CORRUPT,
+            ))
+            .await?;
+        let n = broken.len();
+        let mut arrays: Vec<ArrayRef> = header
+            .iter()
+            .map(|_| std::sync::Arc::new(StringArray::new_null(n)) as ArrayRef)
+            .collect();
+        arrays.push(std::sync::Arc::new(StringArray::from(vec![
+            shown.as_str();
+            n
+        ])));
+        arrays.push(std::sync::Arc::new(Int64Array::from_iter_values(
+            broken.iter().map(|b| b.row),
+        )));
+        arrays.push(std::sync::Arc::new(StringArray::from_iter_values(
+            broken.iter().map(|b| b.detail.as_str()),
+        )));
+        let schema = std::sync::Arc::new(Schema::new(
+            header
+                .iter()
+                .map(|h| Field::new(h, DataType::Utf8, true))
+                .chain([
+                    Field::new("_weir_source", DataType::Utf8, false),
+                    Field::new("_weir_row", DataType::Int64, false),
+                    Field::new(csv_repair::CORRUPT, DataType::Utf8, true),
+                ])
+                .collect::<Vec<_>>(),
+        ));
+        let bad = self
+            .session
+            .read_batch(RecordBatch::try_new(schema, arrays)?)?;
+        Ok(good.union(bad)?)
+    }
 }
 
 /// Extracts the result of a query on a connection; `_weir_source` names the

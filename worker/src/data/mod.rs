@@ -4,6 +4,7 @@
 //! with their schema, size and lineage.
 
 mod compile;
+mod csv_repair;
 mod dataset_checks;
 mod extract;
 mod load;
