@@ -1578,3 +1578,60 @@ async fn corrupt_case(db: &TestDb) {
     assert_eq!((q.rows_in, q.rows_clean, q.rows_quarantined), (6, 3, 3));
     site.stop().await;
 }
+
+fn repeats(keep: &str) -> String {
+    format!(
+        r#"
+tasks:
+  e:
+    kind: extract
+    source: {{format: csv, path: "in/s.csv"}}
+    output: raw.s
+  v:
+    kind: validate
+    retries: 0
+    input: raw.s
+    contract:
+      columns:
+        k: {{type: string}}
+        n: {{type: int64}}
+      primary_key: [k]
+      exact_repeats: {keep}
+    output: clean.s
+"#
+    )
+}
+
+both_backends!(
+    exact_repeats_keep_one_row_and_quarantine_the_others,
+    repeats_case
+);
+async fn repeats_case(db: &TestDb) {
+    let rows = "k,n\na,1\na,1\nb,2\na,1\nb,3\n";
+    for (keep, kept_row) in [("keep_first", "1"), ("keep_last", "4")] {
+        let site = Site::start(db, &repeats(keep), &[("in/s.csv", rows)]).await;
+        let run = site.run().await;
+        assert_eq!(run.state, RunState::Success, "{}", site.log(&run, "v", 1));
+        assert_eq!(
+            site.rows("clean.s", &["k", "_weir_row"]).await,
+            vec![vec!["a".to_owned(), kept_row.to_owned()]],
+            "{keep}: one of the identical rows; b's rows differ, so its key is shared"
+        );
+        let mut held = site
+            .rows("quarantine.s", &["_weir_row", "_weir_errors"])
+            .await;
+        held.sort();
+        let mut expected: Vec<Vec<String>> = ["1", "2", "4"]
+            .into_iter()
+            .filter(|r| *r != kept_row)
+            .map(|r| vec![r.to_owned(), "repeat".into()])
+            .chain([
+                vec!["3".to_owned(), "primary_key:k".into()],
+                vec!["5".to_owned(), "primary_key:k".into()],
+            ])
+            .collect();
+        expected.sort();
+        assert_eq!(held, expected, "{keep}");
+        site.stop().await;
+    }
+}

@@ -27,6 +27,9 @@ pub struct Contract {
     /// What to do with columns the contract does not declare.
     #[serde(default)]
     pub extra_columns: ExtraColumns,
+    /// What to do with rows identical to another in every column.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub exact_repeats: ExactRepeats,
     /// Row-level rules and dataset-level checks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<Check>,
@@ -446,6 +449,24 @@ impl TryFrom<FormatText> for Format {
     }
 }
 
+/// What a validate task does with rows identical, column for column, to
+/// another row of the same input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExactRepeats {
+    /// Keep them all (the primary key, if any, quarantines rows sharing a key).
+    #[default]
+    Keep,
+    /// Keep the first in source order; quarantine the others as `repeat`.
+    KeepFirst,
+    /// Keep the last in source order; quarantine the others as `repeat`.
+    KeepLast,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 /// What a validate task does with columns the contract does not declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -499,6 +520,8 @@ pub enum CheckResultKind {
     PrimaryKey,
     /// A `rule:` that is false.
     Rule,
+    /// A row identical to one kept (`exact_repeats`).
+    Repeat,
     /// A line of the source that could not be read as a row (CSV with the
     /// wrong number of fields, bytes that are not UTF-8).
     Corrupt,
@@ -532,6 +555,7 @@ crate::named_enum!(CheckResultKind, "check kind", {
     PrimaryKey => "primary_key",
     Rule => "rule",
     Corrupt => "corrupt",
+    Repeat => "repeat",
     RowCount => "row_count",
     MissingPercent => "missing_percent",
     Freshness => "freshness",
@@ -558,6 +582,7 @@ impl CheckResultKind {
                 | CheckResultKind::PrimaryKey
                 | CheckResultKind::Rule
                 | CheckResultKind::Corrupt
+                | CheckResultKind::Repeat
         )
     }
 }

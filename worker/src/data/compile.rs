@@ -5,7 +5,7 @@
 
 use weir_core::dag::DatasetName;
 use weir_core::dag::contract::{
-    CheckKind, CheckResultKind, ColumnType, Contract, ExtraColumns, Format, Threshold,
+    CheckKind, CheckResultKind, ColumnType, Contract, ExactRepeats, ExtraColumns, Format, Threshold,
 };
 
 use super::DataError;
@@ -73,7 +73,10 @@ impl RowRule {
 
     /// The reason written into `_weir_errors`.
     pub fn reason(&self) -> String {
-        if self.kind == CheckResultKind::Corrupt {
+        if matches!(
+            self.kind,
+            CheckResultKind::Corrupt | CheckResultKind::Repeat
+        ) {
             return self.kind.to_string();
         }
         match &self.column {
@@ -260,6 +263,29 @@ pub fn compile(
     for l in &lineage {
         typed_cols.push(ident(l));
     }
+    // exact_repeats: each row's identity (every column as it arrived) and
+    // its place in source order, to keep one of identical rows.
+    let repeats = c.exact_repeats != ExactRepeats::Keep;
+    if repeats {
+        if lineage.len() != LINEAGE.len() {
+            return Err(DataError::Invalid(format!(
+                "exact_repeats needs the source order of {input}'s rows (`_weir_source`, `_weir_row`, written by an extract)"
+            )));
+        }
+        let identity: Vec<String> = present
+            .iter()
+            .filter(|p| !LINEAGE.contains(p) && **p != CORRUPT)
+            .map(|p| format!("COALESCE(CAST({} AS VARCHAR), chr(0))", ident(p)))
+            .collect();
+        typed_cols.push(format!(
+            "concat_ws(chr(31), {}) AS __ident",
+            identity.join(", ")
+        ));
+        typed_cols.push(
+            "concat(_weir_source, chr(31), lpad(CAST(_weir_row AS VARCHAR), 20, '0')) AS __ord"
+                .to_owned(),
+        );
+    }
 
     // Lookups: primary-key counts and referenced keys.
     let mut lookups = Vec::new();
@@ -268,10 +294,19 @@ pub fn compile(
         // join; cheaper than a window over every row). Null keys never join.
         let keys: Vec<String> = c.primary_key.iter().map(|k| ident(k)).collect();
         lookups.push(Lookup {
-            query: format!(
-                "SELECT {0}, COUNT(*) AS __n FROM typed GROUP BY {0} HAVING COUNT(*) > 1",
-                keys.join(", ")
-            ),
+            // With exact_repeats, identical rows are one: a key is shared
+            // only by rows that differ.
+            query: if repeats {
+                format!(
+                    "SELECT {0}, COUNT(DISTINCT __ident) AS __n FROM typed GROUP BY {0} HAVING COUNT(DISTINCT __ident) > 1",
+                    keys.join(", ")
+                )
+            } else {
+                format!(
+                    "SELECT {0}, COUNT(*) AS __n FROM typed GROUP BY {0} HAVING COUNT(*) > 1",
+                    keys.join(", ")
+                )
+            },
             alias: "__dup".into(),
             on: keys.iter().map(|k| (k.clone(), k.clone())).collect(),
             column: "__dup.__n AS __pk_n".into(),
@@ -312,6 +347,28 @@ pub fn compile(
             name.clone(),
             format!("{} IS NOT NULL AND {alias} IS NULL", ident(name)),
         ));
+    }
+    if repeats {
+        let pick = if c.exact_repeats == ExactRepeats::KeepLast {
+            "MAX"
+        } else {
+            "MIN"
+        };
+        lookups.push(Lookup {
+            query: format!(
+                "SELECT __ident, {pick}(__ord) AS __keep FROM typed GROUP BY __ident HAVING COUNT(*) > 1"
+            ),
+            alias: "__rep".into(),
+            on: vec![("__ident".into(), "__ident".into())],
+            column: "__rep.__keep AS __rep_keep".into(),
+        });
+        rules.push(RowRule {
+            condition: "__rep_keep IS NOT NULL AND __ord <> __rep_keep".into(),
+            kind: CheckResultKind::Repeat,
+            name: CheckResultKind::Repeat.to_string(),
+            column: None,
+            max_failed: None,
+        });
     }
     for (j, r) in c.references.iter().enumerate() {
         let alias = format!("__cref_{j}");
