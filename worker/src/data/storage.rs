@@ -205,6 +205,13 @@ impl<'a> Io<'a> {
                 tmp.display(),
                 final_dir.display()
             )))?;
+        // On disk for good before the catalog can name it: the files, their
+        // folder, and the rename in the dataset's folder.
+        let (dir, parent) = (final_dir.clone(), folder.clone());
+        tokio::task::spawn_blocking(move || sync_tree(&dir, &parent))
+            .await
+            .map_err(|e| DataError::Invalid(format!("syncing a version: {e}")))?
+            .map_err(DataError::io(format!("syncing {}", final_dir.display())))?;
         let bytes = dir_size(&final_dir).await;
         Ok(NewDatasetVersion {
             dataset: dataset.to_string(),
@@ -334,6 +341,18 @@ async fn ensure_file(dir: &Path, schema: SchemaRef) -> Result<(), DataError> {
     })
     .await
     .map_err(|e| DataError::Invalid(format!("writing a version: {e}")))?
+}
+
+/// Flushes every file of `dir`, `dir` itself and `parent` to disk.
+fn sync_tree(dir: &Path, parent: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() {
+            std::fs::File::open(&path)?.sync_all()?;
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()?;
+    std::fs::File::open(parent)?.sync_all()
 }
 
 async fn dir_size(dir: &Path) -> u64 {
