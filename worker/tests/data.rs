@@ -1635,3 +1635,79 @@ async fn repeats_case(db: &TestDb) {
         site.stop().await;
     }
 }
+
+fn gated_load(table: &str) -> String {
+    format!(
+        r#"
+tasks:
+  e:
+    kind: extract
+    source: {{format: csv, path: "in/s.csv"}}
+    output: raw.s
+  l:
+    kind: load
+    retries: 0
+    input: raw.s
+    unchecked_inputs: [raw.s]
+    contract:
+      columns:
+        k: {{type: string, required: true}}
+        n: {{type: int64, min: 0}}
+      checks:
+        - row_count: {{min: 2}}
+    target: {{connection: warehouse, table: {table}, mode: replace}}
+"#
+    )
+}
+
+both_backends!(
+    a_loads_contract_lets_nothing_through_unless_every_row_passes,
+    gated_load_case
+);
+async fn gated_load_case(db: &TestDb) {
+    let site = Site::start(
+        db,
+        &gated_load("gated_ok"),
+        &[("in/s.csv", "k,n\na,1\nb,2\n")],
+    )
+    .await;
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Success, "{}", site.log(&run, "l", 1));
+    assert_eq!(count(&db.url, "gated_ok").await, 2);
+    let (q, checks) = site.quality(&run, "raw.s").await;
+    assert_eq!((q.rows_in, q.rows_clean, q.published), (2, 2, false));
+    assert!(checks.iter().all(|c| c.passed), "{checks:?}");
+    site.stop().await;
+
+    // One row below min: the load writes nothing, and says why.
+    let site = Site::start(
+        db,
+        &gated_load("gated_bad"),
+        &[("in/s.csv", "k,n\na,1\nb,-2\nc,3\n")],
+    )
+    .await;
+    let run = site.run().await;
+    assert_eq!(run.state, RunState::Failed);
+    let log = site.log(&run, "l", 1);
+    assert!(
+        log.contains("FAILED min (n): 1 row(s)") && log.contains("nothing loaded"),
+        "{log}"
+    );
+    let tables = if db.url.starts_with("sqlite:") {
+        fetch_all::<(String,)>(
+            &db.url,
+            "SELECT name FROM sqlite_master WHERE name = 'gated_bad'",
+        )
+        .await
+    } else {
+        fetch_all::<(String,)>(
+            &db.url,
+            "SELECT tablename::text FROM pg_tables WHERE tablename = 'gated_bad'",
+        )
+        .await
+    };
+    assert!(tables.is_empty(), "the table was never created");
+    let (q, _) = site.quality(&run, "raw.s").await;
+    assert_eq!((q.rows_in, q.rows_quarantined), (3, 1));
+    site.stop().await;
+}

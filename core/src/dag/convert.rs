@@ -209,7 +209,11 @@ fn kind_keys(tf: &TaskFile) -> [(&'static str, bool, &'static [KindName]); 15] {
             &[Extract, Validate, Transform],
         ),
         ("input", tf.input.is_some(), &[Validate, Load]),
-        ("contract", tf.contract.is_some(), &[Validate, Transform]),
+        (
+            "contract",
+            tf.contract.is_some(),
+            &[Validate, Transform, Load],
+        ),
         (
             "quarantine",
             tf.quarantine.is_some(),
@@ -591,9 +595,14 @@ fn load_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskKi
             let unchecked = !cx
                 .unchecked(problems, std::slice::from_ref(input))
                 .is_empty();
+            let contract = match &cx.tf.contract {
+                Some(c) => Some(cx.output_checks(problems, c, input)?.contract),
+                None => None,
+            };
             to_target(cx.t, target, problems, &mut check_template).map(|target| TaskKind::Load {
                 input: input.clone(),
                 unchecked,
+                contract,
                 target,
             })
         }

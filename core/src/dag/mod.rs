@@ -203,6 +203,8 @@ pub enum TaskKind {
         input: DatasetName,
         /// Whether it is read without a contract's check (`unchecked_inputs`).
         unchecked: bool,
+        /// A contract every row must pass before anything is written.
+        contract: Option<Box<Contract>>,
         /// Where it goes.
         target: Target,
     },
@@ -249,8 +251,15 @@ impl Task {
             } => std::iter::once(input)
                 .chain(contract.referenced_datasets())
                 .collect(),
-            TaskKind::Load { input, .. } => vec![input],
-            TaskKind::Transform { inputs, .. } => inputs.iter().collect(),
+            TaskKind::Load {
+                input, contract, ..
+            } => std::iter::once(input)
+                .chain(contract.iter().flat_map(|c| c.referenced_datasets()))
+                .collect(),
+            TaskKind::Transform { inputs, checks, .. } => inputs
+                .iter()
+                .chain(checks.iter().flat_map(|c| c.contract.referenced_datasets()))
+                .collect(),
             TaskKind::Sensor {
                 condition: SensorCondition::Dataset(d),
                 ..

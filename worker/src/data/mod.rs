@@ -7,6 +7,7 @@ mod compile;
 mod csv_repair;
 mod dataset_checks;
 mod extract;
+mod gate;
 mod load;
 mod patterns;
 mod query_source;
@@ -127,7 +128,15 @@ pub async fn run(
             };
             transform::run(ctx, spec, &io, log).await
         }
-        TaskKind::Load { input, target, .. } => {
+        TaskKind::Load {
+            input,
+            target,
+            contract,
+            ..
+        } => {
+            if let Some(contract) = contract {
+                gate::check(ctx, input, contract, &io, log).await?;
+            }
             load::run(ctx, input, target, &io, log, render).await
         }
         other => Err(DataError::Invalid(format!(

@@ -97,17 +97,7 @@ pub async fn check(
         .schema()
         .as_arrow()
         .clone();
-    let columns: Vec<InputColumn> = input_schema
-        .fields()
-        .iter()
-        .map(|f| InputColumn {
-            name: f.name().clone(),
-            text: matches!(
-                f.data_type(),
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-            ),
-        })
-        .collect();
+    let columns = input_columns(&input_schema);
     let c = spec.contract;
     // The referenced datasets are tables of the session too.
     let mut inputs = source.lineage.clone();
@@ -203,9 +193,118 @@ pub async fn check(
     outcome
 }
 
+/// The results of the row-level rules, from how many rows each flagged
+/// among `rows`. With a tolerance (`max_failed`), a rule within it is a
+/// warning and beyond it an error that holds the version back.
+pub(super) fn rule_results(
+    rules: &[RowRule],
+    flagged: &[u64],
+    rows: u64,
+) -> Vec<CheckResultRecord> {
+    rules
+        .iter()
+        .zip(flagged)
+        .map(|(r, &failed)| {
+            let severity = match r.max_failed {
+                Some(t) if !t.exceeded_by(failed, rows) => Severity::Warn,
+                _ => Severity::Error,
+            };
+            CheckResultRecord {
+                name: r.name.clone(),
+                kind: r.kind,
+                column_name: r.column.clone(),
+                passed: failed == 0,
+                failed: i64::try_from(failed).unwrap_or(i64::MAX),
+                observed: r.max_failed.map(|_| failed.to_string()),
+                threshold: r.max_failed.map(|t| t.to_string()),
+                severity,
+            }
+        })
+        .collect()
+}
+
+/// The dataset-level checks of `c`, over the session's `clean_rows` (and
+/// `checked`) table: `names` are the rows' dataset and where they go (for
+/// history), `tallies` the missing-value counts of `missing_percent` checks
+/// in order, `schema` the rows' columns (JSON) and their version, if any.
+pub(super) async fn dataset_results(
+    io: &Io<'_>,
+    session: &SessionContext,
+    c: &Contract,
+    (input, output): (&DatasetName, &DatasetName),
+    rows: (i64, i64),
+    tallies: &[u64],
+    schema: (&str, Option<i64>),
+) -> Result<Vec<CheckResultRecord>, DataError> {
+    let mut results = Vec::new();
+    let mut tallies = tallies.iter();
+    for check in &c.checks {
+        let missing = if matches!(check.kind, CheckKind::MissingPercent(_)) {
+            tallies.next().copied()
+        } else {
+            None
+        };
+        if let Some(r) =
+            super::dataset_checks::check(io, session, check, output, rows, missing).await?
+        {
+            results.push(r);
+        }
+        if let CheckKind::SchemaChange(sc) = &check.kind {
+            results.push(super::dataset_checks::schema_change(io, check, sc, input, schema).await?);
+        }
+    }
+    Ok(results)
+}
+
+/// The columns of a table as the contract compiler sees them.
+pub(super) fn input_columns(schema: &datafusion::arrow::datatypes::Schema) -> Vec<InputColumn> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| InputColumn {
+            name: f.name().clone(),
+            text: matches!(
+                f.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ),
+        })
+        .collect()
+}
+
+/// One log line per result.
+pub(super) async fn log_results(log: &mut LogWriter, results: &[CheckResultRecord]) {
+    for r in results {
+        let status = match (r.passed, blocks(r), r.severity) {
+            (true, _, _) => "passed",
+            (false, false, _) => "quarantined",
+            (false, true, Severity::Warn) => "WARNING",
+            (false, true, Severity::Error) => "FAILED",
+        };
+        let mut line = format!("weir:   {status} {}", r.kind);
+        if r.name != r.kind.as_str() {
+            line.push_str(&format!(" {}", r.name));
+        }
+        if let Some(col) = &r.column_name {
+            line.push_str(&format!(" ({col})"));
+        }
+        if r.kind.is_row_level() {
+            line.push_str(&format!(": {} row(s)", r.failed));
+            if let Some(t) = &r.threshold {
+                line.push_str(&format!(", limit {t}"));
+            }
+        } else if let Some(o) = &r.observed {
+            line.push_str(&format!(": observed {o}"));
+            if let Some(t) = &r.threshold {
+                line.push_str(&format!(", limit {t}"));
+            }
+        }
+        let _ = log.line(&line).await;
+    }
+}
+
 /// Whether a failed result can hold the version back: dataset-level checks,
 /// and row rules with a tolerance (`max_failed`, recorded as the threshold).
-fn blocks(r: &CheckResultRecord) -> bool {
+pub(super) fn blocks(r: &CheckResultRecord) -> bool {
     !r.kind.is_row_level() || r.threshold.is_some()
 }
 
@@ -245,28 +344,7 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
     let c = spec.contract;
     let rows_in = i64::try_from(counts.rows).unwrap_or(i64::MAX);
     let rows_failed = i64::try_from(counts.failed).unwrap_or(i64::MAX);
-    let mut results: Vec<CheckResultRecord> = rules
-        .iter()
-        .zip(&counts.flags)
-        .map(|(r, &failed)| {
-            // With a tolerance, a rule within it is a warning and beyond it
-            // an error that blocks publishing (its rows are quarantined either way).
-            let severity = match r.max_failed {
-                Some(t) if !t.exceeded_by(failed, counts.rows) => Severity::Warn,
-                _ => Severity::Error,
-            };
-            CheckResultRecord {
-                name: r.name.clone(),
-                kind: r.kind,
-                column_name: r.column.clone(),
-                passed: failed == 0,
-                failed: i64::try_from(failed).unwrap_or(i64::MAX),
-                observed: r.max_failed.map(|_| failed.to_string()),
-                threshold: r.max_failed.map(|t| t.to_string()),
-                severity,
-            }
-        })
-        .collect();
+    let mut results = rule_results(rules, &counts.flags, counts.rows);
 
     // Dataset-level checks on the clean rows, read back from the stage.
     let rows_clean = rows_in - rows_failed;
@@ -280,42 +358,22 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
     session.register_table("clean_rows", clean_rows.clone())?;
     // `sql:` checks read the rows about to be published as `checked`.
     session.register_table("checked", clean_rows)?;
-    let mut tallies = counts.tallies.iter();
-    for check in &c.checks {
-        let missing = if matches!(check.kind, CheckKind::MissingPercent(_)) {
-            tallies.next().copied()
-        } else {
-            None
-        };
-        if let Some(r) = super::dataset_checks::check(
+    let current = match &source.version {
+        Some(v) => v.schema.clone().unwrap_or_default(),
+        None => super::storage::schema_json(&clean_schema),
+    };
+    results.extend(
+        dataset_results(
             io,
             session,
-            check,
-            spec.output,
+            c,
+            (spec.input, spec.output),
             (rows_in, rows_clean),
-            missing,
+            &counts.tallies,
+            (&current, source.version.as_ref().map(|v| v.version)),
         )
-        .await?
-        {
-            results.push(r);
-        }
-        if let CheckKind::SchemaChange(sc) = &check.kind {
-            let current = match &source.version {
-                Some(v) => v.schema.clone().unwrap_or_default(),
-                None => super::storage::schema_json(&clean_schema),
-            };
-            results.push(
-                super::dataset_checks::schema_change(
-                    io,
-                    check,
-                    sc,
-                    spec.input,
-                    (&current, source.version.as_ref().map(|v| v.version)),
-                )
-                .await?,
-            );
-        }
-    }
+        .await?,
+    );
     if let Some(limit) = spec.max_quarantined {
         let exceeded = limit.exceeded_by(counts.failed, counts.rows);
         results.push(CheckResultRecord {
@@ -421,33 +479,7 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
             source.describe(spec.input)
         ))
         .await;
-    for r in &results {
-        let status = match (r.passed, blocks(r), r.severity) {
-            (true, _, _) => "passed",
-            (false, false, _) => "quarantined",
-            (false, true, Severity::Warn) => "WARNING",
-            (false, true, Severity::Error) => "FAILED",
-        };
-        let mut line = format!("weir:   {status} {}", r.kind);
-        if r.name != r.kind.as_str() {
-            line.push_str(&format!(" {}", r.name));
-        }
-        if let Some(col) = &r.column_name {
-            line.push_str(&format!(" ({col})"));
-        }
-        if r.kind.is_row_level() {
-            line.push_str(&format!(": {} row(s)", r.failed));
-            if let Some(t) = &r.threshold {
-                line.push_str(&format!(", limit {t}"));
-            }
-        } else if let Some(o) = &r.observed {
-            line.push_str(&format!(": observed {o}"));
-            if let Some(t) = &r.threshold {
-                line.push_str(&format!(", limit {t}"));
-            }
-        }
-        let _ = log.line(&line).await;
-    }
+    log_results(log, &results).await;
     match &clean_version {
         Some(v) => {
             let _ = log
