@@ -1055,7 +1055,17 @@ async fn datasets_case(db: &TestDb) {
     let detail = a.get("/api/v2/datasets/clean.x").await;
     assert_eq!(
         detail["upstream"],
-        json!([{"dataset": "raw.x", "version": 1}])
+        json!([{"dataset": "raw.x", "version": 1, "checked": true}])
+    );
+    // Raw data read by anything but validate is marked in the lineage.
+    db.store
+        .record_dataset_version(&write("curated.peek", vec![raw.id]), now)
+        .await
+        .unwrap();
+    let peek = a.get("/api/v2/datasets/curated.peek").await;
+    assert_eq!(
+        peek["upstream"],
+        json!([{"dataset": "raw.x", "version": 1, "checked": false}])
     );
     assert_eq!(
         detail["downstream"],

@@ -5,6 +5,16 @@ use std::collections::BTreeMap;
 
 use crate::store::DatasetVersionRecord;
 
+/// Whether `downstream` was made from `upstream` without a contract checking
+/// it in between: raw or quarantined data read by anything but validate
+/// (whose outputs are the clean and quarantine zones).
+pub fn unchecked_edge(upstream: &str, downstream: &str) -> bool {
+    use crate::dag::{DatasetName, Zone};
+    let zone = |name: &str| name.parse::<DatasetName>().ok().map(|d| d.zone());
+    matches!(zone(upstream), Some(Zone::Raw | Zone::Quarantine))
+        && !matches!(zone(downstream), Some(Zone::Clean | Zone::Quarantine))
+}
+
 /// A dataset with its newest live version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetSummary<'a> {

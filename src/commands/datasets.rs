@@ -103,7 +103,7 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
                     "dataset": name,
                     "versions": versions.iter().map(|v| version_json(v)).collect::<Vec<_>>(),
                     "schema": schema,
-                    "upstream": upstream.iter().map(|v| json!({"dataset": v.dataset, "version": v.version})).collect::<Vec<_>>(),
+                    "upstream": upstream.iter().map(|v| json!({"dataset": v.dataset, "version": v.version, "checked": !weir_core::catalog::unchecked_edge(&v.dataset, &name)})).collect::<Vec<_>>(),
                     "downstream": downstream.iter().map(|(d, v)| json!({"dataset": d, "latest_version": v})).collect::<Vec<_>>(),
                 })),
                 OutputFormat::Table => {
@@ -139,7 +139,12 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
                     }
                     println!("\nmade from (version {}):", latest.version);
                     for v in upstream {
-                        println!("  {} version {}", v.dataset, v.version);
+                        let unchecked = if weir_core::catalog::unchecked_edge(&v.dataset, &name) {
+                            " (unchecked)"
+                        } else {
+                            ""
+                        };
+                        println!("  {} version {}{unchecked}", v.dataset, v.version);
                     }
                     println!("\nread by:");
                     for (d, v) in downstream {

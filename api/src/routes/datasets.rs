@@ -77,6 +77,16 @@ pub struct VersionRef {
     pub version: i64,
 }
 
+/// A version the dataset was made from.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UpstreamRef {
+    pub dataset: String,
+    pub version: i64,
+    /// False when raw or quarantined data was read without a contract's
+    /// check (a task's `unchecked_inputs`).
+    pub checked: bool,
+}
+
 /// A dataset's versions, schema and lineage.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DatasetDetailResponse {
@@ -87,7 +97,7 @@ pub struct DatasetDetailResponse {
     #[schema(value_type = Vec<Object>)]
     pub schema: serde_json::Value,
     /// The versions the newest one was made from.
-    pub upstream: Vec<VersionRef>,
+    pub upstream: Vec<UpstreamRef>,
     /// Datasets made from it, with their newest such version.
     pub downstream: Vec<VersionRef>,
 }
@@ -144,9 +154,10 @@ pub async fn get_dataset(
         upstream: l
             .upstream
             .iter()
-            .map(|v| VersionRef {
+            .map(|v| UpstreamRef {
                 dataset: v.dataset.clone(),
                 version: v.version,
+                checked: !weir_core::catalog::unchecked_edge(&v.dataset, &dataset),
             })
             .collect(),
         downstream: l
