@@ -1711,3 +1711,48 @@ async fn gated_load_case(db: &TestDb) {
     assert_eq!((q.rows_in, q.rows_quarantined), (3, 1));
     site.stop().await;
 }
+
+both_backends!(
+    quarantined_rows_are_deleted_after_thirty_days_by_default,
+    quarantine_retention_case
+);
+async fn quarantine_retention_case(db: &TestDb) {
+    let clock = std::sync::Arc::new(weir_core::scheduler::ManualClock::new(chrono::Utc::now()));
+    let site = Site::start_with(
+        db,
+        &checked_ks("        - row_count: {min: 1}\n"),
+        Extras {
+            files: &[("in/s.csv", "k,n\na,1\nb,x\n")],
+            clock: Some(clock.clone()),
+            ..Extras::default()
+        },
+    )
+    .await;
+    let live = || async {
+        site.sched
+            .store()
+            .dataset_versions(Some("quarantine.s"))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|v| v.deleted_at.is_none())
+            .map(|v| v.version)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(site.run().await.state, RunState::Success);
+    clock.advance(chrono::Duration::days(29));
+    assert_eq!(site.run().await.state, RunState::Success);
+    assert_eq!(live().await, vec![1, 2], "29 days: both kept");
+    clock.advance(chrono::Duration::days(2));
+    assert_eq!(site.run().await.state, RunState::Success);
+    assert_eq!(live().await, vec![2, 3], "version 1 is 31 days old");
+    let (audit, _) = site.sched.store().list_audit(None, 100, 0).await.unwrap();
+    assert!(
+        audit.iter().any(
+            |a| a.action == weir_core::store::AuditAction::DeleteDatasetVersion
+                && a.actor == "retention"
+        ),
+        "the deletion is audited"
+    );
+    site.stop().await;
+}
