@@ -1246,9 +1246,9 @@ async fn transform_contract_case(db: &TestDb) {
     site.stop().await;
 }
 
-/// Extract `in/s.csv` (columns `k`, `n`) and validate it with `checks`
-/// (YAML list items, indented for `checks:`).
-fn checked_ks(checks: &str) -> String {
+/// Extract `in/s.csv` (columns `k`, `n`) and validate it with a contract
+/// declaring those two columns followed by `tail` (contract keys, indented).
+fn validate_ks(tail: &str) -> String {
     format!(
         r#"
 tasks:
@@ -1264,10 +1264,14 @@ tasks:
       columns:
         k: {{type: string}}
         n: {{type: int64}}
-      checks:
-{checks}    output: clean.s
+{tail}    output: clean.s
 "#
     )
+}
+
+/// [`validate_ks`] with `checks` (YAML list items, indented for `checks:`).
+fn checked_ks(checks: &str) -> String {
+    validate_ks(&format!("      checks:\n{checks}"))
 }
 
 fn tolerant(max_failed: &str) -> String {
@@ -1580,26 +1584,9 @@ async fn corrupt_case(db: &TestDb) {
 }
 
 fn repeats(keep: &str) -> String {
-    format!(
-        r#"
-tasks:
-  e:
-    kind: extract
-    source: {{format: csv, path: "in/s.csv"}}
-    output: raw.s
-  v:
-    kind: validate
-    retries: 0
-    input: raw.s
-    contract:
-      columns:
-        k: {{type: string}}
-        n: {{type: int64}}
-      primary_key: [k]
-      exact_repeats: {keep}
-    output: clean.s
-"#
-    )
+    validate_ks(&format!(
+        "      primary_key: [k]\n      exact_repeats: {keep}\n"
+    ))
 }
 
 both_backends!(

@@ -632,6 +632,22 @@ mod tests {
             .collect()
     }
 
+    /// A session of weir's own with `batch` as the table `raw.orders`.
+    fn session_over(
+        schema: Arc<Schema>,
+        batch: RecordBatch,
+    ) -> datafusion::prelude::SessionContext {
+        let session =
+            super::super::storage::session_with(datafusion::prelude::SessionConfig::new()).unwrap();
+        session
+            .register_table(
+                "raw.orders",
+                Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+            )
+            .unwrap();
+        session
+    }
+
     fn input() -> DatasetName {
         "raw.orders".parse().unwrap()
     }
@@ -770,14 +786,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let session =
-            super::super::storage::session_with(datafusion::prelude::SessionConfig::new()).unwrap();
-        session
-            .register_table(
-                "raw.orders",
-                Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
-            )
-            .unwrap();
+        let session = session_over(schema, batch);
         let cols = text_columns(&["id", "amount", "status", "email"]);
         let c = compile(&orders(), &input(), "raw.orders version 1", &cols).unwrap();
         let batches = session.sql(&c.sql).await.unwrap().collect().await.unwrap();
@@ -825,14 +834,7 @@ mod tests {
             Some("ééé"),
         ]);
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap();
-        let session =
-            super::super::storage::session_with(datafusion::prelude::SessionConfig::new()).unwrap();
-        session
-            .register_table(
-                "raw.orders",
-                Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
-            )
-            .unwrap();
+        let session = session_over(schema, batch);
         let c = contract(serde_json::json!({
             "columns": {"code": {"type": "string", "length": {"min": 2, "max": 3}}},
         }));
@@ -890,14 +892,7 @@ mod tests {
         ]);
         let batch =
             RecordBatch::try_new(schema.clone(), vec![Arc::new(days), Arc::new(ats)]).unwrap();
-        let session =
-            super::super::storage::session_with(datafusion::prelude::SessionConfig::new()).unwrap();
-        session
-            .register_table(
-                "raw.orders",
-                Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
-            )
-            .unwrap();
+        let session = session_over(schema, batch);
         let c = contract(serde_json::json!({
             "columns": {
                 "day": {"type": "date", "format": {"date": "%d/%m/%Y"}},
