@@ -13,7 +13,7 @@ use super::file::{
 use super::graph::{Cycle, DagGraph, EdgeKind};
 use super::ids::{DagId, DatasetName, TaskId, Zone};
 use super::{
-    Backoff, CsvOptions, Dag, DagVersion, Duration, OutputChecks, RetryPolicy, Schedule,
+    Backoff, Contract, CsvOptions, Dag, DagVersion, Duration, OutputChecks, RetryPolicy, Schedule,
     SensorCondition, Source, Target, Task, TaskKind,
 };
 use crate::template;
@@ -394,6 +394,39 @@ impl KindContext<'_> {
         out
     }
 
+    /// The contract of `contract:` (inline by now: the loader reads files);
+    /// `None` with its problems recorded.
+    fn contract(
+        &self,
+        problems: &mut Vec<Problem>,
+        contract: &ContractSpec,
+    ) -> Option<Box<Contract>> {
+        match contract {
+            ContractSpec::Inline(c) => {
+                let before = problems.len();
+                for (path, msg) in c.problems() {
+                    let mut full =
+                        vec!["tasks".to_owned(), self.t.to_owned(), "contract".to_owned()];
+                    full.extend(path);
+                    problems.push(Problem {
+                        path: full,
+                        anchor: Anchor::Value,
+                        message: msg,
+                    });
+                }
+                (problems.len() == before).then(|| c.clone())
+            }
+            ContractSpec::File(p) => {
+                problems.push(Problem::at(
+                    &["tasks", self.t, "contract"],
+                    Anchor::Value,
+                    format!("contract file `{p}` was not read"),
+                ));
+                None
+            }
+        }
+    }
+
     /// The contract a task checks `output` with, its quarantine (default
     /// `quarantine.<output name>`) and its `max_quarantined`; `None` with the
     /// contract's problems recorded.
@@ -409,34 +442,11 @@ impl KindContext<'_> {
             .clone()
             .unwrap_or_else(|| output.quarantine_of());
         self.zone(problems, "quarantine", &quarantine, Zone::Quarantine);
-        match contract {
-            ContractSpec::Inline(c) => {
-                let before = problems.len();
-                for (path, msg) in c.problems() {
-                    let mut full =
-                        vec!["tasks".to_owned(), self.t.to_owned(), "contract".to_owned()];
-                    full.extend(path);
-                    problems.push(Problem {
-                        path: full,
-                        anchor: Anchor::Value,
-                        message: msg,
-                    });
-                }
-                (problems.len() == before).then(|| OutputChecks {
-                    contract: c.clone(),
-                    quarantine,
-                    max_quarantined: self.tf.max_quarantined,
-                })
-            }
-            ContractSpec::File(p) => {
-                problems.push(Problem::at(
-                    &["tasks", self.t, "contract"],
-                    Anchor::Value,
-                    format!("contract file `{p}` was not read"),
-                ));
-                None
-            }
-        }
+        Some(OutputChecks {
+            contract: self.contract(problems, contract)?,
+            quarantine,
+            max_quarantined: self.tf.max_quarantined,
+        })
     }
 
     /// Records a problem when `ds` (the value of `key`) is not in `zone`.
@@ -521,13 +531,10 @@ fn validate_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<Ta
     match (&cx.tf.input, &cx.tf.contract, &cx.tf.output) {
         (Some(input), Some(contract), Some(output)) if ok.iter().all(|b| *b) => {
             cx.zone(problems, "output", output, Zone::Clean);
-            let checks = cx.output_checks(problems, contract, output)?;
             Some(TaskKind::Validate {
                 input: input.clone(),
-                contract: checks.contract,
                 output: output.clone(),
-                quarantine: checks.quarantine,
-                max_quarantined: checks.max_quarantined,
+                checks: cx.output_checks(problems, contract, output)?,
             })
         }
         _ => None,
@@ -556,18 +563,16 @@ fn transform_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<T
             let checks = match &cx.tf.contract {
                 Some(contract) => Some(Box::new(cx.output_checks(problems, contract, output)?)),
                 None => {
-                    for key in ["quarantine", "max_quarantined"] {
-                        let set = match key {
-                            "quarantine" => cx.tf.quarantine.is_some(),
-                            _ => cx.tf.max_quarantined.is_some(),
-                        };
-                        if set {
-                            problems.push(Problem::at(
-                                &["tasks", cx.t, key],
-                                Anchor::Key,
-                                format!("`{key}` needs a `contract` to check the output with"),
-                            ));
-                        }
+                    let set = [
+                        ("quarantine", cx.tf.quarantine.is_some()),
+                        ("max_quarantined", cx.tf.max_quarantined.is_some()),
+                    ];
+                    for (key, _) in set.into_iter().filter(|(_, set)| *set) {
+                        problems.push(Problem::at(
+                            &["tasks", cx.t, key],
+                            Anchor::Key,
+                            format!("`{key}` needs a `contract` to check the output with"),
+                        ));
                     }
                     None
                 }
@@ -596,7 +601,7 @@ fn load_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskKi
                 .unchecked(problems, std::slice::from_ref(input))
                 .is_empty();
             let contract = match &cx.tf.contract {
-                Some(c) => Some(cx.output_checks(problems, c, input)?.contract),
+                Some(c) => Some(cx.contract(problems, c)?),
                 None => None,
             };
             to_target(cx.t, target, problems, &mut check_template).map(|target| TaskKind::Load {

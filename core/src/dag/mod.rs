@@ -175,14 +175,10 @@ pub enum TaskKind {
     Validate {
         /// The dataset read.
         input: DatasetName,
-        /// The contract.
-        contract: Box<Contract>,
         /// Clean rows.
         output: DatasetName,
-        /// Failing rows, with reasons.
-        quarantine: DatasetName,
-        /// More quarantined rows fail the task.
-        max_quarantined: Option<Threshold>,
+        /// The contract, where failing rows go, and how many may.
+        checks: OutputChecks,
     },
     /// One SQL query over datasets.
     Transform {
@@ -246,10 +242,8 @@ impl Task {
     /// The datasets this task reads.
     pub fn reads(&self) -> Vec<&DatasetName> {
         match &self.kind {
-            TaskKind::Validate {
-                input, contract, ..
-            } => std::iter::once(input)
-                .chain(contract.referenced_datasets())
+            TaskKind::Validate { input, checks, .. } => std::iter::once(input)
+                .chain(checks.contract.referenced_datasets())
                 .collect(),
             TaskKind::Load {
                 input, contract, ..
@@ -275,9 +269,7 @@ impl Task {
             TaskKind::Transform { output, checks, .. } => std::iter::once(output)
                 .chain(checks.as_ref().map(|c| &c.quarantine))
                 .collect(),
-            TaskKind::Validate {
-                output, quarantine, ..
-            } => vec![output, quarantine],
+            TaskKind::Validate { output, checks, .. } => vec![output, &checks.quarantine],
             _ => Vec::new(),
         }
     }

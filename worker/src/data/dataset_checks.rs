@@ -21,7 +21,7 @@ use super::sql::ident;
 use super::storage::Io;
 
 /// The first row's values of every column, as integers (nulls as 0).
-fn ints(batches: &[RecordBatch]) -> Vec<i64> {
+pub(super) fn ints(batches: &[RecordBatch]) -> Vec<i64> {
     let Some(b) = batches.iter().find(|b| b.num_rows() > 0) else {
         return Vec::new();
     };

@@ -15,6 +15,7 @@ use datafusion::prelude::{
     CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
 };
 use weir_core::dag::{DatasetName, FileFormat, Source, TaskKind};
+use weir_core::store::DatasetVersionRecord;
 
 use super::storage::Io;
 use super::{DataError, csv_repair, sql};
@@ -53,41 +54,24 @@ pub async fn run(
     // One partition per file keeps its rows in order, so `_weir_row` is the line order.
     let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
     let tmp = io.scratch("extract").await?;
-    let files_ref = &files;
     let read = Files {
         session: &session,
-        files: files_ref,
+        files: &files,
         pattern: &pattern,
         format,
         csv,
         as_text,
         tmp: &tmp,
     };
-    let mut v = match read.union(false).await {
-        Ok(df) => io.write(df, output, &[]).await,
-        Err(e) => Err(e),
-    };
+    let mut v = read.extract(io, output, false).await;
     // Broken CSV lines go to validate as rows marked corrupt, not a failed extract.
-    if v.is_err() && as_text && csv.header {
-        let retried = match read.union(true).await {
-            Ok(df) => io.write(df, output, &[]).await,
-            Err(e) => Err(e),
-        };
-        if retried.is_ok() {
-            v = retried;
-        }
+    if v.is_err()
+        && as_text
+        && csv.header
+        && let Ok(repaired) = read.extract(io, output, true).await
+    {
+        v = Ok(repaired);
     }
-    // Most of a file is read only now: an error names the file(s).
-    let v = v.map_err(|e| {
-        let source = match files.as_slice() {
-            [one] => one.display().to_string(),
-            many => format!("one of the {} files matching `{pattern}`", many.len()),
-        };
-        match e {
-            DataError::Invalid(m) if m.contains(&source) => DataError::Invalid(m),
-            e => DataError::Invalid(format!("extracting {source}: {e}")),
-        }
-    });
     let _ = tokio::fs::remove_dir_all(&tmp).await;
     let v = v?;
     let _ = log
@@ -119,6 +103,29 @@ struct Files<'a> {
 }
 
 impl Files<'_> {
+    /// Reads the files ([`Files::union`]) and writes them as the next
+    /// version of `output`. Most of a file is read only while writing, so an
+    /// error then names the file(s).
+    async fn extract(
+        &self,
+        io: &Io<'_>,
+        output: &DatasetName,
+        repair: bool,
+    ) -> Result<DatasetVersionRecord, DataError> {
+        let df = self.union(repair).await?;
+        io.write(df, output, &[]).await.map_err(|e| {
+            let source = match self.files {
+                [one] => one.display().to_string(),
+                many => format!(
+                    "one of the {} files matching `{}`",
+                    many.len(),
+                    self.pattern
+                ),
+            };
+            DataError::Invalid(format!("extracting {source}: {e}"))
+        })
+    }
+
     /// Every file's rows with their lineage columns, one after the other.
     /// With `repair`, CSV files are read through [`csv_repair`]: broken
     /// records become rows that carry only `_weir_corrupt`.

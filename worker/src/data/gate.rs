@@ -4,16 +4,14 @@
 //! no version: one aggregate query counts what each rule flags, and the
 //! outcome is recorded as quality results of the input.
 
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::Int64Type;
-use weir_core::dag::{Contract, DatasetName};
+use weir_core::dag::{Contract, DatasetName, Threshold};
 use weir_core::store::{CheckResultRecord, NewQuality, NewValidation};
 
 use super::DataError;
 use super::compile::{compile, names};
 use super::storage::Io;
 use super::validate::{
-    blocks, checks_session, dataset_results, input_columns, log_results, rule_results,
+    Source, blocks, checks_session, dataset_results, input_columns, log_results, rule_results,
 };
 use crate::context::TryContext;
 use crate::logs::LogWriter;
@@ -31,9 +29,13 @@ pub async fn check(
     for dataset in contract.referenced_datasets() {
         io.register(&session, dataset).await?;
     }
+    let source = Source {
+        lineage: vec![v.id],
+        version: Some(v.clone()),
+    };
     let table = session.table(input.to_string().as_str()).await?;
     let columns = input_columns(table.schema().as_arrow());
-    let described = format!("{input} version {}", v.version);
+    let described = source.describe(input);
     let compiled = compile(contract, input, &described, &columns)?;
     let count = |col: &str| format!("CAST(SUM(CASE WHEN {col} THEN 1 ELSE 0 END) AS BIGINT)");
     let any = if compiled.flags.is_empty() {
@@ -56,20 +58,10 @@ pub async fn check(
         .map_err(|e| DataError::Invalid(format!("the contract's checks do not compile: {e}")))?
         .collect()
         .await?;
-    let counts: Vec<u64> = batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .map(|b| {
-            b.columns()
-                .iter()
-                .map(|c| {
-                    c.as_primitive_opt::<Int64Type>()
-                        .filter(|a| a.is_valid(0))
-                        .map_or(0, |a| u64::try_from(a.value(0)).unwrap_or(0))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let counts: Vec<u64> = super::dataset_checks::ints(&batches)
+        .into_iter()
+        .map(|n| u64::try_from(n).unwrap_or(0))
+        .collect();
     let at = |i: usize| counts.get(i).copied().unwrap_or(0);
     let (rows, failed) = (at(0), at(1));
     let flags: Vec<u64> = (0..compiled.flags.len()).map(|i| at(2 + i)).collect();
@@ -77,13 +69,8 @@ pub async fn check(
         .map(|i| at(2 + compiled.flags.len() + i))
         .collect();
 
-    let mut results = rule_results(&compiled.rules, &flags, rows);
     // A row that fails a rule without a tolerance holds the whole load back.
-    for r in &mut results {
-        if !r.passed && r.threshold.is_none() {
-            r.threshold = Some("0".into());
-        }
-    }
+    let mut results = rule_results(&compiled.rules, &flags, rows, Some(Threshold::Count(0)));
     let rows_in = i64::try_from(rows).unwrap_or(i64::MAX);
     let rows_failed = i64::try_from(failed).unwrap_or(i64::MAX);
     session.register_table("clean_rows", table.clone().into_view())?;

@@ -93,19 +93,17 @@ pub async fn run(
         }
         TaskKind::Validate {
             input,
-            contract,
             output,
-            quarantine,
-            max_quarantined,
+            checks,
         } => {
             validate::run(
                 ctx,
                 validate::Spec {
                     input,
-                    contract,
+                    contract: &checks.contract,
                     output,
-                    quarantine,
-                    max_quarantined: *max_quarantined,
+                    quarantine: &checks.quarantine,
+                    max_quarantined: checks.max_quarantined,
                 },
                 &io,
                 log,

@@ -47,7 +47,7 @@ pub struct Source {
 
 impl Source {
     /// `raw.orders version 3`, or `the output of curated.daily` (for messages).
-    fn describe(&self, name: &DatasetName) -> String {
+    pub(super) fn describe(&self, name: &DatasetName) -> String {
         match &self.version {
             Some(v) => format!("{name} version {}", v.version),
             None => format!("the query's rows for {name}"),
@@ -194,18 +194,22 @@ pub async fn check(
 }
 
 /// The results of the row-level rules, from how many rows each flagged
-/// among `rows`. With a tolerance (`max_failed`), a rule within it is a
-/// warning and beyond it an error that holds the version back.
+/// among `rows`. A rule's limit is its `max_failed`, else `untolerated`
+/// (validate: none, its rows are quarantined; a load's gate: zero). Within
+/// its limit a failing rule is a warning, beyond it an error that holds the
+/// version (or the load) back.
 pub(super) fn rule_results(
     rules: &[RowRule],
     flagged: &[u64],
     rows: u64,
+    untolerated: Option<Threshold>,
 ) -> Vec<CheckResultRecord> {
     rules
         .iter()
         .zip(flagged)
         .map(|(r, &failed)| {
-            let severity = match r.max_failed {
+            let limit = r.max_failed.or(untolerated);
+            let severity = match limit {
                 Some(t) if !t.exceeded_by(failed, rows) => Severity::Warn,
                 _ => Severity::Error,
             };
@@ -215,8 +219,8 @@ pub(super) fn rule_results(
                 column_name: r.column.clone(),
                 passed: failed == 0,
                 failed: i64::try_from(failed).unwrap_or(i64::MAX),
-                observed: r.max_failed.map(|_| failed.to_string()),
-                threshold: r.max_failed.map(|t| t.to_string()),
+                observed: limit.map(|_| failed.to_string()),
+                threshold: limit.map(|t| t.to_string()),
                 severity,
             }
         })
@@ -344,7 +348,7 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
     let c = spec.contract;
     let rows_in = i64::try_from(counts.rows).unwrap_or(i64::MAX);
     let rows_failed = i64::try_from(counts.failed).unwrap_or(i64::MAX);
-    let mut results = rule_results(rules, &counts.flags, counts.rows);
+    let mut results = rule_results(rules, &counts.flags, counts.rows, None);
 
     // Dataset-level checks on the clean rows, read back from the stage.
     let rows_clean = rows_in - rows_failed;
