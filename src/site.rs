@@ -77,8 +77,8 @@ impl Site {
         }
         tasks.spawn(pool.run(cancel.child_token()));
         if let Some((listener, state)) = options.serve {
-            let app = weir_api::app(state);
             let stop = cancel.child_token();
+            let app = weir_api::app(state.closing_on(&stop));
             tasks.spawn(async move {
                 if let Err(e) = weir_api::serve(listener, app, stop).await {
                     tracing::error!("the HTTP server stopped: {e}");

@@ -1,13 +1,14 @@
 //! weir-api: the HTTP server. The REST API under `/api/v2` (Airflow 3's
 //! paths and fields where weir shares the concept), login at `/auth/token`,
 //! Prometheus metrics at `/metrics`, and the OpenAPI document generated from
-//! the router at `/api/v2/openapi.json`.
+//! the router at `/api/v2/openapi.json`, and the web UI at `/`.
 
 pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod models;
 pub mod routes;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +49,10 @@ pub struct AppState {
     pub metrics: Arc<metrics::ApiMetrics>,
     /// A hash to check passwords of unknown users against (constant timing).
     dummy_hash: Arc<str>,
+    /// Reads data files for the UI's quarantine view (`None`: not here).
+    pub rows: Option<Arc<dyn weir_core::catalog::RowReader>>,
+    /// Cancelled when the server stops: ends the UI's event streams.
+    pub closing: CancellationToken,
 }
 
 /// A state failed to build.
@@ -80,7 +85,22 @@ impl AppState {
             auth,
             logs_dir,
             dummy_hash: dummy.into(),
+            rows: None,
+            closing: CancellationToken::new(),
         })
+    }
+
+    /// The state with `reader` for the data files.
+    pub fn with_rows(mut self, reader: Arc<dyn weir_core::catalog::RowReader>) -> Self {
+        self.rows = Some(reader);
+        self
+    }
+
+    /// The state whose event streams end when `cancel` fires (graceful
+    /// shutdown waits for open connections).
+    pub fn closing_on(mut self, cancel: &CancellationToken) -> Self {
+        self.closing = cancel.child_token();
+        self
     }
 }
 
@@ -164,7 +184,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn app(state: AppState) -> Router {
     let (router, doc) = api();
     let doc = Arc::new(doc);
+    let ui = ui::router().route_layer(axum::middleware::from_fn(ui::security_headers));
     router
+        .merge(ui)
         .route(
             "/api/v2/openapi.json",
             get(move || {
@@ -180,8 +202,15 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!("no endpoint at {}", uri.path()))
+async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    let browser = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if browser && !uri.path().starts_with("/api/") {
+        return ui::not_found_page(uri.path());
+    }
+    ApiError::not_found(format!("no endpoint at {}", uri.path())).into_response()
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {

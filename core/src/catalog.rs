@@ -83,3 +83,45 @@ pub fn lineage<'a>(all: &'a [DatasetVersionRecord], dataset: &str) -> Option<Lin
         downstream,
     })
 }
+
+/// Which rows of a version to read for a person to look at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowQuery {
+    /// Only quarantined rows with this reason (an entry of `_weir_errors`).
+    pub reason: Option<String>,
+    /// At most this many rows.
+    pub limit: usize,
+    /// Skip this many matching rows.
+    pub offset: usize,
+}
+
+/// A page of a version's rows, every value as text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RowPage {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// The rows; `None` is a null.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// How many rows match the query in all.
+    pub matching: u64,
+    /// Each quarantine reason and how many rows of the version have it,
+    /// most frequent first (empty for a version without `_weir_errors`).
+    pub reasons: Vec<(String, u64)>,
+}
+
+/// Reading a version's rows failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ReadError(pub String);
+
+/// Reads pages of a dataset version's rows. `core` does no data IO: the
+/// data plane implements this and the binary hands it to the API server.
+#[async_trait::async_trait]
+pub trait RowReader: Send + Sync + std::fmt::Debug {
+    /// A page of `version`'s rows.
+    async fn rows(
+        &self,
+        version: &DatasetVersionRecord,
+        query: &RowQuery,
+    ) -> Result<RowPage, ReadError>;
+}

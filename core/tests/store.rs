@@ -4,10 +4,12 @@
 
 use chrono::{Duration, Utc};
 use weir_core::both_backends;
+use weir_core::dag::contract::{CheckResultKind, Severity};
 use weir_core::state::{RunState, RunType, TaskState};
 use weir_core::store::{
-    AuditEntry, ClaimRequest, DagSync, Error, ImportErrorRecord, NewRun, NewTaskInstance, Plan,
-    RunFilter, TaskChange,
+    AuditEntry, CheckResultRecord, ClaimRequest, DagSync, Error, GridPage, GridRuns,
+    ImportErrorRecord, NewQuality, NewRun, NewTaskInstance, NewValidation, Plan, RunFilter,
+    TaskChange, TryRef,
 };
 use weir_core::testing::TestDb;
 
@@ -882,3 +884,122 @@ async fn a_heartbeat_never_deadlocks_with_a_transaction_on_the_same_tries() {
     drop((other, watch));
     db.cleanup().await;
 }
+
+async fn grid_pages(db: &TestDb) {
+    setup(db, &["a", "b"]).await;
+    let dag = db.store.get_dag("d").await.unwrap();
+    let t0 = Utc::now();
+    for (i, id) in ["r2", "r3"].iter().enumerate() {
+        let mut run = new_run("d", id, dag.latest_version_id, &["a", "b"]);
+        run.run_after = t0 + Duration::seconds(i64::try_from(i).unwrap() + 1);
+        db.store.create_run(&run).await.unwrap();
+    }
+    let r3 = db.store.get_run("d", "r3").await.unwrap();
+    apply(
+        db,
+        r3.id,
+        Plan {
+            tasks: vec![change("a", TaskState::None, TaskState::Scheduled, 0)],
+            run: None,
+        },
+    )
+    .await
+    .unwrap();
+    let page = |limit, offset| GridRuns::Page {
+        dag_id: "d".into(),
+        limit,
+        offset,
+    };
+    // The newest two runs, shown oldest first, with every cell.
+    let newest = db.store.grid(&page(2, 0)).await.unwrap();
+    let ids: Vec<&str> = newest.runs.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, ["r2", "r3"]);
+    assert_eq!(newest.total_runs, 3);
+    assert_eq!(newest.cells.len(), 4);
+    let cell = newest
+        .cells
+        .iter()
+        .find(|c| c.run_pk == r3.id && c.task_id == "a")
+        .unwrap();
+    assert_eq!(cell.state, TaskState::Scheduled);
+    let older = db.store.grid(&page(2, 2)).await.unwrap();
+    assert_eq!(older.runs.len(), 1);
+    assert_eq!(older.runs[0].run_id, "r1");
+    assert_eq!((older.total_runs, older.cells.len()), (3, 2));
+    let followed = db.store.grid(&GridRuns::Keys(vec![r3.id])).await.unwrap();
+    assert_eq!((followed.runs.len(), followed.cells.len()), (1, 2));
+    assert_eq!(
+        db.store.grid(&GridRuns::Keys(vec![])).await.unwrap(),
+        GridPage::default()
+    );
+    assert!(db.store.run_tries(r3.id).await.unwrap().is_empty());
+}
+both_backends!(grid_pages_read_runs_and_their_cells, grid_pages);
+
+async fn quality_history_counts_checks(db: &TestDb) {
+    setup(db, &["v"]).await;
+    let check = |name: &str, passed: bool| CheckResultRecord {
+        name: name.into(),
+        kind: CheckResultKind::Required,
+        column_name: Some("id".into()),
+        passed,
+        failed: i64::from(!passed),
+        observed: None,
+        threshold: None,
+        severity: Severity::Error,
+    };
+    for (run, passed) in [("r1", true), ("r2", false)] {
+        db.store
+            .record_validation(
+                &NewValidation {
+                    quality: NewQuality {
+                        producer: TryRef {
+                            dag_id: "d".into(),
+                            run_id: run.into(),
+                            task_id: "v".into(),
+                            try_number: 1,
+                        },
+                        dataset: "raw.x".into(),
+                        input_version: None,
+                        rows_in: 10,
+                        rows_clean: if passed { 10 } else { 9 },
+                        rows_quarantined: i64::from(!passed),
+                        checks: vec![check("a", true), check("b", passed)],
+                    },
+                    quarantine: None,
+                    clean: None,
+                },
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+    }
+    let history = db.store.quality_history("d", "v", 10).await.unwrap();
+    let seen: Vec<(&str, i64, i64, i64)> = history
+        .iter()
+        .map(|p| {
+            (
+                p.quality.run_id.as_str(),
+                p.quality.rows_quarantined,
+                p.checks_passed,
+                p.checks_failed,
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("r2", 1, 1, 1), ("r1", 0, 2, 0)], "newest first");
+    assert_eq!(
+        db.store.quality_history("d", "v", 1).await.unwrap().len(),
+        1
+    );
+    assert!(
+        db.store
+            .quality_history("d", "other", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+both_backends!(
+    quality_history_is_newest_first_with_check_counts,
+    quality_history_counts_checks
+);

@@ -18,6 +18,7 @@ pub async fn state(config: &Config, sched: &Scheduler) -> anyhow::Result<weir_ap
         chrono::Duration::hours(hours),
     )
     .await
+    .map(|s| s.with_rows(std::sync::Arc::new(weir_worker::data::preview::Preview)))
     .context("preparing the API")
 }
 
@@ -56,13 +57,13 @@ pub async fn ensure_admin(sched: &Scheduler) -> anyhow::Result<()> {
 /// Serves the API until Ctrl-C or SIGTERM.
 pub async fn run(config: &Config, bind: Option<String>) -> anyhow::Result<ExitCode> {
     let sched = super::scheduler(config).await?;
-    let app = weir_api::app(state(config, &sched).await?);
+    let cancel = CancellationToken::new();
+    let app = weir_api::app(state(config, &sched).await?.closing_on(&cancel));
     let addr = bind.unwrap_or_else(|| config.api.bind.clone());
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
     tracing::info!("weir api: listening on http://{}", listener.local_addr()?);
-    let cancel = CancellationToken::new();
     let stop = cancel.clone();
     tokio::spawn(async move {
         crate::site::shutdown_signal().await;

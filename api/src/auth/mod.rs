@@ -66,6 +66,38 @@ impl Auth {
     }
 }
 
+/// Checks `password` for `username` and, when it is theirs, issues an access
+/// token and records the login. Unknown users are hashed against a dummy
+/// hash, so timing does not tell which names exist. `None`: wrong name or
+/// password.
+pub async fn log_in(
+    state: &AppState,
+    username: &str,
+    password: String,
+) -> Result<Option<(weir_core::access::UserRecord, String)>, ApiError> {
+    let store = state.scheduler.store();
+    let user = store.get_user(username).await?;
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| state.dummy_hash.to_string());
+    let ok = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let Some(user) = user.filter(|_| ok) else {
+        tracing::info!(username, "failed login");
+        return Ok(None);
+    };
+    let now = Utc::now();
+    let token = state
+        .auth
+        .jwt()
+        .issue(&user.username, now, now + state.auth.ttl())
+        .map_err(|e| ApiError::internal(&e))?;
+    store.record_login(&user.username, now).await?;
+    Ok(Some((user, token)))
+}
+
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {

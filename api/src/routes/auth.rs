@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::auth::password;
 use crate::error::{ApiError, ApiResult, Body, ErrorBody};
 
 /// Credentials.
@@ -38,29 +37,10 @@ pub async fn login(
     State(state): State<AppState>,
     Body(body): Body<LoginBody>,
 ) -> ApiResult<(StatusCode, Json<LoginResponse>)> {
-    let store = state.scheduler.store();
-    let user = store.get_user(&body.username).await?;
-    // Hash even for unknown users, so timing does not tell which names exist.
-    let hash = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| state.dummy_hash.to_string());
-    let given = body.password;
-    let ok = tokio::task::spawn_blocking(move || password::verify(&given, &hash))
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let Some(user) = user.filter(|_| ok) else {
-        tracing::info!(username = %body.username, "failed login");
+    let Some((_, token)) = crate::auth::log_in(&state, &body.username, body.password).await? else {
         return Err(ApiError::unauthorized("invalid username or password"));
     };
-    let now = chrono::Utc::now();
     let ttl = state.auth.ttl();
-    let token = state
-        .auth
-        .jwt()
-        .issue(&user.username, now, now + ttl)
-        .map_err(|e| ApiError::internal(&e))?;
-    store.record_login(&user.username, now).await?;
     Ok((
         StatusCode::CREATED,
         Json(LoginResponse {

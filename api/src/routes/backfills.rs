@@ -108,12 +108,6 @@ pub async fn create_backfill(
         .unwrap_or("none")
         .parse()
         .map_err(|e: String| ApiError::unprocessable(format!("reprocess_behavior: {e}")))?;
-    let max_active_runs = body.max_active_runs.unwrap_or(10);
-    if !(1..=1000).contains(&max_active_runs) {
-        return Err(ApiError::unprocessable(
-            "max_active_runs: must be between 1 and 1000",
-        ));
-    }
     let conf = match body.dag_run_conf {
         None | Some(serde_json::Value::Null) => serde_json::json!({}),
         Some(c @ serde_json::Value::Object(_)) => c,
@@ -123,17 +117,61 @@ pub async fn create_backfill(
             ));
         }
     };
-    let (_, dag) = state.scheduler.latest_dag(&body.dag_id).await?;
+    let request = BackfillRequest {
+        dag_id: body.dag_id,
+        from: body.from_date,
+        to: body.to_date,
+        reprocess,
+        max_active_runs: body.max_active_runs.unwrap_or(10),
+        conf,
+    };
+    let record = start(&state, &who.name, &request).await?;
+    Ok(Json(BackfillResponse::from(&record)))
+}
+
+/// A backfill to start, checked by [`start`].
+#[derive(Debug, Clone)]
+pub(crate) struct BackfillRequest {
+    /// The DAG.
+    pub dag_id: String,
+    /// First logical date, included.
+    pub from: DateTime<Utc>,
+    /// Last logical date, included.
+    pub to: DateTime<Utc>,
+    /// What to do with dates that have a run.
+    pub reprocess: Reprocess,
+    /// At most this many of the DAG's runs active.
+    pub max_active_runs: i64,
+    /// Conf of every run (a JSON object).
+    pub conf: serde_json::Value,
+}
+
+/// Records a backfill and creates its first runs (the API and the UI both
+/// start backfills here).
+pub(crate) async fn start(
+    state: &AppState,
+    actor: &str,
+    req: &BackfillRequest,
+) -> ApiResult<BackfillRecord> {
+    if req.to < req.from {
+        return Err(ApiError::unprocessable("to_date is before from_date"));
+    }
+    if !(1..=1000).contains(&req.max_active_runs) {
+        return Err(ApiError::unprocessable(
+            "max_active_runs: must be between 1 and 1000",
+        ));
+    }
+    let (_, dag) = state.scheduler.latest_dag(&req.dag_id).await?;
     if !matches!(dag.schedule, Schedule::Cron(_)) {
         return Err(ApiError::unprocessable(format!(
             "DAG `{}` has no time schedule to backfill; trigger runs instead",
-            body.dag_id
+            req.dag_id
         )));
     }
     let store = state.scheduler.store();
     let (active, _) = store
         .list_backfills(&BackfillFilter {
-            dag_id: Some(body.dag_id.clone()),
+            dag_id: Some(req.dag_id.clone()),
             unfinished_only: true,
             limit: 1,
             offset: 0,
@@ -142,39 +180,39 @@ pub async fn create_backfill(
     if let Some(b) = active.first() {
         return Err(ApiError::conflict(format!(
             "DAG `{}` has an unfinished backfill ({}); cancel it first",
-            body.dag_id, b.id
+            req.dag_id, b.id
         )));
     }
     let now = state.scheduler.now();
     let record = store
         .create_backfill(&NewBackfill {
-            dag_id: body.dag_id.clone(),
-            from_date: body.from_date,
-            to_date: body.to_date,
-            dag_run_conf: conf.to_string(),
-            reprocess_behavior: reprocess,
-            max_active_runs,
-            created_by: who.name.clone(),
+            dag_id: req.dag_id.clone(),
+            from_date: req.from,
+            to_date: req.to,
+            dag_run_conf: req.conf.to_string(),
+            reprocess_behavior: req.reprocess,
+            max_active_runs: req.max_active_runs,
+            created_by: actor.to_owned(),
             created_at: now,
         })
         .await?;
-    let running = store.count_active_runs(&body.dag_id).await?;
+    let running = store.count_active_runs(&req.dag_id).await?;
     let range = BackfillRange {
-        from: body.from_date,
-        to: body.to_date,
-        reprocess,
-        conf: conf.to_string(),
+        from: req.from,
+        to: req.to,
+        reprocess: req.reprocess,
+        conf: req.conf.to_string(),
     };
     state
         .scheduler
         .backfill_range(
-            &body.dag_id,
+            &req.dag_id,
             &range,
-            usize::try_from(max_active_runs - running).unwrap_or(0),
-            &who.name,
+            usize::try_from(req.max_active_runs - running).unwrap_or(0),
+            actor,
         )
         .await?;
-    Ok(Json(BackfillResponse::from(&record)))
+    Ok(record)
 }
 
 /// Filters of the backfill list.

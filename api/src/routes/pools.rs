@@ -9,7 +9,7 @@ use weir_core::store::{AuditAction, AuditEntry};
 
 use super::Page;
 use crate::AppState;
-use crate::auth::{Admin, Principal, Viewer};
+use crate::auth::{Admin, Viewer};
 use crate::error::{ApiError, ApiResult, Body, Path, Query, ReadErrors, WriteErrors};
 use crate::models::{PoolCollection, PoolResponse};
 
@@ -94,7 +94,7 @@ fn check_slots(slots: i64) -> ApiResult<()> {
 
 async fn audit(
     state: &AppState,
-    who: &Principal,
+    who: &str,
     action: AuditAction,
     detail: serde_json::Value,
 ) -> ApiResult<()> {
@@ -103,7 +103,7 @@ async fn audit(
         .store()
         .audit(&AuditEntry {
             at: state.scheduler.now(),
-            actor: who.name.clone(),
+            actor: who.to_owned(),
             action,
             dag_id: None,
             run_id: None,
@@ -146,7 +146,7 @@ pub async fn create_pool(
         .await?;
     audit(
         &state,
-        &who,
+        &who.name,
         AuditAction::CreatePool,
         serde_json::json!({"pool": body.name, "slots": body.slots}),
     )
@@ -191,7 +191,7 @@ pub async fn patch_pool(
         .await?;
     audit(
         &state,
-        &who,
+        &who.name,
         AuditAction::UpdatePool,
         serde_json::json!({"pool": name, "slots": slots}),
     )
@@ -211,10 +211,50 @@ pub async fn delete_pool(
     state.scheduler.store().delete_pool(&name).await?;
     audit(
         &state,
-        &who,
+        &who.name,
         AuditAction::DeletePool,
         serde_json::json!({"pool": name}),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Creates pool `name` or changes its slots and description (admin; the
+/// UI's pool form).
+pub(crate) async fn save(
+    state: &AppState,
+    actor: &str,
+    name: &str,
+    slots: i64,
+    description: Option<&str>,
+) -> ApiResult<()> {
+    check_name(name)?;
+    check_slots(slots)?;
+    let store = state.scheduler.store();
+    let exists = store.list_pools().await?.iter().any(|p| p.name == name);
+    store.upsert_pool(name, slots, description).await?;
+    let action = if exists {
+        AuditAction::UpdatePool
+    } else {
+        AuditAction::CreatePool
+    };
+    audit(
+        state,
+        actor,
+        action,
+        serde_json::json!({"pool": name, "slots": slots}),
+    )
+    .await
+}
+
+/// Deletes pool `name` (admin; the UI's delete button).
+pub(crate) async fn remove(state: &AppState, actor: &str, name: &str) -> ApiResult<()> {
+    state.scheduler.store().delete_pool(name).await?;
+    audit(
+        state,
+        actor,
+        AuditAction::DeletePool,
+        serde_json::json!({"pool": name}),
+    )
+    .await
 }

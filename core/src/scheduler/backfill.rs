@@ -21,6 +21,26 @@ pub struct Backfill {
     pub intervals: usize,
 }
 
+/// A DAG's newest version (key and model), the intervals of a range, and the
+/// DAG's runs.
+type RangeAndRuns = (
+    i64,
+    std::sync::Arc<crate::dag::Dag>,
+    Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    Vec<RunRecord>,
+);
+
+/// What a backfill would do (see [`Scheduler::preview_backfill`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackfillPreview {
+    /// Intervals in the range.
+    pub intervals: usize,
+    /// Runs it would create.
+    pub create: usize,
+    /// Existing runs it would run again.
+    pub rerun: usize,
+}
+
 impl Scheduler {
     /// Creates `backfill__<logical date>` runs for the intervals of `dag_id`
     /// whose logical date is in `[from, to]`, both included. A date that
@@ -50,15 +70,9 @@ impl Scheduler {
         self.backfill_range(dag_id, &range, limit, actor).await
     }
 
-    /// [`Scheduler::backfill`] with every option: what to do with dates
-    /// that have a run, and the conf of the new runs.
-    pub async fn backfill_range(
-        &self,
-        dag_id: &str,
-        range: &BackfillRange,
-        limit: usize,
-        actor: &str,
-    ) -> Result<Backfill> {
+    /// The newest version of `dag_id`, the intervals `range` holds, and the
+    /// DAG's runs (to find the dates that have one).
+    async fn range_and_runs(&self, dag_id: &str, range: &BackfillRange) -> Result<RangeAndRuns> {
         let (from, to) = (range.from, range.to);
         if to < from {
             return Err(Error::Invalid(format!("--to {to} is before --from {from}")));
@@ -76,6 +90,51 @@ impl Scheduler {
                 ..RunFilter::default()
             })
             .await?;
+        Ok((version_id, dag, wanted, existing))
+    }
+
+    /// What a backfill of `range` would do now, changing nothing: how many
+    /// intervals the range holds, how many runs it would create and how many
+    /// existing runs it would run again.
+    pub async fn preview_backfill(
+        &self,
+        dag_id: &str,
+        range: &BackfillRange,
+    ) -> Result<BackfillPreview> {
+        let (_, _, wanted, existing) = self.range_and_runs(dag_id, range).await?;
+        let mut preview = BackfillPreview {
+            intervals: wanted.len(),
+            ..BackfillPreview::default()
+        };
+        for (start, _) in wanted {
+            match existing.iter().find(|r| r.logical_date == Some(start)) {
+                None => preview.create += 1,
+                Some(run) => {
+                    let again = match range.reprocess {
+                        Reprocess::Failed => run.state == RunState::Failed,
+                        Reprocess::Completed => run.state.is_finished(),
+                        Reprocess::None => false,
+                    };
+                    if again {
+                        preview.rerun += 1;
+                    }
+                }
+            }
+        }
+        Ok(preview)
+    }
+
+    /// [`Scheduler::backfill`] with every option: what to do with dates
+    /// that have a run, and the conf of the new runs.
+    pub async fn backfill_range(
+        &self,
+        dag_id: &str,
+        range: &BackfillRange,
+        limit: usize,
+        actor: &str,
+    ) -> Result<Backfill> {
+        let (from, to) = (range.from, range.to);
+        let (version_id, dag, wanted, existing) = self.range_and_runs(dag_id, range).await?;
         let mut report = Backfill {
             intervals: wanted.len(),
             ..Backfill::default()

@@ -168,6 +168,35 @@ macro_rules! impl_catalog_store {
                 Ok($crate::store::RecordedValidation { quality_id: id, quarantine, clean })
             }
 
+            async fn quality_history(
+                &self,
+                dag_id: &str,
+                task_id: &str,
+                limit: i64,
+            ) -> $crate::store::Result<Vec<$crate::store::QualityPoint>> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT q.*, \
+                       (SELECT COUNT(*) FROM check_results c WHERE c.quality_id = q.id AND c.passed) AS checks_passed, \
+                       (SELECT COUNT(*) FROM check_results c WHERE c.quality_id = q.id AND NOT c.passed) AS checks_failed \
+                     FROM quality_results q WHERE q.dag_id = $1 AND q.task_id = $2 ORDER BY q.id DESC LIMIT $3",
+                )
+                .bind(dag_id)
+                .bind(task_id)
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok($crate::store::QualityPoint {
+                            quality: sqlx::FromRow::from_row(row)?,
+                            checks_passed: row.try_get("checks_passed")?,
+                            checks_failed: row.try_get("checks_failed")?,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn quality_of_run(
                 &self,
                 dag_id: &str,

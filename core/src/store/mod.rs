@@ -540,6 +540,14 @@ pub trait CatalogStore: Send + Sync {
         dag_id: &str,
         run_id: &str,
     ) -> Result<Vec<(QualityRecord, Vec<CheckResultRecord>)>>;
+    /// The newest `limit` validate outcomes of a task, newest first, with
+    /// their check counts: its quality history.
+    async fn quality_history(
+        &self,
+        dag_id: &str,
+        task_id: &str,
+        limit: i64,
+    ) -> Result<Vec<QualityPoint>>;
     /// Records a new version of a dataset; returns it.
     async fn record_dataset_version(
         &self,
@@ -640,6 +648,8 @@ pub trait RunStore: Send + Sync {
     async fn list_task_instances(&self, run_pk: i64) -> Result<Vec<TaskInstanceRecord>>;
     /// Every try of a task instance, oldest first.
     async fn list_tries(&self, ti_id: &str) -> Result<Vec<TryRecord>>;
+    /// Every try of every task instance of a run, by start.
+    async fn run_tries(&self, run_pk: i64) -> Result<Vec<TryRecord>>;
     /// Task instances matching a filter, with the total count before limit/offset.
     async fn find_task_instances(
         &self,
@@ -654,6 +664,9 @@ pub trait RunStore: Send + Sync {
     ) -> Result<TaskInstanceRecord>;
     /// How many runs, task instances and tries are in each state.
     async fn state_counts(&self) -> Result<StateCounts>;
+    /// Runs and the states of all their task instances, in one query: the
+    /// grid of the UI.
+    async fn grid(&self, runs: &GridRuns) -> Result<GridPage>;
     /// Running runs started before `started_before` of `dag_id`.
     async fn running_runs_started_before(
         &self,

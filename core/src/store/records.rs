@@ -731,3 +731,54 @@ from_row!(QualityRecord {
     published,
     created_at
 });
+
+/// Which runs a grid shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GridRuns {
+    /// A page of a DAG's runs, newest first before the page is cut.
+    Page {
+        /// The DAG.
+        dag_id: String,
+        /// Runs per page.
+        limit: i64,
+        /// Newer runs skipped.
+        offset: i64,
+    },
+    /// These runs (by key), to follow them while they are active.
+    Keys(Vec<i64>),
+}
+
+/// One cell of the grid: a task instance's state in a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridCell {
+    /// The run's key.
+    pub run_pk: i64,
+    /// The task.
+    pub task_id: String,
+    /// Its state.
+    pub state: TaskState,
+    /// Its try number.
+    pub try_number: i64,
+}
+
+/// Runs and their task instances' states, read in one query.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GridPage {
+    /// The runs, oldest first.
+    pub runs: Vec<RunRecord>,
+    /// Every task instance of those runs.
+    pub cells: Vec<GridCell>,
+    /// How many runs the DAG has (for a page; the number of runs for keys).
+    pub total_runs: i64,
+}
+
+/// A validate try's outcome with how many of its checks passed and failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualityPoint {
+    /// The outcome.
+    pub quality: QualityRecord,
+    /// Checks that passed.
+    pub checks_passed: i64,
+    /// Checks that failed (errors and warnings).
+    pub checks_failed: i64,
+}

@@ -190,6 +190,16 @@ macro_rules! impl_run_store {
                     .await?)
             }
 
+            async fn run_tries(&self, run_pk: i64) -> $crate::store::Result<Vec<$crate::store::TryRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT t.* FROM task_tries t JOIN task_instances ti ON ti.id = t.ti_id \
+                     WHERE ti.run_pk = $1 ORDER BY t.start_date, t.task_id, t.try_number",
+                )
+                .bind(run_pk)
+                .fetch_all(self.reader())
+                .await?)
+            }
+
             async fn find_task_instances(
                 &self,
                 filter: &$crate::store::TaskFilter,
@@ -246,6 +256,53 @@ macro_rules! impl_run_store {
                     .fetch_optional(self.reader())
                     .await?
                     .ok_or_else(|| $crate::store::Error::NotFound(format!("task `{task_id}` of run `{run_id}` of DAG `{dag_id}`")))
+            }
+
+            async fn grid(&self, runs: &$crate::store::GridRuns) -> $crate::store::Result<$crate::store::GridPage> {
+                use sqlx::Row;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT r.*, ti.task_id AS cell_task, ti.state AS cell_state, ti.try_number AS cell_try \
+                     FROM (SELECT *, COUNT(*) OVER () AS grid_total FROM dag_runs WHERE ",
+                );
+                match runs {
+                    $crate::store::GridRuns::Page { dag_id, limit, offset } => {
+                        qb.push("dag_id = ").push_bind(dag_id.clone())
+                            .push(" ORDER BY run_after DESC, id DESC LIMIT ").push_bind(*limit)
+                            .push(" OFFSET ").push_bind(*offset);
+                    }
+                    $crate::store::GridRuns::Keys(keys) if keys.is_empty() => {
+                        return Ok($crate::store::GridPage::default());
+                    }
+                    $crate::store::GridRuns::Keys(keys) => {
+                        qb.push("id IN (");
+                        let mut list = qb.separated(", ");
+                        for k in keys {
+                            list.push_bind(*k);
+                        }
+                        qb.push(")");
+                    }
+                }
+                qb.push(") r LEFT JOIN task_instances ti ON ti.run_pk = r.id ORDER BY r.run_after, r.id, ti.task_id");
+                let rows = qb.build().fetch_all(self.reader()).await?;
+                let mut page = $crate::store::GridPage::default();
+                for row in &rows {
+                    page.total_runs = row.try_get("grid_total")?;
+                    let run_pk: i64 = row.try_get("id")?;
+                    if page.runs.last().is_none_or(|r: &$crate::store::RunRecord| r.id != run_pk) {
+                        page.runs.push(sqlx::FromRow::from_row(row)?);
+                    }
+                    let task: Option<String> = row.try_get("cell_task")?;
+                    if let Some(task_id) = task {
+                        let state: String = row.try_get("cell_state")?;
+                        page.cells.push($crate::store::GridCell {
+                            run_pk,
+                            task_id,
+                            state: $crate::store::from_row::convert(state, "cell_state")?,
+                            try_number: row.try_get("cell_try")?,
+                        });
+                    }
+                }
+                Ok(page)
             }
 
             async fn state_counts(&self) -> $crate::store::Result<$crate::store::StateCounts> {

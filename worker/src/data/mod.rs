@@ -10,6 +10,7 @@ mod extract;
 mod gate;
 mod load;
 mod patterns;
+pub mod preview;
 mod query_source;
 mod reasons;
 pub mod retention;

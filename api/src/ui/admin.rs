@@ -1,0 +1,101 @@
+//! The audit log and the pools (pools editable by admins).
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use weir_core::access::Role;
+
+use super::session::Posted;
+use super::{Me, PageError, PageResult};
+use crate::AppState;
+use crate::routes::pools;
+
+/// Audit entries per page.
+const AUDIT_PAGE: i64 = 50;
+
+/// `?offset=` and `?dag_id=`.
+#[derive(Debug, Default, Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    offset: i64,
+    dag_id: Option<String>,
+}
+
+/// `/audit`: who did what, newest first.
+pub async fn audit(
+    State(state): State<AppState>,
+    me: Me,
+    Query(q): Query<AuditQuery>,
+) -> PageResult {
+    let offset = q.offset.max(0);
+    let dag = q.dag_id.as_deref().filter(|d| !d.is_empty());
+    let (entries, total) = state
+        .scheduler
+        .store()
+        .list_audit(dag, AUDIT_PAGE, offset)
+        .await?;
+    super::page(
+        "audit.html",
+        &me,
+        super::ctx! {
+            entries => entries.iter().map(|e| super::ctx! {
+                at => e.at, actor => &e.actor, action => e.action.as_str(),
+                dag_id => &e.dag_id, run_id => &e.run_id, task_id => &e.task_id, detail => &e.detail,
+            }).collect::<Vec<_>>(),
+            total => total, offset => offset, dag_id => dag,
+            newer => (offset > 0).then(|| (offset - AUDIT_PAGE).max(0)),
+            older => (offset + AUDIT_PAGE < total).then_some(offset + AUDIT_PAGE),
+        },
+    )
+}
+
+/// `/pools`.
+pub async fn pools(State(state): State<AppState>, me: Me) -> PageResult {
+    let list = state.scheduler.store().list_pools().await?;
+    super::page(
+        "pools.html",
+        &me,
+        super::ctx! {
+            pools => list.iter().map(|p| super::ctx! {
+                name => &p.name, slots => p.slots, description => &p.description,
+                running => p.running, queued => p.queued, scheduled => p.scheduled,
+            }).collect::<Vec<_>>(),
+        },
+    )
+}
+
+/// The pool form.
+#[derive(Debug, Deserialize)]
+pub struct PoolForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    slots: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// `POST /pools` (admin): create or change a pool.
+pub async fn save_pool(
+    State(state): State<AppState>,
+    Posted { me, form }: Posted<PoolForm>,
+) -> PageResult<Response> {
+    me.require(Role::Admin)?;
+    let slots: i64 = form.slots.trim().parse().map_err(|_| {
+        PageError::unprocessable(format!("slots: `{}` is not a whole number", form.slots))
+    })?;
+    let description = Some(form.description.trim()).filter(|d| !d.is_empty());
+    pools::save(&state, &me.name, form.name.trim(), slots, description).await?;
+    Ok(Redirect::to("/pools").into_response())
+}
+
+/// `POST /pools/{name}/delete` (admin).
+pub async fn delete_pool(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Posted { me, .. }: Posted<serde::de::IgnoredAny>,
+) -> PageResult<Response> {
+    me.require(Role::Admin)?;
+    pools::remove(&state, &me.name, &name).await?;
+    Ok(Redirect::to("/pools").into_response())
+}

@@ -1,0 +1,288 @@
+//! The log viewer: the tail of a try's log first (a 50 MB log stays light),
+//! earlier parts on demand, a live follow of a running try over Server-Sent
+//! Events, a selector for earlier tries, and the download of the whole file.
+
+use std::convert::Infallible;
+use std::path::{Path as FsPath, PathBuf};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use weir_core::store::TryRecord;
+
+use super::{Me, PageError, PageResult, ansi};
+use crate::AppState;
+
+/// How much of a log a page or a step shows at once.
+pub const PIECE: u64 = 256 * 1024;
+/// How often a followed log is read.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Which try and which part.
+#[derive(Debug, Default, Deserialize)]
+pub struct LogQuery {
+    /// The try (default: the newest).
+    #[serde(rename = "try")]
+    try_number: Option<i64>,
+    /// Show what comes before this byte offset.
+    before: Option<u64>,
+    /// Follow from this byte offset.
+    from: Option<u64>,
+}
+
+type TaskPath = Path<(String, String, String)>;
+
+async fn find_try(
+    state: &AppState,
+    (dag_id, run_id, task_id): &(String, String, String),
+    try_number: Option<i64>,
+) -> Result<(Vec<TryRecord>, TryRecord), PageError> {
+    let store = state.scheduler.store();
+    let ti = store.get_task_instance(dag_id, run_id, task_id).await?;
+    let tries = store.list_tries(&ti.id).await?;
+    let chosen = match try_number {
+        Some(n) => tries.iter().find(|t| t.try_number == n),
+        None => tries.last(),
+    }
+    .cloned()
+    .ok_or_else(|| {
+        PageError::not_found(match try_number {
+            Some(n) => format!("task `{task_id}` of run `{run_id}` has no try {n}"),
+            None => format!("task `{task_id}` of run `{run_id}` has not run yet"),
+        })
+    })?;
+    Ok((tries, chosen))
+}
+
+/// Reads `[start, end)` of a log, moving `start` forward to a line start
+/// (unless it is 0). A missing file reads as empty.
+async fn read_range(
+    path: &FsPath,
+    start: u64,
+    end: Option<u64>,
+) -> Result<(String, u64, u64), PageError> {
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((String::new(), 0, 0)),
+        Err(e) => {
+            return Err(PageError::internal(&format!(
+                "reading {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| PageError::internal(&e))?
+        .len();
+    let end = end.unwrap_or(len).min(len);
+    let start = start.min(end);
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| PageError::internal(&e))?;
+    let mut buf = Vec::new();
+    (&mut file)
+        .take(end - start)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|e| PageError::internal(&e))?;
+    let mut from = start;
+    if start > 0
+        && let Some(i) = buf.iter().position(|b| *b == b'\n')
+    {
+        buf.drain(..=i);
+        from = start + i as u64 + 1;
+    }
+    Ok((String::from_utf8_lossy(&buf).into_owned(), from, end))
+}
+
+/// The command a try ran, from the `weir: running …` line its log starts with.
+pub async fn command_of(path: &FsPath) -> Option<String> {
+    let (text, _, _) = read_range(path, 0, Some(64 * 1024)).await.ok()?;
+    text.lines()
+        .find_map(|l| l.split_once("weir: running ").map(|(_, c)| c.to_owned()))
+}
+
+#[derive(Serialize)]
+struct TryTab {
+    try_number: i64,
+    state: String,
+}
+
+/// `…/tasks/{task_id}/log?try=N`: the tail of the log.
+pub async fn page(
+    State(state): State<AppState>,
+    me: Me,
+    Path(key): TaskPath,
+    Query(q): Query<LogQuery>,
+) -> PageResult {
+    let (tries, t) = find_try(&state, &key, q.try_number).await?;
+    let path = state.logs_dir.join(&t.log_path);
+    let end = match q.before {
+        Some(b) => b,
+        None => tokio::fs::metadata(&path)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0),
+    };
+    let (text, start, end) = read_range(&path, end.saturating_sub(PIECE), Some(end)).await?;
+    let running = t.end_date.is_none();
+    let (dag_id, run_id, task_id) = &key;
+    let base = format!(
+        "/dags/{}/runs/{}/tasks/{}",
+        seg(dag_id),
+        seg(run_id),
+        seg(task_id)
+    );
+    super::page(
+        "log.html",
+        &me,
+        super::ctx! {
+            dag_id => dag_id, run_id => run_id, task_id => task_id, base => &base,
+            try_number => t.try_number, state => t.state.to_string(), running => running,
+            tries => tries.iter().map(|t| TryTab { try_number: t.try_number, state: t.state.to_string() }).collect::<Vec<_>>(),
+            html => ansi::to_html(&text), start => start, end => end,
+            follow => (running && q.before.is_none()).then(|| format!("{base}/log/follow?try={}&from={end}", t.try_number)),
+        },
+    )
+}
+
+fn seg(s: &str) -> String {
+    super::session::urlencode(s).replace('/', "%2F")
+}
+
+/// A piece of a log, as HTML.
+#[derive(Serialize)]
+struct Piece {
+    html: String,
+    start: u64,
+}
+
+/// `…/log/earlier?try=N&before=OFFSET`: the piece before `before`, as JSON
+/// `{html, start}` (start 0: the beginning was reached).
+pub async fn earlier(
+    State(state): State<AppState>,
+    _: Me,
+    Path(key): TaskPath,
+    Query(q): Query<LogQuery>,
+) -> PageResult<Response> {
+    let (_, t) = find_try(&state, &key, q.try_number).await?;
+    let before = q.before.unwrap_or(0);
+    let (text, start, _) = read_range(
+        &state.logs_dir.join(&t.log_path),
+        before.saturating_sub(PIECE),
+        Some(before),
+    )
+    .await?;
+    Ok(axum::Json(Piece {
+        html: ansi::to_html(&text),
+        start,
+    })
+    .into_response())
+}
+
+struct Follow {
+    state: AppState,
+    path: PathBuf,
+    key: (String, String, String),
+    try_number: i64,
+    offset: u64,
+    done: bool,
+}
+
+/// `…/log/follow?try=N&from=OFFSET`: `append` events with the HTML of each
+/// new piece of the log, then `end` when the try has ended and all is read.
+pub async fn follow(
+    State(state): State<AppState>,
+    _: Me,
+    Path(key): TaskPath,
+    Query(q): Query<LogQuery>,
+) -> PageResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let (_, t) = find_try(&state, &key, q.try_number).await?;
+    let start = Follow {
+        path: state.logs_dir.join(&t.log_path),
+        state,
+        key,
+        try_number: t.try_number,
+        offset: q.from.unwrap_or(0),
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(start, |mut f| async move {
+        if f.done {
+            return None;
+        }
+        let closing = f.state.closing.clone();
+        loop {
+            let ended = find_try(&f.state, &f.key, Some(f.try_number))
+                .await
+                .map(|(_, t)| t.end_date.is_some())
+                .unwrap_or(true);
+            let (mut text, _, end) = read_range(&f.path, f.offset, None)
+                .await
+                .unwrap_or_default();
+            if !ended {
+                // Whole lines only; the rest comes with the next read.
+                match text.rfind('\n') {
+                    Some(i) => text.truncate(i + 1),
+                    None => text.clear(),
+                }
+            }
+            let read = if ended {
+                end
+            } else {
+                f.offset + text.len() as u64
+            };
+            f.offset = read.max(f.offset);
+            if !text.is_empty() {
+                return Some((
+                    Ok(Event::default().event("append").data(ansi::to_html(&text))),
+                    f,
+                ));
+            }
+            if ended {
+                f.done = true;
+                return Some((Ok(Event::default().event("end").data("")), f));
+            }
+            tokio::select! {
+                () = closing.cancelled() => return None,
+                () = tokio::time::sleep(TICK) => {}
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// `…/log/download?try=N`: the whole log file.
+pub async fn download(
+    State(state): State<AppState>,
+    _: Me,
+    Path(key): TaskPath,
+    Query(q): Query<LogQuery>,
+) -> PageResult<Response> {
+    let (_, t) = find_try(&state, &key, q.try_number).await?;
+    let name = format!("{}__{}__{}__{}.log", key.0, key.1, key.2, t.try_number).replace(
+        |c: char| !c.is_ascii_alphanumeric() && !"-_.".contains(c),
+        "_",
+    );
+    let disposition = format!("attachment; filename=\"{name}\"");
+    let body = match tokio::fs::File::open(state.logs_dir.join(&t.log_path)).await {
+        Ok(f) => Body::from_stream(tokio_util::io::ReaderStream::new(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Body::empty(),
+        Err(e) => return Err(PageError::internal(&e)),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}

@@ -1,0 +1,844 @@
+//! The web UI through the whole HTTP stack, in process, on both backends,
+//! with a real worker pool running the tasks: every page for every role,
+//! the forms and their guards (role, CSRF), and 404 pages for what does not
+//! exist.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use weir_api::auth::password;
+use weir_core::access::{Role, UserRecord};
+use weir_core::both_backends;
+use weir_core::scheduler::{Options, Scheduler, SystemClock, Trigger};
+use weir_core::state::RunState;
+use weir_core::store::RunRecord;
+use weir_core::testing::TestDb;
+use weir_worker::{LocalPool, PoolOptions};
+
+const DEMO: &str = r#"
+dag: demo
+schedule: "0 2 * * *"
+start_date: 2026-01-01
+catchup: false
+paused: true
+params: {who: nobody, times: 2}
+tasks:
+  greet:
+    kind: shell
+    command: echo "hello {{ params.who }}" && printf '\033[31mred\033[0m\n'
+  fail:
+    kind: shell
+    depends_on: [greet]
+    retries: 0
+    command: "exit 3"
+"#;
+
+const ORDERS: &str = r#"
+dag: orders
+schedule: manual
+tasks:
+  extract:
+    kind: extract
+    source: {format: csv, path: orders.csv}
+    output: raw.orders
+  check:
+    kind: validate
+    input: raw.orders
+    output: clean.orders
+    quarantine: quarantine.orders
+    max_quarantined: 50%
+    contract:
+      columns:
+        id: {type: int64, required: true}
+        amount: {type: int64, min: 0}
+"#;
+
+const CSV: &str = "id,amount\n1,10\n2,-5\n3,7\n,4\n";
+
+struct Ui {
+    app: Router,
+    sched: Scheduler,
+    _dir: tempfile::TempDir,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A signed-in browser: its session cookie and its CSRF token.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Answer {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+fn set_cookie(a: &Answer, name: &str) -> Option<String> {
+    a.headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+}
+
+fn hidden(body: &str, name: &str) -> String {
+    let key = format!("name=\"{name}\" value=\"");
+    let at = body.find(&key).unwrap_or_else(|| panic!("no {name} field")) + key.len();
+    body[at..].split('"').next().unwrap().to_owned()
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl Ui {
+    async fn start(db: &TestDb) -> Ui {
+        let dir = tempfile::tempdir().unwrap();
+        let dags = dir.path().join("dags");
+        std::fs::create_dir_all(&dags).unwrap();
+        std::fs::write(dags.join("demo.yaml"), DEMO).unwrap();
+        std::fs::write(dags.join("orders.yaml"), ORDERS).unwrap();
+        std::fs::write(dags.join("orders.csv"), CSV).unwrap();
+        std::fs::write(dags.join("broken.yaml"), "dag: broken\ntasks: [").unwrap();
+        let options = Options {
+            tick: Duration::from_millis(100),
+            ..Options::default()
+        };
+        let sched = Scheduler::new(db.store.clone(), Arc::new(SystemClock), options);
+        sched.sync_folder(&dags).await.unwrap();
+        let logs = dir.path().join("logs");
+        let pool = LocalPool::start(
+            sched.clone(),
+            PoolOptions {
+                slots: 2,
+                logs_dir: logs.clone(),
+                role: "ui-test".into(),
+                poll: Duration::from_millis(100),
+                connections: Default::default(),
+                data_dir: dir.path().join("data"),
+                retention: Default::default(),
+            },
+            weir_worker::secrets::Secrets::from_env(Vec::new()),
+        )
+        .await
+        .unwrap();
+        let cancel = CancellationToken::new();
+        let tasks = vec![
+            tokio::spawn(pool.run(cancel.clone())),
+            tokio::spawn(sched.clone().run(cancel.clone())),
+        ];
+        let state = weir_api::AppState::new(sched.clone(), logs, None, chrono::Duration::hours(1))
+            .await
+            .unwrap()
+            .with_rows(Arc::new(weir_worker::data::preview::Preview))
+            .closing_on(&cancel);
+        for (name, role) in [
+            ("ada", Role::Admin),
+            ("otto", Role::Operator),
+            ("vera", Role::Viewer),
+        ] {
+            db.store
+                .create_user(&UserRecord {
+                    username: name.into(),
+                    password_hash: password::hash(&format!("{name}-password")).unwrap(),
+                    role,
+                    created_at: chrono::Utc::now(),
+                    last_login_at: None,
+                })
+                .await
+                .unwrap();
+        }
+        Ui {
+            app: weir_api::app(state),
+            sched,
+            _dir: dir,
+            cancel,
+            tasks,
+        }
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+    }
+
+    async fn get(&self, path: &str, s: Option<&Session>) -> Answer {
+        let mut req = Request::get(path).header(header::ACCEPT, "text/html");
+        if let Some(s) = s {
+            req = req.header(header::COOKIE, &s.cookie);
+        }
+        send(&self.app, req.body(Body::empty()).unwrap()).await
+    }
+
+    async fn post(&self, path: &str, s: Option<&Session>, fields: &[(&str, &str)]) -> Answer {
+        let mut req =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(s) = s {
+            req = req.header(header::COOKIE, &s.cookie);
+        }
+        send(&self.app, req.body(Body::from(form(fields))).unwrap()).await
+    }
+
+    /// Logs in through the form, as a browser does.
+    async fn login(&self, user: &str) -> Session {
+        let page = self.get("/login?next=/datasets", None).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let login_cookie = set_cookie(&page, "weir_login").unwrap();
+        let token = hidden(&page.body, "csrf");
+        let pw = format!("{user}-password");
+        let req = Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, &login_cookie)
+            .body(Body::from(form(&[
+                ("username", user),
+                ("password", &pw),
+                ("csrf", &token),
+                ("next", "/datasets"),
+            ])))
+            .unwrap();
+        let done = send(&self.app, req).await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+        assert_eq!(done.location(), "/datasets");
+        let session = set_cookie(&done, "weir_session").unwrap();
+        let raw = done
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|v| v.starts_with("weir_session="))
+            .unwrap();
+        assert!(
+            raw.contains("HttpOnly") && raw.contains("SameSite=Strict"),
+            "{raw}"
+        );
+        let home = self
+            .get(
+                "/",
+                Some(&Session {
+                    cookie: session.clone(),
+                    csrf: String::new(),
+                }),
+            )
+            .await;
+        assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+        Session {
+            csrf: hidden(&home.body, "csrf"),
+            cookie: session,
+        }
+    }
+
+    async fn trigger(&self, dag: &str) -> RunRecord {
+        self.sched
+            .trigger(
+                dag,
+                Trigger {
+                    actor: "test".into(),
+                    ..Trigger::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn wait(&self, run: &RunRecord) -> RunRecord {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self
+                .sched
+                .store()
+                .get_run(&run.dag_id, &run.run_id)
+                .await
+                .unwrap();
+            if r.state.is_finished() {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "run {} did not end", run.run_id);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn seg(s: &str) -> String {
+    enc(s)
+}
+
+both_backends!(every_page_renders_for_every_role, every_page_case);
+async fn every_page_case(db: &TestDb) {
+    let ui = Ui::start(db).await;
+    let demo = ui.wait(&ui.trigger("demo").await).await;
+    assert_eq!(demo.state, RunState::Failed);
+    let orders = ui.wait(&ui.trigger("orders").await).await;
+    assert_eq!(orders.state, RunState::Success);
+    let (d, o) = (seg(&demo.run_id), seg(&orders.run_id));
+    let pages: Vec<(String, &[&str])> = vec![
+        (
+            "/".into(),
+            &["demo", "orders", "broken.yaml", "did not load"],
+        ),
+        ("/?tag=nope".into(), &["No DAG matches"]),
+        (
+            "/dags/demo".into(),
+            &["greet", "fail", "Runs 1–1 of 1", "s-failed"],
+        ),
+        (format!("/dags/demo/runs/{d}"), &["Run", "failed"]),
+        (
+            format!("/dags/demo/runs/{d}/tasks/greet"),
+            &["<h3>Command</h3><pre>", "hello nobody", "Tries"],
+        ),
+        ("/dags/demo?view=graph".into(), &["<svg", "greet", "edge"]),
+        (format!("/dags/demo/runs/{d}?view=gantt"), &["<svg", "fail"]),
+        ("/dags/demo?view=code".into(), &["Version 1", "exit 3"]),
+        (
+            format!("/dags/demo/runs/{d}/tasks/greet/log"),
+            &["hello nobody", "ansi-fg1", "Download"],
+        ),
+        (
+            format!("/dags/demo/runs/{d}/tasks/fail/log?try=1"),
+            &["the try failed"],
+        ),
+        (
+            "/datasets".into(),
+            &["raw.orders", "clean.orders", "quarantine.orders"],
+        ),
+        (
+            "/datasets/clean.orders".into(),
+            &["Lineage", "raw.orders", "amount", "Quality history"],
+        ),
+        (
+            "/dags/orders/tasks/check/quality".into(),
+            &["Quality history of check", "<svg"],
+        ),
+        (
+            format!("/dags/orders/runs/{o}/tasks/check/quarantine"),
+            &["min:amount", "required:id", "Rows"],
+        ),
+        ("/audit".into(), &["Audit log"]),
+        ("/pools".into(), &["default"]),
+    ];
+    for user in ["vera", "otto", "ada"] {
+        let s = ui.login(user).await;
+        for (path, needles) in &pages {
+            let a = ui.get(path, Some(&s)).await;
+            assert_eq!(a.status, StatusCode::OK, "{user} {path}: {}", a.body);
+            for n in *needles {
+                assert!(a.body.contains(n), "{user} {path}: no `{n}` in the page");
+            }
+            let csp = a.headers.get(header::CONTENT_SECURITY_POLICY).unwrap();
+            assert!(csp.to_str().unwrap().contains("script-src 'self'"));
+            // Forms that change things are shown only to those who may use them.
+            let writes = a.body.matches("method=\"post\"").count() - 1; // logout
+            match user {
+                "vera" => assert_eq!(writes, 0, "{path} shows a viewer a write form"),
+                _ if path == "/dags/demo" => assert!(writes > 0, "{path} shows {user} no form"),
+                _ => {}
+            }
+        }
+        let pools = ui.get("/pools", Some(&s)).await;
+        assert_eq!(
+            pools.body.contains("Create or change a pool"),
+            user == "ada",
+            "only admins edit pools"
+        );
+    }
+    // The quarantine view filters by reason and pages.
+    let s = ui.login("vera").await;
+    let a = ui
+        .get(
+            &format!("/dags/orders/runs/{o}/tasks/check/quarantine?reason=min%3Aamount"),
+            Some(&s),
+        )
+        .await;
+    assert!(a.body.contains("1 row with reason"), "{}", a.body);
+    let null_id = "<td class=\"null\">null</td><td>4</td>";
+    assert!(
+        a.body.contains("<td>-5</td>") && !a.body.contains(null_id),
+        "{}",
+        a.body
+    );
+    let all = ui
+        .get(
+            &format!("/dags/orders/runs/{o}/tasks/check/quarantine"),
+            Some(&s),
+        )
+        .await;
+    assert!(all.body.contains(null_id), "{}", all.body);
+    ui.stop().await;
+}
+
+both_backends!(writes_need_the_role_and_a_csrf_token, guards_case);
+async fn guards_case(db: &TestDb) {
+    let ui = Ui::start(db).await;
+    let viewer = ui.login("vera").await;
+    let operator = ui.login("otto").await;
+    let runs = |ui: &Ui| {
+        let store = ui.sched.store().clone();
+        async move {
+            store
+                .list_runs(&weir_core::store::RunFilter {
+                    dag_id: Some("demo".into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .1
+        }
+    };
+    // A viewer posting anyway: 403, nothing happens.
+    let a = ui
+        .post(
+            "/dags/demo/trigger",
+            Some(&viewer),
+            &[("csrf", &viewer.csrf)],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert!(a.body.contains("operator role"));
+    let a = ui
+        .post(
+            "/dags/demo/pause",
+            Some(&viewer),
+            &[("csrf", &viewer.csrf), ("paused", "true")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = ui
+        .post(
+            "/pools",
+            Some(&operator),
+            &[("csrf", &operator.csrf), ("name", "p"), ("slots", "2")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "pools need an admin");
+    // No token, a wrong one, or another session's: 403.
+    for token in ["", "0123", viewer.csrf.as_str()] {
+        let a = ui
+            .post("/dags/demo/trigger", Some(&operator), &[("csrf", token)])
+            .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "csrf `{token}`");
+        assert!(a.body.contains("CSRF"));
+    }
+    assert_eq!(runs(&ui).await, 0);
+    // The session cookie does not open the REST API (a bearer token does).
+    let req = Request::post("/api/v2/dags/demo/dagRuns")
+        .header(header::COOKIE, &operator.cookie)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(send(&ui.app, req).await.status, StatusCode::UNAUTHORIZED);
+    // Without a session a page sends the browser to the login form.
+    let a = ui.get("/dags/demo?view=code", None).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), "/login?next=/dags/demo%3Fview%3Dcode");
+    let a = ui.post("/dags/demo/trigger", None, &[]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    // A wrong password, a stale login form, and `next` pointing elsewhere.
+    let page = ui.get("/login?next=//evil.example/x", None).await;
+    assert_eq!(
+        hidden(&page.body, "next").replace("&#x2f;", "/"),
+        "/",
+        "next must stay on the site"
+    );
+    let cookie = set_cookie(&page, "weir_login").unwrap();
+    let token = hidden(&page.body, "csrf");
+    let req = |pw: &str, token: &str| {
+        Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, &cookie)
+            .body(Body::from(form(&[
+                ("username", "otto"),
+                ("password", pw),
+                ("csrf", token),
+            ])))
+            .unwrap()
+    };
+    let a = send(&ui.app, req("wrong", &token)).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.body.contains("Invalid username or password"));
+    let a = send(&ui.app, req("otto-password", "forged")).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    // Logging out drops the cookie.
+    let a = ui
+        .post("/logout", Some(&operator), &[("csrf", &operator.csrf)])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(set_cookie(&a, "weir_session").unwrap(), "weir_session=");
+    ui.stop().await;
+}
+
+both_backends!(forms_trigger_clear_mark_pause_and_backfill, forms_case);
+async fn forms_case(db: &TestDb) {
+    let ui = Ui::start(db).await;
+    let op = ui.login("otto").await;
+    let store = ui.sched.store().clone();
+    // Trigger with a param and a bad conf first.
+    let a = ui
+        .post(
+            "/dags/demo/trigger",
+            Some(&op),
+            &[("csrf", &op.csrf), ("conf", "[1]")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("conf: must be a JSON object"), "{}", a.body);
+    let a = ui
+        .post(
+            "/dags/demo/trigger",
+            Some(&op),
+            &[
+                ("csrf", &op.csrf),
+                ("param.who", "Grace"),
+                ("param.times", "abc"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("param `times`"), "{}", a.body);
+    let a = ui
+        .post(
+            "/dags/demo/trigger",
+            Some(&op),
+            &[
+                ("csrf", &op.csrf),
+                ("param.who", "Grace"),
+                ("param.times", "3"),
+                ("conf", "{\"extra\": true}"),
+                ("logical_date", "2026-03-04T05:06"),
+                ("note", "from the form"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let (runs, _) = store
+        .list_runs(&weir_core::store::RunFilter {
+            dag_id: Some("demo".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let run = ui.wait(&runs[0]).await;
+    assert!(
+        a.location().ends_with(&seg(&run.run_id)),
+        "{}",
+        a.location()
+    );
+    let conf: serde_json::Value = serde_json::from_str(&run.conf).unwrap();
+    assert_eq!(
+        conf,
+        serde_json::json!({"who": "Grace", "times": 3, "extra": true})
+    );
+    assert_eq!(
+        run.logical_date.unwrap().to_rfc3339(),
+        "2026-03-04T05:06:00+00:00"
+    );
+    assert_eq!(run.note.as_deref(), Some("from the form"));
+    let r = seg(&run.run_id);
+    let log = ui
+        .get(&format!("/dags/demo/runs/{r}/tasks/greet/log"), Some(&op))
+        .await;
+    assert!(log.body.contains("hello Grace"), "{}", log.body);
+
+    // Clear the failed task: a second try.
+    let a = ui
+        .post(
+            &format!("/dags/demo/runs/{r}/tasks/fail/clear"),
+            Some(&op),
+            &[("csrf", &op.csrf)],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    ui.wait(&run).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ti = store
+            .get_task_instance("demo", &run.run_id, "fail")
+            .await
+            .unwrap();
+        if ti.try_number == 2 && ti.state.is_finished() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no second try");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let page = ui
+        .get(&format!("/dags/demo/runs/{r}/tasks/fail"), Some(&op))
+        .await;
+    assert!(page.body.contains("log?try=2"), "{}", page.body);
+    // Mark it success by hand; then the run's tasks in a batch.
+    let a = ui
+        .post(
+            &format!("/dags/demo/runs/{r}/tasks/fail/mark"),
+            Some(&op),
+            &[("csrf", &op.csrf), ("state", "success")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(
+        ui.wait(&run).await.state,
+        RunState::Success,
+        "every task succeeded now"
+    );
+    let a = ui
+        .post(
+            "/dags/demo/batch",
+            Some(&op),
+            &[
+                ("csrf", &op.csrf),
+                ("run_id", &run.run_id),
+                ("task", "greet"),
+                ("task", "fail"),
+                ("action", "mark_failed"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    for t in ["greet", "fail"] {
+        let ti = store
+            .get_task_instance("demo", &run.run_id, t)
+            .await
+            .unwrap();
+        assert_eq!(ti.state.to_string(), "failed", "{t}");
+    }
+    let a = ui
+        .post(
+            "/dags/demo/batch",
+            Some(&op),
+            &[("csrf", &op.csrf), ("action", "mark_success")],
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "nothing selected"
+    );
+    let a = ui
+        .post(
+            "/dags/demo/batch",
+            Some(&op),
+            &[
+                ("csrf", &op.csrf),
+                ("run", &run.run_id),
+                ("action", "mark_success"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let after = store.get_run("demo", &run.run_id).await.unwrap();
+    assert_eq!(after.state, RunState::Success);
+
+    // Unpause and pause.
+    for paused in ["false", "true"] {
+        let a = ui
+            .post(
+                "/dags/demo/pause",
+                Some(&op),
+                &[
+                    ("csrf", &op.csrf),
+                    ("paused", paused),
+                    ("back", "https://evil.example/"),
+                ],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER);
+        assert_eq!(a.location(), "/", "back must stay on the site");
+        assert_eq!(
+            store.get_dag("demo").await.unwrap().is_paused.to_string(),
+            paused
+        );
+    }
+
+    // Backfill: the preview says how many runs, then they are created.
+    let a = ui
+        .get(
+            "/dags/demo/backfill/preview?from=2026-01-01&to=2026-01-03",
+            Some(&op),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(
+        a.body.starts_with("3 intervals in the range: 3 new runs"),
+        "{}",
+        a.body
+    );
+    let a = ui
+        .get(
+            "/dags/demo/backfill/preview?from=2026-01-05&to=2026-01-01",
+            Some(&op),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    let page = ui
+        .get(
+            "/dags/demo?view=backfill&from=2026-01-01&to=2026-01-03",
+            Some(&op),
+        )
+        .await;
+    assert!(page.body.contains("3 new runs would be created"));
+    assert!(page.body.contains("Create the backfill"));
+    let a = ui
+        .post(
+            "/dags/demo/backfill",
+            Some(&op),
+            &[
+                ("csrf", &op.csrf),
+                ("from", "2026-01-01"),
+                ("to", "2026-01-03"),
+                ("max_active_runs", "5"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let (_, total) = store
+        .list_runs(&weir_core::store::RunFilter {
+            dag_id: Some("demo".into()),
+            run_types: vec![weir_core::state::RunType::Backfill],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(total, 3);
+
+    // Pools (admin), and the audit log names who did all this.
+    let admin = ui.login("ada").await;
+    let a = ui
+        .post(
+            "/pools",
+            Some(&admin),
+            &[("csrf", &admin.csrf), ("name", "big"), ("slots", "x")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let a = ui
+        .post(
+            "/pools",
+            Some(&admin),
+            &[("csrf", &admin.csrf), ("name", "big"), ("slots", "7")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let pools = ui.get("/pools", Some(&admin)).await;
+    assert!(
+        pools.body.contains("<td>big</td><td class=\"num\">7</td>"),
+        "{}",
+        pools.body
+    );
+    let a = ui
+        .post("/pools/big/delete", Some(&admin), &[("csrf", &admin.csrf)])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let audit = ui.get("/audit", Some(&admin)).await;
+    for what in [
+        "trigger",
+        "clear",
+        "mark_success",
+        "mark_failed",
+        "pause",
+        "backfill",
+        "create_pool",
+        "delete_pool",
+    ] {
+        assert!(
+            audit.body.contains(&format!("<td>{what}</td>")),
+            "audit has no {what}"
+        );
+    }
+    ui.stop().await;
+}
+
+both_backends!(what_does_not_exist_gets_a_404_page, not_found_case);
+async fn not_found_case(db: &TestDb) {
+    let ui = Ui::start(db).await;
+    let run = ui.wait(&ui.trigger("demo").await).await;
+    let r = seg(&run.run_id);
+    let s = ui.login("vera").await;
+    for path in [
+        "/dags/nope".to_owned(),
+        "/dags/nope?view=code".to_owned(),
+        "/dags/demo/runs/nope".to_owned(),
+        format!("/dags/demo/runs/{r}/tasks/nope"),
+        format!("/dags/demo/runs/{r}/tasks/nope/log"),
+        format!("/dags/demo/runs/{r}/tasks/greet/log?try=9"),
+        format!("/dags/demo/runs/{r}/tasks/greet/log/download?try=9"),
+        format!("/dags/demo/runs/{r}/tasks/greet/quarantine"),
+        "/dags/demo/tasks/greet/quality".to_owned(),
+        "/dags/demo/tasks/nope/quality".to_owned(),
+        "/dags/nope/tasks/x/quality".to_owned(),
+        "/datasets/clean.nope".to_owned(),
+        "/no/such/page".to_owned(),
+        "/static/nope.js".to_owned(),
+    ] {
+        let a = ui.get(&path, Some(&s)).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}: {}", a.body);
+        assert!(a.body.contains("<!doctype html>"), "{path} is not a page");
+    }
+    // Bad query values are a 4xx page, never a 500.
+    for path in [
+        "/dags/demo?offset=x",
+        "/audit?offset=-5",
+        "/dags/demo?offset=-3",
+    ] {
+        let a = ui.get(path, Some(&s)).await;
+        assert!(
+            a.status.is_client_error() || a.status == StatusCode::OK,
+            "{path}: {}",
+            a.status
+        );
+    }
+    // The grid's event stream of a finished run ends at once.
+    let a = ui
+        .get(&format!("/dags/demo/events?runs={}", run.id), Some(&s))
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains("event: end"), "{}", a.body);
+    ui.stop().await;
+}
