@@ -1,4 +1,4 @@
-//! The stylesheet and script, embedded in the binary.
+//! The stylesheet, script and icon, embedded in the binary.
 
 use axum::extract::Path;
 use axum::http::{HeaderValue, header};
@@ -16,6 +16,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "weir.js",
         "text/javascript; charset=utf-8",
         include_str!("assets/weir.js"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("assets/favicon.svg"),
     ),
 ];
 

@@ -60,12 +60,26 @@ async fn find_try(
     Ok((tries, chosen))
 }
 
-/// Reads `[start, end)` of a log, moving `start` forward to a line start
-/// (unless it is 0). A missing file reads as empty.
+/// Where a piece of a log may begin and end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Move the start forward to a line start (unless it is 0): a tail or an
+    /// earlier piece.
+    AtLines,
+    /// Start exactly where asked and end after the last whole line: the next
+    /// piece of a running try's log.
+    WholeLines,
+    /// Start exactly where asked and read to the end.
+    Exact,
+}
+
+/// Reads `[start, end)` of a log as cut by `cut`; answers the text and the
+/// byte range it covers. A missing file reads as empty.
 async fn read_range(
     path: &FsPath,
     start: u64,
     end: Option<u64>,
+    cut: Cut,
 ) -> Result<(String, u64, u64), PageError> {
     let mut file = match tokio::fs::File::open(path).await {
         Ok(f) => f,
@@ -94,18 +108,28 @@ async fn read_range(
         .await
         .map_err(|e| PageError::internal(&e))?;
     let mut from = start;
-    if start > 0
-        && let Some(i) = buf.iter().position(|b| *b == b'\n')
-    {
-        buf.drain(..=i);
-        from = start + i as u64 + 1;
+    match cut {
+        Cut::AtLines if start > 0 => {
+            if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                buf.drain(..=i);
+                from = start + i as u64 + 1;
+            }
+        }
+        Cut::WholeLines => match buf.iter().rposition(|b| *b == b'\n') {
+            Some(i) => buf.truncate(i + 1),
+            None => buf.clear(),
+        },
+        _ => {}
     }
-    Ok((String::from_utf8_lossy(&buf).into_owned(), from, end))
+    let to = from + buf.len() as u64;
+    Ok((String::from_utf8_lossy(&buf).into_owned(), from, to))
 }
 
 /// The command a try ran, from the `weir: running …` line its log starts with.
 pub async fn command_of(path: &FsPath) -> Option<String> {
-    let (text, _, _) = read_range(path, 0, Some(64 * 1024)).await.ok()?;
+    let (text, _, _) = read_range(path, 0, Some(64 * 1024), Cut::Exact)
+        .await
+        .ok()?;
     text.lines()
         .find_map(|l| l.split_once("weir: running ").map(|(_, c)| c.to_owned()))
 }
@@ -132,7 +156,8 @@ pub async fn page(
             .map(|m| m.len())
             .unwrap_or(0),
     };
-    let (text, start, end) = read_range(&path, end.saturating_sub(PIECE), Some(end)).await?;
+    let (text, start, end) =
+        read_range(&path, end.saturating_sub(PIECE), Some(end), Cut::AtLines).await?;
     let running = t.end_date.is_none();
     let (dag_id, run_id, task_id) = &key;
     let base = format!(
@@ -179,6 +204,7 @@ pub async fn earlier(
         &state.logs_dir.join(&t.log_path),
         before.saturating_sub(PIECE),
         Some(before),
+        Cut::AtLines,
     )
     .await?;
     Ok(axum::Json(Piece {
@@ -198,20 +224,27 @@ struct Follow {
 }
 
 /// `…/log/follow?try=N&from=OFFSET`: `append` events with the HTML of each
-/// new piece of the log, then `end` when the try has ended and all is read.
+/// new piece of the log (their id is the offset read up to, so a browser
+/// that reconnects goes on where it was), then `end` with the try's state
+/// when it has ended and all is read.
 pub async fn follow(
     State(state): State<AppState>,
     _: Me,
+    headers: axum::http::HeaderMap,
     Path(key): TaskPath,
     Query(q): Query<LogQuery>,
 ) -> PageResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let (_, t) = find_try(&state, &key, q.try_number).await?;
+    let resumed = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let start = Follow {
         path: state.logs_dir.join(&t.log_path),
         state,
         key,
         try_number: t.try_number,
-        offset: q.from.unwrap_or(0),
+        offset: resumed.or(q.from).unwrap_or(0),
         done: false,
     };
     let stream = futures_util::stream::unfold(start, |mut f| async move {
@@ -220,35 +253,26 @@ pub async fn follow(
         }
         let closing = f.state.closing.clone();
         loop {
-            let ended = find_try(&f.state, &f.key, Some(f.try_number))
+            let now = find_try(&f.state, &f.key, Some(f.try_number))
                 .await
-                .map(|(_, t)| t.end_date.is_some())
-                .unwrap_or(true);
-            let (mut text, _, end) = read_range(&f.path, f.offset, None)
+                .map(|(_, t)| (t.end_date.is_some(), t.state.to_string()));
+            let (ended, state) = now.unwrap_or((true, "ended".into()));
+            let cut = if ended { Cut::Exact } else { Cut::WholeLines };
+            let (text, _, to) = read_range(&f.path, f.offset, None, cut)
                 .await
                 .unwrap_or_default();
-            if !ended {
-                // Whole lines only; the rest comes with the next read.
-                match text.rfind('\n') {
-                    Some(i) => text.truncate(i + 1),
-                    None => text.clear(),
-                }
-            }
-            let read = if ended {
-                end
-            } else {
-                f.offset + text.len() as u64
-            };
-            f.offset = read.max(f.offset);
+            f.offset = to.max(f.offset);
             if !text.is_empty() {
-                return Some((
-                    Ok(Event::default().event("append").data(ansi::to_html(&text))),
-                    f,
-                ));
+                let event = Event::default()
+                    .event("append")
+                    .id(f.offset.to_string())
+                    .data(ansi::to_html(&text));
+                return Some((Ok(event), f));
             }
             if ended {
                 f.done = true;
-                return Some((Ok(Event::default().event("end").data("")), f));
+                // The try's last state (an event without data would not reach the page).
+                return Some((Ok(Event::default().event("end").data(state)), f));
             }
             tokio::select! {
                 () = closing.cancelled() => return None,

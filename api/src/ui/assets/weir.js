@@ -57,12 +57,14 @@
     follow(log.dataset.follow, {
       append: function (e) {
         var stick = nearBottom(log);
-        log.insertAdjacentHTML("beforeend", e.data + "\n");
+        log.insertAdjacentHTML("beforeend", e.data);
         if (stick) { log.scrollTop = log.scrollHeight; }
       },
       end: function (e, source) {
         source.close();
         if (status) { status.textContent = "the try has ended"; }
+        var badge = document.getElementById("log-state");
+        if (badge && e.data) { setState(badge, e.data); badge.textContent = e.data; }
       }
     });
   }
