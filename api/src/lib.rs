@@ -184,7 +184,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn app(state: AppState) -> Router {
     let (router, doc) = api();
     let doc = Arc::new(doc);
-    let ui = ui::router().route_layer(axum::middleware::from_fn(ui::security_headers));
+    // Pages are gzipped (a grid page is mostly repeated markup); event
+    // streams are not, so they flow.
+    let ui = ui::router()
+        .route_layer(axum::middleware::from_fn(ui::security_headers))
+        .layer(tower_http::compression::CompressionLayer::new());
     router
         .merge(ui)
         .route(
