@@ -65,7 +65,7 @@ const CSV: &str = "id,amount\n1,10\n2,-5\n3,7\n,4\n";
 struct Ui {
     app: Router,
     sched: Scheduler,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -200,7 +200,7 @@ impl Ui {
         Ui {
             app: weir_api::app(state),
             sched,
-            _dir: dir,
+            dir,
             cancel,
             tasks,
         }
@@ -840,5 +840,78 @@ async fn not_found_case(db: &TestDb) {
         .await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.body.contains("event: end"), "{}", a.body);
+    ui.stop().await;
+}
+
+both_backends!(a_fifty_megabyte_log_shows_its_tail_first, big_log_case);
+async fn big_log_case(db: &TestDb) {
+    let ui = Ui::start(db).await;
+    let run = ui.wait(&ui.trigger("demo").await).await;
+    let store = ui.sched.store();
+    let ti = store
+        .get_task_instance("demo", &run.run_id, "greet")
+        .await
+        .unwrap();
+    let tries = store.list_tries(&ti.id).await.unwrap();
+    let path = ui.dir.path().join("logs").join(&tries[0].log_path);
+    let mut text = String::with_capacity(51 << 20);
+    let mut n = 0;
+    while text.len() < 50 << 20 {
+        n += 1;
+        text.push_str(&format!("line {n:08} of a long log <&>\n"));
+    }
+    std::fs::write(&path, &text).unwrap();
+    let s = ui.login("vera").await;
+    let base = format!("/dags/demo/runs/{}/tasks/greet/log", seg(&run.run_id));
+    let page = ui.get(&base, Some(&s)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.len() < 400_000,
+        "the page holds {} bytes",
+        page.body.len()
+    );
+    assert!(
+        page.body
+            .contains(&format!("line {n:08} of a long log &lt;&amp;&gt;"))
+    );
+    assert!(
+        !page.body.contains("line 00000001 "),
+        "the head is not sent"
+    );
+    assert!(page.body.contains("Show earlier lines"));
+    let start: u64 = page
+        .body
+        .split("data-start=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        start > 0 && start.is_multiple_of(32),
+        "the tail starts at a line: {start}"
+    );
+    // The piece before it, as the button loads it.
+    let piece = ui
+        .get(&format!("{base}/earlier?try=1&before={start}"), Some(&s))
+        .await;
+    let piece: serde_json::Value = serde_json::from_str(&piece.body).unwrap();
+    let html = piece["html"].as_str().unwrap();
+    let line_before = start / 32;
+    assert!(html.ends_with(&format!(
+        "line {line_before:08} of a long log &lt;&amp;&gt;\n"
+    )));
+    assert!(piece["start"].as_u64().unwrap() < start);
+    // The whole file to download.
+    let all = ui.get(&format!("{base}/download?try=1"), Some(&s)).await;
+    assert_eq!(all.body.len(), text.len());
+    assert!(
+        all.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
     ui.stop().await;
 }
