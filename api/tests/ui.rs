@@ -338,7 +338,14 @@ async fn every_page_case(db: &TestDb) {
         ),
         ("/dags/demo?view=graph".into(), &["<svg", "greet", "edge"]),
         (format!("/dags/demo/runs/{d}?view=gantt"), &["<svg", "fail"]),
-        ("/dags/demo?view=code".into(), &["Version 1", "exit 3"]),
+        (
+            "/dags/demo?view=code".into(),
+            &["Version 1", "demo.yaml", "retries: 0", "exit 3"],
+        ),
+        (
+            "/dags/orders?view=code".into(),
+            &["orders.yaml", "max_quarantined: 50%"],
+        ),
         (
             format!("/dags/demo/runs/{d}/tasks/greet/log"),
             &["hello nobody", "ansi-fg1", "Download"],

@@ -206,3 +206,32 @@ fn the_same_file_in_another_folder_is_another_version() {
     assert_ne!(hash_in(a.path()), hash_in(b.path()));
     assert_eq!(hash_in(a.path()), hash_in(a.path()));
 }
+
+#[test]
+fn a_version_keeps_the_text_of_its_file_and_contracts() {
+    let report = loader::load_folder(&examples());
+    let dag = report
+        .dags
+        .iter()
+        .find(|d| d.id.as_str() == "orders_daily")
+        .unwrap();
+    let names: Vec<&str> = dag
+        .version
+        .sources
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "orders_daily.yaml",
+            "contracts/customers.yaml",
+            "contracts/orders.yaml"
+        ]
+    );
+    let text = std::fs::read_to_string(examples().join("contracts/orders.yaml")).unwrap();
+    assert_eq!(
+        dag.version.sources[2].text, text,
+        "the text as read, comments too"
+    );
+}

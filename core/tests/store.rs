@@ -27,6 +27,7 @@ fn dag_sync(dag_id: &str, hash: &str) -> DagSync {
         tags: vec!["t".into()],
         max_active_runs: 2,
         max_active_tasks: 2,
+        sources: format!("[{{\"name\": \"{dag_id}.yaml\", \"text\": \"dag: {dag_id}\"}}]"),
     }
 }
 
@@ -143,6 +144,12 @@ async fn versions_and_staleness(db: &TestDb) {
             .map(|v| v.version_number)
             .collect::<Vec<_>>(),
         vec![2, 1]
+    );
+    let texts = versions[0].source_texts();
+    assert_eq!(texts.len(), 1, "the files' text is kept with the version");
+    assert_eq!(
+        (texts[0].name.as_str(), texts[0].text.as_str()),
+        ("a.yaml", "dag: a")
     );
     let a = db.store.get_dag("a").await.unwrap();
     assert_eq!(a.latest_version_id, versions[0].id);

@@ -269,7 +269,8 @@ async fn render(state: &AppState, me: &Me, dag_id: &str, q: DagQuery) -> PageRes
         let version = store.get_version(version_id).await?;
         Some(super::ctx! {
             number => version.version_number, fileloc => version.fileloc,
-            created_at => version.created_at, yaml => definition_yaml(&version.definition),
+            created_at => version.created_at, files => version.source_texts(),
+            yaml => definition_yaml(&version.definition),
         })
     } else {
         None

@@ -187,6 +187,7 @@ pub fn to_dag(file: &DagFile, fileloc: &Path) -> Result<Dag, Vec<Problem>> {
                     format!("{}\n{definition}", fileloc.display()).as_bytes(),
                 )),
                 definition,
+                sources: Vec::new(),
             },
         }),
         _ => Err(problems),

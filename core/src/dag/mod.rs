@@ -101,6 +101,20 @@ pub struct DagVersion {
     pub hash: String,
     /// The definition as JSON (a [`file::DagFile`] with contract files inlined).
     pub definition: String,
+    /// The text of the DAG file and of its contract files, as read (empty
+    /// for a DAG rebuilt from a stored definition). Not part of the hash:
+    /// comments and formatting make no new version.
+    pub sources: Vec<SourceText>,
+}
+
+/// One file a DAG version was read from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceText {
+    /// The path as written: the DAG file's name, or a contract's path
+    /// relative to it.
+    pub name: String,
+    /// The file's text.
+    pub text: String,
 }
 
 /// One task of a DAG.

@@ -13,7 +13,7 @@ pub use positions::{Pos, Positions};
 use crate::dag::contract::Contract;
 use crate::dag::convert::{self, Anchor, Problem};
 use crate::dag::file::{ContractSpec, DagFile, KindName};
-use crate::dag::{Dag, DagId, DatasetName, TaskId};
+use crate::dag::{Dag, DagId, DatasetName, SourceText, TaskId};
 
 /// A file that could not be loaded, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,13 +195,28 @@ pub fn load_str(text: &str, path: &Path) -> Result<Option<(Dag, Positions)>, Vec
     let mut file: DagFile = deserialize(text, path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut errors = Vec::new();
+    let mut sources = vec![SourceText {
+        name: path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+        text: text.to_owned(),
+    }];
     for (tid, task) in file.tasks.iter_mut() {
         if task.kind != KindName::Validate {
             continue;
         }
         if let Some(ContractSpec::File(rel)) = &task.contract {
             match read_contract(&base.join(rel)) {
-                Ok(c) => task.contract = Some(ContractSpec::Inline(Box::new(c))),
+                Ok((c, text)) => {
+                    if !sources.iter().any(|s| s.name == *rel) {
+                        sources.push(SourceText {
+                            name: rel.clone(),
+                            text,
+                        });
+                    }
+                    task.contract = Some(ContractSpec::Inline(Box::new(c)));
+                }
                 Err(ContractError::Missing(e)) => {
                     let at = positions.locate(
                         &["tasks".into(), tid.to_string(), "contract".into()],
@@ -222,7 +237,10 @@ pub fn load_str(text: &str, path: &Path) -> Result<Option<(Dag, Positions)>, Vec
         return Err(errors);
     }
     match convert::to_dag(&file, path) {
-        Ok(dag) => Ok(Some((dag, positions))),
+        Ok(mut dag) => {
+            dag.version.sources = sources;
+            Ok(Some((dag, positions)))
+        }
         Err(problems) => Err(problems
             .iter()
             .map(|p| locate_problem(path, &positions, p))
@@ -240,13 +258,14 @@ enum ContractError {
     Invalid(Vec<ImportError>),
 }
 
-fn read_contract(path: &Path) -> Result<Contract, ContractError> {
+/// A contract file, checked, with its text.
+fn read_contract(path: &Path) -> Result<(Contract, String), ContractError> {
     let text = std::fs::read_to_string(path).map_err(ContractError::Missing)?;
     let positions = positions_of(&text, path).map_err(ContractError::Invalid)?;
     let contract: Contract = deserialize(&text, path).map_err(ContractError::Invalid)?;
     let problems = contract.problems();
     if problems.is_empty() {
-        return Ok(contract);
+        return Ok((contract, text));
     }
     Err(ContractError::Invalid(
         problems

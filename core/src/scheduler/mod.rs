@@ -209,6 +209,7 @@ impl Scheduler {
                 tags: d.tags.clone(),
                 max_active_runs: i64::from(d.max_active_runs),
                 max_active_tasks: i64::from(d.max_active_tasks),
+                sources: serde_json::to_string(&d.version.sources).unwrap_or_default(),
             })
             .collect();
         let errors: Vec<ImportErrorRecord> = report

@@ -33,8 +33,8 @@ macro_rules! impl_dag_store {
                             .fetch_one(&mut *tx)
                             .await?;
                             sqlx::query_scalar(
-                                "INSERT INTO dag_versions (dag_id, version_number, hash, definition, fileloc, created_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                                "INSERT INTO dag_versions (dag_id, version_number, hash, definition, fileloc, created_at, sources) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
                             )
                             .bind(&d.dag_id)
                             .bind(next)
@@ -42,6 +42,7 @@ macro_rules! impl_dag_store {
                             .bind(&d.definition)
                             .bind(&d.fileloc)
                             .bind(now)
+                            .bind(&d.sources)
                             .fetch_one(&mut *tx)
                             .await?
                         }

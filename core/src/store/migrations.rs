@@ -20,6 +20,7 @@ pub(crate) const SQLITE: &[File] = files!("sqlite":
     "0002_access.sql",
     "0003_data.sql",
     "0004_workers.sql",
+    "0005_version_sources.sql",
 );
 
 /// PostgreSQL's migrations.
@@ -28,6 +29,7 @@ pub(crate) const POSTGRES: &[File] = files!("postgres":
     "0002_access.sql",
     "0003_data.sql",
     "0004_workers.sql",
+    "0005_version_sources.sql",
 );
 
 /// The migrator for a list of files. Versions, descriptions and checksums are

@@ -68,6 +68,8 @@ pub struct DagSync {
     pub max_active_runs: i64,
     /// `max_active_tasks`.
     pub max_active_tasks: i64,
+    /// The files' text (JSON `[{"name", "text"}]`), kept with a new version.
+    pub sources: String,
 }
 
 /// A DAG as stored.
@@ -141,6 +143,9 @@ pub struct VersionRecord {
     pub fileloc: String,
     /// When it was first seen.
     pub created_at: DateTime<Utc>,
+    /// The DAG file's and contract files' text as first seen (JSON
+    /// `[{"name", "text"}]`); `None` for versions stored before weir kept it.
+    pub sources: Option<String>,
 }
 
 from_row!(VersionRecord {
@@ -150,8 +155,19 @@ from_row!(VersionRecord {
     hash,
     definition,
     fileloc,
-    created_at
+    created_at,
+    sources
 });
+
+impl VersionRecord {
+    /// The files the version was read from (empty when not kept).
+    pub fn source_texts(&self) -> Vec<crate::dag::SourceText> {
+        self.sources
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default()
+    }
+}
 
 /// A run to create.
 #[derive(Debug, Clone)]
