@@ -483,10 +483,50 @@ async fn guards_case(db: &TestDb) {
         .body(Body::from("{}"))
         .unwrap();
     assert_eq!(send(&ui.app, req).await.status, StatusCode::UNAUTHORIZED);
-    // Without a session a page sends the browser to the login form.
+    // Without a session every page, stream and download sends the browser
+    // to the login form.
     let a = ui.get("/dags/demo?view=code", None).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     assert_eq!(a.location(), "/login?next=/dags/demo%3Fview%3Dcode");
+    for path in [
+        "/",
+        "/dags/demo",
+        "/dags/demo/runs/r",
+        "/dags/demo/runs/r/tasks/greet",
+        "/dags/demo/runs/r/tasks/greet/log",
+        "/dags/demo/runs/r/tasks/greet/log/earlier?before=9",
+        "/dags/demo/runs/r/tasks/greet/log/follow",
+        "/dags/demo/runs/r/tasks/greet/log/download",
+        "/dags/demo/runs/r/tasks/check/quarantine",
+        "/dags/demo/events?runs=1",
+        "/dags/demo/backfill/preview?from=2026-01-01&to=2026-01-02",
+        "/dags/orders/tasks/check/quality",
+        "/datasets",
+        "/datasets/clean.orders",
+        "/audit",
+        "/pools",
+    ] {
+        let a = ui.get(path, None).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{path} without a session");
+        assert!(a.location().starts_with("/login?next="), "{path}");
+    }
+    for path in [
+        "/dags/demo/pause",
+        "/dags/demo/backfill",
+        "/dags/demo/batch",
+        "/dags/demo/runs/r/tasks/greet/clear",
+        "/dags/demo/runs/r/tasks/greet/mark",
+        "/pools",
+        "/pools/default/delete",
+        "/logout",
+    ] {
+        let a = ui.post(path, None, &[("csrf", "x")]).await;
+        assert_eq!(
+            a.status,
+            StatusCode::SEE_OTHER,
+            "POST {path} without a session"
+        );
+    }
     let a = ui.post("/dags/demo/trigger", None, &[]).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     // A wrong password, a stale login form, and `next` pointing elsewhere.
