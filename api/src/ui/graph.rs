@@ -8,11 +8,11 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 
 /// Width of a node box.
-const NODE_W: i64 = 170;
+const NODE_W: i64 = 140;
 /// Height of a node box.
 const NODE_H: i64 = 34;
 /// Space between layers.
-const GAP_X: i64 = 60;
+const GAP_X: i64 = 34;
 /// Space between nodes of a layer.
 const GAP_Y: i64 = 16;
 /// Margin around the drawing.
