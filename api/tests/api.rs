@@ -10,11 +10,13 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use weir_api::auth::{password, tokens};
-use weir_core::access::{Role, UserRecord};
+use weir_api::auth::tokens;
+use weir_core::access::Role;
 use weir_core::both_backends;
 use weir_core::scheduler::{Options, Outcome, Report, Scheduler, SystemClock};
 use weir_core::testing::TestDb;
+
+mod common;
 
 const DEMO: &str = r#"
 dag: demo
@@ -70,22 +72,9 @@ async fn api(db: &TestDb) -> Api {
     .await
     .unwrap();
     let app = weir_api::app(state);
+    common::add_people(db.store.as_ref()).await;
     let mut tokens = Vec::new();
-    for (name, role) in [
-        ("ada", Role::Admin),
-        ("otto", Role::Operator),
-        ("vera", Role::Viewer),
-    ] {
-        db.store
-            .create_user(&UserRecord {
-                username: name.into(),
-                password_hash: password::hash(&format!("{name}-password")).unwrap(),
-                role,
-                created_at: chrono::Utc::now(),
-                last_login_at: None,
-            })
-            .await
-            .unwrap();
+    for (name, _) in common::PEOPLE {
         let (status, body) = call(
             &app,
             "POST",

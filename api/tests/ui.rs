@@ -13,13 +13,13 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
-use weir_api::auth::password;
-use weir_core::access::{Role, UserRecord};
 use weir_core::both_backends;
 use weir_core::scheduler::{Options, Scheduler, SystemClock, Trigger};
 use weir_core::state::RunState;
 use weir_core::store::RunRecord;
 use weir_core::testing::TestDb;
+
+mod common;
 use weir_worker::{LocalPool, PoolOptions};
 
 const DEMO: &str = r#"
@@ -181,22 +181,7 @@ impl Ui {
             .unwrap()
             .with_rows(Arc::new(weir_worker::data::preview::Preview))
             .closing_on(&cancel);
-        for (name, role) in [
-            ("ada", Role::Admin),
-            ("otto", Role::Operator),
-            ("vera", Role::Viewer),
-        ] {
-            db.store
-                .create_user(&UserRecord {
-                    username: name.into(),
-                    password_hash: password::hash(&format!("{name}-password")).unwrap(),
-                    role,
-                    created_at: chrono::Utc::now(),
-                    last_login_at: None,
-                })
-                .await
-                .unwrap();
-        }
+        common::add_people(db.store.as_ref()).await;
         Ui {
             app: weir_api::app(state),
             sched,
