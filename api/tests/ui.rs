@@ -872,6 +872,14 @@ async fn not_found_case(db: &TestDb) {
         .await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.body.contains("event: end"), "{}", a.body);
+    // A DAG whose file breaks keeps its page, with the error on top.
+    let dags = ui.dir.path().join("dags");
+    std::fs::write(dags.join("orders.yaml"), "dag: orders\ntasks: [").unwrap();
+    ui.sched.sync_folder(&dags).await.unwrap();
+    let a = ui.get("/dags/orders", Some(&s)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains("does not load now"), "{}", a.body);
+    assert!(a.body.contains("orders.yaml:3:1</code>: YAML syntax error"), "{}", a.body);
     ui.stop().await;
 }
 

@@ -290,11 +290,19 @@ async fn render(state: &AppState, me: &Me, dag_id: &str, q: DagQuery) -> PageRes
         .map(|r| r.id)
         .collect();
     let now = state.scheduler.now();
+    let import_errors: Vec<serde_json::Value> = store
+        .list_import_errors()
+        .await?
+        .into_iter()
+        .filter(|e| e.filename == d.fileloc)
+        .map(|e| super::ctx! { line => e.line, col => e.col, message => e.message })
+        .collect();
     super::page(
         "dag.html",
         me,
         super::ctx! {
-            dag => DagResponse::new(&d, &latest, false, now),
+            dag => DagResponse::new(&d, &latest, !import_errors.is_empty(), now),
+            import_errors => import_errors, fileloc => &d.fileloc, stale => d.is_stale,
             timezone => &d.timezone,
             columns => columns, rows => rows,
             offset => offset, page_size => GRID_RUNS, total_runs => grid.total_runs,
