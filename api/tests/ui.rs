@@ -879,7 +879,11 @@ async fn not_found_case(db: &TestDb) {
     let a = ui.get("/dags/orders", Some(&s)).await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.body.contains("does not load now"), "{}", a.body);
-    assert!(a.body.contains("orders.yaml:3:1</code>: YAML syntax error"), "{}", a.body);
+    assert!(
+        a.body.contains("orders.yaml:3:1</code>: YAML syntax error"),
+        "{}",
+        a.body
+    );
     ui.stop().await;
 }
 

@@ -253,11 +253,17 @@ async fn render(state: &AppState, me: &Me, dag_id: &str, q: DagQuery) -> PageRes
         .as_ref()
         .map(|r| run_panel(r, &def, &selected_cells));
     let view = q.view.clone().unwrap_or_else(|| "graph".into());
-    let href = |r: &RunRecord| format!("/dags/{}/runs/{}", seg(dag_id), seg(&r.run_id));
+    let href = |r: &RunRecord| {
+        format!(
+            "/dags/{}/runs/{}",
+            super::seg(dag_id),
+            super::seg(&r.run_id)
+        )
+    };
     let base = selected
         .as_ref()
         .map(href)
-        .unwrap_or_else(|| format!("/dags/{}", seg(dag_id)));
+        .unwrap_or_else(|| format!("/dags/{}", super::seg(dag_id)));
     let drawing =
         (view == "graph").then(|| dag_graph(&def, dag_id, selected.as_ref(), &selected_cells));
     let gantt = match (&view[..], &selected) {
@@ -314,14 +320,10 @@ async fn render(state: &AppState, me: &Me, dag_id: &str, q: DagQuery) -> PageRes
             params => params(&latest), backfillable => d.schedule != "manual" && matches!(latest.schedule, weir_core::dag::Schedule::Cron(_)),
             preview => preview, q_from => q.from, q_to => q.to, q_rerun => q.rerun.is_some(), q_max => q.max_active_runs,
             live => (!active.is_empty()).then(|| format!(
-                "/dags/{}/events?runs={}", seg(dag_id),
+                "/dags/{}/events?runs={}", super::seg(dag_id),
                 active.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))),
         },
     )
-}
-
-fn seg(s: &str) -> String {
-    super::session::urlencode(s).replace('/', "%2F")
 }
 
 /// Columns (runs, oldest left) and rows (tasks in the newest version's
@@ -475,9 +477,9 @@ fn dag_graph(
                 run.map(|r| {
                     format!(
                         "/dags/{}/runs/{}/tasks/{}",
-                        seg(dag_id),
-                        seg(&r.run_id),
-                        seg(id.as_str())
+                        super::seg(dag_id),
+                        super::seg(&r.run_id),
+                        super::seg(id.as_str())
                     )
                 }),
             )

@@ -26,10 +26,6 @@ fn zone_of(name: &str) -> &str {
     name.split_once('.').map_or("", |(z, _)| z)
 }
 
-fn seg(s: &str) -> String {
-    super::session::urlencode(s).replace('/', "%2F")
-}
-
 /// `?q=`.
 #[derive(Debug, Default, Deserialize)]
 pub struct Search {
@@ -194,7 +190,12 @@ fn lineage_graph(all: &[DatasetVersionRecord], name: &str) -> Drawing {
             } else {
                 format!("zone-{}", zone_of(n))
             };
-            graph::node(n, zone_of(n), &class, Some(format!("/datasets/{}", seg(n))))
+            graph::node(
+                n,
+                zone_of(n),
+                &class,
+                Some(format!("/datasets/{}", super::seg(n))),
+            )
         })
         .collect();
     let lines: Vec<(usize, usize, &'static str)> = edges

@@ -13,7 +13,7 @@ use weir_core::scheduler::backfill::BackfillRange;
 use weir_core::scheduler::{ClearSpec, Trigger};
 use weir_core::state::{RunState, TaskState};
 
-use super::session::{Posted, urlencode};
+use super::session::Posted;
 use super::{Me, PageError, PageResult};
 use crate::AppState;
 use crate::routes::backfills::{BackfillRequest, start};
@@ -34,11 +34,7 @@ pub fn back_to(back: Option<&str>, default: &str) -> String {
 }
 
 fn dag_path(dag_id: &str) -> String {
-    format!("/dags/{}", seg(dag_id))
-}
-
-fn seg(s: &str) -> String {
-    urlencode(s).replace('/', "%2F")
+    format!("/dags/{}", super::seg(dag_id))
 }
 
 /// A date or date-time from a form: `2026-01-02`, `2026-01-02T03:04`
@@ -132,7 +128,12 @@ pub async fn trigger(
             },
         )
         .await?;
-    Ok(Redirect::to(&format!("{}/runs/{}", dag_path(&dag_id), seg(&run.run_id))).into_response())
+    Ok(Redirect::to(&format!(
+        "{}/runs/{}",
+        dag_path(&dag_id),
+        super::seg(&run.run_id)
+    ))
+    .into_response())
 }
 
 /// The backfill form's fields.
@@ -252,8 +253,8 @@ fn task_path(dag_id: &str, run_id: &str, task_id: &str) -> String {
     format!(
         "{}/runs/{}/tasks/{}",
         dag_path(dag_id),
-        seg(run_id),
-        seg(task_id)
+        super::seg(run_id),
+        super::seg(task_id)
     )
 }
 

@@ -162,9 +162,9 @@ pub async fn page(
     let (dag_id, run_id, task_id) = &key;
     let base = format!(
         "/dags/{}/runs/{}/tasks/{}",
-        seg(dag_id),
-        seg(run_id),
-        seg(task_id)
+        super::seg(dag_id),
+        super::seg(run_id),
+        super::seg(task_id)
     );
     super::page(
         "log.html",
@@ -177,10 +177,6 @@ pub async fn page(
             follow => (running && q.before.is_none()).then(|| format!("{base}/log/follow?try={}&from={end}", t.try_number)),
         },
     )
-}
-
-fn seg(s: &str) -> String {
-    super::session::urlencode(s).replace('/', "%2F")
 }
 
 /// A piece of a log, as HTML.

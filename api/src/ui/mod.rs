@@ -242,5 +242,19 @@ pub fn not_found_page(path: &str) -> Response {
     PageError::not_found(format!("there is no page at {path}")).into_response()
 }
 
+/// `s` made safe for one path segment or query value of a URL: everything
+/// but letters, digits and `-_.~` percent-encoded.
+pub fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The result of a page handler.
 pub type PageResult<T = Html<String>> = Result<T, PageError>;

@@ -105,19 +105,10 @@ fn clip(value: String, n: usize) -> String {
 
 /// A value made safe for one path segment (or a query value) of a URL.
 fn seg(value: Value) -> String {
-    let s = value
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| value.to_string());
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+    match value.as_str() {
+        Some(s) => super::seg(s),
+        None => super::seg(&value.to_string()),
     }
-    out
 }
 
 #[cfg(test)]
