@@ -4,7 +4,8 @@
 //! of the DAG page (HTML and assets).
 //!
 //! `cargo run --release -p weir-api --example ui_bench [DATABASE_URL]`
-//! (default: SQLite in a temporary folder).
+//! (default: SQLite in a temporary folder; a URL must name an empty
+//! database, which the benchmark migrates and fills).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
