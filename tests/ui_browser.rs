@@ -38,13 +38,11 @@ fn python() -> String {
 
 /// Why the browser test cannot run here, if it cannot.
 fn missing() -> Option<String> {
-    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
-        let tool = std::env::var(if tool.ends_with("driver") {
-            "WEIR_TEST_CHROMEDRIVER"
-        } else {
-            "WEIR_TEST_CHROMIUM"
-        })
-        .unwrap_or_else(|_| tool.to_owned());
+    for (var, default) in [
+        ("WEIR_TEST_CHROMIUM", "/usr/bin/chromium"),
+        ("WEIR_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"),
+    ] {
+        let tool = std::env::var(var).unwrap_or_else(|_| default.to_owned());
         if !Path::new(&tool).exists() {
             return Some(format!(
                 "{tool} is missing (apt-get install chromium chromium-driver)"

@@ -101,22 +101,15 @@ struct Cell {
     pk: i64,
 }
 
+/// A try as the task panel lists it.
 #[derive(Serialize)]
 struct TryView {
-    #[serde(flatten)]
-    record: TryView0,
-    duration: Option<f64>,
-}
-
-#[derive(Serialize)]
-struct TryView0 {
     try_number: i64,
     state: String,
     start_date: chrono::DateTime<chrono::Utc>,
     end_date: Option<chrono::DateTime<chrono::Utc>>,
+    duration: Option<f64>,
     hostname: Option<String>,
-    worker: Option<String>,
-    pid: Option<i64>,
     exit_code: Option<i64>,
     error: Option<String>,
 }
@@ -124,18 +117,14 @@ struct TryView0 {
 impl From<&TryRecord> for TryView {
     fn from(t: &TryRecord) -> Self {
         TryView {
+            try_number: t.try_number,
+            state: t.state.to_string(),
+            start_date: t.start_date,
+            end_date: t.end_date,
             duration: t.duration(),
-            record: TryView0 {
-                try_number: t.try_number,
-                state: t.state.to_string(),
-                start_date: t.start_date,
-                end_date: t.end_date,
-                hostname: t.hostname.clone(),
-                worker: t.worker.clone(),
-                pid: t.pid,
-                exit_code: t.exit_code,
-                error: t.error.clone(),
-            },
+            hostname: t.hostname.clone(),
+            exit_code: t.exit_code,
+            error: t.error.clone(),
         }
     }
 }
@@ -178,7 +167,8 @@ struct RunPanel {
     note: Option<String>,
     triggered_by: Option<String>,
     version: i64,
-    tasks: Vec<(String, String, i64)>,
+    /// Each task of the run's version with its state, in graph order.
+    tasks: Vec<(String, String)>,
 }
 
 #[derive(Serialize)]
@@ -267,7 +257,7 @@ async fn render(state: &AppState, me: &Me, dag_id: &str, q: DagQuery) -> PageRes
     let drawing =
         (view == "graph").then(|| dag_graph(&def, dag_id, selected.as_ref(), &selected_cells));
     let gantt = match (&view[..], &selected) {
-        ("gantt", Some(r)) => Some(gantt(&store.run_tries(r.id).await?)),
+        ("gantt", Some(r)) => Some(gantt(&store.run_tries(r.id).await?, state.scheduler.now())),
         _ => None,
     };
     let code = if view == "code" {
@@ -285,7 +275,7 @@ async fn render(state: &AppState, me: &Me, dag_id: &str, q: DagQuery) -> PageRes
         ("backfill", Some(from), Some(to)) if !from.is_empty() && !to.is_empty() => Some(
             super::forms::preview_text(state, dag_id, from, to, q.rerun.is_some())
                 .await
-                .unwrap_or_else(|e| e.detail_text()),
+                .unwrap_or_else(|e| e.detail().to_owned()),
         ),
         _ => None,
     };
@@ -317,7 +307,7 @@ async fn render(state: &AppState, me: &Me, dag_id: &str, q: DagQuery) -> PageRes
             run => run_panel, task => task_panel, selected_pk => selected.as_ref().map(|r| r.id),
             view => view, base => base,
             graph => drawing, gantt => gantt, code => code,
-            params => params(&latest), backfillable => d.schedule != "manual" && matches!(latest.schedule, weir_core::dag::Schedule::Cron(_)),
+            params => params(&latest), backfillable => matches!(latest.schedule, weir_core::dag::Schedule::Cron(_)),
             preview => preview, q_from => q.from, q_to => q.to, q_rerun => q.rerun.is_some(), q_max => q.max_active_runs,
             live => (!active.is_empty()).then(|| format!(
                 "/dags/{}/events?runs={}", super::seg(dag_id),
@@ -432,7 +422,7 @@ fn run_panel(r: &RunRecord, def: &Dag, cells: &HashMap<String, TaskState>) -> Ru
         .filter_map(|&i| def.tasks.get_index(i))
         .map(|(id, _)| {
             let s = cells.get(id.as_str()).copied().unwrap_or(TaskState::None);
-            (id.to_string(), s.to_string(), 0)
+            (id.to_string(), s.to_string())
         })
         .collect();
     RunPanel {
@@ -505,11 +495,10 @@ fn dag_graph(
 const GANTT_W: i64 = 640;
 
 /// Each try of a run as a bar on one time axis.
-fn gantt(tries: &[TryRecord]) -> serde_json::Value {
+fn gantt(tries: &[TryRecord], now: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
     let Some(start) = tries.iter().map(|t| t.start_date).min() else {
         return super::ctx! { bars => Vec::<Bar>::new(), span => 0.0 };
     };
-    let now = chrono::Utc::now();
     let end = tries
         .iter()
         .map(|t| t.end_date.unwrap_or(now))

@@ -4,7 +4,6 @@
 //! and goes through the same scheduler calls as the REST API.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
@@ -18,19 +17,9 @@ use super::{Me, PageError, PageResult};
 use crate::AppState;
 use crate::routes::backfills::{BackfillRequest, start};
 
-impl PageError {
-    /// The message, for a fragment that shows it in place.
-    pub fn detail_text(&self) -> String {
-        self.detail.clone()
-    }
-}
-
 /// `back` when it is a path of this site, else `default`.
 pub fn back_to(back: Option<&str>, default: &str) -> String {
-    match back {
-        Some(b) if b.starts_with('/') && !b.starts_with("//") && !b.contains('\\') => b.to_owned(),
-        _ => default.to_owned(),
-    }
+    super::local_path(back, default).to_owned()
 }
 
 fn dag_path(dag_id: &str) -> String {
@@ -226,15 +215,7 @@ pub async fn backfill_preview(
 ) -> Response {
     match preview_text(&state, &dag_id, &q.from, &q.to, q.rerun.is_some()).await {
         Ok(text) => text.into_response(),
-        Err(e) => (
-            if e.status() == StatusCode::NOT_FOUND {
-                e.status()
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            },
-            e.detail_text(),
-        )
-            .into_response(),
+        Err(e) => (e.status(), e.detail().to_owned()).into_response(),
     }
 }
 

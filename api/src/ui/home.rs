@@ -48,7 +48,7 @@ struct RunSquare {
 }
 
 /// `/`.
-async fn page_handler(state: &AppState, me: &Me, f: &Filters) -> PageResult {
+pub async fn page(State(state): State<AppState>, me: Me, Query(f): Query<Filters>) -> PageResult {
     let store = state.scheduler.store();
     let errors = store.list_import_errors().await?;
     let error_files: HashSet<&str> = errors.iter().map(|e| e.filename.as_str()).collect();
@@ -98,7 +98,7 @@ async fn page_handler(state: &AppState, me: &Me, f: &Filters) -> PageResult {
     }
     super::page(
         "home.html",
-        me,
+        &me,
         super::ctx! {
             dags => rows, errors => errors.iter().map(|e| super::ctx!{
                 filename => &e.filename, line => e.line, col => e.col, message => &e.message,
@@ -107,11 +107,6 @@ async fn page_handler(state: &AppState, me: &Me, f: &Filters) -> PageResult {
             states => ["queued", "running", "success", "failed"],
         },
     )
-}
-
-/// `/`.
-pub async fn page(State(state): State<AppState>, me: Me, Query(f): Query<Filters>) -> PageResult {
-    page_handler(&state, &me, &f).await
 }
 
 /// The pause toggle's form.

@@ -10,6 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
+use weir_core::state::RunState;
 use weir_core::store::{GridPage, GridRuns};
 
 use super::Me;
@@ -41,19 +42,29 @@ struct Change {
     try_number: i64,
 }
 
-type Seen = HashMap<(i64, Option<String>), String>;
+/// The last state of each followed run (task `None`) and task instance.
+type Seen = HashMap<(i64, Option<String>), Change>;
 
 fn snapshot(dag_id: &str, page: &GridPage) -> Seen {
     let mut seen = Seen::new();
     for r in page.runs.iter().filter(|r| r.dag_id == dag_id) {
-        seen.insert((r.id, None), r.state.to_string());
+        let change = Change {
+            run: r.id,
+            task: None,
+            state: r.state.to_string(),
+            try_number: 0,
+        };
+        seen.insert((r.id, None), change);
     }
     for c in &page.cells {
         if seen.contains_key(&(c.run_pk, None)) {
-            seen.insert(
-                (c.run_pk, Some(c.task_id.clone())),
-                format!("{}:{}", c.state, c.try_number),
-            );
+            let change = Change {
+                run: c.run_pk,
+                task: Some(c.task_id.clone()),
+                state: c.state.to_string(),
+                try_number: c.try_number,
+            };
+            seen.insert((c.run_pk, Some(c.task_id.clone())), change);
         }
     }
     seen
@@ -63,24 +74,16 @@ fn changes(before: &Seen, now: &Seen) -> Vec<Change> {
     let mut out: Vec<Change> = now
         .iter()
         .filter(|(k, v)| before.get(*k) != Some(*v))
-        .map(|((run, task), v)| {
-            let (state, try_number) = v.split_once(':').unwrap_or((v.as_str(), "0"));
-            Change {
-                run: *run,
-                task: task.clone(),
-                state: state.to_owned(),
-                try_number: try_number.parse().unwrap_or(0),
-            }
-        })
+        .map(|(_, v)| v.clone())
         .collect();
     out.sort_by(|a, b| (a.run, &a.task).cmp(&(b.run, &b.task)));
     out
 }
 
 fn all_finished(seen: &Seen) -> bool {
-    seen.iter()
-        .filter(|((_, task), _)| task.is_none())
-        .all(|(_, state)| state == "success" || state == "failed")
+    seen.values()
+        .filter(|c| c.task.is_none())
+        .all(|c| c.state.parse::<RunState>().is_ok_and(RunState::is_finished))
 }
 
 struct Loop {
@@ -163,10 +166,20 @@ pub async fn grid_events(
 mod tests {
     use super::*;
 
+    /// `(run, task, "state" or "state:try")` items.
     fn seen(items: &[(i64, Option<&str>, &str)]) -> Seen {
         items
             .iter()
-            .map(|(r, t, s)| ((*r, t.map(str::to_owned)), (*s).to_owned()))
+            .map(|(r, t, s)| {
+                let (state, try_number) = s.split_once(':').unwrap_or((s, "0"));
+                let change = Change {
+                    run: *r,
+                    task: t.map(str::to_owned),
+                    state: state.to_owned(),
+                    try_number: try_number.parse().unwrap_or(0),
+                };
+                ((*r, t.map(str::to_owned)), change)
+            })
             .collect()
     }
 

@@ -38,11 +38,19 @@ pub struct LogQuery {
 
 type TaskPath = Path<(String, String, String)>;
 
+/// A try of a task instance, the instance's other tries, and its log file.
+struct TryLog {
+    tries: Vec<TryRecord>,
+    chosen: TryRecord,
+    path: PathBuf,
+}
+
+/// Try `try_number` (default: the newest) of the task instance `key`.
 async fn find_try(
     state: &AppState,
     (dag_id, run_id, task_id): &(String, String, String),
     try_number: Option<i64>,
-) -> Result<(Vec<TryRecord>, TryRecord), PageError> {
+) -> Result<TryLog, PageError> {
     let store = state.scheduler.store();
     let ti = store.get_task_instance(dag_id, run_id, task_id).await?;
     let tries = store.list_tries(&ti.id).await?;
@@ -57,7 +65,11 @@ async fn find_try(
             None => format!("task `{task_id}` of run `{run_id}` has not run yet"),
         })
     })?;
-    Ok((tries, chosen))
+    Ok(TryLog {
+        path: state.logs_dir.join(&chosen.log_path),
+        tries,
+        chosen,
+    })
 }
 
 /// Where a piece of a log may begin and end.
@@ -147,8 +159,11 @@ pub async fn page(
     Path(key): TaskPath,
     Query(q): Query<LogQuery>,
 ) -> PageResult {
-    let (tries, t) = find_try(&state, &key, q.try_number).await?;
-    let path = state.logs_dir.join(&t.log_path);
+    let TryLog {
+        tries,
+        chosen: t,
+        path,
+    } = find_try(&state, &key, q.try_number).await?;
     let end = match q.before {
         Some(b) => b,
         None => tokio::fs::metadata(&path)
@@ -194,10 +209,10 @@ pub async fn earlier(
     Path(key): TaskPath,
     Query(q): Query<LogQuery>,
 ) -> PageResult<Response> {
-    let (_, t) = find_try(&state, &key, q.try_number).await?;
+    let log = find_try(&state, &key, q.try_number).await?;
     let before = q.before.unwrap_or(0);
     let (text, start, _) = read_range(
-        &state.logs_dir.join(&t.log_path),
+        &log.path,
         before.saturating_sub(PIECE),
         Some(before),
         Cut::AtLines,
@@ -213,7 +228,8 @@ pub async fn earlier(
 struct Follow {
     state: AppState,
     path: PathBuf,
-    key: (String, String, String),
+    /// The followed try's task instance and number.
+    ti_id: String,
     try_number: i64,
     offset: u64,
     done: bool,
@@ -230,16 +246,16 @@ pub async fn follow(
     Path(key): TaskPath,
     Query(q): Query<LogQuery>,
 ) -> PageResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let (_, t) = find_try(&state, &key, q.try_number).await?;
+    let log = find_try(&state, &key, q.try_number).await?;
     let resumed = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let start = Follow {
-        path: state.logs_dir.join(&t.log_path),
+        path: log.path,
         state,
-        key,
-        try_number: t.try_number,
+        ti_id: log.chosen.ti_id,
+        try_number: log.chosen.try_number,
         offset: resumed.or(q.from).unwrap_or(0),
         done: false,
     };
@@ -249,9 +265,12 @@ pub async fn follow(
         }
         let closing = f.state.closing.clone();
         loop {
-            let now = find_try(&f.state, &f.key, Some(f.try_number))
-                .await
-                .map(|(_, t)| (t.end_date.is_some(), t.state.to_string()));
+            let tries = f.state.scheduler.store().list_tries(&f.ti_id).await;
+            let now = tries.ok().and_then(|all| {
+                all.into_iter()
+                    .find(|t| t.try_number == f.try_number)
+                    .map(|t| (t.end_date.is_some(), t.state.to_string()))
+            });
             let (ended, state) = now.unwrap_or((true, "ended".into()));
             let cut = if ended { Cut::Exact } else { Cut::WholeLines };
             let (text, _, to) = read_range(&f.path, f.offset, None, cut)
@@ -286,13 +305,17 @@ pub async fn download(
     Path(key): TaskPath,
     Query(q): Query<LogQuery>,
 ) -> PageResult<Response> {
-    let (_, t) = find_try(&state, &key, q.try_number).await?;
-    let name = format!("{}__{}__{}__{}.log", key.0, key.1, key.2, t.try_number).replace(
+    let log = find_try(&state, &key, q.try_number).await?;
+    let name = format!(
+        "{}__{}__{}__{}.log",
+        key.0, key.1, key.2, log.chosen.try_number
+    )
+    .replace(
         |c: char| !c.is_ascii_alphanumeric() && !"-_.".contains(c),
         "_",
     );
     let disposition = format!("attachment; filename=\"{name}\"");
-    let body = match tokio::fs::File::open(state.logs_dir.join(&t.log_path)).await {
+    let body = match tokio::fs::File::open(&log.path).await {
         Ok(f) => Body::from_stream(tokio_util::io::ReaderStream::new(f)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Body::empty(),
         Err(e) => return Err(PageError::internal(&e)),

@@ -202,6 +202,11 @@ impl PageError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// What went wrong, for people.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
 }
 
 impl From<ApiError> for PageError {
@@ -245,15 +250,29 @@ pub fn not_found_page(path: &str) -> Response {
 /// `s` made safe for one path segment or query value of a URL: everything
 /// but letters, digits and `-_.~` percent-encoded.
 pub fn seg(s: &str) -> String {
+    percent_encode(s, b"-_.~")
+}
+
+/// `s` with every byte but letters, digits and `keep` percent-encoded.
+fn percent_encode(s: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
     }
     out
+}
+
+/// `path` when it is a path of this site (never `//host` or another
+/// site), else `default`: where a form may send the browser back to.
+pub fn local_path<'a>(path: Option<&'a str>, default: &'a str) -> &'a str {
+    match path {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        _ => default,
+    }
 }
 
 /// The result of a page handler.

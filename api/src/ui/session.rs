@@ -98,7 +98,11 @@ impl FromRequestParts<AppState> for Me {
                 .path_and_query()
                 .map(|p| p.as_str())
                 .unwrap_or("/");
-            Redirect::to(&format!("/login?next={}", urlencode(next))).into_response()
+            Redirect::to(&format!(
+                "/login?next={}",
+                super::percent_encode(next, b"-_.~/")
+            ))
+            .into_response()
         };
         let Some(session) = cookie(&parts.headers, SESSION) else {
             return Err(to_login());
@@ -175,10 +179,7 @@ pub struct Next {
 impl Next {
     /// Where to go after login: a path of this site, never another site.
     fn target(&self) -> &str {
-        match self.next.as_deref() {
-            Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
-            _ => "/",
-        }
+        super::local_path(self.next.as_deref(), "/")
     }
 }
 
@@ -260,17 +261,4 @@ pub async fn logout(Posted { .. }: Posted<serde::de::IgnoredAny>) -> Response {
         .headers_mut()
         .append(header::SET_COOKIE, set_cookie(SESSION, "", 0));
     response
-}
-
-/// Percent-encodes a query value.
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -32,7 +32,6 @@ pub fn environment() -> Environment<'static> {
     env.add_filter("dur", dur);
     env.add_filter("bytes", bytes);
     env.add_filter("seg", seg);
-    env.add_filter("urlencode", seg);
     env.add_filter("clip", clip);
     env
 }
