@@ -50,7 +50,19 @@ enum Command {
         #[arg(long)]
         slots: Option<usize>,
     },
-    /// The HTTP API alone (scheduling and workers run elsewhere on the same database).
+    /// The DAG loader and scheduler alone: no workers, no HTTP (any number
+    /// may run on one PostgreSQL).
+    Scheduler,
+    /// A worker that talks only HTTP to an API server: it claims tries from
+    /// the queues it serves, runs them and reports (no database credentials).
+    Worker(commands::worker::WorkerArgs),
+    /// Registered workers: list them, or ask one to drain.
+    Workers {
+        #[command(subcommand)]
+        command: commands::worker::WorkersCommand,
+    },
+    /// The HTTP API alone, with the remote workers' endpoints (scheduling
+    /// runs elsewhere on the same database).
     Api {
         /// The address to listen on (default from the configuration).
         #[arg(long)]
@@ -142,7 +154,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::load(args.config.as_deref(), &env).context("loading the configuration")?;
     let quiet = !matches!(
         args.command,
-        Command::Standalone { .. } | Command::Api { .. }
+        Command::Standalone { .. } | Command::Api { .. } | Command::Scheduler | Command::Worker(_)
     );
     init_logging(args.log_format, quiet);
     let vars: Vec<String> = std::env::vars_os()
@@ -154,6 +166,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Standalone { bind, slots } => crate::standalone::run(&config, bind, slots).await,
         Command::Api { bind } => commands::api::run(&config, bind).await,
+        Command::Scheduler => commands::scheduler::run(&config).await,
+        Command::Worker(args) => commands::worker::run(args, &config).await,
+        Command::Workers { command } => commands::worker::run_workers(command, &config).await,
         Command::Datasets { command } => commands::datasets::run(command, &config).await,
         Command::Quality {
             dag_id,

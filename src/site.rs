@@ -92,6 +92,27 @@ impl Site {
         })
     }
 
+    /// The scheduler's timer and, when asked, the DAG folder watcher, without
+    /// a worker pool or server (`weir scheduler`).
+    pub fn start_scheduler(sched: &Scheduler, watch: Option<(PathBuf, u64)>) -> Site {
+        let cancel = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(sched.clone().run(cancel.child_token()));
+        if let Some((dir, refresh)) = watch {
+            tasks.spawn(watch_dags(
+                sched.clone(),
+                dir,
+                refresh,
+                cancel.child_token(),
+            ));
+        }
+        Site {
+            cancel,
+            tasks,
+            worker: String::new(),
+        }
+    }
+
     /// The name of this site's worker.
     pub fn worker(&self) -> &str {
         &self.worker

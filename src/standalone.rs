@@ -16,16 +16,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let sched = crate::commands::scheduler(config).await?;
     crate::commands::api::ensure_admin(&sched).await?;
-    let report = sched.sync_folder(&config.core.dags_folder).await?;
-    tracing::info!(
-        "loaded {} DAG(s) from {} ({} import error(s))",
-        report.dags.len(),
-        config.core.dags_folder.display(),
-        report.errors.len()
-    );
-    for e in &report.errors {
-        tracing::warn!("import error: {e}");
-    }
+    crate::commands::load_dags(&sched, config).await?;
 
     let slots = slots.or(config.worker.slots).unwrap_or_else(|| {
         std::thread::available_parallelism()

@@ -73,6 +73,7 @@ async fn main() -> Result<(), Failure> {
                         task_id: format!("t{t:02}"),
                         max_tries: 0,
                         pool: "default".into(),
+                        queue: "default".into(),
                         priority: 0,
                     })
                     .collect(),

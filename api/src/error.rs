@@ -117,6 +117,17 @@ impl From<store::Error> for ApiError {
     }
 }
 
+impl From<scheduler::remote::Fenced> for ApiError {
+    fn from(e: scheduler::remote::Fenced) -> Self {
+        use scheduler::remote::Fenced;
+        match e {
+            Fenced::MovedOn { .. } => ApiError::conflict(e.to_string()),
+            Fenced::Gone(_) => ApiError::new(StatusCode::GONE, e.to_string()),
+            Fenced::Failed(e) => e.into(),
+        }
+    }
+}
+
 impl From<scheduler::Error> for ApiError {
     fn from(e: scheduler::Error) -> Self {
         match e {
@@ -209,6 +220,38 @@ pub enum WriteErrors {
     /// The state does not allow it.
     #[response(status = 409)]
     Conflict(ErrorBody),
+    /// The body is too large.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The body is not JSON.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// A value is not acceptable.
+    #[response(status = 422)]
+    Unprocessable(ErrorBody),
+}
+
+/// Error responses of the worker endpoints.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum WorkerErrors {
+    /// The request is malformed, or speaks another protocol version.
+    #[response(status = 400)]
+    BadRequest(#[to_schema] ErrorBody),
+    /// Missing or invalid credentials.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Not a worker token.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Not found.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The try no longer runs under this lease: kill it.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The task instance no longer exists: kill the try.
+    #[response(status = 410)]
+    Gone(ErrorBody),
     /// The body is too large.
     #[response(status = 413)]
     TooLarge(ErrorBody),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod metrics;
 pub mod models;
 pub mod routes;
+pub mod try_log;
 pub mod ui;
 
 use std::net::SocketAddr;
@@ -30,7 +31,7 @@ use weir_core::scheduler::Scheduler;
 use crate::error::ApiError;
 use crate::routes::{
     audit, auth as login, backfills, dag_runs, dags, datasets, import_errors, logs, monitor, pools,
-    task_instances, tokens, workers,
+    task_instances, tokens, worker_api, workers,
 };
 
 /// The largest request body accepted.
@@ -174,6 +175,15 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(workers::list_workers))
+        .routes(routes!(workers::drain_worker))
+        .routes(routes!(worker_api::register))
+        .routes(routes!(worker_api::claim))
+        .routes(routes!(worker_api::heartbeat))
+        .routes(routes!(worker_api::push_log))
+        .routes(routes!(worker_api::report))
+        .routes(routes!(worker_api::catalog))
+        .routes(routes!(worker_api::version))
+        .routes(routes!(worker_api::stop))
         .routes(routes!(datasets::list_datasets))
         .routes(routes!(datasets::get_dataset))
         .routes(routes!(datasets::run_quality))

@@ -153,7 +153,7 @@ impl Api {
             self.sched.dispatch().await.unwrap();
             let claims = self
                 .sched
-                .claim("test-worker", "localhost", 100)
+                .claim("test-worker", "localhost", 100, None)
                 .await
                 .unwrap();
             if claims.is_empty() {
@@ -415,7 +415,7 @@ async fn follow_log_case(db: &TestDb) {
     a.sched.dispatch().await.unwrap();
     let claim = a
         .sched
-        .claim("test-worker", "localhost", 1)
+        .claim("test-worker", "localhost", 1, None)
         .await
         .unwrap()
         .remove(0);
@@ -852,7 +852,10 @@ async fn auth_case(db: &TestDb) {
     let a = api(db).await;
     let doc = a.get("/api/v2/openapi.json").await;
     let open = ["/api/v2/monitor/health", "/auth/token"];
-    let mut writes = 0;
+    let now = chrono::Utc::now();
+    let worker = tokens::generate(Role::Worker, None, "ada", None, now).unwrap();
+    db.store.create_token(&worker.record).await.unwrap();
+    let (mut writes, mut worker_ops) = (0, 0);
     for (template, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
             let method = method.to_uppercase();
@@ -867,6 +870,22 @@ async fn auth_case(db: &TestDb) {
                 StatusCode::UNAUTHORIZED,
                 "{method} {path} without a token: {b}"
             );
+            if template.starts_with("/api/worker/") {
+                // The worker protocol is for worker tokens only.
+                worker_ops += 1;
+                for (who, token) in [("an admin", &a.admin), ("a viewer", &a.viewer)] {
+                    let (s, b) = call(&a.app, &method, &path, Some(token), body.clone()).await;
+                    assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path} as {who}: {b}");
+                }
+                continue;
+            }
+            // A worker token reaches nothing but the worker protocol.
+            let (s, b) = call(&a.app, &method, &path, Some(&worker.token), body.clone()).await;
+            assert_eq!(
+                s,
+                StatusCode::FORBIDDEN,
+                "{method} {path} with a worker token: {b}"
+            );
             if method != "GET" {
                 writes += 1;
                 let (s, b) = call(&a.app, &method, &path, Some(&a.viewer), body).await;
@@ -875,6 +894,7 @@ async fn auth_case(db: &TestDb) {
         }
     }
     assert!(writes >= 14, "{writes} writes checked");
+    assert_eq!(worker_ops, 8, "every worker endpoint was checked");
     let (s, _) = call(&a.app, "GET", "/metrics", None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
@@ -951,11 +971,6 @@ async fn auth_case(db: &TestDb) {
     let (s, _) = call(&a.app, "GET", "/api/v2/dags", Some(&a.viewer), None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
-    // Worker tokens cannot read or change anything through the public API.
-    let worker = tokens::generate(Role::Worker, None, "ada", None, now).unwrap();
-    db.store.create_token(&worker.record).await.unwrap();
-    let (s, _) = call(&a.app, "GET", "/api/v2/dags", Some(&worker.token), None).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
     let expired_token = tokens::generate(
         Role::Admin,
         None,
@@ -1092,4 +1107,156 @@ fn try_ref(task: &str) -> weir_core::store::TryRef {
         task_id: task.into(),
         try_number: 1,
     }
+}
+
+both_backends!(
+    remote_workers_speak_http_under_their_leases,
+    remote_worker_case
+);
+async fn remote_worker_case(db: &TestDb) {
+    let a = api(db).await;
+    let now = chrono::Utc::now();
+    let token = tokens::generate(Role::Worker, None, "ada", None, now).unwrap();
+    db.store.create_token(&token.record).await.unwrap();
+    let w = |path: &str, body: Value| {
+        let app = a.app.clone();
+        let (path, secret) = (format!("/api/worker/v1/{path}"), token.token.clone());
+        async move { call(&app, "POST", &path, Some(&secret), Some(body)).await }
+    };
+    let register = |protocol: u32, queues: Value| {
+        json!({"name": "w1@h:1", "hostname": "h", "pid": 1, "process_token": "", "version": "9.9.9",
+               "protocol": protocol, "queues": queues, "slots": 2})
+    };
+    // Another protocol version, and bad queues, are refused with the reason.
+    let (s, b) = w("register", register(99, json!(["default"]))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("speaks worker protocol 1"),
+        "{b}"
+    );
+    let (s, b) = w("register", register(1, json!(["a b"]))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let (s, b) = w("register", json!({"name": "x", "surprise": 1})).await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown and missing fields: {b}"
+    );
+    let (s, reg) = w("register", register(1, json!(["default"]))).await;
+    assert_eq!(s, StatusCode::OK, "{reg}");
+    assert_eq!(reg["lease_seconds"], 30.0);
+    assert!(!reg["catalog_id"].as_str().unwrap().is_empty());
+
+    // Nothing queued: the claim waits, then answers with no tries.
+    let (s, none) = w(
+        "claim",
+        json!({"worker": "w1@h:1", "queues": ["default"], "free_slots": 2, "wait_seconds": 0.2}),
+    )
+    .await;
+    assert_eq!(
+        (s, none["tries"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0))
+    );
+
+    let (s, _) = a
+        .send(
+            "POST",
+            "/api/v2/dags/demo/dagRuns",
+            json!({"dag_run_id": "r1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, got) = w(
+        "claim",
+        json!({"worker": "w1@h:1", "queues": ["default"], "free_slots": 2, "wait_seconds": 5}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    let t = got["tries"][0].clone();
+    assert_eq!(t["task_id"], "extract");
+    let lease = json!({"dag_id": "demo", "run_id": "r1", "task_id": "extract", "ti_id": t["ti_id"],
+                       "try_number": 1, "lease_id": t["lease_id"]});
+    let (s, v) = call(
+        &a.app,
+        "GET",
+        &format!("/api/worker/v1/versions/{}", t["version_id"]),
+        Some(&token.token),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["definition"].as_str().unwrap().contains("extract"));
+
+    // Log pieces are kept by offset; any server reads them back.
+    let piece = |offset: u64, data: &str| json!({"lease": lease, "offset": offset, "data": data});
+    let (s, ack) = w("logs", piece(0, "hello from far away\n")).await;
+    assert_eq!((s, ack["next_offset"].as_u64()), (StatusCode::OK, Some(20)));
+    let (_, ack) = w("logs", piece(0, "hello from far away\n")).await;
+    assert_eq!(
+        ack["next_offset"].as_u64(),
+        Some(20),
+        "a piece sent again adds nothing"
+    );
+    let log = a
+        .get("/api/v2/dags/demo/dagRuns/r1/taskInstances/extract/logs/1")
+        .await;
+    assert_eq!(log["content"][0]["event"], "hello from far away");
+
+    // A report under another lease is refused (409); the right one is
+    // recorded, once, and brings the next try for the freed slot.
+    let mut forged = lease.clone();
+    forged["lease_id"] = json!("nope");
+    let report = |lease: &Value| {
+        json!({"worker": "w1@h:1", "lease": lease, "outcome": "success", "exit_code": 0,
+                                        "claim_next": ["default"]})
+    };
+    let (s, b) = w("report", report(&forged)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("kill it"), "{b}");
+    let (s, r) = w("report", report(&lease)).await;
+    assert_eq!((s, &r["recorded"]), (StatusCode::OK, &json!(true)), "{r}");
+    assert_eq!(r["next"]["task_id"], "publish");
+    let (s, again) = w("report", report(&lease)).await;
+    assert_eq!(
+        (s, &again["recorded"]),
+        (StatusCode::OK, &json!(false)),
+        "{again}"
+    );
+
+    // The workers view shows the remote worker and what it runs.
+    let view = a.get("/api/v2/workers").await;
+    let me = view["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "w1@h:1")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            me["state"].as_str(),
+            me["remote"].as_bool(),
+            me["running"].as_i64()
+        ),
+        (Some("active"), Some(true), Some(1))
+    );
+    assert_eq!(me["queues"], json!(["default"]));
+
+    // An admin asks it to drain; its next heartbeat says so, and it claims nothing more.
+    let (s, _) = call(
+        &a.app,
+        "POST",
+        "/api/v2/workers/w1@h:1/drain",
+        Some(&a.admin),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, beat) = w("heartbeat", json!({"worker": "w1@h:1", "tries": []})).await;
+    assert_eq!(beat["drain"], true);
+    let (s, b) = w("stop", json!({"worker": "w1@h:1"})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
 }

@@ -38,17 +38,22 @@ pub enum Error {
 }
 
 /// The environment variables that override settings (`WEIR_<SECTION>_<KEY>`).
-pub const SETTING_VARS: [&str; 10] = [
+pub const SETTING_VARS: [&str; 15] = [
     "WEIR_CORE_DAGS_FOLDER",
     "WEIR_CORE_DATA_DIR",
     "WEIR_CORE_LOGS_DIR",
     "WEIR_CORE_DAG_REFRESH",
     "WEIR_CORE_DAGS_PAUSED_AT_CREATION",
+    "WEIR_CORE_LEASE",
     "WEIR_DATABASE_URL",
     "WEIR_API_BIND",
     "WEIR_API_JWT_SECRET",
     "WEIR_API_TOKEN_HOURS",
     "WEIR_WORKER_SLOTS",
+    "WEIR_WORKER_SERVER",
+    "WEIR_WORKER_TOKEN",
+    "WEIR_WORKER_QUEUES",
+    "WEIR_WORKER_GRACE",
 ];
 
 /// Other `WEIR_` variables weir reads or sets: the config file, the log
@@ -182,6 +187,9 @@ pub struct CoreConfig {
     pub dag_refresh: u64,
     /// New DAGs start paused (false).
     pub dags_paused_at_creation: bool,
+    /// Seconds a claimed try's lease lasts without a heartbeat (30): a worker
+    /// unheard of for this long has its tries failed through their retry rules.
+    pub lease: u64,
 }
 
 impl Default for CoreConfig {
@@ -192,6 +200,7 @@ impl Default for CoreConfig {
             logs_dir: "logs".into(),
             dag_refresh: 30,
             dags_paused_at_creation: false,
+            lease: 30,
         }
     }
 }
@@ -239,8 +248,17 @@ impl Default for ApiConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
-    /// Task slots of the local pool (default: cores × 2).
+    /// Task slots of the local pool or of `weir worker` (default: cores × 2).
     pub slots: Option<usize>,
+    /// `weir worker`: the API server to work for (`http://host:port`).
+    pub server: Option<String>,
+    /// `weir worker`: its `worker` API token.
+    pub token: Option<String>,
+    /// `weir worker`: the queues it serves (default `["default"]`).
+    pub queues: Option<Vec<String>>,
+    /// `weir worker`: seconds running tries may go on after SIGTERM before
+    /// they are stopped (default 60).
+    pub grace: Option<u64>,
 }
 
 /// `[connections.<id>]`.
@@ -336,6 +354,9 @@ impl Config {
         if let Some(v) = env("WEIR_CORE_DAGS_PAUSED_AT_CREATION") {
             self.core.dags_paused_at_creation = parse_bool("WEIR_CORE_DAGS_PAUSED_AT_CREATION", v)?;
         }
+        if let Some(v) = env("WEIR_CORE_LEASE") {
+            self.core.lease = parse_num("WEIR_CORE_LEASE", v)?.clamp(1, 86_400);
+        }
         if let Some(v) = env("WEIR_DATABASE_URL") {
             self.database.url = v;
         }
@@ -351,6 +372,23 @@ impl Config {
         if let Some(v) = env("WEIR_WORKER_SLOTS") {
             let n = parse_num("WEIR_WORKER_SLOTS", v)?;
             self.worker.slots = Some(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        if let Some(v) = env("WEIR_WORKER_SERVER") {
+            self.worker.server = Some(v);
+        }
+        if let Some(v) = env("WEIR_WORKER_TOKEN") {
+            self.worker.token = Some(v);
+        }
+        if let Some(v) = env("WEIR_WORKER_QUEUES") {
+            self.worker.queues = Some(
+                v.split(',')
+                    .map(|q| q.trim().to_owned())
+                    .filter(|q| !q.is_empty())
+                    .collect(),
+            );
+        }
+        if let Some(v) = env("WEIR_WORKER_GRACE") {
+            self.worker.grace = Some(parse_num("WEIR_WORKER_GRACE", v)?);
         }
         Ok(())
     }

@@ -1,12 +1,32 @@
 //! Run and task-instance states (Airflow's names) and the one place that
 //! knows which moves between them are legal.
 
-/// Implements `ALL`, `as_str`, `Display`, `FromStr` and `TryFrom<String>` for
+/// Implements `ALL`, `as_str`, `Display`, `FromStr`, `TryFrom<String>` and
+/// serde (as the name) for
 /// a field-less enum from one table of variants and their stored names.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! named_enum {
+    ($ty:ident, $what:literal, serde_derived, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        $crate::named_enum!(@names $ty, $what, { $($variant => $name),+ });
+    };
     ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        $crate::named_enum!(@names $ty, $what, { $($variant => $name),+ });
+
+        impl ::serde::Serialize for $ty {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $ty {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <::std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+    (@names $ty:ident, $what:literal, { $($variant:ident => $name:literal),+ }) => {
         impl $ty {
             /// Every value.
             pub const ALL: [$ty; [$($ty::$variant),+].len()] = [$($ty::$variant),+];

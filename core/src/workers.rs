@@ -35,6 +35,14 @@ pub struct NewWorker {
     /// What tells this process apart from a later one that reuses its pid
     /// (the kernel's boot, pid namespace and start time of the process).
     pub process_token: String,
+    /// weir's version on the worker.
+    pub version: String,
+    /// The queues it serves (`None`: every queue).
+    pub queues: Option<Vec<String>>,
+    /// How many tries it runs at once.
+    pub slots: i64,
+    /// It talks to weir over HTTP (`weir worker`), not to the database.
+    pub remote: bool,
 }
 
 /// A worker life as stored.
@@ -56,6 +64,62 @@ pub struct WorkerRecord {
     pub state: WorkerState,
     /// When it stopped or was found lost.
     pub stopped_at: Option<DateTime<Utc>>,
+    /// weir's version on the worker.
+    pub version: String,
+    /// The queues it serves (`None`: every queue).
+    pub queues: Option<Vec<String>>,
+    /// How many tries it runs at once.
+    pub slots: i64,
+    /// It talks to weir over HTTP.
+    pub remote: bool,
+    /// When it began to drain: it claims nothing more and finishes what runs.
+    pub draining_at: Option<DateTime<Utc>>,
 }
 
-from_row!(WorkerRecord { name, hostname, pid, process_token, started_at, heartbeat_at, state via String, stopped_at });
+impl WorkerRecord {
+    /// Whether it serves `queue`.
+    pub fn serves(&self, queue: &str) -> bool {
+        self.queues
+            .as_ref()
+            .is_none_or(|q| q.iter().any(|q| q == queue))
+    }
+}
+
+from_row!(WorkerRecord { name, hostname, pid, process_token, started_at, heartbeat_at, state via String, stopped_at, version, queues via QueueList, slots, remote, draining_at });
+
+/// The `queues` column: a JSON list, or NULL for every queue.
+#[derive(Debug)]
+pub(crate) struct QueueList(Option<String>);
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for QueueList
+where
+    Option<String>: sqlx::Decode<'r, DB>,
+{
+    fn decode(
+        value: <DB as sqlx::Database>::ValueRef<'r>,
+    ) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(QueueList(<Option<String> as sqlx::Decode<DB>>::decode(
+            value,
+        )?))
+    }
+}
+
+impl<DB: sqlx::Database> sqlx::Type<DB> for QueueList
+where
+    Option<String>: sqlx::Type<DB>,
+    String: sqlx::Type<DB>,
+{
+    fn type_info() -> <DB as sqlx::Database>::TypeInfo {
+        <String as sqlx::Type<DB>>::type_info()
+    }
+    fn compatible(ty: &<DB as sqlx::Database>::TypeInfo) -> bool {
+        <String as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl TryFrom<QueueList> for Option<Vec<String>> {
+    type Error = serde_json::Error;
+    fn try_from(raw: QueueList) -> Result<Self, Self::Error> {
+        raw.0.map(|text| serde_json::from_str(&text)).transpose()
+    }
+}

@@ -40,11 +40,8 @@ fn spec(tasks: &[&str], downstream: bool) -> ClearSpec {
     }
 }
 
-fn held(ti_id: &str, try_number: i64) -> weir_core::store::HeldTry {
-    weir_core::store::HeldTry {
-        ti_id: ti_id.into(),
-        try_number,
-    }
+fn held(claim: &weir_core::store::Claim) -> weir_core::store::HeldTry {
+    weir_core::store::HeldTry::of(claim)
 }
 
 fn trigger() -> Trigger {
@@ -66,7 +63,10 @@ async fn drive(s: &Scheduler, outcome: impl Fn(&Claim) -> Outcome) -> Vec<Claim>
     let mut all = Vec::new();
     for _ in 0..200 {
         s.tick().await.unwrap();
-        let claims = s.claim("test-worker", "localhost", 100).await.unwrap();
+        let claims = s
+            .claim("test-worker", "localhost", 100, None)
+            .await
+            .unwrap();
         if claims.is_empty() {
             return all;
         }
@@ -328,7 +328,7 @@ both_backends!(clear_reruns_and_mark_is_audited, clear_and_mark);
 async fn pinned_version(db: &TestDb) {
     let e = env(db, &[("pin.yaml", "tasks:\n  a: {kind: shell, command: 'true'}\n  b: {kind: shell, command: 'true', depends_on: [a]}\n")]).await;
     let run = e.sched.trigger("pin", named("before")).await.unwrap();
-    let first = e.sched.claim("w", "h", 10).await.unwrap();
+    let first = e.sched.claim("w", "h", 10, None).await.unwrap();
     assert_eq!(first.len(), 1);
     // The file changes while the run is in flight.
     std::fs::write(
@@ -409,7 +409,7 @@ async fn lease_expiry(db: &TestDb) {
     )
     .await;
     let run = e.sched.trigger("z", trigger()).await.unwrap();
-    let claims = e.sched.claim("w", "h", 10).await.unwrap();
+    let claims = e.sched.claim("w", "h", 10, None).await.unwrap();
     assert_eq!(claims.len(), 1);
     // The worker dies: no heartbeat, no report.
     e.clock.advance(Duration::seconds(31));
@@ -447,16 +447,14 @@ both_backends!(expired_leases_are_retried, lease_expiry);
 async fn run_timeout(db: &TestDb) {
     let e = env(db, &[("slow.yaml", "dagrun_timeout: 1m\ntasks:\n  a: {kind: shell, command: 'true'}\n  b: {kind: shell, command: 'true', depends_on: [a]}\n")]).await;
     let run = e.sched.trigger("slow", trigger()).await.unwrap();
-    let claims = e.sched.claim("w", "h", 10).await.unwrap();
-    e.sched
-        .heartbeat(&[held(&claims[0].ti_id, 1)])
-        .await
-        .unwrap();
-    e.clock.advance(Duration::seconds(61));
-    e.sched
-        .heartbeat(&[held(&claims[0].ti_id, 1)])
-        .await
-        .unwrap();
+    let claims = e.sched.claim("w", "h", 10, None).await.unwrap();
+    // The worker keeps its lease (30 s) while the run times out (1 min).
+    for _ in 0..2 {
+        e.clock.advance(Duration::seconds(29));
+        let lost = e.sched.heartbeat(&[held(&claims[0])]).await.unwrap();
+        assert!(lost.is_empty());
+    }
+    e.clock.advance(Duration::seconds(3));
     e.sched.tick().await.unwrap();
     assert_eq!(run_state(&e.sched, &run).await, RunState::Failed);
     let got = states(&e.sched, &run).await;
@@ -465,11 +463,7 @@ async fn run_timeout(db: &TestDb) {
         (TaskState::Failed, TaskState::Skipped)
     );
     // The worker's next heartbeat learns its try must stop.
-    let lost = e
-        .sched
-        .heartbeat(&[held(&claims[0].ti_id, 1)])
-        .await
-        .unwrap();
+    let lost = e.sched.heartbeat(&[held(&claims[0])]).await.unwrap();
     assert_eq!(lost.len(), 1);
     // A late report of the stopped try changes nothing.
     let late = e
@@ -542,7 +536,7 @@ async fn database_failures(db: &TestDb) {
     )
     .await;
     e.sched.trigger("f", trigger()).await.unwrap();
-    let claim = e.sched.claim("w", "h", 1).await.unwrap().remove(0);
+    let claim = e.sched.claim("w", "h", 1, None).await.unwrap().remove(0);
     let report = Report {
         claim,
         ended: weir_core::scheduler::Ended {
@@ -568,3 +562,155 @@ async fn database_failures(db: &TestDb) {
     e.sched.finish(&report).await.unwrap();
 }
 both_backends!(a_database_failure_is_not_a_conflict, database_failures);
+
+fn remote_life(name: &str, queues: &[&str]) -> weir_core::workers::NewWorker {
+    weir_core::workers::NewWorker {
+        name: name.into(),
+        hostname: "elsewhere".into(),
+        pid: 1,
+        process_token: String::new(),
+        version: "0.1.0".into(),
+        queues: Some(queues.iter().map(|q| (*q).to_owned()).collect()),
+        slots: 2,
+        remote: true,
+    }
+}
+
+fn report_of(
+    worker: &str,
+    t: &weir_core::protocol::ClaimedTry,
+    outcome: weir_core::protocol::Outcome,
+) -> weir_core::protocol::TryReport {
+    weir_core::protocol::TryReport {
+        worker: worker.into(),
+        lease: t.lease(),
+        outcome,
+        reschedule_at: None,
+        exit_code: Some(0),
+        error: None,
+        pid: None,
+        claim_next: None,
+    }
+}
+
+async fn remote_protocol(db: &TestDb) {
+    use weir_core::protocol::{CatalogCall, CatalogRequest, Outcome as Wire};
+    use weir_core::scheduler::remote::Fenced;
+    let e = env(
+        db,
+        &[(
+            "q.yaml",
+            "defaults: {retries: 1, retry_delay: 1s}\ntasks:\n  cpu: {kind: shell, command: 'true'}\n  gpu: {kind: shell, command: 'true', queue: gpu}\n  after: {kind: shell, command: 'true', depends_on: [cpu]}\n",
+        )],
+    )
+    .await;
+    let s = &e.sched;
+    s.register_worker(&remote_life("w-cpu", &["default"]))
+        .await
+        .unwrap();
+    s.register_worker(&remote_life("w-gpu", &["gpu"]))
+        .await
+        .unwrap();
+    let run = s.trigger("q", trigger()).await.unwrap();
+    let default = vec!["default".to_owned()];
+    let gpu = vec!["gpu".to_owned()];
+
+    // Each worker gets only its queues' work.
+    let cpu = s.claim_remote("w-cpu", &default, 10).await.unwrap();
+    assert_eq!(
+        cpu.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(),
+        ["cpu"]
+    );
+    assert_eq!(cpu[0].queue, "default");
+    assert!(!cpu[0].lease_id.is_empty());
+    assert_eq!(cpu[0].run.run_id, run.run_id);
+
+    // A report naming another lease is refused; the right one is recorded
+    // once, and sent again it is answered as a repeat.
+    let mut forged = report_of("w-cpu", &cpu[0], Wire::Success);
+    forged.lease.lease_id = "not-the-lease".into();
+    assert!(matches!(
+        s.report_remote(&forged).await,
+        Err(Fenced::MovedOn { .. })
+    ));
+    let mut good = report_of("w-cpu", &cpu[0], Wire::Success);
+    good.claim_next = Some(default.clone());
+    let (recorded, next) = s.report_remote(&good).await.unwrap();
+    assert!(recorded);
+    // The freed slot took the task that became ready, in the same transaction.
+    assert_eq!(next.as_ref().map(|t| t.task_id.as_str()), Some("after"));
+    let (recorded, again) = s.report_remote(&good).await.unwrap();
+    assert!(!recorded && again.is_none());
+
+    // Catalog calls under a live lease record versions made by the try
+    // that holds it; under a lapsed one (below) they record nothing.
+    let call = |lease: weir_core::protocol::Lease| CatalogRequest {
+        lease,
+        call: CatalogCall::RecordDatasetVersion {
+            version: weir_core::store::NewDatasetVersion {
+                dataset: "raw.things".into(),
+                rows: Some(3),
+                ..Default::default()
+            },
+        },
+    };
+    let after = next.unwrap();
+    let v = s.catalog_remote(call(after.lease())).await.unwrap();
+    assert_eq!(v["dataset"], "raw.things");
+    assert_eq!(v["task_id"], "after");
+    assert_eq!(v["try_number"], 1);
+
+    // The GPU worker's lease lapses: its heartbeat is told to kill the try,
+    // its log pieces and report are refused, and the try is retried.
+    let g = s.claim_remote("w-gpu", &gpu, 10).await.unwrap().remove(0);
+    assert_eq!(s.push_log(&g.lease(), 0, b"line 1\n").await.unwrap(), 7);
+    assert_eq!(
+        s.push_log(&g.lease(), 0, b"line 1\n").await.unwrap(),
+        7,
+        "a repeat adds nothing"
+    );
+    assert!(matches!(
+        s.push_log(&g.lease(), 20, b"gap\n").await,
+        Err(Fenced::Failed(_))
+    ));
+    e.clock.advance(Duration::seconds(31));
+    let beat = s.heartbeat_remote("w-gpu", &[g.lease()]).await.unwrap();
+    assert_eq!(beat.kill, vec![g.lease()]);
+    assert!(matches!(
+        s.push_log(&g.lease(), 7, b"late\n").await,
+        Err(Fenced::MovedOn { .. })
+    ));
+    assert!(matches!(
+        s.report_remote(&report_of("w-gpu", &g, Wire::Success))
+            .await,
+        Err(Fenced::MovedOn { .. })
+    ));
+    let pushed = s.store().read_log(&g.ti_id, 1, 0).await.unwrap();
+    assert_eq!(pushed, Some((b"line 1\n".to_vec(), 7)));
+    s.tick().await.unwrap();
+    assert_eq!(states(s, &run).await["gpu"], TaskState::UpForRetry);
+    assert!(matches!(
+        s.catalog_remote(call(g.lease())).await,
+        Err(Fenced::MovedOn { .. })
+    ));
+
+    // A drained worker is told so and claims nothing more.
+    s.drain_worker("w-cpu").await.unwrap();
+    e.clock.advance(Duration::seconds(61));
+    assert!(s.heartbeat_remote("w-cpu", &[]).await.unwrap().drain);
+    s.tick().await.unwrap();
+    assert!(s.claim_remote("w-cpu", &gpu, 10).await.unwrap().is_empty());
+    let view = s.workers_view().await.unwrap();
+    let standing = |name: &str| {
+        view.iter()
+            .find(|v| v.life.name == name)
+            .map(|v| v.standing.as_str())
+    };
+    assert_eq!(standing("w-cpu"), Some("draining"));
+    assert_eq!(
+        standing("w-gpu"),
+        Some("lost"),
+        "unheard of for longer than a lease"
+    );
+}
+both_backends!(remote_workers_are_fenced_by_their_leases, remote_protocol);

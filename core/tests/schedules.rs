@@ -56,7 +56,7 @@ fn logical(runs: &[RunRecord]) -> Vec<DateTime<Utc>> {
 async fn drain(s: &Scheduler) {
     for _ in 0..100 {
         s.tick().await.unwrap();
-        let claims = s.claim("w", "h", 100).await.unwrap();
+        let claims = s.claim("w", "h", 100, None).await.unwrap();
         if claims.is_empty() {
             return;
         }

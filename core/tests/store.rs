@@ -53,6 +53,7 @@ fn new_run(dag_id: &str, run_id: &str, version_id: i64, tasks: &[&str]) -> NewRu
                 task_id: (*t).into(),
                 max_tries: 1,
                 pool: "default".into(),
+                queue: "default".into(),
                 priority: 0,
             })
             .collect(),
@@ -291,6 +292,8 @@ fn claim_req(limit: i64) -> ClaimRequest {
         worker: "w".into(),
         hostname: "h".into(),
         limit,
+        queues: None,
+        lease_id: "L".into(),
         lease_until: now + Duration::seconds(30),
         now,
     }
@@ -336,17 +339,18 @@ async fn dispatch_and_claim(db: &TestDb) {
     let held = |ti_id: &str, try_number| weir_core::store::HeldTry {
         ti_id: ti_id.into(),
         try_number,
+        lease_id: "L".into(),
     };
     let beats = vec![held(&claimed[0].ti_id, 1), held(&claimed[1].ti_id, 2)];
     let lost = db
         .store
-        .heartbeat(&beats, Utc::now() + Duration::seconds(60))
+        .heartbeat(&beats, Utc::now(), Utc::now() + Duration::seconds(60))
         .await
         .unwrap();
     assert_eq!(lost, vec![held(&claimed[1].ti_id, 2)]);
     // Leases in the past show up as expired.
     db.store
-        .heartbeat(&beats[..1], Utc::now() - Duration::seconds(1))
+        .heartbeat(&beats[..1], Utc::now(), Utc::now() - Duration::seconds(1))
         .await
         .unwrap();
     let expired = db.store.expired_leases(Utc::now()).await.unwrap();
@@ -583,6 +587,8 @@ async fn group_commit(db: &TestDb) {
         worker: "w".into(),
         hostname: "h".into(),
         limit: 1,
+        queues: None,
+        lease_id: "L".into(),
         lease_until: now + Duration::seconds(30),
         now,
     };
@@ -653,6 +659,7 @@ async fn priority_order(db: &TestDb) {
             task_id: t.into(),
             max_tries: 0,
             pool: "default".into(),
+            queue: "default".into(),
             priority: p,
         });
     }
@@ -715,6 +722,10 @@ fn life(name: &str, hostname: &str) -> weir_core::workers::NewWorker {
         hostname: hostname.into(),
         pid: 4242,
         process_token: "boot/pid:[1]/100".into(),
+        version: "0.1.0".into(),
+        queues: None,
+        slots: 4,
+        remote: false,
     }
 }
 
@@ -842,6 +853,7 @@ async fn a_heartbeat_never_deadlocks_with_a_transaction_on_the_same_tries() {
     let held = |ti_id: &str| weir_core::store::HeldTry {
         ti_id: ti_id.into(),
         try_number: 1,
+        lease_id: "L".into(),
     };
 
     // Another transaction holds `b`…
@@ -857,7 +869,7 @@ async fn a_heartbeat_never_deadlocks_with_a_transaction_on_the_same_tries() {
     let beats = vec![held(&a), held(&b)];
     let beat = tokio::spawn(async move {
         store
-            .heartbeat(&beats, Utc::now() + Duration::seconds(60))
+            .heartbeat(&beats, Utc::now(), Utc::now() + Duration::seconds(60))
             .await
     });
     let mut watch = sqlx::PgConnection::connect(&db.url).await.unwrap();

@@ -6,8 +6,10 @@ pub mod dags;
 pub mod datasets;
 pub mod db;
 pub mod runs;
+pub mod scheduler;
 pub mod tasks;
 pub mod users;
+pub mod worker;
 
 use std::sync::Arc;
 
@@ -42,9 +44,25 @@ pub async fn scheduler(config: &Config) -> anyhow::Result<Scheduler> {
     }
     let options = Options {
         paused_at_creation: config.core.dags_paused_at_creation,
+        lease: std::time::Duration::from_secs(config.core.lease.max(1)),
         ..Options::default()
     };
     Ok(Scheduler::new(store, Arc::new(SystemClock), options))
+}
+
+/// Loads the configured DAG folder into the store, logging what it found.
+pub async fn load_dags(sched: &Scheduler, config: &Config) -> anyhow::Result<()> {
+    let report = sched.sync_folder(&config.core.dags_folder).await?;
+    tracing::info!(
+        "loaded {} DAG(s) from {} ({} import error(s))",
+        report.dags.len(),
+        config.core.dags_folder.display(),
+        report.errors.len()
+    );
+    for e in &report.errors {
+        tracing::warn!("import error: {e}");
+    }
+    Ok(())
 }
 
 /// Who a command acts as, for the audit log.

@@ -151,14 +151,21 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
                         .unwrap_or_else(|| "yet".into())
                 );
             };
-            let (text, _) = weir_worker::logs::read(&config.core.logs_dir, &t.log_path, 0)
-                .await
-                .with_context(|| {
-                    format!(
-                        "reading {}",
-                        config.core.logs_dir.join(&t.log_path).display()
-                    )
-                })?;
+            // A remote worker's log is in the database; a local pool's in the logs folder.
+            let text = match weir_worker::logs::read(&config.core.logs_dir, &t.log_path, 0).await {
+                Ok((text, _)) => text,
+                Err(e) => match store.read_log(&ti.id, t.try_number, 0).await? {
+                    Some((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
+                    None => {
+                        return Err(e).with_context(|| {
+                            format!(
+                                "reading {}",
+                                config.core.logs_dir.join(&t.log_path).display()
+                            )
+                        });
+                    }
+                },
+            };
             print!("{text}");
         }
         TasksCommand::Clear {

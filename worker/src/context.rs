@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use minijinja::{Environment, Error, ErrorKind, Value};
 use weir_core::dag::Dag;
-use weir_core::store::{Claim, RunRecord};
+use weir_core::protocol::RunContext;
+use weir_core::store::Claim;
 
 use crate::secrets::Secrets;
 
@@ -14,8 +15,8 @@ use crate::secrets::Secrets;
 pub struct TryContext {
     /// The DAG version the run is pinned to.
     pub dag: Arc<Dag>,
-    /// The run.
-    pub run: RunRecord,
+    /// The run, as templates see it.
+    pub run: RunContext,
     /// The claim that started the try.
     pub claim: Claim,
 }

@@ -87,6 +87,9 @@ pub async fn execute(
             .into()
         }
         _ => {
+            if let Err(e) = resources.check_data_folder().await {
+                return report(log, Ended::failed(e)).await;
+            }
             let render_ref = &render;
             let render_dyn = |what: &str, src: &str| render_ref(what, src);
             let work = crate::data::run(ctx, task, resources, log, &render_dyn);

@@ -1,6 +1,7 @@
 //! weir-worker: executing task instances. The same executor runs in the
-//! in-process pool of `weir standalone` and (later) in remote workers.
+//! in-process pool of `weir standalone` and in remote workers (`weir worker`).
 
+pub mod catalog;
 pub mod context;
 pub mod data;
 pub mod execute;
@@ -8,6 +9,7 @@ pub mod life;
 pub mod logs;
 pub mod pool;
 pub mod reaper;
+pub mod remote;
 pub mod resources;
 pub mod secrets;
 pub mod sensor;

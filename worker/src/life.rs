@@ -17,7 +17,12 @@ pub fn hostname() -> String {
 /// A new worker life for this process: a name unique to this start
 /// (`<role>@<host>:<random>`), its pid and what tells this process apart
 /// from a later one with the same pid.
-pub fn this_process(role: &str) -> NewWorker {
+pub fn this_process(
+    role: &str,
+    slots: usize,
+    queues: Option<Vec<String>>,
+    remote: bool,
+) -> NewWorker {
     let hostname = hostname();
     let pid = std::process::id();
     NewWorker {
@@ -25,6 +30,10 @@ pub fn this_process(role: &str) -> NewWorker {
         hostname,
         pid: i64::from(pid),
         process_token: process_token(Path::new("/proc"), pid).unwrap_or_default(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        queues,
+        slots: i64::try_from(slots).unwrap_or(i64::MAX),
+        remote,
     }
 }
 
@@ -119,12 +128,20 @@ mod tests {
             heartbeat_at: now,
             state: weir_core::workers::WorkerState::Active,
             stopped_at: None,
+            version: of.version.clone(),
+            queues: of.queues.clone(),
+            slots: of.slots,
+            remote: of.remote,
+            draining_at: None,
         }
     }
 
     #[test]
     fn every_start_gets_its_own_name() {
-        let (a, b) = (this_process("standalone"), this_process("standalone"));
+        let (a, b) = (
+            this_process("standalone", 1, None, false),
+            this_process("standalone", 1, None, false),
+        );
         assert_ne!(a.name, b.name);
         assert!(
             a.name.starts_with(&format!("standalone@{}:", a.hostname)),
@@ -135,15 +152,15 @@ mod tests {
 
     #[test]
     fn this_process_runs() {
-        let me = this_process("test");
+        let me = this_process("test", 1, None, false);
         assert!(!me.process_token.is_empty(), "this test runs on Linux");
-        let other = this_process("other");
+        let other = this_process("other", 1, None, false);
         assert_eq!(liveness(&record(&other), &me), Liveness::Running);
     }
 
     #[test]
     fn an_ended_process_is_gone() {
-        let me = this_process("test");
+        let me = this_process("test", 1, None, false);
         let mut child = std::process::Command::new("sleep")
             .arg("30")
             .spawn()
@@ -166,7 +183,7 @@ mod tests {
 
     #[test]
     fn a_reused_pid_is_another_process() {
-        let me = this_process("test");
+        let me = this_process("test", 1, None, false);
         let mut earlier = record(&me);
         let space = pid_space(&me.process_token).unwrap();
         earlier.process_token = format!("{space}/1");
@@ -175,7 +192,7 @@ mod tests {
 
     #[test]
     fn what_this_process_cannot_see_is_unknown() {
-        let me = this_process("test");
+        let me = this_process("test", 1, None, false);
         let mut elsewhere = record(&me);
         elsewhere.hostname = "another-host".into();
         assert_eq!(liveness(&elsewhere, &me), Liveness::Unknown);

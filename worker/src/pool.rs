@@ -15,7 +15,8 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use weir_core::scheduler::{Ended, Report, Scheduler};
+use weir_core::protocol::RunContext;
+use weir_core::scheduler::{self, Ended, Report, Scheduler};
 use weir_core::store::{Claim, HeldTry};
 use weir_core::workers::{NewWorker, WorkerState};
 
@@ -63,15 +64,18 @@ impl LocalPool {
         options: PoolOptions,
         secrets: Secrets,
     ) -> Result<Self, weir_core::scheduler::Error> {
-        let life = crate::life::this_process(&options.role);
+        let life = crate::life::this_process(&options.role, options.slots, None, false);
         scheduler.register_worker(&life).await?;
         tracing::info!(worker = %life.name, pid = life.pid, "worker {} registered", life.name);
+        mark_data_folder(&scheduler, &options.data_dir).await;
         let resources = crate::resources::Resources {
-            store: scheduler.store().clone(),
+            store: Arc::new(crate::catalog::LocalCatalog(scheduler.store().clone())),
             connections: Arc::new(options.connections.clone()),
             data_dir: options.data_dir.clone(),
             retention: Arc::new(options.retention.clone()),
             clock: scheduler.clock(),
+            // The local pool reads the catalog it writes to: nothing to check.
+            catalog_id: None,
         };
         let shared = Shared {
             logs_dir: options.logs_dir.clone(),
@@ -117,7 +121,7 @@ impl LocalPool {
             if free > 0 {
                 match self
                     .scheduler
-                    .claim(&self.life.name, &self.life.hostname, free)
+                    .claim(&self.life.name, &self.life.hostname, free, None)
                     .await
                 {
                     Ok(claims) => {
@@ -196,6 +200,27 @@ impl LocalPool {
     }
 }
 
+/// Marks the data folder as this site's (see
+/// [`crate::resources::ensure_catalog_marker`]), so remote workers that
+/// share it may run data tasks; warns when it belongs to another site.
+pub async fn mark_data_folder(scheduler: &Scheduler, data_dir: &std::path::Path) {
+    let id = match scheduler.catalog_id().await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!("could not read the catalog id: {e}");
+            return;
+        }
+    };
+    match crate::resources::ensure_catalog_marker(data_dir, &id).await {
+        Ok(held) if held == id => {}
+        Ok(held) => tracing::warn!(
+            "the data folder {} is marked as another site's ({held}; this one is {id}): remote workers will refuse its data tasks",
+            data_dir.display()
+        ),
+        Err(e) => tracing::warn!("could not mark the data folder {}: {e}", data_dir.display()),
+    }
+}
+
 /// One worker slot: runs a claimed try, reports it and takes the next one.
 struct Slot {
     sched: Scheduler,
@@ -210,10 +235,7 @@ impl Slot {
     async fn run(self, first: Claim) {
         let mut next = Some(first);
         while let Some(claim) = next.take() {
-            let key = HeldTry {
-                ti_id: claim.ti_id.clone(),
-                try_number: claim.try_number,
-            };
+            let key = HeldTry::of(&claim);
             let stop = self.cancel.child_token();
             if let Ok(mut r) = self.running.lock() {
                 r.insert(key.clone(), stop.clone());
@@ -238,8 +260,11 @@ impl Slot {
                 ended: result,
             };
             // Keep the slot busy unless the worker is stopping.
-            let slot = (!self.cancel.is_cancelled())
-                .then_some((self.shared.worker.as_str(), self.hostname.as_str()));
+            let slot = (!self.cancel.is_cancelled()).then_some(scheduler::Slot {
+                worker: &self.shared.worker,
+                hostname: &self.hostname,
+                queues: None,
+            });
             match self.sched.finish_and_claim(&report, slot).await {
                 Ok(claimed) => next = claimed,
                 Err(e) => tracing::warn!(
@@ -283,7 +308,7 @@ async fn prepare(sched: &Scheduler, claim: &Claim) -> Result<TryContext, String>
         .map_err(|e| e.to_string())?;
     Ok(TryContext {
         dag,
-        run,
+        run: RunContext::from(&run),
         claim: claim.clone(),
     })
 }

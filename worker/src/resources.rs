@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use weir_core::scheduler::Clock;
-use weir_core::store::{Backend, Store};
+use weir_core::store::Backend;
 
 /// A database a task names by id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +41,8 @@ pub enum ConnectionError {
 /// What tries reach besides themselves.
 #[derive(Debug, Clone)]
 pub struct Resources {
-    /// The state store: the catalog, dataset versions, earlier pokes.
-    pub store: Arc<dyn Store>,
+    /// The catalog: dataset versions, quality records, earlier pokes.
+    pub store: Arc<dyn crate::catalog::Catalog>,
     /// Connection URLs by id (lower case).
     pub connections: Arc<HashMap<String, String>>,
     /// Where datasets are stored.
@@ -51,6 +51,60 @@ pub struct Resources {
     pub retention: Arc<weir_core::config::RetentionRules>,
     /// What time it is (the scheduler's clock, so tests can move it).
     pub clock: Arc<dyn Clock>,
+    /// The catalog id the data folder's marker file must hold for data tasks
+    /// to run (`None`: not checked).
+    pub catalog_id: Option<Arc<str>>,
+}
+
+/// The marker file in a data folder: the id of the catalog it belongs to.
+pub const CATALOG_MARKER: &str = ".weir-catalog";
+
+/// Writes the marker of `catalog_id` into `data_dir` unless it holds one;
+/// returns the id it holds (another catalog's, when they differ).
+pub async fn ensure_catalog_marker(
+    data_dir: &std::path::Path,
+    catalog_id: &str,
+) -> std::io::Result<String> {
+    let path = data_dir.join(CATALOG_MARKER);
+    match tokio::fs::read_to_string(&path).await {
+        Ok(text) => Ok(text.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tokio::fs::create_dir_all(data_dir).await?;
+            let tmp = data_dir.join(format!(
+                "{CATALOG_MARKER}.{}",
+                uuid::Uuid::new_v4().simple()
+            ));
+            tokio::fs::write(&tmp, format!("{catalog_id}\n")).await?;
+            tokio::fs::rename(&tmp, &path).await?;
+            Ok(catalog_id.to_owned())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl Resources {
+    /// Refuses data tasks when the data folder belongs to another catalog, or
+    /// to none: on a remote worker it must be the shared folder the servers use.
+    pub async fn check_data_folder(&self) -> Result<(), String> {
+        let Some(expected) = &self.catalog_id else {
+            return Ok(());
+        };
+        let path = self.data_dir.join(CATALOG_MARKER);
+        match tokio::fs::read_to_string(&path).await {
+            Ok(text) if text.trim() == &**expected => Ok(()),
+            Ok(text) => Err(format!(
+                "the data folder {} belongs to another weir site (its {CATALOG_MARKER} holds {}, this site's catalog is {expected}); \
+                 data tasks run only where the data folder is the one the catalog records",
+                self.data_dir.display(),
+                text.trim()
+            )),
+            Err(e) => Err(format!(
+                "the data folder {} has no readable {CATALOG_MARKER} marker ({e}); data tasks need the site's shared data folder \
+                 (mount it here, e.g. over NFS, and point data_dir at it)",
+                self.data_dir.display()
+            )),
+        }
+    }
 }
 
 impl Resources {
@@ -77,7 +131,7 @@ mod tests {
     async fn connections_are_found_in_any_case_or_named_in_the_error() {
         let db = weir_core::testing::sqlite().await;
         let resources = Resources {
-            store: db.store.clone(),
+            store: Arc::new(crate::catalog::LocalCatalog(db.store.clone())),
             connections: Arc::new(HashMap::from([
                 ("shop".to_owned(), "postgres://u:secret@db/shop".to_owned()),
                 ("files".to_owned(), "mysql://u:secret@db/x".to_owned()),
@@ -85,6 +139,7 @@ mod tests {
             data_dir: PathBuf::from("data"),
             retention: Arc::default(),
             clock: Arc::new(weir_core::scheduler::SystemClock),
+            catalog_id: None,
         };
         assert_eq!(
             resources.connection("SHOP").map(|c| c.backend),

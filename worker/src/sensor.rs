@@ -9,7 +9,7 @@ use sqlx::{Connection as _, Row};
 use weir_core::dag::{Duration, SensorCondition};
 use weir_core::scheduler::Ended;
 use weir_core::state::TaskState;
-use weir_core::store::{Backend, Store};
+use weir_core::store::Backend;
 
 use crate::context::TryContext;
 use crate::logs::LogWriter;
@@ -153,7 +153,10 @@ async fn truthy_first_cell(conn: &Connection, query: &str) -> Result<bool, Strin
 
 /// When the current run of pokes began: the start of the earliest try in the
 /// unbroken line of rescheduled tries before this one.
-async fn first_poke(ctx: &TryContext, store: &dyn Store) -> Option<chrono::DateTime<Utc>> {
+async fn first_poke(
+    ctx: &TryContext,
+    store: &dyn crate::catalog::Catalog,
+) -> Option<chrono::DateTime<Utc>> {
     let tries = store.list_tries(&ctx.claim.ti_id).await.ok()?;
     let mut first = tries
         .iter()

@@ -198,7 +198,8 @@ pub fn argv(
 /// The folder a DAG's relative paths resolve against.
 pub fn dag_folder(fileloc: &Path) -> std::path::PathBuf {
     match fileloc.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        // A remote worker may not have the DAG folder at this path.
+        Some(p) if !p.as_os_str().is_empty() && p.is_dir() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     }
 }

@@ -457,12 +457,16 @@ async fn dataset_checks_case(db: &TestDb) {
     );
 }
 
-/// Names of hidden files and folders (staging, scratch) anywhere under `dir`.
+/// Names of hidden files and folders (staging, scratch) anywhere under `dir`;
+/// the data folder's catalog marker is meant to be there.
 fn hidden_entries(dir: &std::path::Path) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
+        if name == weir_worker::resources::CATALOG_MARKER {
+            continue;
+        }
         if name.starts_with('.') {
             found.push(entry.path().display().to_string());
         } else if entry.file_type().unwrap().is_dir() {

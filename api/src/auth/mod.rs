@@ -202,3 +202,8 @@ role_guard!(
     /// An admin.
     Admin => Role::Admin
 );
+role_guard!(
+    /// A remote worker (a `worker` token): it reaches the worker endpoints
+    /// and nothing else, and nobody else reaches them.
+    WorkerToken => Role::Worker
+);

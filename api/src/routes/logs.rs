@@ -6,13 +6,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::auth::Viewer;
 use crate::error::{ApiError, ApiResult, Path, Query, ReadErrors};
 use crate::models::{LogLine, LogResponse};
+use crate::try_log::TryLog;
 
 /// The most a piece holds (unless `full_content`).
 const PIECE: u64 = 1 << 20;
@@ -70,9 +70,10 @@ pub async fn get_log(
             ApiError::not_found(format!("try {try_number} of task `{task_id}` not found"))
         })?;
     let ended = tr.end_date.is_some();
-    let path = state.logs_dir.join(&tr.log_path);
+    let log = TryLog::find(&state.logs_dir, &tr.log_path, &ti.id, tr.try_number).await;
     let (text, next) = read_piece(
-        &path,
+        &**store,
+        &log,
         start,
         if p.full_content { u64::MAX } else { PIECE },
         ended,
@@ -107,39 +108,23 @@ pub async fn get_log(
 /// try has ended. Returns the text and the offset to read from next
 /// (`None` when the file was read to its end).
 async fn read_piece(
-    path: &std::path::Path,
+    store: &dyn weir_core::store::Store,
+    log: &TryLog,
     start: u64,
     max: u64,
     ended: bool,
 ) -> ApiResult<(String, Option<u64>)> {
-    let mut file = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let len = log.len(store).await.map_err(|e| ApiError::internal(&e))?;
+    if start > len {
+        if len == 0 {
             return Ok((String::new(), (!ended).then_some(start)));
         }
-        Err(e) => {
-            return Err(ApiError::internal(&format!(
-                "reading {}: {e}",
-                path.display()
-            )));
-        }
-    };
-    let len = file
-        .metadata()
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .len();
-    if start > len {
         return Err(ApiError::unprocessable(
             "the continuation token is past the end of the log",
         ));
     }
-    file.seek(std::io::SeekFrom::Start(start))
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let mut buf = Vec::new();
-    file.take(max.min(len - start))
-        .read_to_end(&mut buf)
+    let mut buf = log
+        .read(store, start, max.min(len - start))
         .await
         .map_err(|e| ApiError::internal(&e))?;
     let reached_end = start + buf.len() as u64 >= len;

@@ -12,6 +12,7 @@ pub mod monitor;
 pub mod pools;
 pub mod task_instances;
 pub mod tokens;
+pub mod worker_api;
 pub mod workers;
 
 use serde::Deserialize;

@@ -388,7 +388,7 @@ async fn task_panel(
 ) -> Result<TaskPanel, PageError> {
     let tries = state.scheduler.store().list_tries(&ti.id).await?;
     let command = match tries.last() {
-        Some(t) => super::logs::command_of(&state.logs_dir.join(&t.log_path)).await,
+        Some(t) => super::logs::command_of(state, t).await,
         None => None,
     };
     let task = def.tasks.get(ti.task_id.as_str());

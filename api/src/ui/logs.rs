@@ -3,7 +3,6 @@
 //! Events, a selector for earlier tries, and the download of the whole file.
 
 use std::convert::Infallible;
-use std::path::{Path as FsPath, PathBuf};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -13,11 +12,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use weir_core::store::TryRecord;
+use weir_core::store::{Store, TryRecord};
 
 use super::{Me, PageError, PageResult, ansi};
 use crate::AppState;
+use crate::try_log::TryLog;
 
 /// How much of a log a page or a step shows at once.
 pub const PIECE: u64 = 256 * 1024;
@@ -38,11 +37,11 @@ pub struct LogQuery {
 
 type TaskPath = Path<(String, String, String)>;
 
-/// A try of a task instance, the instance's other tries, and its log file.
-struct TryLog {
+/// A try of a task instance, the instance's other tries, and its log.
+struct ChosenTry {
     tries: Vec<TryRecord>,
     chosen: TryRecord,
-    path: PathBuf,
+    log: TryLog,
 }
 
 /// Try `try_number` (default: the newest) of the task instance `key`.
@@ -50,7 +49,7 @@ async fn find_try(
     state: &AppState,
     (dag_id, run_id, task_id): &(String, String, String),
     try_number: Option<i64>,
-) -> Result<TryLog, PageError> {
+) -> Result<ChosenTry, PageError> {
     let store = state.scheduler.store();
     let ti = store.get_task_instance(dag_id, run_id, task_id).await?;
     let tries = store.list_tries(&ti.id).await?;
@@ -65,8 +64,8 @@ async fn find_try(
             None => format!("task `{task_id}` of run `{run_id}` has not run yet"),
         })
     })?;
-    Ok(TryLog {
-        path: state.logs_dir.join(&chosen.log_path),
+    Ok(ChosenTry {
+        log: TryLog::find(&state.logs_dir, &chosen.log_path, &ti.id, chosen.try_number).await,
         tries,
         chosen,
     })
@@ -88,35 +87,17 @@ enum Cut {
 /// Reads `[start, end)` of a log as cut by `cut`; answers the text and the
 /// byte range it covers. A missing file reads as empty.
 async fn read_range(
-    path: &FsPath,
+    store: &dyn Store,
+    log: &TryLog,
     start: u64,
     end: Option<u64>,
     cut: Cut,
 ) -> Result<(String, u64, u64), PageError> {
-    let mut file = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((String::new(), 0, 0)),
-        Err(e) => {
-            return Err(PageError::internal(&format!(
-                "reading {}: {e}",
-                path.display()
-            )));
-        }
-    };
-    let len = file
-        .metadata()
-        .await
-        .map_err(|e| PageError::internal(&e))?
-        .len();
+    let len = log.len(store).await.map_err(|e| PageError::internal(&e))?;
     let end = end.unwrap_or(len).min(len);
     let start = start.min(end);
-    file.seek(std::io::SeekFrom::Start(start))
-        .await
-        .map_err(|e| PageError::internal(&e))?;
-    let mut buf = Vec::new();
-    (&mut file)
-        .take(end - start)
-        .read_to_end(&mut buf)
+    let mut buf = log
+        .read(store, start, end - start)
         .await
         .map_err(|e| PageError::internal(&e))?;
     let mut from = start;
@@ -138,10 +119,17 @@ async fn read_range(
 }
 
 /// The command a try ran, from the `weir: running …` line its log starts with.
-pub async fn command_of(path: &FsPath) -> Option<String> {
-    let (text, _, _) = read_range(path, 0, Some(64 * 1024), Cut::Exact)
-        .await
-        .ok()?;
+pub async fn command_of(state: &AppState, t: &TryRecord) -> Option<String> {
+    let log = TryLog::find(&state.logs_dir, &t.log_path, &t.ti_id, t.try_number).await;
+    let (text, _, _) = read_range(
+        &**state.scheduler.store(),
+        &log,
+        0,
+        Some(64 * 1024),
+        Cut::Exact,
+    )
+    .await
+    .ok()?;
     text.lines()
         .find_map(|l| l.split_once("weir: running ").map(|(_, c)| c.to_owned()))
 }
@@ -159,20 +147,24 @@ pub async fn page(
     Path(key): TaskPath,
     Query(q): Query<LogQuery>,
 ) -> PageResult {
-    let TryLog {
+    let ChosenTry {
         tries,
         chosen: t,
-        path,
+        log,
     } = find_try(&state, &key, q.try_number).await?;
+    let store = &**state.scheduler.store();
     let end = match q.before {
         Some(b) => b,
-        None => tokio::fs::metadata(&path)
-            .await
-            .map(|m| m.len())
-            .unwrap_or(0),
+        None => log.len(store).await.unwrap_or(0),
     };
-    let (text, start, end) =
-        read_range(&path, end.saturating_sub(PIECE), Some(end), Cut::AtLines).await?;
+    let (text, start, end) = read_range(
+        store,
+        &log,
+        end.saturating_sub(PIECE),
+        Some(end),
+        Cut::AtLines,
+    )
+    .await?;
     let running = t.end_date.is_none();
     let (dag_id, run_id, task_id) = &key;
     let base = format!(
@@ -212,7 +204,8 @@ pub async fn earlier(
     let log = find_try(&state, &key, q.try_number).await?;
     let before = q.before.unwrap_or(0);
     let (text, start, _) = read_range(
-        &log.path,
+        &**state.scheduler.store(),
+        &log.log,
         before.saturating_sub(PIECE),
         Some(before),
         Cut::AtLines,
@@ -227,7 +220,7 @@ pub async fn earlier(
 
 struct Follow {
     state: AppState,
-    path: PathBuf,
+    log: TryLog,
     /// The followed try's task instance and number.
     ti_id: String,
     try_number: i64,
@@ -252,7 +245,7 @@ pub async fn follow(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let start = Follow {
-        path: log.path,
+        log: log.log,
         state,
         ti_id: log.chosen.ti_id,
         try_number: log.chosen.try_number,
@@ -273,9 +266,10 @@ pub async fn follow(
             });
             let (ended, state) = now.unwrap_or((true, "ended".into()));
             let cut = if ended { Cut::Exact } else { Cut::WholeLines };
-            let (text, _, to) = read_range(&f.path, f.offset, None, cut)
-                .await
-                .unwrap_or_default();
+            let (text, _, to) =
+                read_range(&**f.state.scheduler.store(), &f.log, f.offset, None, cut)
+                    .await
+                    .unwrap_or_default();
             f.offset = to.max(f.offset);
             if !text.is_empty() {
                 let event = Event::default()
@@ -315,10 +309,21 @@ pub async fn download(
         "_",
     );
     let disposition = format!("attachment; filename=\"{name}\"");
-    let body = match tokio::fs::File::open(&log.path).await {
-        Ok(f) => Body::from_stream(tokio_util::io::ReaderStream::new(f)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Body::empty(),
-        Err(e) => return Err(PageError::internal(&e)),
+    let body = match &log.log {
+        TryLog::File(path) => match tokio::fs::File::open(path).await {
+            Ok(f) => Body::from_stream(tokio_util::io::ReaderStream::new(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Body::empty(),
+            Err(e) => return Err(PageError::internal(&e)),
+        },
+        pushed => {
+            let store = &**state.scheduler.store();
+            Body::from(
+                pushed
+                    .read(store, 0, u64::MAX)
+                    .await
+                    .map_err(|e| PageError::internal(&e))?,
+            )
+        }
     };
     Ok((
         [

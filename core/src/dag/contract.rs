@@ -491,7 +491,7 @@ pub enum Severity {
     Warn,
 }
 
-crate::named_enum!(Severity, "severity", {
+crate::named_enum!(Severity, "severity", serde_derived, {
     Error => "error",
     Warn => "warn",
 });

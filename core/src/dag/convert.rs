@@ -67,6 +67,21 @@ pub mod defaults {
     pub const POKE_INTERVAL: Duration = Duration::from_secs(60);
     /// The pool tasks use unless they name one.
     pub const POOL: &str = "default";
+    /// The queue tasks wait in unless they name one.
+    pub const QUEUE: &str = "default";
+}
+
+/// The DAG of a stored version: its definition (the DAG file as JSON, with
+/// contract files inlined) read from `fileloc`.
+pub fn from_definition(definition: &str, fileloc: &str) -> Result<Dag, String> {
+    let file: DagFile = serde_json::from_str(definition).map_err(|e| e.to_string())?;
+    to_dag(&file, Path::new(fileloc)).map_err(|problems| {
+        problems
+            .into_iter()
+            .map(|p| p.message)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 /// Converts `file` (read from `fileloc`) into a [`Dag`]. Contract files must
@@ -117,6 +132,16 @@ pub fn to_dag(file: &DagFile, fileloc: &Path) -> Result<Dag, Vec<Problem>> {
             Anchor::Value,
             "an @once schedule needs a start_date",
         ));
+    }
+    if let Some(queue) = &file.defaults.queue {
+        if queue.trim().is_empty() {
+            problems.push(Problem::at(
+                &["defaults", "queue"],
+                Anchor::Value,
+                "queue must not be empty",
+            ));
+        }
+        check_queue(&["defaults", "queue"], queue, &mut problems);
     }
     for (key, v) in [
         ("max_active_runs", file.max_active_runs),
@@ -274,14 +299,17 @@ fn to_task(
     for (name, value) in &tf.env {
         check_template(&["tasks", t, "env", name], value, problems);
     }
-    if let Some(pool) = &tf.pool
-        && pool.trim().is_empty()
-    {
-        problems.push(Problem::at(
-            &["tasks", t, "pool"],
-            Anchor::Value,
-            "pool must not be empty",
-        ));
+    for (key, value) in [("pool", &tf.pool), ("queue", &tf.queue)] {
+        if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
+            problems.push(Problem::at(
+                &["tasks", t, key],
+                Anchor::Value,
+                format!("{key} must not be empty"),
+            ));
+        }
+    }
+    if let Some(queue) = &tf.queue {
+        check_queue(&["tasks", t, "queue"], queue, problems);
     }
     let d = &file.defaults;
     let retry = RetryPolicy {
@@ -315,9 +343,33 @@ fn to_task(
             .clone()
             .or_else(|| d.pool.clone())
             .unwrap_or_else(|| defaults::POOL.to_owned()),
+        queue: tf
+            .queue
+            .clone()
+            .or_else(|| d.queue.clone())
+            .unwrap_or_else(|| defaults::QUEUE.to_owned()),
         priority: tf.priority.or(d.priority).unwrap_or(0),
         env: tf.env.clone(),
     })
+}
+
+/// Whether `queue` is a queue name: letters, digits, `-`, `_` and `.` (workers
+/// list queues separated by commas).
+pub fn is_queue_name(queue: &str) -> bool {
+    !queue.is_empty()
+        && queue
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn check_queue(path: &[&str], queue: &str, problems: &mut Vec<Problem>) {
+    if !queue.trim().is_empty() && !is_queue_name(queue) {
+        problems.push(Problem::at(
+            path,
+            Anchor::Value,
+            format!("queue `{queue}` may use only letters, digits, `-`, `_` and `.`"),
+        ));
+    }
 }
 
 /// What the per-kind conversions share: the task's id, kind and file entry.

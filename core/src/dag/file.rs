@@ -198,6 +198,10 @@ pub struct TaskDefaults {
     /// The pool whose slots the task uses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// The queue the task waits in: only workers serving it run the task
+    /// (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     /// Higher runs first when slots are short.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
@@ -211,6 +215,7 @@ impl TaskDefaults {
             && self.max_retry_delay.is_none()
             && self.timeout.is_none()
             && self.pool.is_none()
+            && self.queue.is_none()
             && self.priority.is_none()
     }
 }
@@ -338,6 +343,10 @@ pub struct TaskFile {
     /// The pool whose slots the task uses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// The queue the task waits in: only workers serving it run the task
+    /// (default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     /// Higher runs first when slots are short.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,

@@ -136,6 +136,8 @@ pub struct Task {
     pub timeout: Option<Duration>,
     /// The pool whose slots it uses.
     pub pool: String,
+    /// The queue it waits in; only workers serving it run it.
+    pub queue: String,
     /// Queue order when slots are short (higher first).
     pub priority: i32,
     /// Extra environment variables (templates).

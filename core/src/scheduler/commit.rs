@@ -19,6 +19,24 @@ pub struct Report {
     pub ended: Ended,
 }
 
+/// A worker slot that takes its next task as it reports its last.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot<'a> {
+    /// The worker's name.
+    pub worker: &'a str,
+    /// Its host.
+    pub hostname: &'a str,
+    /// The queues it serves (`None`: every queue).
+    pub queues: Option<&'a [String]>,
+}
+
+#[derive(Debug)]
+pub(super) struct ClaimSlot {
+    worker: String,
+    hostname: String,
+    queues: Option<Vec<String>>,
+}
+
 /// A reported try waiting for the next group commit.
 #[derive(Debug)]
 pub(super) struct Pending {
@@ -26,8 +44,8 @@ pub(super) struct Pending {
     pub(super) run_pk: i64,
     pub(super) action: Action,
     pub(super) end: TryEnd,
-    /// The worker slot (worker, host) to claim the next task for.
-    pub(super) slot: Option<(String, String)>,
+    /// The worker slot to claim the next task for.
+    pub(super) slot: Option<ClaimSlot>,
     pub(super) reply: tokio::sync::oneshot::Sender<Result<(Plan, Option<Claim>)>>,
 }
 
@@ -52,7 +70,7 @@ impl Scheduler {
             .advance_run(run_pk, &scope, None, audit, None, &planner)
             .await?;
         if done.queued > 0 {
-            self.inner.work.notify_one();
+            self.wake_workers();
         }
         Ok(done.plan)
     }
@@ -72,7 +90,7 @@ impl Scheduler {
     pub async fn finish_and_claim(
         &self,
         report: &Report,
-        slot: Option<(&str, &str)>,
+        slot: Option<Slot<'_>>,
     ) -> Result<Option<Claim>> {
         let c = &report.claim;
         let now = self.now();
@@ -96,7 +114,11 @@ impl Scheduler {
                 pid: report.ended.pid,
                 at: now,
             },
-            slot: slot.map(|(worker, hostname)| (worker.to_owned(), hostname.to_owned())),
+            slot: slot.map(|s| ClaimSlot {
+                worker: s.worker.to_owned(),
+                hostname: s.hostname.to_owned(),
+                queues: s.queues.map(<[String]>::to_vec),
+            }),
             reply,
         };
         // The queue is a plain list: a panic elsewhere while it was locked
@@ -150,7 +172,7 @@ impl Scheduler {
             .map(|p| {
                 p.slot
                     .as_ref()
-                    .map(|(worker, hostname)| self.claim_request(worker, hostname, 1))
+                    .map(|s| self.claim_request(&s.worker, &s.hostname, 1, s.queues.as_deref()))
             })
             .collect();
         let planners: Vec<_> = batch
@@ -186,7 +208,7 @@ impl Scheduler {
                     let _ = p.reply.send(answer);
                 }
                 if wake {
-                    self.inner.work.notify_one();
+                    self.wake_workers();
                 }
             }
             Err(e) => {
@@ -198,15 +220,21 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn claim_request(&self, worker: &str, hostname: &str, limit: usize) -> ClaimRequest {
+    pub(super) fn claim_request(
+        &self,
+        worker: &str,
+        hostname: &str,
+        limit: usize,
+        queues: Option<&[String]>,
+    ) -> ClaimRequest {
         let now = self.now();
-        let lease = chrono::Duration::from_std(self.inner.options.lease)
-            .unwrap_or(chrono::Duration::seconds(30));
         ClaimRequest {
             worker: worker.to_owned(),
             hostname: hostname.to_owned(),
             limit: i64::try_from(limit).unwrap_or(i64::MAX),
-            lease_until: now + lease,
+            queues: queues.map(<[String]>::to_vec),
+            lease_id: uuid::Uuid::new_v4().simple().to_string(),
+            lease_until: now + self.lease_chrono(),
             now,
         }
     }

@@ -13,6 +13,7 @@ pub mod intervals;
 mod manual;
 pub mod metrics;
 pub mod plan;
+pub mod remote;
 mod timer;
 pub mod workers;
 
@@ -25,10 +26,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use commit::Report;
+pub use commit::{Report, Slot};
 pub use plan::{Action, ClearSpec, Ended, Outcome};
 
-use crate::dag::file::DagFile;
 use crate::dag::{Dag, convert};
 use crate::loader::{self, ImportError, LoadReport};
 use crate::state::{RunState, RunType};
@@ -119,6 +119,8 @@ struct Inner {
     dags: Mutex<HashMap<i64, Arc<Dag>>>,
     /// Woken when task instances were queued: workers should claim.
     work: Notify,
+    /// Counts the wake-ups, for any number of waiters (remote claims).
+    work_seen: tokio::sync::watch::Sender<u64>,
     /// Reports of ended tries waiting to be committed together.
     pending: Mutex<Vec<commit::Pending>>,
     /// Held by the caller committing a batch of reports.
@@ -139,6 +141,7 @@ impl Scheduler {
                 options,
                 dags: Mutex::new(HashMap::new()),
                 work: Notify::new(),
+                work_seen: tokio::sync::watch::Sender::new(0),
                 pending: Mutex::new(Vec::new()),
                 committing: tokio::sync::Mutex::new(()),
                 next_due: Mutex::new(HashMap::new()),
@@ -175,6 +178,18 @@ impl Scheduler {
     /// Resolves when task instances may be waiting to be claimed.
     pub async fn work_available(&self) {
         self.inner.work.notified().await;
+    }
+
+    /// Changes whenever task instances were queued in this process: take it
+    /// before claiming, then wait for a change if the claim found nothing.
+    pub fn work_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.work_seen.subscribe()
+    }
+
+    /// Wakes the local pool and every remote claim waiting in this process.
+    pub(crate) fn wake_workers(&self) {
+        self.inner.work.notify_one();
+        self.inner.work_seen.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     // ---- DAG files --------------------------------------------------------
@@ -236,17 +251,11 @@ impl Scheduler {
             return Ok(d);
         }
         let v = self.inner.store.get_version(version_id).await?;
-        let bad = |message: String| Error::BadVersion {
-            version: version_id,
-            message,
-        };
-        let file: DagFile = serde_json::from_str(&v.definition).map_err(|e| bad(e.to_string()))?;
-        let dag = convert::to_dag(&file, Path::new(&v.fileloc)).map_err(|problems| {
-            bad(problems
-                .into_iter()
-                .map(|p| p.message)
-                .collect::<Vec<_>>()
-                .join("; "))
+        let dag = convert::from_definition(&v.definition, &v.fileloc).map_err(|message| {
+            Error::BadVersion {
+                version: version_id,
+                message,
+            }
         })?;
         let dag = Arc::new(dag);
         if let Ok(mut m) = self.inner.dags.lock() {
@@ -368,14 +377,21 @@ impl Scheduler {
     pub async fn dispatch(&self) -> Result<usize> {
         let n = self.inner.store.queue_scheduled(self.now()).await?;
         if n > 0 {
-            self.inner.work.notify_one();
+            self.wake_workers();
         }
         Ok(n)
     }
 
-    /// Claims queued task instances for a worker.
-    pub async fn claim(&self, worker: &str, hostname: &str, limit: usize) -> Result<Vec<Claim>> {
-        let request = self.claim_request(worker, hostname, limit);
+    /// Claims queued task instances for a worker, from `queues` (`None`:
+    /// every queue).
+    pub async fn claim(
+        &self,
+        worker: &str,
+        hostname: &str,
+        limit: usize,
+        queues: Option<&[String]>,
+    ) -> Result<Vec<Claim>> {
+        let request = self.claim_request(worker, hostname, limit, queues);
         let claims = self.inner.store.claim(&request).await?;
         self.inner.metrics.claimed(&claims);
         Ok(claims)
@@ -383,13 +399,18 @@ impl Scheduler {
 
     /// Renews the leases of running tries; returns those that must stop.
     pub async fn heartbeat(&self, tries: &[HeldTry]) -> Result<Vec<HeldTry>> {
-        let lease = chrono::Duration::from_std(self.inner.options.lease)
-            .unwrap_or(chrono::Duration::seconds(30));
+        let now = self.now();
         Ok(self
             .inner
             .store
-            .heartbeat(tries, self.now() + lease)
+            .heartbeat(tries, now, now + self.lease_chrono())
             .await?)
+    }
+
+    /// The lease as a `chrono` duration.
+    pub(crate) fn lease_chrono(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.inner.options.lease)
+            .unwrap_or(chrono::Duration::seconds(30))
     }
 
     fn ignore_conflict<T: Default>(&self, r: Result<T>) -> Result<T> {
@@ -438,6 +459,7 @@ pub(crate) fn new_task_instances(dag: &Dag) -> Vec<NewTaskInstance> {
             task_id: t.id.to_string(),
             max_tries: i64::from(t.retry.retries),
             pool: t.pool.clone(),
+            queue: t.queue.clone(),
             priority: i64::from(t.priority),
         })
         .collect()

@@ -28,6 +28,18 @@ impl Scheduler {
             let error = "the worker stopped heartbeating (lease expired); the try counts as failed";
             self.fail_lost_try(&lost, error).await?;
         }
+        // A remote worker unheard of for two leases is lost: its tries'
+        // leases lapsed already, so nothing of it runs under weir any more.
+        for name in self
+            .inner
+            .store
+            .lapsed_workers(now - self.lease_chrono() * 2)
+            .await?
+        {
+            tracing::warn!(worker = %name, "the remote worker stopped heartbeating; it counts as lost");
+            self.end_worker(&name, crate::workers::WorkerState::Lost)
+                .await?;
+        }
         self.fail_timed_out_runs(now).await?;
         self.create_scheduled_runs(now).await?;
         self.create_dataset_triggered_runs(now).await?;
@@ -54,16 +66,8 @@ impl Scheduler {
         tracing::warn!(dag = %run.dag_id, run = %run.run_id, task = %ti.task_id, try_number, "{error}");
         let report = Report {
             claim: Claim {
-                ti_id: ti_id.to_owned(),
-                run_pk,
-                dag_id: run.dag_id.clone(),
-                run_id: run.run_id.clone(),
-                task_id: ti.task_id,
                 try_number,
-                version_id: run.version_id,
-                log_path: String::new(),
-                queued_at: ti.queued_at,
-                started_at: ti.start_date.unwrap_or(run.run_after),
+                ..Claim::of_current_try(&ti, &run)
             },
             ended: Ended::failed(error),
         };

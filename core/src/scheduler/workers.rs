@@ -38,6 +38,23 @@ impl Scheduler {
         )
     }
 
+    /// The id of this site's catalog: data folders that belong to it hold it
+    /// in their `.weir-catalog` marker file. Made once, at first use.
+    pub async fn catalog_id(&self) -> Result<String> {
+        let fresh = uuid::Uuid::new_v4().simple().to_string();
+        Ok(self
+            .inner
+            .store
+            .setting_or_insert("catalog_id", &fresh)
+            .await?)
+    }
+
+    /// Asks an active worker to drain: it claims nothing more and its running
+    /// tries finish.
+    pub async fn drain_worker(&self, name: &str) -> Result<()> {
+        Ok(self.inner.store.drain_worker(name, self.now()).await?)
+    }
+
     /// The active worker lives on a host, oldest first.
     pub async fn active_workers_on(&self, hostname: &str) -> Result<Vec<WorkerRecord>> {
         Ok(self
@@ -83,6 +100,88 @@ impl Scheduler {
             }
         }
         Ok(recovered)
+    }
+}
+
+/// Where a worker stands, as people see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Claims and runs tries.
+    Active,
+    /// Claims nothing more; finishes what it runs.
+    Draining,
+    /// Not heard of for longer than a lease.
+    Lost,
+}
+
+crate::named_enum!(Standing, "worker standing", {
+    Active => "active",
+    Draining => "draining",
+    Lost => "lost",
+});
+
+/// A worker in the workers view: its life, standing and running tries.
+#[derive(Debug, Clone)]
+pub struct WorkerView {
+    /// The worker life.
+    pub life: WorkerRecord,
+    /// Active, draining or lost.
+    pub standing: Standing,
+    /// Tries it runs now.
+    pub running: i64,
+    /// The latest lease it renewed.
+    pub lease_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Scheduler {
+    /// The workers that run or ran lately, oldest first: the active and
+    /// draining ones, and those lost in the last day.
+    pub async fn workers_view(&self) -> Result<Vec<WorkerView>> {
+        let store = &self.inner.store;
+        let now = self.now();
+        let filter = |state| WorkerFilter {
+            hostname: None,
+            state: Some(state),
+        };
+        let mut lives = store.list_workers(&filter(WorkerState::Active)).await?;
+        lives.extend(
+            store
+                .list_workers(&filter(WorkerState::Lost))
+                .await?
+                .into_iter()
+                .filter(|w| {
+                    w.stopped_at
+                        .is_some_and(|at| now - at < chrono::Duration::days(1))
+                }),
+        );
+        lives.sort_by(|a, b| (a.started_at, &a.name).cmp(&(b.started_at, &b.name)));
+        let (running, _) = store
+            .find_task_instances(&crate::store::TaskFilter {
+                states: vec![crate::state::TaskState::Running],
+                ..Default::default()
+            })
+            .await?;
+        Ok(lives
+            .into_iter()
+            .map(|w| {
+                let tries = running
+                    .iter()
+                    .filter(|t| t.worker.as_deref() == Some(w.name.as_str()));
+                let standing = if w.state == WorkerState::Lost || self.heartbeat_lapsed(&w) {
+                    Standing::Lost
+                } else if w.draining_at.is_some() {
+                    Standing::Draining
+                } else {
+                    Standing::Active
+                };
+                WorkerView {
+                    running: i64::try_from(tries.clone().count()).unwrap_or(i64::MAX),
+                    lease_until: tries.filter_map(|t| t.lease_until).max(),
+                    standing,
+                    life: w,
+                }
+            })
+            .collect())
     }
 }
 

@@ -79,7 +79,7 @@ macro_rules! impl_advance_store {
                     if !matches!(results[i], Some(Ok(_))) {
                         continue;
                     }
-                    match groups.iter_mut().find(|(r, _)| r.worker == req.worker && r.hostname == req.hostname) {
+                    match groups.iter_mut().find(|(r, _)| r.worker == req.worker && r.hostname == req.hostname && r.queues == req.queues) {
                         Some((_, idx)) => idx.push(i),
                         None => groups.push((req, vec![i])),
                     }

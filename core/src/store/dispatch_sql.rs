@@ -29,6 +29,7 @@ macro_rules! impl_dispatch_store {
             async fn heartbeat(
                 &self,
                 tries: &[$crate::store::HeldTry],
+                now: chrono::DateTime<chrono::Utc>,
                 lease_until: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::Result<Vec<$crate::store::HeldTry>> {
                 let mut lost = Vec::new();
@@ -40,12 +41,17 @@ macro_rules! impl_dispatch_store {
                 // cannot deadlock with a group commit finishing the same tries
                 // in another order.
                 for held in tries {
+                    // A lease that lapsed is not renewed: the try is the
+                    // timer's to fail, whatever the worker says now.
                     let done = sqlx::query(
-                        "UPDATE task_instances SET lease_until = $1 WHERE id = $2 AND try_number = $3 AND state = 'running'",
+                        "UPDATE task_instances SET lease_until = $1 WHERE id = $2 AND try_number = $3 \
+                         AND state = 'running' AND lease_id = $4 AND lease_until >= $5",
                     )
                     .bind(lease_until)
                     .bind(&held.ti_id)
                     .bind(held.try_number)
+                    .bind(&held.lease_id)
+                    .bind(now)
                     .execute(self.writer())
                     .await?;
                     if done.rows_affected() == 0 {
@@ -166,30 +172,36 @@ macro_rules! impl_dispatch_store {
                 // pick for every row it updates (a nested-loop semi join), and
                 // each re-run skips the rows this statement already took and
                 // picks the next: one claim of 1 could take every queued task.
-                let rows: Vec<(String, i64, i64, String, String, String, i64, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(concat!(
+                let rows: Vec<(String, i64, i64, String, String, String, i64, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>, String)> = sqlx::query_as(concat!(
                 "WITH picked AS MATERIALIZED (SELECT id AS pick FROM task_instances WHERE state = 'queued' \
+                   AND ($6 IS NULL OR queue ", $in_json_open, "$6", $in_json_close, ") \
                    ORDER BY priority DESC, queued_at LIMIT $5 ",
                 $skip_locked,
                 ") UPDATE task_instances SET state = 'running', try_number = try_number + 1, \
                start_date = CASE WHEN queued_at > $1 THEN queued_at ELSE $1 END, \
                    end_date = NULL, next_try_at = NULL, hostname = $2, worker = $3, pid = NULL, lease_until = $4, \
-                   updated_at = $1 \
+                   lease_id = $7, updated_at = $1 \
                  WHERE state = 'queued' AND id IN (SELECT pick FROM picked) \
-                 RETURNING id, run_pk, version_id, dag_id, run_id, task_id, try_number, start_date, queued_at"
+                 RETURNING id, run_pk, version_id, dag_id, run_id, task_id, try_number, start_date, queued_at, queue"
             ))
             .bind(req.now)
             .bind(&req.hostname)
             .bind(&req.worker)
             .bind(req.lease_until)
             .bind(req.limit)
+            .bind(req.queues.as_ref().map(sqlx::types::Json))
+            .bind(&req.lease_id)
             .fetch_all(&mut *conn)
             .await?;
             let starts: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.7).collect();
             let claims: Vec<$crate::store::Claim> = rows
                 .into_iter()
-                .map(|(ti_id, run_pk, version_id, dag_id, run_id, task_id, try_number, started_at, queued_at)| {
+                .map(|(ti_id, run_pk, version_id, dag_id, run_id, task_id, try_number, started_at, queued_at, queue)| {
                     let log_path = $crate::store::log_path(&dag_id, &run_id, &task_id, try_number);
-                    $crate::store::Claim { ti_id, run_pk, dag_id, run_id, task_id, try_number, version_id, log_path, queued_at, started_at }
+                    $crate::store::Claim {
+                        ti_id, run_pk, dag_id, run_id, task_id, try_number, version_id, log_path, queued_at, started_at,
+                        queue, lease_id: req.lease_id.clone(), lease_until: req.lease_until,
+                    }
                 })
                 .collect();
             if !claims.is_empty() {

@@ -21,6 +21,7 @@ pub(crate) const SQLITE: &[File] = files!("sqlite":
     "0003_data.sql",
     "0004_workers.sql",
     "0005_version_sources.sql",
+    "0006_remote_workers.sql",
 );
 
 /// PostgreSQL's migrations.
@@ -30,6 +31,7 @@ pub(crate) const POSTGRES: &[File] = files!("postgres":
     "0003_data.sql",
     "0004_workers.sql",
     "0005_version_sources.sql",
+    "0006_remote_workers.sql",
 );
 
 /// The migrator for a list of files. Versions, descriptions and checksums are

@@ -13,6 +13,7 @@ mod catalog_sql;
 mod dags_sql;
 mod dispatch_sql;
 pub(crate) mod from_row;
+mod logs_sql;
 mod migrations;
 mod postgres;
 mod records;
@@ -67,6 +68,10 @@ pub enum Error {
     /// A stored value cannot be read back.
     #[error("corrupt value in the database: {0}")]
     Corrupt(String),
+    /// A remote worker reached the store through an API server, which failed
+    /// or refused.
+    #[error("weir's API server: {0}")]
+    Remote(String),
 }
 
 /// The result type of store operations.
@@ -256,9 +261,35 @@ pub struct Claim {
     pub queued_at: Option<DateTime<Utc>>,
     /// When this try started.
     pub started_at: DateTime<Utc>,
+    /// The queue it was claimed from.
+    pub queue: String,
+    /// The claim's lease id: every report, heartbeat and log piece of the
+    /// try names it.
+    pub lease_id: String,
+    /// The lease ends here unless renewed.
+    pub lease_until: DateTime<Utc>,
 }
 
 impl Claim {
+    /// The claim of a task instance's current try, as recorded.
+    pub fn of_current_try(ti: &TaskInstanceRecord, run: &RunRecord) -> Claim {
+        Claim {
+            ti_id: ti.id.clone(),
+            run_pk: ti.run_pk,
+            dag_id: ti.dag_id.clone(),
+            run_id: ti.run_id.clone(),
+            task_id: ti.task_id.clone(),
+            try_number: ti.try_number,
+            version_id: run.version_id,
+            log_path: log_path(&ti.dag_id, &ti.run_id, &ti.task_id, ti.try_number),
+            queued_at: ti.queued_at,
+            started_at: ti.start_date.unwrap_or(run.run_after),
+            queue: ti.queue.clone(),
+            lease_id: ti.lease_id.clone().unwrap_or_default(),
+            lease_until: ti.lease_until.unwrap_or(run.run_after),
+        }
+    }
+
     /// The try this claim starts, as people name it.
     pub fn try_ref(&self) -> TryRef {
         TryRef {
@@ -279,6 +310,10 @@ pub struct ClaimRequest {
     pub hostname: String,
     /// At most this many task instances.
     pub limit: i64,
+    /// Only from these queues (`None`: every queue).
+    pub queues: Option<Vec<String>>,
+    /// The lease id the claimed tries get.
+    pub lease_id: String,
     /// The lease ends here unless renewed.
     pub lease_until: DateTime<Utc>,
     /// Now.
@@ -582,6 +617,35 @@ pub trait WorkerStore: Send + Sync {
     async fn end_worker(&self, name: &str, state: WorkerState, now: DateTime<Utc>) -> Result<()>;
     /// Worker lives matching a filter, oldest first.
     async fn list_workers(&self, filter: &WorkerFilter) -> Result<Vec<WorkerRecord>>;
+    /// Notes that an active worker drains: it claims nothing more.
+    async fn drain_worker(&self, name: &str, now: DateTime<Utc>) -> Result<()>;
+    /// One worker life, in any state.
+    async fn get_worker(&self, name: &str) -> Result<WorkerRecord>;
+    /// Active remote workers last heard of before `heard_before`.
+    async fn lapsed_workers(&self, heard_before: DateTime<Utc>) -> Result<Vec<String>>;
+}
+
+/// Logs of tries run by remote workers, pushed piece by piece.
+#[async_trait]
+pub trait LogStore: Send + Sync {
+    /// Appends the piece of a try's log that starts at byte `offset`; a piece
+    /// sent again adds only what the log lacks. Returns the log's size;
+    /// [`Error::Conflict`] if the piece starts past the end (one is missing).
+    async fn append_log(
+        &self,
+        ti_id: &str,
+        try_number: i64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u64>;
+    /// A try's pushed log from byte `offset`, with the offset to continue
+    /// from; `None` if nothing was pushed for it.
+    async fn read_log(
+        &self,
+        ti_id: &str,
+        try_number: i64,
+        offset: u64,
+    ) -> Result<Option<(Vec<u8>, u64)>>;
 }
 
 /// DAG files synced into DAGs and their versions, pausing, import errors.
@@ -714,10 +778,12 @@ pub trait DispatchStore: Send + Sync {
     /// (`running`, try number + 1, lease) recorded in the tries history.
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Claim>>;
     /// Renews the leases of running tries; returns the ones that are no longer
-    /// running under that try (cleared or marked: the worker must stop them).
+    /// running under that try and lease (cleared, marked, or their lease
+    /// lapsed before `now`: the worker must stop them).
     async fn heartbeat(
         &self,
         tries: &[HeldTry],
+        now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<HeldTry>>;
     /// Running tries whose lease ended before `now`.
@@ -739,6 +805,7 @@ pub trait Store:
     + AccessStore
     + CatalogStore
     + WorkerStore
+    + LogStore
     + Send
     + Sync
     + std::fmt::Debug

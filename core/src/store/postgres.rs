@@ -9,6 +9,7 @@ use sqlx::{Pool, Postgres, Transaction};
 use super::Result;
 use super::access_sql::impl_access_store;
 use super::catalog_sql::impl_catalog_store;
+use super::logs_sql::impl_log_store;
 use super::sql::impl_store;
 use super::workers_sql::impl_worker_store;
 
@@ -60,3 +61,4 @@ impl_store!(
 impl_access_store!(PostgresStore);
 impl_catalog_store!(PostgresStore);
 impl_worker_store!(PostgresStore);
+impl_log_store!(PostgresStore, Postgres);

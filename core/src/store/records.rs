@@ -7,7 +7,7 @@ use crate::dag::contract::{CheckResultKind, Severity};
 use crate::state::{RunState, RunType, TaskState};
 
 /// One try of a task, named as people name it: DAG, run, task and try number.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TryRef {
     /// DAG id.
     pub dag_id: String,
@@ -39,6 +39,19 @@ pub struct HeldTry {
     pub ti_id: String,
     /// The try number.
     pub try_number: i64,
+    /// The claim's lease id.
+    pub lease_id: String,
+}
+
+impl HeldTry {
+    /// The try a claim started.
+    pub fn of(claim: &super::Claim) -> Self {
+        HeldTry {
+            ti_id: claim.ti_id.clone(),
+            try_number: claim.try_number,
+            lease_id: claim.lease_id.clone(),
+        }
+    }
 }
 
 /// What a folder load says about one DAG.
@@ -211,6 +224,8 @@ pub struct NewTaskInstance {
     pub max_tries: i64,
     /// Pool.
     pub pool: String,
+    /// Queue.
+    pub queue: String,
     /// Priority.
     pub priority: i64,
 }
@@ -301,9 +316,13 @@ pub struct TaskInstanceRecord {
     pub lease_until: Option<DateTime<Utc>>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The queue it waits in.
+    pub queue: String,
+    /// The lease id of the current try's claim.
+    pub lease_id: Option<String>,
 }
 
-from_row!(TaskInstanceRecord { id, run_pk, dag_id, run_id, task_id, state via String, try_number, max_tries, pool, priority, queued_at, start_date, end_date, next_try_at, hostname, worker, pid, lease_until, updated_at });
+from_row!(TaskInstanceRecord { id, run_pk, dag_id, run_id, task_id, state via String, try_number, max_tries, pool, priority, queued_at, start_date, end_date, next_try_at, hostname, worker, pid, lease_until, updated_at, queue, lease_id });
 
 /// The part of a task instance the scheduler plans with.
 #[derive(Debug, Clone, PartialEq)]
@@ -325,7 +344,7 @@ pub struct TaskStateRecord {
 from_row!(TaskStateRecord { id, task_id, state via String, try_number, max_tries, next_try_at });
 
 /// One try of a task instance (history is kept forever).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TryRecord {
     /// The task instance.
     pub ti_id: String,
@@ -505,6 +524,8 @@ pub enum AuditAction {
     DeleteUser,
     /// Retention deleted a dataset version's files.
     DeleteDatasetVersion,
+    /// A worker was asked to drain.
+    DrainWorker,
 }
 
 crate::named_enum!(AuditAction, "audit action", {
@@ -530,6 +551,7 @@ crate::named_enum!(AuditAction, "audit action", {
     CreateUser => "create_user",
     DeleteUser => "delete_user",
     DeleteDatasetVersion => "delete_dataset_version",
+    DrainWorker => "drain_worker",
 });
 
 /// An audit entry as stored.
@@ -556,7 +578,7 @@ pub struct AuditRecord {
 from_row!(AuditRecord { id, at, actor, action via String, dag_id, run_id, task_id, detail });
 
 /// One version of a dataset.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DatasetVersionRecord {
     /// Key (grows with every write of any dataset).
     pub id: i64,
@@ -613,7 +635,7 @@ impl DatasetVersionRecord {
 }
 
 /// A dataset version to record.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct NewDatasetVersion {
     /// `zone.name`.
     pub dataset: String,
@@ -632,7 +654,7 @@ pub struct NewDatasetVersion {
 }
 
 /// What one validate try found, to record.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NewQuality {
     /// DAG, run, task and try.
     pub producer: TryRef,
@@ -654,7 +676,7 @@ pub struct NewQuality {
 /// its quarantine version, its clean version when the checks let it publish,
 /// and its quality results naming both. Either all of it becomes visible or
 /// none of it does.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewValidation {
     /// What the try found.
     pub quality: NewQuality,
@@ -665,7 +687,7 @@ pub struct NewValidation {
 }
 
 /// What [`NewValidation`] recorded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RecordedValidation {
     /// The quality record's key.
     pub quality_id: i64,
@@ -676,7 +698,7 @@ pub struct RecordedValidation {
 }
 
 /// The result of one check of a validate try.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CheckResultRecord {
     /// The check's name (`required`, `min`, a rule's name, …).
     pub name: String,

@@ -43,7 +43,7 @@ macro_rules! impl_run_store {
                 for chunk in run.tasks.chunks(500) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO task_instances (id, run_pk, version_id, dag_id, run_id, task_id, state, \
-                           try_number, max_tries, pool, priority, updated_at) ",
+                           try_number, max_tries, pool, priority, updated_at, queue) ",
                     );
                     qb.push_values(chunk, |mut b, t| {
                         b.push_bind(uuid::Uuid::new_v4().to_string())
@@ -57,7 +57,8 @@ macro_rules! impl_run_store {
                             .push_bind(t.max_tries)
                             .push_bind(&t.pool)
                             .push_bind(t.priority)
-                            .push_bind(run.queued_at);
+                            .push_bind(run.queued_at)
+                            .push_bind(&t.queue);
                     });
                     qb.build().execute(&mut *tx).await?;
                 }

@@ -9,7 +9,7 @@
 
 /// Columns of `task_instances` in [`super::TaskInstanceRecord`] order.
 pub(super) const TI_COLUMNS: &str = "id, run_pk, dag_id, run_id, task_id, state, try_number, max_tries, pool, priority, \
-     queued_at, start_date, end_date, next_try_at, hostname, worker, pid, lease_until, updated_at";
+     queued_at, start_date, end_date, next_try_at, hostname, worker, pid, lease_until, updated_at, queue, lease_id";
 
 /// Advisory lock keys: one dispatcher at a time (slot counts stay true).
 pub(super) const DISPATCH_LOCK: i64 = 7_254_001;

@@ -11,6 +11,7 @@ use sqlx::{Pool, Sqlite, Transaction};
 
 use super::access_sql::impl_access_store;
 use super::catalog_sql::impl_catalog_store;
+use super::logs_sql::impl_log_store;
 use super::sql::impl_store;
 use super::workers_sql::impl_worker_store;
 use super::{Error, Result};
@@ -119,3 +120,4 @@ impl_store!(
 impl_access_store!(SqliteStore);
 impl_catalog_store!(SqliteStore);
 impl_worker_store!(SqliteStore);
+impl_log_store!(SqliteStore, Sqlite);

@@ -12,8 +12,9 @@ macro_rules! impl_worker_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::Result<()> {
                 sqlx::query(
-                    "INSERT INTO workers (name, hostname, pid, process_token, started_at, heartbeat_at, state) \
-                     VALUES ($1, $2, $3, $4, $5, $5, 'active') \
+                    "INSERT INTO workers (name, hostname, pid, process_token, started_at, heartbeat_at, state, \
+                       version, queues, slots, remote) \
+                     VALUES ($1, $2, $3, $4, $5, $5, 'active', $6, $7, $8, $9) \
                      ON CONFLICT (name) DO UPDATE SET heartbeat_at = $5, state = 'active', stopped_at = NULL",
                 )
                 .bind(&worker.name)
@@ -21,6 +22,10 @@ macro_rules! impl_worker_store {
                 .bind(worker.pid)
                 .bind(&worker.process_token)
                 .bind(now)
+                .bind(&worker.version)
+                .bind(worker.queues.as_ref().map(|q| serde_json::to_string(q).unwrap_or_default()))
+                .bind(worker.slots)
+                .bind(worker.remote)
                 .execute(self.writer())
                 .await?;
                 Ok(())
@@ -61,6 +66,41 @@ macro_rules! impl_worker_store {
                 .execute(self.writer())
                 .await?;
                 $crate::store::workers_sql::changed_active(done.rows_affected(), name)
+            }
+
+            async fn drain_worker(
+                &self,
+                name: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<()> {
+                let done = sqlx::query(
+                    "UPDATE workers SET draining_at = COALESCE(draining_at, $2) WHERE name = $1 AND state = 'active'",
+                )
+                .bind(name)
+                .bind(now)
+                .execute(self.writer())
+                .await?;
+                $crate::store::workers_sql::changed_active(done.rows_affected(), name)
+            }
+
+            async fn get_worker(&self, name: &str) -> $crate::store::Result<$crate::workers::WorkerRecord> {
+                sqlx::query_as("SELECT * FROM workers WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("worker `{name}`")))
+            }
+
+            async fn lapsed_workers(
+                &self,
+                heard_before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<Vec<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT name FROM workers WHERE state = 'active' AND remote AND heartbeat_at < $1",
+                )
+                .bind(heard_before)
+                .fetch_all(self.reader())
+                .await?)
             }
 
             async fn list_workers(

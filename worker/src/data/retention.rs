@@ -34,8 +34,7 @@ pub async fn apply(env: &Resources, dataset: &DatasetName) -> Result<Vec<i64>, D
             continue;
         }
         if let (Some(dag), Some(run)) = (&v.dag_id, &v.run_id)
-            && let Ok(r) = env.store.get_run(dag, run).await
-            && !r.state.is_finished()
+            && let Ok(false) = env.store.run_finished(dag, run).await
         {
             continue;
         }

@@ -1,0 +1,26 @@
+//! `weir scheduler`: the DAG loader, the scheduler's timer and the DAG folder
+//! watcher, without workers or HTTP. Any number may run on one PostgreSQL.
+
+use std::process::ExitCode;
+
+use weir_core::config::Config;
+
+/// Runs until Ctrl-C or SIGTERM.
+pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
+    let sched = super::scheduler(config).await?;
+    crate::commands::load_dags(&sched, config).await?;
+    weir_worker::pool::mark_data_folder(&sched, &config.core.data_dir).await;
+    let site = crate::site::Site::start_scheduler(
+        &sched,
+        Some((config.core.dags_folder.clone(), config.core.dag_refresh)),
+    );
+    tracing::info!(
+        "weir scheduler: database {}, DAGs from {}",
+        weir_core::config::redacted_url(&config.database.url),
+        config.core.dags_folder.display()
+    );
+    crate::site::shutdown_signal().await;
+    site.stop().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,512 @@
+//! weir scaled out on PostgreSQL as an operator runs it: `weir scheduler`,
+//! `weir api` and `weir worker` processes on 127.0.0.1, killed, stopped and
+//! resumed with real signals, and the database restarted under them. Every
+//! wait polls with a deadline. The cases share the one PostgreSQL server, so
+//! they run one at a time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One case at a time: a case restarts the database server.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// A folder with DAGs, a config on a fresh PostgreSQL database and the
+/// processes started in it.
+struct Cluster {
+    dir: tempfile::TempDir,
+    procs: HashMap<String, Child>,
+    token: String,
+}
+
+impl Cluster {
+    fn new(url: &str, lease: u64, dags: &[(&str, String)]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("dags")).unwrap();
+        for (name, text) in dags {
+            std::fs::write(dir.path().join("dags").join(name), text).unwrap();
+        }
+        let config = format!(
+            "[core]\ndags_folder = \"{0}/dags\"\nlogs_dir = \"{0}/logs\"\ndata_dir = \"{0}/data\"\nlease = {lease}\n\
+             [database]\nurl = \"{url}\"\n",
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("weir.toml"), config).unwrap();
+        let mut c = Cluster {
+            dir,
+            procs: HashMap::new(),
+            token: String::new(),
+        };
+        let out = c.run(&["tokens", "create", "--role", "worker"]);
+        c.token = out
+            .lines()
+            .find(|l| l.starts_with("weir_"))
+            .unwrap_or_else(|| panic!("no token in: {out}"))
+            .to_owned();
+        c
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+        c.arg("--config")
+            .arg(self.path("weir.toml"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("WEIR_DATABASE_URL")
+            .env_remove("WEIR_CONFIG")
+            .env_remove("WEIR_TEST_DATABASE_URL")
+            .env_remove("WEIR_TEST_PYTHON");
+        c
+    }
+
+    /// Runs a command to its end; returns its output.
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "weir {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.run(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("weir {args:?}: {e}: {out}"))
+    }
+
+    /// Starts a long-running process named `name`, logging to `<name>.log`.
+    fn start(&mut self, name: &str, args: &[&str]) {
+        let child = self
+            .command(args)
+            .env("WEIR_LOG", "info,sqlx=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.path(&format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        self.procs.insert(name.to_owned(), child);
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Starts `weir api` on a free port; returns its URL.
+    fn api(&mut self, name: &str) -> String {
+        self.start(name, &["api", "--bind", "127.0.0.1:0"]);
+        self.wait_for(&format!("{name} to listen"), || {
+            self.log(name).contains("listening on")
+        });
+        let log = self.log(name);
+        let at = log.find("http://127.0.0.1:").unwrap();
+        log[at..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '\u{1b}')
+            .collect()
+    }
+
+    /// Starts `weir worker` against `servers`, serving `queues`, with logs
+    /// of its own (as on another machine: the servers read them from the
+    /// pieces it pushes).
+    fn worker(&mut self, name: &str, servers: &[&str], queues: &str, slots: usize) {
+        let (servers, slots, token) = (servers.join(","), slots.to_string(), self.token.clone());
+        let logs = self.path(&format!("worker-logs/{name}"));
+        let child = self
+            .command(&[
+                "worker", "--server", &servers, "--token", &token, "--queues", queues, "--slots",
+                &slots, "--name", name, "--grace", "2",
+            ])
+            .env("WEIR_LOG", "info,sqlx=warn")
+            .env("WEIR_CORE_LOGS_DIR", logs)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.path(&format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        self.procs.insert(name.to_owned(), child);
+        self.wait_for(&format!("{name} to register"), || {
+            self.log(name).contains("claiming work")
+        });
+    }
+
+    fn signal(&self, name: &str, signal: &str) {
+        let pid = self.procs[name].id().to_string();
+        let ok = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {signal} {name}");
+    }
+
+    /// SIGKILLs a process and reaps it.
+    fn kill(&mut self, name: &str) {
+        if let Some(mut c) = self.procs.remove(name) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while !done() {
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = self
+                    .procs
+                    .keys()
+                    .map(|n| format!("--- {n}\n{}", tail(&self.log(n), 30)))
+                    .collect();
+                panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Run states of a DAG's runs.
+    fn run_states(&self, dag: &str) -> Vec<String> {
+        self.json(&["runs", "list", dag, "--limit", "100", "--output", "json"])["dag_runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["state"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The id of a DAG's newest run.
+    fn newest_run(&self, dag: &str) -> String {
+        self.json(&["runs", "list", dag, "--output", "json"])["dag_runs"][0]["dag_run_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn lines(&self, rel: &str) -> Vec<String> {
+        std::fs::read_to_string(self.path(rel))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let names: Vec<String> = self.procs.keys().cloned().collect();
+        for n in names {
+            // A stopped process must be resumed to die of SIGKILL promptly.
+            self.signal(&n, "-CONT");
+            self.kill(&n);
+        }
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A DAG of `n` tasks in layers of 25 (each task follows the one 25 before
+/// it), on `queue`; every try appends `dag.task,try,worker` to `effects.txt`.
+fn layered(dag: &str, n: usize, queue: &str) -> String {
+    let mut text = format!(
+        "schedule: manual\ndefaults: {{queue: {queue}, retries: 2, retry_delay: 1s}}\ntasks:\n"
+    );
+    for i in 0..n {
+        text.push_str(&format!(
+            "  t{i:03}: {{kind: shell, command: 'echo \"{dag}.t{i:03},$WEIR_TRY_NUMBER,$WEIR_WORKER\" >> ../effects.txt'"
+        ));
+        if i >= 25 {
+            text.push_str(&format!(", depends_on: [t{:03}]", i - 25));
+        }
+        text.push_str("}\n");
+    }
+    text
+}
+
+fn postgres() -> Option<(tokio::runtime::Runtime, weir_core::testing::TestDb)> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime.block_on(weir_core::testing::postgres())?;
+    Some((runtime, db))
+}
+
+/// Restarts the PostgreSQL server, when this machine lets the test do it.
+fn restart_postgres() -> bool {
+    let found = Command::new("pg_lsclusters")
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    let Some(list) = found else {
+        eprintln!("notice: pg_lsclusters is not here; the database is not restarted");
+        return false;
+    };
+    let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    let Some(cluster) = text.lines().skip(1).find(|l| l.contains("5432")) else {
+        eprintln!("notice: no cluster on port 5432; the database is not restarted");
+        return false;
+    };
+    let fields: Vec<&str> = cluster.split_whitespace().collect();
+    let ok = Command::new("pg_ctlcluster")
+        .args([fields[0], fields[1], "restart"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "pg_ctlcluster {} {} restart failed",
+        fields[0], fields[1]
+    );
+    true
+}
+
+#[test]
+fn schedulers_apis_and_workers_run_a_thousand_tasks_each_try_once_through_kills_and_a_database_restart()
+ {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some((runtime, db)) = postgres() else {
+        return;
+    };
+    let dags = [
+        ("a.yaml", layered("a", 250, "default")),
+        ("b.yaml", layered("b", 250, "default")),
+        ("c.yaml", layered("c", 250, "etl")),
+        ("d.yaml", layered("d", 250, "gpu")),
+    ];
+    let dag_refs: Vec<(&str, String)> = dags.iter().map(|(n, t)| (*n, t.clone())).collect();
+    let mut c = Cluster::new(&db.url, 5, &dag_refs);
+    c.start("scheduler-1", &["scheduler"]);
+    c.start("scheduler-2", &["scheduler"]);
+    let api1 = c.api("api-1");
+    let api2 = c.api("api-2");
+    c.worker("w-default", &[&api1, &api2], "default", 8);
+    c.worker("w-etl", &[&api2, &api1], "default,etl", 8);
+    c.worker("w-gpu", &[&api2, &api1], "etl,gpu", 8);
+    for dag in ["a", "b", "c", "d"] {
+        c.run(&["dags", "trigger", dag]);
+    }
+    let done = |c: &Cluster| c.lines("effects.txt").len();
+    c.wait_for("a quarter of the tasks", || done(&c) >= 250);
+    // One scheduler and one API server die; the workers on that server move
+    // to the other.
+    c.kill("scheduler-1");
+    c.kill("api-2");
+    c.wait_for("half of the tasks", || done(&c) >= 500);
+    let restarted = restart_postgres();
+    c.wait_for("every run to end", || {
+        ["a", "b", "c", "d"].iter().all(|d| {
+            c.run_states(d)
+                .iter()
+                .all(|s| s == "success" || s == "failed")
+        })
+    });
+    for dag in ["a", "b", "c", "d"] {
+        assert_eq!(c.run_states(dag), ["success"], "DAG {dag}");
+    }
+    // Every try ran exactly once, on one worker: a line per try, no repeats.
+    let lines = c.lines("effects.txt");
+    let mut seen: HashMap<(String, String), Vec<String>> = HashMap::new();
+    for l in &lines {
+        let parts: Vec<&str> = l.split(',').collect();
+        assert_eq!(parts.len(), 3, "{l}");
+        seen.entry((parts[0].to_owned(), parts[1].to_owned()))
+            .or_default()
+            .push(parts[2].to_owned());
+    }
+    let repeated: Vec<_> = seen.iter().filter(|(_, w)| w.len() > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "tries that ran more than once: {repeated:?}"
+    );
+    let tasks: std::collections::HashSet<&String> = seen.keys().map(|(t, _)| t).collect();
+    assert_eq!(tasks.len(), 1000);
+    // Each queue's tasks ran only on workers that serve it.
+    for ((task, _), workers) in &seen {
+        let allowed: &[&str] = match &task[..1] {
+            "a" | "b" => &["w-default", "w-etl"],
+            "c" => &["w-etl", "w-gpu"],
+            _ => &["w-gpu"],
+        };
+        assert!(
+            workers
+                .iter()
+                .all(|w| allowed.iter().any(|a| w.starts_with(a))),
+            "{task} ran on {workers:?}"
+        );
+    }
+    // The survivors noticed what happened and carried on.
+    if restarted {
+        let listed = c.json(&["workers", "list", "--output", "json"]);
+        assert_eq!(listed["workers"].as_array().unwrap().len(), 3, "{listed}");
+    }
+    drop(c);
+    runtime.block_on(db.cleanup());
+}
+
+/// One task whose first try takes long; the retry is quick.
+const NAP: &str = "schedule: manual\ntasks:\n  nap:\n    kind: shell\n    retries: 1\n    retry_delay: 1s\n    command: >-\n      echo start,$WEIR_TRY_NUMBER,$WEIR_WORKER >> ../effects.txt;\n      if [ $WEIR_TRY_NUMBER = 1 ]; then sleep 20; fi;\n      echo end,$WEIR_TRY_NUMBER,$WEIR_WORKER >> ../effects.txt\n";
+
+/// A scheduler, an API server and two workers (lease 3 s) running `NAP`,
+/// once its first try has started; returns the worker running it.
+fn nap_started(url: &str) -> (Cluster, String) {
+    let mut c = Cluster::new(url, 3, &[("nap.yaml", NAP.to_owned())]);
+    c.start("scheduler", &["scheduler"]);
+    let api = c.api("api");
+    c.worker("w-one", &[&api], "default", 2);
+    c.worker("w-two", &[&api], "default", 2);
+    c.run(&["dags", "trigger", "nap"]);
+    c.wait_for("the first try to start", || {
+        worker_in(&c.lines("effects.txt"), "start,1,").is_some()
+    });
+    let first = worker_in(&c.lines("effects.txt"), "start,1,").unwrap();
+    (c, first)
+}
+
+/// The worker named in the line that starts with `prefix`.
+fn worker_in(lines: &[String], prefix: &str) -> Option<String> {
+    lines
+        .iter()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(',').next())
+        .and_then(|w| w.split('@').next())
+        .map(str::to_owned)
+}
+
+#[test]
+fn a_killed_worker_s_try_fails_after_its_lease_and_is_retried_on_another_worker() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some((runtime, db)) = postgres() else {
+        return;
+    };
+    let (mut c, first) = nap_started(&db.url);
+    c.kill(&first);
+    c.wait_for("the run to end", || {
+        c.run_states("nap")
+            .iter()
+            .all(|s| s != "running" && s != "queued")
+    });
+    assert_eq!(c.run_states("nap"), ["success"]);
+    let lines = c.lines("effects.txt");
+    let second = worker_in(&lines, "end,2,").unwrap();
+    assert_ne!(
+        second, first,
+        "the retry ran on the other worker: {lines:?}"
+    );
+    let run_id = c.newest_run("nap");
+    let tries = c.json(&["tasks", "list", "nap", &run_id, "--output", "json"]);
+    assert_eq!(tries["task_instances"][0]["try_number"], 2);
+    // The second try's log was pushed by the worker and is read through the database.
+    let log = c.run(&["tasks", "logs", "nap", &run_id, "nap", "--try", "2"]);
+    assert!(log.contains("weir: the try succeeded"), "{log}");
+    drop(c);
+    runtime.block_on(db.cleanup());
+}
+
+#[test]
+fn a_worker_stopped_past_its_lease_is_refused_kills_its_task_and_the_retry_stands() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some((runtime, db)) = postgres() else {
+        return;
+    };
+    let (c, stopped) = nap_started(&db.url);
+    c.signal(&stopped, "-STOP");
+    c.wait_for("the retry to succeed elsewhere", || {
+        c.run_states("nap") == ["success"]
+    });
+    c.signal(&stopped, "-CONT");
+    c.wait_for("the late worker to kill its try", || {
+        let log = c.log(&stopped);
+        log.contains("killing") && log.contains("the report was refused")
+    });
+    let lines = c.lines("effects.txt");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("end,1,")),
+        "the stale try was killed: {lines:?}"
+    );
+    assert_eq!(
+        worker_in(&lines, "end,2,").as_deref().map(|w| w != stopped),
+        Some(true)
+    );
+    assert_eq!(
+        c.run_states("nap"),
+        ["success"],
+        "the retry's result stands"
+    );
+    let run_id = c.newest_run("nap");
+    let tries = runtime.block_on(async {
+        let ti = db
+            .store
+            .get_task_instance("nap", &run_id, "nap")
+            .await
+            .unwrap();
+        db.store.list_tries(&ti.id).await.unwrap()
+    });
+    assert_eq!(tries.len(), 2);
+    assert_eq!(
+        tries[0].state,
+        weir_core::state::TaskState::UpForRetry,
+        "{tries:?}"
+    );
+    let error = tries[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("lease expired"),
+        "the late report did not overwrite it: {error}"
+    );
+    assert_eq!(tries[1].state, weir_core::state::TaskState::Success);
+    drop(c);
+    runtime.block_on(db.cleanup());
+}
+
+#[test]
+fn a_draining_worker_finishes_its_try_and_a_queue_nobody_serves_waits() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some((runtime, db)) = postgres() else {
+        return;
+    };
+    let slow = "schedule: manual\ntasks:\n  slow: {kind: shell, command: 'echo start >> ../effects.txt; sleep 1; echo done >> ../effects.txt'}\n  gpu: {kind: shell, command: 'true', queue: gpu}\n";
+    let mut c = Cluster::new(&db.url, 5, &[("slow.yaml", slow.to_owned())]);
+    c.start("scheduler", &["scheduler"]);
+    let api = c.api("api");
+    c.worker("w", &[&api], "default", 2);
+    c.run(&["dags", "trigger", "slow"]);
+    c.wait_for("the slow task to start", || {
+        c.lines("effects.txt") == ["start"]
+    });
+    // SIGTERM drains: the running try finishes, nothing more is claimed.
+    c.signal("w", "-TERM");
+    c.wait_for("the worker to stop", || {
+        c.log("w").contains("worker stopped")
+    });
+    assert_eq!(c.lines("effects.txt"), ["start", "done"]);
+    let listed = c.json(&["workers", "list", "--output", "json"]);
+    assert!(
+        listed["workers"].as_array().unwrap().is_empty(),
+        "a stopped worker leaves the list: {listed}"
+    );
+    // The GPU task waits: no worker serves its queue.
+    let run_id = c.newest_run("slow");
+    let tis = c.json(&["tasks", "list", "slow", &run_id, "--output", "json"]);
+    let gpu = tis["task_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_id"] == "gpu")
+        .unwrap()
+        .clone();
+    assert_eq!(gpu["state"], "queued", "{tis}");
+    assert_eq!(c.run_states("slow"), ["running"]);
+    drop(c);
+    runtime.block_on(db.cleanup());
+}
