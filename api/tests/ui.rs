@@ -959,3 +959,78 @@ async fn big_log_case(db: &TestDb) {
     );
     ui.stop().await;
 }
+
+both_backends!(remote_logs_show_and_an_unserved_queue_is_named, remote_case);
+async fn remote_case(db: &TestDb) {
+    let ui = Ui::start(db).await;
+    let run = ui.wait(&ui.trigger("demo").await).await;
+    let store = ui.sched.store().clone();
+    let s = ui.login("vera").await;
+    // A try whose log a remote worker pushed (no file here) reads from the database.
+    let ti = store
+        .get_task_instance("demo", &run.run_id, "greet")
+        .await
+        .unwrap();
+    let tries = store.list_tries(&ti.id).await.unwrap();
+    std::fs::remove_file(ui.dir.path().join("logs").join(&tries[0].log_path)).unwrap();
+    store
+        .append_log(&ti.id, 1, 0, b"pushed from afar <1>\n")
+        .await
+        .unwrap();
+    store
+        .append_log(&ti.id, 1, 21, b"second piece\n")
+        .await
+        .unwrap();
+    let base = format!("/dags/demo/runs/{}/tasks/greet/log", seg(&run.run_id));
+    let page = ui.get(&base, Some(&s)).await;
+    assert!(
+        page.body.contains("pushed from afar &lt;1&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("second piece"));
+    let all = ui.get(&format!("{base}/download?try=1"), Some(&s)).await;
+    assert_eq!(all.body, "pushed from afar <1>\nsecond piece\n");
+
+    // With no worker left, a queued task says which queue nobody serves.
+    let Ui {
+        app,
+        sched,
+        dir: _dir,
+        cancel,
+        tasks,
+    } = ui;
+    cancel.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let again = sched
+        .trigger(
+            "demo",
+            weir_core::scheduler::Trigger {
+                actor: "t".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ti = store
+        .get_task_instance("demo", &again.run_id, "greet")
+        .await
+        .unwrap();
+    assert_eq!(ti.state, weir_core::state::TaskState::Queued);
+    let req = axum::http::Request::get(format!(
+        "/dags/demo/runs/{}/tasks/greet",
+        seg(&again.run_id)
+    ))
+    .header(header::COOKIE, &s.cookie)
+    .body(Body::empty())
+    .unwrap();
+    let page = send(&app, req).await;
+    assert!(
+        page.body
+            .contains("no active worker serves the queue <code>default</code>"),
+        "{}",
+        page.body
+    );
+}

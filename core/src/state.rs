@@ -104,6 +104,13 @@ impl TaskState {
         )
     }
 
+    /// Work in flight: neither waiting for its upstream (`none`) nor final.
+    /// Such task instances are also in the `task_queue` table (migration 0007
+    /// names the same states).
+    pub fn is_in_flight(self) -> bool {
+        !self.is_finished() && self != TaskState::None
+    }
+
     /// States that count as a failure for the run's outcome.
     pub fn is_failure(self) -> bool {
         matches!(self, TaskState::Failed | TaskState::UpstreamFailed)

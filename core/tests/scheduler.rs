@@ -239,6 +239,7 @@ async fn retries(db: &TestDb) {
             .iter()
             .all(|t| t.end_date.is_some() && t.duration().is_some())
     );
+    assert_queue_follows_states(db).await;
 }
 both_backends!(retries_back_off_and_keep_history, retries);
 
@@ -322,6 +323,7 @@ async fn clear_and_mark(db: &TestDb) {
             .await
             .is_err()
     );
+    assert_queue_follows_states(db).await;
 }
 both_backends!(clear_reruns_and_mark_is_audited, clear_and_mark);
 
@@ -441,6 +443,7 @@ async fn lease_expiry(db: &TestDb) {
         vec![2]
     );
     assert_eq!(run_state(&e.sched, &run).await, RunState::Success);
+    assert_queue_follows_states(db).await;
 }
 both_backends!(expired_leases_are_retried, lease_expiry);
 
@@ -524,6 +527,26 @@ async fn sabotage(db: &TestDb, sql: &'static str) {
         let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
         sqlx::query(sql).execute(&mut c).await.unwrap();
     }
+}
+
+/// The invariant of `task_queue`: it holds exactly the task instances in
+/// flight, in their state.
+async fn assert_queue_follows_states(db: &TestDb) {
+    use sqlx::Connection;
+    let sql = "SELECT COUNT(*) FROM task_instances ti LEFT JOIN task_queue q ON q.ti_id = ti.id \
+               WHERE (ti.state IN ('scheduled', 'queued', 'running', 'up_for_retry', 'up_for_reschedule')) \
+               <> (q.ti_id IS NOT NULL AND q.state = ti.state AND q.queue = ti.queue)";
+    let wrong: i64 = if db.url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+    } else {
+        let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+    };
+    assert_eq!(
+        wrong, 0,
+        "task instances whose queue row disagrees with their state"
+    );
 }
 
 async fn database_failures(db: &TestDb) {
@@ -712,5 +735,6 @@ async fn remote_protocol(db: &TestDb) {
         Some("lost"),
         "unheard of for longer than a lease"
     );
+    assert_queue_follows_states(db).await;
 }
 both_backends!(remote_workers_are_fenced_by_their_leases, remote_protocol);

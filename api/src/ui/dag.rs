@@ -138,6 +138,9 @@ struct TaskPanel {
     try_number: i64,
     max_tries: i64,
     pool: String,
+    queue: String,
+    /// Queued, and no active worker serves its queue.
+    unserved: bool,
     trigger_rule: String,
     queued_at: Option<chrono::DateTime<chrono::Utc>>,
     start_date: Option<chrono::DateTime<chrono::Utc>>,
@@ -393,6 +396,11 @@ async fn task_panel(
     };
     let task = def.tasks.get(ti.task_id.as_str());
     let kind = task.map(|t| t.kind.name());
+    let unserved = ti.state == TaskState::Queued
+        && !state.scheduler.workers_view().await?.iter().any(|w| {
+            w.standing == weir_core::scheduler::workers::Standing::Active
+                && w.life.serves(&ti.queue)
+        });
     Ok(TaskPanel {
         task_id: ti.task_id.clone(),
         kind: kind.map_or("", KindName::as_str).to_owned(),
@@ -400,6 +408,8 @@ async fn task_panel(
         try_number: ti.try_number,
         max_tries: ti.max_tries,
         pool: ti.pool.clone(),
+        queue: ti.queue.clone(),
+        unserved,
         trigger_rule: task.map_or("", |t| t.trigger_rule.as_str()).to_owned(),
         queued_at: ti.queued_at,
         start_date: ti.start_date,

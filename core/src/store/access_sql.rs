@@ -203,9 +203,9 @@ macro_rules! impl_access_store {
             async fn list_pools(&self) -> $crate::store::Result<Vec<$crate::store::PoolRecord>> {
                 Ok(sqlx::query_as(
                     "SELECT p.name, p.slots, p.description, \
-                       (SELECT COUNT(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'running') AS running, \
-                       (SELECT COUNT(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'queued') AS queued, \
-                       (SELECT COUNT(*) FROM task_instances t WHERE t.pool = p.name AND t.state = 'scheduled') AS scheduled \
+                       (SELECT COUNT(*) FROM task_queue t WHERE t.pool = p.name AND t.state = 'running') AS running, \
+                       (SELECT COUNT(*) FROM task_queue t WHERE t.pool = p.name AND t.state = 'queued') AS queued, \
+                       (SELECT COUNT(*) FROM task_queue t WHERE t.pool = p.name AND t.state = 'scheduled') AS scheduled \
                      FROM pools p ORDER BY p.name",
                 )
                 .fetch_all(self.reader())

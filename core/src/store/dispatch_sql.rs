@@ -66,7 +66,8 @@ macro_rules! impl_dispatch_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::Result<Vec<$crate::store::TryKey>> {
                 Ok(sqlx::query_as(
-                    "SELECT run_pk, id, try_number FROM task_instances WHERE state = 'running' AND lease_until < $1",
+                    "SELECT ti.run_pk, ti.id, ti.try_number FROM task_queue q JOIN task_instances ti ON ti.id = q.ti_id \
+                     WHERE q.state = 'running' AND ti.state = 'running' AND ti.lease_until < $1",
                 )
                 .bind(now)
                 .fetch_all(self.reader())
@@ -74,7 +75,10 @@ macro_rules! impl_dispatch_store {
             }
 
             async fn running_for_worker(&self, worker: &str) -> $crate::store::Result<Vec<$crate::store::TryKey>> {
-                Ok(sqlx::query_as("SELECT run_pk, id, try_number FROM task_instances WHERE state = 'running' AND worker = $1")
+                Ok(sqlx::query_as(
+                    "SELECT ti.run_pk, ti.id, ti.try_number FROM task_queue q JOIN task_instances ti ON ti.id = q.ti_id \
+                     WHERE q.state = 'running' AND ti.state = 'running' AND ti.worker = $1",
+                )
                     .bind(worker)
                     .fetch_all(self.reader())
                     .await?)
@@ -82,8 +86,8 @@ macro_rules! impl_dispatch_store {
 
             async fn due_retries(&self, now: chrono::DateTime<chrono::Utc>) -> $crate::store::Result<Vec<i64>> {
                 Ok(sqlx::query_scalar(
-                    "SELECT DISTINCT run_pk FROM task_instances \
-                     WHERE state IN ('up_for_retry', 'up_for_reschedule') AND next_try_at <= $1",
+                    "SELECT DISTINCT q.run_pk FROM task_queue q JOIN task_instances ti ON ti.id = q.ti_id \
+                     WHERE q.state IN ('up_for_retry', 'up_for_reschedule') AND ti.next_try_at <= $1",
                 )
                 .bind(now)
                 .fetch_all(self.reader())
@@ -101,9 +105,10 @@ macro_rules! impl_dispatch_store {
             // One dispatcher at a time, across processes: slot counts stay true.
             lock(&mut *conn, $crate::store::sql::DISPATCH_LOCK).await?;
             let candidates: Vec<(String, String, String)> = sqlx::query_as(
-                "SELECT ti.id, ti.dag_id, ti.pool FROM task_instances ti JOIN dag_runs r ON r.id = ti.run_pk \
-                 WHERE ti.state = 'scheduled' AND r.state = 'running' \
-                 ORDER BY ti.priority DESC, r.run_after, ti.updated_at LIMIT 5000",
+                "SELECT q.ti_id, q.dag_id, q.pool FROM task_queue q JOIN dag_runs r ON r.id = q.run_pk \
+                 JOIN task_instances ti ON ti.id = q.ti_id \
+                 WHERE q.state = 'scheduled' AND r.state = 'running' \
+                 ORDER BY q.priority DESC, r.run_after, ti.updated_at LIMIT 5000",
             )
             .fetch_all(&mut *conn)
             .await?;
@@ -112,12 +117,12 @@ macro_rules! impl_dispatch_store {
             }
             // Limits and current use of every pool ('p') and DAG ('d'), in one read.
             let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-                "SELECT 'p', name, slots, (SELECT COUNT(*) FROM task_instances t \
+                "SELECT 'p', name, slots, (SELECT COUNT(*) FROM task_queue t \
                    WHERE t.pool = pools.name AND t.state IN ('queued', 'running')) FROM pools \
                  UNION ALL \
-                 SELECT 'd', dag_id, max_active_tasks, (SELECT COUNT(*) FROM task_instances t \
+                 SELECT 'd', dag_id, max_active_tasks, (SELECT COUNT(*) FROM task_queue t \
                    WHERE t.dag_id = dags.dag_id AND t.state IN ('queued', 'running')) FROM dags \
-                   WHERE dag_id IN (SELECT DISTINCT dag_id FROM task_instances WHERE state = 'scheduled')",
+                   WHERE dag_id IN (SELECT DISTINCT dag_id FROM task_queue WHERE state = 'scheduled')",
             )
             .fetch_all(&mut *conn)
             .await?;
@@ -173,7 +178,7 @@ macro_rules! impl_dispatch_store {
                 // each re-run skips the rows this statement already took and
                 // picks the next: one claim of 1 could take every queued task.
                 let rows: Vec<(String, i64, i64, String, String, String, i64, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>, String)> = sqlx::query_as(concat!(
-                "WITH picked AS MATERIALIZED (SELECT id AS pick FROM task_instances WHERE state = 'queued' \
+                "WITH picked AS MATERIALIZED (SELECT ti_id AS pick FROM task_queue WHERE state = 'queued' \
                    AND ($6 IS NULL OR queue ", $in_json_open, "$6", $in_json_close, ") \
                    ORDER BY priority DESC, queued_at LIMIT $5 ",
                 $skip_locked,

@@ -22,6 +22,7 @@ pub(crate) const SQLITE: &[File] = files!("sqlite":
     "0004_workers.sql",
     "0005_version_sources.sql",
     "0006_remote_workers.sql",
+    "0007_task_queue.sql",
 );
 
 /// PostgreSQL's migrations.
@@ -32,6 +33,7 @@ pub(crate) const POSTGRES: &[File] = files!("postgres":
     "0004_workers.sql",
     "0005_version_sources.sql",
     "0006_remote_workers.sql",
+    "0007_task_queue.sql",
 );
 
 /// The migrator for a list of files. Versions, descriptions and checksums are

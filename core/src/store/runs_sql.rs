@@ -215,6 +215,13 @@ macro_rules! impl_run_store {
                     }
                     push_in(qb, "task_id", f.task_ids.iter().cloned());
                     push_in(qb, "state", f.states.iter().map(|s| s.as_str().to_owned()));
+                    // Work in flight is found through its small table, not by
+                    // reading every task instance ever made.
+                    if !f.states.is_empty() && f.states.iter().all(|s| s.is_in_flight()) {
+                        qb.push(" AND id IN (SELECT ti_id FROM task_queue WHERE 1 = 1");
+                        push_in(qb, "state", f.states.iter().map(|s| s.as_str().to_owned()));
+                        qb.push(")");
+                    }
                     push_in(qb, "pool", f.pools.iter().cloned());
                     for r in &f.ranges {
                         push_range(qb, r.column.column(), r.from, r.to);
