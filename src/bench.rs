@@ -139,6 +139,10 @@ pub async fn run(
             hop(Some(r.mean_try)),
             peak_rss_mb()
         );
+        if r.slices.len() > 1 {
+            let each: Vec<String> = r.slices.iter().map(|ms| format!("{ms:.2}")).collect();
+            println!("  ms per try, by 1,000 tries: {}", each.join(" "));
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(ExitCode::SUCCESS)
@@ -153,6 +157,9 @@ struct Result {
     mean_try: f64,
     median_hop: Option<f64>,
     p95_hop: Option<f64>,
+    /// Milliseconds per try in each slice of 1,000 tries, in the order they
+    /// ended: flat when the cost of a try does not grow with the run.
+    slices: Vec<f64>,
 }
 
 async fn run_one(
@@ -231,7 +238,18 @@ async fn run_one(
         p95_hop,
         mean_wait,
         mean_try,
+        slices: slices(&tis, 1000),
     })
+}
+
+/// Milliseconds per try in each run of `size` tries, by end time.
+fn slices(tis: &[TaskInstanceRecord], size: usize) -> Vec<f64> {
+    let mut ends: Vec<_> = tis.iter().filter_map(|t| t.end_date).collect();
+    ends.sort();
+    (size..ends.len())
+        .step_by(size)
+        .map(|i| seconds(ends[i] - ends[i - size]) * 1e3 / size as f64)
+        .collect()
 }
 
 /// Task-to-task steps along a chain `t0 → t1 → …`: when `t(i+1)` ended minus

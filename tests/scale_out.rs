@@ -510,3 +510,129 @@ fn a_draining_worker_finishes_its_try_and_a_queue_nobody_serves_waits() {
     drop(c);
     runtime.block_on(db.cleanup());
 }
+
+/// Extract, validate and transform on a remote worker; a copy of the
+/// extract on a queue whose worker sees another data folder.
+const PEOPLE: &str = r#"
+schedule: manual
+tasks:
+  extract:
+    kind: extract
+    source: {format: csv, path: "people.csv"}
+    output: raw.people
+  check:
+    kind: validate
+    input: raw.people
+    contract:
+      columns:
+        id: {type: int64, required: true}
+        age: {type: int32, min: 0}
+    output: clean.people
+    quarantine: quarantine.people
+    max_quarantined: 50%
+  summary:
+    kind: transform
+    inputs: [clean.people]
+    sql: "select count(*) as people from clean.people"
+    output: curated.summary
+"#;
+
+const ELSEWHERE: &str = r#"
+schedule: manual
+tasks:
+  extract:
+    kind: extract
+    queue: elsewhere
+    retries: 0
+    source: {format: csv, path: "people.csv"}
+    output: raw.elsewhere
+"#;
+
+#[test]
+fn remote_workers_run_data_tasks_through_the_api_and_refuse_a_data_folder_not_the_sites() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some((runtime, db)) = postgres() else {
+        return;
+    };
+    let mut c = Cluster::new(
+        &db.url,
+        5,
+        &[
+            ("people.yaml", PEOPLE.to_owned()),
+            ("elsewhere.yaml", ELSEWHERE.to_owned()),
+        ],
+    );
+    std::fs::write(c.path("dags/people.csv"), "id,age\n1,30\n2,-4\n3,50\n").unwrap();
+    c.start("scheduler", &["scheduler"]);
+    let api = c.api("api");
+    c.wait_for("the scheduler to mark the data folder", || {
+        c.path("data/.weir-catalog").exists()
+    });
+    c.worker("w-data", &[&api], "default", 2);
+    c.run(&["dags", "trigger", "people"]);
+    c.wait_for("the data run to end", || {
+        c.run_states("people")
+            .iter()
+            .all(|s| s == "success" || s == "failed")
+    });
+    assert_eq!(c.run_states("people"), ["success"]);
+    let list = c.json(&["datasets", "list", "--output", "json"]);
+    let rows = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["dataset"] == name)
+            .map(|d| d["latest"]["rows"].as_i64().unwrap())
+    };
+    assert_eq!(
+        (
+            rows("raw.people"),
+            rows("clean.people"),
+            rows("quarantine.people"),
+            rows("curated.summary")
+        ),
+        (Some(3), Some(2), Some(1), Some(1)),
+        "{list}"
+    );
+
+    // A worker whose data folder is not the site's refuses data tasks.
+    let other = c.path("elsewhere-data");
+    let (servers, token) = (api.clone(), c.token.clone());
+    let child = c
+        .command(&[
+            "worker",
+            "--server",
+            &servers,
+            "--token",
+            &token,
+            "--queues",
+            "elsewhere",
+            "--name",
+            "w-other",
+        ])
+        .env("WEIR_CORE_DATA_DIR", &other)
+        .env("WEIR_LOG", "info,sqlx=warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(c.path("w-other.log")).unwrap())
+        .spawn()
+        .unwrap();
+    c.procs.insert("w-other".into(), child);
+    c.run(&["dags", "trigger", "elsewhere"]);
+    c.wait_for("the foreign run to end", || {
+        c.run_states("elsewhere")
+            .iter()
+            .all(|s| s == "success" || s == "failed")
+    });
+    assert_eq!(c.run_states("elsewhere"), ["failed"]);
+    let run_id = c.newest_run("elsewhere");
+    let log = c.run(&["tasks", "logs", "elsewhere", &run_id, "extract"]);
+    assert!(
+        log.contains("has no readable .weir-catalog marker"),
+        "{log}"
+    );
+    assert!(!other.join("raw").exists(), "nothing was written there");
+    drop(c);
+    runtime.block_on(db.cleanup());
+}
