@@ -250,7 +250,8 @@ impl Default for ApiConfig {
 pub struct WorkerConfig {
     /// Task slots of the local pool or of `weir worker` (default: cores × 2).
     pub slots: Option<usize>,
-    /// `weir worker`: the API server to work for (`http://host:port`).
+    /// `weir worker`: the API server to work for (`http://host:port`; a
+    /// comma-separated list is tried in turn).
     pub server: Option<String>,
     /// `weir worker`: its `worker` API token.
     pub token: Option<String>,
