@@ -260,7 +260,11 @@ fn restart_postgres() -> bool {
             .is_ok_and(|s| s.success())
     };
     let ok = restart(&["--skip-systemctl-redirect"]) || restart(&[]);
-    assert!(ok, "pg_ctlcluster {} {} restart failed", fields[0], fields[1]);
+    assert!(
+        ok,
+        "pg_ctlcluster {} {} restart failed",
+        fields[0], fields[1]
+    );
     true
 }
 

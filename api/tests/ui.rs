@@ -357,6 +357,7 @@ async fn every_page_case(db: &TestDb) {
         ),
         ("/audit".into(), &["Audit log"]),
         ("/pools".into(), &["default"]),
+        ("/workers".into(), &["ui-test@", "every queue", "active"]),
     ];
     for user in ["vera", "otto", "ada"] {
         let s = ui.login(user).await;
@@ -452,6 +453,51 @@ async fn guards_case(db: &TestDb) {
         )
         .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "pools need an admin");
+    let local = ui.sched.workers_view().await.unwrap()[0].life.name.clone();
+    let a = ui
+        .post(
+            &format!("/workers/{}/drain", seg(&local)),
+            Some(&ui.login("ada").await),
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "no CSRF token");
+    let far = weir_core::workers::NewWorker {
+        name: "far@elsewhere:1".into(),
+        hostname: "elsewhere".into(),
+        pid: 1,
+        process_token: String::new(),
+        version: "0.1.0".into(),
+        queues: Some(vec!["gpu".into()]),
+        slots: 4,
+        remote: true,
+    };
+    ui.sched.register_worker(&far).await.unwrap();
+    let drain = format!("/workers/{}/drain", seg(&far.name));
+    let a = ui
+        .post(&drain, Some(&operator), &[("csrf", &operator.csrf)])
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "draining needs an admin");
+    let admin = ui.login("ada").await;
+    let a = ui
+        .post(&drain, Some(&admin), &[("csrf", &admin.csrf)])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let page = ui.get("/workers", Some(&admin)).await;
+    assert!(page.body.contains("draining"), "{}", page.body);
+    let a = ui
+        .post(
+            &format!("/workers/{}/drain", seg(&local)),
+            Some(&admin),
+            &[("csrf", &admin.csrf)],
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a local pool is stopped, not drained"
+    );
+    assert!(a.body.contains("SIGTERM"), "{}", a.body);
     // No token, a wrong one, or another session's: 403.
     for token in ["", "0123", viewer.csrf.as_str()] {
         let a = ui
@@ -490,6 +536,7 @@ async fn guards_case(db: &TestDb) {
         "/datasets/clean.orders",
         "/audit",
         "/pools",
+        "/workers",
     ] {
         let a = ui.get(path, None).await;
         assert_eq!(a.status, StatusCode::SEE_OTHER, "{path} without a session");
@@ -503,6 +550,7 @@ async fn guards_case(db: &TestDb) {
         "/dags/demo/runs/r/tasks/greet/mark",
         "/pools",
         "/pools/default/delete",
+        "/workers/w/drain",
         "/logout",
     ] {
         let a = ui.post(path, None, &[("csrf", "x")]).await;

@@ -718,7 +718,7 @@ async fn remote_protocol(db: &TestDb) {
     ));
 
     // A drained worker is told so and claims nothing more.
-    s.drain_worker("w-cpu").await.unwrap();
+    s.drain_worker("w-cpu", "ops").await.unwrap();
     e.clock.advance(Duration::seconds(61));
     assert!(s.heartbeat_remote("w-cpu", &[]).await.unwrap().drain);
     s.tick().await.unwrap();

@@ -133,19 +133,7 @@ pub async fn run_workers(command: WorkersCommand, config: &Config) -> anyhow::Re
     let sched = super::scheduler(config).await?;
     match command {
         WorkersCommand::Drain { name } => {
-            sched.drain_worker(&name).await?;
-            sched
-                .store()
-                .audit(&weir_core::store::AuditEntry {
-                    at: sched.now(),
-                    actor: super::actor(),
-                    action: weir_core::store::AuditAction::DrainWorker,
-                    dag_id: None,
-                    run_id: None,
-                    task_id: None,
-                    detail: Some(json!({ "worker": name }).to_string()),
-                })
-                .await?;
+            sched.drain_worker(&name, &super::actor()).await?;
             println!("worker {name} drains: it claims nothing more and stops when its tries end");
         }
         WorkersCommand::List { output } => {

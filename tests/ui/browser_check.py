@@ -180,7 +180,8 @@ if not any("not-an-email" in r.text for r in rows):
     raise SystemExit("the row with the bad e-mail is not in the filtered view")
 shot(d, "14-quarantine-filtered")
 for path, name in [("/datasets", "15-datasets"), ("/datasets/clean.orders", "16-dataset"),
-                   ("/audit", "17-audit"), ("/pools", "18-pools"), ("/dags/nope", "19-not-found")]:
+                   ("/audit", "17-audit"), ("/pools", "18-pools"), ("/workers", "20-workers"),
+                   ("/dags/nope", "19-not-found")]:
     d.get(BASE + path)
     wait(path, lambda: "weir" in d.title)
     shot(d, name, errors_expected=name == "19-not-found")

@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
-use weir_core::store::{AuditAction, AuditEntry};
 
 use crate::AppState;
 use crate::auth::{Admin, Viewer};
@@ -99,19 +98,6 @@ pub async fn drain_worker(
     Admin(who): Admin,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state.scheduler.drain_worker(&name).await?;
-    state
-        .scheduler
-        .store()
-        .audit(&AuditEntry {
-            at: state.scheduler.now(),
-            actor: who.name,
-            action: AuditAction::DrainWorker,
-            dag_id: None,
-            run_id: None,
-            task_id: None,
-            detail: Some(serde_json::json!({ "worker": name }).to_string()),
-        })
-        .await?;
+    state.scheduler.drain_worker(&name, &who.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -64,6 +64,33 @@ pub async fn pools(State(state): State<AppState>, me: Me) -> PageResult {
     )
 }
 
+/// `/workers`: who runs tries, what they serve and how they stand.
+pub async fn workers(State(state): State<AppState>, me: Me) -> PageResult {
+    let view = state.scheduler.workers_view().await?;
+    super::page(
+        "workers.html",
+        &me,
+        super::ctx! {
+            workers => view.iter().map(|w| super::ctx! {
+                name => &w.life.name, hostname => &w.life.hostname, version => &w.life.version,
+                queues => &w.life.queues, slots => w.life.slots, remote => w.life.remote,
+                running => w.running, heartbeat_at => w.life.heartbeat_at, state => w.standing.as_str(),
+            }).collect::<Vec<_>>(),
+        },
+    )
+}
+
+/// `POST /workers/{name}/drain` (admin): the worker claims nothing more.
+pub async fn drain_worker(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Posted { me, .. }: Posted<serde::de::IgnoredAny>,
+) -> PageResult<Response> {
+    me.require(Role::Admin)?;
+    state.scheduler.drain_worker(&name, &me.name).await?;
+    Ok(Redirect::to("/workers").into_response())
+}
+
 /// The pool form.
 #[derive(Debug, Deserialize)]
 pub struct PoolForm {

@@ -108,6 +108,8 @@ pub fn router() -> Router<AppState> {
         .route("/audit", get(admin::audit))
         .route("/pools", get(admin::pools).post(admin::save_pool))
         .route("/pools/{name}/delete", post(admin::delete_pool))
+        .route("/workers", get(admin::workers))
+        .route("/workers/{name}/drain", post(admin::drain_worker))
 }
 
 /// Adds the security headers every UI answer carries.
@@ -148,6 +150,7 @@ pub fn page(name: &str, me: &Me, ctx: impl Serialize) -> Result<Html<String>, Pa
     let nav = match name {
         "datasets.html" | "dataset.html" | "quality.html" | "quarantine.html" => "datasets",
         "pools.html" => "pools",
+        "workers.html" => "workers",
         "audit.html" => "audit",
         _ => "dags",
     };

@@ -50,9 +50,28 @@ impl Scheduler {
     }
 
     /// Asks an active worker to drain: it claims nothing more and its running
-    /// tries finish.
-    pub async fn drain_worker(&self, name: &str) -> Result<()> {
-        Ok(self.inner.store.drain_worker(name, self.now()).await?)
+    /// tries finish. Audited as `actor`'s.
+    pub async fn drain_worker(&self, name: &str, actor: &str) -> Result<()> {
+        if !self.inner.store.get_worker(name).await?.remote {
+            return Err(super::Error::Invalid(format!(
+                "worker `{name}` is the local pool of a weir process: stop that process (SIGTERM) instead"
+            )));
+        }
+        let now = self.now();
+        self.inner.store.drain_worker(name, now).await?;
+        self.inner
+            .store
+            .audit(&crate::store::AuditEntry {
+                at: now,
+                actor: actor.to_owned(),
+                action: crate::store::AuditAction::DrainWorker,
+                dag_id: None,
+                run_id: None,
+                task_id: None,
+                detail: Some(serde_json::json!({ "worker": name }).to_string()),
+            })
+            .await?;
+        Ok(())
     }
 
     /// The active worker lives on a host, oldest first.
