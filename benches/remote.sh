@@ -23,7 +23,7 @@ for n in "${counts[@]}"; do
   url="$server/$db"
   mkdir -p "$work/dags"
   {
-    echo "dag: fan"; echo "schedule: manual"; echo "tasks:"
+    echo "dag: fan"; echo "schedule: manual"; echo "max_active_tasks: 100000"; echo "tasks:"
     echo "  start: {kind: shell, command: 'true'}"
     for i in $(seq 1 "$tasks"); do echo "  f$i: {kind: shell, command: 'true', depends_on: [start]}"; done
     printf '  end: {kind: shell, command: "true", depends_on: ['
@@ -40,9 +40,9 @@ for n in "${counts[@]}"; do
   "$weir" --config weir.toml api --bind 127.0.0.1:0 2>api.log & pids+=($!)
   until grep -q 'listening on http://' api.log 2>/dev/null; do sleep 0.1; done
   api=$(grep -o 'http://127.0.0.1:[0-9]*' api.log | head -1)
-  token=$("$weir" --config weir.toml tokens create --role worker | grep '^weir_')
+  token=$("$weir" --config weir.toml tokens create --role worker 2>/dev/null | grep "^weir_")
   for w in $(seq 1 "$n"); do
-    WEIR_LOG=warn "$weir" --config weir.toml worker --server "$api" --token "$token" --slots 16 --name "w$w" 2>"w$w.log" & pids+=($!)
+    WEIR_LOG=info "$weir" --config weir.toml worker --server "$api" --token "$token" --slots 16 --name "w$w" 2>"w$w.log" & pids+=($!)
   done
   until [ "$(grep -l 'claiming work' w*.log 2>/dev/null | wc -l)" -eq "$n" ]; do sleep 0.1; done
   "$weir" --config weir.toml dags trigger fan >/dev/null
