@@ -20,6 +20,12 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// A run with at least this many tasks refreshes the statistics.
+    const BULK_RUN: usize = 500;
+    /// How (stale statistics of a growing table made PostgreSQL read a whole
+    /// run to find three of its tasks, a cost per try that grew with the run).
+    const REFRESH_STATS: &'static str = "ANALYZE task_instances";
+
     /// Connects to the database at `url`.
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()

@@ -63,6 +63,12 @@ macro_rules! impl_run_store {
                     qb.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
+                // A run of many tasks changes the table's statistics at once;
+                // refreshed, they keep the planner on the (run, task) index
+                // when a finishing try reads a few of the run's tasks.
+                if run.tasks.len() >= $store::BULK_RUN && !$store::REFRESH_STATS.is_empty() {
+                    sqlx::query($store::REFRESH_STATS).execute(self.writer()).await?;
+                }
                 Ok(record)
             }
 

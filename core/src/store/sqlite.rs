@@ -24,6 +24,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// A run with at least this many tasks refreshes the statistics.
+    const BULK_RUN: usize = 500;
+    /// SQLite's planner keeps to the (run, task) index without statistics.
+    const REFRESH_STATS: &'static str = "";
+
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH`).
     pub async fn connect(url: &str) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
