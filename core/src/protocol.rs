@@ -108,89 +108,22 @@ impl From<&RunRecord> for RunContext {
     }
 }
 
-/// A claimed try: what to run and the lease it runs under.
+/// A claimed try: what to run and the lease it runs under (the claim's
+/// fields, flattened), with its run's template values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClaimedTry {
-    /// The task instance.
-    pub ti_id: String,
-    /// Its run's key.
-    pub run_pk: i64,
-    /// DAG id.
-    pub dag_id: String,
-    /// Run id.
-    pub run_id: String,
-    /// Task id.
-    pub task_id: String,
-    /// The try this claim starts.
-    pub try_number: i64,
-    /// The DAG version the run is pinned to (`GET versions/{id}`).
-    pub version_id: i64,
-    /// Where the try's log goes, relative to a logs folder.
-    pub log_path: String,
-    /// The queue it came from.
-    pub queue: String,
-    /// The lease id every message about this try names.
-    pub lease_id: String,
-    /// The lease ends here unless a heartbeat renews it.
-    pub lease_until: DateTime<Utc>,
-    /// When the task instance was queued.
-    pub queued_at: Option<DateTime<Utc>>,
-    /// When the try started.
-    pub started_at: DateTime<Utc>,
+    /// The claim: task instance, try number, DAG version (`GET
+    /// versions/{id}`), log path, queue and lease.
+    #[serde(flatten)]
+    pub claim: Claim,
     /// The run, for templates.
     pub run: RunContext,
 }
 
 impl ClaimedTry {
-    /// A claim with its run, as sent to a worker.
-    pub fn new(c: Claim, run: RunContext) -> Self {
-        ClaimedTry {
-            ti_id: c.ti_id,
-            run_pk: c.run_pk,
-            dag_id: c.dag_id,
-            run_id: c.run_id,
-            task_id: c.task_id,
-            try_number: c.try_number,
-            version_id: c.version_id,
-            log_path: c.log_path,
-            queue: c.queue,
-            lease_id: c.lease_id,
-            lease_until: c.lease_until,
-            queued_at: c.queued_at,
-            started_at: c.started_at,
-            run,
-        }
-    }
-
-    /// The claim this try started with.
-    pub fn claim(&self) -> Claim {
-        Claim {
-            ti_id: self.ti_id.clone(),
-            run_pk: self.run_pk,
-            dag_id: self.dag_id.clone(),
-            run_id: self.run_id.clone(),
-            task_id: self.task_id.clone(),
-            try_number: self.try_number,
-            version_id: self.version_id,
-            log_path: self.log_path.clone(),
-            queued_at: self.queued_at,
-            started_at: self.started_at,
-            queue: self.queue.clone(),
-            lease_id: self.lease_id.clone(),
-            lease_until: self.lease_until,
-        }
-    }
-
     /// The lease this try runs under.
     pub fn lease(&self) -> Lease {
-        Lease {
-            dag_id: self.dag_id.clone(),
-            run_id: self.run_id.clone(),
-            task_id: self.task_id.clone(),
-            ti_id: self.ti_id.clone(),
-            try_number: self.try_number,
-            lease_id: self.lease_id.clone(),
-        }
+        Lease::of(&self.claim)
     }
 }
 
@@ -222,6 +155,18 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The lease of a claim.
+    pub fn of(c: &Claim) -> Self {
+        Lease {
+            dag_id: c.dag_id.clone(),
+            run_id: c.run_id.clone(),
+            task_id: c.task_id.clone(),
+            ti_id: c.ti_id.clone(),
+            try_number: c.try_number,
+            lease_id: c.lease_id.clone(),
+        }
+    }
+
     /// The try as the store addresses it.
     pub fn held(&self) -> HeldTry {
         HeldTry {
@@ -316,6 +261,31 @@ pub struct TryReport {
 }
 
 impl TryReport {
+    /// A report of `ended` for the try under `lease`.
+    pub fn of(
+        worker: &str,
+        lease: Lease,
+        ended: &crate::scheduler::Ended,
+        claim_next: Option<Vec<String>>,
+    ) -> Self {
+        use crate::scheduler::Outcome as O;
+        let (outcome, reschedule_at) = match ended.outcome {
+            O::Success => (Outcome::Success, None),
+            O::Failed => (Outcome::Failed, None),
+            O::Reschedule(at) => (Outcome::Reschedule, Some(at)),
+        };
+        TryReport {
+            worker: worker.to_owned(),
+            lease,
+            outcome,
+            reschedule_at,
+            exit_code: ended.exit_code,
+            error: ended.error.clone(),
+            pid: ended.pid,
+            claim_next,
+        }
+    }
+
     /// The report as the scheduler takes it.
     pub fn ended(&self) -> Result<crate::scheduler::Ended, String> {
         use crate::scheduler::Outcome as O;
@@ -355,33 +325,6 @@ pub struct VersionReply {
     pub fileloc: String,
     /// The definition: the DAG file as JSON, contract files inlined.
     pub definition: String,
-}
-
-impl TryReport {
-    /// A report of `ended` for the try under `lease`.
-    pub fn of(
-        worker: &str,
-        lease: Lease,
-        ended: &crate::scheduler::Ended,
-        claim_next: Option<Vec<String>>,
-    ) -> Self {
-        use crate::scheduler::Outcome as O;
-        let (outcome, reschedule_at) = match ended.outcome {
-            O::Success => (Outcome::Success, None),
-            O::Failed => (Outcome::Failed, None),
-            O::Reschedule(at) => (Outcome::Reschedule, Some(at)),
-        };
-        TryReport {
-            worker: worker.to_owned(),
-            lease,
-            outcome,
-            reschedule_at,
-            exit_code: ended.exit_code,
-            error: ended.error.clone(),
-            pid: ended.pid,
-            claim_next,
-        }
-    }
 }
 
 /// What a data task or sensor on a remote worker asks of weir's catalog,

@@ -77,6 +77,11 @@ pub struct WorkerRecord {
 }
 
 impl WorkerRecord {
+    /// It must claim nothing more: asked to drain, or no longer active.
+    pub fn takes_no_work(&self) -> bool {
+        self.state != WorkerState::Active || self.draining_at.is_some()
+    }
+
     /// Whether it serves `queue`.
     pub fn serves(&self, queue: &str) -> bool {
         self.queues

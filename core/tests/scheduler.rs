@@ -639,13 +639,15 @@ async fn remote_protocol(db: &TestDb) {
     let gpu = vec!["gpu".to_owned()];
 
     // Each worker gets only its queues' work.
-    let cpu = s.claim_remote("w-cpu", &default, 10).await.unwrap();
+    let cpu = s.claim_remote("w-cpu", &default, 10).await.unwrap().tries;
     assert_eq!(
-        cpu.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(),
+        cpu.iter()
+            .map(|t| t.claim.task_id.as_str())
+            .collect::<Vec<_>>(),
         ["cpu"]
     );
-    assert_eq!(cpu[0].queue, "default");
-    assert!(!cpu[0].lease_id.is_empty());
+    assert_eq!(cpu[0].claim.queue, "default");
+    assert!(!cpu[0].claim.lease_id.is_empty());
     assert_eq!(cpu[0].run.run_id, run.run_id);
 
     // A report naming another lease is refused; the right one is recorded
@@ -661,7 +663,10 @@ async fn remote_protocol(db: &TestDb) {
     let (recorded, next) = s.report_remote(&good).await.unwrap();
     assert!(recorded);
     // The freed slot took the task that became ready, in the same transaction.
-    assert_eq!(next.as_ref().map(|t| t.task_id.as_str()), Some("after"));
+    assert_eq!(
+        next.as_ref().map(|t| t.claim.task_id.as_str()),
+        Some("after")
+    );
     let (recorded, again) = s.report_remote(&good).await.unwrap();
     assert!(!recorded && again.is_none());
 
@@ -685,7 +690,12 @@ async fn remote_protocol(db: &TestDb) {
 
     // The GPU worker's lease lapses: its heartbeat is told to kill the try,
     // its log pieces and report are refused, and the try is retried.
-    let g = s.claim_remote("w-gpu", &gpu, 10).await.unwrap().remove(0);
+    let g = s
+        .claim_remote("w-gpu", &gpu, 10)
+        .await
+        .unwrap()
+        .tries
+        .remove(0);
     assert_eq!(s.push_log(&g.lease(), 0, b"line 1\n").await.unwrap(), 7);
     assert_eq!(
         s.push_log(&g.lease(), 0, b"line 1\n").await.unwrap(),
@@ -708,7 +718,7 @@ async fn remote_protocol(db: &TestDb) {
             .await,
         Err(Fenced::MovedOn { .. })
     ));
-    let pushed = s.store().read_log(&g.ti_id, 1, 0).await.unwrap();
+    let pushed = s.store().read_log(&g.claim.ti_id, 1, 0).await.unwrap();
     assert_eq!(pushed, Some((b"line 1\n".to_vec(), 7)));
     s.tick().await.unwrap();
     assert_eq!(states(s, &run).await["gpu"], TaskState::UpForRetry);
@@ -722,7 +732,8 @@ async fn remote_protocol(db: &TestDb) {
     e.clock.advance(Duration::seconds(61));
     assert!(s.heartbeat_remote("w-cpu", &[]).await.unwrap().drain);
     s.tick().await.unwrap();
-    assert!(s.claim_remote("w-cpu", &gpu, 10).await.unwrap().is_empty());
+    let drained = s.claim_remote("w-cpu", &gpu, 10).await.unwrap();
+    assert!(drained.tries.is_empty() && drained.drain);
     let view = s.workers_view().await.unwrap();
     let standing = |name: &str| {
         view.iter()

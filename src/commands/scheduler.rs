@@ -9,7 +9,7 @@ use weir_core::config::Config;
 pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let sched = super::scheduler(config).await?;
     crate::commands::load_dags(&sched, config).await?;
-    weir_worker::pool::mark_data_folder(&sched, &config.core.data_dir).await;
+    weir_worker::resources::mark_data_folder(&sched, &config.core.data_dir).await;
     let site = crate::site::Site::start_scheduler(
         &sched,
         Some((config.core.dags_folder.clone(), config.core.dag_refresh)),

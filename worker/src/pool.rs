@@ -67,7 +67,7 @@ impl LocalPool {
         let life = crate::life::this_process(&options.role, options.slots, None, false);
         scheduler.register_worker(&life).await?;
         tracing::info!(worker = %life.name, pid = life.pid, "worker {} registered", life.name);
-        mark_data_folder(&scheduler, &options.data_dir).await;
+        crate::resources::mark_data_folder(&scheduler, &options.data_dir).await;
         let resources = crate::resources::Resources {
             store: Arc::new(crate::catalog::LocalCatalog(scheduler.store().clone())),
             connections: Arc::new(options.connections.clone()),
@@ -112,6 +112,7 @@ impl LocalPool {
         let mut slots: JoinSet<()> = JoinSet::new();
         let beat_every = self.scheduler.lease() / 3;
         let mut beat = tokio::time::interval(beat_every.max(Duration::from_millis(100)));
+        let mut work = self.scheduler.work_signal();
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if cancel.is_cancelled() {
@@ -144,7 +145,7 @@ impl LocalPool {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 Some(_) = slots.join_next() => {}
-                _ = self.scheduler.work_available(), if !full => {}
+                _ = work.changed(), if !full => {}
                 _ = beat.tick() => {
                     self.heartbeat(&running).await;
                     self.reap_past_lives().await;
@@ -197,27 +198,6 @@ impl LocalPool {
             }
             Err(e) => tracing::error!("heartbeat failed: {e}"),
         }
-    }
-}
-
-/// Marks the data folder as this site's (see
-/// [`crate::resources::ensure_catalog_marker`]), so remote workers that
-/// share it may run data tasks; warns when it belongs to another site.
-pub async fn mark_data_folder(scheduler: &Scheduler, data_dir: &std::path::Path) {
-    let id = match scheduler.catalog_id().await {
-        Ok(id) => id,
-        Err(e) => {
-            tracing::warn!("could not read the catalog id: {e}");
-            return;
-        }
-    };
-    match crate::resources::ensure_catalog_marker(data_dir, &id).await {
-        Ok(held) if held == id => {}
-        Ok(held) => tracing::warn!(
-            "the data folder {} is marked as another site's ({held}; this one is {id}): remote workers will refuse its data tasks",
-            data_dir.display()
-        ),
-        Err(e) => tracing::warn!("could not mark the data folder {}: {e}", data_dir.display()),
     }
 }
 

@@ -82,6 +82,30 @@ pub async fn ensure_catalog_marker(
     }
 }
 
+/// Marks the data folder as this site's (see
+/// [`crate::resources::ensure_catalog_marker`]), so remote workers that
+/// share it may run data tasks; warns when it belongs to another site.
+pub async fn mark_data_folder(
+    scheduler: &weir_core::scheduler::Scheduler,
+    data_dir: &std::path::Path,
+) {
+    let id = match scheduler.catalog_id().await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!("could not read the catalog id: {e}");
+            return;
+        }
+    };
+    match ensure_catalog_marker(data_dir, &id).await {
+        Ok(held) if held == id => {}
+        Ok(held) => tracing::warn!(
+            "the data folder {} is marked as another site's ({held}; this one is {id}): remote workers will refuse its data tasks",
+            data_dir.display()
+        ),
+        Err(e) => tracing::warn!("could not mark the data folder {}: {e}", data_dir.display()),
+    }
+}
+
 impl Resources {
     /// Refuses data tasks when the data folder belongs to another catalog, or
     /// to none: on a remote worker it must be the shared folder the servers use.

@@ -109,19 +109,21 @@ pub async fn claim(
     let sched = &state.scheduler;
     loop {
         let mut signal = sched.work_signal();
-        let tries = sched
+        let claimed = sched
             .claim_remote(&body.worker, &body.queues, limit)
             .await?;
-        let life = sched.store().get_worker(&body.worker).await?;
-        let drain = life.draining_at.is_some() || life.state != WorkerState::Active;
-        if !tries.is_empty() || drain || limit == 0 || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(Claimed { tries, drain }));
+        if !claimed.tries.is_empty()
+            || claimed.drain
+            || limit == 0
+            || tokio::time::Instant::now() >= deadline
+        {
+            return Ok(Json(claimed));
         }
         tokio::select! {
             _ = signal.changed() => {}
             () = tokio::time::sleep(CLAIM_POLL) => {}
             () = tokio::time::sleep_until(deadline) => {}
-            () = state.closing.cancelled() => return Ok(Json(Claimed { tries, drain })),
+            () = state.closing.cancelled() => return Ok(Json(claimed)),
         }
     }
 }

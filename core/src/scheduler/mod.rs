@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Notify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use commit::{Report, Slot};
@@ -117,9 +116,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     options: Options,
     dags: Mutex<HashMap<i64, Arc<Dag>>>,
-    /// Woken when task instances were queued: workers should claim.
-    work: Notify,
-    /// Counts the wake-ups, for any number of waiters (remote claims).
+    /// Counts the times task instances were queued in this process: every
+    /// waiting claimer (the local pool, remote claims) sees it change.
     work_seen: tokio::sync::watch::Sender<u64>,
     /// Reports of ended tries waiting to be committed together.
     pending: Mutex<Vec<commit::Pending>>,
@@ -140,7 +138,6 @@ impl Scheduler {
                 clock,
                 options,
                 dags: Mutex::new(HashMap::new()),
-                work: Notify::new(),
                 work_seen: tokio::sync::watch::Sender::new(0),
                 pending: Mutex::new(Vec::new()),
                 committing: tokio::sync::Mutex::new(()),
@@ -175,20 +172,15 @@ impl Scheduler {
         self.inner.options.lease
     }
 
-    /// Resolves when task instances may be waiting to be claimed.
-    pub async fn work_available(&self) {
-        self.inner.work.notified().await;
-    }
-
     /// Changes whenever task instances were queued in this process: take it
-    /// before claiming, then wait for a change if the claim found nothing.
+    /// before claiming, then wait for a change if the claim found nothing
+    /// (a change made meanwhile is not missed).
     pub fn work_signal(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.work_seen.subscribe()
     }
 
     /// Wakes the local pool and every remote claim waiting in this process.
     pub(crate) fn wake_workers(&self) {
-        self.inner.work.notify_one();
         self.inner.work_seen.send_modify(|n| *n = n.wrapping_add(1));
     }
 

@@ -4,11 +4,10 @@
 
 use super::{Error, Report, Result, Scheduler, Slot};
 use crate::protocol::{
-    CatalogCall, CatalogRequest, ClaimedTry, HeartbeatReply, Lease, RunContext, TryReport,
+    CatalogCall, CatalogRequest, Claimed, ClaimedTry, HeartbeatReply, Lease, RunContext, TryReport,
 };
 use crate::state::TaskState;
 use crate::store::{self, Claim, HeldTry, NewDatasetVersion, TaskInstanceRecord, TryRef};
-use crate::workers::WorkerState;
 
 /// Why a message about a try is refused.
 #[derive(Debug, thiserror::Error)]
@@ -42,31 +41,36 @@ pub enum Fenced {
 
 impl Scheduler {
     /// Claims for a remote worker: up to `limit` tries from `queues`, each
-    /// with its run's template values. A draining or unknown worker gets none.
+    /// with its run's template values, and whether it must drain (then it
+    /// gets none).
     pub async fn claim_remote(
         &self,
         worker: &str,
         queues: &[String],
         limit: usize,
-    ) -> Result<Vec<ClaimedTry>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
+    ) -> Result<Claimed> {
         let life = self.inner.store.get_worker(worker).await?;
-        if life.state != WorkerState::Active || life.draining_at.is_some() {
-            return Ok(Vec::new());
-        }
+        let drain = life.takes_no_work();
         // A worker heartbeats three times a lease. One not heard of for two
         // of those may be stopped or cut off while its claim waits here: what
         // it was handed would only sit until its lease lapsed.
-        if life.heartbeat_at + self.lease_chrono() * 2 / 3 < self.now() {
+        let late = life.heartbeat_at + self.lease_chrono() * 2 / 3 < self.now();
+        if late {
             tracing::debug!(worker, "not claiming for a worker whose heartbeat is late");
-            return Ok(Vec::new());
+        }
+        if drain || late || limit == 0 {
+            return Ok(Claimed {
+                tries: Vec::new(),
+                drain,
+            });
         }
         let claims = self
             .claim(worker, &life.hostname, limit, Some(queues))
             .await?;
-        self.with_runs(claims).await
+        Ok(Claimed {
+            tries: self.with_runs(claims).await?,
+            drain,
+        })
     }
 
     /// Adds each claim's run context.
@@ -74,7 +78,10 @@ impl Scheduler {
         let mut tries = Vec::with_capacity(claims.len());
         for c in claims {
             let run = self.inner.store.get_run_by_pk(c.run_pk).await?;
-            tries.push(ClaimedTry::new(c, RunContext::from(&run)));
+            tries.push(ClaimedTry {
+                claim: c,
+                run: RunContext::from(&run),
+            });
         }
         Ok(tries)
     }
@@ -191,11 +198,10 @@ impl Scheduler {
             .get_worker(worker)
             .await
             .map_err(Error::from)?;
-        let draining = life.state != WorkerState::Active || life.draining_at.is_some();
         let slot = report
             .claim_next
             .as_deref()
-            .filter(|_| !draining)
+            .filter(|_| !life.takes_no_work())
             .map(|queues| Slot {
                 worker,
                 hostname: &life.hostname,

@@ -239,7 +239,7 @@ pub struct TryEnd {
 }
 
 /// A task instance claimed by a worker.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Claim {
     /// The task instance.
     pub ti_id: String,

@@ -322,15 +322,15 @@ impl RemoteWorker {
             match self.client.report(&report, self.lease()).await {
                 Ok(reply) => {
                     if !reply.recorded {
-                        tracing::info!(dag = %t.dag_id, task = %t.task_id, try_number = t.try_number, "the report was recorded before");
+                        tracing::info!(dag = %t.claim.dag_id, task = %t.claim.task_id, try_number = t.claim.try_number, "the report was recorded before");
                     }
                     next = reply.next;
                 }
                 Err(CallError::Fenced(why)) => {
-                    tracing::warn!(dag = %t.dag_id, task = %t.task_id, try_number = t.try_number, "the report was refused: {why}");
+                    tracing::warn!(dag = %t.claim.dag_id, task = %t.claim.task_id, try_number = t.claim.try_number, "the report was refused: {why}");
                 }
                 Err(e) => {
-                    tracing::error!(dag = %t.dag_id, task = %t.task_id, try_number = t.try_number,
+                    tracing::error!(dag = %t.claim.dag_id, task = %t.claim.task_id, try_number = t.claim.try_number,
                     "reporting the try failed: {e}; its lease will lapse and the scheduler fails it")
                 }
             }
@@ -347,27 +347,32 @@ impl RemoteWorker {
         env: &minijinja::Environment<'static>,
         stop: &CancellationToken,
     ) -> Ended {
-        let dag = match self.dag(t.version_id).await {
+        let dag = match self.dag(t.claim.version_id).await {
             Ok(d) => d,
             Err(e) => {
-                return Ended::failed(format!("cannot read DAG version {}: {e}", t.version_id));
+                return Ended::failed(format!(
+                    "cannot read DAG version {}: {e}",
+                    t.claim.version_id
+                ));
             }
         };
         let ctx = TryContext {
             dag,
             run: t.run.clone(),
-            claim: t.claim(),
+            claim: t.claim.clone(),
         };
         let lease = t.lease();
         let mut log = match LogWriter::create(
             &self.options.logs_dir,
-            &t.log_path,
+            &t.claim.log_path,
             self.secrets.clone(),
         )
         .await
         {
             Ok(l) => l,
-            Err(e) => return Ended::failed(format!("cannot write the log {}: {e}", t.log_path)),
+            Err(e) => {
+                return Ended::failed(format!("cannot write the log {}: {e}", t.claim.log_path));
+            }
         };
         let mut shipper = ship::Shipper {
             client: self.client.clone(),
