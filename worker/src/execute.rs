@@ -149,6 +149,10 @@ async fn report(log: &mut LogWriter, r: Ended) -> Ended {
         (o, None) => format!("weir: the try ended: {o:?}"),
     };
     let _ = log.line(&line).await;
+    // The try's log is whole before the try is reported.
+    if let Err(e) = log.flush().await {
+        tracing::warn!(log = %log.path().display(), "writing the log failed: {e}");
+    }
     r
 }
 

@@ -17,35 +17,45 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Creates the log file (and its folders) at `logs_dir/relative`.
+    /// Creates the log file (and its folders) at `logs_dir/relative`, in one
+    /// trip to the blocking pool.
     pub async fn create(
         logs_dir: &Path,
         relative: &str,
         secrets: Arc<Secrets>,
     ) -> std::io::Result<Self> {
         let path = logs_dir.join(relative);
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await?;
+        let at = path.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            if let Some(parent) = at.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&at)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
         Ok(LogWriter {
-            file,
+            file: tokio::fs::File::from_std(file),
             secrets,
             path,
         })
     }
 
-    /// Appends one line, timestamped and masked, and flushes it.
+    /// Appends one line, timestamped and masked. The write goes on in the
+    /// background; the next line, or [`LogWriter::flush`], waits for it.
     pub async fn line(&mut self, text: &str) -> std::io::Result<()> {
         let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
         let masked = self.secrets.mask(text.trim_end_matches(['\n', '\r']));
         self.file
             .write_all(format!("[{stamp}] {masked}\n").as_bytes())
-            .await?;
+            .await
+    }
+
+    /// Waits until every line written so far is in the file.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush().await
     }
 

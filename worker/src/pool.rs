@@ -15,7 +15,6 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use weir_core::protocol::RunContext;
 use weir_core::scheduler::{self, Ended, Report, Scheduler};
 use weir_core::store::{Claim, HeldTry};
 use weir_core::workers::{NewWorker, WorkerState};
@@ -282,13 +281,12 @@ async fn prepare(sched: &Scheduler, claim: &Claim) -> Result<TryContext, String>
         .await
         .map_err(|e| e.to_string())?;
     let run = sched
-        .store()
-        .get_run_by_pk(claim.run_pk)
+        .run_context(claim.run_pk)
         .await
         .map_err(|e| e.to_string())?;
     Ok(TryContext {
         dag,
-        run: RunContext::from(&run),
+        run: (*run).clone(),
         claim: claim.clone(),
     })
 }

@@ -30,6 +30,7 @@ pub use plan::{Action, ClearSpec, Ended, Outcome};
 
 use crate::dag::{Dag, convert};
 use crate::loader::{self, ImportError, LoadReport};
+use crate::protocol::RunContext;
 use crate::state::{RunState, RunType};
 use crate::store::{
     self, AuditAction, AuditEntry, Claim, DagSync, HeldTry, ImportErrorRecord, NewRun,
@@ -116,6 +117,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     options: Options,
     dags: Mutex<HashMap<i64, Arc<Dag>>>,
+    /// What tries see of their runs (fixed when a run is created), by run key.
+    runs: Mutex<HashMap<i64, Arc<RunContext>>>,
     /// Counts the times task instances were queued in this process: every
     /// waiting claimer (the local pool, remote claims) sees it change.
     work_seen: tokio::sync::watch::Sender<u64>,
@@ -138,6 +141,7 @@ impl Scheduler {
                 clock,
                 options,
                 dags: Mutex::new(HashMap::new()),
+                runs: Mutex::new(HashMap::new()),
                 work_seen: tokio::sync::watch::Sender::new(0),
                 pending: Mutex::new(Vec::new()),
                 committing: tokio::sync::Mutex::new(()),
@@ -229,6 +233,32 @@ impl Scheduler {
             .sync_dags(&dags, &errors, self.inner.options.paused_at_creation, now)
             .await?;
         Ok(())
+    }
+
+    /// What a try sees of its run: id, dates and conf (cached; they never
+    /// change once the run exists).
+    pub async fn run_context(&self, run_pk: i64) -> Result<Arc<RunContext>> {
+        /// Enough for every run in flight; the cache starts over past it.
+        const KEEP: usize = 4096;
+        if let Some(r) = self
+            .inner
+            .runs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&run_pk).cloned())
+        {
+            return Ok(r);
+        }
+        let run = Arc::new(RunContext::from(
+            &self.inner.store.get_run_by_pk(run_pk).await?,
+        ));
+        if let Ok(mut m) = self.inner.runs.lock() {
+            if m.len() >= KEEP {
+                m.clear();
+            }
+            m.insert(run_pk, run.clone());
+        }
+        Ok(run)
     }
 
     /// The DAG a stored version describes (cached; versions never change).

@@ -4,7 +4,7 @@
 
 use super::{Error, Report, Result, Scheduler, Slot};
 use crate::protocol::{
-    CatalogCall, CatalogRequest, Claimed, ClaimedTry, HeartbeatReply, Lease, RunContext, TryReport,
+    CatalogCall, CatalogRequest, Claimed, ClaimedTry, HeartbeatReply, Lease, TryReport,
 };
 use crate::state::TaskState;
 use crate::store::{self, Claim, HeldTry, NewDatasetVersion, TaskInstanceRecord, TryRef};
@@ -77,10 +77,10 @@ impl Scheduler {
     async fn with_runs(&self, claims: Vec<Claim>) -> Result<Vec<ClaimedTry>> {
         let mut tries = Vec::with_capacity(claims.len());
         for c in claims {
-            let run = self.inner.store.get_run_by_pk(c.run_pk).await?;
+            let run = self.run_context(c.run_pk).await?;
             tries.push(ClaimedTry {
                 claim: c,
-                run: RunContext::from(&run),
+                run: (*run).clone(),
             });
         }
         Ok(tries)

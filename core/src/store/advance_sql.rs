@@ -54,6 +54,19 @@ macro_rules! impl_advance_store {
                     if let Some(e) = item.end {
                         now = now.max(e.at);
                     }
+                    if items.len() == 1 {
+                        // Alone in the batch: no savepoint, its failure undoes the transaction.
+                        match apply_in(&mut *tx, item.run_pk, &item.scope, item.end, None, item.planner).await {
+                            Ok(plan) => {
+                                results[i] = Some(Ok(plan));
+                                continue;
+                            }
+                            Err(e) => {
+                                tx.rollback().await?;
+                                return Ok(vec![Err(e)]);
+                            }
+                        }
+                    }
                     // Each item in a savepoint: one conflict does not undo the others.
                     let mut sp = (&mut *tx).begin().await?;
                     match apply_in(&mut *sp, item.run_pk, &item.scope, item.end, None, item.planner).await {

@@ -59,12 +59,15 @@ impl SqliteStore {
     async fn pools(
         options: &SqliteConnectOptions,
     ) -> Result<(Pool<Sqlite>, Pool<Sqlite>), sqlx::Error> {
+        // A connection to a local file does not drop: no ping before each use.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         Ok((write, read))
