@@ -12,13 +12,15 @@ use weir_core::store::{
     TryRecord, VersionRecord,
 };
 
-/// A DAG tag.
+/// A DAG tag (Airflow's `DagTagResponse`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DagTag {
     /// The tag.
     pub name: String,
     /// The DAG.
     pub dag_id: String,
+    /// The DAG's display name (its id).
+    pub dag_display_name: String,
 }
 
 /// A DAG (Airflow's `DAGResponse`).
@@ -86,6 +88,7 @@ impl DagResponse {
                 .map(|name| DagTag {
                     name,
                     dag_id: r.dag_id.clone(),
+                    dag_display_name: r.dag_id.clone(),
                 })
                 .collect(),
             timetable_description: summary.clone(),
@@ -121,6 +124,7 @@ pub struct DagDetailsResponse {
     pub catchup: bool,
     pub concurrency: i64,
     pub render_template_as_native_obj: bool,
+    /// An ISO 8601 duration (`PT2H`).
     pub dag_run_timeout: Option<String>,
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
@@ -140,7 +144,7 @@ impl DagDetailsResponse {
             catchup: def.catchup,
             concurrency: dag.max_active_tasks,
             render_template_as_native_obj: false,
-            dag_run_timeout: def.dagrun_timeout.map(|d| d.to_string()),
+            dag_run_timeout: def.dagrun_timeout.map(|d| d.to_iso8601()),
             start_date: def.start_date,
             end_date: def.end_date,
             timezone: Some(def.timezone.to_string()),
@@ -166,12 +170,12 @@ pub struct TaskResponse {
     pub depends_on_past: bool,
     pub wait_for_downstream: bool,
     pub retries: i64,
-    /// Seconds.
-    pub retry_delay_seconds: i64,
+    pub retry_delay: Option<TimeDelta>,
     pub retry_exponential_backoff: f64,
-    /// Seconds.
-    pub execution_timeout_seconds: Option<i64>,
+    pub execution_timeout: Option<TimeDelta>,
     pub pool: String,
+    /// The queue its task instances go to.
+    pub queue: Option<String>,
     pub pool_slots: i64,
     pub priority_weight: i64,
     pub downstream_task_ids: Vec<String>,
@@ -199,15 +203,14 @@ impl TaskResponse {
             depends_on_past: false,
             wait_for_downstream: false,
             retries: i64::from(t.retry.retries),
-            retry_delay_seconds: i64::try_from(t.retry.delay.as_secs()).unwrap_or(i64::MAX),
+            retry_delay: Some(TimeDelta::from(t.retry.delay)),
             retry_exponential_backoff: match t.retry.backoff {
                 weir_core::dag::Backoff::Fixed => 0.0,
                 weir_core::dag::Backoff::Exponential => 2.0,
             },
-            execution_timeout_seconds: t
-                .timeout
-                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            execution_timeout: t.timeout.map(TimeDelta::from),
             pool: t.pool.clone(),
+            queue: Some(t.queue.clone()),
             pool_slots: 1,
             priority_weight: i64::from(t.priority),
             downstream_task_ids: names(dag.graph.downstream(index)),
@@ -216,6 +219,29 @@ impl TaskResponse {
             is_mapped: false,
             extra_links: Vec::new(),
         })
+    }
+}
+
+/// A duration as Airflow's API writes a `timedelta` (its `TimeDelta`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TimeDelta {
+    /// Always `TimeDelta`.
+    #[serde(rename = "__type")]
+    pub kind: &'static str,
+    pub days: i64,
+    pub seconds: i64,
+    pub microseconds: i64,
+}
+
+impl From<weir_core::dag::Duration> for TimeDelta {
+    fn from(d: weir_core::dag::Duration) -> Self {
+        let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        TimeDelta {
+            kind: "TimeDelta",
+            days: secs / 86_400,
+            seconds: secs % 86_400,
+            microseconds: 0,
+        }
     }
 }
 

@@ -39,9 +39,14 @@ schedule: "0 2 * * *"
 start_date: 2026-01-01
 catchup: false
 paused: true
+tags: [finance]
+dagrun_timeout: 90m
 tasks:
   only:
     kind: shell
+    retries: 2
+    retry_delay: 90s
+    timeout: 1d
     command: "true"
 "#;
 
@@ -205,6 +210,26 @@ async fn dags_runs_and_task_instances_case(db: &TestDb) {
     assert_eq!(nightly["is_paused"], true);
     assert_eq!(nightly["timetable_summary"], "0 2 * * *");
     assert_eq!(nightly["is_backfillable"], true);
+    // Airflow's shapes: a tag names its DAG, durations are timedeltas.
+    assert_eq!(
+        nightly["tags"],
+        json!([{"name": "finance", "dag_id": "nightly", "dag_display_name": "nightly"}])
+    );
+    let details = a.get("/api/v2/dags/nightly/details").await;
+    assert_eq!(details["dag_run_timeout"], "PT1H30M");
+    let only = a.get("/api/v2/dags/nightly/tasks/only").await;
+    assert_eq!(
+        (
+            &only["retry_delay"],
+            &only["execution_timeout"],
+            &only["queue"]
+        ),
+        (
+            &json!({"__type": "TimeDelta", "days": 0, "seconds": 90, "microseconds": 0}),
+            &json!({"__type": "TimeDelta", "days": 1, "seconds": 0, "microseconds": 0}),
+            &json!("default")
+        )
+    );
     assert_eq!(a.get("/api/v2/dags?paused=false").await["total_entries"], 1);
     assert_eq!(
         a.get("/api/v2/dags?dag_id_pattern=NIGHT").await["dags"][0]["dag_id"],
@@ -334,14 +359,68 @@ async fn dags_runs_and_task_instances_case(db: &TestDb) {
         a.get("/api/v2/dags/demo/dagRuns/r1").await["state"],
         "failed"
     );
-    let (_, cleared) = a
+    // Without `dry_run`, as in Airflow, it is a preview too.
+    let (status, preview) = a
         .send(
             "POST",
             "/api/v2/dags/demo/clearTaskInstances",
             json!({"dag_run_id": "r1", "task_ids": ["publish"]}),
         )
         .await;
-    assert_eq!(cleared["total_entries"], 1);
+    assert_eq!(
+        (status, &preview["total_entries"]),
+        (StatusCode::OK, &json!(1)),
+        "{preview}"
+    );
+    assert_eq!(
+        a.get("/api/v2/dags/demo/dagRuns/r1").await["state"],
+        "failed",
+        "dry_run defaults to true"
+    );
+    // What weir cannot honour is refused, never dropped.
+    for (body, names) in [
+        (
+            json!({"dag_run_id": "r1", "dry_run": false, "bogus": 1}),
+            "bogus",
+        ),
+        (
+            json!({"dag_run_id": "r1", "dry_run": false, "reset_dag_runs": false}),
+            "reset_dag_runs",
+        ),
+        (
+            json!({"dag_run_id": "r1", "dry_run": false, "note": "why"}),
+            "note",
+        ),
+        (
+            json!({"dag_run_id": "r1", "dry_run": false, "run_on_latest_version": true}),
+            "run_on_latest_version",
+        ),
+        (
+            json!({"dag_run_id": "r1", "dry_run": false, "only_running": true}),
+            "only_running",
+        ),
+    ] {
+        let (status, err) = a
+            .send("POST", "/api/v2/dags/demo/clearTaskInstances", body.clone())
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {err}");
+        assert!(
+            err["detail"].as_str().unwrap().contains(names),
+            "{body}: {err}"
+        );
+    }
+    // The official client sends every field with its default.
+    let (_, cleared) = a
+        .send(
+            "POST",
+            "/api/v2/dags/demo/clearTaskInstances",
+            json!({"dag_run_id": "r1", "task_ids": ["publish"], "dry_run": false,
+                   "only_failed": true, "only_running": false, "include_downstream": false,
+                   "include_upstream": false, "include_past": false, "include_future": false,
+                   "reset_dag_runs": true, "prevent_running_task": false}),
+        )
+        .await;
+    assert_eq!(cleared["total_entries"], 1, "{cleared}");
     a.drive(&[]).await;
     assert_eq!(
         a.get("/api/v2/dags/demo/dagRuns/r1").await["state"],
@@ -643,9 +722,11 @@ async fn pools_backfills_tokens_case(db: &TestDb) {
 
     // Workers, version, health, metrics and the OpenAPI document.
     assert_eq!(a.get("/api/v2/workers").await["total_entries"], 0);
+    let (status, version) = call(&a.app, "GET", "/api/v2/version", None, None).await;
     assert_eq!(
-        a.get("/api/v2/version").await["version"],
-        env!("CARGO_PKG_VERSION")
+        (status, version["version"].as_str()),
+        (StatusCode::OK, Some(env!("CARGO_PKG_VERSION"))),
+        "the version needs no token, as in Airflow"
     );
     let (status, health) = call(&a.app, "GET", "/api/v2/monitor/health", None, None).await;
     assert_eq!(
@@ -851,7 +932,7 @@ both_backends!(every_endpoint_needs_the_right_token, auth_case);
 async fn auth_case(db: &TestDb) {
     let a = api(db).await;
     let doc = a.get("/api/v2/openapi.json").await;
-    let open = ["/api/v2/monitor/health", "/auth/token"];
+    let open = ["/api/v2/monitor/health", "/api/v2/version", "/auth/token"];
     let now = chrono::Utc::now();
     let worker = tokens::generate(Role::Worker, None, "ada", None, now).unwrap();
     db.store.create_token(&worker.record).await.unwrap();
@@ -1259,4 +1340,88 @@ async fn remote_worker_case(db: &TestDb) {
     assert_eq!(beat["drain"], true);
     let (s, b) = w("stop", json!({"worker": "w1@h:1"})).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+}
+
+both_backends!(clearing_reaches_earlier_and_later_runs, clear_range_case);
+async fn clear_range_case(db: &TestDb) {
+    let a = api(db).await;
+    for (run, day) in [("a", "01"), ("b", "02"), ("c", "03")] {
+        let (status, body) = a
+            .send(
+                "POST",
+                "/api/v2/dags/demo/dagRuns",
+                json!({"dag_run_id": run, "logical_date": format!("2026-03-{day}T00:00:00Z")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    a.drive(&["publish"]).await;
+    let runs_of = |body: &Value| -> Vec<String> {
+        let mut r: Vec<String> = body["task_instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["dag_run_id"].as_str().unwrap().to_owned())
+            .collect();
+        r.sort();
+        r
+    };
+    for (extra, want) in [
+        (json!({}), vec!["b"]),
+        (json!({"include_past": true}), vec!["a", "b"]),
+        (json!({"include_future": true}), vec!["b", "c"]),
+        (
+            json!({"include_past": true, "include_future": true}),
+            vec!["a", "b", "c"],
+        ),
+    ] {
+        let mut body = json!({"dag_run_id": "b", "task_ids": ["publish"]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (status, preview) = a
+            .send("POST", "/api/v2/dags/demo/clearTaskInstances", body.clone())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}: {preview}");
+        assert_eq!(runs_of(&preview), want, "{body}");
+    }
+    let (_, cleared) = a
+        .send(
+            "POST",
+            "/api/v2/dags/demo/clearTaskInstances",
+            json!({"dag_run_id": "b", "task_ids": ["publish"], "include_future": true, "dry_run": false}),
+        )
+        .await;
+    assert_eq!(runs_of(&cleared), ["b", "c"], "{cleared}");
+    for (run, state) in [("a", "failed"), ("b", "running"), ("c", "running")] {
+        assert_eq!(
+            a.get(&format!("/api/v2/dags/demo/dagRuns/{run}")).await["state"],
+            state,
+            "run {run}"
+        );
+    }
+
+    // A running try is never cleared: asking to is refused, naming it.
+    a.sched.dispatch().await.unwrap();
+    let claimed = a
+        .sched
+        .claim("test-worker", "localhost", 100, None)
+        .await
+        .unwrap();
+    assert!(!claimed.is_empty());
+    let (status, err) = a
+        .send(
+            "POST",
+            "/api/v2/dags/demo/clearTaskInstances",
+            json!({"dag_run_id": "b", "only_failed": false, "dry_run": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert!(
+        err["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`publish` of run `b` is running"),
+        "{err}"
+    );
 }

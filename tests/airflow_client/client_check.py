@@ -17,6 +17,9 @@ from airflow_client.client.api.task_instance_api import TaskInstanceApi
 from airflow_client.client.api.pool_api import PoolApi
 from airflow_client.client.api.import_error_api import ImportErrorApi
 from airflow_client.client.api.monitor_api import MonitorApi
+from airflow_client.client.api.task_api import TaskApi
+from airflow_client.client.api.version_api import VersionApi
+from airflow_client.client.api.backfill_api import BackfillApi
 from airflow_client.client.models.dag_patch_body import DAGPatchBody
 from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
 from airflow_client.client.models.clear_task_instances_body import ClearTaskInstancesBody
@@ -53,6 +56,10 @@ def wait_run(runs, dag_id, run_id, deadline=60):
     raise SystemExit(f"run {run_id} did not finish in {deadline}s")
 
 
+step("version, without a token")
+with af.ApiClient(af.Configuration(host=host)) as anonymous:
+    assert VersionApi(anonymous).get_version().version, "a version"
+
 step("log in")
 config = af.Configuration(host=host, access_token=login())
 with af.ApiClient(config) as client:
@@ -73,6 +80,16 @@ with af.ApiClient(config) as client:
     assert dags.patch_dag("flaky", DAGPatchBody(is_paused=False)).is_paused is False
     details = dags.get_dag_details("flaky")
     assert details.dag_id == "flaky"
+
+    step("tags, durations and tasks in Airflow's shapes")
+    tagged = dags.get_dags(limit=100, tags=["client"])
+    assert [d.dag_id for d in tagged.dags] == ["flaky"], tagged
+    assert sorted(t.name for t in dags.get_dag("flaky").tags) == ["client", "example"]
+    assert {t.dag_display_name for t in details.tags} == {"flaky"}, details.tags
+    assert details.dag_run_timeout == "PT2H", details.dag_run_timeout
+    task = TaskApi(client).get_task("flaky", "flaky")
+    assert (task.retry_delay.seconds, task.execution_timeout.seconds) == (90, 600), task
+    assert [t.task_id for t in TaskApi(client).get_tasks("flaky").tasks] == ["prepare", "flaky"]
 
     step("trigger with conf")
     marker = f"{workdir}/marker-{time.time_ns()}"
@@ -99,6 +116,14 @@ with af.ApiClient(config) as client:
     text = log.to_json()
     assert "leaving a marker" in text, text
 
+    step("clearing without dry_run is a preview, as in Airflow")
+    preview = tis.post_clear_task_instances(
+        "flaky",
+        ClearTaskInstancesBody(dag_run_id=run_id, task_ids=[ClearTaskInstancesBodyTaskIdsInner("flaky")]),
+    )
+    assert [t.task_id for t in preview.task_instances] == ["flaky"], preview
+    assert runs.get_dag_run("flaky", run_id).state.value == "failed"
+
     step("clear the failed task")
     cleared = tis.post_clear_task_instances(
         "flaky",
@@ -123,5 +148,35 @@ with af.ApiClient(config) as client:
     step("pools and import errors")
     assert "default" in [p.name for p in PoolApi(client).get_pools().pools]
     ImportErrorApi(client).get_import_errors()
+
+    # Every read the client offers that weir serves, each answer checked by
+    # the client's own model (a missing required field fails here).
+    step("every read operation against the client's response models")
+    reads = {
+        "get_dags": lambda: dags.get_dags(limit=100),
+        "get_dag": lambda: dags.get_dag("flaky"),
+        "get_dag_details": lambda: dags.get_dag_details("flaky"),
+        "get_tasks": lambda: TaskApi(client).get_tasks("flaky"),
+        "get_task": lambda: TaskApi(client).get_task("flaky", "prepare"),
+        "get_dag_runs": lambda: runs.get_dag_runs("flaky"),
+        "get_dag_run": lambda: runs.get_dag_run("flaky", run_id),
+        "get_task_instances": lambda: tis.get_task_instances("flaky", run_id),
+        "get_task_instance": lambda: tis.get_task_instance("flaky", run_id, "flaky"),
+        "get_task_instance_tries": lambda: tis.get_task_instance_tries("flaky", run_id, "flaky"),
+        "get_task_instance_try_details": lambda: tis.get_task_instance_try_details("flaky", run_id, "flaky", 1),
+        "get_log": lambda: tis.get_log("flaky", run_id, "flaky", 1),
+        "get_pools": lambda: PoolApi(client).get_pools(),
+        "get_pool": lambda: PoolApi(client).get_pool("default"),
+        "get_import_errors": lambda: ImportErrorApi(client).get_import_errors(),
+        "list_backfills": lambda: BackfillApi(client).list_backfills("flaky"),
+        "get_health": lambda: MonitorApi(client).get_health(),
+        "get_version": lambda: VersionApi(client).get_version(),
+    }
+    for name, read in reads.items():
+        try:
+            answer = read()
+        except Exception as e:  # the client's model refused the answer
+            raise SystemExit(f"{name}: {e}")
+        assert answer is not None, name
 
 print("the official Airflow client works against weir")

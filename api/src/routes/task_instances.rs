@@ -243,8 +243,11 @@ pub async fn get_try(
         })
 }
 
-/// Which task instances to clear (Airflow's `ClearTaskInstancesBody`).
+/// Which task instances to clear (Airflow's `ClearTaskInstancesBody`, with
+/// its defaults). A field weir does not know is refused, and so is a value of
+/// a known field weir cannot honour, naming why.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ClearTaskInstancesBody {
     /// The run; without it, every run whose logical date is in
     /// `[start_date, end_date]`.
@@ -252,13 +255,13 @@ pub struct ClearTaskInstancesBody {
     /// The tasks (default: every task): task ids, or `[task_id, map_index]`
     /// pairs as Airflow allows (weir has no mapped tasks: the index must be -1).
     pub task_ids: Option<Vec<TaskRef>>,
-    /// Only say what would be cleared (default false).
-    #[serde(default)]
+    /// Only say what would be cleared (default true, as in Airflow).
+    #[serde(default = "yes")]
     pub dry_run: bool,
     /// Only failed tasks (default true, as in Airflow).
     #[serde(default = "yes")]
     pub only_failed: bool,
-    /// Not supported: running tasks are never cleared.
+    /// Refused when true: running tasks are never cleared.
     #[serde(default)]
     pub only_running: bool,
     /// Also every task downstream.
@@ -267,12 +270,138 @@ pub struct ClearTaskInstancesBody {
     /// Also every task upstream.
     #[serde(default)]
     pub include_upstream: bool,
+    /// Also the same tasks in every earlier run (by logical date).
+    #[serde(default)]
+    pub include_past: bool,
+    /// Also the same tasks in every later run (by logical date).
+    #[serde(default)]
+    pub include_future: bool,
     /// Runs from this logical date (without `dag_run_id`).
     pub start_date: Option<DateTime<Utc>>,
     /// Runs up to this logical date (without `dag_run_id`).
     pub end_date: Option<DateTime<Utc>>,
-    /// Ignored.
+    /// Whether finished runs start again (default true; weir always does,
+    /// so false is refused).
+    #[serde(default = "yes")]
+    pub reset_dag_runs: bool,
+    /// A running task in the selection is refused either way: weir never
+    /// clears a running try (mark it failed first).
+    #[serde(default)]
+    pub prevent_running_task: bool,
+    /// Refused when true: a run keeps the DAG version it started with.
+    pub run_on_latest_version: Option<bool>,
+    /// Refused when given: weir keeps notes on runs, not task instances.
     pub note: Option<String>,
+}
+
+impl ClearTaskInstancesBody {
+    /// The first asked-for behaviour weir cannot honour.
+    fn refusal(&self) -> Option<&'static str> {
+        if self.only_running {
+            return Some("only_running: running tasks cannot be cleared; mark them failed first");
+        }
+        if !self.reset_dag_runs {
+            return Some(
+                "reset_dag_runs: false is not supported: a finished run always runs again when its tasks are cleared",
+            );
+        }
+        if self.run_on_latest_version == Some(true) {
+            return Some(
+                "run_on_latest_version: a run keeps the DAG version it started with; trigger a new run instead",
+            );
+        }
+        if self.note.is_some() {
+            return Some(
+                "note: weir keeps notes on runs, not on task instances; PATCH the run's note instead",
+            );
+        }
+        None
+    }
+}
+
+/// The runs a clear request reaches: the one named, or those whose logical
+/// date is in the range, widened to every earlier or later run by
+/// `include_past` / `include_future`.
+async fn clear_runs(
+    state: &AppState,
+    dag_id: &str,
+    body: &ClearTaskInstancesBody,
+) -> ApiResult<Vec<RunRecord>> {
+    let store = state.scheduler.store();
+    let (from, to) = match &body.dag_run_id {
+        Some(run_id) => {
+            let run = store.get_run(dag_id, run_id).await?;
+            if !body.include_past && !body.include_future {
+                return Ok(vec![run]);
+            }
+            let at = run.logical_date.ok_or_else(|| {
+                ApiError::unprocessable(format!(
+                    "include_past/include_future: run `{run_id}` has no logical date to compare others with"
+                ))
+            })?;
+            (Some(at), Some(at))
+        }
+        None if body.start_date.is_none() && body.end_date.is_none() => {
+            return Err(ApiError::unprocessable(
+                "give dag_run_id, or start_date and/or end_date to clear the runs between them",
+            ));
+        }
+        None => (body.start_date, body.end_date),
+    };
+    let filter = RunFilter {
+        dag_id: Some(dag_id.to_owned()),
+        ranges: vec![TimeRange {
+            column: RunTime::LogicalDate,
+            from: if body.include_past { None } else { from },
+            to: if body.include_future { None } else { to },
+        }],
+        limit: Some(i64::from(super::MAX_LIMIT)),
+        ..RunFilter::default()
+    };
+    Ok(store.list_runs(&filter).await?.0)
+}
+
+/// Refuses a clear that reaches a running task instance: weir never stops a
+/// try by clearing it.
+async fn refuse_running(
+    state: &AppState,
+    dag: &Dag,
+    run: &RunRecord,
+    spec: &ClearSpec,
+) -> ApiResult<()> {
+    let mut reached: Vec<usize> = Vec::new();
+    for id in &spec.task_ids {
+        let Some(i) = dag.tasks.get_index_of(id.as_str()) else {
+            continue;
+        };
+        reached.push(i);
+        if spec.downstream {
+            reached.extend(dag.graph.all_downstream(i));
+        }
+        if spec.upstream {
+            reached.extend(dag.graph.all_upstream(i));
+        }
+    }
+    let running = state
+        .scheduler
+        .store()
+        .list_task_instances(run.id)
+        .await?
+        .into_iter()
+        .find(|t| {
+            t.state == TaskState::Running
+                && dag
+                    .tasks
+                    .get_index_of(t.task_id.as_str())
+                    .is_some_and(|i| reached.contains(&i))
+        });
+    match running {
+        Some(t) => Err(ApiError::unprocessable(format!(
+            "task `{}` of run `{}` is running; weir does not clear a running try: mark it failed first, or wait for it",
+            t.task_id, run.run_id
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// A task named in a clear request.
@@ -311,36 +440,12 @@ pub async fn clear_task_instances(
     Path(dag_id): Path<String>,
     Body(body): Body<ClearTaskInstancesBody>,
 ) -> ApiResult<Json<TaskInstanceCollection>> {
-    if body.only_running {
-        return Err(ApiError::unprocessable(
-            "only_running: running tasks cannot be cleared; mark them failed first",
-        ));
+    if let Some(why) = body.refusal() {
+        return Err(ApiError::unprocessable(why));
     }
     let store = state.scheduler.store();
     store.get_dag(&dag_id).await?;
-    let runs = match &body.dag_run_id {
-        Some(run_id) => vec![store.get_run(&dag_id, run_id).await?],
-        None if body.start_date.is_none() && body.end_date.is_none() => {
-            return Err(ApiError::unprocessable(
-                "give dag_run_id, or start_date and/or end_date to clear the runs between them",
-            ));
-        }
-        None => {
-            store
-                .list_runs(&RunFilter {
-                    dag_id: Some(dag_id.clone()),
-                    ranges: vec![TimeRange {
-                        column: RunTime::LogicalDate,
-                        from: body.start_date,
-                        to: body.end_date,
-                    }],
-                    limit: Some(i64::from(super::MAX_LIMIT)),
-                    ..RunFilter::default()
-                })
-                .await?
-                .0
-        }
-    };
+    let runs = clear_runs(&state, &dag_id, &body).await?;
     let mut out = Vec::new();
     for run in runs {
         let dag = state.scheduler.dag_version(run.version_id).await?;
@@ -365,6 +470,9 @@ pub async fn clear_task_instances(
             upstream: body.include_upstream,
             only_failed: body.only_failed,
         };
+        if !body.only_failed {
+            refuse_running(&state, &dag, &run, &spec).await?;
+        }
         let cleared = if body.dry_run {
             state
                 .scheduler

@@ -24,6 +24,33 @@ impl Duration {
     pub const fn to_std(self) -> std::time::Duration {
         std::time::Duration::from_secs(self.0)
     }
+
+    /// As an ISO 8601 duration (`PT0S`, `PT1H30M`, `P1DT2S`), the way Airflow
+    /// writes a `timedelta` in its API.
+    pub fn to_iso8601(self) -> String {
+        let (d, h, m, s) = (
+            self.0 / 86_400,
+            self.0 % 86_400 / 3600,
+            self.0 % 3600 / 60,
+            self.0 % 60,
+        );
+        let mut out = String::from("P");
+        if d > 0 {
+            out.push_str(&format!("{d}D"));
+        }
+        if h + m + s > 0 || d == 0 {
+            out.push('T');
+            for (n, unit) in [(h, 'H'), (m, 'M'), (s, 'S')] {
+                if n > 0 {
+                    out.push_str(&format!("{n}{unit}"));
+                }
+            }
+            if h + m + s == 0 {
+                out.push_str("0S");
+            }
+        }
+        out
+    }
 }
 
 impl FromStr for Duration {
@@ -69,6 +96,21 @@ text_value!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_iso8601() {
+        for (secs, iso) in [
+            (0, "PT0S"),
+            (90, "PT1M30S"),
+            (3600, "PT1H"),
+            (5400, "PT1H30M"),
+            (86_400, "P1D"),
+            (86_402, "P1DT2S"),
+            (2 * 86_400 + 3 * 3600 + 4 * 60 + 5, "P2DT3H4M5S"),
+        ] {
+            assert_eq!(Duration::from_secs(secs).to_iso8601(), iso, "{secs}s");
+        }
+    }
 
     #[test]
     fn parses_and_prints_units() {
