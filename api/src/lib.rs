@@ -30,8 +30,8 @@ use weir_core::scheduler::Scheduler;
 
 use crate::error::ApiError;
 use crate::routes::{
-    audit, auth as login, backfills, dag_runs, dags, datasets, import_errors, logs, monitor, pools,
-    task_instances, tokens, worker_api, workers,
+    audit, auth as login, backfills, dag_runs, dag_stats, dags, datasets, import_errors, logs,
+    monitor, pools, task_instances, tokens, worker_api, workers,
 };
 
 /// The largest request body accepted.
@@ -146,6 +146,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(dags::dag_details))
         .routes(routes!(dags::list_tasks))
         .routes(routes!(dags::get_task))
+        .routes(routes!(dag_stats::dag_stats))
+        .routes(routes!(dag_stats::dag_source))
         .routes(routes!(dag_runs::list_runs, dag_runs::trigger_run))
         .routes(routes!(dag_runs::get_run, dag_runs::patch_run))
         .routes(routes!(dag_runs::clear_run))

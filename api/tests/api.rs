@@ -1425,3 +1425,103 @@ async fn clear_range_case(db: &TestDb) {
         "{err}"
     );
 }
+
+both_backends!(dag_stats_and_sources, dag_stats_case);
+async fn dag_stats_case(db: &TestDb) {
+    let a = api(db).await;
+    for run in ["s1", "s2"] {
+        let (status, body) = a
+            .send(
+                "POST",
+                "/api/v2/dags/demo/dagRuns",
+                json!({"dag_run_id": run}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    a.drive(&["publish"]).await;
+    let (status, _) = a
+        .send(
+            "POST",
+            "/api/v2/dags/demo/dagRuns",
+            json!({"dag_run_id": "s3"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let counts = |dag: &Value| -> Vec<(String, i64)> {
+        dag["stats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["state"].as_str().unwrap().to_owned(),
+                    s["count"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let stats = a.get("/api/v2/dagStats?dag_ids=demo").await;
+    assert_eq!(stats["total_entries"], 1, "{stats}");
+    assert_eq!(stats["dags"][0]["dag_id"], "demo");
+    let s3 = a.get("/api/v2/dags/demo/dagRuns/s3").await["state"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut want = vec![
+        ("queued".to_owned(), 0),
+        ("running".to_owned(), 0),
+        ("success".to_owned(), 0),
+        ("failed".to_owned(), 2),
+    ];
+    if let Some(w) = want.iter_mut().find(|(s, _)| *s == s3) {
+        w.1 += 1;
+    }
+    assert_eq!(counts(&stats["dags"][0]), want, "{stats}");
+    let all = a.get("/api/v2/dagStats").await;
+    let ids: Vec<&str> = all["dags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["dag_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["demo", "nightly"], "{all}");
+    assert!(
+        counts(&all["dags"][1]).iter().all(|(_, n)| *n == 0),
+        "{all}"
+    );
+    let (status, err) = call(
+        &a.app,
+        "GET",
+        "/api/v2/dagStats?dag_ids=demo&dag_ids=nope",
+        Some(&a.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+    assert!(err["detail"].as_str().unwrap().contains("nope"), "{err}");
+
+    // The DAG file's text as the version read it.
+    let source = a.get("/api/v2/dagSources/demo").await;
+    assert_eq!(
+        (
+            source["content"].as_str(),
+            source["version_number"].as_i64()
+        ),
+        (Some(DEMO), Some(1)),
+        "{source}"
+    );
+    assert_eq!(
+        a.get("/api/v2/dagSources/demo?version_number=1").await["content"],
+        DEMO
+    );
+    let (status, err) = call(
+        &a.app,
+        "GET",
+        "/api/v2/dagSources/demo?version_number=7",
+        Some(&a.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+}

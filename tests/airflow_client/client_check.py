@@ -20,6 +20,8 @@ from airflow_client.client.api.monitor_api import MonitorApi
 from airflow_client.client.api.task_api import TaskApi
 from airflow_client.client.api.version_api import VersionApi
 from airflow_client.client.api.backfill_api import BackfillApi
+from airflow_client.client.api.dag_stats_api import DagStatsApi
+from airflow_client.client.api.dag_source_api import DagSourceApi
 from airflow_client.client.models.dag_patch_body import DAGPatchBody
 from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
 from airflow_client.client.models.clear_task_instances_body import ClearTaskInstancesBody
@@ -145,6 +147,13 @@ with af.ApiClient(config) as client:
     ti = tis.get_task_instance("flaky", run_id, "flaky")
     assert ti.try_number == 2 and ti.state.value == "success", ti
 
+    step("run counts and the DAG's source")
+    stats = DagStatsApi(client).get_dag_stats(dag_ids=["flaky"])
+    counts = {s.state.value: s.count for s in stats.dags[0].stats}
+    assert counts == {"queued": 0, "running": 0, "success": 1, "failed": 0}, counts
+    source = DagSourceApi(client).get_dag_source("flaky")
+    assert "dag: flaky" in source.content and source.version_number == 1, source
+
     step("pools and import errors")
     assert "default" in [p.name for p in PoolApi(client).get_pools().pools]
     ImportErrorApi(client).get_import_errors()
@@ -169,6 +178,8 @@ with af.ApiClient(config) as client:
         "get_pool": lambda: PoolApi(client).get_pool("default"),
         "get_import_errors": lambda: ImportErrorApi(client).get_import_errors(),
         "list_backfills": lambda: BackfillApi(client).list_backfills("flaky"),
+        "get_dag_stats": lambda: DagStatsApi(client).get_dag_stats(),
+        "get_dag_source": lambda: DagSourceApi(client).get_dag_source("flaky"),
         "get_health": lambda: MonitorApi(client).get_health(),
         "get_version": lambda: VersionApi(client).get_version(),
     }

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod backfills;
 pub mod dag_runs;
+pub mod dag_stats;
 pub mod dags;
 pub mod datasets;
 pub mod import_errors;

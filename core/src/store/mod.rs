@@ -726,6 +726,8 @@ pub trait RunStore: Send + Sync {
         run_id: &str,
         task_id: &str,
     ) -> Result<TaskInstanceRecord>;
+    /// How many runs each DAG has in each state (states without runs left out).
+    async fn run_counts_by_dag(&self) -> Result<Vec<(String, RunState, i64)>>;
     /// How many runs, task instances and tries are in each state.
     async fn state_counts(&self) -> Result<StateCounts>;
     /// Runs and the states of all their task instances, in one query: the

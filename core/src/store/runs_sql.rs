@@ -182,6 +182,17 @@ macro_rules! impl_run_store {
                     .await?)
             }
 
+            async fn run_counts_by_dag(&self) -> $crate::store::Result<Vec<(String, $crate::state::RunState, i64)>> {
+                let rows: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT dag_id, state, COUNT(*) FROM dag_runs GROUP BY dag_id, state ORDER BY dag_id, state",
+                )
+                .fetch_all(self.reader())
+                .await?;
+                rows.into_iter()
+                    .map(|(dag_id, state, n)| Ok((dag_id, state.parse().map_err($crate::store::Error::Corrupt)?, n)))
+                    .collect()
+            }
+
             async fn list_task_instances(&self, run_pk: i64) -> $crate::store::Result<Vec<$crate::store::TaskInstanceRecord>> {
                 let sql = format!(
                     "SELECT {} FROM task_instances WHERE run_pk = $1 ORDER BY start_date IS NULL, start_date, task_id",
