@@ -174,6 +174,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(backfills::unpause_backfill))
         .routes(routes!(backfills::cancel_backfill))
         .routes(routes!(audit::list_audit))
+        .routes(routes!(audit::list_event_logs))
+        .routes(routes!(audit::get_event_log))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(workers::list_workers))

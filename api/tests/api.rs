@@ -923,6 +923,7 @@ fn concrete(template: &str) -> String {
         .replace("{try_number}", "1")
         .replace("{backfill_id}", "1")
         .replace("{import_error_id}", "1")
+        .replace("{event_log_id}", "1")
         .replace("{pool_name}", "default")
         .replace("{token_id}", "abc")
         .replace("{dataset}", "clean.x")
@@ -1524,4 +1525,102 @@ async fn dag_stats_case(db: &TestDb) {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+}
+
+both_backends!(event_logs_in_airflows_shape, event_logs_case);
+async fn event_logs_case(db: &TestDb) {
+    let a = api(db).await;
+    for run in ["e1", "e2"] {
+        let (status, _) = a
+            .send(
+                "POST",
+                "/api/v2/dags/demo/dagRuns",
+                json!({"dag_run_id": run}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, _) = a
+        .send("PATCH", "/api/v2/dags/nightly", json!({"is_paused": false}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let events = |body: &Value| -> Vec<(String, String)> {
+        body["event_logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["event"].as_str().unwrap().to_owned(),
+                    e["run_id"].as_str().unwrap_or("-").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let all = a.get("/api/v2/eventLogs").await;
+    assert_eq!(
+        events(&all),
+        [
+            ("trigger".to_owned(), "e1".to_owned()),
+            ("trigger".to_owned(), "e2".to_owned()),
+            ("unpause".to_owned(), "-".to_owned())
+        ],
+        "oldest first, as in Airflow: {all}"
+    );
+    assert_eq!(all["total_entries"], 3);
+    let first = &all["event_logs"][0];
+    assert_eq!(
+        (
+            first["owner"].as_str(),
+            first["dag_id"].as_str(),
+            first["dag_display_name"].as_str()
+        ),
+        (Some("otto"), Some("demo"), Some("demo")),
+        "{first}"
+    );
+    let newest = a.get("/api/v2/eventLogs?order_by=-when&limit=1").await;
+    assert_eq!(events(&newest), [("unpause".to_owned(), "-".to_owned())]);
+    assert_eq!(newest["total_entries"], 3);
+    let demo = a
+        .get("/api/v2/eventLogs?dag_id=demo&run_id=e2&event=trigger&owner=otto")
+        .await;
+    assert_eq!(
+        events(&demo),
+        [("trigger".to_owned(), "e2".to_owned())],
+        "{demo}"
+    );
+    let after = first["when"].as_str().unwrap().replace('+', "%2B");
+    let later = a.get(&format!("/api/v2/eventLogs?after={after}")).await;
+    assert!(
+        events(&later).iter().all(|(_, run)| run != "e1"),
+        "strictly after the first: {later}"
+    );
+    let id = first["event_log_id"].as_i64().unwrap();
+    let one = a.get(&format!("/api/v2/eventLogs/{id}")).await;
+    assert_eq!(one["run_id"], "e1", "{one}");
+    for (path, names) in [
+        ("/api/v2/eventLogs?event=explode", "explode"),
+        ("/api/v2/eventLogs?try_number=1", "try_number"),
+        (
+            "/api/v2/eventLogs?included_events=trigger",
+            "included_events",
+        ),
+        ("/api/v2/eventLogs?order_by=owner", "order_by"),
+    ] {
+        let (status, err) = call(&a.app, "GET", path, Some(&a.viewer), None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {err}");
+        assert!(
+            err["detail"].as_str().unwrap().contains(names),
+            "{path}: {err}"
+        );
+    }
+    let (status, _) = call(
+        &a.app,
+        "GET",
+        "/api/v2/eventLogs/999999",
+        Some(&a.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

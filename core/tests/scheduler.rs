@@ -297,7 +297,13 @@ async fn clear_and_mark(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(run_state(&e.sched, &run).await, RunState::Success);
-    let audit = e.sched.store().list_audit(None, 10, 0).await.unwrap().0;
+    let audit = e
+        .sched
+        .store()
+        .list_audit(&weir_core::store::AuditFilter::default(), 10, 0)
+        .await
+        .unwrap()
+        .0;
     let actions: Vec<(&str, &str)> = audit
         .iter()
         .map(|a| (a.actor.as_str(), a.action.as_str()))

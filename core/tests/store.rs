@@ -497,7 +497,12 @@ async fn audit_log(db: &TestDb) {
         })
         .await
         .unwrap();
-    let log = db.store.list_audit(None, 10, 0).await.unwrap().0;
+    let log = db
+        .store
+        .list_audit(&weir_core::store::AuditFilter::default(), 10, 0)
+        .await
+        .unwrap()
+        .0;
     assert_eq!(
         log.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
         vec!["unpause", "pause"]
@@ -513,9 +518,99 @@ async fn audit_log(db: &TestDb) {
             })
             .await
             .unwrap();
-        let newest = db.store.list_audit(None, 1, 0).await.unwrap().0.remove(0);
+        let newest = db
+            .store
+            .list_audit(&weir_core::store::AuditFilter::default(), 1, 0)
+            .await
+            .unwrap()
+            .0
+            .remove(0);
         assert_eq!(newest.action, action);
     }
+    // Filters narrow the list and the count; the order can be reversed.
+    let t0 = Utc::now() - Duration::hours(1);
+    for (actor, dag, run, task, at) in [
+        ("bob", "etl", "r1", "load", t0),
+        ("bob", "etl", "r2", "load", t0 + Duration::minutes(10)),
+        ("cy", "etl", "r1", "extract", t0 + Duration::minutes(20)),
+    ] {
+        db.store
+            .audit(&AuditEntry {
+                at,
+                dag_id: Some(dag.into()),
+                run_id: Some(run.into()),
+                task_id: Some(task.into()),
+                action: weir_core::store::AuditAction::Clear,
+                ..log_entry(actor)
+            })
+            .await
+            .unwrap();
+    }
+    let read = |f: weir_core::store::AuditFilter| async move {
+        let (rows, total) = db.store.list_audit(&f, 10, 0).await.unwrap();
+        assert_eq!(total, rows.len() as i64);
+        rows.iter()
+            .map(|r| (r.actor.clone(), r.run_id.clone().unwrap_or_default()))
+            .collect::<Vec<_>>()
+    };
+    let etl = || weir_core::store::AuditFilter {
+        dag_id: Some("etl".into()),
+        ..Default::default()
+    };
+    let pair = |a: &str, r: &str| (a.to_owned(), r.to_owned());
+    assert_eq!(
+        read(etl()).await,
+        [pair("cy", "r1"), pair("bob", "r2"), pair("bob", "r1")]
+    );
+    assert_eq!(
+        read(weir_core::store::AuditFilter {
+            oldest_first: true,
+            ..etl()
+        })
+        .await,
+        [pair("bob", "r1"), pair("bob", "r2"), pair("cy", "r1")]
+    );
+    assert_eq!(
+        read(weir_core::store::AuditFilter {
+            task_id: Some("load".into()),
+            run_id: Some("r1".into()),
+            ..etl()
+        })
+        .await,
+        [pair("bob", "r1")]
+    );
+    assert_eq!(
+        read(weir_core::store::AuditFilter {
+            actor: Some("cy".into()),
+            ..Default::default()
+        })
+        .await,
+        [pair("cy", "r1")]
+    );
+    assert_eq!(
+        read(weir_core::store::AuditFilter {
+            after: Some(t0),
+            before: Some(t0 + Duration::minutes(20)),
+            ..etl()
+        })
+        .await,
+        [pair("bob", "r2")]
+    );
+    assert_eq!(
+        read(weir_core::store::AuditFilter {
+            action: Some(weir_core::store::AuditAction::Pause),
+            ..Default::default()
+        })
+        .await,
+        [pair("ada", ""), pair("ada", "")],
+        "the first entry and the one of every action"
+    );
+    let first = db.store.list_audit(&etl(), 1, 2).await.unwrap().0.remove(0);
+    assert_eq!(db.store.get_audit(first.id).await.unwrap().actor, "bob");
+    assert!(matches!(
+        db.store.get_audit(first.id + 1000).await,
+        Err(weir_core::store::Error::NotFound(_))
+    ));
 }
 both_backends!(audit_entries_are_kept, audit_log);
 

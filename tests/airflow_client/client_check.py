@@ -22,6 +22,7 @@ from airflow_client.client.api.version_api import VersionApi
 from airflow_client.client.api.backfill_api import BackfillApi
 from airflow_client.client.api.dag_stats_api import DagStatsApi
 from airflow_client.client.api.dag_source_api import DagSourceApi
+from airflow_client.client.api.event_log_api import EventLogApi
 from airflow_client.client.models.dag_patch_body import DAGPatchBody
 from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
 from airflow_client.client.models.clear_task_instances_body import ClearTaskInstancesBody
@@ -154,6 +155,12 @@ with af.ApiClient(config) as client:
     source = DagSourceApi(client).get_dag_source("flaky")
     assert "dag: flaky" in source.content and source.version_number == 1, source
 
+    step("the audit log as event logs")
+    logs = EventLogApi(client).get_event_logs(dag_id="flaky", event="trigger")
+    assert [e.run_id for e in logs.event_logs] == [run_id], logs
+    assert logs.event_logs[0].owner == username, logs
+    assert EventLogApi(client).get_event_log(logs.event_logs[0].event_log_id).run_id == run_id
+
     step("pools and import errors")
     assert "default" in [p.name for p in PoolApi(client).get_pools().pools]
     ImportErrorApi(client).get_import_errors()
@@ -179,6 +186,7 @@ with af.ApiClient(config) as client:
         "get_import_errors": lambda: ImportErrorApi(client).get_import_errors(),
         "list_backfills": lambda: BackfillApi(client).list_backfills("flaky"),
         "get_dag_stats": lambda: DagStatsApi(client).get_dag_stats(),
+        "get_event_logs": lambda: EventLogApi(client).get_event_logs(order_by=["-when"]),
         "get_dag_source": lambda: DagSourceApi(client).get_dag_source("flaky"),
         "get_health": lambda: MonitorApi(client).get_health(),
         "get_version": lambda: VersionApi(client).get_version(),

@@ -837,7 +837,12 @@ async fn retention_case(db: &TestDb) {
         .collect();
     names.sort();
     assert_eq!(names, vec!["v=3", "v=4"]);
-    let (audit, _) = site.sched.store().list_audit(None, 100, 0).await.unwrap();
+    let (audit, _) = site
+        .sched
+        .store()
+        .list_audit(&weir_core::store::AuditFilter::default(), 100, 0)
+        .await
+        .unwrap();
     let deletions: Vec<&str> = audit
         .iter()
         .filter(|a| a.action == weir_core::store::AuditAction::DeleteDatasetVersion)
@@ -1737,7 +1742,12 @@ async fn quarantine_retention_case(db: &TestDb) {
     clock.advance(chrono::Duration::days(2));
     assert_eq!(site.run().await.state, RunState::Success);
     assert_eq!(live().await, vec![2, 3], "version 1 is 31 days old");
-    let (audit, _) = site.sched.store().list_audit(None, 100, 0).await.unwrap();
+    let (audit, _) = site
+        .sched
+        .store()
+        .list_audit(&weir_core::store::AuditFilter::default(), 100, 0)
+        .await
+        .unwrap();
     assert!(
         audit.iter().any(
             |a| a.action == weir_core::store::AuditAction::DeleteDatasetVersion

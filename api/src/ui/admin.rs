@@ -32,7 +32,14 @@ pub async fn audit(
     let (entries, total) = state
         .scheduler
         .store()
-        .list_audit(dag, AUDIT_PAGE, offset)
+        .list_audit(
+            &weir_core::store::AuditFilter {
+                dag_id: dag.map(str::to_owned),
+                ..Default::default()
+            },
+            AUDIT_PAGE,
+            offset,
+        )
         .await?;
     super::page(
         "audit.html",

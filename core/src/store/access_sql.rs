@@ -246,23 +246,49 @@ macro_rules! impl_access_store {
 
             async fn list_audit(
                 &self,
-                dag_id: Option<&str>,
+                filter: &$crate::store::AuditFilter,
                 limit: i64,
                 offset: i64,
             ) -> $crate::store::Result<(Vec<$crate::store::AuditRecord>, i64)> {
-                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE ($1 IS NULL OR dag_id = $1)")
-                    .bind(dag_id)
-                    .fetch_one(self.reader())
-                    .await?;
-                let rows = sqlx::query_as(
-                    "SELECT * FROM audit_log WHERE ($1 IS NULL OR dag_id = $1) ORDER BY id DESC LIMIT $2 OFFSET $3",
-                )
-                .bind(dag_id)
+                const WHERE: &str = "WHERE ($1 IS NULL OR dag_id = $1) AND ($2 IS NULL OR task_id = $2) \
+                     AND ($3 IS NULL OR run_id = $3) AND ($4 IS NULL OR actor = $4) AND ($5 IS NULL OR action = $5) \
+                     AND ($6 IS NULL OR at < $6) AND ($7 IS NULL OR at > $7)";
+                let action = filter.action.map(|a| a.as_str());
+                // The filter's seven parameters, bound the same way for the count and the page.
+                macro_rules! filtered {
+                    ($query:expr) => {
+                        $query
+                            .bind(&filter.dag_id)
+                            .bind(&filter.task_id)
+                            .bind(&filter.run_id)
+                            .bind(&filter.actor)
+                            .bind(action)
+                            .bind(filter.before)
+                            .bind(filter.after)
+                    };
+                }
+                let total: i64 = filtered!(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) FROM audit_log {WHERE}"
+                ))))
+                .fetch_one(self.reader())
+                .await?;
+                let order = if filter.oldest_first { "ASC" } else { "DESC" };
+                let rows = filtered!(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT * FROM audit_log {WHERE} ORDER BY id {order} LIMIT $8 OFFSET $9"
+                ))))
                 .bind(limit.max(0))
                 .bind(offset.max(0))
                 .fetch_all(self.reader())
                 .await?;
                 Ok((rows, total))
+            }
+
+            async fn get_audit(&self, id: i64) -> $crate::store::Result<$crate::store::AuditRecord> {
+                sqlx::query_as("SELECT * FROM audit_log WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("audit entry {id}")))
             }
         }
     };

@@ -465,6 +465,27 @@ pub struct TaskFilter {
     pub offset: Option<i64>,
 }
 
+/// Which audit entries to read; every field narrows the list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// About this DAG.
+    pub dag_id: Option<String>,
+    /// About this task.
+    pub task_id: Option<String>,
+    /// About this run.
+    pub run_id: Option<String>,
+    /// Made by this actor.
+    pub actor: Option<String>,
+    /// Of this kind.
+    pub action: Option<AuditAction>,
+    /// Strictly before this moment.
+    pub before: Option<DateTime<Utc>>,
+    /// Strictly after this moment.
+    pub after: Option<DateTime<Utc>>,
+    /// Oldest first (default: newest first).
+    pub oldest_first: bool,
+}
+
 /// How many runs, task instances and tries are in each state (states with
 /// none are left out).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -536,13 +557,15 @@ pub trait AccessStore: Send + Sync {
     async fn delete_pool(&self, name: &str) -> Result<()>;
     /// Writes an audit entry on its own.
     async fn audit(&self, entry: &AuditEntry) -> Result<()>;
-    /// The newest audit entries (of one DAG, when given), with the total count.
+    /// Audit entries that pass `filter`, in its order, with the total count.
     async fn list_audit(
         &self,
-        dag_id: Option<&str>,
+        filter: &AuditFilter,
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<AuditRecord>, i64)>;
+    /// One audit entry.
+    async fn get_audit(&self, id: i64) -> Result<AuditRecord>;
 }
 
 /// The data catalog: dataset versions and their lineage, quality results,
