@@ -31,7 +31,7 @@ use weir_core::scheduler::Scheduler;
 use crate::error::ApiError;
 use crate::routes::{
     audit, auth as login, backfills, dag_runs, dag_stats, dags, datasets, import_errors, logs,
-    monitor, pools, task_instances, tokens, worker_api, workers,
+    monitor, pools, task_instance_patch, task_instances, tokens, worker_api, workers,
 };
 
 /// The largest request body accepted.
@@ -152,7 +152,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(dag_runs::get_run, dag_runs::patch_run))
         .routes(routes!(dag_runs::clear_run))
         .routes(routes!(task_instances::list_task_instances))
-        .routes(routes!(task_instances::get_task_instance))
+        .routes(routes!(
+            task_instances::get_task_instance,
+            task_instance_patch::patch_task_instance
+        ))
+        .routes(routes!(task_instance_patch::patch_task_instance_dry_run))
         .routes(routes!(task_instances::list_tries))
         .routes(routes!(task_instances::get_try))
         .routes(routes!(task_instances::clear_task_instances))

@@ -1624,3 +1624,143 @@ async fn event_logs_case(db: &TestDb) {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+both_backends!(patching_task_instances, patch_ti_case);
+async fn patch_ti_case(db: &TestDb) {
+    let a = api(db).await;
+    for (run, day) in [("p1", "01"), ("p2", "02"), ("p3", "03")] {
+        let (status, body) = a
+            .send(
+                "POST",
+                "/api/v2/dags/demo/dagRuns",
+                json!({"dag_run_id": run, "logical_date": format!("2026-04-{day}T00:00:00Z")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    a.drive(&["publish"]).await;
+    let changed = |body: &Value| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = body["task_instances"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|t| {
+                (
+                    t["dag_run_id"].as_str().unwrap().to_owned(),
+                    t["task_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let pair = |r: &str, t: &str| (r.to_owned(), t.to_owned());
+    let ti = "/api/v2/dags/demo/dagRuns/p2/taskInstances/publish";
+    // A dry run says what would change and changes nothing.
+    let (status, preview) = a
+        .send(
+            "PATCH",
+            &format!("{ti}/dry_run"),
+            json!({"new_state": "success", "include_future": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(
+        changed(&preview),
+        [pair("p2", "publish"), pair("p3", "publish")]
+    );
+    assert_eq!(a.get(ti).await["state"], "failed");
+    // The task and the same task in later runs; the runs follow.
+    let (status, done) = a
+        .send(
+            "PATCH",
+            ti,
+            json!({"new_state": "success", "include_future": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(
+        changed(&done),
+        [pair("p2", "publish"), pair("p3", "publish")]
+    );
+    for (run, want) in [("p1", "failed"), ("p2", "success"), ("p3", "success")] {
+        assert_eq!(
+            a.get(&format!("/api/v2/dags/demo/dagRuns/{run}")).await["state"],
+            want,
+            "run {run}"
+        );
+    }
+    // Upstream too; a task already in the state is left alone.
+    let (status, done) = a
+        .send(
+            "PATCH",
+            "/api/v2/dags/demo/dagRuns/p3/taskInstances/publish?update_mask=new_state",
+            json!({"new_state": "failed", "include_upstream": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(
+        changed(&done),
+        [pair("p3", "extract"), pair("p3", "publish")]
+    );
+    let (_, again) = a
+        .send(
+            "PATCH",
+            "/api/v2/dags/demo/dagRuns/p3/taskInstances/extract",
+            json!({"new_state": "failed"}),
+        )
+        .await;
+    assert_eq!(
+        changed(&again),
+        Vec::<(String, String)>::new(),
+        "already failed"
+    );
+    // What weir cannot do is refused, naming why.
+    for (path, body, names) in [
+        (ti.to_owned(), json!({"new_state": "skipped"}), "skipped"),
+        (
+            ti.to_owned(),
+            json!({"new_state": "success", "note": "why"}),
+            "note",
+        ),
+        (
+            ti.to_owned(),
+            json!({"new_state": "success", "bogus": true}),
+            "bogus",
+        ),
+        (ti.to_owned(), json!({}), "new_state"),
+        (
+            format!("{ti}?update_mask=note"),
+            json!({"new_state": "success"}),
+            "update_mask",
+        ),
+        (
+            format!("{ti}?map_index=2"),
+            json!({"new_state": "success"}),
+            "map_index",
+        ),
+    ] {
+        let (status, err) = a.send("PATCH", &path, body.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path} {body}: {err}"
+        );
+        assert!(
+            err["detail"].as_str().unwrap().contains(names),
+            "{path} {body}: {err}"
+        );
+    }
+    let (status, _) = a
+        .send(
+            "PATCH",
+            "/api/v2/dags/demo/dagRuns/p2/taskInstances/nope",
+            json!({"new_state": "success"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let marks = a
+        .get("/api/v2/eventLogs?dag_id=demo&event=mark_success")
+        .await;
+    assert_eq!(marks["total_entries"], 2, "{marks}");
+}

@@ -23,6 +23,8 @@ from airflow_client.client.api.backfill_api import BackfillApi
 from airflow_client.client.api.dag_stats_api import DagStatsApi
 from airflow_client.client.api.dag_source_api import DagSourceApi
 from airflow_client.client.api.event_log_api import EventLogApi
+from airflow_client.client.models.patch_task_instance_body import PatchTaskInstanceBody
+from airflow_client.client.models.task_instance_state import TaskInstanceState
 from airflow_client.client.models.dag_patch_body import DAGPatchBody
 from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
 from airflow_client.client.models.clear_task_instances_body import ClearTaskInstancesBody
@@ -147,6 +149,17 @@ with af.ApiClient(config) as client:
     assert "the marker is there" in log.to_json()
     ti = tis.get_task_instance("flaky", run_id, "flaky")
     assert ti.try_number == 2 and ti.state.value == "success", ti
+
+    step("set a task instance's state (dry run, then for real, then back)")
+    body = PatchTaskInstanceBody(new_state=TaskInstanceState.FAILED)
+    preview = tis.patch_task_instance_dry_run("flaky", run_id, "flaky", body)
+    assert [t.task_id for t in preview.task_instances] == ["flaky"], preview
+    assert tis.get_task_instance("flaky", run_id, "flaky").state.value == "success"
+    marked = tis.patch_task_instance("flaky", run_id, "flaky", body)
+    assert [(t.task_id, t.state.value) for t in marked.task_instances] == [("flaky", "failed")], marked
+    assert runs.get_dag_run("flaky", run_id).state.value == "failed"
+    tis.patch_task_instance("flaky", run_id, "flaky", PatchTaskInstanceBody(new_state=TaskInstanceState.SUCCESS))
+    assert runs.get_dag_run("flaky", run_id).state.value == "success"
 
     step("run counts and the DAG's source")
     stats = DagStatsApi(client).get_dag_stats(dag_ids=["flaky"])

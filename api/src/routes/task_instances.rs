@@ -348,17 +348,33 @@ async fn clear_runs(
         }
         None => (body.start_date, body.end_date),
     };
+    runs_between(
+        state,
+        dag_id,
+        if body.include_past { None } else { from },
+        if body.include_future { None } else { to },
+    )
+    .await
+}
+
+/// A DAG's runs whose logical date is in `[from, to]` (open where `None`).
+pub(crate) async fn runs_between(
+    state: &AppState,
+    dag_id: &str,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> ApiResult<Vec<RunRecord>> {
     let filter = RunFilter {
         dag_id: Some(dag_id.to_owned()),
         ranges: vec![TimeRange {
             column: RunTime::LogicalDate,
-            from: if body.include_past { None } else { from },
-            to: if body.include_future { None } else { to },
+            from,
+            to,
         }],
         limit: Some(i64::from(super::MAX_LIMIT)),
         ..RunFilter::default()
     };
-    Ok(store.list_runs(&filter).await?.0)
+    Ok(state.scheduler.store().list_runs(&filter).await?.0)
 }
 
 /// Refuses a clear that reaches a running task instance: weir never stops a

@@ -1,0 +1,193 @@
+//! Setting task instances' state by hand in Airflow's shape (`PATCH` a task
+//! instance, and its dry run): the task, optionally what is upstream or
+//! downstream of it, optionally in earlier or later runs.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use weir_core::state::TaskState;
+use weir_core::store::RunRecord;
+
+use crate::AppState;
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiResult, Body, Path, Query, WriteErrors};
+use crate::models::TaskInstanceCollection;
+
+use super::task_instances::{instances_of, runs_between};
+
+/// What to set (Airflow's `PatchTaskInstanceBody`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchTaskInstanceBody {
+    /// `success` or `failed`.
+    pub new_state: Option<String>,
+    /// Refused when given: weir keeps notes on runs, not task instances.
+    pub note: Option<String>,
+    /// Also every task upstream.
+    #[serde(default)]
+    pub include_upstream: bool,
+    /// Also every task downstream.
+    #[serde(default)]
+    pub include_downstream: bool,
+    /// Also the same tasks in every earlier run (by logical date).
+    #[serde(default)]
+    pub include_past: bool,
+    /// Also the same tasks in every later run (by logical date).
+    #[serde(default)]
+    pub include_future: bool,
+}
+
+/// Query parameters of the patch.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PatchParams {
+    /// weir has no mapped tasks: only -1.
+    pub map_index: Option<i64>,
+    /// The fields to apply; only `new_state` is accepted.
+    #[serde(default)]
+    pub update_mask: Vec<String>,
+}
+
+type TaskPath = (String, String, String);
+
+/// Marks the task instance (and what the body includes) success or failed;
+/// answers the task instances that changed (operator, audited).
+#[utoipa::path(patch, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}", tag = "TaskInstance",
+    params(("dag_id" = String, Path, description = "The DAG id"),
+           ("dag_run_id" = String, Path, description = "The run id"),
+           ("task_id" = String, Path, description = "The task id"), PatchParams),
+    request_body = PatchTaskInstanceBody,
+    responses((status = 200, body = TaskInstanceCollection), WriteErrors))]
+pub async fn patch_task_instance(
+    State(state): State<AppState>,
+    Operator(who): Operator,
+    Path(path): Path<TaskPath>,
+    Query(q): Query<PatchParams>,
+    Body(body): Body<PatchTaskInstanceBody>,
+) -> ApiResult<Json<TaskInstanceCollection>> {
+    patch(&state, &path, &q, &body, Some(&who.name)).await
+}
+
+/// What [`patch_task_instance`] would change, changing nothing (operator).
+#[utoipa::path(patch, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/dry_run", tag = "TaskInstance",
+    params(("dag_id" = String, Path, description = "The DAG id"),
+           ("dag_run_id" = String, Path, description = "The run id"),
+           ("task_id" = String, Path, description = "The task id"), PatchParams),
+    request_body = PatchTaskInstanceBody,
+    responses((status = 200, body = TaskInstanceCollection), WriteErrors))]
+pub async fn patch_task_instance_dry_run(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(path): Path<TaskPath>,
+    Query(q): Query<PatchParams>,
+    Body(body): Body<PatchTaskInstanceBody>,
+) -> ApiResult<Json<TaskInstanceCollection>> {
+    patch(&state, &path, &q, &body, None).await
+}
+
+/// Sets the state (as `actor`), or only says what would change (`None`).
+async fn patch(
+    state: &AppState,
+    (dag_id, run_id, task_id): &TaskPath,
+    q: &PatchParams,
+    body: &PatchTaskInstanceBody,
+    actor: Option<&str>,
+) -> ApiResult<Json<TaskInstanceCollection>> {
+    if q.map_index.is_some_and(|i| i != -1) {
+        return Err(ApiError::unprocessable(
+            "map_index: weir has no mapped tasks; only -1 is accepted",
+        ));
+    }
+    if let Some(field) = q.update_mask.iter().find(|f| f.as_str() != "new_state") {
+        return Err(ApiError::unprocessable(format!(
+            "update_mask: `{field}` cannot be set; weir sets new_state only"
+        )));
+    }
+    if body.note.is_some() {
+        return Err(ApiError::unprocessable(
+            "note: weir keeps notes on runs, not on task instances; PATCH the run's note instead",
+        ));
+    }
+    let to = match body.new_state.as_deref() {
+        Some("success") => TaskState::Success,
+        Some("failed") => TaskState::Failed,
+        Some(other) => {
+            return Err(ApiError::unprocessable(format!(
+                "new_state: a task instance can be set to success or failed, not `{other}`"
+            )));
+        }
+        None => return Err(ApiError::unprocessable("new_state: give success or failed")),
+    };
+    let store = state.scheduler.store();
+    let run = store.get_run(dag_id, run_id).await?;
+    let dag = state.scheduler.dag_version(run.version_id).await?;
+    let Some(i) = dag.tasks.get_index_of(task_id.as_str()) else {
+        return Err(ApiError::not_found(format!(
+            "task `{task_id}` not found in DAG `{dag_id}`"
+        )));
+    };
+    let mut targets = vec![i];
+    if body.include_upstream {
+        targets.extend(dag.graph.all_upstream(i));
+    }
+    if body.include_downstream {
+        targets.extend(dag.graph.all_downstream(i));
+    }
+    // In dependency order, so a downstream task is set after what it waits for.
+    targets.sort_unstable_by_key(|&t| dag.graph.position(t));
+    targets.dedup();
+    let names: Vec<String> = targets
+        .iter()
+        .filter_map(|&t| dag.task_at(t).map(|t| t.id.to_string()))
+        .collect();
+    let mut out = Vec::new();
+    for r in runs_reached(state, dag_id, run, body).await? {
+        let current = store.list_task_instances(r.id).await?;
+        // Tasks the run's version does not have, or already in the state, do not change.
+        let changing: Vec<String> = names
+            .iter()
+            .filter(|n| current.iter().any(|t| &&t.task_id == n && t.state != to))
+            .cloned()
+            .collect();
+        if let Some(actor) = actor {
+            for name in &changing {
+                state
+                    .scheduler
+                    .mark(dag_id, &r.run_id, name, to, actor)
+                    .await?;
+            }
+        }
+        out.extend(instances_of(state, &r, &changing).await?);
+    }
+    Ok(Json(TaskInstanceCollection {
+        total_entries: i64::try_from(out.len()).unwrap_or(i64::MAX),
+        task_instances: out,
+    }))
+}
+
+/// The run, and every earlier (`include_past`) or later (`include_future`)
+/// run of the DAG by logical date.
+async fn runs_reached(
+    state: &AppState,
+    dag_id: &str,
+    run: RunRecord,
+    body: &PatchTaskInstanceBody,
+) -> ApiResult<Vec<RunRecord>> {
+    if !body.include_past && !body.include_future {
+        return Ok(vec![run]);
+    }
+    let at = run.logical_date.ok_or_else(|| {
+        ApiError::unprocessable(format!(
+            "include_past/include_future: run `{}` has no logical date to compare others with",
+            run.run_id
+        ))
+    })?;
+    runs_between(
+        state,
+        dag_id,
+        (!body.include_past).then_some(at),
+        (!body.include_future).then_some(at),
+    )
+    .await
+}
