@@ -151,6 +151,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(dag_runs::list_runs, dag_runs::trigger_run))
         .routes(routes!(dag_runs::get_run, dag_runs::patch_run))
         .routes(routes!(dag_runs::clear_run))
+        .routes(routes!(dag_runs::list_runs_batch))
         .routes(routes!(task_instances::list_task_instances))
         .routes(routes!(
             task_instances::get_task_instance,

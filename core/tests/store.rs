@@ -9,7 +9,7 @@ use weir_core::state::{RunState, RunType, TaskState};
 use weir_core::store::{
     AuditEntry, CheckResultRecord, ClaimRequest, DagSync, Error, GridPage, GridRuns,
     ImportErrorRecord, NewQuality, NewRun, NewTaskInstance, NewValidation, Plan, RunFilter,
-    TaskChange, TryRef,
+    RunTime, TaskChange, TimeRange, TryRef,
 };
 use weir_core::testing::TestDb;
 
@@ -223,6 +223,48 @@ async fn runs_are_unique(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!((none.len(), total), (0, 0));
+    // Several DAGs at once, and bounds that exclude their ends.
+    let at = run.logical_date.unwrap();
+    for (run_id, hours) in [("r2", 1), ("r3", 2)] {
+        let mut r = new_run("d", run_id, dag.latest_version_id, &["a"]);
+        r.logical_date = Some(at + Duration::hours(hours));
+        db.store.create_run(&r).await.unwrap();
+    }
+    let ids = |filter: RunFilter| async move {
+        let (runs, total) = db.store.list_runs(&filter).await.unwrap();
+        assert_eq!(total, runs.len() as i64);
+        runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>()
+    };
+    let between = |from, to| RunFilter {
+        strict_ranges: vec![TimeRange {
+            column: RunTime::LogicalDate,
+            from,
+            to,
+        }],
+        ..Default::default()
+    };
+    assert_eq!(ids(between(Some(at), None)).await, ["r2", "r3"]);
+    assert_eq!(
+        ids(between(Some(at), Some(at + Duration::hours(2)))).await,
+        ["r2"]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            dag_ids: vec!["d".into(), "other".into()],
+            ..Default::default()
+        })
+        .await
+        .len(),
+        3
+    );
+    assert!(
+        ids(RunFilter {
+            dag_ids: vec!["other".into()],
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
 }
 both_backends!(run_ids_are_unique_per_dag, runs_are_unique);
 

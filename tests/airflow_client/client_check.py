@@ -25,6 +25,7 @@ from airflow_client.client.api.dag_source_api import DagSourceApi
 from airflow_client.client.api.event_log_api import EventLogApi
 from airflow_client.client.models.patch_task_instance_body import PatchTaskInstanceBody
 from airflow_client.client.models.task_instance_state import TaskInstanceState
+from airflow_client.client.models.dag_runs_batch_body import DAGRunsBatchBody
 from airflow_client.client.models.dag_patch_body import DAGPatchBody
 from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
 from airflow_client.client.models.clear_task_instances_body import ClearTaskInstancesBody
@@ -160,6 +161,10 @@ with af.ApiClient(config) as client:
     assert runs.get_dag_run("flaky", run_id).state.value == "failed"
     tis.patch_task_instance("flaky", run_id, "flaky", PatchTaskInstanceBody(new_state=TaskInstanceState.SUCCESS))
     assert runs.get_dag_run("flaky", run_id).state.value == "success"
+
+    step("list runs with a body")
+    batch = runs.get_list_dag_runs_batch("~", DAGRunsBatchBody(dag_ids=["flaky"], states=["success"]))
+    assert [r.dag_run_id for r in batch.dag_runs] == [run_id] and batch.total_entries == 1, batch
 
     step("run counts and the DAG's source")
     stats = DagStatsApi(client).get_dag_stats(dag_ids=["flaky"])

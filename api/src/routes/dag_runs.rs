@@ -72,22 +72,7 @@ pub async fn list_runs(
     if let Some(d) = &dag_id {
         state.scheduler.store().get_dag(d).await?;
     }
-    let order = order_by(
-        p.order_by.as_deref(),
-        &[
-            ("id", RunOrder::Id),
-            ("dag_id", RunOrder::DagId),
-            ("run_id", RunOrder::RunId),
-            ("dag_run_id", RunOrder::RunId),
-            ("state", RunOrder::State),
-            ("run_type", RunOrder::RunType),
-            ("logical_date", RunOrder::LogicalDate),
-            ("start_date", RunOrder::StartDate),
-            ("end_date", RunOrder::EndDate),
-            ("run_after", RunOrder::RunAfter),
-        ],
-    )?
-    .or(Some((RunOrder::Id, false)));
+    let order = run_order(p.order_by.as_deref())?;
     let run_types = p
         .run_type
         .iter()
@@ -109,12 +94,150 @@ pub async fn list_runs(
         order,
         limit: Some(limit),
         offset: Some(offset),
+        ..RunFilter::default()
     };
-    let (runs, total) = state.scheduler.store().list_runs(&filter).await?;
+    page_of_runs(&state, &filter).await
+}
+
+/// The run list's sort keys (`-` for descending; default `id`).
+fn run_order(value: Option<&str>) -> ApiResult<Option<(RunOrder, bool)>> {
+    Ok(order_by(
+        value,
+        &[
+            ("id", RunOrder::Id),
+            ("dag_id", RunOrder::DagId),
+            ("run_id", RunOrder::RunId),
+            ("dag_run_id", RunOrder::RunId),
+            ("state", RunOrder::State),
+            ("run_type", RunOrder::RunType),
+            ("logical_date", RunOrder::LogicalDate),
+            ("start_date", RunOrder::StartDate),
+            ("end_date", RunOrder::EndDate),
+            ("run_after", RunOrder::RunAfter),
+        ],
+    )?
+    .or(Some((RunOrder::Id, false))))
+}
+
+async fn page_of_runs(state: &AppState, filter: &RunFilter) -> ApiResult<Json<DagRunCollection>> {
+    let (runs, total) = state.scheduler.store().list_runs(filter).await?;
     Ok(Json(DagRunCollection {
-        dag_runs: responses(&state, &runs).await?,
+        dag_runs: responses(state, &runs).await?,
         total_entries: total,
     }))
+}
+
+/// The run list's filters in a body (Airflow's `DAGRunsBatchBody`). Fields
+/// weir cannot filter on are refused, never ignored.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunsBatchBody {
+    /// A sort key as in the run list (`-` for descending; default `id`).
+    pub order_by: Option<String>,
+    /// Skip this many.
+    pub page_offset: Option<u32>,
+    /// At most this many (default 100, at most 1000).
+    pub page_limit: Option<u32>,
+    /// Only runs of these DAGs (the path's DAG must then be `~`).
+    pub dag_ids: Option<Vec<String>>,
+    /// Only runs in these states.
+    pub states: Option<Vec<Option<String>>>,
+    pub run_after_gte: Option<DateTime<Utc>>,
+    pub run_after_gt: Option<DateTime<Utc>>,
+    pub run_after_lte: Option<DateTime<Utc>>,
+    pub run_after_lt: Option<DateTime<Utc>>,
+    pub logical_date_gte: Option<DateTime<Utc>>,
+    pub logical_date_gt: Option<DateTime<Utc>>,
+    pub logical_date_lte: Option<DateTime<Utc>>,
+    pub logical_date_lt: Option<DateTime<Utc>>,
+    pub start_date_gte: Option<DateTime<Utc>>,
+    pub start_date_gt: Option<DateTime<Utc>>,
+    pub start_date_lte: Option<DateTime<Utc>>,
+    pub start_date_lt: Option<DateTime<Utc>>,
+    pub end_date_gte: Option<DateTime<Utc>>,
+    pub end_date_gt: Option<DateTime<Utc>>,
+    pub end_date_lte: Option<DateTime<Utc>>,
+    pub end_date_lt: Option<DateTime<Utc>>,
+    /// Refused: not supported.
+    pub duration_gte: Option<f64>,
+    /// Refused: not supported.
+    pub duration_gt: Option<f64>,
+    /// Refused: not supported.
+    pub duration_lte: Option<f64>,
+    /// Refused: not supported.
+    pub duration_lt: Option<f64>,
+    /// Refused: not supported.
+    pub conf_contains: Option<String>,
+}
+
+/// Runs of one DAG or (with `~`) of the DAGs listed, filtered by a body.
+#[utoipa::path(post, path = "/api/v2/dags/{dag_id}/dagRuns/list", tag = "DagRun",
+    params(("dag_id" = String, Path, description = "The DAG id, or `~` for every DAG")),
+    request_body = RunsBatchBody,
+    responses((status = 200, body = DagRunCollection), WriteErrors))]
+pub async fn list_runs_batch(
+    State(state): State<AppState>,
+    _: Viewer,
+    Path(dag_id): Path<String>,
+    Body(b): Body<RunsBatchBody>,
+) -> ApiResult<Json<DagRunCollection>> {
+    let unsupported = [
+        ("duration_gte", b.duration_gte.is_some()),
+        ("duration_gt", b.duration_gt.is_some()),
+        ("duration_lte", b.duration_lte.is_some()),
+        ("duration_lt", b.duration_lt.is_some()),
+        ("conf_contains", b.conf_contains.is_some()),
+    ];
+    if let Some((name, _)) = unsupported.iter().find(|(_, given)| *given) {
+        return Err(ApiError::unprocessable(format!(
+            "{name}: weir cannot filter runs on it"
+        )));
+    }
+    let limit = b.page_limit.unwrap_or(100);
+    let (limit, offset) = Page {
+        limit,
+        offset: b.page_offset.unwrap_or(0),
+    }
+    .bounds()?;
+    let dag_id = every(&dag_id);
+    let dag_ids = b.dag_ids.clone().unwrap_or_default();
+    if dag_id.is_some() && !dag_ids.is_empty() {
+        return Err(ApiError::unprocessable(
+            "dag_ids: list DAGs only with `~` as the path's DAG id",
+        ));
+    }
+    if let Some(d) = &dag_id {
+        state.scheduler.store().get_dag(d).await?;
+    }
+    let states: Vec<String> = b
+        .states
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.ok_or_else(|| ApiError::unprocessable("states: null is not a run state")))
+        .collect::<ApiResult<_>>()?;
+    let range = |column, from, to| TimeRange { column, from, to };
+    let filter = RunFilter {
+        dag_id,
+        dag_ids,
+        states: parse_all::<RunState>("states", &states)?,
+        ranges: vec![
+            range(RunTime::RunAfter, b.run_after_gte, b.run_after_lte),
+            range(RunTime::LogicalDate, b.logical_date_gte, b.logical_date_lte),
+            range(RunTime::StartDate, b.start_date_gte, b.start_date_lte),
+            range(RunTime::EndDate, b.end_date_gte, b.end_date_lte),
+        ],
+        strict_ranges: vec![
+            range(RunTime::RunAfter, b.run_after_gt, b.run_after_lt),
+            range(RunTime::LogicalDate, b.logical_date_gt, b.logical_date_lt),
+            range(RunTime::StartDate, b.start_date_gt, b.start_date_lt),
+            range(RunTime::EndDate, b.end_date_gt, b.end_date_lt),
+        ],
+        order: run_order(b.order_by.as_deref())?,
+        limit: Some(limit),
+        offset: Some(offset),
+        ..RunFilter::default()
+    };
+    page_of_runs(&state, &filter).await
 }
 
 /// Run responses, reading each pinned version once.

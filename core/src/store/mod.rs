@@ -325,12 +325,16 @@ pub struct ClaimRequest {
 pub struct RunFilter {
     /// One DAG, or every DAG.
     pub dag_id: Option<String>,
+    /// Only these DAGs (none: every DAG).
+    pub dag_ids: Vec<String>,
     /// Only these states.
     pub states: Vec<RunState>,
     /// Only these run types.
     pub run_types: Vec<RunType>,
     /// Time ranges (both ends included) on the run's dates.
     pub ranges: Vec<TimeRange<RunTime>>,
+    /// Time ranges with both ends excluded (Airflow's `_gt` / `_lt`).
+    pub strict_ranges: Vec<TimeRange<RunTime>>,
     /// Sort key and whether descending (default: `run_after`, oldest first).
     pub order: Option<(RunOrder, bool)>,
     /// At most this many.

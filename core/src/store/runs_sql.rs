@@ -81,10 +81,14 @@ macro_rules! impl_run_store {
                     if let Some(d) = &f.dag_id {
                         qb.push(" AND dag_id = ").push_bind(d.as_str());
                     }
+                    push_in(qb, "dag_id", f.dag_ids.iter().cloned());
                     push_in(qb, "state", f.states.iter().map(|s| s.as_str().to_owned()));
                     push_in(qb, "run_type", f.run_types.iter().map(|s| s.as_str().to_owned()));
                     for r in &f.ranges {
                         push_range(qb, r.column.column(), r.from, r.to);
+                    }
+                    for r in &f.strict_ranges {
+                        push_bounds(qb, r.column.column(), (">", r.from), ("<", r.to));
                     }
                 }
                 let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM dag_runs");
@@ -393,11 +397,20 @@ macro_rules! impl_run_store {
             from: Option<chrono::DateTime<chrono::Utc>>,
             to: Option<chrono::DateTime<chrono::Utc>>,
         ) {
-            if let Some(from) = from {
-                qb.push(format_args!(" AND {column} >= ")).push_bind(from);
-            }
-            if let Some(to) = to {
-                qb.push(format_args!(" AND {column} <= ")).push_bind(to);
+            push_bounds(qb, column, (">=", from), ("<=", to));
+        }
+
+        /// Appends ` AND column <op> bound` for each bound given.
+        fn push_bounds(
+            qb: &mut sqlx::QueryBuilder<$db>,
+            column: &'static str,
+            lower: (&'static str, Option<chrono::DateTime<chrono::Utc>>),
+            upper: (&'static str, Option<chrono::DateTime<chrono::Utc>>),
+        ) {
+            for (op, bound) in [lower, upper] {
+                if let Some(at) = bound {
+                    qb.push(format_args!(" AND {column} {op} ")).push_bind(at);
+                }
             }
         }
     };
