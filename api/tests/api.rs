@@ -927,6 +927,15 @@ async fn bad_input_case(db: &TestDb) {
         )
         .await;
         assert_eq!(s, StatusCode::OK);
+        let (s, _) = call(
+            &a.app,
+            "GET",
+            &format!("/api/v2/dags/~/dagRuns?run_id_pattern={hostile}"),
+            op,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
     }
     assert_eq!(
         a.get("/api/v2/dags").await["total_entries"],
@@ -1849,4 +1858,43 @@ async fn runs_batch_case(db: &TestDb) {
         .send("POST", "/api/v2/dags/nope/dagRuns/list", json!({}))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The GET list takes the strict bounds and a run-id pattern too.
+    let got = |query: &'static str| {
+        let a = &a;
+        async move {
+            let body = a.get(&format!("/api/v2/dags/~/dagRuns?{query}")).await;
+            body["dag_runs"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{query}: {body}"))
+                .iter()
+                .map(|r| r["dag_run_id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        got("logical_date_gt=2026-05-01T00:00:00Z&logical_date_lt=2026-05-03T00:00:00Z").await,
+        ["b2"]
+    );
+    assert_eq!(
+        got("run_id_pattern=B%253").await,
+        ["b3"],
+        "case-insensitive, % wildcard"
+    );
+    assert_eq!(
+        got("run_id_pattern=b&order_by=-run_id").await,
+        ["b3", "b2", "b1"]
+    );
+    let (status, err) = call(
+        &a.app,
+        "GET",
+        "/api/v2/dags/~/dagRuns?order_by=run_id&order_by=state",
+        Some(&a.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert!(
+        err["detail"].as_str().unwrap().contains("order_by"),
+        "{err}"
+    );
 }

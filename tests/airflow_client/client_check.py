@@ -111,6 +111,8 @@ with af.ApiClient(config) as client:
 
     step("list runs, task instances and tries")
     assert run_id in [r.dag_run_id for r in runs.get_dag_runs("flaky", limit=10).dag_runs]
+    found = runs.get_dag_runs("flaky", order_by=["-run_after"], run_id_pattern=run_id.upper(), logical_date_lt=None)
+    assert [r.dag_run_id for r in found.dag_runs] == [run_id], found
     listed = tis.get_task_instances("flaky", run_id)
     states = {t.task_id: t.state.value for t in listed.task_instances}
     assert states == {"prepare": "success", "flaky": "failed"}, states

@@ -22,8 +22,12 @@ use crate::models::{DagRunCollection, DagRunResponse, TaskInstanceCollection};
 #[into_params(parameter_in = Query)]
 pub struct RunListParams {
     /// Sort by `id`, `dag_id`, `run_id`, `state`, `run_type`, `logical_date`,
-    /// `start_date`, `end_date` or `run_after` (`-` for descending; default `id`).
-    pub order_by: Option<String>,
+    /// `start_date`, `end_date` or `run_after` (`-` for descending; default
+    /// `id`). One key: a second is refused.
+    #[serde(default)]
+    pub order_by: Vec<String>,
+    /// Only run ids containing this text (case-insensitive; `%` matches anything).
+    pub run_id_pattern: Option<String>,
     /// Only runs in these states.
     #[serde(default)]
     pub state: Vec<String>,
@@ -38,6 +42,14 @@ pub struct RunListParams {
     pub end_date_lte: Option<DateTime<Utc>>,
     pub run_after_gte: Option<DateTime<Utc>>,
     pub run_after_lte: Option<DateTime<Utc>>,
+    pub logical_date_gt: Option<DateTime<Utc>>,
+    pub logical_date_lt: Option<DateTime<Utc>>,
+    pub start_date_gt: Option<DateTime<Utc>>,
+    pub start_date_lt: Option<DateTime<Utc>>,
+    pub end_date_gt: Option<DateTime<Utc>>,
+    pub end_date_lt: Option<DateTime<Utc>>,
+    pub run_after_gt: Option<DateTime<Utc>>,
+    pub run_after_lt: Option<DateTime<Utc>>,
 }
 
 /// A run's note is at most 1000 characters.
@@ -72,7 +84,12 @@ pub async fn list_runs(
     if let Some(d) = &dag_id {
         state.scheduler.store().get_dag(d).await?;
     }
-    let order = run_order(p.order_by.as_deref())?;
+    if p.order_by.len() > 1 {
+        return Err(ApiError::unprocessable(
+            "order_by: weir sorts runs by one key; give one",
+        ));
+    }
+    let order = run_order(p.order_by.first().map(String::as_str))?;
     let run_types = p
         .run_type
         .iter()
@@ -91,6 +108,13 @@ pub async fn list_runs(
             range(RunTime::EndDate, p.end_date_gte, p.end_date_lte),
             range(RunTime::RunAfter, p.run_after_gte, p.run_after_lte),
         ],
+        strict_ranges: vec![
+            range(RunTime::LogicalDate, p.logical_date_gt, p.logical_date_lt),
+            range(RunTime::StartDate, p.start_date_gt, p.start_date_lt),
+            range(RunTime::EndDate, p.end_date_gt, p.end_date_lt),
+            range(RunTime::RunAfter, p.run_after_gt, p.run_after_lt),
+        ],
+        run_id_pattern: p.run_id_pattern.filter(|s| !s.is_empty()),
         order,
         limit: Some(limit),
         offset: Some(offset),

@@ -327,6 +327,9 @@ pub struct RunFilter {
     pub dag_id: Option<String>,
     /// Only these DAGs (none: every DAG).
     pub dag_ids: Vec<String>,
+    /// Only run ids containing this text, case-insensitively (`%` and `_`
+    /// are SQL `LIKE` wildcards).
+    pub run_id_pattern: Option<String>,
     /// Only these states.
     pub states: Vec<RunState>,
     /// Only these run types.

@@ -82,6 +82,9 @@ macro_rules! impl_run_store {
                         qb.push(" AND dag_id = ").push_bind(d.as_str());
                     }
                     push_in(qb, "dag_id", f.dag_ids.iter().cloned());
+                    if let Some(p) = &f.run_id_pattern {
+                        qb.push(" AND LOWER(run_id) LIKE ").push_bind(format!("%{}%", p.to_lowercase()));
+                    }
                     push_in(qb, "state", f.states.iter().map(|s| s.as_str().to_owned()));
                     push_in(qb, "run_type", f.run_types.iter().map(|s| s.as_str().to_owned()));
                     for r in &f.ranges {
