@@ -97,23 +97,45 @@ pub async fn list_runs(
         .filter(|v| !v.is_empty())
         .map(|v| run_type(v).map_err(|e| ApiError::unprocessable(format!("run_type: {e}"))))
         .collect::<ApiResult<Vec<_>>>()?;
-    let range = |column, from, to| TimeRange { column, from, to };
+    let (ranges, strict_ranges) = date_bounds([
+        (
+            RunTime::LogicalDate,
+            [
+                p.logical_date_gte,
+                p.logical_date_lte,
+                p.logical_date_gt,
+                p.logical_date_lt,
+            ],
+        ),
+        (
+            RunTime::StartDate,
+            [
+                p.start_date_gte,
+                p.start_date_lte,
+                p.start_date_gt,
+                p.start_date_lt,
+            ],
+        ),
+        (
+            RunTime::EndDate,
+            [p.end_date_gte, p.end_date_lte, p.end_date_gt, p.end_date_lt],
+        ),
+        (
+            RunTime::RunAfter,
+            [
+                p.run_after_gte,
+                p.run_after_lte,
+                p.run_after_gt,
+                p.run_after_lt,
+            ],
+        ),
+    ]);
     let filter = RunFilter {
         dag_id,
         states: parse_all::<RunState>("state", &p.state)?,
         run_types,
-        ranges: vec![
-            range(RunTime::LogicalDate, p.logical_date_gte, p.logical_date_lte),
-            range(RunTime::StartDate, p.start_date_gte, p.start_date_lte),
-            range(RunTime::EndDate, p.end_date_gte, p.end_date_lte),
-            range(RunTime::RunAfter, p.run_after_gte, p.run_after_lte),
-        ],
-        strict_ranges: vec![
-            range(RunTime::LogicalDate, p.logical_date_gt, p.logical_date_lt),
-            range(RunTime::StartDate, p.start_date_gt, p.start_date_lt),
-            range(RunTime::EndDate, p.end_date_gt, p.end_date_lt),
-            range(RunTime::RunAfter, p.run_after_gt, p.run_after_lt),
-        ],
+        ranges,
+        strict_ranges,
         run_id_pattern: p.run_id_pattern.filter(|s| !s.is_empty()),
         order,
         limit: Some(limit),
@@ -121,6 +143,30 @@ pub async fn list_runs(
         ..RunFilter::default()
     };
     page_of_runs(&state, &filter).await
+}
+
+/// `[_gte, _lte, _gt, _lt]` bounds of each run date as the filter's
+/// inclusive and strict ranges.
+fn date_bounds(
+    by_date: [(RunTime, [Option<DateTime<Utc>>; 4]); 4],
+) -> (Vec<TimeRange<RunTime>>, Vec<TimeRange<RunTime>>) {
+    by_date
+        .into_iter()
+        .map(|(column, [gte, lte, gt, lt])| {
+            (
+                TimeRange {
+                    column,
+                    from: gte,
+                    to: lte,
+                },
+                TimeRange {
+                    column,
+                    from: gt,
+                    to: lt,
+                },
+            )
+        })
+        .unzip()
 }
 
 /// The run list's sort keys (`-` for descending; default `id`).
@@ -239,23 +285,45 @@ pub async fn list_runs_batch(
         .into_iter()
         .map(|s| s.ok_or_else(|| ApiError::unprocessable("states: null is not a run state")))
         .collect::<ApiResult<_>>()?;
-    let range = |column, from, to| TimeRange { column, from, to };
+    let (ranges, strict_ranges) = date_bounds([
+        (
+            RunTime::RunAfter,
+            [
+                b.run_after_gte,
+                b.run_after_lte,
+                b.run_after_gt,
+                b.run_after_lt,
+            ],
+        ),
+        (
+            RunTime::LogicalDate,
+            [
+                b.logical_date_gte,
+                b.logical_date_lte,
+                b.logical_date_gt,
+                b.logical_date_lt,
+            ],
+        ),
+        (
+            RunTime::StartDate,
+            [
+                b.start_date_gte,
+                b.start_date_lte,
+                b.start_date_gt,
+                b.start_date_lt,
+            ],
+        ),
+        (
+            RunTime::EndDate,
+            [b.end_date_gte, b.end_date_lte, b.end_date_gt, b.end_date_lt],
+        ),
+    ]);
     let filter = RunFilter {
         dag_id,
         dag_ids,
         states: parse_all::<RunState>("states", &states)?,
-        ranges: vec![
-            range(RunTime::RunAfter, b.run_after_gte, b.run_after_lte),
-            range(RunTime::LogicalDate, b.logical_date_gte, b.logical_date_lte),
-            range(RunTime::StartDate, b.start_date_gte, b.start_date_lte),
-            range(RunTime::EndDate, b.end_date_gte, b.end_date_lte),
-        ],
-        strict_ranges: vec![
-            range(RunTime::RunAfter, b.run_after_gt, b.run_after_lt),
-            range(RunTime::LogicalDate, b.logical_date_gt, b.logical_date_lt),
-            range(RunTime::StartDate, b.start_date_gt, b.start_date_lt),
-            range(RunTime::EndDate, b.end_date_gt, b.end_date_lt),
-        ],
+        ranges,
+        strict_ranges,
         order: run_order(b.order_by.as_deref())?,
         limit: Some(limit),
         offset: Some(offset),

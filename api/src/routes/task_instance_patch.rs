@@ -127,16 +127,11 @@ async fn patch(
             "task `{task_id}` not found in DAG `{dag_id}`"
         )));
     };
-    let mut targets = vec![i];
-    if body.include_upstream {
-        targets.extend(dag.graph.all_upstream(i));
-    }
-    if body.include_downstream {
-        targets.extend(dag.graph.all_downstream(i));
-    }
+    let mut targets =
+        dag.graph
+            .with_relatives(&[i], body.include_upstream, body.include_downstream);
     // In dependency order, so a downstream task is set after what it waits for.
     targets.sort_unstable_by_key(|&t| dag.graph.position(t));
-    targets.dedup();
     let names: Vec<String> = targets
         .iter()
         .filter_map(|&t| dag.task_at(t).map(|t| t.id.to_string()))

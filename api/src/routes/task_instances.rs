@@ -385,19 +385,14 @@ async fn refuse_running(
     run: &RunRecord,
     spec: &ClearSpec,
 ) -> ApiResult<()> {
-    let mut reached: Vec<usize> = Vec::new();
-    for id in &spec.task_ids {
-        let Some(i) = dag.tasks.get_index_of(id.as_str()) else {
-            continue;
-        };
-        reached.push(i);
-        if spec.downstream {
-            reached.extend(dag.graph.all_downstream(i));
-        }
-        if spec.upstream {
-            reached.extend(dag.graph.all_upstream(i));
-        }
-    }
+    let named: Vec<usize> = spec
+        .task_ids
+        .iter()
+        .filter_map(|id| dag.tasks.get_index_of(id.as_str()))
+        .collect();
+    let reached = dag
+        .graph
+        .with_relatives(&named, spec.upstream, spec.downstream);
     let running = state
         .scheduler
         .store()

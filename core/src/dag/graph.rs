@@ -99,6 +99,23 @@ impl DagGraph {
         out
     }
 
+    /// `tasks` and, as asked, everything upstream and downstream of them:
+    /// each once, in index order (what a clear or a mark reaches).
+    pub fn with_relatives(&self, tasks: &[usize], upstream: bool, downstream: bool) -> Vec<usize> {
+        let mut out = tasks.to_vec();
+        for &t in tasks {
+            if upstream {
+                out.extend(self.all_upstream(t));
+            }
+            if downstream {
+                out.extend(self.all_downstream(t));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Every task reachable upstream of `task` (not including it).
     pub fn all_upstream(&self, task: usize) -> Vec<usize> {
         let rev = Reversed(&self.graph);

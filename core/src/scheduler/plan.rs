@@ -224,23 +224,15 @@ pub fn plan(
             upstream,
             only_failed,
         }) => {
-            let mut targets: Vec<usize> = Vec::new();
-            for t in task_ids {
-                let i = dag
-                    .tasks
-                    .get_index_of(t.as_str())
-                    .ok_or_else(|| Refusal::NoSuchTask(t.clone()))?;
-                targets.push(i);
-                if *downstream {
-                    targets.extend(dag.graph.all_downstream(i));
-                }
-                if *upstream {
-                    targets.extend(dag.graph.all_upstream(i));
-                }
-            }
-            targets.sort_unstable();
-            targets.dedup();
-            for i in targets {
+            let named = task_ids
+                .iter()
+                .map(|t| {
+                    dag.tasks
+                        .get_index_of(t.as_str())
+                        .ok_or_else(|| Refusal::NoSuchTask(t.clone()))
+                })
+                .collect::<Result<Vec<usize>, Refusal>>()?;
+            for i in dag.graph.with_relatives(&named, *upstream, *downstream) {
                 let Some(task) = dag.task_at(i) else { continue };
                 let (state, try_number, _) = p.get(task.id.as_str())?;
                 let skip = state == TaskState::None
