@@ -164,6 +164,61 @@ async fn trigger_rules(db: &TestDb) {
 }
 both_backends!(trigger_rules_resolve_like_airflow, trigger_rules);
 
+/// Twelve upstream tasks (`u11` fails) and the rules that wait on all of
+/// them: wider than the planner reads as rows, so their states are counted.
+fn wide_rules() -> String {
+    let ups: Vec<String> = (0..12).map(|i| format!("u{i}")).collect();
+    let mut y = String::from("tasks:\n");
+    for u in &ups {
+        let command = if u == "u11" { "false" } else { "true" };
+        y.push_str(&format!("  {u}: {{kind: shell, command: \"{command}\"}}\n"));
+    }
+    let all = ups.join(", ");
+    let ok = ups[..11].join(", ");
+    for (task, rule, deps) in [
+        ("all_success", "all_success", &all),
+        ("all_done", "all_done", &all),
+        ("none_failed", "none_failed", &all),
+        ("one_failed", "one_failed", &all),
+        ("ok_all_success", "all_success", &ok),
+    ] {
+        y.push_str(&format!(
+            "  {task}: {{kind: shell, command: \"true\", trigger_rule: {rule}, depends_on: [{deps}]}}\n"
+        ));
+    }
+    y
+}
+
+async fn wide_trigger_rules(db: &TestDb) {
+    let e = env(db, &[("wide.yaml", &wide_rules())]).await;
+    let run = e.sched.trigger("wide", trigger()).await.unwrap();
+    let claims = drive(&e.sched, |c| {
+        if c.task_id == "u11" {
+            Outcome::Failed
+        } else {
+            Outcome::Success
+        }
+    })
+    .await;
+    let got = states(&e.sched, &run).await;
+    use TaskState::*;
+    for (task, state) in [
+        ("all_success", UpstreamFailed),
+        ("all_done", Success),
+        ("none_failed", UpstreamFailed),
+        ("one_failed", Success),
+        ("ok_all_success", Success),
+    ] {
+        assert_eq!(got[task], state, "{task}");
+    }
+    for task in ["all_done", "one_failed", "ok_all_success"] {
+        let ran = claims.iter().filter(|c| c.task_id == task).count();
+        assert_eq!(ran, 1, "{task} ran once");
+    }
+    assert_eq!(run_state(&e.sched, &run).await, RunState::Failed);
+}
+both_backends!(wide_fan_ins_resolve_on_counted_states, wide_trigger_rules);
+
 const FLAKY: &str = r#"
 tasks:
   flaky:

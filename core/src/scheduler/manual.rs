@@ -46,6 +46,7 @@ impl Scheduler {
             failed: run.failed,
             run,
             tasks,
+            fan_ins: Vec::new(),
         };
         let plan = plan::plan(&dag, &snapshot, &Action::Clear(spec.clone()), self.now())
             .map_err(|r| Error::Invalid(r.to_string()))?;

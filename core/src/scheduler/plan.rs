@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::dag::{Dag, TriggerRule};
 use crate::state::{RunState, TaskState};
-use crate::store::{Plan, Planned, Refusal, RunSnapshot, Scope, TaskChange};
+use crate::store::{FanIn, Plan, Planned, Refusal, RunSnapshot, Scope, TaskChange};
 
 /// The task instances `action` needs to read: for a finished try, the task,
 /// the tasks downstream of it (all of them when it failed, since failures and
@@ -32,9 +32,18 @@ pub fn scope(dag: &Dag, action: &Action) -> Scope {
         Outcome::Reschedule(_) => Vec::new(),
     };
     let mut need: Vec<usize> = vec![i];
+    let mut fan_ins = Vec::new();
     for &d in &down {
         need.push(d);
-        need.extend(dag.graph.upstream(d));
+        let upstream = dag.graph.upstream(d);
+        if upstream.len() > FAN_IN_ROWS {
+            fan_ins.push(FanIn {
+                task_id: id_at(dag, d),
+                upstream: upstream.into_iter().map(|u| id_at(dag, u)).collect(),
+            });
+        } else {
+            need.extend(upstream);
+        }
     }
     need.sort_unstable();
     need.dedup();
@@ -42,12 +51,19 @@ pub fn scope(dag: &Dag, action: &Action) -> Scope {
     if need.len() * 2 > dag.tasks.len() {
         return Scope::All;
     }
-    Scope::Tasks(
-        need.into_iter()
-            .filter_map(|n| dag.task_at(n))
-            .map(|t| t.id.to_string())
-            .collect(),
-    )
+    Scope::Tasks {
+        tasks: need.into_iter().map(|n| id_at(dag, n)).collect(),
+        fan_ins,
+    }
+}
+
+/// Beyond this many upstream tasks, a downstream task's trigger rule is
+/// evaluated on counts of their states instead of their rows (see
+/// [`crate::store::FanInCounts`]).
+pub const FAN_IN_ROWS: usize = 8;
+
+fn id_at(dag: &Dag, i: usize) -> String {
+    dag.task_at(i).map(|t| t.id.to_string()).unwrap_or_default()
 }
 
 /// How a try ended.
@@ -301,13 +317,21 @@ pub fn plan_scoped(
     let in_scope: std::collections::HashSet<&str> =
         snapshot.tasks.iter().map(|t| t.task_id.as_str()).collect();
     let known = |id: &str| in_scope.contains(id);
+    let counted = |id: &str| snapshot.fan_ins.iter().any(|f| f.task_id == id);
     let mut missing = Vec::new();
     for change in plan.tasks.iter().filter(|c| c.to.is_finished()) {
         let Some(i) = dag.tasks.get_index_of(change.task_id.as_str()) else {
             continue;
         };
         for d in dag.graph.downstream(i) {
-            for n in std::iter::once(d).chain(dag.graph.upstream(d)) {
+            let Some(down) = dag.task_at(d) else { continue };
+            // A counted fan-in needs its own row; its upstream tasks are counted.
+            let upstream = if counted(down.id.as_str()) {
+                Vec::new()
+            } else {
+                dag.graph.upstream(d)
+            };
+            for n in std::iter::once(d).chain(upstream) {
                 if let Some(t) = dag.task_at(n)
                     && !known(t.id.as_str())
                 {
@@ -331,6 +355,8 @@ struct Planning<'a> {
     failed: i64,
     states: HashMap<String, (TaskState, i64, i64)>,
     next_at: HashMap<String, Option<DateTime<Utc>>>,
+    /// Counted upstream states of fan-ins, by downstream task.
+    fan_ins: HashMap<String, Vec<(TaskState, i64)>>,
     changes: Vec<TaskChange>,
     run_from: RunState,
     run_state: RunState,
@@ -352,6 +378,11 @@ impl<'a> Planning<'a> {
                 .tasks
                 .iter()
                 .map(|t| (t.task_id.clone(), t.next_try_at))
+                .collect(),
+            fan_ins: s
+                .fan_ins
+                .iter()
+                .map(|f| (f.task_id.clone(), f.counts.clone()))
                 .collect(),
             changes: Vec::new(),
             run_from: s.run.state,
@@ -449,13 +480,20 @@ impl<'a> Planning<'a> {
                     }
                 }
                 TaskState::None => {
-                    let upstream: Vec<TaskState> = dag
+                    let counted = self.fan_ins.get(id);
+                    let mut upstream: Vec<TaskState> = dag
                         .graph
                         .upstream(i)
                         .into_iter()
                         .filter_map(|u| dag.task_at(u))
+                        // A counted fan-in's upstream tasks outside the rows are in its counts.
+                        .filter(|u| counted.is_none() || self.states.contains_key(u.id.as_str()))
                         .map(|u| self.state(u.id.as_str()))
                         .collect();
+                    for &(state, n) in counted.into_iter().flatten() {
+                        upstream
+                            .extend(std::iter::repeat_n(state, usize::try_from(n).unwrap_or(0)));
+                    }
                     if let Some(to) = decide(task.trigger_rule, &upstream) {
                         self.set(id, to, None);
                     }
@@ -605,6 +643,7 @@ mod tests {
             tasks,
             unfinished,
             failed: 0,
+            fan_ins: Vec::new(),
         }
     }
 
@@ -999,6 +1038,119 @@ mod tests {
         ];
         for (rule, up, want) in cases {
             assert_eq!(decide(rule, &up), want, "{} with {up:?}", rule.as_str());
+        }
+    }
+
+    /// `u0..u9 -> end` under `rule`, plus `other`, which nothing waits on.
+    fn wide_fan_in(rule: &str) -> Dag {
+        let mut text = String::from("tasks:\n  other: {kind: shell, command: 'true'}\n");
+        let ups: Vec<String> = (0..10).map(|i| format!("u{i}")).collect();
+        for u in &ups {
+            text.push_str(&format!("  {u}: {{kind: shell, command: 'true'}}\n"));
+        }
+        text.push_str(&format!(
+            "  end: {{kind: shell, command: 'true', trigger_rule: {rule}, depends_on: [{}]}}\n",
+            ups.join(", ")
+        ));
+        match crate::loader::load_str(&text, std::path::Path::new("/dags/t.yaml")) {
+            Ok(Some((dag, _))) => dag,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_wide_fan_in_is_counted_not_read() {
+        let dag = wide_fan_in("all_success");
+        let finish = Action::Finish {
+            task_id: "u0".into(),
+            try_number: 1,
+            outcome: Outcome::Success,
+            jitter: 0.0,
+        };
+        let Scope::Tasks { tasks, fan_ins } = scope(&dag, &finish) else {
+            panic!("a try of one of ten upstream tasks reads only what it can change");
+        };
+        assert_eq!(tasks, ["u0", "end"]);
+        assert_eq!(fan_ins.len(), 1);
+        assert_eq!(fan_ins[0].task_id, "end");
+        assert_eq!(fan_ins[0].upstream.len(), 10);
+    }
+
+    #[test]
+    fn a_counted_fan_in_decides_like_a_read_one() {
+        use TaskState::*;
+        // (rule, states of the nine other upstream tasks, how u0 ends, what end becomes)
+        let cases = [
+            (
+                "all_success",
+                vec![(Success, 9)],
+                Outcome::Success,
+                Some(Scheduled),
+            ),
+            (
+                "all_success",
+                vec![(Success, 8), (Running, 1)],
+                Outcome::Success,
+                Option::None,
+            ),
+            (
+                "all_success",
+                vec![(Success, 9)],
+                Outcome::Failed,
+                Some(UpstreamFailed),
+            ),
+            (
+                "all_done",
+                vec![(Failed, 4), (Skipped, 5)],
+                Outcome::Success,
+                Some(Scheduled),
+            ),
+            (
+                "all_done",
+                vec![(Failed, 4), (Queued, 5)],
+                Outcome::Success,
+                Option::None,
+            ),
+            (
+                "one_failed",
+                vec![(Success, 9)],
+                Outcome::Failed,
+                Some(Scheduled),
+            ),
+            (
+                "none_failed",
+                vec![(UpstreamFailed, 1), (Success, 8)],
+                Outcome::Success,
+                Some(UpstreamFailed),
+            ),
+        ];
+        for (rule, others, outcome, want) in cases {
+            let dag = wide_fan_in(rule);
+            let finish = Action::Finish {
+                task_id: "u0".into(),
+                try_number: 1,
+                outcome,
+                jitter: 0.0,
+            };
+            let mut snap = snapshot(&dag);
+            snap.run.state = RunState::Running;
+            snap.tasks
+                .retain(|t| t.task_id == "u0" || t.task_id == "end");
+            for t in &mut snap.tasks {
+                if t.task_id == "u0" {
+                    (t.state, t.try_number) = (Running, 1);
+                }
+            }
+            snap.fan_ins = vec![crate::store::FanInCounts {
+                task_id: "end".into(),
+                counts: others.clone(),
+            }];
+            let planned = plan_scoped(&dag, &snap, &finish, Utc::now());
+            let Ok(Planned::Done(p)) = planned else {
+                panic!("{rule} {others:?}: {planned:?}");
+            };
+            let end = p.tasks.iter().find(|c| c.task_id == "end").map(|c| c.to);
+            assert_eq!(end, want, "{rule} with {others:?} and u0 {outcome:?}");
         }
     }
 }

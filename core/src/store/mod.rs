@@ -140,6 +140,21 @@ pub struct RunSnapshot {
     pub unfinished: i64,
     /// How many task instances of the whole run ended failed or upstream_failed.
     pub failed: i64,
+    /// For each wide fan-in the scope names, how many of its upstream tasks
+    /// outside `tasks` are in each state.
+    pub fan_ins: Vec<FanInCounts>,
+}
+
+/// The states of a task's upstream tasks outside a snapshot's rows, counted
+/// rather than read one by one: a trigger rule needs only how many are in
+/// each state, and a task waiting on hundreds of others would otherwise read
+/// them all each time one of them ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanInCounts {
+    /// The downstream task.
+    pub task_id: String,
+    /// Upstream tasks per state (states with none are left out).
+    pub counts: Vec<(TaskState, i64)>,
 }
 
 /// Which task instances a snapshot reads.
@@ -147,8 +162,23 @@ pub struct RunSnapshot {
 pub enum Scope {
     /// Every task instance of the run.
     All,
-    /// Only these tasks (the planner must not need others).
-    Tasks(Vec<String>),
+    /// Only these tasks (the planner must not need others), plus the
+    /// upstream states of each fan-in as counts.
+    Tasks {
+        /// The tasks read as rows.
+        tasks: Vec<String>,
+        /// Tasks whose upstream tasks are counted by state, not read.
+        fan_ins: Vec<FanIn>,
+    },
+}
+
+/// A task whose upstream tasks a snapshot counts by state (see [`FanInCounts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanIn {
+    /// The downstream task (read as a row itself).
+    pub task_id: String,
+    /// Its upstream tasks.
+    pub upstream: Vec<String>,
 }
 
 /// Changes to one run, applied in one transaction.
