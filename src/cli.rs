@@ -15,6 +15,7 @@ use crate::commands::{
     runs::RunsCommand,
     tasks::TasksCommand,
     users::{TokensCommand, UsersCommand},
+    variables::VariablesCommand,
 };
 use crate::output::OutputFormat;
 
@@ -92,6 +93,11 @@ enum Command {
     Tokens {
         #[command(subcommand)]
         command: TokensCommand,
+    },
+    /// Variables templates read (`var.value.<key>`, `var.json.<key>`).
+    Variables {
+        #[command(subcommand)]
+        command: VariablesCommand,
     },
     /// Check, list, inspect, trigger and test DAGs.
     Dags {
@@ -177,6 +183,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         } => commands::datasets::quality(&config, &dag_id, &run_id, output).await,
         Command::Users { command } => commands::users::run_users(command, &config).await,
         Command::Tokens { command } => commands::users::run_tokens(command, &config).await,
+        Command::Variables { command } => commands::variables::run(command, &config).await,
         Command::Dags { command } => commands::dags::run(command, &config).await,
         Command::Runs { command } => commands::runs::run(command, &config).await,
         Command::Tasks { command } => commands::tasks::run(command, &config).await,

@@ -31,7 +31,7 @@ use weir_core::scheduler::Scheduler;
 use crate::error::ApiError;
 use crate::routes::{
     audit, auth as login, backfills, dag_runs, dag_stats, dags, datasets, import_errors, logs,
-    monitor, pools, task_instance_patch, task_instances, tokens, worker_api, workers,
+    monitor, pools, task_instance_patch, task_instances, tokens, variables, worker_api, workers,
 };
 
 /// The largest request body accepted.
@@ -169,6 +169,15 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             pools::get_pool,
             pools::patch_pool,
             pools::delete_pool
+        ))
+        .routes(routes!(
+            variables::list_variables,
+            variables::create_variable
+        ))
+        .routes(routes!(
+            variables::get_variable,
+            variables::patch_variable,
+            variables::delete_variable
         ))
         .routes(routes!(
             backfills::list_backfills,

@@ -601,6 +601,27 @@ pub struct ImportErrorCollection {
     pub total_entries: i64,
 }
 
+/// A variable (Airflow's `VariableResponse`): values of keys that name
+/// something secret are `***`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VariableResponse {
+    pub key: String,
+    pub value: Option<String>,
+    pub description: Option<String>,
+    /// Always false: weir keeps variables as plain text (use connections
+    /// or `WEIR_SECRET_*` for secrets).
+    pub is_encrypted: bool,
+    /// Always null: weir has no teams.
+    pub team_name: Option<String>,
+}
+
+/// A page of variables (Airflow's `VariableCollectionResponse`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VariableCollection {
+    pub variables: Vec<VariableResponse>,
+    pub total_entries: i64,
+}
+
 /// A pool (Airflow's `PoolResponse`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PoolResponse {

@@ -955,6 +955,7 @@ fn concrete(template: &str) -> String {
         .replace("{import_error_id}", "1")
         .replace("{event_log_id}", "1")
         .replace("{pool_name}", "default")
+        .replace("{variable_key}", "bucket")
         .replace("{token_id}", "abc")
         .replace("{dataset}", "clean.x")
 }
@@ -1897,4 +1898,166 @@ async fn runs_batch_case(db: &TestDb) {
         err["detail"].as_str().unwrap().contains("order_by"),
         "{err}"
     );
+}
+
+both_backends!(variables_in_airflows_shape, variables_case);
+async fn variables_case(db: &TestDb) {
+    let a = api(db).await;
+    let (status, body) = a
+        .send(
+            "POST",
+            "/api/v2/variables",
+            json!({"key": "bucket", "value": "raw-eu", "description": "landing bucket"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body,
+        json!({"key": "bucket", "value": "raw-eu", "description": "landing bucket",
+               "is_encrypted": false, "team_name": null})
+    );
+    // JSON values are kept as their JSON text; secret keys are answered masked.
+    let (status, _) = a
+        .send(
+            "POST",
+            "/api/v2/variables",
+            json!({"key": "limits", "value": {"n": 7}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = a
+        .send(
+            "POST",
+            "/api/v2/variables",
+            json!({"key": "db_password", "value": "hunter2"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["value"].clone()),
+        (StatusCode::CREATED, json!("***"))
+    );
+    assert_eq!(
+        a.get("/api/v2/variables/limits").await["value"],
+        "{\"n\":7}"
+    );
+    let listed = a.get("/api/v2/variables").await;
+    assert_eq!(listed["total_entries"], 3);
+    assert!(!listed.to_string().contains("hunter2"), "{listed}");
+    let keys = |v: &Value| -> Vec<String> {
+        v["variables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(keys(&listed), ["bucket", "db_password", "limits"]);
+    assert_eq!(
+        keys(&a.get("/api/v2/variables?order_by=-key&limit=2").await),
+        ["limits", "db_password"]
+    );
+    assert_eq!(
+        keys(&a.get("/api/v2/variables?variable_key_pattern=ASS").await),
+        ["db_password"]
+    );
+    assert_eq!(
+        keys(
+            &a.get("/api/v2/variables?variable_key_prefix_pattern=li")
+                .await
+        ),
+        ["limits"]
+    );
+    // A patch changes what its mask names; the value reaches templates at once.
+    let (status, body) = a
+        .send(
+            "PATCH",
+            "/api/v2/variables/bucket?update_mask=value",
+            json!({"key": "bucket", "value": "raw-us", "description": "ignored"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["value"].clone(), body["description"].clone()),
+        (json!("raw-us"), json!("landing bucket"))
+    );
+    assert_eq!(a.sched.variables().await.unwrap()["bucket"], "raw-us");
+    // Bad input names what is wrong.
+    let (status, _) = a
+        .send(
+            "POST",
+            "/api/v2/variables",
+            json!({"key": "bucket", "value": "again"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    a.refused(
+        "POST",
+        "/api/v2/variables",
+        json!({"key": "has space", "value": "x"}),
+        "variable key",
+    )
+    .await;
+    a.refused(
+        "POST",
+        "/api/v2/variables",
+        json!({"key": "k", "value": null}),
+        "must not be null",
+    )
+    .await;
+    a.refused(
+        "POST",
+        "/api/v2/variables",
+        json!({"key": "k", "value": 1, "val": 2}),
+        "unknown field",
+    )
+    .await;
+    a.refused(
+        "GET",
+        "/api/v2/variables?order_by=key&order_by=description",
+        json!(null),
+        "one key",
+    )
+    .await;
+    for (path, body, want) in [
+        (
+            "bucket",
+            json!({"key": "other", "value": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "bucket?update_mask=key",
+            json!({"key": "bucket", "value": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "absent",
+            json!({"key": "absent", "value": "x"}),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (status, err) = a
+            .send("PATCH", &format!("/api/v2/variables/{path}"), body)
+            .await;
+        assert_eq!(status, want, "PATCH {path}: {err}");
+    }
+    // Viewers read, operators write; deleting twice is a 404.
+    for (token, want) in [
+        (&a.viewer, StatusCode::FORBIDDEN),
+        (&a.operator, StatusCode::NO_CONTENT),
+        (&a.operator, StatusCode::NOT_FOUND),
+    ] {
+        let (status, _) = call(
+            &a.app,
+            "DELETE",
+            "/api/v2/variables/bucket",
+            Some(token),
+            None,
+        )
+        .await;
+        assert_eq!(status, want);
+    }
+    // The audit log names the key, never the value.
+    let events = a.get("/api/v2/eventLogs?event=set_variable").await;
+    assert_eq!(events["total_entries"], 4, "{events}");
+    assert!(!events.to_string().contains("hunter2"), "{events}");
 }

@@ -118,6 +118,9 @@ pub struct ClaimedTry {
     pub claim: Claim,
     /// The run, for templates.
     pub run: RunContext,
+    /// Variables, for templates (`var.value.<key>`, `var.json.<key>`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub variables: crate::scheduler::variables::Variables,
 }
 
 impl ClaimedTry {

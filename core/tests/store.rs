@@ -1159,3 +1159,85 @@ both_backends!(
     quality_history_is_newest_first_with_check_counts,
     quality_history_counts_checks
 );
+
+async fn variables(db: &TestDb) {
+    use weir_core::store::{AuditAction, AuditEntry, AuditFilter, SaveMode, VariableFilter};
+    let s = db.store.as_ref();
+    let at = Utc::now();
+    let audit = |action| AuditEntry::about("alice", action, serde_json::json!({"key": "k"}), at);
+    let set = |key: &'static str, value: &'static str, mode| {
+        let audit = audit(AuditAction::SetVariable);
+        async move {
+            s.save_variable(key, value, Some("note"), mode, &audit)
+                .await
+        }
+    };
+    set("bucket", "raw", SaveMode::Create).await.unwrap();
+    set("Bucket_EU", "raw-eu", SaveMode::Upsert).await.unwrap();
+    set("limits", "{\"n\": 1}", SaveMode::Upsert).await.unwrap();
+    assert!(matches!(
+        set("bucket", "x", SaveMode::Create).await,
+        Err(weir_core::store::Error::Conflict(_))
+    ));
+    assert!(matches!(
+        set("absent", "x", SaveMode::Update).await,
+        Err(weir_core::store::Error::NotFound(_))
+    ));
+    set("bucket", "cooked", SaveMode::Update).await.unwrap();
+    let keys = |f: VariableFilter| async move {
+        s.list_variables(&f)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.key)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        keys(VariableFilter::default()).await,
+        ["Bucket_EU", "bucket", "limits"]
+    );
+    let pattern = |p: &str| VariableFilter {
+        key_pattern: Some(p.into()),
+        ..VariableFilter::default()
+    };
+    assert_eq!(
+        keys(pattern("BUCK")).await,
+        ["Bucket_EU", "bucket"],
+        "case-insensitive"
+    );
+    assert_eq!(
+        keys(pattern("b%eu")).await,
+        ["Bucket_EU"],
+        "% matches a run"
+    );
+    let prefix = VariableFilter {
+        key_prefix: Some("buck".into()),
+        ..VariableFilter::default()
+    };
+    assert_eq!(keys(prefix).await, ["bucket"], "a prefix is case-sensitive");
+    let v = s.get_variable("bucket").await.unwrap().unwrap();
+    assert_eq!(
+        (v.value.as_str(), v.description.as_deref()),
+        ("cooked", Some("note"))
+    );
+    s.delete_variable("bucket", &audit(AuditAction::DeleteVariable))
+        .await
+        .unwrap();
+    assert!(s.get_variable("bucket").await.unwrap().is_none());
+    assert!(matches!(
+        s.delete_variable("bucket", &audit(AuditAction::DeleteVariable))
+            .await,
+        Err(weir_core::store::Error::NotFound(_))
+    ));
+    // Each change is audited in its transaction; refused ones are not.
+    let (entries, _) = s.list_audit(&AuditFilter::default(), 100, 0).await.unwrap();
+    let count = |a: AuditAction| entries.iter().filter(|e| e.action == a).count();
+    assert_eq!(
+        (
+            count(AuditAction::SetVariable),
+            count(AuditAction::DeleteVariable)
+        ),
+        (4, 1)
+    );
+}
+both_backends!(variables_are_kept_filtered_and_audited, variables);

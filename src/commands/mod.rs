@@ -9,6 +9,7 @@ pub mod runs;
 pub mod scheduler;
 pub mod tasks;
 pub mod users;
+pub mod variables;
 pub mod worker;
 
 use std::sync::Arc;

@@ -23,6 +23,8 @@ from airflow_client.client.api.backfill_api import BackfillApi
 from airflow_client.client.api.dag_stats_api import DagStatsApi
 from airflow_client.client.api.dag_source_api import DagSourceApi
 from airflow_client.client.api.event_log_api import EventLogApi
+from airflow_client.client.api.variable_api import VariableApi
+from airflow_client.client.models.variable_body import VariableBody
 from airflow_client.client.models.patch_task_instance_body import PatchTaskInstanceBody
 from airflow_client.client.models.task_instance_state import TaskInstanceState
 from airflow_client.client.models.dag_runs_batch_body import DAGRunsBatchBody
@@ -181,6 +183,23 @@ with af.ApiClient(config) as client:
     assert logs.event_logs[0].owner == username, logs
     assert EventLogApi(client).get_event_log(logs.event_logs[0].event_log_id).run_id == run_id
 
+    step("variables: create, read, patch, list, delete")
+    variables = VariableApi(client)
+    made = variables.post_variable(VariableBody(key="bucket", value="raw-eu", description="landing"))
+    assert (made.key, made.value, made.is_encrypted) == ("bucket", "raw-eu", False), made
+    variables.post_variable(VariableBody(key="limits", value={"n": 7}))
+    assert json.loads(variables.get_variable("limits").value) == {"n": 7}
+    secret = variables.post_variable(VariableBody(key="db_password", value="hunter2"))
+    assert secret.value == "***", secret
+    patched = variables.patch_variable(
+        "bucket", VariableBody(key="bucket", value="raw-us"), update_mask=["value"]
+    )
+    assert (patched.value, patched.description) == ("raw-us", "landing"), patched
+    listed = variables.get_variables(variable_key_pattern="b", order_by=["-key"])
+    assert [v.key for v in listed.variables] == ["db_password", "bucket"], listed
+    variables.delete_variable("db_password")
+    assert "db_password" not in [v.key for v in variables.get_variables().variables]
+
     step("pools and import errors")
     assert "default" in [p.name for p in PoolApi(client).get_pools().pools]
     ImportErrorApi(client).get_import_errors()
@@ -207,6 +226,8 @@ with af.ApiClient(config) as client:
         "list_backfills": lambda: BackfillApi(client).list_backfills("flaky"),
         "get_dag_stats": lambda: DagStatsApi(client).get_dag_stats(),
         "get_event_logs": lambda: EventLogApi(client).get_event_logs(order_by=["-when"]),
+        "get_variables": lambda: VariableApi(client).get_variables(),
+        "get_variable": lambda: VariableApi(client).get_variable("bucket"),
         "get_dag_source": lambda: DagSourceApi(client).get_dag_source("flaky"),
         "get_health": lambda: MonitorApi(client).get_health(),
         "get_version": lambda: VersionApi(client).get_version(),

@@ -1,11 +1,13 @@
 //! The template context of a try (§2): `ds`, `ts`, `run_id`, `params`,
-//! `conf`, `secret(name)` and the rest, and the `WEIR_*` environment.
+//! `conf`, `var`, `secret(name)` and the rest, and the `WEIR_*` environment.
 
 use std::sync::Arc;
 
+use minijinja::value::{Enumerator, Object};
 use minijinja::{Environment, Error, ErrorKind, Value};
 use weir_core::dag::Dag;
 use weir_core::protocol::RunContext;
+use weir_core::scheduler::variables::Variables;
 use weir_core::store::Claim;
 
 use crate::secrets::Secrets;
@@ -19,6 +21,37 @@ pub struct TryContext {
     pub run: RunContext,
     /// The claim that started the try.
     pub claim: Claim,
+    /// Variables, as `var.value.<key>` and `var.json.<key>` read them.
+    pub variables: Arc<Variables>,
+}
+
+/// `var.value` (each value as text) or `var.json` (each parsed as JSON; one
+/// that is not JSON is undefined), read only when a template asks.
+#[derive(Debug)]
+struct VarView {
+    variables: Arc<Variables>,
+    json: bool,
+}
+
+impl Object for VarView {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let text = self.variables.get(key.as_str()?)?;
+        if self.json {
+            let parsed: serde_json::Value = serde_json::from_str(text).ok()?;
+            Some(Value::from(minijinja::value::Serde(&parsed)))
+        } else {
+            Some(Value::from(text.as_str()))
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let keys: Vec<Value> = self
+            .variables
+            .keys()
+            .map(|k| Value::from(k.as_str()))
+            .collect();
+        Enumerator::Values(keys)
+    }
 }
 
 impl TryContext {
@@ -57,6 +90,10 @@ impl TryContext {
             try_number => self.claim.try_number,
             params => Value::from(minijinja::value::Serde(&params)),
             conf => Value::from(minijinja::value::Serde(&conf)),
+            var => minijinja::context! {
+                value => Value::from_object(VarView { variables: self.variables.clone(), json: false }),
+                json => Value::from_object(VarView { variables: self.variables.clone(), json: true }),
+            },
         }
     }
 

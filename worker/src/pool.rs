@@ -269,7 +269,8 @@ async fn run_try(
         Ok(ctx) => ctx,
         Err(e) => return Ended::failed(e),
     };
-    match LogWriter::create(&shared.logs_dir, &claim.log_path, shared.secrets.clone()).await {
+    let secrets = shared.secrets.with_variables(&ctx.variables);
+    match LogWriter::create(&shared.logs_dir, &claim.log_path, secrets).await {
         Ok(mut log) => execute::execute(&ctx, env, &mut log, stop, shared).await,
         Err(e) => Ended::failed(format!("cannot write the log {}: {e}", claim.log_path)),
     }
@@ -284,9 +285,11 @@ async fn prepare(sched: &Scheduler, claim: &Claim) -> Result<TryContext, String>
         .run_context(claim.run_pk)
         .await
         .map_err(|e| e.to_string())?;
+    let variables = sched.variables().await.map_err(|e| e.to_string())?;
     Ok(TryContext {
         dag,
         run: (*run).clone(),
         claim: claim.clone(),
+        variables,
     })
 }

@@ -1,11 +1,17 @@
-//! Secrets (`WEIR_SECRET_<NAME>`) and masking them in logs.
+//! Secrets (`WEIR_SECRET_<NAME>`) and masking them (and sensitive
+//! variables) in logs.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use weir_core::scheduler::variables::{Variables, is_sensitive};
 
 /// The secrets a worker can hand to templates, and the values to mask.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
     values: HashMap<String, String>,
+    /// Other values to mask (those of sensitive variables).
+    masked: Vec<String>,
 }
 
 impl Secrets {
@@ -18,7 +24,28 @@ impl Secrets {
                     .map(|n| (n.to_ascii_lowercase(), v))
             })
             .collect();
-        Secrets { values }
+        Secrets {
+            values,
+            masked: Vec::new(),
+        }
+    }
+
+    /// These secrets, also masking the values of the variables whose keys
+    /// name something secret (see [`is_sensitive`]).
+    pub fn with_variables(self: &Arc<Self>, variables: &Variables) -> Arc<Secrets> {
+        let mut masked: Vec<String> = variables
+            .iter()
+            .filter(|(k, v)| is_sensitive(k) && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect();
+        if masked.is_empty() {
+            return self.clone();
+        }
+        masked.extend(self.masked.iter().cloned());
+        Arc::new(Secrets {
+            values: self.values.clone(),
+            masked,
+        })
     }
 
     /// The secret `name` (case-insensitive), if set.
@@ -31,7 +58,7 @@ impl Secrets {
     /// `line` with every secret value replaced by `***`.
     pub fn mask(&self, line: &str) -> String {
         let mut out = line.to_owned();
-        for v in self.values.values() {
+        for v in self.values.values().chain(&self.masked) {
             if !v.is_empty() && out.contains(v.as_str()) {
                 out = out.replace(v.as_str(), "***");
             }
@@ -58,6 +85,15 @@ mod tests {
         assert_eq!(
             s.mask("posting to https://hooks/x1 now"),
             "posting to *** now"
+        );
+        let vars = Variables::from([
+            ("db_password".to_owned(), "hunter2".to_owned()),
+            ("bucket".to_owned(), "raw".to_owned()),
+        ]);
+        let with = Arc::new(s).with_variables(&vars);
+        assert_eq!(
+            with.mask("login hunter2 to raw via https://hooks/x1"),
+            "login *** to raw via ***"
         );
     }
 }

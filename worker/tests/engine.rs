@@ -131,6 +131,51 @@ both_backends!(
     shell_tasks
 );
 
+const VARIABLES: &str = r#"
+tasks:
+  read:
+    kind: shell
+    command: echo "bucket={{ var.value.bucket }} n={{ var.json.limits.n }} first={{ var.json.limits.tags[0] }} pw={{ var.value.db_password }}"
+  missing:
+    kind: shell
+    command: echo "{{ var.value.nope }}"
+"#;
+
+async fn variables_in_templates(db: &TestDb) {
+    use weir_core::store::SaveMode;
+    let e = Site::start(db, VARIABLES, &[]).await;
+    for (key, value) in [
+        ("bucket", "raw-eu"),
+        ("limits", r#"{"n": 7, "tags": ["a", "b"]}"#),
+        ("db_password", "hunter2-secret"),
+    ] {
+        e.sched
+            .set_variable("test", key, value, None, SaveMode::Upsert)
+            .await
+            .unwrap();
+    }
+    let run = e.trigger(serde_json::json!({})).await;
+    e.wait(&run).await;
+    let read = e.log(&run, "read", 1);
+    assert!(
+        read.contains("bucket=raw-eu n=7 first=a pw=***"),
+        "values as text and as JSON, a secret key masked:\n{read}"
+    );
+    assert!(!read.contains("hunter2-secret"), "{read}");
+    let ti = e.ti(&run, "missing").await;
+    assert_eq!(
+        ti.state,
+        TaskState::Failed,
+        "an unset variable fails the try"
+    );
+    assert!(e.log(&run, "missing", 1).contains("template error"));
+    e.stop().await;
+}
+both_backends!(
+    variables_render_in_templates_and_secret_ones_are_masked,
+    variables_in_templates
+);
+
 const FLAKY: &str = r#"
 tasks:
   flaky:

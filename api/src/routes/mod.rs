@@ -14,6 +14,7 @@ pub mod pools;
 pub mod task_instance_patch;
 pub mod task_instances;
 pub mod tokens;
+pub mod variables;
 pub mod worker_api;
 pub mod workers;
 

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod plan;
 pub mod remote;
 mod timer;
+pub mod variables;
 pub mod workers;
 
 use std::collections::HashMap;
@@ -130,6 +131,8 @@ struct Inner {
     next_due: Mutex<HashMap<(String, i64), DateTime<Utc>>>,
     /// Latency and duration histograms.
     metrics: metrics::Metrics,
+    /// Variables as tries last read them.
+    variables: Mutex<variables::Cached>,
 }
 
 impl Scheduler {
@@ -147,6 +150,7 @@ impl Scheduler {
                 committing: tokio::sync::Mutex::new(()),
                 next_due: Mutex::new(HashMap::new()),
                 metrics: metrics::Metrics::default(),
+                variables: Mutex::default(),
             }),
         }
     }

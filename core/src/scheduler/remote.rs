@@ -73,14 +73,20 @@ impl Scheduler {
         })
     }
 
-    /// Adds each claim's run context.
+    /// Adds each claim's run context and the variables.
     async fn with_runs(&self, claims: Vec<Claim>) -> Result<Vec<ClaimedTry>> {
         let mut tries = Vec::with_capacity(claims.len());
+        let variables = if claims.is_empty() {
+            Default::default()
+        } else {
+            self.variables().await?
+        };
         for c in claims {
             let run = self.run_context(c.run_pk).await?;
             tries.push(ClaimedTry {
                 claim: c,
                 run: (*run).clone(),
+                variables: (*variables).clone(),
             });
         }
         Ok(tries)

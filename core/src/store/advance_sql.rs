@@ -185,15 +185,7 @@ macro_rules! impl_advance_store {
                             .bind(sqlx::types::Json(&others))
                             .fetch_all(&mut *conn)
                             .await?;
-                            let counts = counts
-                                .into_iter()
-                                .map(|(state, n)| {
-                                    state
-                                        .parse::<TaskState>()
-                                        .map(|s| (s, n))
-                                        .map_err(|e| $crate::store::Error::Plan(format!("task state in the database: {e}")))
-                                })
-                                .collect::<$crate::store::Result<Vec<_>>>()?;
+                            let counts = $crate::store::sql::parsed(counts)?;
                             counted.push($crate::store::FanInCounts { task_id: f.task_id.clone(), counts });
                         }
                         (rows, counted)

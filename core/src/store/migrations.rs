@@ -23,6 +23,7 @@ pub(crate) const SQLITE: &[File] = files!("sqlite":
     "0005_version_sources.sql",
     "0006_remote_workers.sql",
     "0007_task_queue.sql",
+    "0008_variables.sql",
 );
 
 /// PostgreSQL's migrations.
@@ -34,6 +35,7 @@ pub(crate) const POSTGRES: &[File] = files!("postgres":
     "0005_version_sources.sql",
     "0006_remote_workers.sql",
     "0007_task_queue.sql",
+    "0008_variables.sql",
 );
 
 /// The migrator for a list of files. Versions, descriptions and checksums are

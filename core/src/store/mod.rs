@@ -20,6 +20,7 @@ mod records;
 mod runs_sql;
 mod sql;
 mod sqlite;
+mod variables_sql;
 mod workers_sql;
 
 use std::sync::Arc;
@@ -708,6 +709,37 @@ pub trait LogStore: Send + Sync {
     ) -> Result<Option<(Vec<u8>, u64)>>;
 }
 
+/// Which variables [`VariableStore::list_variables`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VariableFilter {
+    /// Keys containing this text (case-insensitive; `%` matches any run of
+    /// characters, `_` any one).
+    pub key_pattern: Option<String>,
+    /// Keys starting with exactly this text.
+    pub key_prefix: Option<String>,
+}
+
+/// Variables: keys and values templates read, set by people (CLI, API).
+#[async_trait]
+pub trait VariableStore: Send + Sync {
+    /// The variables a filter lets through, by key.
+    async fn list_variables(&self, filter: &VariableFilter) -> Result<Vec<VariableRecord>>;
+    /// One variable, if set.
+    async fn get_variable(&self, key: &str) -> Result<Option<VariableRecord>>;
+    /// Sets a variable as `mode` allows, with `audit` in the same transaction.
+    async fn save_variable(
+        &self,
+        key: &str,
+        value: &str,
+        description: Option<&str>,
+        mode: SaveMode,
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    /// Deletes a variable, with `audit` in the same transaction;
+    /// [`Error::NotFound`] if it is not set.
+    async fn delete_variable(&self, key: &str, audit: &AuditEntry) -> Result<()>;
+}
+
 /// DAG files synced into DAGs and their versions, pausing, import errors.
 #[async_trait]
 pub trait DagStore: Send + Sync {
@@ -868,6 +900,7 @@ pub trait Store:
     + CatalogStore
     + WorkerStore
     + LogStore
+    + VariableStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -412,6 +412,39 @@ from_row!(ImportErrorRecord {
     timestamp
 });
 
+/// A variable: a key and its text, which templates read (`var.value.<key>`,
+/// or parsed as JSON with `var.json.<key>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariableRecord {
+    /// Key.
+    pub key: String,
+    /// Value (JSON values as their JSON text).
+    pub value: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// When it was last set.
+    pub updated_at: DateTime<Utc>,
+}
+
+from_row!(VariableRecord {
+    key,
+    value,
+    description,
+    updated_at
+});
+
+/// How [`crate::store::VariableStore::save_variable`] treats a key that
+/// exists (or does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveMode {
+    /// Only a new key: [`crate::store::Error::Conflict`] if it exists.
+    Create,
+    /// Only an existing key: [`crate::store::Error::NotFound`] if it does not.
+    Update,
+    /// Either.
+    Upsert,
+}
+
 /// A pool with its occupancy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolRecord {
@@ -526,6 +559,10 @@ pub enum AuditAction {
     DeleteDatasetVersion,
     /// A worker was asked to drain.
     DrainWorker,
+    /// A variable was created or changed (its value is not recorded).
+    SetVariable,
+    /// A variable was deleted.
+    DeleteVariable,
 }
 
 crate::named_enum!(AuditAction, "audit action", {
@@ -552,6 +589,8 @@ crate::named_enum!(AuditAction, "audit action", {
     DeleteUser => "delete_user",
     DeleteDatasetVersion => "delete_dataset_version",
     DrainWorker => "drain_worker",
+    SetVariable => "set_variable",
+    DeleteVariable => "delete_variable",
 });
 
 /// An audit entry as stored.

@@ -96,6 +96,7 @@ macro_rules! impl_store {
             for_update = $for_update,
             in_json = ($in_json_open, $in_json_close)
         );
+        $crate::store::variables_sql::impl_variable_store!($store);
     };
 }
 

@@ -360,12 +360,13 @@ impl RemoteWorker {
             dag,
             run: t.run.clone(),
             claim: t.claim.clone(),
+            variables: Arc::new(t.variables.clone()),
         };
         let lease = t.lease();
         let mut log = match LogWriter::create(
             &self.options.logs_dir,
             &t.claim.log_path,
-            self.secrets.clone(),
+            self.secrets.with_variables(&ctx.variables),
         )
         .await
         {
