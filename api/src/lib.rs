@@ -158,6 +158,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             task_instance_patch::patch_task_instance
         ))
         .routes(routes!(task_instance_patch::patch_task_instance_dry_run))
+        .routes(routes!(task_instances::list_task_instances_batch))
         .routes(routes!(task_instances::list_tries))
         .routes(routes!(task_instances::get_try))
         .routes(routes!(task_instances::clear_task_instances))

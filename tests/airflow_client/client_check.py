@@ -28,6 +28,7 @@ from airflow_client.client.models.variable_body import VariableBody
 from airflow_client.client.models.patch_task_instance_body import PatchTaskInstanceBody
 from airflow_client.client.models.task_instance_state import TaskInstanceState
 from airflow_client.client.models.dag_runs_batch_body import DAGRunsBatchBody
+from airflow_client.client.models.task_instances_batch_body import TaskInstancesBatchBody
 from airflow_client.client.models.dag_patch_body import DAGPatchBody
 from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
 from airflow_client.client.models.clear_task_instances_body import ClearTaskInstancesBody
@@ -182,6 +183,12 @@ with af.ApiClient(config) as client:
     assert [e.run_id for e in logs.event_logs] == [run_id], logs
     assert logs.event_logs[0].owner == username, logs
     assert EventLogApi(client).get_event_log(logs.event_logs[0].event_log_id).run_id == run_id
+
+    step("task instances listed with a body")
+    batch = tis.get_task_instances_batch(
+        "~", "~", TaskInstancesBatchBody(dag_ids=["flaky"], task_ids=["flaky"], order_by="-start_date")
+    )
+    assert batch.total_entries >= 1 and all(t.task_id == "flaky" for t in batch.task_instances), batch
 
     step("variables: create, read, patch, list, delete")
     variables = VariableApi(client)

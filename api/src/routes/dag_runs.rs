@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use weir_core::scheduler::{ClearSpec, Trigger};
 use weir_core::state::{RunState, RunType};
-use weir_core::store::{RunFilter, RunOrder, RunRecord, RunTime, TimeRange, VersionRecord};
+use weir_core::store::{RunFilter, RunOrder, RunRecord, RunTime, VersionRecord};
 
-use super::{Page, every, order_by, parse_all};
+use super::{Page, date_bounds, every, order_by, parse_all};
 use crate::AppState;
 use crate::auth::{Operator, Viewer};
 use crate::error::{ApiError, ApiResult, Body, Path, Query, ReadErrors, WriteErrors};
@@ -143,30 +143,6 @@ pub async fn list_runs(
         ..RunFilter::default()
     };
     page_of_runs(&state, &filter).await
-}
-
-/// `[_gte, _lte, _gt, _lt]` bounds of each run date as the filter's
-/// inclusive and strict ranges.
-fn date_bounds(
-    by_date: [(RunTime, [Option<DateTime<Utc>>; 4]); 4],
-) -> (Vec<TimeRange<RunTime>>, Vec<TimeRange<RunTime>>) {
-    by_date
-        .into_iter()
-        .map(|(column, [gte, lte, gt, lt])| {
-            (
-                TimeRange {
-                    column,
-                    from: gte,
-                    to: lte,
-                },
-                TimeRange {
-                    column,
-                    from: gt,
-                    to: lt,
-                },
-            )
-        })
-        .unzip()
 }
 
 /// The run list's sort keys (`-` for descending; default `id`).

@@ -112,3 +112,31 @@ pub fn parse_all<T: std::str::FromStr<Err = String>>(
 pub fn every(id: &str) -> Option<String> {
     (id != "~").then(|| id.to_owned())
 }
+
+/// `[_gte, _lte, _gt, _lt]` bounds of each date column as a filter's
+/// inclusive and strict ranges.
+pub fn date_bounds<T: Copy, const N: usize>(
+    by_date: [(T, [Option<chrono::DateTime<chrono::Utc>>; 4]); N],
+) -> (
+    Vec<weir_core::store::TimeRange<T>>,
+    Vec<weir_core::store::TimeRange<T>>,
+) {
+    use weir_core::store::TimeRange;
+    by_date
+        .into_iter()
+        .map(|(column, [gte, lte, gt, lt])| {
+            (
+                TimeRange {
+                    column,
+                    from: gte,
+                    to: lte,
+                },
+                TimeRange {
+                    column,
+                    from: gt,
+                    to: lt,
+                },
+            )
+        })
+        .unzip()
+}

@@ -16,7 +16,7 @@ use weir_core::store::{
     RunFilter, RunRecord, RunTime, TaskFilter, TaskInstanceRecord, TaskOrder, TaskTime, TimeRange,
 };
 
-use super::{Page, every, order_by};
+use super::{Page, date_bounds, every, order_by};
 use crate::AppState;
 use crate::auth::{Operator, Viewer};
 use crate::error::{ApiError, ApiResult, Body, Path, Query, ReadErrors, WriteErrors};
@@ -68,45 +68,9 @@ pub async fn list_task_instances(
     Query(p): Query<TaskListParams>,
 ) -> ApiResult<Json<TaskInstanceCollection>> {
     let (limit, offset) = page.bounds()?;
-    let store = state.scheduler.store();
-    let (dag_id, run_id) = (every(&dag_id), every(&run_id));
-    match (&dag_id, &run_id) {
-        (Some(d), Some(r)) => {
-            store.get_run(d, r).await?;
-        }
-        (Some(d), None) => {
-            store.get_dag(d).await?;
-        }
-        (None, Some(_)) => {
-            return Err(ApiError::bad_request(
-                "a run id needs its DAG id: use `~` for both to list every run's task instances",
-            ));
-        }
-        (None, None) => {}
-    }
-    let order = order_by(
-        p.order_by.as_deref(),
-        &[
-            ("task_id", TaskOrder::TaskId),
-            ("dag_id", TaskOrder::DagId),
-            ("run_id", TaskOrder::RunId),
-            ("dag_run_id", TaskOrder::RunId),
-            ("state", TaskOrder::State),
-            ("try_number", TaskOrder::TryNumber),
-            ("pool", TaskOrder::Pool),
-            ("priority_weight", TaskOrder::Priority),
-            ("start_date", TaskOrder::StartDate),
-            ("end_date", TaskOrder::EndDate),
-            ("updated_at", TaskOrder::UpdatedAt),
-            ("map_index", TaskOrder::TaskId),
-        ],
-    )?;
-    let states = p
-        .state
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(|v| task_state(v).map_err(|e| ApiError::unprocessable(format!("state: {e}"))))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let (dag_id, run_id) = path_scope(&state, &dag_id, &run_id).await?;
+    let order = task_order(p.order_by.as_deref())?;
+    let states = task_states(p.state.iter().flat_map(|v| v.split(',')))?;
     let range = |column, from, to| TimeRange { column, from, to };
     let filter = TaskFilter {
         dag_id,
@@ -122,12 +86,218 @@ pub async fn list_task_instances(
         order,
         limit: Some(limit),
         offset: Some(offset),
+        ..TaskFilter::default()
     };
-    let (tis, total) = store.find_task_instances(&filter).await?;
+    page_of_task_instances(&state, &filter).await
+}
+
+/// The DAG and run a task-instance list's path names (`~`: every one),
+/// checked to exist.
+async fn path_scope(
+    state: &AppState,
+    dag_id: &str,
+    run_id: &str,
+) -> ApiResult<(Option<String>, Option<String>)> {
+    let store = state.scheduler.store();
+    let (dag_id, run_id) = (every(dag_id), every(run_id));
+    match (&dag_id, &run_id) {
+        (Some(d), Some(r)) => {
+            store.get_run(d, r).await?;
+        }
+        (Some(d), None) => {
+            store.get_dag(d).await?;
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "a run id needs its DAG id: use `~` for both to list every run's task instances",
+            ));
+        }
+        (None, None) => {}
+    }
+    Ok((dag_id, run_id))
+}
+
+/// The task-instance list's sort keys (`-` for descending).
+fn task_order(value: Option<&str>) -> ApiResult<Option<(TaskOrder, bool)>> {
+    order_by(
+        value,
+        &[
+            ("task_id", TaskOrder::TaskId),
+            ("dag_id", TaskOrder::DagId),
+            ("run_id", TaskOrder::RunId),
+            ("dag_run_id", TaskOrder::RunId),
+            ("state", TaskOrder::State),
+            ("try_number", TaskOrder::TryNumber),
+            ("pool", TaskOrder::Pool),
+            ("priority_weight", TaskOrder::Priority),
+            ("start_date", TaskOrder::StartDate),
+            ("end_date", TaskOrder::EndDate),
+            ("updated_at", TaskOrder::UpdatedAt),
+            ("map_index", TaskOrder::TaskId),
+        ],
+    )
+}
+
+/// Task states by Airflow's names.
+fn task_states<'a>(names: impl Iterator<Item = &'a str>) -> ApiResult<Vec<TaskState>> {
+    names
+        .map(|v| task_state(v).map_err(|e| ApiError::unprocessable(format!("state: {e}"))))
+        .collect()
+}
+
+/// One page of the task instances a filter finds, with the total.
+async fn page_of_task_instances(
+    state: &AppState,
+    filter: &TaskFilter,
+) -> ApiResult<Json<TaskInstanceCollection>> {
+    let (tis, total) = state.scheduler.store().find_task_instances(filter).await?;
     Ok(Json(TaskInstanceCollection {
-        task_instances: responses(&state, &tis).await?,
+        task_instances: responses(state, &tis).await?,
         total_entries: total,
     }))
+}
+
+/// The task-instance list's filters in a body (Airflow's
+/// `TaskInstancesBatchBody`). Fields weir cannot filter on are refused,
+/// never ignored.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskInstancesBatchBody {
+    /// A sort key as in the task-instance list (`-` for descending).
+    pub order_by: Option<String>,
+    /// Skip this many.
+    pub page_offset: Option<u32>,
+    /// At most this many (default 100, at most 1000).
+    pub page_limit: Option<u32>,
+    /// Only these DAGs.
+    pub dag_ids: Option<Vec<String>>,
+    /// Only these run ids.
+    pub dag_run_ids: Option<Vec<String>>,
+    /// Only these tasks.
+    pub task_ids: Option<Vec<String>>,
+    /// Only these states (null for not yet scheduled).
+    pub state: Option<Vec<Option<String>>>,
+    /// Only these pools.
+    pub pool: Option<Vec<String>>,
+    /// Only these queues.
+    pub queue: Option<Vec<String>>,
+    pub run_after_gte: Option<DateTime<Utc>>,
+    pub run_after_gt: Option<DateTime<Utc>>,
+    pub run_after_lte: Option<DateTime<Utc>>,
+    pub run_after_lt: Option<DateTime<Utc>>,
+    pub logical_date_gte: Option<DateTime<Utc>>,
+    pub logical_date_gt: Option<DateTime<Utc>>,
+    pub logical_date_lte: Option<DateTime<Utc>>,
+    pub logical_date_lt: Option<DateTime<Utc>>,
+    pub start_date_gte: Option<DateTime<Utc>>,
+    pub start_date_gt: Option<DateTime<Utc>>,
+    pub start_date_lte: Option<DateTime<Utc>>,
+    pub start_date_lt: Option<DateTime<Utc>>,
+    pub end_date_gte: Option<DateTime<Utc>>,
+    pub end_date_gt: Option<DateTime<Utc>>,
+    pub end_date_lte: Option<DateTime<Utc>>,
+    pub end_date_lt: Option<DateTime<Utc>>,
+    /// Refused: not supported.
+    pub duration_gte: Option<f64>,
+    /// Refused: not supported.
+    pub duration_gt: Option<f64>,
+    /// Refused: not supported.
+    pub duration_lte: Option<f64>,
+    /// Refused: not supported.
+    pub duration_lt: Option<f64>,
+    /// Refused: weir has one executor.
+    pub executor: Option<Vec<String>>,
+}
+
+/// Task instances of one run, of one DAG's runs or (with `~`) of every
+/// run, filtered by a body; a viewer may call it.
+#[utoipa::path(post, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/list", tag = "TaskInstance",
+    params(("dag_id" = String, Path, description = "The DAG id, or `~` for every DAG"),
+           ("dag_run_id" = String, Path, description = "The run id, or `~` for every run")),
+    request_body = TaskInstancesBatchBody,
+    responses((status = 200, body = TaskInstanceCollection), WriteErrors))]
+pub async fn list_task_instances_batch(
+    State(state): State<AppState>,
+    _: Viewer,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    Body(b): Body<TaskInstancesBatchBody>,
+) -> ApiResult<Json<TaskInstanceCollection>> {
+    let unsupported = [
+        ("duration_gte", b.duration_gte.is_some()),
+        ("duration_gt", b.duration_gt.is_some()),
+        ("duration_lte", b.duration_lte.is_some()),
+        ("duration_lt", b.duration_lt.is_some()),
+        (
+            "executor",
+            b.executor.as_ref().is_some_and(|e| !e.is_empty()),
+        ),
+    ];
+    if let Some((name, _)) = unsupported.iter().find(|(_, given)| *given) {
+        return Err(ApiError::unprocessable(format!(
+            "{name}: weir cannot filter task instances on it"
+        )));
+    }
+    let (dag_id, run_id) = path_scope(&state, &dag_id, &run_id).await?;
+    let (limit, offset) = Page {
+        limit: b.page_limit.unwrap_or(100),
+        offset: b.page_offset.unwrap_or(0),
+    }
+    .bounds()?;
+    let states = b.state.unwrap_or_default();
+    let states = task_states(states.iter().map(|s| s.as_deref().unwrap_or("")))?;
+    let (ranges, strict_ranges) = date_bounds([
+        (
+            TaskTime::StartDate,
+            [
+                b.start_date_gte,
+                b.start_date_lte,
+                b.start_date_gt,
+                b.start_date_lt,
+            ],
+        ),
+        (
+            TaskTime::EndDate,
+            [b.end_date_gte, b.end_date_lte, b.end_date_gt, b.end_date_lt],
+        ),
+    ]);
+    let (run_ranges, run_strict_ranges) = date_bounds([
+        (
+            RunTime::RunAfter,
+            [
+                b.run_after_gte,
+                b.run_after_lte,
+                b.run_after_gt,
+                b.run_after_lt,
+            ],
+        ),
+        (
+            RunTime::LogicalDate,
+            [
+                b.logical_date_gte,
+                b.logical_date_lte,
+                b.logical_date_gt,
+                b.logical_date_lt,
+            ],
+        ),
+    ]);
+    let filter = TaskFilter {
+        dag_id,
+        run_id,
+        dag_ids: b.dag_ids.unwrap_or_default(),
+        run_ids: b.dag_run_ids.unwrap_or_default(),
+        task_ids: b.task_ids.unwrap_or_default(),
+        states,
+        pools: b.pool.unwrap_or_default(),
+        queues: b.queue.unwrap_or_default(),
+        ranges,
+        strict_ranges,
+        run_ranges,
+        run_strict_ranges,
+        order: task_order(b.order_by.as_deref())?,
+        limit: Some(limit),
+        offset: Some(offset),
+    };
+    page_of_task_instances(&state, &filter).await
 }
 
 /// Responses for task instances, reading each run and DAG version once.

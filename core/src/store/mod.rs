@@ -487,14 +487,26 @@ pub struct TaskFilter {
     pub dag_id: Option<String>,
     /// One run id, or every run.
     pub run_id: Option<String>,
+    /// Only these DAGs (with `dag_id`, both must hold).
+    pub dag_ids: Vec<String>,
+    /// Only these run ids.
+    pub run_ids: Vec<String>,
     /// Only these tasks.
     pub task_ids: Vec<String>,
     /// Only these states.
     pub states: Vec<TaskState>,
     /// Only these pools.
     pub pools: Vec<String>,
+    /// Only these queues.
+    pub queues: Vec<String>,
     /// Time ranges (both ends included).
     pub ranges: Vec<TimeRange<TaskTime>>,
+    /// Time ranges (both ends excluded).
+    pub strict_ranges: Vec<TimeRange<TaskTime>>,
+    /// Ranges of their runs' dates (both ends included).
+    pub run_ranges: Vec<TimeRange<RunTime>>,
+    /// Ranges of their runs' dates (both ends excluded).
+    pub run_strict_ranges: Vec<TimeRange<RunTime>>,
     /// Sort key and whether descending (default: start date, then task id).
     pub order: Option<(TaskOrder, bool)>,
     /// At most this many.

@@ -247,8 +247,25 @@ macro_rules! impl_run_store {
                         qb.push(")");
                     }
                     push_in(qb, "pool", f.pools.iter().cloned());
+                    push_in(qb, "queue", f.queues.iter().cloned());
+                    push_in(qb, "dag_id", f.dag_ids.iter().cloned());
+                    push_in(qb, "run_id", f.run_ids.iter().cloned());
                     for r in &f.ranges {
                         push_range(qb, r.column.column(), r.from, r.to);
+                    }
+                    for r in &f.strict_ranges {
+                        push_bounds(qb, r.column.column(), (">", r.from), ("<", r.to));
+                    }
+                    let by_run = f.run_ranges.iter().chain(&f.run_strict_ranges).any(|r| r.from.is_some() || r.to.is_some());
+                    if by_run {
+                        qb.push(" AND run_pk IN (SELECT id FROM dag_runs WHERE 1 = 1");
+                        for r in &f.run_ranges {
+                            push_range(qb, r.column.column(), r.from, r.to);
+                        }
+                        for r in &f.run_strict_ranges {
+                            push_bounds(qb, r.column.column(), (">", r.from), ("<", r.to));
+                        }
+                        qb.push(")");
                     }
                 }
                 let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM task_instances");
