@@ -31,7 +31,8 @@ use weir_core::scheduler::Scheduler;
 use crate::error::ApiError;
 use crate::routes::{
     audit, auth as login, backfills, dag_runs, dag_stats, dags, datasets, import_errors, logs,
-    monitor, pools, task_instance_patch, task_instances, tokens, variables, worker_api, workers,
+    monitor, pools, run_wait, task_instance_patch, task_instances, tokens, variables, worker_api,
+    workers,
 };
 
 /// The largest request body accepted.
@@ -159,6 +160,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(task_instance_patch::patch_task_instance_dry_run))
         .routes(routes!(task_instances::list_task_instances_batch))
+        .routes(routes!(run_wait::wait_for_run))
         .routes(routes!(task_instances::list_tries))
         .routes(routes!(task_instances::get_try))
         .routes(routes!(task_instances::clear_task_instances))

@@ -2180,3 +2180,81 @@ async fn tis_batch_case(db: &TestDb) {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+both_backends!(waiting_for_a_run_streams_its_state, wait_case);
+async fn wait_case(db: &TestDb) {
+    let a = api(db).await;
+    let (status, _) = a
+        .send(
+            "POST",
+            "/api/v2/dags/demo/dagRuns",
+            json!({"dag_run_id": "w"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let url = "/api/v2/dags/demo/dagRuns/w/wait?interval=0.05";
+    // The answer starts (its first line read) before the run moves on.
+    let req = Request::builder()
+        .uri(url)
+        .header("authorization", format!("Bearer {}", a.viewer))
+        .body(Body::empty())
+        .unwrap();
+    let resp = a.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
+    a.drive(&["publish"]).await;
+    let bytes = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        axum::body::to_bytes(resp.into_body(), 1 << 20),
+    )
+    .await
+    .expect("the stream ends when the run ends")
+    .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let states: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["state"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        states.len() >= 2,
+        "a line at once and one at the end: {text}"
+    );
+    assert_ne!(states[0], "failed", "{text}");
+    assert_eq!(states.last().map(String::as_str), Some("failed"), "{text}");
+    // An ended run answers its state in one line.
+    let (_, body) = call(&a.app, "GET", url, Some(&a.viewer), None).await;
+    assert_eq!(body, json!({"state": "failed"}));
+    let (status, _) = call(
+        &a.app,
+        "GET",
+        "/api/v2/dags/demo/dagRuns/nope/wait?interval=1",
+        Some(&a.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for (query, what) in [
+        ("interval=0", "interval"),
+        ("interval=1&result=extract", "result"),
+        ("", "interval"),
+    ] {
+        let (status, err) = call(
+            &a.app,
+            "GET",
+            &format!("/api/v2/dags/demo/dagRuns/w/wait?{query}"),
+            Some(&a.viewer),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {err}");
+        assert!(
+            err["detail"].as_str().unwrap().contains(what),
+            "{query}: {err}"
+        );
+    }
+}

@@ -11,6 +11,7 @@ pub mod import_errors;
 pub mod logs;
 pub mod monitor;
 pub mod pools;
+pub mod run_wait;
 pub mod task_instance_patch;
 pub mod task_instances;
 pub mod tokens;
