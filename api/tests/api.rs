@@ -2226,9 +2226,26 @@ async fn wait_case(db: &TestDb) {
     );
     assert_ne!(states[0], "failed", "{text}");
     assert_eq!(states.last().map(String::as_str), Some("failed"), "{text}");
+    assert!(text.ends_with('\n'), "every line ends: {text}");
     // An ended run answers its state in one line.
     let (_, body) = call(&a.app, "GET", url, Some(&a.viewer), None).await;
     assert_eq!(body, json!({"state": "failed"}));
+    // A client that takes JSON but not NDJSON gets the last line as a document.
+    let req = Request::builder()
+        .uri(url)
+        .header("authorization", format!("Bearer {}", a.viewer))
+        .header("accept", "application/json")
+        .body(Body::empty())
+        .unwrap();
+    let resp = a.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&bytes).unwrap(),
+        json!({"state": "failed"})
+    );
     let (status, _) = call(
         &a.app,
         "GET",

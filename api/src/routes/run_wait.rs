@@ -1,13 +1,16 @@
 //! Waiting for a run to end (Airflow's `…/dagRuns/{id}/wait`): the run's
 //! state as newline-delimited JSON, a line at once and one per interval,
-//! until the run ends or the server stops.
+//! until the run ends or the server stops. A client that accepts JSON but
+//! not NDJSON (the official Airflow client) gets the last line alone, as
+//! one JSON document, when the run ends.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use weir_core::state::RunState;
@@ -41,13 +44,14 @@ fn line(state: RunState) -> String {
     params(("dag_id" = String, Path, description = "The DAG id"),
            ("dag_run_id" = String, Path, description = "The run id"),
            WaitParams),
-    responses((status = 200, description = "The run's state, one JSON object per line",
-               content_type = "application/x-ndjson", body = String), ReadErrors))]
+    responses((status = 200, description = "The run's state, one JSON object per line (with `Accept: application/json`, the last one alone)",
+               content((String = "application/x-ndjson"), (serde_json::Value = "application/json"))), ReadErrors))]
 pub async fn wait_for_run(
     State(state): State<AppState>,
     _: Viewer,
     Path((dag_id, run_id)): Path<(String, String)>,
     Query(p): Query<WaitParams>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     if !(p.interval > 0.0 && p.interval <= MAX_INTERVAL) {
         return Err(ApiError::unprocessable(format!(
@@ -98,9 +102,32 @@ pub async fn wait_for_run(
             Some((Ok(line(run_state)), (None, run_state.is_finished())))
         }
     });
+    if !wants_lines(&headers) {
+        let last = lines
+            .fold(
+                String::new(),
+                |last, line| async move { line.unwrap_or(last) },
+            )
+            .await;
+        return Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            last.trim_end().to_owned(),
+        )
+            .into_response());
+    }
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(lines),
     )
         .into_response())
+}
+
+/// Whether the client takes a stream of lines: it names NDJSON, or does not
+/// name JSON.
+fn wants_lines(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    accept.contains("application/x-ndjson") || !accept.contains("application/json")
 }
