@@ -172,6 +172,10 @@ with af.ApiClient(config) as client:
     step("list runs with a body")
     batch = runs.get_list_dag_runs_batch("~", DAGRunsBatchBody(dag_ids=["flaky"], states=["success"]))
     assert [r.dag_run_id for r in batch.dag_runs] == [run_id] and batch.total_entries == 1, batch
+    slow = runs.get_list_dag_runs_batch("~", DAGRunsBatchBody(dag_ids=["flaky"], duration_gt=3600))
+    assert slow.total_entries == 0, slow
+    marked = runs.get_dag_runs("flaky", conf_contains=marker, duration_lt=3600)
+    assert [r.dag_run_id for r in marked.dag_runs] == [run_id], marked
 
     step("run counts and the DAG's source")
     stats = DagStatsApi(client).get_dag_stats(dag_ids=["flaky"])

@@ -11,7 +11,7 @@ use weir_core::scheduler::{ClearSpec, Trigger};
 use weir_core::state::{RunState, RunType};
 use weir_core::store::{RunFilter, RunOrder, RunRecord, RunTime, VersionRecord};
 
-use super::{Page, date_bounds, every, order_by, parse_all};
+use super::{Page, date_bounds, durations, every, order_by, parse_all};
 use crate::AppState;
 use crate::auth::{Operator, Viewer};
 use crate::error::{ApiError, ApiResult, Body, Path, Query, ReadErrors, WriteErrors};
@@ -50,6 +50,16 @@ pub struct RunListParams {
     pub end_date_lt: Option<DateTime<Utc>>,
     pub run_after_gt: Option<DateTime<Utc>>,
     pub run_after_lt: Option<DateTime<Utc>>,
+    /// Only ended runs that took at least this many seconds.
+    pub duration_gte: Option<f64>,
+    /// Only ended runs that took more than this many seconds.
+    pub duration_gt: Option<f64>,
+    /// Only ended runs that took at most this many seconds.
+    pub duration_lte: Option<f64>,
+    /// Only ended runs that took less than this many seconds.
+    pub duration_lt: Option<f64>,
+    /// Only runs whose conf (as JSON text) contains this, case-insensitively.
+    pub conf_contains: Option<String>,
 }
 
 /// A run's note is at most 1000 characters.
@@ -137,6 +147,8 @@ pub async fn list_runs(
         ranges,
         strict_ranges,
         run_id_pattern: p.run_id_pattern.filter(|s| !s.is_empty()),
+        duration: durations([p.duration_gte, p.duration_gt, p.duration_lte, p.duration_lt])?,
+        conf_contains: p.conf_contains.filter(|s| !s.is_empty()),
         order,
         limit: Some(limit),
         offset: Some(offset),
@@ -204,15 +216,15 @@ pub struct RunsBatchBody {
     pub end_date_gt: Option<DateTime<Utc>>,
     pub end_date_lte: Option<DateTime<Utc>>,
     pub end_date_lt: Option<DateTime<Utc>>,
-    /// Refused: not supported.
+    /// Only ended runs that took at least this many seconds.
     pub duration_gte: Option<f64>,
-    /// Refused: not supported.
+    /// Only ended runs that took more than this many seconds.
     pub duration_gt: Option<f64>,
-    /// Refused: not supported.
+    /// Only ended runs that took at most this many seconds.
     pub duration_lte: Option<f64>,
-    /// Refused: not supported.
+    /// Only ended runs that took less than this many seconds.
     pub duration_lt: Option<f64>,
-    /// Refused: not supported.
+    /// Only runs whose conf (as JSON text) contains this, case-insensitively.
     pub conf_contains: Option<String>,
 }
 
@@ -227,18 +239,6 @@ pub async fn list_runs_batch(
     Path(dag_id): Path<String>,
     Body(b): Body<RunsBatchBody>,
 ) -> ApiResult<Json<DagRunCollection>> {
-    let unsupported = [
-        ("duration_gte", b.duration_gte.is_some()),
-        ("duration_gt", b.duration_gt.is_some()),
-        ("duration_lte", b.duration_lte.is_some()),
-        ("duration_lt", b.duration_lt.is_some()),
-        ("conf_contains", b.conf_contains.is_some()),
-    ];
-    if let Some((name, _)) = unsupported.iter().find(|(_, given)| *given) {
-        return Err(ApiError::unprocessable(format!(
-            "{name}: weir cannot filter runs on it"
-        )));
-    }
     let limit = b.page_limit.unwrap_or(100);
     let (limit, offset) = Page {
         limit,
@@ -300,6 +300,8 @@ pub async fn list_runs_batch(
         states: parse_all::<RunState>("states", &states)?,
         ranges,
         strict_ranges,
+        duration: durations([b.duration_gte, b.duration_gt, b.duration_lte, b.duration_lt])?,
+        conf_contains: b.conf_contains.filter(|s| !s.is_empty()),
         order: run_order(b.order_by.as_deref())?,
         limit: Some(limit),
         offset: Some(offset),

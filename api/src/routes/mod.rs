@@ -141,3 +141,25 @@ pub fn date_bounds<T: Copy, const N: usize>(
         })
         .unzip()
 }
+
+/// Duration bounds in seconds (`[_gte, _gt, _lte, _lt]`), each a finite
+/// number of 0 or more.
+pub fn durations(
+    [gte, gt, lte, lt]: [Option<f64>; 4],
+) -> ApiResult<weir_core::store::DurationRange> {
+    for (name, bound) in [
+        ("duration_gte", gte),
+        ("duration_gt", gt),
+        ("duration_lte", lte),
+        ("duration_lt", lt),
+    ] {
+        if let Some(b) = bound
+            && !(b.is_finite() && b >= 0.0)
+        {
+            return Err(ApiError::unprocessable(format!(
+                "{name} {b}: give seconds, 0 or more"
+            )));
+        }
+    }
+    Ok(weir_core::store::DurationRange { gte, gt, lte, lt })
+}

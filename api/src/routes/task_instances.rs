@@ -16,7 +16,7 @@ use weir_core::store::{
     RunFilter, RunRecord, RunTime, TaskFilter, TaskInstanceRecord, TaskOrder, TaskTime, TimeRange,
 };
 
-use super::{Page, date_bounds, every, order_by};
+use super::{Page, date_bounds, durations, every, order_by};
 use crate::AppState;
 use crate::auth::{Operator, Viewer};
 use crate::error::{ApiError, ApiResult, Body, Path, Query, ReadErrors, WriteErrors};
@@ -44,6 +44,14 @@ pub struct TaskListParams {
     pub end_date_lte: Option<DateTime<Utc>>,
     pub updated_at_gte: Option<DateTime<Utc>>,
     pub updated_at_lte: Option<DateTime<Utc>>,
+    /// Only ended task instances whose last try took at least this many seconds.
+    pub duration_gte: Option<f64>,
+    /// … more than this many seconds.
+    pub duration_gt: Option<f64>,
+    /// … at most this many seconds.
+    pub duration_lte: Option<f64>,
+    /// … less than this many seconds.
+    pub duration_lt: Option<f64>,
 }
 
 /// Task states as Airflow names them (`none` and an empty value mean "not yet scheduled").
@@ -83,6 +91,7 @@ pub async fn list_task_instances(
             range(TaskTime::EndDate, p.end_date_gte, p.end_date_lte),
             range(TaskTime::UpdatedAt, p.updated_at_gte, p.updated_at_lte),
         ],
+        duration: durations([p.duration_gte, p.duration_gt, p.duration_lte, p.duration_lt])?,
         order,
         limit: Some(limit),
         offset: Some(offset),
@@ -197,13 +206,13 @@ pub struct TaskInstancesBatchBody {
     pub end_date_gt: Option<DateTime<Utc>>,
     pub end_date_lte: Option<DateTime<Utc>>,
     pub end_date_lt: Option<DateTime<Utc>>,
-    /// Refused: not supported.
+    /// Only ended task instances whose last try took at least this many seconds.
     pub duration_gte: Option<f64>,
-    /// Refused: not supported.
+    /// … more than this many seconds.
     pub duration_gt: Option<f64>,
-    /// Refused: not supported.
+    /// … at most this many seconds.
     pub duration_lte: Option<f64>,
-    /// Refused: not supported.
+    /// … less than this many seconds.
     pub duration_lt: Option<f64>,
     /// Refused: weir has one executor.
     pub executor: Option<Vec<String>>,
@@ -293,6 +302,7 @@ pub async fn list_task_instances_batch(
         strict_ranges,
         run_ranges,
         run_strict_ranges,
+        duration: durations([b.duration_gte, b.duration_gt, b.duration_lte, b.duration_lt])?,
         order: task_order(b.order_by.as_deref())?,
         limit: Some(limit),
         offset: Some(offset),

@@ -369,12 +369,30 @@ pub struct RunFilter {
     pub ranges: Vec<TimeRange<RunTime>>,
     /// Time ranges with both ends excluded (Airflow's `_gt` / `_lt`).
     pub strict_ranges: Vec<TimeRange<RunTime>>,
+    /// Bounds on how long the run took (only ended runs have a duration).
+    pub duration: DurationRange,
+    /// Only runs whose conf (JSON text) contains this, case-insensitively.
+    pub conf_contains: Option<String>,
     /// Sort key and whether descending (default: `run_after`, oldest first).
     pub order: Option<(RunOrder, bool)>,
     /// At most this many.
     pub limit: Option<i64>,
     /// Skip this many.
     pub offset: Option<i64>,
+}
+
+/// Bounds in seconds on `end_date - start_date`; any may be open. A bound
+/// lets through only what has ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DurationRange {
+    /// At least.
+    pub gte: Option<f64>,
+    /// More than.
+    pub gt: Option<f64>,
+    /// At most.
+    pub lte: Option<f64>,
+    /// Less than.
+    pub lt: Option<f64>,
 }
 
 /// A `column >= from AND column <= to` filter; either end may be open.
@@ -507,6 +525,8 @@ pub struct TaskFilter {
     pub run_ranges: Vec<TimeRange<RunTime>>,
     /// Ranges of their runs' dates (both ends excluded).
     pub run_strict_ranges: Vec<TimeRange<RunTime>>,
+    /// Bounds on how long the task instance's last try took.
+    pub duration: DurationRange,
     /// Sort key and whether descending (default: start date, then task id).
     pub order: Option<(TaskOrder, bool)>,
     /// At most this many.

@@ -61,7 +61,8 @@ impl_store!(
     for_update = "FOR UPDATE",
     skip_locked = "FOR UPDATE SKIP LOCKED",
     advisory_lock = "SELECT pg_advisory_xact_lock($1)",
-    in_json = ("= ANY(ARRAY(SELECT jsonb_array_elements_text(", ")))")
+    in_json = ("= ANY(ARRAY(SELECT jsonb_array_elements_text(", ")))"),
+    duration = "(EXTRACT(EPOCH FROM (end_date - start_date))::float8)"
 );
 
 impl_access_store!(PostgresStore);

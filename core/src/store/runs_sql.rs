@@ -3,7 +3,7 @@
 
 /// Implements [`super::RunStore`] for `$store` (see `impl_store!`; `$db` is the sqlx database).
 macro_rules! impl_run_store {
-    ($store:ident, $db:ty) => {
+    ($store:ident, $db:ty, duration = $duration:literal) => {
         #[async_trait::async_trait]
         impl $crate::store::RunStore for $store {
             async fn create_run(&self, run: &$crate::store::NewRun) -> $crate::store::Result<$crate::store::RunRecord> {
@@ -92,6 +92,10 @@ macro_rules! impl_run_store {
                     }
                     for r in &f.strict_ranges {
                         push_bounds(qb, r.column.column(), (">", r.from), ("<", r.to));
+                    }
+                    push_duration(qb, &f.duration);
+                    if let Some(c) = &f.conf_contains {
+                        qb.push(" AND LOWER(conf) LIKE ").push_bind(format!("%{}%", c.to_lowercase()));
                     }
                 }
                 let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM dag_runs");
@@ -256,6 +260,7 @@ macro_rules! impl_run_store {
                     for r in &f.strict_ranges {
                         push_bounds(qb, r.column.column(), (">", r.from), ("<", r.to));
                     }
+                    push_duration(qb, &f.duration);
                     let by_run = f.run_ranges.iter().chain(&f.run_strict_ranges).any(|r| r.from.is_some() || r.to.is_some());
                     if by_run {
                         qb.push(" AND run_pk IN (SELECT id FROM dag_runs WHERE 1 = 1");
@@ -418,6 +423,20 @@ macro_rules! impl_run_store {
             to: Option<chrono::DateTime<chrono::Utc>>,
         ) {
             push_bounds(qb, column, (">=", from), ("<=", to));
+        }
+
+        /// Appends the bounds of a duration filter on `end_date - start_date`.
+        fn push_duration(qb: &mut sqlx::QueryBuilder<$db>, d: &$crate::store::DurationRange) {
+            let bounds = [(">=", d.gte), (">", d.gt), ("<=", d.lte), ("<", d.lt)];
+            if bounds.iter().all(|(_, b)| b.is_none()) {
+                return;
+            }
+            qb.push(" AND end_date IS NOT NULL AND start_date IS NOT NULL");
+            for (op, bound) in bounds {
+                if let Some(seconds) = bound {
+                    qb.push(format_args!(" AND {} {op} ", $duration)).push_bind(seconds);
+                }
+            }
         }
 
         /// Appends ` AND column <op> bound` for each bound given.

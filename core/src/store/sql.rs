@@ -5,7 +5,8 @@
 //! dispatch lock (an advisory lock), which SQLite does not need because its
 //! write transactions are `BEGIN IMMEDIATE`; and how a JSON array parameter
 //! becomes a list of keys (one prepared statement whatever its length), in the
-//! form each planner turns into index lookups.
+//! form each planner turns into index lookups; and the seconds between
+//! `start_date` and `end_date` (duration filters).
 
 /// Columns of `task_instances` in [`super::TaskInstanceRecord`] order.
 pub(super) const TI_COLUMNS: &str = "id, run_pk, dag_id, run_id, task_id, state, try_number, max_tries, pool, priority, \
@@ -44,7 +45,8 @@ macro_rules! impl_store {
         for_update = $for_update:literal,
         skip_locked = $skip_locked:literal,
         advisory_lock = $advisory_lock:literal,
-        in_json = ($in_json_open:literal, $in_json_close:literal)
+        in_json = ($in_json_open:literal, $in_json_close:literal),
+        duration = $duration:literal
     ) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
@@ -83,7 +85,7 @@ macro_rules! impl_store {
         }
 
         $crate::store::dags_sql::impl_dag_store!($store);
-        $crate::store::runs_sql::impl_run_store!($store, $db);
+        $crate::store::runs_sql::impl_run_store!($store, $db, duration = $duration);
         $crate::store::dispatch_sql::impl_dispatch_store!(
             $store,
             $db,

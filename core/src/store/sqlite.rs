@@ -122,7 +122,8 @@ impl_store!(
     for_update = "",
     skip_locked = "",
     advisory_lock = "",
-    in_json = ("IN (SELECT value FROM json_each(", "))")
+    in_json = ("IN (SELECT value FROM json_each(", "))"),
+    duration = "((julianday(end_date) - julianday(start_date)) * 86400.0)"
 );
 
 impl_access_store!(SqliteStore);
