@@ -306,6 +306,12 @@ async fn every_page_case(db: &TestDb) {
     let orders = ui.wait(&ui.trigger("orders").await).await;
     assert_eq!(orders.state, RunState::Success);
     let (d, o) = (seg(&demo.run_id), seg(&orders.run_id));
+    for (key, value) in [("bucket", "raw-eu"), ("slack_api_key", "xoxb-sekret")] {
+        ui.sched
+            .set_variable("test", key, value, None, weir_core::store::SaveMode::Upsert)
+            .await
+            .unwrap();
+    }
     let pages: Vec<(String, &[&str])> = vec![
         (
             "/".into(),
@@ -357,6 +363,10 @@ async fn every_page_case(db: &TestDb) {
         ),
         ("/audit".into(), &["Audit log"]),
         ("/pools".into(), &["default"]),
+        (
+            "/variables".into(),
+            &["bucket", "raw-eu", "slack_api_key", "***"],
+        ),
         ("/workers".into(), &["ui-test@", "every queue", "active"]),
     ];
     for user in ["vera", "otto", "ada"] {
@@ -367,6 +377,10 @@ async fn every_page_case(db: &TestDb) {
             for n in *needles {
                 assert!(a.body.contains(n), "{user} {path}: no `{n}` in the page");
             }
+            assert!(
+                !a.body.contains("xoxb-sekret"),
+                "{user} {path} shows a secret"
+            );
             let csp = a.headers.get(header::CONTENT_SECURITY_POLICY).unwrap();
             assert!(csp.to_str().unwrap().contains("script-src 'self'"));
             // Forms that change things are shown only to those who may use them.
@@ -453,6 +467,26 @@ async fn guards_case(db: &TestDb) {
         )
         .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "pools need an admin");
+    let a = ui
+        .post(
+            "/variables",
+            Some(&viewer),
+            &[("csrf", &viewer.csrf), ("key", "k"), ("value", "v")],
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::FORBIDDEN,
+        "variables need an operator"
+    );
+    let a = ui
+        .post(
+            "/variables",
+            Some(&operator),
+            &[("key", "k"), ("value", "v")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "no CSRF token");
     let local = ui.sched.workers_view().await.unwrap()[0].life.name.clone();
     let a = ui
         .post(
@@ -536,6 +570,7 @@ async fn guards_case(db: &TestDb) {
         "/datasets/clean.orders",
         "/audit",
         "/pools",
+        "/variables",
         "/workers",
     ] {
         let a = ui.get(path, None).await;
@@ -550,6 +585,8 @@ async fn guards_case(db: &TestDb) {
         "/dags/demo/runs/r/tasks/greet/mark",
         "/pools",
         "/pools/default/delete",
+        "/variables",
+        "/variables/bucket/delete",
         "/workers/w/drain",
         "/logout",
     ] {
@@ -827,6 +864,48 @@ async fn forms_case(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(total, 3);
+
+    // Variables (operator): set, changed, refused with a bad key, deleted.
+    let otto = ui.login("otto").await;
+    for value in ["raw-eu", "raw-us"] {
+        let a = ui
+            .post(
+                "/variables",
+                Some(&otto),
+                &[
+                    ("csrf", &otto.csrf),
+                    ("key", "bucket"),
+                    ("value", value),
+                    ("description", "landing"),
+                ],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    }
+    assert_eq!(ui.sched.variables().await.unwrap()["bucket"], "raw-us");
+    let a = ui
+        .post(
+            "/variables",
+            Some(&otto),
+            &[("csrf", &otto.csrf), ("key", "has space"), ("value", "x")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("variable key"), "{}", a.body);
+    let a = ui
+        .post(
+            "/variables/bucket/delete",
+            Some(&otto),
+            &[("csrf", &otto.csrf)],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert!(
+        !ui.get("/variables", Some(&otto))
+            .await
+            .body
+            .contains("raw-us")
+    );
 
     // Pools (admin), and the audit log names who did all this.
     let admin = ui.login("ada").await;

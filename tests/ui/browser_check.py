@@ -185,6 +185,18 @@ for path, name in [("/datasets", "15-datasets"), ("/datasets/clean.orders", "16-
     d.get(BASE + path)
     wait(path, lambda: "weir" in d.title)
     shot(d, name, errors_expected=name == "19-not-found")
+# Variables set through the page's form; a secret one is shown masked.
+for key, value in [("orders_bucket", "s3://raw/orders"), ("warehouse_password", "hunter2-secret"),
+                   ("limits", '{"max_rows": 100000, "regions": ["eu", "us"]}')]:
+    d.get(BASE + "/variables")
+    d.find_element(By.ID, "key").send_keys(key)
+    d.find_element(By.ID, "value").send_keys(value)
+    d.find_element(By.ID, "description").send_keys("set from the page")
+    d.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
+    wait(key, lambda: key in d.page_source)
+if "hunter2-secret" in d.page_source or "***" not in d.page_source:
+    raise SystemExit("the secret variable is not masked on the page")
+shot(d, "21-variables")
 d.quit()
 
 # Dark and narrow.
@@ -192,7 +204,8 @@ for dark, width, height, tag in [(True, 1280, 800, "dark-wide"), (False, 390, 84
                                  (True, 390, 844, "dark-narrow")]:
     d = browser(dark, width, height)
     login(d)
-    for path, name in [("/", "dags"), ("/dags/orders_daily", "dag"), ("/dags/orders_daily/tasks/validate_orders/quality", "quality")]:
+    for path, name in [("/", "dags"), ("/dags/orders_daily", "dag"), ("/dags/orders_daily/tasks/validate_orders/quality", "quality"),
+                       ("/variables", "variables")]:
         d.set_window_size(width, height)
         d.get(BASE + path)
         shot(d, f"20-{name}-{tag}")

@@ -1,4 +1,5 @@
-//! The audit log and the pools (pools editable by admins).
+//! The audit log, the pools (editable by admins), the variables (editable
+//! by operators) and the workers.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -132,4 +133,67 @@ pub async fn delete_pool(
     me.require(Role::Admin)?;
     pools::remove(&state, &me.name, &name).await?;
     Ok(Redirect::to("/pools").into_response())
+}
+
+/// `/variables`: keys, values (secret ones masked) and descriptions.
+pub async fn variables(State(state): State<AppState>, me: Me) -> PageResult {
+    let list = state
+        .scheduler
+        .list_variables(&weir_core::store::VariableFilter::default())
+        .await?;
+    super::page(
+        "variables.html",
+        &me,
+        super::ctx! {
+            variables => list.iter().map(|v| {
+                let shown = crate::models::VariableResponse::from(v);
+                super::ctx! {
+                    key => &v.key, value => shown.value, description => &v.description,
+                    updated_at => v.updated_at,
+                }
+            }).collect::<Vec<_>>(),
+        },
+    )
+}
+
+/// The variable form.
+#[derive(Debug, Deserialize)]
+pub struct VariableForm {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    value: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// `POST /variables` (operator): create or change a variable.
+pub async fn save_variable(
+    State(state): State<AppState>,
+    Posted { me, form }: Posted<VariableForm>,
+) -> PageResult<Response> {
+    me.require(Role::Operator)?;
+    let description = Some(form.description.trim()).filter(|d| !d.is_empty());
+    state
+        .scheduler
+        .set_variable(
+            &me.name,
+            form.key.trim(),
+            &form.value,
+            description,
+            weir_core::store::SaveMode::Upsert,
+        )
+        .await?;
+    Ok(Redirect::to("/variables").into_response())
+}
+
+/// `POST /variables/{key}/delete` (operator).
+pub async fn delete_variable(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Posted { me, .. }: Posted<serde::de::IgnoredAny>,
+) -> PageResult<Response> {
+    me.require(Role::Operator)?;
+    state.scheduler.delete_variable(&me.name, &key).await?;
+    Ok(Redirect::to("/variables").into_response())
 }

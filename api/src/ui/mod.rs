@@ -108,6 +108,11 @@ pub fn router() -> Router<AppState> {
         .route("/audit", get(admin::audit))
         .route("/pools", get(admin::pools).post(admin::save_pool))
         .route("/pools/{name}/delete", post(admin::delete_pool))
+        .route(
+            "/variables",
+            get(admin::variables).post(admin::save_variable),
+        )
+        .route("/variables/{key}/delete", post(admin::delete_variable))
         .route("/workers", get(admin::workers))
         .route("/workers/{name}/drain", post(admin::drain_worker))
 }
@@ -150,6 +155,7 @@ pub fn page(name: &str, me: &Me, ctx: impl Serialize) -> Result<Html<String>, Pa
     let nav = match name {
         "datasets.html" | "dataset.html" | "quality.html" | "quarantine.html" => "datasets",
         "pools.html" => "pools",
+        "variables.html" => "variables",
         "workers.html" => "workers",
         "audit.html" => "audit",
         _ => "dags",

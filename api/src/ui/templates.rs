@@ -17,6 +17,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("quarantine.html", include_str!("templates/quarantine.html")),
     ("audit.html", include_str!("templates/audit.html")),
     ("pools.html", include_str!("templates/pools.html")),
+    ("variables.html", include_str!("templates/variables.html")),
     ("workers.html", include_str!("templates/workers.html")),
 ];
 
