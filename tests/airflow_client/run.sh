@@ -68,8 +68,11 @@ req = urllib.request.Request(f"{host}/auth/token", method="POST",
 print(json.load(urllib.request.urlopen(req))["access_token"])
 PY
 )
+# `…/wait` answers when a run ends: on the runs the fuzzer itself triggers
+# (queued behind one another) it would hold the fuzzer for minutes. The
+# client check above and the API tests cover it.
 (cd "$work" && timeout 600 "$venv/bin/schemathesis" run "$host/api/v2/openapi.json" --url "$host" \
-  --header "Authorization: Bearer $token" \
+  --header "Authorization: Bearer $token" --exclude-path-regex '/wait$' \
   --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
   --max-examples "$fuzz_examples" --seed 1 --no-color)
 stop_server "$work/fuzz/err.log"
