@@ -150,7 +150,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(dag_stats::dag_stats))
         .routes(routes!(dag_stats::dag_source))
         .routes(routes!(dag_runs::list_runs, dag_runs::trigger_run))
-        .routes(routes!(dag_runs::get_run, dag_runs::patch_run))
+        .routes(routes!(
+            dag_runs::get_run,
+            dag_runs::patch_run,
+            dag_runs::delete_run
+        ))
         .routes(routes!(dag_runs::clear_run))
         .routes(routes!(dag_runs::list_runs_batch))
         .routes(routes!(task_instances::list_task_instances))

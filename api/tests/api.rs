@@ -1921,6 +1921,31 @@ async fn runs_batch_case(db: &TestDb) {
     assert_eq!(runs["total_entries"], 3, "{runs}");
     let runs = a.get("/api/v2/dags/demo/dagRuns?conf_contains=EU").await;
     assert_eq!(runs["dag_runs"][0]["dag_run_id"], "b4", "{runs}");
+    // Runs are history: deleting one is refused with what to do instead.
+    let (status, err) = call(
+        &a.app,
+        "DELETE",
+        "/api/v2/dags/demo/dagRuns/b1",
+        Some(&a.operator),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert!(err["detail"].as_str().unwrap().contains("PATCH"), "{err}");
+    let (status, _) = call(
+        &a.app,
+        "DELETE",
+        "/api/v2/dags/demo/dagRuns/nope",
+        Some(&a.operator),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        a.get("/api/v2/dags/demo/dagRuns/b1").await["dag_run_id"],
+        "b1",
+        "still there"
+    );
 }
 
 both_backends!(variables_in_airflows_shape, variables_case);

@@ -177,6 +177,14 @@ with af.ApiClient(config) as client:
     marked = runs.get_dag_runs("flaky", conf_contains=marker, duration_lt=3600)
     assert [r.dag_run_id for r in marked.dag_runs] == [run_id], marked
 
+    step("deleting a run is refused: runs are history")
+    try:
+        runs.delete_dag_run("flaky", run_id)
+        raise SystemExit("a run was deleted")
+    except af.exceptions.ApiException as e:
+        assert e.status == 409 and "PATCH" in (e.body or ""), e
+    assert runs.get_dag_run("flaky", run_id).dag_run_id == run_id
+
     step("run counts and the DAG's source")
     stats = DagStatsApi(client).get_dag_stats(dag_ids=["flaky"])
     counts = {s.state.value: s.count for s in stats.dags[0].stats}

@@ -342,6 +342,25 @@ pub async fn get_run(
     Ok(Json(response(&state, &run).await?))
 }
 
+/// Deleting a run is refused: weir keeps every run and try (history is the
+/// product). 404 for a run that does not exist, else 409 saying what to do
+/// instead.
+#[utoipa::path(delete, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}", tag = "DagRun",
+    params(("dag_id" = String, Path, description = "The DAG id"),
+           ("dag_run_id" = String, Path, description = "The run id")),
+    responses((status = 204, description = "Never: runs are kept"), WriteErrors))]
+pub async fn delete_run(
+    State(state): State<AppState>,
+    _: Operator,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> ApiResult<axum::http::StatusCode> {
+    state.scheduler.store().get_run(&dag_id, &run_id).await?;
+    Err(ApiError::conflict(format!(
+        "run `{run_id}` of DAG `{dag_id}` is kept: weir keeps every run and try as history; \
+         set its state with PATCH (success or failed) or clear its tasks to run them again"
+    )))
+}
+
 /// A request to trigger a run (Airflow's `TriggerDAGRunPostBody`).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct TriggerBody {
