@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::json;
 use weir_core::config::Config;
-use weir_core::scheduler::variables::is_sensitive;
+use weir_core::scheduler::variables::shown;
 use weir_core::store::{SaveMode, VariableFilter};
 
 use super::time;
@@ -81,13 +81,6 @@ pub async fn run(command: VariablesCommand, config: &Config) -> anyhow::Result<E
                 key_prefix: None,
             };
             let all = sched.list_variables(&filter).await?;
-            let shown = |key: &str, value: &str| {
-                if is_sensitive(key) {
-                    "***".to_owned()
-                } else {
-                    value.to_owned()
-                }
-            };
             match output {
                 OutputFormat::Json => print_json(&json!(all
                     .iter()
@@ -99,7 +92,7 @@ pub async fn run(command: VariablesCommand, config: &Config) -> anyhow::Result<E
                         .map(|v| {
                             vec![
                                 v.key.clone(),
-                                shown(&v.key, &v.value),
+                                shown(&v.key, &v.value).to_owned(),
                                 v.description.clone().unwrap_or_default(),
                                 time(Some(v.updated_at)),
                             ]

@@ -22,7 +22,7 @@ use weir_core::workers::{NewWorker, WorkerState};
 use crate::context::{self, TryContext};
 use crate::execute::{self, Shared};
 use crate::logs::LogWriter;
-use crate::secrets::Secrets;
+use crate::secrets::{MaskCache, Secrets};
 
 /// Settings of a local pool.
 #[derive(Debug, Clone)]
@@ -107,6 +107,7 @@ impl LocalPool {
     /// failed, so their retry rules apply) and returns when all have reported.
     pub async fn run(self, cancel: CancellationToken) {
         let env = Arc::new(context::environment(self.shared.secrets.clone()));
+        let masks: Arc<MaskCache> = Arc::default();
         let running: Running = Arc::default();
         let mut slots: JoinSet<()> = JoinSet::new();
         let beat_every = self.scheduler.lease() / 3;
@@ -130,6 +131,7 @@ impl LocalPool {
                                 sched: self.scheduler.clone(),
                                 shared: self.shared.clone(),
                                 env: env.clone(),
+                                masks: masks.clone(),
                                 running: running.clone(),
                                 cancel: cancel.clone(),
                                 hostname: self.life.hostname.clone(),
@@ -205,6 +207,8 @@ struct Slot {
     sched: Scheduler,
     shared: Shared,
     env: Arc<minijinja::Environment<'static>>,
+    /// Log masking with the secret variables, shared by the pool's slots.
+    masks: Arc<MaskCache>,
     running: Running,
     cancel: CancellationToken,
     hostname: String,
@@ -221,7 +225,7 @@ impl Slot {
             }
             // A panic inside a try (a bug) fails the try instead of leaving
             // it running, its lease renewed forever.
-            let attempt = run_try(&self.sched, &self.shared, &self.env, &claim, &stop);
+            let attempt = self.run_try(&claim, &stop);
             let result = match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
                 Ok(ended) => ended,
                 Err(panic) => {
@@ -256,23 +260,19 @@ impl Slot {
             }
         }
     }
-}
 
-async fn run_try(
-    sched: &Scheduler,
-    shared: &Shared,
-    env: &minijinja::Environment<'static>,
-    claim: &Claim,
-    stop: &CancellationToken,
-) -> Ended {
-    let ctx = match prepare(sched, claim).await {
-        Ok(ctx) => ctx,
-        Err(e) => return Ended::failed(e),
-    };
-    let secrets = shared.secrets.with_variables(&ctx.variables);
-    match LogWriter::create(&shared.logs_dir, &claim.log_path, secrets).await {
-        Ok(mut log) => execute::execute(&ctx, env, &mut log, stop, shared).await,
-        Err(e) => Ended::failed(format!("cannot write the log {}: {e}", claim.log_path)),
+    /// Prepares and runs one try, its log masking secret variables too.
+    async fn run_try(&self, claim: &Claim, stop: &CancellationToken) -> Ended {
+        let ctx = match prepare(&self.sched, claim).await {
+            Ok(ctx) => ctx,
+            Err(e) => return Ended::failed(e),
+        };
+        let shared = &self.shared;
+        let secrets = self.masks.secrets(&shared.secrets, &ctx.variables);
+        match LogWriter::create(&shared.logs_dir, &claim.log_path, secrets).await {
+            Ok(mut log) => execute::execute(&ctx, &self.env, &mut log, stop, shared).await,
+            Err(e) => Ended::failed(format!("cannot write the log {}: {e}", claim.log_path)),
+        }
     }
 }
 

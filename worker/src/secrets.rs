@@ -2,7 +2,7 @@
 //! variables) in logs.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use weir_core::scheduler::variables::{Variables, is_sensitive};
 
@@ -67,6 +67,29 @@ impl Secrets {
     }
 }
 
+/// [`Secrets::with_variables`] for the variables a scheduler hands out,
+/// worked out again only when they change (a new set from its cache), not
+/// for every try.
+#[derive(Debug, Default)]
+pub struct MaskCache(Mutex<Option<(Arc<Variables>, Arc<Secrets>)>>);
+
+impl MaskCache {
+    /// `base` masking the secret values of `variables` too.
+    pub fn secrets(&self, base: &Arc<Secrets>, variables: &Arc<Variables>) -> Arc<Secrets> {
+        if let Ok(cached) = self.0.lock()
+            && let Some((seen, secrets)) = &*cached
+            && Arc::ptr_eq(seen, variables)
+        {
+            return secrets.clone();
+        }
+        let secrets = base.with_variables(variables);
+        if let Ok(mut cached) = self.0.lock() {
+            *cached = Some((variables.clone(), secrets.clone()));
+        }
+        secrets
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +117,25 @@ mod tests {
         assert_eq!(
             with.mask("login hunter2 to raw via https://hooks/x1"),
             "login *** to raw via ***"
+        );
+    }
+
+    #[test]
+    fn masks_are_worked_out_once_per_set_of_variables() {
+        let base = Arc::new(Secrets::default());
+        let cache = MaskCache::default();
+        let vars = Arc::new(Variables::from([("api_key".to_owned(), "k1".to_owned())]));
+        let first = cache.secrets(&base, &vars);
+        assert!(
+            Arc::ptr_eq(&first, &cache.secrets(&base, &vars)),
+            "the same set: kept"
+        );
+        let newer = Arc::new(Variables::from([("api_key".to_owned(), "k2".to_owned())]));
+        let second = cache.secrets(&base, &newer);
+        assert_eq!(
+            second.mask("k1 k2"),
+            "k1 ***",
+            "a new set: worked out again"
         );
     }
 }

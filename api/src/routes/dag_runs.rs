@@ -78,6 +78,58 @@ fn run_type(name: &str) -> Result<RunType, String> {
     }
 }
 
+/// The run-date ranges (inclusive, strict) and the duration bounds of a
+/// run list's filters: the query's and the body's fields share their names.
+macro_rules! run_bounds {
+    ($p:expr) => {{
+        let (ranges, strict_ranges) = date_bounds([
+            (
+                RunTime::LogicalDate,
+                [
+                    $p.logical_date_gte,
+                    $p.logical_date_lte,
+                    $p.logical_date_gt,
+                    $p.logical_date_lt,
+                ],
+            ),
+            (
+                RunTime::StartDate,
+                [
+                    $p.start_date_gte,
+                    $p.start_date_lte,
+                    $p.start_date_gt,
+                    $p.start_date_lt,
+                ],
+            ),
+            (
+                RunTime::EndDate,
+                [
+                    $p.end_date_gte,
+                    $p.end_date_lte,
+                    $p.end_date_gt,
+                    $p.end_date_lt,
+                ],
+            ),
+            (
+                RunTime::RunAfter,
+                [
+                    $p.run_after_gte,
+                    $p.run_after_lte,
+                    $p.run_after_gt,
+                    $p.run_after_lt,
+                ],
+            ),
+        ]);
+        let duration = durations([
+            $p.duration_gte,
+            $p.duration_gt,
+            $p.duration_lte,
+            $p.duration_lt,
+        ])?;
+        (ranges, strict_ranges, duration)
+    }};
+}
+
 /// The runs of a DAG (`~` for every DAG).
 #[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns", tag = "DagRun",
     params(("dag_id" = String, Path, description = "The DAG id, or `~` for every DAG"), Page, RunListParams),
@@ -107,39 +159,7 @@ pub async fn list_runs(
         .filter(|v| !v.is_empty())
         .map(|v| run_type(v).map_err(|e| ApiError::unprocessable(format!("run_type: {e}"))))
         .collect::<ApiResult<Vec<_>>>()?;
-    let (ranges, strict_ranges) = date_bounds([
-        (
-            RunTime::LogicalDate,
-            [
-                p.logical_date_gte,
-                p.logical_date_lte,
-                p.logical_date_gt,
-                p.logical_date_lt,
-            ],
-        ),
-        (
-            RunTime::StartDate,
-            [
-                p.start_date_gte,
-                p.start_date_lte,
-                p.start_date_gt,
-                p.start_date_lt,
-            ],
-        ),
-        (
-            RunTime::EndDate,
-            [p.end_date_gte, p.end_date_lte, p.end_date_gt, p.end_date_lt],
-        ),
-        (
-            RunTime::RunAfter,
-            [
-                p.run_after_gte,
-                p.run_after_lte,
-                p.run_after_gt,
-                p.run_after_lt,
-            ],
-        ),
-    ]);
+    let (ranges, strict_ranges, duration) = run_bounds!(p);
     let filter = RunFilter {
         dag_id,
         states: parse_all::<RunState>("state", &p.state)?,
@@ -147,7 +167,7 @@ pub async fn list_runs(
         ranges,
         strict_ranges,
         run_id_pattern: p.run_id_pattern.filter(|s| !s.is_empty()),
-        duration: durations([p.duration_gte, p.duration_gt, p.duration_lte, p.duration_lt])?,
+        duration,
         conf_contains: p.conf_contains.filter(|s| !s.is_empty()),
         order,
         limit: Some(limit),
@@ -239,12 +259,7 @@ pub async fn list_runs_batch(
     Path(dag_id): Path<String>,
     Body(b): Body<RunsBatchBody>,
 ) -> ApiResult<Json<DagRunCollection>> {
-    let limit = b.page_limit.unwrap_or(100);
-    let (limit, offset) = Page {
-        limit,
-        offset: b.page_offset.unwrap_or(0),
-    }
-    .bounds()?;
+    let (limit, offset) = Page::of_body(b.page_limit, b.page_offset).bounds()?;
     let dag_id = every(&dag_id);
     let dag_ids = b.dag_ids.clone().unwrap_or_default();
     if dag_id.is_some() && !dag_ids.is_empty() {
@@ -261,46 +276,14 @@ pub async fn list_runs_batch(
         .into_iter()
         .map(|s| s.ok_or_else(|| ApiError::unprocessable("states: null is not a run state")))
         .collect::<ApiResult<_>>()?;
-    let (ranges, strict_ranges) = date_bounds([
-        (
-            RunTime::RunAfter,
-            [
-                b.run_after_gte,
-                b.run_after_lte,
-                b.run_after_gt,
-                b.run_after_lt,
-            ],
-        ),
-        (
-            RunTime::LogicalDate,
-            [
-                b.logical_date_gte,
-                b.logical_date_lte,
-                b.logical_date_gt,
-                b.logical_date_lt,
-            ],
-        ),
-        (
-            RunTime::StartDate,
-            [
-                b.start_date_gte,
-                b.start_date_lte,
-                b.start_date_gt,
-                b.start_date_lt,
-            ],
-        ),
-        (
-            RunTime::EndDate,
-            [b.end_date_gte, b.end_date_lte, b.end_date_gt, b.end_date_lt],
-        ),
-    ]);
+    let (ranges, strict_ranges, duration) = run_bounds!(b);
     let filter = RunFilter {
         dag_id,
         dag_ids,
         states: parse_all::<RunState>("states", &states)?,
         ranges,
         strict_ranges,
-        duration: durations([b.duration_gte, b.duration_gt, b.duration_lte, b.duration_lt])?,
+        duration,
         conf_contains: b.conf_contains.filter(|s| !s.is_empty()),
         order: run_order(b.order_by.as_deref())?,
         limit: Some(limit),

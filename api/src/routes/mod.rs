@@ -45,6 +45,15 @@ fn default_limit() -> u32 {
 }
 
 impl Page {
+    /// The paging of an Airflow batch body (`page_limit`, default 100;
+    /// `page_offset`, default 0).
+    pub fn of_body(page_limit: Option<u32>, page_offset: Option<u32>) -> Page {
+        Page {
+            limit: page_limit.unwrap_or(100),
+            offset: page_offset.unwrap_or(0),
+        }
+    }
+
     /// `(limit, offset)` checked and widened.
     pub fn bounds(self) -> ApiResult<(i64, i64)> {
         if self.limit > MAX_LIMIT {

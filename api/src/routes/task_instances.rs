@@ -247,11 +247,7 @@ pub async fn list_task_instances_batch(
         )));
     }
     let (dag_id, run_id) = path_scope(&state, &dag_id, &run_id).await?;
-    let (limit, offset) = Page {
-        limit: b.page_limit.unwrap_or(100),
-        offset: b.page_offset.unwrap_or(0),
-    }
-    .bounds()?;
+    let (limit, offset) = Page::of_body(b.page_limit, b.page_offset).bounds()?;
     let states = b.state.unwrap_or_default();
     let states = task_states(states.iter().map(|s| s.as_deref().unwrap_or("")))?;
     let (ranges, strict_ranges) = date_bounds([

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
-use weir_core::scheduler::variables::is_sensitive;
+use weir_core::scheduler::variables::shown;
 use weir_core::store::{SaveMode, VariableFilter, VariableRecord};
 
 use super::{Page, order_by};
@@ -16,18 +16,11 @@ use crate::auth::{Operator, Viewer};
 use crate::error::{ApiError, ApiResult, Body, Path, Query, ReadErrors, WriteErrors};
 use crate::models::{VariableCollection, VariableResponse};
 
-/// What a secret value is answered as.
-pub const MASK: &str = "***";
-
 impl From<&VariableRecord> for VariableResponse {
     fn from(v: &VariableRecord) -> Self {
         VariableResponse {
             key: v.key.clone(),
-            value: Some(if is_sensitive(&v.key) {
-                MASK.to_owned()
-            } else {
-                v.value.clone()
-            }),
+            value: Some(shown(&v.key, &v.value).to_owned()),
             description: v.description.clone(),
             is_encrypted: false,
             team_name: None,

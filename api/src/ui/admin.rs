@@ -5,6 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use weir_core::access::Role;
+use weir_core::scheduler::variables::shown;
 
 use super::session::Posted;
 use super::{Me, PageError, PageResult};
@@ -145,12 +146,9 @@ pub async fn variables(State(state): State<AppState>, me: Me) -> PageResult {
         "variables.html",
         &me,
         super::ctx! {
-            variables => list.iter().map(|v| {
-                let shown = crate::models::VariableResponse::from(v);
-                super::ctx! {
-                    key => &v.key, value => shown.value, description => &v.description,
-                    updated_at => v.updated_at,
-                }
+            variables => list.iter().map(|v| super::ctx! {
+                key => &v.key, value => shown(&v.key, &v.value), description => &v.description,
+                updated_at => v.updated_at,
             }).collect::<Vec<_>>(),
         },
     )

@@ -42,6 +42,15 @@ pub fn is_sensitive(key: &str) -> bool {
     WORDS.iter().any(|w| key.contains(w))
 }
 
+/// What a secret value is shown as.
+pub const MASK: &str = "***";
+
+/// A variable's value as people see it: [`MASK`] for a key that names
+/// something secret (API answers, lists, pages).
+pub fn shown<'a>(key: &str, value: &'a str) -> &'a str {
+    if is_sensitive(key) { MASK } else { value }
+}
+
 /// Checks a variable key: 1 to 250 letters, digits, `_`, `-` or `.`.
 pub fn check_key(key: &str) -> Result<()> {
     let ok = !key.is_empty()
@@ -148,5 +157,7 @@ mod tests {
         assert!(is_sensitive("warehouse_PASSWORD"));
         assert!(is_sensitive("slack_api_key"));
         assert!(!is_sensitive("s3_bucket"));
+        assert_eq!(shown("db_password", "hunter2"), MASK);
+        assert_eq!(shown("bucket", "raw"), "raw");
     }
 }
