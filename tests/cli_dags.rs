@@ -91,6 +91,10 @@ fn every_example_runs_green_out_of_the_box() {
         logs.contains("37 row(s) in, 29 clean, 8 quarantined"),
         "{logs}"
     );
+    assert!(
+        logs.contains("(print_env ran 1 time)") && logs.contains("at 20"),
+        "outputs passed between the example's tasks: {logs}"
+    );
 }
 
 #[test]

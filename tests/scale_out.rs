@@ -543,6 +543,12 @@ tasks:
     inputs: [clean.people]
     sql: "select count(*) as people from clean.people"
     output: curated.summary
+  report:
+    kind: shell
+    depends_on: [summary]
+    command: |
+      echo "quarantined={{ tasks.check.output.quarantined }} rows={{ tasks.summary.output.rows }}"
+      echo '{"reported": true}' > "$WEIR_OUTPUT"
 "#;
 
 const ELSEWHERE: &str = r#"
@@ -603,6 +609,17 @@ fn remote_workers_run_data_tasks_through_the_api_and_refuse_a_data_folder_not_th
         ),
         (Some(3), Some(2), Some(1), Some(1)),
         "{list}"
+    );
+    // Outputs travel both ways: reported by the remote worker, handed to
+    // the next try with its claim, shown by the CLI.
+    let run_id = c.newest_run("people");
+    let log = c.run(&["tasks", "logs", "people", &run_id, "report"]);
+    assert!(log.contains("quarantined=1 rows=1"), "{log}");
+    let out = c.run(&["tasks", "output", "people", &run_id, "report"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        serde_json::json!({"reported": true}),
+        "{out}"
     );
 
     // A worker whose data folder is not the site's refuses data tasks.

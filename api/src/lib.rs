@@ -32,7 +32,7 @@ use crate::error::ApiError;
 use crate::routes::{
     audit, auth as login, backfills, dag_runs, dag_stats, dags, datasets, import_errors, logs,
     monitor, pools, run_wait, task_instance_patch, task_instances, tokens, variables, worker_api,
-    workers,
+    workers, xcom,
 };
 
 /// The largest request body accepted.
@@ -169,6 +169,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(task_instances::get_try))
         .routes(routes!(task_instances::clear_task_instances))
         .routes(routes!(logs::get_log))
+        .routes(routes!(xcom::list_xcom_entries))
+        .routes(routes!(xcom::get_xcom_entry))
         .routes(routes!(import_errors::list_import_errors))
         .routes(routes!(import_errors::get_import_error))
         .routes(routes!(pools::list_pools, pools::create_pool))

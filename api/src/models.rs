@@ -702,3 +702,56 @@ pub struct AuditCollection {
     pub entries: Vec<AuditResponse>,
     pub total_entries: i64,
 }
+
+/// A task's output as an XCom entry (Airflow's `XComResponse`): weir's
+/// outputs are under the key `return_value`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct XComResponse {
+    pub key: String,
+    /// When the try that published it ended.
+    pub timestamp: DateTime<Utc>,
+    pub logical_date: Option<DateTime<Utc>>,
+    pub run_after: DateTime<Utc>,
+    /// Always -1: the task instance is not mapped.
+    pub map_index: i64,
+    pub task_id: String,
+    pub task_display_name: String,
+    pub dag_id: String,
+    pub dag_display_name: String,
+    pub run_id: String,
+}
+
+impl XComResponse {
+    /// The entry of a task instance's current output.
+    pub fn new(t: &TaskInstanceRecord, run: &RunRecord) -> Self {
+        XComResponse {
+            key: weir_core::outputs::XCOM_KEY.to_owned(),
+            timestamp: t.end_date.unwrap_or(t.updated_at),
+            logical_date: run.logical_date,
+            run_after: run.run_after,
+            map_index: -1,
+            task_id: t.task_id.clone(),
+            task_display_name: t.task_id.clone(),
+            dag_id: t.dag_id.clone(),
+            dag_display_name: t.dag_id.clone(),
+            run_id: t.run_id.clone(),
+        }
+    }
+}
+
+/// An XCom entry with its value (Airflow's `XComResponseNative`, or
+/// `XComResponseString` when asked to stringify).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct XComValueResponse {
+    #[serde(flatten)]
+    pub entry: XComResponse,
+    /// The value: its JSON, or its JSON text with `stringify=true`.
+    pub value: Value,
+}
+
+/// A page of XCom entries (Airflow's `XComCollectionResponse`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct XComCollection {
+    pub xcom_entries: Vec<XComResponse>,
+    pub total_entries: i64,
+}

@@ -30,7 +30,7 @@ tasks:
     kind: shell
     depends_on: [extract]
     retries: 0
-    command: echo publish
+    command: echo publish {{ tasks.extract.output }}
 "#;
 
 const NIGHTLY: &str = r#"
@@ -207,6 +207,10 @@ impl Api {
                             exit_code: Some(i64::from(failed)),
                             error: failed.then(|| "boom".to_owned()),
                             pid: None,
+                            // `extract` publishes an output naming its try.
+                            output: (!failed && c.task_id == "extract").then(|| {
+                                json!({"rows": c.try_number, "task": "extract"}).to_string()
+                            }),
                         },
                         claim: c,
                     })
@@ -553,6 +557,7 @@ async fn follow_log_case(db: &TestDb) {
                 exit_code: Some(0),
                 error: None,
                 pid: None,
+                output: None,
             },
             claim,
         })
@@ -1337,9 +1342,25 @@ async fn remote_worker_case(db: &TestDb) {
     let (s, b) = w("report", report(&forged)).await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
     assert!(b["detail"].as_str().unwrap().contains("kill it"), "{b}");
-    let (s, r) = w("report", report(&lease)).await;
+    let mut too_big = report(&lease);
+    too_big["output"] = json!("x".repeat(70_000));
+    let (s, b) = w("report", too_big).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("limited to 65536 bytes"),
+        "{b}"
+    );
+    // The report carries the try's output; the next try, whose command
+    // reads it, is handed it with its claim.
+    let mut with_output = report(&lease);
+    with_output["output"] = json!({"rows": 5});
+    let (s, r) = w("report", with_output).await;
     assert_eq!((s, &r["recorded"]), (StatusCode::OK, &json!(true)), "{r}");
     assert_eq!(r["next"]["task_id"], "publish");
+    assert_eq!(r["next"]["outputs"], json!({"extract": {"rows": 5}}), "{r}");
     let (s, again) = w("report", report(&lease)).await;
     assert_eq!(
         (s, &again["recorded"]),
@@ -1945,6 +1966,154 @@ async fn runs_batch_case(db: &TestDb) {
         a.get("/api/v2/dags/demo/dagRuns/b1").await["dag_run_id"],
         "b1",
         "still there"
+    );
+}
+
+both_backends!(task_outputs_as_xcom_entries, xcom_case);
+async fn xcom_case(db: &TestDb) {
+    let a = api(db).await;
+    a.failed_demo_runs("03", &[("r1", "01"), ("r2", "02")])
+        .await;
+    let base = "/api/v2/dags/demo/dagRuns/r1/taskInstances";
+    let list = a.get(&format!("{base}/~/xcomEntries")).await;
+    assert_eq!(list["total_entries"], 1, "only extract published: {list}");
+    let entry = &list["xcom_entries"][0];
+    for (field, want) in [
+        ("key", json!("return_value")),
+        ("task_id", json!("extract")),
+        ("task_display_name", json!("extract")),
+        ("dag_id", json!("demo")),
+        ("dag_display_name", json!("demo")),
+        ("run_id", json!("r1")),
+        ("map_index", json!(-1)),
+        ("logical_date", json!("2026-03-01T00:00:00Z")),
+    ] {
+        assert_eq!(entry[field], want, "{field}: {entry}");
+    }
+    assert!(entry["timestamp"].is_string() && entry["run_after"].is_string());
+    assert!(
+        entry.get("value").is_none(),
+        "lists carry no values: {entry}"
+    );
+
+    // Filters: across runs, by key, map index, patterns and dates.
+    for (q, want) in [
+        ("", 2),
+        ("xcom_key=return_value", 2),
+        ("xcom_key=rows", 0),
+        ("xcom_key_pattern=RETURN", 2),
+        ("xcom_key_pattern=nope%7Cval", 2),
+        ("xcom_key_prefix_pattern=value", 0),
+        ("map_index=-1", 2),
+        ("map_index=0", 0),
+        ("task_id_pattern=XTR", 2),
+        ("task_id_pattern=pub", 0),
+        ("run_id_pattern=r2", 1),
+        ("logical_date_gte=2026-03-02T00:00:00Z", 1),
+        ("limit=1", 2),
+    ] {
+        let path = format!("/api/v2/dags/~/dagRuns/~/taskInstances/~/xcomEntries?{q}");
+        assert_eq!(a.get(&path).await["total_entries"], want, "{q}");
+    }
+    let desc = a
+        .get("/api/v2/dags/demo/dagRuns/~/taskInstances/extract/xcomEntries?order_by=-run_id")
+        .await;
+    assert_eq!(desc["xcom_entries"][0]["run_id"], "r2", "{desc}");
+
+    // One entry with its value, as JSON or as its text.
+    let got = a
+        .get(&format!("{base}/extract/xcomEntries/return_value"))
+        .await;
+    assert_eq!(got["value"], json!({"rows": 1, "task": "extract"}), "{got}");
+    assert_eq!(got["key"], "return_value");
+    let text = a
+        .get(&format!(
+            "{base}/extract/xcomEntries/return_value?stringify=true&deserialize=true"
+        ))
+        .await;
+    assert_eq!(text["value"], r#"{"rows":1,"task":"extract"}"#);
+    for (path, why) in [
+        (
+            format!("{base}/publish/xcomEntries/return_value"),
+            "published no output",
+        ),
+        (
+            format!("{base}/extract/xcomEntries/rows"),
+            "under `return_value`",
+        ),
+        (
+            format!("{base}/extract/xcomEntries/return_value?map_index=2"),
+            "no XCom entry",
+        ),
+        (format!("{base}/nope/xcomEntries/return_value"), "nope"),
+    ] {
+        let (status, body) = call(&a.app, "GET", &path, Some(&a.viewer), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(why),
+            "{path}: {body}"
+        );
+    }
+    let (status, _) = call(&a.app, "GET", &format!("{base}/~/xcomEntries"), None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Clearing keeps the output until the next try starts (as in Airflow);
+    // that try's output replaces it, and each try keeps its own.
+    let (status, body) = a
+        .send(
+            "POST",
+            "/api/v2/dags/demo/clearTaskInstances",
+            json!({"dry_run": false, "only_failed": false, "task_ids": ["extract"], "dag_run_id": "r1", "include_downstream": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let got = a
+        .get(&format!("{base}/extract/xcomEntries/return_value"))
+        .await;
+    assert_eq!(got["value"]["rows"], 1, "{got}");
+    a.sched.tick().await.unwrap();
+    a.sched.dispatch().await.unwrap();
+    let claims = a
+        .sched
+        .claim("test-worker", "localhost", 10, None)
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 1, "{body}");
+    assert_eq!(
+        a.get(&format!("{base}/~/xcomEntries")).await["total_entries"],
+        0,
+        "try 2 runs and has published nothing yet"
+    );
+    for c in claims {
+        a.sched
+            .finish(&Report {
+                ended: weir_core::scheduler::Ended {
+                    output: Some(r#"{"rows":2}"#.into()),
+                    ..weir_core::scheduler::Ended::success()
+                },
+                claim: c,
+            })
+            .await
+            .unwrap();
+    }
+    let got = a
+        .get(&format!("{base}/extract/xcomEntries/return_value"))
+        .await;
+    assert_eq!(got["value"], json!({"rows": 2}), "{got}");
+    let ti = a
+        .sched
+        .store()
+        .get_task_instance("demo", "r1", "extract")
+        .await
+        .unwrap();
+    let tries = a.sched.store().list_tries(&ti.id).await.unwrap();
+    let kept: Vec<Option<&str>> = tries.iter().map(|t| t.output.as_deref()).collect();
+    assert_eq!(
+        kept,
+        [
+            Some(r#"{"rows":1,"task":"extract"}"#),
+            Some(r#"{"rows":2}"#)
+        ]
     );
 }
 

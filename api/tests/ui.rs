@@ -37,7 +37,9 @@ tasks:
     kind: shell
     depends_on: [greet]
     retries: 0
-    command: "exit 3"
+    command: |
+      echo "about to fail"
+      exit 3
 "#;
 
 const ORDERS: &str = r#"
@@ -326,6 +328,18 @@ async fn every_page_case(db: &TestDb) {
         (
             format!("/dags/demo/runs/{d}/tasks/greet"),
             &["<h3>Command</h3><pre>", "hello nobody", "Tries"],
+        ),
+        (
+            format!("/dags/demo/runs/{d}/tasks/fail"),
+            &["<h3>Command</h3><pre>sh -c echo &quot;about to fail&quot;\nexit 3</pre>"],
+        ),
+        (
+            format!("/dags/orders/runs/{o}/tasks/check"),
+            &[
+                "<h3>Output</h3>",
+                "&quot;dataset&quot;: &quot;clean.orders&quot;",
+                "&quot;quarantined&quot;",
+            ],
         ),
         ("/dags/demo?view=graph".into(), &["<svg", "greet", "edge"]),
         (format!("/dags/demo/runs/{d}?view=gantt"), &["<svg", "fail"]),

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod config;
 pub mod dag;
 pub mod loader;
+pub mod outputs;
 pub mod protocol;
 pub mod scheduler;
 pub mod schema;

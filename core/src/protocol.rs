@@ -121,6 +121,10 @@ pub struct ClaimedTry {
     /// Variables, for templates (`var.value.<key>`, `var.json.<key>`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub variables: crate::scheduler::variables::Variables,
+    /// The outputs of upstream tasks its templates read (`tasks.<id>.output`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub outputs: crate::outputs::TaskOutputs,
 }
 
 impl ClaimedTry {
@@ -257,6 +261,9 @@ pub struct TryReport {
     /// The process id, when it ran a process.
     #[serde(default)]
     pub pid: Option<i64>,
+    /// The value the try published (its output), at most 64 KiB of JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
     /// Claim the next try for the slot this one frees, from these queues
     /// (absent: claim nothing).
     #[serde(default)]
@@ -285,6 +292,10 @@ impl TryReport {
             exit_code: ended.exit_code,
             error: ended.error.clone(),
             pid: ended.pid,
+            output: ended
+                .output
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok()),
             claim_next,
         }
     }
@@ -300,11 +311,16 @@ impl TryReport {
                 return Err("a `reschedule` report needs `reschedule_at`".into());
             }
         };
+        let output = match &self.output {
+            Some(v) => Some(crate::outputs::encode(v).map_err(|e| e.to_string())?),
+            None => None,
+        };
         Ok(crate::scheduler::Ended {
             outcome,
             exit_code: self.exit_code,
             error: self.error.clone(),
             pid: self.pid,
+            output,
         })
     }
 }

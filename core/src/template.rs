@@ -45,6 +45,42 @@ pub fn check_syntax(source: &str) -> Result<(), Error> {
         .map_err(|e| Error::from_minijinja(&e))
 }
 
+/// The task outputs templates read: the tasks named as `tasks.<id>`, and
+/// whether `tasks` is reached some other way (`tasks['<id>']`, a loop).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputReads {
+    /// Task ids read as `tasks.<id>`.
+    pub named: std::collections::BTreeSet<String>,
+    /// `tasks` is used without a plain task id after it.
+    pub unnamed: bool,
+}
+
+impl OutputReads {
+    /// Adds what `source` reads (nothing when it does not parse: its syntax
+    /// error is reported where it is checked).
+    pub fn add(&mut self, source: &str) {
+        if !source.contains("tasks") || !(source.contains("{{") || source.contains("{%")) {
+            return;
+        }
+        let env = environment();
+        let Ok(tmpl) = env.template_from_str(source) else {
+            return;
+        };
+        for name in tmpl.undeclared_variables(true) {
+            let mut parts = name.split('.');
+            if parts.next() != Some("tasks") {
+                continue;
+            }
+            match parts.next() {
+                Some(id) => {
+                    self.named.insert(id.to_owned());
+                }
+                None => self.unnamed = true,
+            }
+        }
+    }
+}
+
 /// Renders `source` with `context` in `env` (which may carry functions such as `secret`).
 pub fn render(
     env: &Environment<'_>,
@@ -63,6 +99,26 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_reads_name_the_tasks() {
+        let mut r = OutputReads::default();
+        r.add("echo {{ tasks.extract.output.rows }} {{ tasks.b.output }} {{ ds }}");
+        r.add("no template mentions tasks");
+        assert_eq!(
+            r.named.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["b", "extract"]
+        );
+        assert!(!r.unnamed);
+        r.add("{% for t in tasks %}{{ t }}{% endfor %}");
+        assert!(r.unnamed);
+        let mut s = OutputReads::default();
+        s.add("{{ tasks['my-task'].output }}");
+        assert!(s.unnamed && s.named.is_empty());
+        let mut own = OutputReads::default();
+        own.add("{% set tasks = 1 %}{{ tasks }}");
+        assert_eq!(own, OutputReads::default());
+    }
 
     #[test]
     fn syntax_errors_name_the_line() {

@@ -80,6 +80,7 @@ async fn drive(s: &Scheduler, outcome: impl Fn(&Claim) -> Outcome) -> Vec<Claim>
                     exit_code: None,
                     error,
                     pid: None,
+                    output: None,
                 },
             })
             .await
@@ -409,6 +410,7 @@ async fn pinned_version(db: &TestDb) {
                     exit_code: Some(0),
                     error: None,
                     pid: None,
+                    output: None,
                 },
             })
             .await
@@ -539,6 +541,7 @@ async fn run_timeout(db: &TestDb) {
                 exit_code: Some(0),
                 error: None,
                 pid: None,
+                output: None,
             },
         })
         .await;
@@ -628,6 +631,7 @@ async fn database_failures(db: &TestDb) {
             exit_code: Some(0),
             error: None,
             pid: None,
+            output: None,
         },
     };
     // The database breaks under the batch: the report itself applies, but
@@ -673,6 +677,7 @@ fn report_of(
         exit_code: Some(0),
         error: None,
         pid: None,
+        output: None,
         claim_next: None,
     }
 }

@@ -68,6 +68,7 @@ async fn drain(s: &Scheduler) {
                     exit_code: Some(0),
                     error: None,
                     pid: None,
+                    output: None,
                 },
             })
             .await

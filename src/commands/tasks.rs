@@ -36,6 +36,18 @@ pub enum TasksCommand {
         #[arg(long = "try")]
         try_number: Option<i64>,
     },
+    /// Print the output (JSON) a try published (default: the latest try).
+    Output {
+        /// The DAG id.
+        dag_id: String,
+        /// The run id.
+        run_id: String,
+        /// The task id.
+        task_id: String,
+        /// The try number.
+        #[arg(long = "try")]
+        try_number: Option<i64>,
+    },
     /// Clear a task instance so it runs again (a new try); the run reopens.
     Clear {
         /// The DAG id.
@@ -131,26 +143,7 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
             task_id,
             try_number,
         } => {
-            let run = store.get_run(&dag_id, &run_id).await?;
-            let ti = store
-                .list_task_instances(run.id)
-                .await?
-                .into_iter()
-                .find(|t| t.task_id == task_id)
-                .with_context(|| format!("run `{run_id}` has no task `{task_id}`"))?;
-            let tries = store.list_tries(&ti.id).await?;
-            let chosen = match try_number {
-                Some(n) => tries.iter().find(|t| t.try_number == n),
-                None => tries.last(),
-            };
-            let Some(t) = chosen else {
-                bail!(
-                    "task `{task_id}` has no try {}",
-                    try_number
-                        .map(|n| n.to_string())
-                        .unwrap_or_else(|| "yet".into())
-                );
-            };
+            let (ti, t) = find_try(store.as_ref(), &dag_id, &run_id, &task_id, try_number).await?;
             // A remote worker's log is in the database; a local pool's in the logs folder.
             let text = match weir_worker::logs::read(&config.core.logs_dir, &t.log_path, 0).await {
                 Ok((text, _)) => text,
@@ -167,6 +160,23 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
                 },
             };
             print!("{text}");
+        }
+        TasksCommand::Output {
+            dag_id,
+            run_id,
+            task_id,
+            try_number,
+        } => {
+            let (_, t) = find_try(store.as_ref(), &dag_id, &run_id, &task_id, try_number).await?;
+            let Some(text) = t.output else {
+                bail!(
+                    "try {} of `{task_id}` published no output (a shell task writes JSON to $WEIR_OUTPUT or sets `output: last_line`)",
+                    t.try_number
+                );
+            };
+            let value: serde_json::Value =
+                serde_json::from_str(&text).context("the stored output is not JSON")?;
+            print_json(&value);
         }
         TasksCommand::Clear {
             dag_id,
@@ -211,4 +221,38 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A task instance and one of its tries (default: the latest).
+async fn find_try(
+    store: &dyn weir_core::store::Store,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    try_number: Option<i64>,
+) -> anyhow::Result<(
+    weir_core::store::TaskInstanceRecord,
+    weir_core::store::TryRecord,
+)> {
+    let run = store.get_run(dag_id, run_id).await?;
+    let ti = store
+        .list_task_instances(run.id)
+        .await?
+        .into_iter()
+        .find(|t| t.task_id == task_id)
+        .with_context(|| format!("run `{run_id}` has no task `{task_id}`"))?;
+    let mut tries = store.list_tries(&ti.id).await?;
+    let chosen = match try_number {
+        Some(n) => tries.iter().position(|t| t.try_number == n),
+        None => tries.len().checked_sub(1),
+    };
+    let Some(i) = chosen else {
+        bail!(
+            "task `{task_id}` has no try {}",
+            try_number
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "yet".into())
+        );
+    };
+    Ok((ti, tries.swap_remove(i)))
 }

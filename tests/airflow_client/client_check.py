@@ -24,6 +24,7 @@ from airflow_client.client.api.dag_stats_api import DagStatsApi
 from airflow_client.client.api.dag_source_api import DagSourceApi
 from airflow_client.client.api.event_log_api import EventLogApi
 from airflow_client.client.api.variable_api import VariableApi
+from airflow_client.client.api.x_com_api import XComApi
 from airflow_client.client.models.variable_body import VariableBody
 from airflow_client.client.models.patch_task_instance_body import PatchTaskInstanceBody
 from airflow_client.client.models.task_instance_state import TaskInstanceState
@@ -198,6 +199,14 @@ with af.ApiClient(config) as client:
     assert logs.event_logs[0].owner == username, logs
     assert EventLogApi(client).get_event_log(logs.event_logs[0].event_log_id).run_id == run_id
 
+    step("task outputs as XCom entries")
+    xcoms = XComApi(client)
+    entries = xcoms.get_xcom_entries("flaky", run_id, "~")
+    assert [(e.task_id, e.key, e.map_index) for e in entries.xcom_entries] == [("prepare", "return_value", -1)], entries
+    entry = xcoms.get_xcom_entry("flaky", "prepare", run_id, "return_value").actual_instance
+    assert entry.value == f"preparing {marker}", entry
+    assert xcoms.get_xcom_entries("~", "~", "~", xcom_key="other").total_entries == 0
+
     step("task instances listed with a body")
     batch = tis.get_task_instances_batch(
         "~", "~", TaskInstancesBatchBody(dag_ids=["flaky"], task_ids=["flaky"], order_by="-start_date")
@@ -250,6 +259,8 @@ with af.ApiClient(config) as client:
         "get_variables": lambda: VariableApi(client).get_variables(),
         "get_variable": lambda: VariableApi(client).get_variable("bucket"),
         "get_dag_source": lambda: DagSourceApi(client).get_dag_source("flaky"),
+        "get_xcom_entries": lambda: XComApi(client).get_xcom_entries("~", "~", "~"),
+        "get_xcom_entry": lambda: XComApi(client).get_xcom_entry("flaky", "prepare", run_id, "return_value"),
         "get_health": lambda: MonitorApi(client).get_health(),
         "get_version": lambda: VersionApi(client).get_version(),
     }

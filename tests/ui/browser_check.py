@@ -117,6 +117,7 @@ shot(d, "03-trigger-form")
 
 # Trigger with a param; the grid turns green without a reload.
 pk = trigger(d, "hello_shell", {"greeting": "hello from the browser"})
+hello_run = d.current_url.split("?")[0]
 d.execute_script("window.__weir_same_page = true")
 wait("the run's cells", lambda: len(cells(d, pk)) == 5)
 wait("every cell green", lambda: all(s == "success" for s in states(d, pk)), timeout=90)
@@ -124,10 +125,12 @@ if not d.execute_script("return window.__weir_same_page === true"):
     raise SystemExit("the page reloaded: the grid did not update in place")
 wait("the stream to end", lambda: "ended" in d.find_element(By.ID, "live").text)
 shot(d, "04-grid-green")
-d.find_element(By.CSS_SELECTOR, f'a.cell[data-run="{pk}"][data-task="start"]').click()
-wait("the task panel", lambda: "Tries" in d.page_source)
+d.find_element(By.CSS_SELECTOR, f'a.cell[data-run="{pk}"][data-task="print_env"]').click()
+wait("the task panel with its output", lambda: "Tries" in d.page_source and "Output" in d.page_source)
+if '"try": 1' not in d.find_element(By.CSS_SELECTOR, "pre.output").text:
+    raise SystemExit("the task's output is not shown in its panel")
 shot(d, "05-task-instance")
-d.find_element(By.LINK_TEXT, "Log").click()
+d.get(hello_run + "/tasks/start/log")
 wait("the param in the log", lambda: "hello from the browser" in d.find_element(By.ID, "log").text)
 shot(d, "06-log")
 
@@ -205,7 +208,7 @@ for dark, width, height, tag in [(True, 1280, 800, "dark-wide"), (False, 390, 84
     d = browser(dark, width, height)
     login(d)
     for path, name in [("/", "dags"), ("/dags/orders_daily", "dag"), ("/dags/orders_daily/tasks/validate_orders/quality", "quality"),
-                       ("/variables", "variables")]:
+                       ("/variables", "variables"), (hello_run[len(BASE):] + "/tasks/print_env", "task-output")]:
         d.set_window_size(width, height)
         d.get(BASE + path)
         shot(d, f"20-{name}-{tag}")

@@ -1,11 +1,13 @@
 //! The template context of a try (§2): `ds`, `ts`, `run_id`, `params`,
-//! `conf`, `var`, `secret(name)` and the rest, and the `WEIR_*` environment.
+//! `conf`, `var`, `tasks`, `secret(name)` and the rest, and the `WEIR_*`
+//! environment.
 
 use std::sync::Arc;
 
 use minijinja::value::{Enumerator, Object};
 use minijinja::{Environment, Error, ErrorKind, Value};
 use weir_core::dag::Dag;
+use weir_core::outputs::TaskOutputs;
 use weir_core::protocol::RunContext;
 use weir_core::scheduler::variables::Variables;
 use weir_core::store::Claim;
@@ -23,6 +25,25 @@ pub struct TryContext {
     pub claim: Claim,
     /// Variables, as `var.value.<key>` and `var.json.<key>` read them.
     pub variables: Arc<Variables>,
+    /// The outputs of upstream tasks its templates read, by task id.
+    pub outputs: Arc<TaskOutputs>,
+}
+
+/// `tasks`: `tasks.<id>.output` is the output of an upstream task in this run.
+#[derive(Debug)]
+struct TasksView {
+    outputs: Arc<TaskOutputs>,
+}
+
+impl Object for TasksView {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let output = self.outputs.get(key.as_str()?)?;
+        Some(minijinja::context! { output => Value::from(minijinja::value::Serde(output)) })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        names(self.outputs.keys())
+    }
 }
 
 /// `var.value` (each value as text) or `var.json` (each parsed as JSON; one
@@ -45,13 +66,13 @@ impl Object for VarView {
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        let keys: Vec<Value> = self
-            .variables
-            .keys()
-            .map(|k| Value::from(k.as_str()))
-            .collect();
-        Enumerator::Values(keys)
+        names(self.variables.keys())
     }
+}
+
+/// The names a view lists when a template loops over it.
+fn names<'a>(keys: impl Iterator<Item = &'a String>) -> Enumerator {
+    Enumerator::Values(keys.map(|k| Value::from(k.as_str())).collect())
 }
 
 impl TryContext {
@@ -90,6 +111,7 @@ impl TryContext {
             try_number => self.claim.try_number,
             params => Value::from(minijinja::value::Serde(&params)),
             conf => Value::from(minijinja::value::Serde(&conf)),
+            tasks => Value::from_object(TasksView { outputs: self.outputs.clone() }),
             var => minijinja::context! {
                 value => Value::from_object(VarView { variables: self.variables.clone(), json: false }),
                 json => Value::from_object(VarView { variables: self.variables.clone(), json: true }),

@@ -35,17 +35,35 @@ pub async fn execute(
         ))
         .await;
     let values = ctx.values();
+    let silent: Vec<&str> = task
+        .reads_outputs
+        .iter()
+        .map(|t| t.as_str())
+        .filter(|t| !ctx.outputs.contains_key(*t))
+        .collect();
     let render = |what: &str, src: &str| -> Result<String, String> {
-        weir_core::template::render(env, src, &values).map_err(|e| format!("{what}: {e}"))
+        weir_core::template::render(env, src, &values).map_err(|e| {
+            if silent.is_empty() || !e.message.contains("undefined") {
+                format!("{what}: {e}")
+            } else {
+                format!(
+                    "{what}: {e} (no output in this run from: {})",
+                    silent.join(", ")
+                )
+            }
+        })
     };
     let result = match &task.kind {
-        TaskKind::Shell { command } => {
+        TaskKind::Shell { command, last_line } => {
             let argv = match shell::argv(command, |s| render("command", s)) {
                 Ok(a) => a,
                 Err(e) => return report(log, Ended::failed(e)).await,
             };
+            let output_file = output_file(&ctx.claim);
+            let _ = tokio::fs::remove_file(&output_file).await;
             let mut vars = ctx.env();
             vars.push((shell::WORKER_MARKER.to_owned(), worker.to_owned()));
+            vars.push(("WEIR_OUTPUT".to_owned(), output_file.display().to_string()));
             for (k, v) in &task.env {
                 match render(&format!("env {k}"), v) {
                     Ok(v) => vars.push((k.clone(), v)),
@@ -58,14 +76,48 @@ pub async fn execute(
                 cwd: shell::dag_folder(Path::new(&ctx.dag.fileloc)),
                 timeout: task.timeout.map(|t| t.to_std()),
             };
+            // A script of several lines is logged a line at a time, each
+            // marked, so every log line has its time stamp.
+            let shown = spec.argv.join(" ");
+            let mut lines = shown.trim_end().lines();
             let _ = log
-                .line(&format!("weir: running {}", spec.argv.join(" ")))
+                .line(&format!(
+                    "weir: running {}",
+                    lines.next().unwrap_or_default()
+                ))
                 .await;
+            for l in lines {
+                let _ = log.line(&format!("weir: | {l}")).await;
+            }
             let mut pid = None;
-            let end = shell::run(&spec, log, stop, |p| pid = Some(i64::from(p))).await;
-            Ended {
+            let ran = shell::run(&spec, log, stop, |p| pid = Some(i64::from(p))).await;
+            let written = read_output_file(&output_file).await;
+            let ended = Ended {
                 pid,
-                ..shell_result(end)
+                ..shell_result(ran.end)
+            };
+            if ended.outcome != Outcome::Success {
+                ended
+            } else {
+                let published = match written {
+                    Ok(Some(text)) => weir_core::outputs::check(&text)
+                        .map(Some)
+                        .map_err(|e| format!("$WEIR_OUTPUT ({}): {e}", output_file.display())),
+                    Ok(None) if *last_line => ran
+                        .last_stdout
+                        .map(|l| weir_core::outputs::encode(&serde_json::Value::String(l)))
+                        .transpose()
+                        .map_err(|e| format!("output: last_line: {e}")),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                match published {
+                    Ok(output) => Ended { output, ..ended },
+                    Err(e) => Ended {
+                        pid,
+                        ..Ended::failed(e)
+                    },
+                }
             }
         }
         TaskKind::Sensor {
@@ -104,8 +156,11 @@ pub async fn execute(
                     _ = stop.cancelled() => Err("stopped: the worker shut down or the task instance was cleared or marked".into()),
                 },
             };
-            match outcome {
-                Ok(()) => Ended::success(),
+            match outcome.and_then(|v| weir_core::outputs::encode(&v).map_err(|e| e.to_string())) {
+                Ok(output) => Ended {
+                    output: Some(output),
+                    ..Ended::success()
+                },
                 Err(e) => Ended::failed(e),
             }
         }
@@ -113,19 +168,57 @@ pub async fn execute(
     report(log, result).await
 }
 
+/// The file a shell try may write its output to (`$WEIR_OUTPUT`): one per
+/// try and per process, in the temporary folder.
+fn output_file(claim: &weir_core::store::Claim) -> std::path::PathBuf {
+    let safe: String = claim
+        .ti_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    std::env::temp_dir().join(format!(
+        "weir-output-{}-{safe}-{}.json",
+        std::process::id(),
+        claim.try_number
+    ))
+}
+
+/// The text a try wrote to its output file, then removes the file; `None`
+/// when it wrote nothing. A file past the size limit is not read in full.
+async fn read_output_file(path: &Path) -> Result<Option<String>, String> {
+    let meta = match tokio::fs::metadata(path).await {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("reading $WEIR_OUTPUT ({}): {e}", path.display())),
+    };
+    let size = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+    let read = if size > weir_core::outputs::MAX_BYTES {
+        Err(weir_core::outputs::OutputError::TooLarge(size).to_string())
+    } else {
+        tokio::fs::read(path)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                String::from_utf8(b).map_err(|_| "the output is not UTF-8 text".to_owned())
+            })
+    };
+    let _ = tokio::fs::remove_file(path).await;
+    match read {
+        Ok(text) if text.trim().is_empty() => Ok(None),
+        Ok(text) => Ok(Some(text)),
+        Err(e) => Err(format!("$WEIR_OUTPUT ({}): {e}", path.display())),
+    }
+}
+
 fn shell_result(end: ShellEnd) -> Ended {
     match end {
         ShellEnd::Exited(0) => Ended {
-            outcome: Outcome::Success,
             exit_code: Some(0),
-            error: None,
-            pid: None,
+            ..Ended::success()
         },
         ShellEnd::Exited(code) => Ended {
-            outcome: Outcome::Failed,
             exit_code: Some(i64::from(code)),
-            error: Some(format!("the command exited with code {code}")),
-            pid: None,
+            ..Ended::failed(format!("the command exited with code {code}"))
         },
         ShellEnd::Signalled(sig) => {
             Ended::failed(format!("the command was killed by signal {sig}"))
@@ -142,6 +235,11 @@ fn shell_result(end: ShellEnd) -> Ended {
 }
 
 async fn report(log: &mut LogWriter, r: Ended) -> Ended {
+    if let Some(o) = &r.output {
+        let _ = log
+            .line(&format!("weir: published an output ({} bytes)", o.len()))
+            .await;
+    }
     let line = match (&r.outcome, &r.error) {
         (Outcome::Success, _) => "weir: the try succeeded".to_owned(),
         (_, Some(e)) => format!("weir: the try failed: {e}"),

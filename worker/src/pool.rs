@@ -286,10 +286,15 @@ async fn prepare(sched: &Scheduler, claim: &Claim) -> Result<TryContext, String>
         .await
         .map_err(|e| e.to_string())?;
     let variables = sched.variables().await.map_err(|e| e.to_string())?;
+    let outputs = sched
+        .outputs_for(&dag, claim)
+        .await
+        .map_err(|e| format!("reading the outputs of upstream tasks: {e}"))?;
     Ok(TryContext {
         dag,
         run: (*run).clone(),
         claim: claim.clone(),
         variables,
+        outputs: Arc::new(outputs),
     })
 }

@@ -41,6 +41,16 @@ pub enum ShellEnd {
     SpawnFailed(String),
 }
 
+/// A finished process: how it ended and the last non-empty line it wrote
+/// to stdout (what `output: last_line` publishes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ran {
+    /// How it ended.
+    pub end: ShellEnd,
+    /// Its last non-empty stdout line.
+    pub last_stdout: Option<String>,
+}
+
 /// How long a stopped process group gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(3);
 
@@ -50,6 +60,18 @@ pub async fn run(
     log: &mut LogWriter,
     stop: &CancellationToken,
     on_start: impl FnOnce(u32),
+) -> Ran {
+    let mut last_stdout = None;
+    let end = run_process(spec, log, stop, on_start, &mut last_stdout).await;
+    Ran { end, last_stdout }
+}
+
+async fn run_process(
+    spec: &ShellSpec,
+    log: &mut LogWriter,
+    stop: &CancellationToken,
+    on_start: impl FnOnce(u32),
+    last_stdout: &mut Option<String>,
 ) -> ShellEnd {
     let Some((program, args)) = spec.argv.split_first() else {
         return ShellEnd::SpawnFailed("empty command".into());
@@ -71,13 +93,19 @@ pub async fn run(
         return ShellEnd::SpawnFailed("the process ended before it started".into());
     };
     on_start(pid);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(256);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(bool, String)>(256);
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(forward_lines(BufReader::new(out), tx.clone()));
+        tokio::spawn(forward_lines(BufReader::new(out), true, tx.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(forward_lines(BufReader::new(err), tx.clone()));
+        tokio::spawn(forward_lines(BufReader::new(err), false, tx.clone()));
     }
+    let mut take = |(stdout, line): (bool, String)| {
+        if stdout && !line.trim().is_empty() {
+            *last_stdout = Some(line.clone());
+        }
+        line
+    };
     drop(tx);
     let deadline = async {
         match spec.timeout {
@@ -90,7 +118,7 @@ pub async fn run(
     let ended = loop {
         tokio::select! {
             line = rx.recv(), if output_open => match line {
-                Some(l) => { let _ = log.line(&l).await; }
+                Some(l) => { let _ = log.line(&take(l)).await; }
                 None => output_open = false,
             },
             status = child.wait() => break match status {
@@ -114,7 +142,7 @@ pub async fn run(
     // Output still buffered after the process ended (the group may hold the pipes open: stop at once).
     if matches!(ended, ShellEnd::Exited(_) | ShellEnd::Signalled(_)) {
         while let Ok(Some(l)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
-            let _ = log.line(&l).await;
+            let _ = log.line(&take(l)).await;
         }
     }
     let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
@@ -123,11 +151,12 @@ pub async fn run(
 
 async fn forward_lines<R: tokio::io::AsyncRead + Unpin>(
     reader: BufReader<R>,
-    tx: tokio::sync::mpsc::Sender<String>,
+    stdout: bool,
+    tx: tokio::sync::mpsc::Sender<(bool, String)>,
 ) {
     let mut lines = reader.lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if tx.send(line).await.is_err() {
+        if tx.send((stdout, line)).await.is_err() {
             break;
         }
     }

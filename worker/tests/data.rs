@@ -209,6 +209,21 @@ async fn defects_case(db: &TestDb) {
         site.log(&run, "check_orders", 1)
     );
 
+    let validated = site
+        .sched
+        .store()
+        .task_outputs(run.id, &["check_orders".into()])
+        .await
+        .unwrap();
+    let out: serde_json::Value = serde_json::from_str(&validated[0].1).unwrap();
+    assert_eq!(
+        out,
+        serde_json::json!({
+            "dataset": "clean.orders", "version": 1, "rows": 3, "rows_in": 13, "quarantined": 10,
+            "quarantine": {"dataset": "quarantine.orders", "version": 1, "rows": 10},
+        }),
+        "a validate task publishes its counts"
+    );
     let clean = site.rows("clean.orders", &["id", "amount", "note"]).await;
     assert_eq!(
         clean,
@@ -533,6 +548,10 @@ tasks:
     kind: load
     input: curated.totals
     target: {path: "out/totals.json", format: json}
+  summary:
+    kind: shell
+    depends_on: [up]
+    command: echo "wrote={{ tasks.t.output.dataset }} v{{ tasks.t.output.version }} rows={{ tasks.t.output.rows }} loaded={{ tasks.up.output.rows }} into={{ tasks.up.output.target }}"
 "#;
 
 async fn count(url: &str, table: &str) -> i64 {
@@ -565,6 +584,33 @@ async fn load_case(db: &TestDb) {
     for t in ["totals_up", "totals_app", "totals_rep"] {
         assert_eq!(count(&db.url, t).await, 2, "{t}");
     }
+    // Data tasks publish what they wrote; downstream templates read it.
+    let summary = site.log(&run, "summary", 1);
+    assert!(
+        summary.contains("wrote=curated.totals v1 rows=2 loaded=2 into=warehouse.totals_up"),
+        "{summary}"
+    );
+    let mut outputs = site
+        .sched
+        .store()
+        .task_outputs(run.id, &["e".into(), "file".into()])
+        .await
+        .unwrap();
+    outputs.sort();
+    let e: serde_json::Value = serde_json::from_str(&outputs[0].1).unwrap();
+    assert_eq!(
+        e,
+        serde_json::json!({"dataset": "raw.sales", "version": 1, "rows": 3})
+    );
+    let file: serde_json::Value = serde_json::from_str(&outputs[1].1).unwrap();
+    assert_eq!(file["rows"], 2);
+    assert!(
+        file["target"]
+            .as_str()
+            .unwrap()
+            .ends_with("out/totals.json"),
+        "{file}"
+    );
     // Clearing the loads runs them again: the same rows, not twice as many.
     site.sched
         .clear(

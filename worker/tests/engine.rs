@@ -176,6 +176,88 @@ both_backends!(
     variables_in_templates
 );
 
+const OUTPUTS: &str = r#"
+tasks:
+  count:
+    kind: shell
+    command: |
+      echo '{"rows": 3, "files": ["a.csv", "b.csv"]}' > "$WEIR_OUTPUT"
+  version:
+    kind: shell
+    output: last_line
+    command: printf 'starting\nv42\n\n'
+  report:
+    kind: shell
+    depends_on: [count, version]
+    command: echo "rows={{ tasks.count.output.rows }} first={{ tasks.count.output.files[0] }} version={{ tasks.version.output }}"
+  quiet:
+    kind: shell
+    command: "true"
+  reads_quiet:
+    kind: shell
+    depends_on: [quiet]
+    command: echo "{{ tasks.quiet.output }}"
+  not_json:
+    kind: shell
+    command: echo 'rows=3' > "$WEIR_OUTPUT"
+  too_big:
+    kind: shell
+    command: head -c 70000 /dev/zero | tr '\0' x > "$WEIR_OUTPUT"
+"#;
+
+async fn task_outputs(db: &TestDb) {
+    let e = Site::start(db, OUTPUTS, &[]).await;
+    let run = e.trigger(serde_json::json!({})).await;
+    e.wait(&run).await;
+    let report = e.log(&run, "report", 1);
+    assert!(
+        report.contains("rows=3 first=a.csv version=v42"),
+        "outputs of upstream tasks in templates:\n{report}"
+    );
+    let mut outputs = e
+        .sched
+        .store()
+        .task_outputs(run.id, &["count".into(), "version".into(), "quiet".into()])
+        .await
+        .unwrap();
+    outputs.sort();
+    assert_eq!(
+        outputs,
+        [
+            (
+                "count".to_owned(),
+                r#"{"files":["a.csv","b.csv"],"rows":3}"#.to_owned()
+            ),
+            ("version".to_owned(), r#""v42""#.to_owned()),
+        ],
+        "kept as compact JSON; a task that published nothing has none"
+    );
+    let quiet = e.ti(&run, "reads_quiet").await;
+    assert_eq!(quiet.state, TaskState::Failed);
+    let log = e.log(&run, "reads_quiet", 1);
+    assert!(
+        log.contains("no output in this run from: quiet"),
+        "reading a missing output names the task:\n{log}"
+    );
+    for (task, why) in [
+        ("not_json", "the output is not JSON"),
+        ("too_big", "outputs are limited to 65536 bytes"),
+    ] {
+        let ti = e.ti(&run, task).await;
+        assert_eq!(ti.state, TaskState::Failed, "{task}");
+        let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
+        let error = tries[0].error.clone().unwrap_or_default();
+        assert!(error.contains(why), "{task}: {error}");
+        assert_eq!(tries[0].output, None, "{task}");
+    }
+    assert_eq!(e.wait(&run).await.state, RunState::Failed);
+    e.stop().await;
+}
+both_backends!(
+    shell_tasks_publish_outputs_that_downstream_templates_read,
+    task_outputs
+);
+
 const FLAKY: &str = r#"
 tasks:
   flaky:

@@ -18,6 +18,7 @@ pub mod tokens;
 pub mod variables;
 pub mod worker_api;
 pub mod workers;
+pub mod xcom;
 
 use serde::Deserialize;
 use utoipa::IntoParams;

@@ -102,7 +102,7 @@ pub async fn list_task_instances(
 
 /// The DAG and run a task-instance list's path names (`~`: every one),
 /// checked to exist.
-async fn path_scope(
+pub(crate) async fn path_scope(
     state: &AppState,
     dag_id: &str,
     run_id: &str,
@@ -302,6 +302,7 @@ pub async fn list_task_instances_batch(
         order: task_order(b.order_by.as_deref())?,
         limit: Some(limit),
         offset: Some(offset),
+        ..TaskFilter::default()
     };
     page_of_task_instances(&state, &filter).await
 }

@@ -147,6 +147,8 @@ struct TaskPanel {
     end_date: Option<chrono::DateTime<chrono::Utc>>,
     hostname: Option<String>,
     command: Option<String>,
+    /// The output of the latest try, as indented JSON.
+    output: Option<String>,
     tries: Vec<TryView>,
     validate: bool,
     can_clear: bool,
@@ -416,6 +418,11 @@ async fn task_panel(
         end_date: ti.end_date,
         hostname: ti.hostname.clone(),
         command,
+        output: tries
+            .last()
+            .and_then(|t| t.output.as_deref())
+            .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+            .and_then(|v| serde_json::to_string_pretty(&v).ok()),
         tries: tries.iter().map(TryView::from).collect(),
         validate: matches!(task.map(|t| &t.kind), Some(TaskKind::Validate { .. })),
         can_clear: ti.state.is_finished() || ti.state == TaskState::None,

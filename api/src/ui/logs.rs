@@ -118,7 +118,8 @@ async fn read_range(
     Ok((String::from_utf8_lossy(&buf).into_owned(), from, to))
 }
 
-/// The command a try ran, from the `weir: running …` line its log starts with.
+/// The command a try ran, from the `weir: running …` line its log starts with
+/// and the `weir: | …` lines that continue a script of several lines.
 pub async fn command_of(state: &AppState, t: &TryRecord) -> Option<String> {
     let log = TryLog::find(&state.logs_dir, &t.log_path, &t.ti_id, t.try_number).await;
     let (text, _, _) = read_range(
@@ -130,8 +131,15 @@ pub async fn command_of(state: &AppState, t: &TryRecord) -> Option<String> {
     )
     .await
     .ok()?;
-    text.lines()
-        .find_map(|l| l.split_once("weir: running ").map(|(_, c)| c.to_owned()))
+    let mut lines = text.lines();
+    let mut command = lines
+        .by_ref()
+        .find_map(|l| l.split_once("weir: running ").map(|(_, c)| c.to_owned()))?;
+    for l in lines.map_while(|l| l.split_once("weir: | ").map(|(_, c)| c)) {
+        command.push('\n');
+        command.push_str(l);
+    }
+    Some(command)
 }
 
 #[derive(Serialize)]

@@ -7,8 +7,8 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::file::{
-    CommandSpec, ContractSpec, DagFile, FileFormat, KindName, ScheduleSpec, SourceSpec, TargetSpec,
-    TaskFile,
+    CommandSpec, ContractSpec, DagFile, FileFormat, KindName, OutputSpec, ScheduleSpec, SourceSpec,
+    TargetSpec, TaskFile,
 };
 use super::graph::{Cycle, DagGraph, EdgeKind};
 use super::ids::{DagId, DatasetName, TaskId, Zone};
@@ -174,6 +174,9 @@ pub fn to_dag(file: &DagFile, fileloc: &Path) -> Result<Dag, Vec<Problem>> {
     } else {
         None
     };
+    if let Some(graph) = &graph {
+        resolve_output_reads(file, &mut tasks, graph, &mut problems);
+    }
 
     let definition = match serde_json::to_string(file) {
         Ok(d) => d,
@@ -232,7 +235,7 @@ fn kind_keys(tf: &TaskFile) -> [(&'static str, bool, &'static [KindName]); 15] {
         (
             "output",
             tf.output.is_some(),
-            &[Extract, Validate, Transform],
+            &[Shell, Extract, Validate, Transform],
         ),
         ("input", tf.input.is_some(), &[Validate, Load]),
         (
@@ -350,7 +353,85 @@ fn to_task(
             .unwrap_or_else(|| defaults::QUEUE.to_owned()),
         priority: tf.priority.or(d.priority).unwrap_or(0),
         env: tf.env.clone(),
+        reads_outputs: Vec::new(),
     })
+}
+
+/// Finds the task outputs each task's templates read (`tasks.<id>`) and
+/// checks that each names a task that runs before it; `tasks` reached some
+/// other way (`tasks['<id>']`, a loop) reads every upstream task.
+fn resolve_output_reads(
+    file: &DagFile,
+    tasks: &mut indexmap::IndexMap<TaskId, Task>,
+    graph: &DagGraph,
+    problems: &mut Vec<Problem>,
+) {
+    for (i, (tid, tf)) in file.tasks.iter().enumerate() {
+        let mut reads = crate::template::OutputReads::default();
+        if let Ok(value) = serde_json::to_value(tf) {
+            each_string(&value, &mut |s| reads.add(s));
+        }
+        if reads.named.is_empty() && !reads.unnamed {
+            continue;
+        }
+        let upstream: std::collections::BTreeSet<usize> =
+            graph.all_upstream(i).into_iter().collect();
+        let mut read: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
+        for name in &reads.named {
+            let at = ["tasks", tid.as_str()];
+            match tasks.get_index_of(name.as_str()) {
+                Some(j) if j == i => problems.push(Problem::at(
+                    &at,
+                    Anchor::Key,
+                    format!("a template reads `tasks.{name}`: a task cannot read its own output"),
+                )),
+                Some(j) if upstream.contains(&j) => {
+                    read.insert(j);
+                }
+                Some(_) => problems.push(Problem::at(
+                    &at,
+                    Anchor::Key,
+                    format!(
+                        "a template reads the output of `{name}`, which does not run before `{tid}` (add `{name}` to depends_on)"
+                    ),
+                )),
+                None => {
+                    let hint = crate::suggest::closest(name, tasks.keys().map(TaskId::as_str))
+                        .map(|c| format!(" (did you mean `{c}`? an id with `-` or `.` is read as tasks['{c}'])"))
+                        .unwrap_or_default();
+                    problems.push(Problem::at(
+                        &at,
+                        Anchor::Key,
+                        format!("a template reads `tasks.{name}`, but this DAG has no task `{name}`{hint}"),
+                    ));
+                }
+            }
+        }
+        if reads.unnamed {
+            read.extend(upstream);
+        }
+        let ids: Vec<TaskId> = read
+            .into_iter()
+            .filter_map(|j| tasks.get_index(j).map(|(id, _)| id.clone()))
+            .collect();
+        if let Some(task) = tasks.get_mut(tid) {
+            task.reads_outputs = ids;
+        }
+    }
+}
+
+/// Calls `f` with every string inside `value` except descriptions (text
+/// for people, never rendered).
+fn each_string(value: &serde_json::Value, f: &mut impl FnMut(&str)) {
+    match value {
+        serde_json::Value::String(s) => f(s),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| each_string(v, f)),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| k.as_str() != "description")
+            .for_each(|(_, v)| each_string(v, f)),
+        _ => {}
+    }
 }
 
 /// Whether `queue` is a queue name: letters, digits, `-`, `_` and `.` (workers
@@ -380,6 +461,26 @@ struct KindContext<'a> {
 }
 
 impl KindContext<'_> {
+    /// The dataset a data task's `output` names, with whether it is usable
+    /// (set, and not a shell task's `last_line`).
+    fn dataset_output(&self, problems: &mut Vec<Problem>) -> (bool, Option<&DatasetName>) {
+        match &self.tf.output {
+            Some(OutputSpec::Dataset(d)) => (true, Some(d)),
+            Some(OutputSpec::LastLine) => {
+                problems.push(Problem::at(
+                    &["tasks", self.t, "output"],
+                    Anchor::Value,
+                    format!(
+                        "`last_line` is for shell tasks; the `output` of {} tasks names the dataset they write (`zone.name`)",
+                        self.kind_name
+                    ),
+                ));
+                (false, None)
+            }
+            None => (self.need(problems, "output", false), None),
+        }
+    }
+
     /// Records that the kind needs `key` when it is not `set`; returns `set`.
     fn need(&self, problems: &mut Vec<Problem>, key: &str, set: bool) -> bool {
         if !set {
@@ -530,11 +631,26 @@ fn check_template(path: &[&str], src: &str, problems: &mut Vec<Problem>) {
 /// The `shell` kind of a task, or `None` with its problems recorded.
 fn shell_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskKind> {
     cx.need(problems, "command", cx.tf.command.is_some());
+    let last_line = match &cx.tf.output {
+        None => false,
+        Some(OutputSpec::LastLine) => true,
+        Some(OutputSpec::Dataset(d)) => {
+            problems.push(Problem::at(
+                &["tasks", cx.t, "output"],
+                Anchor::Value,
+                format!(
+                    "a shell task writes no dataset: `output` is `last_line` (or write JSON to $WEIR_OUTPUT), not `{d}`"
+                ),
+            ));
+            false
+        }
+    };
     match &cx.tf.command {
         Some(CommandSpec::Shell(s)) => {
             check_template(&["tasks", cx.t, "command"], s, problems);
             Some(TaskKind::Shell {
                 command: CommandSpec::Shell(s.clone()),
+                last_line,
             })
         }
         Some(CommandSpec::Exec(args)) => {
@@ -550,6 +666,7 @@ fn shell_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskK
             }
             Some(TaskKind::Shell {
                 command: CommandSpec::Exec(args.clone()),
+                last_line,
             })
         }
         None => None,
@@ -558,11 +675,9 @@ fn shell_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskK
 
 /// The `extract` kind of a task, or `None` with its problems recorded.
 fn extract_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskKind> {
-    let (s, o) = (
-        cx.need(problems, "source", cx.tf.source.is_some()),
-        cx.need(problems, "output", cx.tf.output.is_some()),
-    );
-    match (&cx.tf.source, &cx.tf.output, s && o) {
+    let s = cx.need(problems, "source", cx.tf.source.is_some());
+    let (o, output) = cx.dataset_output(problems);
+    match (&cx.tf.source, output, s && o) {
         (Some(src), Some(output), true) => {
             cx.zone(problems, "output", output, Zone::Raw);
             to_source(cx.t, src, problems, &mut check_template).map(|source| TaskKind::Extract {
@@ -576,12 +691,13 @@ fn extract_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<Tas
 
 /// The `validate` kind of a task, or `None` with its problems recorded.
 fn validate_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskKind> {
+    let (o, output) = cx.dataset_output(problems);
     let ok = [
         cx.need(problems, "input", cx.tf.input.is_some()),
         cx.need(problems, "contract", cx.tf.contract.is_some()),
-        cx.need(problems, "output", cx.tf.output.is_some()),
+        o,
     ];
-    match (&cx.tf.input, &cx.tf.contract, &cx.tf.output) {
+    match (&cx.tf.input, &cx.tf.contract, output) {
         (Some(input), Some(contract), Some(output)) if ok.iter().all(|b| *b) => {
             cx.zone(problems, "output", output, Zone::Clean);
             Some(TaskKind::Validate {
@@ -596,12 +712,13 @@ fn validate_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<Ta
 
 /// The `transform` kind of a task, or `None` with its problems recorded.
 fn transform_kind(cx: &KindContext<'_>, problems: &mut Vec<Problem>) -> Option<TaskKind> {
+    let (o, output) = cx.dataset_output(problems);
     let ok = [
         cx.need(problems, "inputs", cx.tf.inputs.is_some()),
         cx.need(problems, "sql", cx.tf.sql.is_some()),
-        cx.need(problems, "output", cx.tf.output.is_some()),
+        o,
     ];
-    match (&cx.tf.inputs, &cx.tf.sql, &cx.tf.output) {
+    match (&cx.tf.inputs, &cx.tf.sql, output) {
         (Some(inputs), Some(sql), Some(output)) if ok.iter().all(|b| *b) => {
             cx.zone(problems, "output", output, Zone::Curated);
             if inputs.is_empty() {

@@ -14,6 +14,43 @@ use super::duration::Duration;
 use super::ids::{DagId, DatasetName, TaskId};
 use super::schedule::{CronExpr, DateSpec, TimeZone};
 
+/// What a task's `output` names: the dataset it writes (extract, validate,
+/// transform), or `last_line` (shell: its last stdout line is its output).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputSpec {
+    /// The last non-empty line of a shell task's stdout.
+    LastLine,
+    /// A dataset.
+    Dataset(DatasetName),
+}
+
+impl std::str::FromStr for OutputSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "last_line" {
+            return Ok(OutputSpec::LastLine);
+        }
+        s.parse()
+            .map(OutputSpec::Dataset)
+            .map_err(|e| format!("{e} (or `last_line` for a shell task)"))
+    }
+}
+
+impl fmt::Display for OutputSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutputSpec::LastLine => f.write_str("last_line"),
+            OutputSpec::Dataset(d) => d.fmt(f),
+        }
+    }
+}
+
+super::text::text_value!(
+    OutputSpec,
+    "a dataset name `zone.name` (extract, validate, transform), or `last_line` (shell: the last line of stdout is the task's output)",
+    "^(last_line|(raw|clean|curated|quarantine)\\.[A-Za-z0-9_]+)$"
+);
+
 /// One DAG file.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -361,9 +398,10 @@ pub struct TaskFile {
     /// extract: where the data comes from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceSpec>,
-    /// extract, validate, transform: the dataset written.
+    /// extract, validate, transform: the dataset written; shell:
+    /// `last_line` publishes the last line of stdout as the task's output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<DatasetName>,
+    pub output: Option<OutputSpec>,
 
     /// validate, load: the dataset read.
     #[serde(default, skip_serializing_if = "Option::is_none")]

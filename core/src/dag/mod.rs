@@ -142,6 +142,9 @@ pub struct Task {
     pub priority: i32,
     /// Extra environment variables (templates).
     pub env: IndexMap<String, String>,
+    /// The upstream tasks whose outputs its templates read (`tasks.<id>`),
+    /// in task order: a claim carries those outputs.
+    pub reads_outputs: Vec<TaskId>,
 }
 
 /// Retry settings of a task.
@@ -179,6 +182,8 @@ pub enum TaskKind {
     Shell {
         /// `sh -c` string or exec list (templates).
         command: CommandSpec,
+        /// The last line of stdout is the task's output (`output: last_line`).
+        last_line: bool,
     },
     /// Files or a query into a raw dataset.
     Extract {

@@ -112,6 +112,7 @@ impl Scheduler {
                 exit_code: report.ended.exit_code,
                 error: report.ended.error.clone(),
                 pid: report.ended.pid,
+                output: report.ended.output.clone(),
                 at: now,
             },
             slot: slot.map(|s| ClaimSlot {

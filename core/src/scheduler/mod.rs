@@ -265,6 +265,27 @@ impl Scheduler {
         Ok(run)
     }
 
+    /// The outputs of upstream tasks that a claimed try's templates read
+    /// (`tasks.<id>.output`): those of their current tries, in this run.
+    pub async fn outputs_for(
+        &self,
+        dag: &Dag,
+        claim: &Claim,
+    ) -> Result<crate::outputs::TaskOutputs> {
+        let Some(task) = dag.tasks.get(claim.task_id.as_str()) else {
+            return Ok(Default::default());
+        };
+        if task.reads_outputs.is_empty() {
+            return Ok(Default::default());
+        }
+        let ids: Vec<String> = task.reads_outputs.iter().map(|t| t.to_string()).collect();
+        let rows = self.inner.store.task_outputs(claim.run_pk, &ids).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(task, text)| Some((task, serde_json::from_str(&text).ok()?)))
+            .collect())
+    }
+
     /// The DAG a stored version describes (cached; versions never change).
     pub async fn dag_version(&self, version_id: i64) -> Result<Arc<Dag>> {
         if let Some(d) = self

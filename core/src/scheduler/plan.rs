@@ -90,6 +90,9 @@ pub struct Ended {
     pub error: Option<String>,
     /// The process id, when the try ran a process.
     pub pid: Option<i64>,
+    /// The JSON text of the value the try published (its output), checked
+    /// by [`crate::outputs::check`].
+    pub output: Option<String>,
 }
 
 impl Ended {
@@ -100,6 +103,7 @@ impl Ended {
             exit_code: None,
             error: None,
             pid: None,
+            output: None,
         }
     }
 
@@ -110,6 +114,7 @@ impl Ended {
             exit_code: None,
             error: Some(error.into()),
             pid: None,
+            output: None,
         }
     }
 
@@ -120,6 +125,7 @@ impl Ended {
             exit_code: None,
             error: None,
             pid: None,
+            output: None,
         }
     }
 }

@@ -73,7 +73,8 @@ impl Scheduler {
         })
     }
 
-    /// Adds each claim's run context and the variables.
+    /// Adds each claim's run context, the variables and the outputs its
+    /// templates read.
     async fn with_runs(&self, claims: Vec<Claim>) -> Result<Vec<ClaimedTry>> {
         let mut tries = Vec::with_capacity(claims.len());
         let variables = if claims.is_empty() {
@@ -83,10 +84,13 @@ impl Scheduler {
         };
         for c in claims {
             let run = self.run_context(c.run_pk).await?;
+            let dag = self.dag_version(c.version_id).await?;
+            let outputs = self.outputs_for(&dag, &c).await?;
             tries.push(ClaimedTry {
                 claim: c,
                 run: (*run).clone(),
                 variables: (*variables).clone(),
+                outputs,
             });
         }
         Ok(tries)

@@ -280,7 +280,7 @@ macro_rules! impl_advance_store {
                     .ok_or_else(|| $crate::store::Error::Plan(format!("the plan does not end try {} of {}", e.try_number, e.ti_id)))?;
                 let done = sqlx::query(
                     "UPDATE task_tries SET state = $1, end_date = $2, exit_code = $3, error = $4, \
-                       pid = COALESCE($7, pid) \
+                       pid = COALESCE($7, pid), output = $8 \
                      WHERE ti_id = $5 AND try_number = $6 AND state = 'running'",
                 )
                 .bind(state.as_str())
@@ -290,6 +290,7 @@ macro_rules! impl_advance_store {
                 .bind(&e.ti_id)
                 .bind(e.try_number)
                 .bind(e.pid)
+                .bind(&e.output)
                 .execute(&mut *conn)
                 .await?;
                 if done.rows_affected() != 1 {

@@ -24,6 +24,7 @@ pub(crate) const SQLITE: &[File] = files!("sqlite":
     "0006_remote_workers.sql",
     "0007_task_queue.sql",
     "0008_variables.sql",
+    "0009_task_outputs.sql",
 );
 
 /// PostgreSQL's migrations.
@@ -36,6 +37,7 @@ pub(crate) const POSTGRES: &[File] = files!("postgres":
     "0006_remote_workers.sql",
     "0007_task_queue.sql",
     "0008_variables.sql",
+    "0009_task_outputs.sql",
 );
 
 /// The migrator for a list of files. Versions, descriptions and checksums are

@@ -265,6 +265,8 @@ pub struct TryEnd {
     pub error: Option<String>,
     /// The process id, when there was a process.
     pub pid: Option<i64>,
+    /// The JSON text the try published, if any.
+    pub output: Option<String>,
     /// When it ended.
     pub at: DateTime<Utc>,
 }
@@ -527,6 +529,13 @@ pub struct TaskFilter {
     pub run_strict_ranges: Vec<TimeRange<RunTime>>,
     /// Bounds on how long the task instance's last try took.
     pub duration: DurationRange,
+    /// Task ids matching this Airflow pattern (case-insensitive substring,
+    /// `|` between alternatives).
+    pub task_id_pattern: Option<String>,
+    /// Run ids matching this Airflow pattern.
+    pub run_id_pattern: Option<String>,
+    /// Only task instances whose current try published an output.
+    pub with_output: bool,
     /// Sort key and whether descending (default: start date, then task id).
     pub order: Option<(TaskOrder, bool)>,
     /// At most this many.
@@ -838,6 +847,10 @@ pub trait RunStore: Send + Sync {
     async fn list_tries(&self, ti_id: &str) -> Result<Vec<TryRecord>>;
     /// Every try of every task instance of a run, by start.
     async fn run_tries(&self, run_pk: i64) -> Result<Vec<TryRecord>>;
+    /// The outputs of the current tries of `task_ids` in a run, as
+    /// `(task id, JSON text)`; tasks without one are left out.
+    async fn task_outputs(&self, run_pk: i64, task_ids: &[String])
+    -> Result<Vec<(String, String)>>;
     /// Task instances matching a filter, with the total count before limit/offset.
     async fn find_task_instances(
         &self,

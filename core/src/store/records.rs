@@ -374,9 +374,11 @@ pub struct TryRecord {
     pub error: Option<String>,
     /// Log file, relative to the logs folder.
     pub log_path: String,
+    /// The JSON value the try published (its output), if any.
+    pub output: Option<String>,
 }
 
-from_row!(TryRecord { ti_id, try_number, dag_id, run_id, task_id, state via String, start_date, end_date, hostname, worker, pid, exit_code, error, log_path });
+from_row!(TryRecord { ti_id, try_number, dag_id, run_id, task_id, state via String, start_date, end_date, hostname, worker, pid, exit_code, error, log_path, output });
 
 impl TryRecord {
     /// Seconds between start and end.

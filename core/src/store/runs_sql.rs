@@ -83,7 +83,7 @@ macro_rules! impl_run_store {
                     }
                     push_in(qb, "dag_id", f.dag_ids.iter().cloned());
                     if let Some(p) = &f.run_id_pattern {
-                        qb.push(" AND LOWER(run_id) LIKE ").push_bind(format!("%{}%", p.to_lowercase()));
+                        push_pattern(qb, "run_id", p);
                     }
                     push_in(qb, "state", f.states.iter().map(|s| s.as_str().to_owned()));
                     push_in(qb, "run_type", f.run_types.iter().map(|s| s.as_str().to_owned()));
@@ -229,6 +229,24 @@ macro_rules! impl_run_store {
                 .await?)
             }
 
+            async fn task_outputs(
+                &self,
+                run_pk: i64,
+                task_ids: &[String],
+            ) -> $crate::store::Result<Vec<(String, String)>> {
+                if task_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT ti.task_id, t.output FROM task_instances ti \
+                     JOIN task_tries t ON t.ti_id = ti.id AND t.try_number = ti.try_number \
+                     WHERE t.output IS NOT NULL AND ti.run_pk = ",
+                );
+                qb.push_bind(run_pk);
+                push_in(&mut qb, "ti.task_id", task_ids.iter().cloned());
+                Ok(qb.build_query_as().fetch_all(self.reader()).await?)
+            }
+
             async fn find_task_instances(
                 &self,
                 filter: &$crate::store::TaskFilter,
@@ -261,6 +279,18 @@ macro_rules! impl_run_store {
                         push_bounds(qb, r.column.column(), (">", r.from), ("<", r.to));
                     }
                     push_duration(qb, &f.duration);
+                    if let Some(p) = &f.task_id_pattern {
+                        push_pattern(qb, "task_id", p);
+                    }
+                    if let Some(p) = &f.run_id_pattern {
+                        push_pattern(qb, "run_id", p);
+                    }
+                    if f.with_output {
+                        qb.push(
+                            " AND EXISTS (SELECT 1 FROM task_tries t WHERE t.ti_id = task_instances.id \
+                             AND t.try_number = task_instances.try_number AND t.output IS NOT NULL)",
+                        );
+                    }
                     let by_run = f.run_ranges.iter().chain(&f.run_strict_ranges).any(|r| r.from.is_some() || r.to.is_some());
                     if by_run {
                         qb.push(" AND run_pk IN (SELECT id FROM dag_runs WHERE 1 = 1");
@@ -402,6 +432,17 @@ macro_rules! impl_run_store {
         }
 
         /// Appends ` AND column IN (…)` with one bound value each, when `values` is not empty.
+        /// Appends an Airflow `*_pattern` match: a case-insensitive substring
+        /// (`%` and `_` wildcards as in SQL `LIKE`), `|` between alternatives.
+        fn push_pattern(qb: &mut sqlx::QueryBuilder<$db>, column: &'static str, pattern: &str) {
+            qb.push(" AND (1 = 0");
+            for alt in pattern.split('|').filter(|a| !a.is_empty()) {
+                qb.push(format_args!(" OR LOWER({column}) LIKE "))
+                    .push_bind(format!("%{}%", alt.to_lowercase()));
+            }
+            qb.push(")");
+        }
+
         fn push_in(qb: &mut sqlx::QueryBuilder<$db>, column: &'static str, values: impl Iterator<Item = String>) {
             let values: Vec<String> = values.collect();
             if values.is_empty() {

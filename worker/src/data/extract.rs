@@ -30,7 +30,7 @@ pub async fn run(
     io: &Io<'_>,
     log: &mut LogWriter,
     render: &(dyn Fn(&str, &str) -> Result<String, String> + Sync),
-) -> Result<(), DataError> {
+) -> Result<serde_json::Value, DataError> {
     let (format, pattern, csv) = match source {
         Source::Files { format, path, csv } => (
             *format,
@@ -88,7 +88,7 @@ pub async fn run(
             }
         ))
         .await;
-    Ok(())
+    Ok(super::published(&v))
 }
 
 /// The files of one extract and how to read them.
@@ -265,7 +265,7 @@ async fn from_query(
     output: &DatasetName,
     io: &Io<'_>,
     log: &mut LogWriter,
-) -> Result<(), DataError> {
+) -> Result<serde_json::Value, DataError> {
     let conn = io.env().connection(connection)?;
     let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
     let tmp = io.scratch("extract").await?;
@@ -292,7 +292,7 @@ async fn from_query(
             v.version
         ))
         .await;
-    Ok(())
+    Ok(super::published(&v))
 }
 
 /// The source's columns, each followed by a comma, without lineage columns

@@ -40,7 +40,7 @@ pub async fn run(
     io: &Io<'_>,
     log: &mut LogWriter,
     render: &(dyn Fn(&str, &str) -> Result<String, String> + Sync),
-) -> Result<(), DataError> {
+) -> Result<serde_json::Value, DataError> {
     let session = storage::session()?;
     let v = io.resolve(input).await?;
     let df = storage::read_version(&session, &v).await?;
@@ -63,7 +63,10 @@ pub async fn run(
                     dest.display()
                 ))
                 .await;
-            Ok(())
+            Ok(serde_json::json!({
+                "input": input.to_string(), "version": v.version, "rows": v.rows,
+                "target": dest.display().to_string(),
+            }))
         }
         Target::Table {
             connection,
@@ -110,7 +113,10 @@ pub async fn run(
                     mode_name(*mode)
                 ))
                 .await;
-            Ok(())
+            Ok(serde_json::json!({
+                "input": input.to_string(), "version": v.version, "rows": n,
+                "target": format!("{connection}.{table}"),
+            }))
         }
     }
 }

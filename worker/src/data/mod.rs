@@ -79,14 +79,21 @@ impl DataError {
     }
 }
 
-/// Runs a data task; `render` renders a template field.
+/// What a data task publishes as its output (`tasks.<id>.output`): the
+/// dataset version it wrote and its rows.
+pub fn published(v: &weir_core::store::DatasetVersionRecord) -> serde_json::Value {
+    serde_json::json!({ "dataset": v.dataset, "version": v.version, "rows": v.rows })
+}
+
+/// Runs a data task; `render` renders a template field. Its output says
+/// what it wrote.
 pub async fn run(
     ctx: &TryContext,
     task: &Task,
     env: &Resources,
     log: &mut LogWriter,
     render: &(dyn Fn(&str, &str) -> Result<String, String> + Sync),
-) -> Result<(), DataError> {
+) -> Result<serde_json::Value, DataError> {
     let io = storage::Io::new(env, ctx);
     match &task.kind {
         TaskKind::Extract { source, output } => {

@@ -60,7 +60,7 @@ pub async fn run(
     spec: Spec<'_>,
     io: &Io<'_>,
     log: &mut LogWriter,
-) -> Result<(), DataError> {
+) -> Result<serde_json::Value, DataError> {
     let Spec {
         inputs,
         query,
@@ -114,7 +114,7 @@ pub async fn run(
                 .join(", ")
         ))
         .await;
-    Ok(())
+    Ok(super::published(&v))
 }
 
 #[cfg(test)]

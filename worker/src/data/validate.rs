@@ -70,7 +70,7 @@ pub async fn run(
     spec: Spec<'_>,
     io: &Io<'_>,
     log: &mut LogWriter,
-) -> Result<(), DataError> {
+) -> Result<serde_json::Value, DataError> {
     let session = checks_session()?;
     let input_v = io.register(&session, spec.input).await?;
     let source = Source {
@@ -90,7 +90,7 @@ pub async fn check(
     source: Source,
     io: &Io<'_>,
     log: &mut LogWriter,
-) -> Result<(), DataError> {
+) -> Result<serde_json::Value, DataError> {
     let input_schema = session
         .table(spec.input.to_string().as_str())
         .await?
@@ -330,7 +330,7 @@ struct Finish<'a> {
 
 /// Dataset checks on the staged clean rows, the quarantine version, the
 /// clean version if nothing blocks it, the catalog record and the log.
-async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
+async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<serde_json::Value, DataError> {
     let Finish {
         ctx,
         spec,
@@ -492,7 +492,13 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<(), DataError> {
                     spec.output, v.version, written_clean
                 ))
                 .await;
-            Ok(())
+            let mut out = super::published(v);
+            out["rows_in"] = rows_in.into();
+            out["quarantined"] = rows_quarantined.into();
+            if let Some(q) = &recorded.quarantine {
+                out["quarantine"] = super::published(q);
+            }
+            Ok(out)
         }
         None => Err(DataError::ChecksFailed(format!(
             "{} not published: {} failed",

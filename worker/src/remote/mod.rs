@@ -361,6 +361,7 @@ impl RemoteWorker {
             run: t.run.clone(),
             claim: t.claim.clone(),
             variables: Arc::new(t.variables.clone()),
+            outputs: Arc::new(t.outputs.clone()),
         };
         let lease = t.lease();
         let mut log = match LogWriter::create(
