@@ -9,6 +9,7 @@ use weir_core::config::Config;
 
 use crate::commands::{
     self,
+    connections::ConnectionsCommand,
     dags::DagsCommand,
     datasets::DatasetsCommand,
     db::DbCommand,
@@ -99,6 +100,11 @@ enum Command {
         #[command(subcommand)]
         command: VariablesCommand,
     },
+    /// Connections weir keeps for tasks, their secrets sealed.
+    Connections {
+        #[command(subcommand)]
+        command: ConnectionsCommand,
+    },
     /// Check, list, inspect, trigger and test DAGs.
     Dags {
         #[command(subcommand)]
@@ -184,6 +190,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Users { command } => commands::users::run_users(command, &config).await,
         Command::Tokens { command } => commands::users::run_tokens(command, &config).await,
         Command::Variables { command } => commands::variables::run(command, &config).await,
+        Command::Connections { command } => commands::connections::run(command, &config).await,
         Command::Dags { command } => commands::dags::run(command, &config).await,
         Command::Runs { command } => commands::runs::run(command, &config).await,
         Command::Tasks { command } => commands::tasks::run(command, &config).await,

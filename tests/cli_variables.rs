@@ -2,41 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn weir(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("WEIR_CONFIG")
-        .env(
-            "WEIR_DATABASE_URL",
-            format!("sqlite://{}", dir.join("weir.db").display()),
-        )
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run weir: {e}"))
-}
-
-/// Runs `args`, which must succeed; returns what it printed.
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = weir(dir, args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "weir {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs `args`, which must fail naming `what`.
-fn refused(dir: &Path, args: &[&str], what: &str) {
-    let out = weir(dir, args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "weir {args:?} succeeded");
-    assert!(err.contains(what), "weir {args:?}: {err}");
-}
+mod support;
+use support::{ok, refused};
 
 #[test]
 fn variables_are_set_listed_imported_exported_and_deleted() {

@@ -543,9 +543,15 @@ tasks:
     inputs: [clean.people]
     sql: "select count(*) as people from clean.people"
     output: curated.summary
+  probe:
+    kind: sensor
+    sql: "select count(*) from dag_runs where run_id = '{{ run_id }}'"
+    connection: kept_db
+    poke_interval: 1s
+    timeout: 60s
   report:
     kind: shell
-    depends_on: [summary]
+    depends_on: [summary, probe]
     command: |
       echo "quarantined={{ tasks.check.output.quarantined }} rows={{ tasks.summary.output.rows }}"
       echo '{"reported": true}' > "$WEIR_OUTPUT"
@@ -585,6 +591,19 @@ fn remote_workers_run_data_tasks_through_the_api_and_refuse_a_data_folder_not_th
         c.path("data/.weir-catalog").exists()
     });
     c.worker("w-data", &[&api], "default", 2);
+    // A stored connection, its extra sealed with the site's key file: the
+    // remote worker gets its URL with the claim of the task that names it.
+    let kept = format!("{}?application_name=weir-probe", db.url);
+    c.run(&["connections", "add", "kept_db", "--url", &kept]);
+    assert!(
+        c.path("weir.key").exists(),
+        "the key file is made on first use"
+    );
+    let shown = c.json(&["connections", "get", "kept_db", "--output", "json"]);
+    assert_eq!(
+        shown["extra"], r#"{"application_name":"weir-probe"}"#,
+        "{shown}"
+    );
     c.run(&["dags", "trigger", "people"]);
     c.wait_for("the data run to end", || {
         c.run_states("people")

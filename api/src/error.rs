@@ -133,6 +133,11 @@ impl From<scheduler::Error> for ApiError {
         match e {
             scheduler::Error::Store(e) => e.into(),
             scheduler::Error::Invalid(m) => ApiError::unprocessable(m),
+            // The site's key is a setting to fix, said as it is (never a secret).
+            scheduler::Error::Key(k) => {
+                tracing::error!("secret key: {k}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, k.to_string())
+            }
             other => ApiError::internal(&other),
         }
     }

@@ -30,9 +30,9 @@ use weir_core::scheduler::Scheduler;
 
 use crate::error::ApiError;
 use crate::routes::{
-    audit, auth as login, backfills, dag_runs, dag_stats, dags, datasets, import_errors, logs,
-    monitor, pools, run_wait, task_instance_patch, task_instances, tokens, variables, worker_api,
-    workers, xcom,
+    audit, auth as login, backfills, connections, dag_runs, dag_stats, dags, datasets,
+    import_errors, logs, monitor, pools, run_wait, task_instance_patch, task_instances, tokens,
+    variables, worker_api, workers, xcom,
 };
 
 /// The largest request body accepted.
@@ -169,6 +169,15 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(task_instances::get_try))
         .routes(routes!(task_instances::clear_task_instances))
         .routes(routes!(logs::get_log))
+        .routes(routes!(
+            connections::list_connections,
+            connections::create_connection
+        ))
+        .routes(routes!(
+            connections::get_connection,
+            connections::patch_connection,
+            connections::delete_connection
+        ))
         .routes(routes!(xcom::list_xcom_entries))
         .routes(routes!(xcom::get_xcom_entry))
         .routes(routes!(import_errors::list_import_errors))

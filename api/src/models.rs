@@ -755,3 +755,28 @@ pub struct XComCollection {
     pub xcom_entries: Vec<XComResponse>,
     pub total_entries: i64,
 }
+
+/// A stored connection (Airflow's `ConnectionResponse`): the password is
+/// answered as `***` when set, and values of secret-looking keys of `extra`
+/// likewise.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConnectionResponse {
+    pub connection_id: String,
+    pub conn_type: String,
+    pub description: Option<String>,
+    pub host: Option<String>,
+    pub login: Option<String>,
+    pub schema: Option<String>,
+    pub port: Option<i64>,
+    pub password: Option<String>,
+    pub extra: Option<String>,
+    /// Always null: weir has no teams.
+    pub team_name: Option<String>,
+}
+
+/// A page of connections (Airflow's `ConnectionCollectionResponse`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConnectionCollection {
+    pub connections: Vec<ConnectionResponse>,
+    pub total_entries: i64,
+}

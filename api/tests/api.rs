@@ -50,6 +50,9 @@ tasks:
     command: "true"
 "#;
 
+/// The secret key the test site seals connections with.
+const TEST_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 struct Api {
     app: Router,
     sched: Scheduler,
@@ -65,7 +68,11 @@ async fn api(db: &TestDb) -> Api {
     std::fs::write(dags.path().join("demo.yaml"), DEMO).unwrap();
     std::fs::write(dags.path().join("nightly.yaml"), NIGHTLY).unwrap();
     std::fs::write(dags.path().join("broken.yaml"), "dag: broken\ntasks: [").unwrap();
-    let sched = Scheduler::new(db.store.clone(), Arc::new(SystemClock), Options::default());
+    let options = Options {
+        secret_key: weir_core::secret_key::KeySource::Value(TEST_KEY.into()),
+        ..Options::default()
+    };
+    let sched = Scheduler::new(db.store.clone(), Arc::new(SystemClock), options);
     sched.sync_folder(dags.path()).await.unwrap();
     let logs = tempfile::tempdir().unwrap();
     let state = weir_api::AppState::new(
@@ -1966,6 +1973,190 @@ async fn runs_batch_case(db: &TestDb) {
         a.get("/api/v2/dags/demo/dagRuns/b1").await["dag_run_id"],
         "b1",
         "still there"
+    );
+}
+
+both_backends!(connections_in_airflows_shape, connections_case);
+async fn connections_case(db: &TestDb) {
+    use weir_core::secret_key::{KeyError, KeySource, SecretKey};
+    let a = api(db).await;
+    let body = json!({"connection_id": "warehouse", "conn_type": "postgres", "host": "db.local",
+                      "port": 5432, "login": "etl", "schema": "wh", "password": "hunter2-pw",
+                      "extra": "{\"sslmode\": \"require\", \"api_key\": \"k-123\"}",
+                      "description": "the warehouse"});
+    let (status, made) = a.send("POST", "/api/v2/connections", body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(made["password"], "***");
+    assert_eq!(made["extra"], r#"{"api_key":"***","sslmode":"require"}"#);
+    assert_eq!(
+        (made["host"].as_str(), made["port"].as_i64()),
+        (Some("db.local"), Some(5432))
+    );
+    assert_eq!(made["team_name"], Value::Null);
+    // At rest: sealed, not the password; opened with the key.
+    let row = db.store.get_connection("warehouse").await.unwrap().unwrap();
+    let sealed = row.password.clone().unwrap();
+    assert!(
+        sealed.starts_with("v1:") && !sealed.contains("hunter2"),
+        "{sealed}"
+    );
+    assert!(!row.extra.clone().unwrap().contains("k-123"));
+    let opened = a.sched.get_connection("warehouse").await.unwrap();
+    assert_eq!(opened.password.as_deref(), Some("hunter2-pw"));
+    assert_eq!(
+        opened.url(),
+        "postgres://etl:hunter2-pw@db.local:5432/wh?api_key=k-123&sslmode=require"
+    );
+    // Without the key, or with another, nothing opens.
+    for (source, want) in [
+        (KeySource::None, "no secret key"),
+        (
+            KeySource::Value(SecretKey::generate().unwrap().encode()),
+            "cannot be read with this secret key",
+        ),
+    ] {
+        let other = Scheduler::new(
+            db.store.clone(),
+            Arc::new(SystemClock),
+            Options {
+                secret_key: source,
+                ..Options::default()
+            },
+        );
+        let e = other.get_connection("warehouse").await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                weir_core::scheduler::Error::Key(KeyError::Missing | KeyError::Wrong(_))
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains(want), "{e}");
+    }
+
+    let (status, _) = a
+        .send(
+            "POST",
+            "/api/v2/connections",
+            json!({"connection_id": "lite", "conn_type": "sqlite", "host": "/tmp/x.db"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let list = a.get("/api/v2/connections?order_by=-conn_type").await;
+    assert_eq!(list["total_entries"], 2);
+    assert_eq!(list["connections"][0]["connection_id"], "lite", "{list}");
+    assert_eq!(list["connections"][1]["password"], "***");
+    let found = a
+        .get("/api/v2/connections?connection_id_pattern=WARE")
+        .await;
+    assert_eq!(found["total_entries"], 1);
+    let one = a.get("/api/v2/connections/lite").await;
+    assert_eq!(
+        (one["password"].clone(), one["extra"].clone()),
+        (Value::Null, Value::Null)
+    );
+
+    // Refusals name what is wrong.
+    let (status, dup) = a.send("POST", "/api/v2/connections", body.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{dup}");
+    assert!(
+        dup["detail"].as_str().unwrap().contains("already exists"),
+        "{dup}"
+    );
+    for (change, what) in [
+        (json!({"connection_id": "has space"}), "connection id"),
+        (json!({"port": 70000}), "port 70000"),
+        (json!({"extra": "[1, 2]"}), "extra must be a JSON object"),
+        (json!({"password": "***"}), "not a password"),
+        (json!({"conn_type": "post gres"}), "conn_type"),
+        (json!({"surprise": 1}), "surprise"),
+    ] {
+        let mut b = body.clone();
+        b["connection_id"] = json!("other");
+        for (k, v) in change.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        a.refused("POST", "/api/v2/connections", b, what).await;
+    }
+    let (status, _) = call(
+        &a.app,
+        "POST",
+        "/api/v2/connections",
+        Some(&a.viewer),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "viewers read only");
+
+    // A patch with the masked values as answered keeps the secrets.
+    let mut patch = made.clone();
+    patch["host"] = json!("db2.local");
+    patch["extra"] = json!(r#"{"api_key": "***", "sslmode": "disable"}"#);
+    let (status, patched) = a
+        .send("PATCH", "/api/v2/connections/warehouse", patch.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    let opened = a.sched.get_connection("warehouse").await.unwrap();
+    assert_eq!(opened.password.as_deref(), Some("hunter2-pw"));
+    assert_eq!(opened.host.as_deref(), Some("db2.local"));
+    assert_eq!(
+        opened.extra.as_deref(),
+        Some(r#"{"api_key":"k-123","sslmode":"disable"}"#)
+    );
+    let mut only = patch.clone();
+    only["description"] = json!("changed");
+    only["host"] = json!("ignored.local");
+    let (status, patched) = a
+        .send(
+            "PATCH",
+            "/api/v2/connections/warehouse?update_mask=description",
+            only,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(
+        (patched["description"].as_str(), patched["host"].as_str()),
+        (Some("changed"), Some("db2.local"))
+    );
+    let (status, _) = a
+        .send("PATCH", "/api/v2/connections/lite", patch.clone())
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the body's id must be the path's"
+    );
+
+    // Audited by id, never with a secret.
+    let audit = a.get("/api/v2/auditLog").await;
+    let text = audit.to_string();
+    assert!(
+        text.contains("set_connection") && text.contains("warehouse"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("hunter2") && !text.contains("k-123"),
+        "{text}"
+    );
+
+    let (status, _) = a
+        .send("DELETE", "/api/v2/connections/lite", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(
+        &a.app,
+        "GET",
+        "/api/v2/connections/lite",
+        Some(&a.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        a.get("/api/v2/auditLog")
+            .await
+            .to_string()
+            .contains("delete_connection")
     );
 }
 

@@ -38,13 +38,15 @@ pub enum Error {
 }
 
 /// The environment variables that override settings (`WEIR_<SECTION>_<KEY>`).
-pub const SETTING_VARS: [&str; 15] = [
+pub const SETTING_VARS: [&str; 17] = [
     "WEIR_CORE_DAGS_FOLDER",
     "WEIR_CORE_DATA_DIR",
     "WEIR_CORE_LOGS_DIR",
     "WEIR_CORE_DAG_REFRESH",
     "WEIR_CORE_DAGS_PAUSED_AT_CREATION",
     "WEIR_CORE_LEASE",
+    "WEIR_CORE_SECRET_KEY",
+    "WEIR_CORE_SECRET_KEY_FILE",
     "WEIR_DATABASE_URL",
     "WEIR_API_BIND",
     "WEIR_API_JWT_SECRET",
@@ -58,8 +60,9 @@ pub const SETTING_VARS: [&str; 15] = [
 
 /// Other `WEIR_` variables weir reads or sets: the config file, the log
 /// filter, what a task process is given, and the test and benchmark knobs.
-const OTHER_VARS: [&str; 11] = [
+const OTHER_VARS: [&str; 12] = [
     "WEIR_CONFIG",
+    "WEIR_OUTPUT",
     "WEIR_LOG",
     "WEIR_WORKER",
     "WEIR_DAG_ID",
@@ -190,6 +193,12 @@ pub struct CoreConfig {
     /// Seconds a claimed try's lease lasts without a heartbeat (30): a worker
     /// unheard of for this long has its tries failed through their retry rules.
     pub lease: u64,
+    /// The key that seals stored connections' secrets (32 bytes in base64);
+    /// every process of a site must have the same one.
+    pub secret_key: Option<String>,
+    /// Where the key is kept when `secret_key` is not set (`weir.key`, made
+    /// when a connection with secrets is first saved).
+    pub secret_key_file: PathBuf,
 }
 
 impl Default for CoreConfig {
@@ -201,6 +210,8 @@ impl Default for CoreConfig {
             dag_refresh: 30,
             dags_paused_at_creation: false,
             lease: 30,
+            secret_key: None,
+            secret_key_file: "weir.key".into(),
         }
     }
 }
@@ -358,6 +369,12 @@ impl Config {
         if let Some(v) = env("WEIR_CORE_LEASE") {
             self.core.lease = parse_num("WEIR_CORE_LEASE", v)?.clamp(1, 86_400);
         }
+        if let Some(v) = env("WEIR_CORE_SECRET_KEY") {
+            self.core.secret_key = Some(v);
+        }
+        if let Some(v) = env("WEIR_CORE_SECRET_KEY_FILE") {
+            self.core.secret_key_file = v.into();
+        }
         if let Some(v) = env("WEIR_DATABASE_URL") {
             self.database.url = v;
         }
@@ -392,6 +409,15 @@ impl Config {
             self.worker.grace = Some(parse_num("WEIR_WORKER_GRACE", v)?);
         }
         Ok(())
+    }
+
+    /// Where the secret key of stored connections comes from: `secret_key`,
+    /// else the key file.
+    pub fn key_source(&self) -> crate::secret_key::KeySource {
+        match &self.core.secret_key {
+            Some(k) if !k.trim().is_empty() => crate::secret_key::KeySource::Value(k.clone()),
+            _ => crate::secret_key::KeySource::File(self.core.secret_key_file.clone()),
+        }
     }
 
     /// The URL of connection `id`: `WEIR_CONN_<ID>` wins over `[connections.<id>]`;

@@ -12,6 +12,7 @@ pub mod outputs;
 pub mod protocol;
 pub mod scheduler;
 pub mod schema;
+pub mod secret_key;
 pub mod state;
 pub mod store;
 pub mod suggest;

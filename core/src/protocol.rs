@@ -121,6 +121,10 @@ pub struct ClaimedTry {
     /// Variables, for templates (`var.value.<key>`, `var.json.<key>`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub variables: crate::scheduler::variables::Variables,
+    /// The URLs of the stored connections its task names, by id (lower
+    /// case); the worker's own environment and `weir.toml` win over them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub connections: crate::scheduler::connections::ConnectionUrls,
     /// The outputs of upstream tasks its templates read (`tasks.<id>.output`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     #[schema(value_type = Object)]

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod backfill;
+pub mod connections;
 pub mod dags;
 pub mod datasets;
 pub mod db;
@@ -46,6 +47,7 @@ pub async fn scheduler(config: &Config) -> anyhow::Result<Scheduler> {
     let options = Options {
         paused_at_creation: config.core.dags_paused_at_creation,
         lease: std::time::Duration::from_secs(config.core.lease.max(1)),
+        secret_key: config.key_source(),
         ..Options::default()
     };
     Ok(Scheduler::new(store, Arc::new(SystemClock), options))

@@ -23,7 +23,9 @@ from airflow_client.client.api.backfill_api import BackfillApi
 from airflow_client.client.api.dag_stats_api import DagStatsApi
 from airflow_client.client.api.dag_source_api import DagSourceApi
 from airflow_client.client.api.event_log_api import EventLogApi
+from airflow_client.client.api.connection_api import ConnectionApi
 from airflow_client.client.api.variable_api import VariableApi
+from airflow_client.client.models.connection_body import ConnectionBody
 from airflow_client.client.api.x_com_api import XComApi
 from airflow_client.client.models.variable_body import VariableBody
 from airflow_client.client.models.patch_task_instance_body import PatchTaskInstanceBody
@@ -213,6 +215,23 @@ with af.ApiClient(config) as client:
     )
     assert batch.total_entries >= 1 and all(t.task_id == "flaky" for t in batch.task_instances), batch
 
+    step("connections: create, read (secrets masked), patch, list, delete")
+    connections = ConnectionApi(client)
+    made = connections.post_connection(ConnectionBody(
+        connection_id="warehouse", conn_type="postgres", host="db.local", port=5432, login="etl",
+        var_schema="wh", password="hunter2", extra='{"sslmode": "require"}'))
+    assert made.password == "***" and made.var_schema == "wh", made
+    got = connections.get_connection("warehouse")
+    assert (got.host, got.port, got.extra) == ("db.local", 5432, '{"sslmode":"require"}'), got
+    patched = connections.patch_connection(
+        "warehouse", ConnectionBody(connection_id="warehouse", conn_type="postgres", host="db2.local"),
+        update_mask=["host"])
+    assert patched.host == "db2.local" and patched.password == "***", patched
+    listed = connections.get_connections(connection_id_pattern="ware")
+    assert [c.connection_id for c in listed.connections] == ["warehouse"], listed
+    connections.delete_connection("warehouse")
+    assert connections.get_connections().total_entries == 0
+
     step("variables: create, read, patch, list, delete")
     variables = VariableApi(client)
     made = variables.post_variable(VariableBody(key="bucket", value="raw-eu", description="landing"))
@@ -257,6 +276,7 @@ with af.ApiClient(config) as client:
         "get_dag_stats": lambda: DagStatsApi(client).get_dag_stats(),
         "get_event_logs": lambda: EventLogApi(client).get_event_logs(order_by=["-when"]),
         "get_variables": lambda: VariableApi(client).get_variables(),
+        "get_connections": lambda: ConnectionApi(client).get_connections(),
         "get_variable": lambda: VariableApi(client).get_variable("bucket"),
         "get_dag_source": lambda: DagSourceApi(client).get_dag_source("flaky"),
         "get_xcom_entries": lambda: XComApi(client).get_xcom_entries("~", "~", "~"),

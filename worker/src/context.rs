@@ -27,6 +27,8 @@ pub struct TryContext {
     pub variables: Arc<Variables>,
     /// The outputs of upstream tasks its templates read, by task id.
     pub outputs: Arc<TaskOutputs>,
+    /// The URLs of the stored connections its task names, by id (lower case).
+    pub connections: Arc<weir_core::scheduler::connections::ConnectionUrls>,
 }
 
 /// `tasks`: `tasks.<id>.output` is the output of an upstream task in this run.

@@ -21,7 +21,14 @@ pub async fn execute(
     stop: &CancellationToken,
     shared: &Shared,
 ) -> Ended {
-    let (worker, resources) = (shared.worker.as_str(), &shared.resources);
+    let worker = shared.worker.as_str();
+    let merged;
+    let resources = if ctx.connections.is_empty() {
+        &shared.resources
+    } else {
+        merged = shared.resources.with_stored(&ctx.connections);
+        &merged
+    };
     let Some(task) = ctx.dag.tasks.get(ctx.claim.task_id.as_str()) else {
         return Ended::failed(format!(
             "task `{}` is not in the run's DAG version",

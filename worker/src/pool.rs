@@ -290,11 +290,16 @@ async fn prepare(sched: &Scheduler, claim: &Claim) -> Result<TryContext, String>
         .outputs_for(&dag, claim)
         .await
         .map_err(|e| format!("reading the outputs of upstream tasks: {e}"))?;
+    let connections = sched
+        .connection_urls_for(&dag, claim)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(TryContext {
         dag,
         run: (*run).clone(),
         claim: claim.clone(),
         variables,
         outputs: Arc::new(outputs),
+        connections: Arc::new(connections),
     })
 }

@@ -23,7 +23,7 @@ pub struct Connection {
 pub enum ConnectionError {
     /// No URL is configured for the id.
     #[error(
-        "connection `{id}` is not configured: set WEIR_CONN_{upper} or [connections.{id}] in weir.toml",
+        "connection `{id}` is not configured: set WEIR_CONN_{upper}, [connections.{id}] in weir.toml, or `weir connections add {id}`",
         upper = id.to_uppercase()
     )]
     NotConfigured {
@@ -132,6 +132,23 @@ impl Resources {
 }
 
 impl Resources {
+    /// These resources with stored connections added: one the environment
+    /// or `weir.toml` gives keeps that URL.
+    pub fn with_stored(
+        &self,
+        stored: &weir_core::scheduler::connections::ConnectionUrls,
+    ) -> Resources {
+        let mut all = (*self.connections).clone();
+        for (id, url) in stored {
+            all.entry(id.to_ascii_lowercase())
+                .or_insert_with(|| url.clone());
+        }
+        Resources {
+            connections: Arc::new(all),
+            ..self.clone()
+        }
+    }
+
     /// The connection a task names by `id` (any case).
     pub fn connection(&self, id: &str) -> Result<Connection, ConnectionError> {
         let url = self
@@ -176,7 +193,7 @@ mod tests {
         assert_eq!(
             missing.as_deref(),
             Some(
-                "connection `warehouse` is not configured: set WEIR_CONN_WAREHOUSE or [connections.warehouse] in weir.toml"
+                "connection `warehouse` is not configured: set WEIR_CONN_WAREHOUSE, [connections.warehouse] in weir.toml, or `weir connections add warehouse`"
             )
         );
         let other = resources.connection("files").err().map(|e| e.to_string());

@@ -258,6 +258,65 @@ both_backends!(
     task_outputs
 );
 
+const STORED_CONNECTIONS: &str = r#"
+tasks:
+  stored:
+    kind: sensor
+    sql: "select count(*) from dag_runs where run_id = '{{ run_id }}'"
+    connection: Kept_State
+    poke_interval: 1s
+    timeout: 30s
+  configured_wins:
+    kind: sensor
+    sql: "select count(*) from dag_runs where run_id = '{{ run_id }}'"
+    connection: state
+    poke_interval: 1s
+    timeout: 30s
+  nowhere:
+    kind: sensor
+    retries: 0
+    sql: "select 1"
+    connection: nowhere
+    poke_interval: 1s
+    timeout: 30s
+"#;
+
+async fn stored_connections(db: &TestDb) {
+    use weir_core::scheduler::connections::Connection;
+    use weir_core::store::SaveMode;
+    let e = Site::start(db, STORED_CONNECTIONS, &[]).await;
+    let kept = Connection::from_url("kept_state", &db.url).unwrap();
+    e.sched
+        .set_connection("test", &kept, SaveMode::Create)
+        .await
+        .unwrap();
+    // `state` is configured for the pool: a stored one of the same id loses.
+    let wrong = Connection::from_url("state", "postgres://nobody:pw@127.0.0.1:1/none").unwrap();
+    e.sched
+        .set_connection("test", &wrong, SaveMode::Create)
+        .await
+        .unwrap();
+    let run = e.trigger(serde_json::json!({})).await;
+    e.wait(&run).await;
+    for task in ["stored", "configured_wins"] {
+        assert_eq!(
+            e.ti(&run, task).await.state,
+            TaskState::Success,
+            "{}",
+            e.log(&run, task, 1)
+        );
+    }
+    let nowhere = e.ti(&run, "nowhere").await;
+    assert_eq!(nowhere.state, TaskState::Failed);
+    let log = e.log(&run, "nowhere", 1);
+    assert!(log.contains("weir connections add nowhere"), "{log}");
+    e.stop().await;
+}
+both_backends!(
+    stored_connections_serve_tasks_after_the_environment_and_weir_toml,
+    stored_connections
+);
+
 const FLAKY: &str = r#"
 tasks:
   flaky:

@@ -146,12 +146,7 @@ pub async fn list_runs(
     if let Some(d) = &dag_id {
         state.scheduler.store().get_dag(d).await?;
     }
-    if p.order_by.len() > 1 {
-        return Err(ApiError::unprocessable(
-            "order_by: weir sorts runs by one key; give one",
-        ));
-    }
-    let order = run_order(p.order_by.first().map(String::as_str))?;
+    let order = run_order(super::one_order_by(&p.order_by, "runs")?)?;
     let run_types = p
         .run_type
         .iter()

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod backfills;
+pub mod connections;
 pub mod dag_runs;
 pub mod dag_stats;
 pub mod dags;
@@ -66,6 +67,12 @@ impl Page {
         Ok((i64::from(self.limit), i64::from(self.offset)))
     }
 
+    /// The items of `all` on this page, with how many there are in all.
+    pub fn of<T>(self, all: Vec<T>) -> ApiResult<(Vec<T>, i64)> {
+        let total = i64::try_from(all.len()).unwrap_or(i64::MAX);
+        Ok((self.slice(all)?, total))
+    }
+
     /// The items of `all` on this page.
     pub fn slice<T>(self, all: Vec<T>) -> ApiResult<Vec<T>> {
         let (limit, offset) = self.bounds()?;
@@ -101,6 +108,35 @@ pub fn order_by<T: Copy>(
                 names.join(", ")
             ))
         })
+}
+
+/// The one sort key of a repeated `order_by` (a second one is refused:
+/// `what` names the list).
+pub fn one_order_by<'a>(values: &'a [String], what: &str) -> ApiResult<Option<&'a str>> {
+    if values.len() > 1 {
+        return Err(ApiError::unprocessable(format!(
+            "order_by: weir sorts {what} by one key; give one"
+        )));
+    }
+    Ok(values.first().map(String::as_str))
+}
+
+/// The fields an `update_mask` names (comma-separated or repeated), each
+/// one of `allowed`; none means all.
+pub fn update_mask<'a>(values: &'a [String], allowed: &[&str]) -> ApiResult<Vec<&'a str>> {
+    let fields: Vec<&str> = values
+        .iter()
+        .flat_map(|m| m.split(','))
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .collect();
+    if let Some(bad) = fields.iter().find(|f| !allowed.contains(*f)) {
+        return Err(ApiError::bad_request(format!(
+            "update_mask: `{bad}` cannot be changed ({})",
+            allowed.join(", ")
+        )));
+    }
+    Ok(fields)
 }
 
 /// Parses each value of a list parameter.

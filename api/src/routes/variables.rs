@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use weir_core::scheduler::variables::shown;
 use weir_core::store::{SaveMode, VariableFilter, VariableRecord};
 
-use super::{Page, order_by};
+use super::{Page, one_order_by, order_by, update_mask};
 use crate::AppState;
 use crate::auth::{Operator, Viewer};
 use crate::error::{ApiError, ApiResult, Body, Path, Query, ReadErrors, WriteErrors};
@@ -58,13 +58,8 @@ pub async fn list_variables(
     Query(page): Query<Page>,
     Query(p): Query<VariableListParams>,
 ) -> ApiResult<Json<VariableCollection>> {
-    if p.order_by.len() > 1 {
-        return Err(ApiError::unprocessable(
-            "order_by: weir sorts variables by one key; give one",
-        ));
-    }
     let order = order_by(
-        p.order_by.first().map(String::as_str),
+        one_order_by(&p.order_by, "variables")?,
         &[
             ("key", VariableOrder::Key),
             ("id", VariableOrder::Key),
@@ -84,13 +79,9 @@ pub async fn list_variables(
             all.reverse();
         }
     }
-    let total = i64::try_from(all.len()).unwrap_or(i64::MAX);
+    let (shown, total) = page.of(all)?;
     Ok(Json(VariableCollection {
-        variables: page
-            .slice(all)?
-            .iter()
-            .map(VariableResponse::from)
-            .collect(),
+        variables: shown.iter().map(VariableResponse::from).collect(),
         total_entries: total,
     }))
 }
@@ -192,21 +183,7 @@ pub async fn patch_variable(
         )));
     }
     let current = state.scheduler.get_variable(&key).await?;
-    let fields: Vec<&str> = mask
-        .update_mask
-        .iter()
-        .flat_map(|m| m.split(','))
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .collect();
-    if let Some(bad) = fields
-        .iter()
-        .find(|f| !matches!(**f, "value" | "description"))
-    {
-        return Err(ApiError::bad_request(format!(
-            "update_mask: `{bad}` cannot be changed (value, description)"
-        )));
-    }
+    let fields = update_mask(&mask.update_mask, &["value", "description"])?;
     let all = fields.is_empty();
     let value = if all || fields.contains(&"value") {
         body.text()?

@@ -283,6 +283,26 @@ impl Task {
         }
     }
 
+    /// The connections this task names (a query extract, a table load, a
+    /// SQL sensor).
+    pub fn connection_ids(&self) -> Vec<&str> {
+        match &self.kind {
+            TaskKind::Extract {
+                source: Source::Query { connection, .. },
+                ..
+            }
+            | TaskKind::Load {
+                target: Target::Table { connection, .. },
+                ..
+            }
+            | TaskKind::Sensor {
+                condition: SensorCondition::Sql { connection, .. },
+                ..
+            } => vec![connection.as_str()],
+            _ => Vec::new(),
+        }
+    }
+
     /// The datasets this task writes.
     pub fn writes(&self) -> Vec<&DatasetName> {
         match &self.kind {

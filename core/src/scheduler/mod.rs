@@ -8,6 +8,7 @@
 pub mod backfill;
 pub mod clock;
 mod commit;
+pub mod connections;
 pub mod datasets;
 pub mod intervals;
 mod manual;
@@ -65,6 +66,10 @@ pub enum Error {
     /// A report was dropped before the batch that held it answered.
     #[error("the report was dropped before it was committed")]
     Unanswered,
+    /// The secret key is missing, malformed, or not the one a value was
+    /// sealed with.
+    #[error(transparent)]
+    Key(#[from] crate::secret_key::KeyError),
 }
 
 /// The result type of scheduler operations.
@@ -79,6 +84,8 @@ pub struct Options {
     pub tick: Duration,
     /// New DAGs start paused.
     pub paused_at_creation: bool,
+    /// The key that seals stored connections' secrets.
+    pub secret_key: crate::secret_key::KeySource,
 }
 
 impl Default for Options {
@@ -87,6 +94,7 @@ impl Default for Options {
             lease: Duration::from_secs(30),
             tick: Duration::from_secs(1),
             paused_at_creation: false,
+            secret_key: crate::secret_key::KeySource::None,
         }
     }
 }
@@ -133,6 +141,10 @@ struct Inner {
     metrics: metrics::Metrics,
     /// Variables as tries last read them.
     variables: Mutex<variables::Cached>,
+    /// Stored connections' URLs as tries last read them.
+    connections: Mutex<connections::Cached>,
+    /// The secret key, once loaded.
+    secret_key: tokio::sync::OnceCell<crate::secret_key::SecretKey>,
 }
 
 impl Scheduler {
@@ -151,6 +163,8 @@ impl Scheduler {
                 next_due: Mutex::new(HashMap::new()),
                 metrics: metrics::Metrics::default(),
                 variables: Mutex::default(),
+                connections: Mutex::default(),
+                secret_key: tokio::sync::OnceCell::new(),
             }),
         }
     }

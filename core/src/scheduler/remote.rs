@@ -73,8 +73,8 @@ impl Scheduler {
         })
     }
 
-    /// Adds each claim's run context, the variables and the outputs its
-    /// templates read.
+    /// Adds each claim's run context, the variables, the outputs its
+    /// templates read and the stored connections its task names.
     async fn with_runs(&self, claims: Vec<Claim>) -> Result<Vec<ClaimedTry>> {
         let mut tries = Vec::with_capacity(claims.len());
         let variables = if claims.is_empty() {
@@ -86,11 +86,13 @@ impl Scheduler {
             let run = self.run_context(c.run_pk).await?;
             let dag = self.dag_version(c.version_id).await?;
             let outputs = self.outputs_for(&dag, &c).await?;
+            let connections = self.connection_urls_for(&dag, &c).await?;
             tries.push(ClaimedTry {
                 claim: c,
                 run: (*run).clone(),
                 variables: (*variables).clone(),
                 outputs,
+                connections,
             });
         }
         Ok(tries)

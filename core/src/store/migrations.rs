@@ -25,6 +25,7 @@ pub(crate) const SQLITE: &[File] = files!("sqlite":
     "0007_task_queue.sql",
     "0008_variables.sql",
     "0009_task_outputs.sql",
+    "0010_connections.sql",
 );
 
 /// PostgreSQL's migrations.
@@ -38,6 +39,7 @@ pub(crate) const POSTGRES: &[File] = files!("postgres":
     "0007_task_queue.sql",
     "0008_variables.sql",
     "0009_task_outputs.sql",
+    "0010_connections.sql",
 );
 
 /// The migrator for a list of files. Versions, descriptions and checksums are

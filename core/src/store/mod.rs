@@ -10,6 +10,7 @@
 mod access_sql;
 mod advance_sql;
 mod catalog_sql;
+mod connections_sql;
 mod dags_sql;
 mod dispatch_sql;
 pub(crate) mod from_row;
@@ -781,6 +782,26 @@ pub trait VariableStore: Send + Sync {
     async fn delete_variable(&self, key: &str, audit: &AuditEntry) -> Result<()>;
 }
 
+/// Connections kept by weir, their secret parts sealed by the caller.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// The connections whose id contains `pattern` (case-insensitive; `%`
+    /// and `_` wildcards), or all, by id.
+    async fn list_connections(&self, pattern: Option<&str>) -> Result<Vec<ConnectionRecord>>;
+    /// One connection, if kept.
+    async fn get_connection(&self, id: &str) -> Result<Option<ConnectionRecord>>;
+    /// Saves a connection as `mode` allows, with `audit` in the same transaction.
+    async fn save_connection(
+        &self,
+        conn: &ConnectionRecord,
+        mode: SaveMode,
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    /// Deletes a connection, with `audit` in the same transaction;
+    /// [`Error::NotFound`] if it is not kept.
+    async fn delete_connection(&self, id: &str, audit: &AuditEntry) -> Result<()>;
+}
+
 /// DAG files synced into DAGs and their versions, pausing, import errors.
 #[async_trait]
 pub trait DagStore: Send + Sync {
@@ -946,6 +967,7 @@ pub trait Store:
     + WorkerStore
     + LogStore
     + VariableStore
+    + ConnectionStore
     + Send
     + Sync
     + std::fmt::Debug

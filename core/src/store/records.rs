@@ -435,6 +435,45 @@ from_row!(VariableRecord {
     updated_at
 });
 
+/// A stored connection. `password` and `extra` are sealed (encrypted) text
+/// as the store keeps them; [`crate::scheduler::connections`] opens them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionRecord {
+    /// Id tasks name it by.
+    pub conn_id: String,
+    /// Kind: `postgres`, `sqlite`, … (the URL scheme).
+    pub conn_type: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Host (for `sqlite`, the database file).
+    pub host: Option<String>,
+    /// Database (Airflow's `schema`).
+    pub schema_name: Option<String>,
+    /// User.
+    pub login: Option<String>,
+    /// Password, sealed.
+    pub password: Option<String>,
+    /// Port.
+    pub port: Option<i64>,
+    /// Extra settings (a JSON object as text), sealed.
+    pub extra: Option<String>,
+    /// When it was last set.
+    pub updated_at: DateTime<Utc>,
+}
+
+from_row!(ConnectionRecord {
+    conn_id,
+    conn_type,
+    description,
+    host,
+    schema_name,
+    login,
+    password,
+    port,
+    extra,
+    updated_at
+});
+
 /// How [`crate::store::VariableStore::save_variable`] treats a key that
 /// exists (or does not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -565,6 +604,10 @@ pub enum AuditAction {
     SetVariable,
     /// A variable was deleted.
     DeleteVariable,
+    /// A connection was created or changed (its secret parts are not recorded).
+    SetConnection,
+    /// A connection was deleted.
+    DeleteConnection,
 }
 
 crate::named_enum!(AuditAction, "audit action", {
@@ -593,6 +636,8 @@ crate::named_enum!(AuditAction, "audit action", {
     DrainWorker => "drain_worker",
     SetVariable => "set_variable",
     DeleteVariable => "delete_variable",
+    SetConnection => "set_connection",
+    DeleteConnection => "delete_connection",
 });
 
 /// An audit entry as stored.

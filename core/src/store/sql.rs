@@ -99,6 +99,7 @@ macro_rules! impl_store {
             in_json = ($in_json_open, $in_json_close)
         );
         $crate::store::variables_sql::impl_variable_store!($store);
+        $crate::store::connections_sql::impl_connection_store!($store);
     };
 }
 

@@ -362,6 +362,7 @@ impl RemoteWorker {
             claim: t.claim.clone(),
             variables: Arc::new(t.variables.clone()),
             outputs: Arc::new(t.outputs.clone()),
+            connections: Arc::new(t.connections.clone()),
         };
         let lease = t.lease();
         let mut log = match LogWriter::create(

@@ -79,6 +79,11 @@ impl Site {
         let options = Options {
             lease: Duration::from_secs(3),
             tick: Duration::from_millis(100),
+            secret_key: weir_core::secret_key::KeySource::Value(
+                weir_core::secret_key::SecretKey::generate()
+                    .unwrap()
+                    .encode(),
+            ),
             ..Options::default()
         };
         let clock: Arc<dyn Clock> = match extras.clock.clone() {
