@@ -30,7 +30,7 @@ use weir_core::scheduler::Scheduler;
 
 use crate::error::ApiError;
 use crate::routes::{
-    audit, auth as login, backfills, connections, dag_runs, dag_stats, dags, datasets,
+    assets, audit, auth as login, backfills, connections, dag_runs, dag_stats, dags, datasets,
     import_errors, logs, monitor, pools, run_wait, task_instance_patch, task_instances, tokens,
     variables, worker_api, workers, xcom,
 };
@@ -178,6 +178,12 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             connections::patch_connection,
             connections::delete_connection
         ))
+        .routes(routes!(assets::list_assets))
+        .routes(routes!(
+            assets::list_asset_events,
+            assets::create_asset_event
+        ))
+        .routes(routes!(assets::get_asset))
         .routes(routes!(xcom::list_xcom_entries))
         .routes(routes!(xcom::get_xcom_entry))
         .routes(routes!(import_errors::list_import_errors))

@@ -780,3 +780,89 @@ pub struct ConnectionCollection {
     pub connections: Vec<ConnectionResponse>,
     pub total_entries: i64,
 }
+
+/// A DAG scheduled on an asset (Airflow's `DagScheduleAssetReference`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DagScheduleAssetReference {
+    pub dag_id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A task writing or reading an asset (Airflow's `TaskOutletAssetReference`
+/// and `TaskInletAssetReference`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskAssetReference {
+    pub dag_id: String,
+    pub task_id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// When an asset last changed (Airflow's `LastAssetEventResponse`): its
+/// newest version or recorded update; `id` is the update's, when it was one.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LastAssetEvent {
+    pub id: Option<i64>,
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+/// A dataset as an asset (Airflow's `AssetResponse`): `name` and `uri` are
+/// the dataset's name.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AssetResponse {
+    pub id: i64,
+    pub name: String,
+    pub uri: String,
+    /// The dataset's zone (`raw`, `clean`, `curated`, `quarantine`).
+    pub group: String,
+    pub extra: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub scheduled_dags: Vec<DagScheduleAssetReference>,
+    pub producing_tasks: Vec<TaskAssetReference>,
+    pub consuming_tasks: Vec<TaskAssetReference>,
+    /// Always empty: weir has no asset aliases.
+    pub aliases: Vec<Value>,
+    /// Always empty: weir has no asset watchers.
+    pub watchers: Vec<Value>,
+    pub last_asset_event: Option<LastAssetEvent>,
+}
+
+/// A page of assets (Airflow's `AssetCollectionResponse`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AssetCollection {
+    pub assets: Vec<AssetResponse>,
+    pub total_entries: i64,
+}
+
+/// An update of a dataset recorded from outside weir (Airflow's
+/// `AssetEventResponse`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AssetEventResponse {
+    pub id: i64,
+    pub asset_id: i64,
+    pub name: String,
+    pub uri: String,
+    pub group: String,
+    pub extra: Option<Value>,
+    /// Always null: recorded from outside, not by a task.
+    pub source_dag_id: Option<String>,
+    pub source_run_id: Option<String>,
+    pub source_task_id: Option<String>,
+    /// Always -1.
+    pub source_map_index: i64,
+    /// Always null: weir has no partitions.
+    pub partition_key: Option<String>,
+    /// Runs are created by the scheduler as the update completes their
+    /// inputs; they are not listed here.
+    pub created_dagruns: Vec<Value>,
+    pub timestamp: DateTime<Utc>,
+}
+
+/// A page of asset events (Airflow's `AssetEventCollectionResponse`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AssetEventCollection {
+    pub asset_events: Vec<AssetEventResponse>,
+    pub total_entries: i64,
+}

@@ -1976,6 +1976,164 @@ async fn runs_batch_case(db: &TestDb) {
     );
 }
 
+const FEEDS: &str = r#"
+dag: feeds
+schedule: {datasets: [raw.vendor_feed]}
+tasks:
+  load:
+    kind: extract
+    source: {format: csv, path: "in/*.csv"}
+    output: raw.orders
+  check:
+    kind: validate
+    input: raw.orders
+    contract: {columns: {id: {type: int64}}}
+    output: clean.orders
+"#;
+
+both_backends!(datasets_as_assets_and_updates_from_outside, assets_case);
+async fn assets_case(db: &TestDb) {
+    let a = api(db).await;
+    std::fs::write(a._dags.path().join("feeds.yaml"), FEEDS).unwrap();
+    a.sched.sync_folder(a._dags.path()).await.unwrap();
+    let all = a.get("/api/v2/assets?order_by=name").await;
+    let names: Vec<&str> = all["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "clean.orders",
+            "quarantine.orders",
+            "raw.orders",
+            "raw.vendor_feed"
+        ],
+        "{all}"
+    );
+    let by_name = |n: &str| {
+        all["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    let orders = by_name("raw.orders");
+    assert_eq!(
+        (orders["group"].as_str(), orders["uri"].as_str()),
+        (Some("raw"), Some("raw.orders"))
+    );
+    assert_eq!(orders["producing_tasks"][0]["task_id"], "load", "{orders}");
+    assert_eq!(orders["consuming_tasks"][0]["task_id"], "check", "{orders}");
+    assert_eq!(
+        (orders["aliases"].clone(), orders["watchers"].clone()),
+        (json!([]), json!([]))
+    );
+    let feed = by_name("raw.vendor_feed");
+    assert_eq!(feed["scheduled_dags"][0]["dag_id"], "feeds", "{feed}");
+    assert_eq!(feed["last_asset_event"], Value::Null, "never updated yet");
+    let feed_id = feed["id"].as_i64().unwrap();
+    assert_eq!(
+        a.get(&format!("/api/v2/assets/{feed_id}")).await["name"],
+        "raw.vendor_feed"
+    );
+    for (q, want) in [
+        ("name_pattern=VENDOR", 1),
+        ("uri_pattern=orders", 3),
+        ("dag_ids=demo", 0),
+        ("dag_ids=feeds", 4),
+        ("limit=1", 4),
+    ] {
+        assert_eq!(
+            a.get(&format!("/api/v2/assets?{q}")).await["total_entries"],
+            want,
+            "{q}"
+        );
+    }
+    let (status, _) = call(
+        &a.app,
+        "GET",
+        "/api/v2/assets/999999",
+        Some(&a.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // An update from outside: recorded, audited, and the DAG scheduled on it runs.
+    let (status, ev) = a
+        .send(
+            "POST",
+            "/api/v2/assets/events",
+            json!({"asset_id": feed_id, "extra": {"file": "feed.csv"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ev}");
+    assert_eq!(
+        (ev["asset_id"].as_i64(), ev["name"].as_str()),
+        (Some(feed_id), Some("raw.vendor_feed"))
+    );
+    assert_eq!(
+        (ev["extra"].clone(), ev["source_map_index"].clone()),
+        (json!({"file": "feed.csv"}), json!(-1))
+    );
+    let runs = a.get("/api/v2/dags/feeds/dagRuns").await;
+    assert_eq!(runs["total_entries"], 1, "{runs}");
+    assert_eq!(runs["dag_runs"][0]["run_type"], "asset_triggered", "{runs}");
+    let feed = a.get(&format!("/api/v2/assets/{feed_id}")).await;
+    assert_eq!(feed["last_asset_event"]["id"], ev["id"], "{feed}");
+    let events = a.get("/api/v2/assets/events").await;
+    assert_eq!(events["total_entries"], 1);
+    assert_eq!(events["asset_events"][0]["id"], ev["id"]);
+    let other = by_name("clean.orders")["id"].as_i64().unwrap();
+    assert_eq!(
+        a.get(&format!("/api/v2/assets/events?asset_id={other}"))
+            .await["total_entries"],
+        0
+    );
+    assert!(
+        a.get("/api/v2/auditLog")
+            .await
+            .to_string()
+            .contains("asset_event")
+    );
+
+    for (body, what) in [
+        (
+            json!({"asset_id": feed_id, "partition_key": "2026-01"}),
+            "no partitions",
+        ),
+        (
+            json!({"asset_id": feed_id, "extra": [1]}),
+            "extra must be a JSON object",
+        ),
+        (json!({"asset_id": feed_id, "surprise": true}), "surprise"),
+    ] {
+        a.refused("POST", "/api/v2/assets/events", body, what).await;
+    }
+    let (status, _) = a
+        .send(
+            "POST",
+            "/api/v2/assets/events",
+            json!({"asset_id": 999_999}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(
+        &a.app,
+        "POST",
+        "/api/v2/assets/events",
+        Some(&a.viewer),
+        Some(json!({"asset_id": feed_id})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "viewers read only");
+}
+
 both_backends!(connections_in_airflows_shape, connections_case);
 async fn connections_case(db: &TestDb) {
     use weir_core::secret_key::{KeyError, KeySource, SecretKey};

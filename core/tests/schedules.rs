@@ -371,6 +371,116 @@ both_backends!(
     dataset_triggers
 );
 
+async fn asset_events(db: &TestDb) {
+    let dag = "schedule: {datasets: [raw.vendor_feed, clean.b]}\ntasks:\n  t: {kind: shell, command: 'true'}\n";
+    let e = env(db, dag, "2026-01-01T00:00:00Z").await;
+    let assets = e.sched.store().list_assets(None).await.unwrap();
+    let names: Vec<&str> = assets.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["clean.b", "raw.vendor_feed"],
+        "every dataset a DAG names has an id"
+    );
+    let feed = assets
+        .iter()
+        .find(|a| a.name == "raw.vendor_feed")
+        .unwrap()
+        .id;
+    let b = assets.iter().find(|a| a.name == "clean.b").unwrap().id;
+    // A second sync keeps the ids.
+    let again = e.sched.store().list_assets(None).await.unwrap();
+    assert_eq!(again, assets);
+
+    let extra = serde_json::json!({"file": "feed-0101.csv"});
+    let ev = e
+        .sched
+        .record_asset_event("test", feed, Some(&extra))
+        .await
+        .unwrap();
+    assert_eq!(
+        (ev.name.as_str(), ev.actor.as_str()),
+        ("raw.vendor_feed", "test")
+    );
+    assert!(
+        runs(&e.sched).await.is_empty(),
+        "clean.b has not changed yet"
+    );
+    e.clock.advance(chrono::Duration::hours(1));
+    e.sched.record_asset_event("test", b, None).await.unwrap();
+    let got = runs(&e.sched).await;
+    assert_eq!(got.len(), 1, "both inputs changed: a run at once");
+    assert_eq!(got[0].run_type, RunType::DatasetTriggered);
+    assert_eq!(
+        got[0].run_id,
+        "dataset_triggered__2026-01-01T01:00:00+00:00"
+    );
+    e.sched.tick().await.unwrap();
+    assert_eq!(runs(&e.sched).await.len(), 1, "nothing new, no new run");
+    // A version and an update count alike.
+    e.clock.advance(chrono::Duration::hours(1));
+    e.sched
+        .store()
+        .record_dataset_version(
+            &weir_core::store::NewDatasetVersion {
+                dataset: "clean.b".into(),
+                ..Default::default()
+            },
+            e.clock.now(),
+        )
+        .await
+        .unwrap();
+    e.sched.tick().await.unwrap();
+    assert_eq!(runs(&e.sched).await.len(), 1, "only clean.b is new");
+    e.clock.advance(chrono::Duration::hours(1));
+    e.sched
+        .record_asset_event("test", feed, None)
+        .await
+        .unwrap();
+    assert_eq!(runs(&e.sched).await.len(), 2);
+    let (events, total) = e
+        .sched
+        .store()
+        .list_asset_events(Some(feed), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!((events.len(), total), (2, 2));
+    assert_eq!(
+        events[1].extra.as_deref(),
+        Some(r#"{"file":"feed-0101.csv"}"#),
+        "newest first"
+    );
+    // Bad input is refused by name.
+    let not_object = e
+        .sched
+        .record_asset_event("test", feed, Some(&serde_json::json!([1])))
+        .await;
+    assert!(
+        not_object
+            .unwrap_err()
+            .to_string()
+            .contains("extra must be a JSON object")
+    );
+    let unknown = e.sched.record_asset_event("test", 999_999, None).await;
+    assert!(unknown.unwrap_err().to_string().contains("asset 999999"));
+    let (audit, _) = e
+        .sched
+        .store()
+        .list_audit(&Default::default(), 100, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.action == weir_core::store::AuditAction::AssetEvent)
+            .count(),
+        3
+    );
+}
+both_backends!(
+    updates_recorded_from_outside_trigger_dataset_schedules,
+    asset_events
+);
+
 async fn once(db: &TestDb) {
     let dag = "schedule: '@once'\nstart_date: 2026-01-02T06:00:00Z\ntasks:\n  a: {kind: shell, command: 'true'}\n";
     let e = env(db, dag, "2026-01-01T00:00:00Z").await;

@@ -29,6 +29,15 @@ pub enum DatasetsCommand {
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// Record that a dataset was updated outside weir: the DAGs scheduled on
+    /// it run as for a new version (audited).
+    Updated {
+        /// `zone.name`, as a DAG names it.
+        name: String,
+        /// What to say about the update: a JSON object.
+        #[arg(long)]
+        extra: Option<String>,
+    },
 }
 
 fn producer(v: &DatasetVersionRecord) -> String {
@@ -49,9 +58,13 @@ fn version_json(v: &DatasetVersionRecord) -> Value {
 
 /// Runs a `weir datasets` subcommand.
 pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<ExitCode> {
+    if let DatasetsCommand::Updated { name, extra } = command {
+        return updated(config, &name, extra.as_deref()).await;
+    }
     let store = super::store(config).await?;
     let all = store.dataset_versions(None).await?;
     match command {
+        DatasetsCommand::Updated { .. } => {}
         DatasetsCommand::List { output } => {
             let newest = weir_core::catalog::summaries(&all);
             match output {
@@ -222,5 +235,28 @@ pub async fn quality(
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weir datasets updated NAME`: records an update made outside weir.
+async fn updated(config: &Config, name: &str, extra: Option<&str>) -> anyhow::Result<ExitCode> {
+    let extra: Option<Value> = extra
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--extra is not JSON: {e}"))?;
+    let sched = super::scheduler(config).await?;
+    let Some(asset) = sched
+        .store()
+        .list_assets(Some(name))
+        .await?
+        .into_iter()
+        .find(|a| a.name == name)
+    else {
+        anyhow::bail!("no DAG names dataset `{name}`");
+    };
+    let event = sched
+        .record_asset_event(&super::actor(), asset.id, extra.as_ref())
+        .await?;
+    println!("recorded update {} of {name}", event.id);
     Ok(ExitCode::SUCCESS)
 }

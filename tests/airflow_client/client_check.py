@@ -23,7 +23,9 @@ from airflow_client.client.api.backfill_api import BackfillApi
 from airflow_client.client.api.dag_stats_api import DagStatsApi
 from airflow_client.client.api.dag_source_api import DagSourceApi
 from airflow_client.client.api.event_log_api import EventLogApi
+from airflow_client.client.api.asset_api import AssetApi
 from airflow_client.client.api.connection_api import ConnectionApi
+from airflow_client.client.models.create_asset_events_body import CreateAssetEventsBody
 from airflow_client.client.api.variable_api import VariableApi
 from airflow_client.client.models.connection_body import ConnectionBody
 from airflow_client.client.api.x_com_api import XComApi
@@ -209,6 +211,17 @@ with af.ApiClient(config) as client:
     assert entry.value == f"preparing {marker}", entry
     assert xcoms.get_xcom_entries("~", "~", "~", xcom_key="other").total_entries == 0
 
+    step("an update from outside triggers the DAG scheduled on the asset")
+    assets = AssetApi(client)
+    feed = [a for a in assets.get_assets(name_pattern="vendor").assets]
+    assert [a.name for a in feed] == ["raw.vendor_feed"], feed
+    assert [d.dag_id for d in feed[0].scheduled_dags] == ["vendor_feed"], feed
+    event = assets.create_asset_event(CreateAssetEventsBody(asset_id=feed[0].id, extra={"file": "f.csv"}))
+    assert event.asset_id == feed[0].id and event.extra == {"file": "f.csv"}, event
+    triggered = runs.get_dag_runs("vendor_feed")
+    assert triggered.total_entries == 1 and triggered.dag_runs[0].run_type.value == "asset_triggered", triggered
+    assert assets.get_asset(feed[0].id).last_asset_event.id == event.id
+
     step("task instances listed with a body")
     batch = tis.get_task_instances_batch(
         "~", "~", TaskInstancesBatchBody(dag_ids=["flaky"], task_ids=["flaky"], order_by="-start_date")
@@ -277,6 +290,8 @@ with af.ApiClient(config) as client:
         "get_event_logs": lambda: EventLogApi(client).get_event_logs(order_by=["-when"]),
         "get_variables": lambda: VariableApi(client).get_variables(),
         "get_connections": lambda: ConnectionApi(client).get_connections(),
+        "get_assets": lambda: AssetApi(client).get_assets(),
+        "get_asset_events": lambda: AssetApi(client).get_asset_events(),
         "get_variable": lambda: VariableApi(client).get_variable("bucket"),
         "get_dag_source": lambda: DagSourceApi(client).get_dag_source("flaky"),
         "get_xcom_entries": lambda: XComApi(client).get_xcom_entries("~", "~", "~"),

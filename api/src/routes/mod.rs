@@ -1,5 +1,6 @@
 //! The endpoints, one module per resource.
 
+pub mod assets;
 pub mod audit;
 pub mod auth;
 pub mod backfills;

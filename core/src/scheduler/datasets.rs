@@ -1,6 +1,7 @@
 //! Dataset-triggered DAGs: `schedule: {datasets: [...]}` runs the DAG when
-//! every listed dataset has a version newer than the ones its last
-//! dataset-triggered run saw.
+//! every listed dataset has changed since its last dataset-triggered run
+//! saw it: a newer version, or a newer update recorded from outside weir
+//! (an asset event).
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,10 @@ use super::{Result, Scheduler, interval_run};
 use crate::dag::Schedule;
 use crate::state::RunType;
 use crate::store::{self, NewRun};
+
+/// How a run's seen-versions map names the newest asset event of a dataset
+/// it saw (beside the dataset's own name for its newest version).
+const EVENT_PREFIX: &str = "event:";
 
 impl Scheduler {
     /// Creates the dataset-triggered runs that are due. The run id comes from
@@ -39,14 +44,30 @@ impl Scheduler {
             let mut all_new = true;
             for ds in inputs {
                 let name = ds.to_string();
-                match self.store().latest_dataset_version(&name).await? {
-                    Some(v) if seen.get(&name).is_none_or(|&id| v.id > id) => {
-                        newest = Some(
-                            newest.map_or(v.created_at, |n: DateTime<Utc>| n.max(v.created_at)),
-                        );
-                        latest.insert(name, v.id);
-                    }
-                    _ => all_new = false,
+                let event_key = format!("{EVENT_PREFIX}{name}");
+                let version = self.store().latest_dataset_version(&name).await?;
+                let event = self.store().latest_asset_event(&name).await?;
+                let new_version = version
+                    .as_ref()
+                    .filter(|v| seen.get(&name).is_none_or(|&id| v.id > id));
+                let new_event = event
+                    .as_ref()
+                    .filter(|e| seen.get(&event_key).is_none_or(|&id| e.id > id));
+                let changed = [
+                    new_version.map(|v| v.created_at),
+                    new_event.map(|e| e.created_at),
+                ];
+                let Some(at) = changed.into_iter().flatten().max() else {
+                    all_new = false;
+                    continue;
+                };
+                newest = Some(newest.map_or(at, |n: DateTime<Utc>| n.max(at)));
+                // What this run saw of each: the next run needs newer.
+                if let Some(v) = &version {
+                    latest.insert(name, v.id);
+                }
+                if let Some(e) = &event {
+                    latest.insert(event_key, e.id);
                 }
             }
             let Some(at) = newest.filter(|_| all_new) else {
@@ -71,5 +92,38 @@ impl Scheduler {
             }
         }
         Ok(created)
+    }
+
+    /// Records an update of asset `asset_id` made outside weir (audited),
+    /// then creates the dataset-triggered runs it completes. `extra` must be
+    /// a JSON object.
+    pub async fn record_asset_event(
+        &self,
+        actor: &str,
+        asset_id: i64,
+        extra: Option<&serde_json::Value>,
+    ) -> Result<store::AssetEventRecord> {
+        if extra.is_some_and(|e| !e.is_object()) {
+            return Err(super::Error::Invalid("extra must be a JSON object".into()));
+        }
+        let asset = self
+            .store()
+            .get_asset(asset_id)
+            .await?
+            .ok_or_else(|| store::Error::NotFound(format!("asset {asset_id}")))?;
+        let now = self.now();
+        let audit = store::AuditEntry::about(
+            actor,
+            store::AuditAction::AssetEvent,
+            serde_json::json!({ "asset_id": asset_id, "dataset": asset.name }),
+            now,
+        );
+        let extra = extra.map(serde_json::Value::to_string);
+        let event = self
+            .store()
+            .record_asset_event(asset_id, extra.as_deref(), &audit)
+            .await?;
+        self.create_dataset_triggered_runs(now).await?;
+        Ok(event)
     }
 }

@@ -250,6 +250,24 @@ impl Scheduler {
             .store
             .sync_dags(&dags, &errors, self.inner.options.paused_at_creation, now)
             .await?;
+        // Every dataset a DAG names has a lasting asset id.
+        let mut names: Vec<String> = Vec::new();
+        for d in &report.dags {
+            for t in d.tasks.values() {
+                names.extend(
+                    t.reads()
+                        .into_iter()
+                        .chain(t.writes())
+                        .map(ToString::to_string),
+                );
+            }
+            if let crate::dag::Schedule::Datasets(inputs) = &d.schedule {
+                names.extend(inputs.iter().map(ToString::to_string));
+            }
+        }
+        names.sort();
+        names.dedup();
+        self.inner.store.ensure_assets(&names, now).await?;
         Ok(())
     }
 

@@ -26,6 +26,7 @@ pub(crate) const SQLITE: &[File] = files!("sqlite":
     "0008_variables.sql",
     "0009_task_outputs.sql",
     "0010_connections.sql",
+    "0011_assets.sql",
 );
 
 /// PostgreSQL's migrations.
@@ -40,6 +41,7 @@ pub(crate) const POSTGRES: &[File] = files!("postgres":
     "0008_variables.sql",
     "0009_task_outputs.sql",
     "0010_connections.sql",
+    "0011_assets.sql",
 );
 
 /// The migrator for a list of files. Versions, descriptions and checksums are

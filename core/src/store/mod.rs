@@ -9,6 +9,7 @@
 
 mod access_sql;
 mod advance_sql;
+mod assets_sql;
 mod catalog_sql;
 mod connections_sql;
 mod dags_sql;
@@ -782,6 +783,35 @@ pub trait VariableStore: Send + Sync {
     async fn delete_variable(&self, key: &str, audit: &AuditEntry) -> Result<()>;
 }
 
+/// Datasets as Airflow's assets: lasting ids and updates from outside.
+#[async_trait]
+pub trait AssetStore: Send + Sync {
+    /// Gives each of `names` an id unless it has one.
+    async fn ensure_assets(&self, names: &[String], at: DateTime<Utc>) -> Result<()>;
+    /// The assets whose name contains `pattern` (case-insensitive), by id.
+    async fn list_assets(&self, pattern: Option<&str>) -> Result<Vec<AssetRecord>>;
+    /// One asset by id.
+    async fn get_asset(&self, id: i64) -> Result<Option<AssetRecord>>;
+    /// Records an update of asset `asset_id` from outside, with `audit` in
+    /// the same transaction.
+    async fn record_asset_event(
+        &self,
+        asset_id: i64,
+        extra: Option<&str>,
+        audit: &AuditEntry,
+    ) -> Result<AssetEventRecord>;
+    /// Recorded updates, newest first (of one asset, or all), with the
+    /// total before `limit`/`offset`.
+    async fn list_asset_events(
+        &self,
+        asset_id: Option<i64>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<AssetEventRecord>, i64)>;
+    /// The newest recorded update of dataset `name`.
+    async fn latest_asset_event(&self, name: &str) -> Result<Option<AssetEventRecord>>;
+}
+
 /// Connections kept by weir, their secret parts sealed by the caller.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
@@ -968,6 +998,7 @@ pub trait Store:
     + LogStore
     + VariableStore
     + ConnectionStore
+    + AssetStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -474,6 +474,49 @@ from_row!(ConnectionRecord {
     updated_at
 });
 
+/// A dataset as an asset: its lasting id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssetRecord {
+    /// The id.
+    pub id: i64,
+    /// The dataset's name (`clean.orders`).
+    pub name: String,
+    /// When a DAG first named it.
+    pub created_at: DateTime<Utc>,
+}
+
+from_row!(AssetRecord {
+    id,
+    name,
+    created_at
+});
+
+/// An update of a dataset recorded from outside weir.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssetEventRecord {
+    /// The event's id.
+    pub id: i64,
+    /// The asset.
+    pub asset_id: i64,
+    /// The dataset's name.
+    pub name: String,
+    /// What the caller said about it (a JSON object as text).
+    pub extra: Option<String>,
+    /// Who recorded it.
+    pub actor: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+from_row!(AssetEventRecord {
+    id,
+    asset_id,
+    name,
+    extra,
+    actor,
+    created_at
+});
+
 /// How [`crate::store::VariableStore::save_variable`] treats a key that
 /// exists (or does not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -608,6 +651,8 @@ pub enum AuditAction {
     SetConnection,
     /// A connection was deleted.
     DeleteConnection,
+    /// An update of a dataset was recorded from outside weir.
+    AssetEvent,
 }
 
 crate::named_enum!(AuditAction, "audit action", {
@@ -638,6 +683,7 @@ crate::named_enum!(AuditAction, "audit action", {
     DeleteVariable => "delete_variable",
     SetConnection => "set_connection",
     DeleteConnection => "delete_connection",
+    AssetEvent => "asset_event",
 });
 
 /// An audit entry as stored.

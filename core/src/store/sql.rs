@@ -100,6 +100,7 @@ macro_rules! impl_store {
         );
         $crate::store::variables_sql::impl_variable_store!($store);
         $crate::store::connections_sql::impl_connection_store!($store);
+        $crate::store::assets_sql::impl_asset_store!($store);
     };
 }
 
