@@ -153,6 +153,11 @@ impl Ui {
         std::fs::write(dags.join("broken.yaml"), "dag: broken\ntasks: [").unwrap();
         let options = Options {
             tick: Duration::from_millis(100),
+            secret_key: weir_core::secret_key::KeySource::Value(
+                weir_core::secret_key::SecretKey::generate()
+                    .unwrap()
+                    .encode(),
+            ),
             ..Options::default()
         };
         let sched = Scheduler::new(db.store.clone(), Arc::new(SystemClock), options);
@@ -314,6 +319,16 @@ async fn every_page_case(db: &TestDb) {
             .await
             .unwrap();
     }
+    let mut warehouse = weir_core::scheduler::connections::Connection::from_url(
+        "warehouse",
+        "postgres://etl@db.internal:5432/wh",
+    )
+    .unwrap();
+    warehouse.password = Some("hunter2-secret".into());
+    ui.sched
+        .set_connection("test", &warehouse, weir_core::store::SaveMode::Create)
+        .await
+        .unwrap();
     let pages: Vec<(String, &[&str])> = vec![
         (
             "/".into(),
@@ -382,6 +397,10 @@ async fn every_page_case(db: &TestDb) {
             &["bucket", "raw-eu", "slack_api_key", "***"],
         ),
         ("/workers".into(), &["ui-test@", "every queue", "active"]),
+        (
+            "/connections".into(),
+            &["warehouse", "postgres", "db.internal", "***"],
+        ),
     ];
     for user in ["vera", "otto", "ada"] {
         let s = ui.login(user).await;
@@ -501,6 +520,22 @@ async fn guards_case(db: &TestDb) {
         )
         .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "no CSRF token");
+    let a = ui
+        .post(
+            "/connections",
+            Some(&viewer),
+            &[
+                ("csrf", &viewer.csrf),
+                ("id", "k"),
+                ("url", "sqlite:///x.db"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::FORBIDDEN,
+        "connections need an operator"
+    );
     let local = ui.sched.workers_view().await.unwrap()[0].life.name.clone();
     let a = ui
         .post(
@@ -585,6 +620,7 @@ async fn guards_case(db: &TestDb) {
         "/audit",
         "/pools",
         "/variables",
+        "/connections",
         "/workers",
     ] {
         let a = ui.get(path, None).await;
@@ -601,6 +637,8 @@ async fn guards_case(db: &TestDb) {
         "/pools/default/delete",
         "/variables",
         "/variables/bucket/delete",
+        "/connections",
+        "/connections/wh/delete",
         "/workers/w/drain",
         "/logout",
     ] {
@@ -920,6 +958,48 @@ async fn forms_case(db: &TestDb) {
             .body
             .contains("raw-us")
     );
+
+    // Connections (operator): added with a password apart, refused with a
+    // bad URL, deleted; the password never reaches the page.
+    let a = ui
+        .post(
+            "/connections",
+            Some(&otto),
+            &[
+                ("csrf", &otto.csrf),
+                ("id", "shop"),
+                ("url", "postgres://reader@shop.internal/shop"),
+                ("password", "s3cret-pw"),
+                ("description", "the shop"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let shop = ui.sched.get_connection("shop").await.unwrap();
+    assert_eq!(shop.password.as_deref(), Some("s3cret-pw"));
+    let page = ui.get("/connections", Some(&otto)).await.body;
+    assert!(
+        page.contains("shop.internal") && !page.contains("s3cret-pw"),
+        "{page}"
+    );
+    let a = ui
+        .post(
+            "/connections",
+            Some(&otto),
+            &[("csrf", &otto.csrf), ("id", "bad"), ("url", "not a url")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("not a URL"), "{}", a.body);
+    let a = ui
+        .post(
+            "/connections/shop/delete",
+            Some(&otto),
+            &[("csrf", &otto.csrf)],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert!(ui.sched.get_connection("shop").await.is_err());
 
     // Pools (admin), and the audit log names who did all this.
     let admin = ui.login("ada").await;

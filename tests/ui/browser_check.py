@@ -200,6 +200,17 @@ for key, value in [("orders_bucket", "s3://raw/orders"), ("warehouse_password", 
 if "hunter2-secret" in d.page_source or "***" not in d.page_source:
     raise SystemExit("the secret variable is not masked on the page")
 shot(d, "21-variables")
+# A connection added through the page: its password never comes back.
+d.get(BASE + "/connections")
+d.find_element(By.ID, "conn-id").send_keys("warehouse_pg")
+d.find_element(By.ID, "conn-url").send_keys("postgres://etl@db.internal:5432/warehouse?sslmode=require")
+d.find_element(By.ID, "conn-password").send_keys("hunter2-secret")
+d.find_element(By.ID, "conn-description").send_keys("the warehouse")
+d.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
+wait("the new connection", lambda: "warehouse_pg" in d.page_source)
+if "hunter2-secret" in d.page_source or "***" not in d.page_source:
+    raise SystemExit("the connection's password is not masked on the page")
+shot(d, "22-connections")
 d.quit()
 
 # Dark and narrow.
@@ -208,7 +219,8 @@ for dark, width, height, tag in [(True, 1280, 800, "dark-wide"), (False, 390, 84
     d = browser(dark, width, height)
     login(d)
     for path, name in [("/", "dags"), ("/dags/orders_daily", "dag"), ("/dags/orders_daily/tasks/validate_orders/quality", "quality"),
-                       ("/variables", "variables"), (hello_run[len(BASE):] + "/tasks/print_env", "task-output")]:
+                       ("/variables", "variables"), ("/connections", "connections"),
+                       (hello_run[len(BASE):] + "/tasks/print_env", "task-output")]:
         d.set_window_size(width, height)
         d.get(BASE + path)
         shot(d, f"20-{name}-{tag}")

@@ -1,5 +1,5 @@
-//! The audit log, the pools (editable by admins), the variables (editable
-//! by operators) and the workers.
+//! The audit log, the pools (editable by admins), the variables and the
+//! connections (editable by operators) and the workers.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -194,4 +194,61 @@ pub async fn delete_variable(
     me.require(Role::Operator)?;
     state.scheduler.delete_variable(&me.name, &key).await?;
     Ok(Redirect::to("/variables").into_response())
+}
+
+/// `/connections`: stored connections, their secrets masked.
+pub async fn connections(State(state): State<AppState>, me: Me) -> PageResult {
+    let mut list = Vec::new();
+    for r in state.scheduler.list_connections(None).await? {
+        // A connection that cannot be opened (another key) is still listed.
+        list.push(super::ctx! {
+            id => &r.conn_id, conn_type => &r.conn_type, host => &r.host, port => r.port,
+            schema => &r.schema_name, login => &r.login, password => r.password.is_some(),
+            description => &r.description,
+        });
+    }
+    super::page("connections.html", &me, super::ctx! { connections => list })
+}
+
+/// The connection form: a URL without its password, and the password apart.
+#[derive(Debug, Deserialize)]
+pub struct ConnectionForm {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// `POST /connections` (operator): create or replace a connection.
+pub async fn save_connection(
+    State(state): State<AppState>,
+    Posted { me, form }: Posted<ConnectionForm>,
+) -> PageResult<Response> {
+    me.require(Role::Operator)?;
+    let mut conn =
+        weir_core::scheduler::connections::Connection::from_url(form.id.trim(), form.url.trim())?;
+    if !form.password.is_empty() {
+        conn.password = Some(form.password);
+    }
+    conn.description = Some(form.description.trim().to_owned()).filter(|d| !d.is_empty());
+    state
+        .scheduler
+        .set_connection(&me.name, &conn, weir_core::store::SaveMode::Upsert)
+        .await?;
+    Ok(Redirect::to("/connections").into_response())
+}
+
+/// `POST /connections/{id}/delete` (operator).
+pub async fn delete_connection(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Posted { me, .. }: Posted<serde::de::IgnoredAny>,
+) -> PageResult<Response> {
+    me.require(Role::Operator)?;
+    state.scheduler.delete_connection(&me.name, &id).await?;
+    Ok(Redirect::to("/connections").into_response())
 }

@@ -113,6 +113,11 @@ pub fn router() -> Router<AppState> {
             get(admin::variables).post(admin::save_variable),
         )
         .route("/variables/{key}/delete", post(admin::delete_variable))
+        .route(
+            "/connections",
+            get(admin::connections).post(admin::save_connection),
+        )
+        .route("/connections/{id}/delete", post(admin::delete_connection))
         .route("/workers", get(admin::workers))
         .route("/workers/{name}/drain", post(admin::drain_worker))
 }
@@ -156,6 +161,7 @@ pub fn page(name: &str, me: &Me, ctx: impl Serialize) -> Result<Html<String>, Pa
         "datasets.html" | "dataset.html" | "quality.html" | "quarantine.html" => "datasets",
         "pools.html" => "pools",
         "variables.html" => "variables",
+        "connections.html" => "connections",
         "workers.html" => "workers",
         "audit.html" => "audit",
         _ => "dags",

@@ -18,6 +18,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("audit.html", include_str!("templates/audit.html")),
     ("pools.html", include_str!("templates/pools.html")),
     ("variables.html", include_str!("templates/variables.html")),
+    (
+        "connections.html",
+        include_str!("templates/connections.html"),
+    ),
     ("workers.html", include_str!("templates/workers.html")),
 ];
 
