@@ -192,6 +192,7 @@ async fn run_one(
             secrets: weir_worker::secrets::Secrets::default(),
             watch: None,
             serve: None,
+            notify: None,
         },
     )
     .await?;

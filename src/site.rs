@@ -1,5 +1,5 @@
-//! A site: the scheduler's timer, a local worker pool and, when asked, the
-//! DAG folder watcher and the HTTP server, started together and stopped
+//! A site: the scheduler's timer, the notifier, a local worker pool and,
+//! when asked, the DAG folder watcher and the HTTP server, started together and stopped
 //! together. `weir standalone`, `weir dags test` and `weir bench` each run one.
 
 use std::path::{Path, PathBuf};
@@ -9,8 +9,32 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use weir_core::config::Config;
 use weir_core::scheduler::Scheduler;
+use weir_worker::notify::{Notifier, NotifierOptions};
 use weir_worker::secrets::Secrets;
 use weir_worker::{LocalPool, PoolOptions};
+
+/// The notifier's settings from `config`.
+pub fn notifier_options(config: &Config) -> NotifierOptions {
+    NotifierOptions {
+        smtp: weir_worker::smtp::SmtpOptions {
+            host: config.smtp.host.clone(),
+            port: config.smtp.port,
+            from: config.smtp.from.clone(),
+        },
+        ..NotifierOptions::new(config.core.logs_dir.clone(), config.api.public_url())
+    }
+}
+
+/// Spawns the notifier (its logs mask the `WEIR_SECRET_*` secrets).
+fn spawn_notifier(
+    tasks: &mut JoinSet<()>,
+    sched: &Scheduler,
+    options: NotifierOptions,
+    cancel: CancellationToken,
+) {
+    let secrets = std::sync::Arc::new(Secrets::from_env(std::env::vars()));
+    tasks.spawn(Notifier::new(sched.clone(), options, secrets).run(cancel));
+}
 
 /// What a site runs besides the timer and the pool.
 #[derive(Debug)]
@@ -23,6 +47,8 @@ pub struct SiteOptions {
     pub watch: Option<(PathBuf, u64)>,
     /// Serve the API (and UI) of this state on this listener.
     pub serve: Option<(tokio::net::TcpListener, weir_api::AppState)>,
+    /// Deliver notifications.
+    pub notify: Option<NotifierOptions>,
 }
 
 impl SiteOptions {
@@ -43,6 +69,7 @@ impl SiteOptions {
             secrets: Secrets::from_env(std::env::vars()),
             watch: None,
             serve: None,
+            notify: Some(notifier_options(config)),
         }
     }
 }
@@ -67,6 +94,9 @@ impl Site {
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
         tasks.spawn(sched.clone().run(cancel.child_token()));
+        if let Some(n) = options.notify {
+            spawn_notifier(&mut tasks, sched, n, cancel.child_token());
+        }
         if let Some((dir, refresh)) = options.watch {
             tasks.spawn(watch_dags(
                 sched.clone(),
@@ -92,12 +122,17 @@ impl Site {
         })
     }
 
-    /// The scheduler's timer and, when asked, the DAG folder watcher, without
-    /// a worker pool or server (`weir scheduler`).
-    pub fn start_scheduler(sched: &Scheduler, watch: Option<(PathBuf, u64)>) -> Site {
+    /// The scheduler's timer, the notifier and, when asked, the DAG folder
+    /// watcher, without a worker pool or server (`weir scheduler`).
+    pub fn start_scheduler(
+        sched: &Scheduler,
+        watch: Option<(PathBuf, u64)>,
+        notify: NotifierOptions,
+    ) -> Site {
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
         tasks.spawn(sched.clone().run(cancel.child_token()));
+        spawn_notifier(&mut tasks, sched, notify, cancel.child_token());
         if let Some((dir, refresh)) = watch {
             tasks.spawn(watch_dags(
                 sched.clone(),

@@ -73,6 +73,13 @@ fn every_example_runs_green_out_of_the_box() {
             stdout(&out),
             String::from_utf8_lossy(&out.stderr)
         );
+        if id == "hello_shell" {
+            let text = stdout(&out);
+            assert!(
+                text.contains("notification success (dag:0): sent"),
+                "the example's notification is delivered before the test ends: {text}"
+            );
+        }
     }
     // The sample orders' deliberate defects are quarantined, not lost.
     let mut logs = String::new();

@@ -523,6 +523,9 @@ fn a_draining_worker_finishes_its_try_and_a_queue_nobody_serves_waits() {
 /// extract on a queue whose worker sees another data folder.
 const PEOPLE: &str = r#"
 schedule: manual
+notify:
+  - on: [success]
+    command: echo "$WEIR_NOTIFY_DAG_ID succeeded" >> ../notified.txt
 tasks:
   extract:
     kind: extract
@@ -634,6 +637,23 @@ fn remote_workers_run_data_tasks_through_the_api_and_refuse_a_data_folder_not_th
     let run_id = c.newest_run("people");
     let log = c.run(&["tasks", "logs", "people", &run_id, "report"]);
     assert!(log.contains("quarantined=1 rows=1"), "{log}");
+    // The scheduler process delivers the run's notification and records it.
+    c.wait_for("the run's notification", || {
+        c.json(&[
+            "runs",
+            "notifications",
+            "people",
+            &run_id,
+            "--output",
+            "json",
+        ])
+        .as_array()
+        .is_some_and(|all| all.len() == 1 && all[0]["state"] == "sent")
+    });
+    assert_eq!(
+        std::fs::read_to_string(c.path("notified.txt")).unwrap_or_default(),
+        "people succeeded\n"
+    );
     let out = c.run(&["tasks", "output", "people", &run_id, "report"]);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&out).unwrap(),

@@ -38,7 +38,7 @@ pub enum Error {
 }
 
 /// The environment variables that override settings (`WEIR_<SECTION>_<KEY>`).
-pub const SETTING_VARS: [&str; 17] = [
+pub const SETTING_VARS: [&str; 21] = [
     "WEIR_CORE_DAGS_FOLDER",
     "WEIR_CORE_DATA_DIR",
     "WEIR_CORE_LOGS_DIR",
@@ -51,6 +51,10 @@ pub const SETTING_VARS: [&str; 17] = [
     "WEIR_API_BIND",
     "WEIR_API_JWT_SECRET",
     "WEIR_API_TOKEN_HOURS",
+    "WEIR_API_PUBLIC_URL",
+    "WEIR_SMTP_HOST",
+    "WEIR_SMTP_PORT",
+    "WEIR_SMTP_FROM",
     "WEIR_WORKER_SLOTS",
     "WEIR_WORKER_SERVER",
     "WEIR_WORKER_TOKEN",
@@ -129,6 +133,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// The local worker pool.
     pub worker: WorkerConfig,
+    /// The mail relay e-mail notifications go through.
+    pub smtp: SmtpConfig,
     /// Database connections tasks use, by id.
     pub connections: IndexMap<String, ConnectionConfig>,
     /// Pools and their slots, by name (`default` always exists).
@@ -243,6 +249,9 @@ pub struct ApiConfig {
     pub jwt_secret: Option<String>,
     /// Hours an access token from `POST /auth/token` lasts (24).
     pub token_hours: u64,
+    /// The address people reach the web UI at, for links in notifications
+    /// (default `http://` and `bind`).
+    pub public_url: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -251,6 +260,42 @@ impl Default for ApiConfig {
             bind: "127.0.0.1:8080".into(),
             jwt_secret: None,
             token_hours: 24,
+            public_url: None,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The web UI's address for links (no trailing `/`).
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| format!("http://{}", self.bind))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}
+
+/// `[smtp]`: the relay e-mail notifications go through (plain SMTP, no TLS
+/// or authentication: a relay on the local network).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// The relay's host (`localhost`).
+    pub host: String,
+    /// Its port (25).
+    pub port: u16,
+    /// The sender address (`weir@localhost`).
+    pub from: String,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: "localhost".into(),
+            port: 25,
+            from: "weir@localhost".into(),
         }
     }
 }
@@ -384,8 +429,20 @@ impl Config {
         if let Some(v) = env("WEIR_API_JWT_SECRET") {
             self.api.jwt_secret = Some(v);
         }
+        if let Some(v) = env("WEIR_API_PUBLIC_URL") {
+            self.api.public_url = Some(v);
+        }
         if let Some(v) = env("WEIR_API_TOKEN_HOURS") {
             self.api.token_hours = parse_num("WEIR_API_TOKEN_HOURS", v)?.clamp(1, 24 * 365);
+        }
+        if let Some(v) = env("WEIR_SMTP_HOST") {
+            self.smtp.host = v;
+        }
+        if let Some(v) = env("WEIR_SMTP_PORT") {
+            self.smtp.port = u16::try_from(parse_num("WEIR_SMTP_PORT", v)?).unwrap_or(25);
+        }
+        if let Some(v) = env("WEIR_SMTP_FROM") {
+            self.smtp.from = v;
         }
         if let Some(v) = env("WEIR_WORKER_SLOTS") {
             let n = parse_num("WEIR_WORKER_SLOTS", v)?;

@@ -273,6 +273,7 @@ async fn guarded_changes(db: &TestDb) {
     let start = Plan {
         tasks: vec![change("a", TaskState::None, TaskState::Scheduled, 0)],
         run: Some((RunState::Queued, RunState::Running)),
+        notices: Vec::new(),
     };
     let started = apply(db, run_pk, start).await.unwrap();
     assert_eq!(
@@ -286,6 +287,7 @@ async fn guarded_changes(db: &TestDb) {
             change("b", TaskState::Scheduled, TaskState::Queued, 0),
         ],
         run: None,
+        notices: Vec::new(),
     };
     let err = apply(db, run_pk, stale).await.unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err}");
@@ -300,6 +302,7 @@ async fn guarded_changes(db: &TestDb) {
     let wrong_try = Plan {
         tasks: vec![change("a", TaskState::Queued, TaskState::Scheduled, 7)],
         run: None,
+        notices: Vec::new(),
     };
     assert!(matches!(
         apply(db, run_pk, wrong_try).await,
@@ -309,6 +312,7 @@ async fn guarded_changes(db: &TestDb) {
     let illegal = Plan {
         tasks: vec![change("b", TaskState::None, TaskState::Running, 0)],
         run: None,
+        notices: Vec::new(),
     };
     assert!(matches!(
         apply(db, run_pk, illegal).await,
@@ -317,6 +321,7 @@ async fn guarded_changes(db: &TestDb) {
     let illegal_run = Plan {
         tasks: vec![],
         run: Some((RunState::Running, RunState::Queued)),
+        notices: Vec::new(),
     };
     assert!(matches!(
         apply(db, run_pk, illegal_run).await,
@@ -350,6 +355,7 @@ async fn dispatch_and_claim(db: &TestDb) {
     let mut plan = Plan {
         tasks: vec![],
         run: Some((RunState::Queued, RunState::Running)),
+        notices: Vec::new(),
     };
     for t in ["a", "b", "c"] {
         plan.tasks
@@ -447,6 +453,7 @@ async fn claim_respects_its_limit(db: &TestDb) {
         let plan = Plan {
             tasks: vec![change("t", TaskState::None, TaskState::Scheduled, 0)],
             run: Some((RunState::Queued, RunState::Running)),
+            notices: Vec::new(),
         };
         assert_eq!(apply(db, run.id, plan).await.unwrap().queued, 1);
     }
@@ -498,6 +505,7 @@ async fn pool_slots(db: &TestDb) {
     let mut plan = Plan {
         tasks: vec![],
         run: Some((RunState::Queued, RunState::Running)),
+        notices: Vec::new(),
     };
     for t in &refs {
         plan.tasks
@@ -711,12 +719,14 @@ async fn group_commit(db: &TestDb) {
         Ok(weir_core::store::Planned::Done(Plan {
             tasks: vec![change("a", TaskState::None, TaskState::Scheduled, 0)],
             run: Some((RunState::Queued, RunState::Running)),
+            notices: Vec::new(),
         }))
     };
     let stale = |_: &weir_core::store::RunSnapshot| {
         Ok(weir_core::store::Planned::Done(Plan {
             tasks: vec![change("a", TaskState::Success, TaskState::Failed, 0)],
             run: None,
+            notices: Vec::new(),
         }))
     };
     let now = Utc::now();
@@ -804,6 +814,7 @@ async fn priority_order(db: &TestDb) {
     let mut plan = Plan {
         tasks: vec![],
         run: Some((RunState::Queued, RunState::Running)),
+        notices: Vec::new(),
     };
     for t in ["low", "high", "mid"] {
         plan.tasks
@@ -978,6 +989,7 @@ async fn a_heartbeat_never_deadlocks_with_a_transaction_on_the_same_tries() {
     let mut plan = Plan {
         tasks: vec![],
         run: Some((RunState::Queued, RunState::Running)),
+        notices: Vec::new(),
     };
     for t in ["a", "b"] {
         plan.tasks
@@ -1057,6 +1069,7 @@ async fn grid_pages(db: &TestDb) {
         Plan {
             tasks: vec![change("a", TaskState::None, TaskState::Scheduled, 0)],
             run: None,
+            notices: Vec::new(),
         },
     )
     .await

@@ -352,6 +352,15 @@ async fn test(
     println!("{} run {}", run.dag_id, run.run_id);
     let mut options = SiteOptions::from_config(config, "dags-test", slots);
     options.pool.poll = Duration::from_millis(200);
+    // Notifications are delivered before the command ends, retried briefly.
+    options.notify = options
+        .notify
+        .map(|n| weir_worker::notify::NotifierOptions {
+            first_retry: Duration::from_millis(500),
+            attempts: 3,
+            poll: Duration::from_millis(100),
+            ..n
+        });
     options.pool.data_dir =
         std::env::temp_dir().join(format!("weir-dags-test-{}", std::process::id()));
     let site = Site::start(&sched, options).await?;
@@ -377,6 +386,28 @@ async fn test(
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
+    let waited = std::time::Instant::now();
+    loop {
+        let all = sched.store().run_notifications(run.id).await?;
+        if all.iter().all(|n| n.state != "pending") || waited.elapsed() > Duration::from_secs(30) {
+            for n in all {
+                let about = n
+                    .task_id
+                    .as_deref()
+                    .map(|t| format!(" of {t}"))
+                    .unwrap_or_default();
+                let why = n.last_error.map(|e| format!(": {e}")).unwrap_or_default();
+                println!(
+                    "notification {}{about} ({}): {}{why}",
+                    n.event.as_str(),
+                    n.rule,
+                    n.state
+                );
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     site.stop().await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", tmp.display()));

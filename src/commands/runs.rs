@@ -28,16 +28,34 @@ pub enum RunsCommand {
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// The notifications a run fired: event, rule, delivery state, attempts
+    /// and why the last attempt failed.
+    Notifications {
+        /// The DAG id.
+        dag_id: String,
+        /// The run id.
+        run_id: String,
+        /// Table or JSON.
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
 }
 
 /// Runs a `weir runs` subcommand.
 pub async fn run(command: RunsCommand, config: &Config) -> anyhow::Result<ExitCode> {
-    let RunsCommand::List {
-        dag_id,
-        state,
-        limit,
-        output,
-    } = command;
+    let (dag_id, state, limit, output) = match command {
+        RunsCommand::List {
+            dag_id,
+            state,
+            limit,
+            output,
+        } => (dag_id, state, limit, output),
+        RunsCommand::Notifications {
+            dag_id,
+            run_id,
+            output,
+        } => return notifications(config, &dag_id, &run_id, output).await,
+    };
     let states = match state {
         Some(s) => vec![s.parse::<RunState>().map_err(anyhow::Error::msg)?],
         None => Vec::new(),
@@ -85,6 +103,54 @@ pub async fn run(command: RunsCommand, config: &Config) -> anyhow::Result<ExitCo
                 &rows,
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weir runs notifications DAG RUN`.
+async fn notifications(
+    config: &Config,
+    dag_id: &str,
+    run_id: &str,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    let store = super::store(config).await?;
+    let run = store.get_run(dag_id, run_id).await?;
+    let all = store.run_notifications(run.id).await?;
+    match output {
+        OutputFormat::Json => {
+            print_json(&json!(all.iter().map(|n| json!({
+            "id": n.id, "event": n.event.as_str(), "rule": n.rule, "task_id": n.task_id,
+            "try_number": n.try_number, "state": n.state, "attempts": n.attempts,
+            "last_error": n.last_error, "created_at": n.created_at, "sent_at": n.sent_at,
+        })).collect::<Vec<_>>()))
+        }
+        OutputFormat::Table => print_table(
+            &[
+                "EVENT",
+                "RULE",
+                "TASK",
+                "TRY",
+                "STATE",
+                "ATTEMPTS",
+                "SENT",
+                "LAST ERROR",
+            ],
+            &all.iter()
+                .map(|n| {
+                    vec![
+                        n.event.as_str().to_owned(),
+                        n.rule.clone(),
+                        n.task_id.clone().unwrap_or_default(),
+                        n.try_number.map(|t| t.to_string()).unwrap_or_default(),
+                        n.state.clone(),
+                        n.attempts.to_string(),
+                        time(n.sent_at),
+                        n.last_error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

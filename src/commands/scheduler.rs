@@ -13,6 +13,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let site = crate::site::Site::start_scheduler(
         &sched,
         Some((config.core.dags_folder.clone(), config.core.dag_refresh)),
+        crate::site::notifier_options(config),
     );
     tracing::info!(
         "weir scheduler: database {}, DAGs from {}",

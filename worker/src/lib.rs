@@ -7,6 +7,7 @@ pub mod data;
 pub mod execute;
 pub mod life;
 pub mod logs;
+pub mod notify;
 pub mod pool;
 pub mod reaper;
 pub mod remote;
@@ -14,5 +15,6 @@ pub mod resources;
 pub mod secrets;
 pub mod sensor;
 pub mod shell;
+pub mod smtp;
 
 pub use pool::{LocalPool, PoolOptions};

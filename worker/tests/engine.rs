@@ -317,6 +317,357 @@ both_backends!(
     stored_connections
 );
 
+/// A webhook receiver on 127.0.0.1: `/hook` takes every POST; `/flaky`
+/// answers 500 to the first. Returns its address and what it took.
+async fn receiver() -> (
+    String,
+    Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+) {
+    use axum::Json;
+    use axum::extract::{Path as AxPath, State};
+    use axum::http::StatusCode;
+    type Got = Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+    let got: Got = Arc::default();
+    let first_flaky = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let app = axum::Router::new()
+        .route(
+            "/{name}",
+            axum::routing::post(
+                move |State(got): State<Got>,
+                      AxPath(name): AxPath<String>,
+                      Json(body): Json<serde_json::Value>| {
+                    let first_flaky = first_flaky.clone();
+                    async move {
+                        if name == "flaky"
+                            && first_flaky.swap(false, std::sync::atomic::Ordering::SeqCst)
+                        {
+                            return StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        got.lock().unwrap().push((name, body));
+                        StatusCode::OK
+                    }
+                },
+            ),
+        )
+        .with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), got)
+}
+
+/// Polls `check` until it holds (30 s at most).
+async fn eventually<F: Fn() -> bool>(what: &str, check: F) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn notifications(db: &TestDb) {
+    use weir_core::dag::NotifyEvent;
+    let (url, got) = receiver().await;
+    let dag = format!(
+        r#"
+notify:
+  - on: [failure]
+    webhook: "{url}/hook"
+  - on: [retry]
+    command: echo "dag-retry $WEIR_NOTIFY_TASK_ID $WEIR_NOTIFY_TRY_NUMBER" >> ../notified.txt
+tasks:
+  flaky:
+    kind: shell
+    retries: 1
+    retry_delay: 1s
+    command: |
+      n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ "$n" -ge 2 ]
+    notify:
+      - on: [success]
+        command: echo "{{{{ event }}}} {{{{ task_id }}}} try {{{{ try_number }}}} $WEIR_NOTIFY_MESSAGE" >> ../notified.txt
+  boom:
+    kind: shell
+    retries: 0
+    command: "echo bad; exit 4"
+    notify:
+      - on: [failure]
+        webhook: "{url}/flaky"
+        message: "{{{{ task_id }}}} {{{{ event }}}}: {{{{ error }}}}"
+      - on: [failure]
+        webhook: "http://127.0.0.1:1/nobody-listens"
+"#
+    );
+    let e = Site::start(db, &dag, &[]).await;
+    let run = e.trigger(serde_json::json!({})).await;
+    assert_eq!(e.wait(&run).await.state, RunState::Failed);
+    let store = e.sched.store().clone();
+    let settled = || {
+        let store = store.clone();
+        async move {
+            let all = store.run_notifications(run.id).await.unwrap();
+            (all.iter().all(|n| n.state != "pending"), all)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let all = loop {
+        let (done, all) = settled().await;
+        if done && all.len() == 5 {
+            break all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "notifications did not settle: {all:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let find = |rule: &str, task: Option<&str>, event: NotifyEvent| {
+        all.iter()
+            .find(|n| n.rule == rule && n.task_id.as_deref() == task && n.event == event)
+            .unwrap_or_else(|| panic!("{rule} {task:?} {event:?}: {all:#?}"))
+            .clone()
+    };
+    // The run failed: the DAG's webhook got one body, Slack-compatible.
+    let run_failed = find("dag:0", None, NotifyEvent::Failure);
+    assert_eq!(
+        (run_failed.state.as_str(), run_failed.attempts),
+        ("sent", 1)
+    );
+    let bodies = got.lock().unwrap().clone();
+    let hook: Vec<&serde_json::Value> = bodies
+        .iter()
+        .filter(|(n, _)| n == "hook")
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(hook.len(), 1, "{bodies:#?}");
+    assert_eq!(
+        (hook[0]["event"].as_str(), hook[0]["run_id"].as_str()),
+        (Some("failure"), Some(run.run_id.as_str()))
+    );
+    let text = hook[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("run {} of t failed", run.run_id)),
+        "{text}"
+    );
+    assert!(text.contains("http://weir.test/dags/t/runs/"), "{text}");
+    // A failed delivery is retried: the flaky receiver took the second.
+    let boom = find("task:0", Some("boom"), NotifyEvent::Failure);
+    assert_eq!(
+        (boom.state.as_str(), boom.attempts),
+        ("sent", 2),
+        "{boom:?}"
+    );
+    let flaky: Vec<&serde_json::Value> = bodies
+        .iter()
+        .filter(|(n, _)| n == "flaky")
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(flaky.len(), 1);
+    assert_eq!(
+        flaky[0]["text"],
+        "boom failure: the command exited with code 4"
+    );
+    assert!(
+        flaky[0]["log_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/tasks/boom/log?try=1"),
+        "{:?}",
+        flaky[0]
+    );
+    // One that never gets through is recorded as failed, with why; the run's
+    // outcome is what it was.
+    let nobody = find("task:1", Some("boom"), NotifyEvent::Failure);
+    assert_eq!(
+        (nobody.state.as_str(), nobody.attempts),
+        ("failed", 3),
+        "{nobody:?}"
+    );
+    assert!(
+        nobody
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("POST http://127.0.0.1:1/nobody-listens"),
+        "{nobody:?}"
+    );
+    // A retry fired the DAG's command; the success after it the task's own.
+    find("dag:1", Some("flaky"), NotifyEvent::Retry);
+    find("task:0", Some("flaky"), NotifyEvent::Success);
+    let notified = std::fs::read_to_string(e.dir.path().join("notified.txt")).unwrap();
+    assert!(notified.contains("dag-retry flaky 1\n"), "{notified}");
+    assert!(
+        notified.contains(&format!(
+            "success flaky try 2 weir: task t.flaky succeeded (try 2) in run {}",
+            run.run_id
+        )),
+        "{notified}"
+    );
+    e.stop().await;
+}
+both_backends!(
+    notifications_are_delivered_retried_and_recorded,
+    notifications
+);
+
+/// A Python with aiosmtpd (`WEIR_TEST_PYTHON`), or `None` outside CI.
+fn python_with_aiosmtpd() -> Option<String> {
+    let python = std::env::var("WEIR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{python} has no aiosmtpd (set WEIR_TEST_PYTHON)"
+    );
+    eprintln!("skipping: {python} has no aiosmtpd (pip install aiosmtpd, or set WEIR_TEST_PYTHON)");
+    None
+}
+
+async fn email(db: &TestDb) {
+    let Some(python) = python_with_aiosmtpd() else {
+        return;
+    };
+    let mail = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut sink = std::process::Command::new(python)
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(mail.path().join("box"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the SMTP sink to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let dag = r#"
+notify:
+  - on: [failure]
+    email: [ops@example.com, data-eng@example.com]
+    message: |
+      {{ dag_id }} run {{ run_id }} {{ event_text }}
+      .a line that starts with a dot
+      {{ run_url }}
+tasks:
+  boom:
+    kind: shell
+    retries: 0
+    command: "exit 7"
+    notify:
+      - on: [failure]
+        email: [ops@example.com]
+"#;
+    let e = Site::start_with(
+        db,
+        dag,
+        Extras {
+            smtp_port: Some(port),
+            ..Extras::default()
+        },
+    )
+    .await;
+    let run = e.trigger(serde_json::json!({})).await;
+    assert_eq!(e.wait(&run).await.state, RunState::Failed);
+    let new = mail.path().join("box/new");
+    let read_all = || -> Vec<String> {
+        std::fs::read_dir(&new)
+            .map(|d| {
+                d.filter_map(|f| std::fs::read_to_string(f.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    eventually("two e-mails", || read_all().len() == 2).await;
+    let all = read_all();
+    let task_mail = all
+        .iter()
+        .find(|m| m.contains("To: ops@example.com\n"))
+        .unwrap();
+    assert!(
+        task_mail.contains("Subject: weir: task t.boom failed (try 1) in run"),
+        "{task_mail}"
+    );
+    assert!(
+        task_mail.contains("the command exited with code 7"),
+        "{task_mail}"
+    );
+    let run_mail = all
+        .iter()
+        .find(|m| m.contains("data-eng@example.com"))
+        .unwrap();
+    assert!(
+        run_mail.contains(&format!("Subject: t run {} failed", run.run_id)),
+        "{run_mail}"
+    );
+    assert!(
+        run_mail.contains("\n.a line that starts with a dot\n"),
+        "dots survive: {run_mail}"
+    );
+    assert!(run_mail.contains("From: weir@test.example"), "{run_mail}");
+    let _ = sink.kill();
+    let _ = sink.wait();
+    e.stop().await;
+}
+both_backends!(e_mail_notifications_reach_an_smtp_server, email);
+
+const LATE: &str = r#"
+deadline: {after: queued, within: 1s}
+notify:
+  - on: [deadline_missed, success]
+    command: echo "$WEIR_NOTIFY_EVENT $WEIR_NOTIFY_RUN_ID" >> ../late.txt
+tasks:
+  slow:
+    kind: shell
+    command: sleep 3
+"#;
+
+async fn deadlines(db: &TestDb) {
+    let e = Site::start(db, LATE, &[]).await;
+    let run = e.trigger(serde_json::json!({})).await;
+    let late = e.dir.path().join("late.txt");
+    let read = || std::fs::read_to_string(&late).unwrap_or_default();
+    eventually("the deadline notification", || {
+        read().contains("deadline_missed")
+    })
+    .await;
+    assert_eq!(
+        e.ti(&run, "slow").await.state,
+        TaskState::Running,
+        "it fires while the run goes on"
+    );
+    assert_eq!(
+        e.wait(&run).await.state,
+        RunState::Success,
+        "a missed deadline changes no outcome"
+    );
+    eventually("the success notification", || read().contains("success")).await;
+    let text = read();
+    assert_eq!(
+        text.matches("deadline_missed").count(),
+        1,
+        "once per run: {text}"
+    );
+    assert!(text.contains(&run.run_id), "{text}");
+    e.stop().await;
+}
+both_backends!(a_missed_deadline_fires_once_per_run, deadlines);
+
 const FLAKY: &str = r#"
 tasks:
   flaky:

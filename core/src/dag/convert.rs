@@ -7,14 +7,15 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::file::{
-    CommandSpec, ContractSpec, DagFile, FileFormat, KindName, OutputSpec, ScheduleSpec, SourceSpec,
-    TargetSpec, TaskFile,
+    CommandSpec, ContractSpec, DagFile, FileFormat, KindName, NotifySpec, OutputSpec, ScheduleSpec,
+    SourceSpec, TargetSpec, TaskFile,
 };
 use super::graph::{Cycle, DagGraph, EdgeKind};
 use super::ids::{DagId, DatasetName, TaskId, Zone};
 use super::{
-    Backoff, Contract, CsvOptions, Dag, DagVersion, Duration, OutputChecks, RetryPolicy, Schedule,
-    SensorCondition, Source, Target, Task, TaskKind,
+    Backoff, Channel, Contract, CsvOptions, Dag, DagVersion, Deadline, Duration, Notify,
+    NotifyEvent, OutputChecks, RetryPolicy, Schedule, SensorCondition, Source, Target, Task,
+    TaskKind,
 };
 use crate::template;
 
@@ -163,6 +164,29 @@ pub fn to_dag(file: &DagFile, fileloc: &Path) -> Result<Dag, Vec<Problem>> {
         ));
     }
 
+    let dag_notify: Vec<Notify> = file
+        .notify
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            to_notify(
+                &["notify".to_owned(), i.to_string()],
+                n,
+                true,
+                &mut problems,
+            )
+        })
+        .collect();
+    let fires_on_deadline = dag_notify
+        .iter()
+        .any(|n| n.on.contains(&NotifyEvent::DeadlineMissed));
+    if fires_on_deadline && file.deadline.is_none() {
+        problems.push(Problem::at(
+            &["notify"],
+            Anchor::Key,
+            "a notification on deadline_missed needs a `deadline:` on the DAG",
+        ));
+    }
     let mut tasks = indexmap::IndexMap::with_capacity(file.tasks.len());
     for (tid, tf) in &file.tasks {
         if let Some(task) = to_task(file, tid, tf, &mut problems) {
@@ -204,6 +228,11 @@ pub fn to_dag(file: &DagFile, fileloc: &Path) -> Result<Dag, Vec<Problem>> {
             max_active_runs: file.max_active_runs.unwrap_or(defaults::MAX_ACTIVE_RUNS),
             max_active_tasks: file.max_active_tasks.unwrap_or(defaults::MAX_ACTIVE_TASKS),
             dagrun_timeout: file.dagrun_timeout,
+            notify: dag_notify,
+            deadline: file.deadline.map(|d| Deadline {
+                after: d.after,
+                within: d.within,
+            }),
             params: file.params.clone().into_iter().collect(),
             tasks,
             graph,
@@ -354,6 +383,117 @@ fn to_task(
         priority: tf.priority.or(d.priority).unwrap_or(0),
         env: tf.env.clone(),
         reads_outputs: Vec::new(),
+        notify: tf
+            .notify
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                to_notify(
+                    &["tasks".into(), t.into(), "notify".into(), i.to_string()],
+                    n,
+                    false,
+                    problems,
+                )
+            })
+            .collect(),
+    })
+}
+
+/// A checked notification rule at `path`, or `None` with its problems
+/// recorded; `deadline_missed` is a DAG's event only.
+fn to_notify(
+    path: &[String],
+    n: &NotifySpec,
+    on_dag: bool,
+    problems: &mut Vec<Problem>,
+) -> Option<Notify> {
+    fn at<'a>(path: &'a [String], key: &'a str) -> Vec<&'a str> {
+        let mut p: Vec<&str> = path.iter().map(String::as_str).collect();
+        if !key.is_empty() {
+            p.push(key);
+        }
+        p
+    }
+    let at = |key: &'static str| at(path, key);
+    let before = problems.len();
+    if n.on.is_empty() {
+        problems.push(Problem::at(
+            &at("on"),
+            Anchor::Value,
+            "`on` names no event (failure, retry, success, deadline_missed)",
+        ));
+    }
+    if !on_dag && n.on.contains(&NotifyEvent::DeadlineMissed) {
+        problems.push(Problem::at(
+            &at("on"),
+            Anchor::Value,
+            "deadline_missed is a DAG's event: put this notification under the DAG's `notify`",
+        ));
+    }
+    let channels = [n.webhook.is_some(), n.email.is_some(), n.command.is_some()];
+    if channels.iter().filter(|c| **c).count() != 1 {
+        problems.push(Problem::at(
+            &at(""),
+            Anchor::Key,
+            "a notification needs exactly one of `webhook`, `email` or `command`",
+        ));
+    }
+    if let Some(m) = &n.message {
+        check_template(&at("message"), m, problems);
+    }
+    let channel = match (&n.webhook, &n.email, &n.command) {
+        (Some(url), _, _) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                problems.push(Problem::at(
+                    &at("webhook"),
+                    Anchor::Value,
+                    format!("webhook `{url}` is not an http:// or https:// URL"),
+                ));
+            }
+            Channel::Webhook(url.clone())
+        }
+        (_, Some(to), _) => {
+            if to.is_empty() {
+                problems.push(Problem::at(
+                    &at("email"),
+                    Anchor::Value,
+                    "`email` names no address",
+                ));
+            }
+            for addr in to {
+                let ok = addr.split_once('@').is_some_and(|(user, host)| {
+                    !user.is_empty() && host.contains('.') || host == "localhost"
+                }) && !addr.contains([' ', ',', '<', '>', '\r', '\n']);
+                if !ok {
+                    problems.push(Problem::at(
+                        &at("email"),
+                        Anchor::Value,
+                        format!("`{addr}` is not an e-mail address"),
+                    ));
+                }
+            }
+            Channel::Email(to.clone())
+        }
+        (_, _, Some(c)) => {
+            match c {
+                CommandSpec::Shell(s) => check_template(&at("command"), s, problems),
+                CommandSpec::Exec(args) => {
+                    for (i, a) in args.iter().enumerate() {
+                        let i = i.to_string();
+                        let mut p = at("command");
+                        p.push(&i);
+                        check_template(&p, a, problems);
+                    }
+                }
+            }
+            Channel::Command(c.clone())
+        }
+        _ => return None,
+    };
+    (problems.len() == before).then(|| Notify {
+        on: n.on.clone(),
+        channel,
+        message: n.message.clone(),
     })
 }
 

@@ -104,6 +104,14 @@ pub struct DagFile {
     /// Settings applied to every task unless the task says otherwise.
     #[serde(default, skip_serializing_if = "TaskDefaults::is_empty")]
     pub defaults: TaskDefaults,
+    /// Who to tell when a run fails or succeeds, a task retries, or the
+    /// deadline passes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifySpec>,
+    /// A run not ended this long after it was queued (or after its logical
+    /// date) fires `deadline_missed`, once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DeadlineSpec>,
     /// The tasks, by id.
     pub tasks: IndexMap<TaskId, TaskFile>,
 }
@@ -336,6 +344,96 @@ impl TriggerRule {
     }
 }
 
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyEvent {
+    /// A run failed (on a DAG), or a task failed for good (on a task).
+    Failure,
+    /// A try failed and the task will be tried again.
+    Retry,
+    /// A run succeeded (on a DAG), or a task did (on a task).
+    Success,
+    /// A run had not ended by its deadline (on a DAG).
+    DeadlineMissed,
+}
+
+impl NotifyEvent {
+    /// The name as written in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::Failure => "failure",
+            NotifyEvent::Retry => "retry",
+            NotifyEvent::Success => "success",
+            NotifyEvent::DeadlineMissed => "deadline_missed",
+        }
+    }
+}
+
+impl std::str::FromStr for NotifyEvent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            NotifyEvent::Failure,
+            NotifyEvent::Retry,
+            NotifyEvent::Success,
+            NotifyEvent::DeadlineMissed,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+        .ok_or_else(|| format!("unknown notification event `{s}`"))
+    }
+}
+
+impl TryFrom<String> for NotifyEvent {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// One notification rule: on which events, through which channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySpec {
+    /// The events: `failure`, `retry`, `success`, `deadline_missed`.
+    pub on: Vec<NotifyEvent>,
+    /// POST a JSON body (`text` and the details) to this URL; a Slack
+    /// incoming webhook takes it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// Send an e-mail to these addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Vec<String>>,
+    /// Run this command (in the DAG file's folder) with `WEIR_NOTIFY_*` set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandSpec>,
+    /// The text (a template: `event`, `dag_id`, `run_id`, `task_id`,
+    /// `try_number`, `state`, `error`, `log_url`, `ds`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What a deadline counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlineFrom {
+    /// When the run was queued.
+    Queued,
+    /// The run's logical date.
+    LogicalDate,
+}
+
+/// A run's deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeadlineSpec {
+    /// `queued` or `logical_date`.
+    pub after: DeadlineFrom,
+    /// How long after it the run must have ended.
+    pub within: Duration,
+}
+
 /// A shell command: one string for `sh -c`, or a list exec'd directly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -390,6 +488,9 @@ pub struct TaskFile {
     /// Environment variables (templates) for the task's process.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub env: IndexMap<String, String>,
+    /// Who to tell when this task fails, retries or succeeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifySpec>,
 
     /// shell: the command (template).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,7 +17,9 @@ use indexmap::IndexMap;
 
 pub use contract::{Contract, Threshold};
 pub use duration::Duration;
-pub use file::{Backoff, CommandSpec, FileFormat, KindName, LoadMode, TriggerRule};
+pub use file::{
+    Backoff, CommandSpec, DeadlineFrom, FileFormat, KindName, LoadMode, NotifyEvent, TriggerRule,
+};
 pub use graph::DagGraph;
 pub use ids::{DagId, DatasetName, TaskId, Zone};
 pub use schedule::{CronExpr, Schedule};
@@ -51,6 +53,11 @@ pub struct Dag {
     pub max_active_tasks: u32,
     /// A run going longer fails.
     pub dagrun_timeout: Option<Duration>,
+    /// Who to tell when a run fails or succeeds, a task retries, or the
+    /// deadline passes.
+    pub notify: Vec<Notify>,
+    /// When a run must have ended.
+    pub deadline: Option<Deadline>,
     /// Parameter defaults.
     pub params: serde_json::Map<String, serde_json::Value>,
     /// The tasks, in file order.
@@ -145,6 +152,39 @@ pub struct Task {
     /// The upstream tasks whose outputs its templates read (`tasks.<id>`),
     /// in task order: a claim carries those outputs.
     pub reads_outputs: Vec<TaskId>,
+    /// Who to tell when it fails, retries or succeeds.
+    pub notify: Vec<Notify>,
+}
+
+/// A checked notification rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notify {
+    /// The events it fires on.
+    pub on: Vec<NotifyEvent>,
+    /// Where it goes.
+    pub channel: Channel,
+    /// The text (a template), or the default.
+    pub message: Option<String>,
+}
+
+/// Where a notification goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Channel {
+    /// A JSON POST to a URL.
+    Webhook(String),
+    /// An e-mail to these addresses.
+    Email(Vec<String>),
+    /// A command with `WEIR_NOTIFY_*` set.
+    Command(CommandSpec),
+}
+
+/// A run's deadline: it must end `within` after `after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// What it counts from.
+    pub after: DeadlineFrom,
+    /// How long.
+    pub within: Duration,
 }
 
 /// Retry settings of a task.

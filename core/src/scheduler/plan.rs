@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::dag::{Dag, TriggerRule};
+use crate::dag::{Dag, NotifyEvent, TriggerRule};
 use crate::state::{RunState, TaskState};
-use crate::store::{FanIn, Plan, Planned, Refusal, RunSnapshot, Scope, TaskChange};
+use crate::store::{FanIn, Notice, Plan, Planned, Refusal, RunSnapshot, Scope, TaskChange};
 
 /// The task instances `action` needs to read: for a finished try, the task,
 /// the tasks downstream of it (all of them when it failed, since failures and
@@ -510,11 +510,71 @@ impl<'a> Planning<'a> {
     }
 
     fn finish(self) -> Plan {
+        let run = (self.run_from != self.run_state).then_some((self.run_from, self.run_state));
+        let notices = notices(self.dag, &self.changes, run);
         Plan {
             tasks: self.changes,
-            run: (self.run_from != self.run_state).then_some((self.run_from, self.run_state)),
+            run,
+            notices,
         }
     }
+}
+
+/// The notifications `changes` and the run's move fire: a try that ended
+/// (failure for good, a retry, success) fires its task's rules and, for a
+/// retry, the DAG's; the run ending fires the DAG's.
+fn notices(dag: &Dag, changes: &[TaskChange], run: Option<(RunState, RunState)>) -> Vec<Notice> {
+    let mut out = Vec::new();
+    let has_task_rules = dag.tasks.values().any(|t| !t.notify.is_empty());
+    if dag.notify.is_empty() && !has_task_rules {
+        return out;
+    }
+    for c in changes.iter().filter(|c| c.from == TaskState::Running) {
+        let event = match c.to {
+            TaskState::Failed => NotifyEvent::Failure,
+            TaskState::UpForRetry => NotifyEvent::Retry,
+            TaskState::Success => NotifyEvent::Success,
+            _ => continue,
+        };
+        let notice = |rule: String| Notice {
+            task_id: Some(c.task_id.clone()),
+            try_number: Some(c.try_number),
+            event,
+            rule,
+        };
+        if let Some(task) = dag.tasks.get(c.task_id.as_str()) {
+            for (i, n) in task.notify.iter().enumerate() {
+                if n.on.contains(&event) {
+                    out.push(notice(format!("task:{i}")));
+                }
+            }
+        }
+        if event == NotifyEvent::Retry {
+            for (i, n) in dag.notify.iter().enumerate() {
+                if n.on.contains(&event) {
+                    out.push(notice(format!("dag:{i}")));
+                }
+            }
+        }
+    }
+    let ended = match run {
+        Some((_, RunState::Failed)) => Some(NotifyEvent::Failure),
+        Some((_, RunState::Success)) => Some(NotifyEvent::Success),
+        _ => None,
+    };
+    if let Some(event) = ended {
+        for (i, n) in dag.notify.iter().enumerate() {
+            if n.on.contains(&event) {
+                out.push(Notice {
+                    task_id: None,
+                    try_number: None,
+                    event,
+                    rule: format!("dag:{i}"),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// What a task waiting in `none` becomes given its upstream states, by its

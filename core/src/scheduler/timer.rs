@@ -1,5 +1,5 @@
 //! The timer: what time alone makes happen. Retries that came due, tries
-//! whose lease expired, runs past `dagrun_timeout`, scheduled runs whose
+//! whose lease expired, runs past `dagrun_timeout` or their deadline, scheduled runs whose
 //! interval ended, dataset-triggered runs, backfills, and runs waiting to
 //! start. Everything else is event-driven.
 
@@ -41,6 +41,7 @@ impl Scheduler {
                 .await?;
         }
         self.fail_timed_out_runs(now).await?;
+        self.fire_missed_deadlines(now).await?;
         self.create_scheduled_runs(now).await?;
         self.create_dataset_triggered_runs(now).await?;
         self.continue_backfills().await?;
@@ -132,6 +133,66 @@ impl Scheduler {
             }
         }
         Ok(created)
+    }
+
+    /// Fires `deadline_missed` (once per run) for queued and running runs of
+    /// DAGs with a `deadline:` that passed it.
+    pub(super) async fn fire_missed_deadlines(&self, now: DateTime<Utc>) -> Result<()> {
+        use crate::dag::{DeadlineFrom, NotifyEvent};
+        for dag in self.inner.store.list_dags().await? {
+            let Ok(latest) = self.dag_version(dag.latest_version_id).await else {
+                continue;
+            };
+            if latest.deadline.is_none() {
+                continue;
+            }
+            let filter = store::RunFilter {
+                dag_id: Some(dag.dag_id.clone()),
+                states: vec![RunState::Queued, RunState::Running],
+                ..Default::default()
+            };
+            for run in self.inner.store.list_runs(&filter).await?.0 {
+                let Ok(d) = self.dag_version(run.version_id).await else {
+                    continue;
+                };
+                let Some(deadline) = d.deadline else { continue };
+                let from = match deadline.after {
+                    DeadlineFrom::Queued => run.queued_at,
+                    DeadlineFrom::LogicalDate => run.logical_date.unwrap_or(run.run_after),
+                };
+                let within = chrono::Duration::seconds(
+                    i64::try_from(deadline.within.as_secs()).unwrap_or(i64::MAX / 2),
+                );
+                if now < from + within {
+                    continue;
+                }
+                let notices: Vec<store::Notice> = d
+                    .notify
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| n.on.contains(&NotifyEvent::DeadlineMissed))
+                    .map(|(i, _)| store::Notice {
+                        task_id: None,
+                        try_number: None,
+                        event: NotifyEvent::DeadlineMissed,
+                        rule: format!("dag:{i}"),
+                    })
+                    .collect();
+                if notices.is_empty() {
+                    continue;
+                }
+                let fired = self.inner.store.run_notifications(run.id).await?;
+                if fired.iter().any(|n| n.event == NotifyEvent::DeadlineMissed) {
+                    continue;
+                }
+                tracing::warn!(dag = %run.dag_id, run = %run.run_id, "the run missed its deadline");
+                self.inner
+                    .store
+                    .record_notices(run.id, &notices, now)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn fail_timed_out_runs(&self, now: DateTime<Utc>) -> Result<()> {

@@ -334,6 +334,11 @@ macro_rules! impl_advance_store {
                     return Err($crate::store::Error::Conflict(format!("run {run_pk} is no longer {from}")));
                 }
             }
+            // Notifications the changes fire: in this transaction, so none is
+            // lost and none is sent for a change that did not happen.
+            for n in &plan.notices {
+                insert_notice(&mut *conn, run_pk, n, now).await?;
+            }
             if let Some(a) = audit {
                 insert_audit(&mut *conn, a).await?;
             }

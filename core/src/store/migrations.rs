@@ -27,6 +27,7 @@ pub(crate) const SQLITE: &[File] = files!("sqlite":
     "0009_task_outputs.sql",
     "0010_connections.sql",
     "0011_assets.sql",
+    "0012_notifications.sql",
 );
 
 /// PostgreSQL's migrations.
@@ -42,6 +43,7 @@ pub(crate) const POSTGRES: &[File] = files!("postgres":
     "0009_task_outputs.sql",
     "0010_connections.sql",
     "0011_assets.sql",
+    "0012_notifications.sql",
 );
 
 /// The migrator for a list of files. Versions, descriptions and checksums are

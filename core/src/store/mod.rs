@@ -17,6 +17,7 @@ mod dispatch_sql;
 pub(crate) mod from_row;
 mod logs_sql;
 mod migrations;
+mod notifications_sql;
 mod postgres;
 mod records;
 mod runs_sql;
@@ -191,6 +192,35 @@ pub struct Plan {
     pub tasks: Vec<TaskChange>,
     /// The run's move, guarded by its expected state.
     pub run: Option<(RunState, RunState)>,
+    /// Notifications the moves fire, recorded in the same transaction.
+    pub notices: Vec<Notice>,
+}
+
+/// A notification a state change fires: which rule, about what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// The task it is about (`None`: the run).
+    pub task_id: Option<String>,
+    /// The try it is about.
+    pub try_number: Option<i64>,
+    /// What happened.
+    pub event: crate::dag::NotifyEvent,
+    /// The rule: `dag:<i>` (the DAG's i-th `notify`) or `task:<i>` (the
+    /// task's).
+    pub rule: String,
+}
+
+impl Notice {
+    /// What makes it one of a kind: the same notice is recorded once.
+    pub fn key(&self, run_pk: i64) -> String {
+        format!(
+            "{run_pk}/{}/{}/{}/{}",
+            self.rule,
+            self.event.as_str(),
+            self.task_id.as_deref().unwrap_or(""),
+            self.try_number.unwrap_or(0)
+        )
+    }
 }
 
 impl Plan {
@@ -783,6 +813,48 @@ pub trait VariableStore: Send + Sync {
     async fn delete_variable(&self, key: &str, audit: &AuditEntry) -> Result<()>;
 }
 
+/// How a delivery attempt of a notification ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// Delivered.
+    Sent,
+    /// Failed; try again at this time.
+    Retry(DateTime<Utc>, String),
+    /// Failed for good (no attempts left).
+    Failed(String),
+}
+
+/// Notifications: the outbox the state changes write and the notifier
+/// delivers from.
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Records notifications of run `run_pk` (each once, by its key).
+    async fn record_notices(
+        &self,
+        run_pk: i64,
+        notices: &[Notice],
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Takes up to `limit` notifications due at `now` for delivery: each
+    /// counts an attempt and is not due again before `lease_until` (another
+    /// notifier takes it then if this one died).
+    async fn claim_notifications(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<NotificationRecord>>;
+    /// Records how an attempt ended.
+    async fn finish_notification(
+        &self,
+        id: i64,
+        delivery: &Delivery,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The notifications of a run, oldest first.
+    async fn run_notifications(&self, run_pk: i64) -> Result<Vec<NotificationRecord>>;
+}
+
 /// Datasets as Airflow's assets: lasting ids and updates from outside.
 #[async_trait]
 pub trait AssetStore: Send + Sync {
@@ -999,6 +1071,7 @@ pub trait Store:
     + VariableStore
     + ConnectionStore
     + AssetStore
+    + NotificationStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -474,6 +474,50 @@ from_row!(ConnectionRecord {
     updated_at
 });
 
+/// A notification in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationRecord {
+    /// Its id.
+    pub id: i64,
+    /// The run it is about.
+    pub run_pk: i64,
+    /// The task (`None`: the run).
+    pub task_id: Option<String>,
+    /// The try.
+    pub try_number: Option<i64>,
+    /// What happened.
+    pub event: crate::dag::NotifyEvent,
+    /// Which rule: `dag:<i>` or `task:<i>`.
+    pub rule: String,
+    /// `pending`, `sent` or `failed`.
+    pub state: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// When it is due (again).
+    pub next_attempt_at: DateTime<Utc>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was fired.
+    pub created_at: DateTime<Utc>,
+    /// When it was delivered.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+from_row!(NotificationRecord {
+    id,
+    run_pk,
+    task_id,
+    try_number,
+    event via String,
+    rule,
+    state,
+    attempts,
+    next_attempt_at,
+    last_error,
+    created_at,
+    sent_at
+});
+
 /// A dataset as an asset: its lasting id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AssetRecord {

@@ -84,6 +84,30 @@ macro_rules! impl_store {
             Ok(())
         }
 
+        /// Records a notification a change fires, once (its key).
+        async fn insert_notice(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            run_pk: i64,
+            n: &$crate::store::Notice,
+            at: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::Result<()> {
+            sqlx::query(
+                "INSERT INTO notifications (key, run_pk, task_id, try_number, event, rule, state, attempts, \
+                   next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(n.key(run_pk))
+            .bind(run_pk)
+            .bind(&n.task_id)
+            .bind(n.try_number)
+            .bind(n.event.as_str())
+            .bind(&n.rule)
+            .bind(at)
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
+
         $crate::store::dags_sql::impl_dag_store!($store);
         $crate::store::runs_sql::impl_run_store!($store, $db, duration = $duration);
         $crate::store::dispatch_sql::impl_dispatch_store!(
@@ -101,6 +125,7 @@ macro_rules! impl_store {
         $crate::store::variables_sql::impl_variable_store!($store);
         $crate::store::connections_sql::impl_connection_store!($store);
         $crate::store::assets_sql::impl_asset_store!($store);
+        $crate::store::notifications_sql::impl_notification_store!($store, skip_locked = $skip_locked);
     };
 }
 

@@ -27,6 +27,8 @@ pub struct Extras<'a> {
     pub slots: Option<usize>,
     /// A clock the test moves (default: the system clock).
     pub clock: Option<Arc<ManualClock>>,
+    /// The port of an SMTP server on 127.0.0.1 for e-mail notifications.
+    pub smtp_port: Option<u16>,
 }
 
 /// A running scheduler and worker pool; stops when dropped.
@@ -123,9 +125,29 @@ impl Site {
         )
         .await
         .unwrap();
+        // Notifications retried quickly: the tests wait for them.
+        let notifier = weir_worker::notify::Notifier::new(
+            sched.clone(),
+            weir_worker::notify::NotifierOptions {
+                first_retry: Duration::from_millis(100),
+                attempts: 3,
+                poll: Duration::from_millis(50),
+                smtp: weir_worker::smtp::SmtpOptions {
+                    host: "127.0.0.1".into(),
+                    port: extras.smtp_port.unwrap_or(25),
+                    from: "weir@test.example".into(),
+                },
+                ..weir_worker::notify::NotifierOptions::new(
+                    dir.path().join("logs"),
+                    "http://weir.test".into(),
+                )
+            },
+            Arc::new(Secrets::default()),
+        );
         let tasks = vec![
             tokio::spawn(pool.run(cancel.clone())),
             tokio::spawn(sched.clone().run(cancel.clone())),
+            tokio::spawn(notifier.run(cancel.clone())),
         ];
         Site {
             sched,
