@@ -1146,23 +1146,6 @@ tasks:
 
 /// The Python that reads zone files in the next test (`WEIR_TEST_PYTHON`,
 /// else `python3`), if it has pyarrow. CI installs it and must not skip.
-fn python_with_pyarrow() -> Option<String> {
-    let python = std::env::var("WEIR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import pyarrow"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{python} has no pyarrow (set WEIR_TEST_PYTHON)"
-    );
-    eprintln!("skipping: {python} has no pyarrow (pip install pyarrow, or set WEIR_TEST_PYTHON)");
-    None
-}
-
 /// Reads a version's folder with pyarrow: each row's `columns` as text,
 /// lists as JSON arrays, sorted.
 const READ_WITH_PYARROW: &str = r#"
@@ -1178,7 +1161,7 @@ print(json.dumps(sorted(rows, key=json.dumps)))
 
 #[tokio::test]
 async fn zone_files_read_the_same_in_pyarrow() {
-    let Some(python) = python_with_pyarrow() else {
+    let Some(python) = common::python_with("pyarrow") else {
         return;
     };
     let db = weir_core::testing::sqlite().await;

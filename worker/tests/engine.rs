@@ -509,26 +509,8 @@ both_backends!(
     notifications
 );
 
-/// A Python with aiosmtpd (`WEIR_TEST_PYTHON`), or `None` outside CI.
-fn python_with_aiosmtpd() -> Option<String> {
-    let python = std::env::var("WEIR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import aiosmtpd"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{python} has no aiosmtpd (set WEIR_TEST_PYTHON)"
-    );
-    eprintln!("skipping: {python} has no aiosmtpd (pip install aiosmtpd, or set WEIR_TEST_PYTHON)");
-    None
-}
-
 async fn email(db: &TestDb) {
-    let Some(python) = python_with_aiosmtpd() else {
+    let Some(python) = common::python_with("aiosmtpd") else {
         return;
     };
     let mail = tempfile::tempdir().unwrap();

@@ -29,6 +29,17 @@ macro_rules! impl_notification_store {
                 lease_until: chrono::DateTime<chrono::Utc>,
                 limit: i64,
             ) -> $crate::store::Result<Vec<$crate::store::NotificationRecord>> {
+                // Most passes find nothing: a read first keeps them off the
+                // write lock.
+                let due: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM notifications WHERE state = 'pending' AND next_attempt_at <= $1 LIMIT 1",
+                )
+                .bind(now)
+                .fetch_optional(self.reader())
+                .await?;
+                if due.is_none() {
+                    return Ok(Vec::new());
+                }
                 let mut tx = self.tx().await?;
                 // Picked once (a materialized CTE), as claims of tries are.
                 let rows = sqlx::query_as(concat!(

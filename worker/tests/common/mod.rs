@@ -224,3 +224,22 @@ impl Site {
         std::fs::read_to_string(self.dir.path().join("logs").join(path)).unwrap_or_default()
     }
 }
+
+/// A Python (`WEIR_TEST_PYTHON`, else `python3`) that can import `module`;
+/// `None` with a printed notice when it cannot, which under `CI` fails.
+pub fn python_with(module: &str) -> Option<String> {
+    let python = std::env::var("WEIR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{python} has no {module} (set WEIR_TEST_PYTHON)"
+    );
+    eprintln!("skipping: {python} has no {module} (pip install {module}, or set WEIR_TEST_PYTHON)");
+    None
+}
