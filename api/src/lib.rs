@@ -31,8 +31,8 @@ use weir_core::scheduler::Scheduler;
 use crate::error::ApiError;
 use crate::routes::{
     assets, audit, auth as login, backfills, connections, dag_runs, dag_stats, dags, datasets,
-    import_errors, logs, monitor, pools, run_wait, task_instance_patch, task_instances, tokens,
-    variables, worker_api, workers, xcom,
+    import_errors, logs, monitor, notifications, pools, run_wait, task_instance_patch,
+    task_instances, tokens, variables, worker_api, workers, xcom,
 };
 
 /// The largest request body accepted.
@@ -178,6 +178,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             connections::patch_connection,
             connections::delete_connection
         ))
+        .routes(routes!(notifications::list_notifications))
         .routes(routes!(assets::list_assets))
         .routes(routes!(
             assets::list_asset_events,

@@ -866,3 +866,29 @@ pub struct AssetEventCollection {
     pub asset_events: Vec<AssetEventResponse>,
     pub total_entries: i64,
 }
+
+/// A notification a run fired and how its delivery went (weir's own).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NotificationResponse {
+    pub id: i64,
+    /// `failure`, `retry`, `success` or `deadline_missed`.
+    pub event: String,
+    /// Which rule fired it: `dag:<i>` or `task:<i>`.
+    pub rule: String,
+    pub task_id: Option<String>,
+    pub try_number: Option<i64>,
+    /// `pending`, `sent` or `failed`.
+    pub state: String,
+    pub attempts: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// The notifications of a run.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NotificationCollection {
+    pub notifications: Vec<NotificationResponse>,
+    pub total_entries: i64,
+}

@@ -2134,6 +2134,58 @@ async fn assets_case(db: &TestDb) {
     assert_eq!(status, StatusCode::FORBIDDEN, "viewers read only");
 }
 
+both_backends!(a_runs_notifications, notifications_case);
+async fn notifications_case(db: &TestDb) {
+    let a = api(db).await;
+    let dag = "dag: alerts\nnotify:\n  - on: [failure]\n    webhook: http://127.0.0.1:9/x\ntasks:\n  a: {kind: shell, retries: 0, command: 'exit 1', notify: [{on: [failure], command: 'true'}]}\n";
+    std::fs::write(a._dags.path().join("alerts.yaml"), dag).unwrap();
+    a.sched.sync_folder(a._dags.path()).await.unwrap();
+    let (status, _) = a
+        .send(
+            "POST",
+            "/api/v2/dags/alerts/dagRuns",
+            json!({"dag_run_id": "r"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    a.drive(&["a"]).await;
+    let got = a.get("/api/v2/dags/alerts/dagRuns/r/notifications").await;
+    assert_eq!(got["total_entries"], 2, "{got}");
+    let rows = got["notifications"].as_array().unwrap();
+    let mut seen: Vec<(String, String, Value)> = rows
+        .iter()
+        .map(|n| {
+            (
+                n["event"].as_str().unwrap().to_owned(),
+                n["rule"].as_str().unwrap().to_owned(),
+                n["task_id"].clone(),
+            )
+        })
+        .collect();
+    seen.sort_by(|x, y| x.1.cmp(&y.1));
+    assert_eq!(
+        seen,
+        [
+            ("failure".to_owned(), "dag:0".to_owned(), Value::Null),
+            ("failure".to_owned(), "task:0".to_owned(), json!("a")),
+        ]
+    );
+    assert!(
+        rows.iter()
+            .all(|n| n["state"] == "pending" && n["attempts"] == 0),
+        "nothing delivers here: {got}"
+    );
+    let (status, _) = call(
+        &a.app,
+        "GET",
+        "/api/v2/dags/alerts/dagRuns/nope/notifications",
+        Some(&a.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 both_backends!(connections_in_airflows_shape, connections_case);
 async fn connections_case(db: &TestDb) {
     use weir_core::secret_key::{KeyError, KeySource, SecretKey};

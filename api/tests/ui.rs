@@ -29,6 +29,9 @@ start_date: 2026-01-01
 catchup: false
 paused: true
 params: {who: nobody, times: 2}
+notify:
+  - on: [failure]
+    webhook: http://127.0.0.1:9/nobody
 tasks:
   greet:
     kind: shell
@@ -339,7 +342,15 @@ async fn every_page_case(db: &TestDb) {
             "/dags/demo".into(),
             &["greet", "fail", "Runs 1–1 of 1", "s-failed"],
         ),
-        (format!("/dags/demo/runs/{d}"), &["Run", "failed"]),
+        (
+            format!("/dags/demo/runs/{d}"),
+            &[
+                "Run",
+                "failed",
+                "<h3>Notifications</h3>",
+                "<td>failure</td>",
+            ],
+        ),
         (
             format!("/dags/demo/runs/{d}/tasks/greet"),
             &["<h3>Command</h3><pre>", "hello nobody", "Tries"],

@@ -125,6 +125,11 @@ if not d.execute_script("return window.__weir_same_page === true"):
     raise SystemExit("the page reloaded: the grid did not update in place")
 wait("the stream to end", lambda: "ended" in d.find_element(By.ID, "live").text)
 shot(d, "04-grid-green")
+# The run's notification (hello_shell notifies on success) is delivered and shown.
+d.get(hello_run)
+wait("the run's notification to be sent", lambda: ("Notifications" in d.page_source and ">sent<" in d.page_source)
+     or (d.refresh() and False))
+shot(d, "04b-run-notifications")
 d.find_element(By.CSS_SELECTOR, f'a.cell[data-run="{pk}"][data-task="print_env"]').click()
 wait("the task panel with its output", lambda: "Tries" in d.page_source and "Output" in d.page_source)
 if '"try": 1' not in d.find_element(By.CSS_SELECTOR, "pre.output").text:
@@ -220,7 +225,8 @@ for dark, width, height, tag in [(True, 1280, 800, "dark-wide"), (False, 390, 84
     login(d)
     for path, name in [("/", "dags"), ("/dags/orders_daily", "dag"), ("/dags/orders_daily/tasks/validate_orders/quality", "quality"),
                        ("/variables", "variables"), ("/connections", "connections"),
-                       (hello_run[len(BASE):] + "/tasks/print_env", "task-output")]:
+                       (hello_run[len(BASE):] + "/tasks/print_env", "task-output"),
+                       (hello_run[len(BASE):], "run-notifications")]:
         d.set_window_size(width, height)
         d.get(BASE + path)
         shot(d, f"20-{name}-{tag}")

@@ -12,6 +12,7 @@ pub mod datasets;
 pub mod import_errors;
 pub mod logs;
 pub mod monitor;
+pub mod notifications;
 pub mod pools;
 pub mod run_wait;
 pub mod task_instance_patch;

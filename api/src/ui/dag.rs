@@ -174,6 +174,8 @@ struct RunPanel {
     version: i64,
     /// Each task of the run's version with its state, in graph order.
     tasks: Vec<(String, String)>,
+    /// The notifications it fired and how their delivery went.
+    notifications: Vec<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -244,9 +246,25 @@ async fn render(state: &AppState, me: &Me, dag_id: &str, q: DagQuery) -> PageRes
         }
         _ => None,
     };
-    let run_panel = selected
+    let mut run_panel = selected
         .as_ref()
         .map(|r| run_panel(r, &def, &selected_cells));
+    if let (Some(panel), Some(r)) = (run_panel.as_mut(), selected.as_ref()) {
+        panel.notifications = state
+            .scheduler
+            .store()
+            .run_notifications(r.id)
+            .await?
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "event": n.event.as_str(), "rule": n.rule, "task_id": n.task_id,
+                    "state": n.state, "attempts": n.attempts, "last_error": n.last_error,
+                    "sent_at": n.sent_at,
+                })
+            })
+            .collect();
+    }
     let view = q.view.clone().unwrap_or_else(|| "graph".into());
     let href = |r: &RunRecord| {
         format!(
@@ -461,6 +479,7 @@ fn run_panel(r: &RunRecord, def: &Dag, cells: &HashMap<String, TaskState>) -> Ru
         triggered_by: r.triggered_by.clone(),
         version: r.version_id,
         tasks,
+        notifications: Vec::new(),
     }
 }
 
