@@ -646,6 +646,77 @@ mod tests {
     use super::*;
 
     #[test]
+    fn notices_follow_ended_tries_and_runs_only() {
+        use TaskState::*;
+        let text = "notify:\n  - {on: [failure, retry], webhook: 'http://h/x'}\n  - {on: [success], command: 'true'}\n\
+                    tasks:\n  a: {kind: shell, command: 'true', retries: 1}\n  \
+                    b: {kind: shell, command: 'true', depends_on: [a], notify: [{on: [success, failure], command: 'true'}]}\n";
+        let dag = match crate::loader::load_str(text, std::path::Path::new("/dags/t.yaml")) {
+            Ok(Some((dag, _))) => dag,
+            other => panic!("{other:?}"),
+        };
+        let now = Utc::now();
+        let keys = |p: &Plan| -> Vec<(Option<String>, &'static str, String)> {
+            p.notices
+                .iter()
+                .map(|n| (n.task_id.clone(), n.event.as_str(), n.rule.clone()))
+                .collect()
+        };
+        let a = |s| Some(String::from(s));
+        // A try of `a` fails with a retry left: the DAG's retry rule.
+        let p = plan(
+            &dag,
+            &at(&dag, RunState::Running, [(Running, 1, 1), (None, 0, 0)]),
+            &finish("a", 1, Outcome::Failed, 0.0),
+            now,
+        )
+        .unwrap_or_default();
+        assert_eq!(keys(&p), [(a("a"), "retry", "dag:0".to_owned())]);
+        // `b` succeeds and the run with it: b's own rule, then the DAG's success rule.
+        let p = plan(
+            &dag,
+            &at(&dag, RunState::Running, [(Success, 2, 1), (Running, 1, 0)]),
+            &finish("b", 1, Outcome::Success, 0.0),
+            now,
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            keys(&p),
+            [
+                (a("b"), "success", "task:0".to_owned()),
+                (Option::None, "success", "dag:1".to_owned())
+            ]
+        );
+        assert_eq!(p.notices[0].try_number, Some(1));
+        // Marking by hand ends no try: only the run's end fires.
+        let p = plan(
+            &dag,
+            &at(&dag, RunState::Running, [(Success, 2, 1), (Failed, 1, 0)]),
+            &Action::Mark {
+                task_id: "b".into(),
+                state: Success,
+            },
+            now,
+        )
+        .unwrap_or_default();
+        assert_eq!(keys(&p), [(Option::None, "success", "dag:1".to_owned())]);
+        // A DAG without rules plans no notices.
+        let quiet = weir_core_test_dag();
+        let p = plan(
+            &quiet,
+            &at(
+                &quiet,
+                RunState::Running,
+                [(Success, 1, 0), (Running, 1, 0)],
+            ),
+            &finish("b", 1, Outcome::Failed, 0.0),
+            now,
+        )
+        .unwrap_or_default();
+        assert!(p.notices.is_empty() && p.run.is_some());
+    }
+
+    #[test]
     fn starting_a_started_run_changes_nothing() {
         let dag = weir_core_test_dag();
         let mut snap = snapshot(&dag);
