@@ -228,6 +228,7 @@ pub fn to_dag(file: &DagFile, fileloc: &Path) -> Result<Dag, Vec<Problem>> {
             max_active_runs: file.max_active_runs.unwrap_or(defaults::MAX_ACTIVE_RUNS),
             max_active_tasks: file.max_active_tasks.unwrap_or(defaults::MAX_ACTIVE_TASKS),
             dagrun_timeout: file.dagrun_timeout,
+            notifies: !dag_notify.is_empty() || tasks.values().any(|t| !t.notify.is_empty()),
             notify: dag_notify,
             deadline: file.deadline.map(|d| Deadline {
                 after: d.after,

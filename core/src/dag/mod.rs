@@ -58,6 +58,8 @@ pub struct Dag {
     pub notify: Vec<Notify>,
     /// When a run must have ended.
     pub deadline: Option<Deadline>,
+    /// The DAG or a task has a `notify` rule (see [`Dag::notifies`]).
+    pub notifies: bool,
     /// Parameter defaults.
     pub params: serde_json::Map<String, serde_json::Value>,
     /// The tasks, in file order.
@@ -71,6 +73,12 @@ pub struct Dag {
 }
 
 impl Dag {
+    /// Whether the DAG or any of its tasks has a `notify` rule (known at
+    /// load, so a plan of a quiet DAG looks at no task for it).
+    pub fn notifies(&self) -> bool {
+        self.notifies
+    }
+
     /// When the next scheduled run will be created after `now` (the end of its
     /// data interval), or `None` for manual and dataset-triggered DAGs.
     pub fn next_run_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {

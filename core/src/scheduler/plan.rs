@@ -525,8 +525,7 @@ impl<'a> Planning<'a> {
 /// retry, the DAG's; the run ending fires the DAG's.
 fn notices(dag: &Dag, changes: &[TaskChange], run: Option<(RunState, RunState)>) -> Vec<Notice> {
     let mut out = Vec::new();
-    let has_task_rules = dag.tasks.values().any(|t| !t.notify.is_empty());
-    if dag.notify.is_empty() && !has_task_rules {
+    if !dag.notifies() {
         return out;
     }
     for c in changes.iter().filter(|c| c.from == TaskState::Running) {
