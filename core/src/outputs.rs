@@ -25,16 +25,13 @@ pub enum OutputError {
 
 /// Checks an output's JSON text and gives it back in compact form.
 pub fn check(text: &str) -> Result<String, OutputError> {
+    // Text past the limit is not parsed at all.
     if text.len() > MAX_BYTES {
         return Err(OutputError::TooLarge(text.len()));
     }
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| OutputError::NotJson(e.to_string()))?;
-    let compact = value.to_string();
-    if compact.len() > MAX_BYTES {
-        return Err(OutputError::TooLarge(compact.len()));
-    }
-    Ok(compact)
+    encode(&value)
 }
 
 /// The JSON text of a value a try publishes, checked against the limit.

@@ -205,15 +205,13 @@ pub struct ConnectionMask {
 }
 
 /// The extra settings to save: values answered as `***` keep the current ones.
-fn merged_extra(new: Option<&str>, current: Option<&str>) -> ApiResult<Option<String>> {
-    let Some(new) = new else {
-        return Ok(None);
-    };
+fn merged_extra(new: Option<&str>, current: Option<&str>) -> Option<String> {
+    let new = new?;
     let (Ok(serde_json::Value::Object(mut map)), Some(Ok(serde_json::Value::Object(old)))) = (
         serde_json::from_str::<serde_json::Value>(new),
         current.map(serde_json::from_str::<serde_json::Value>),
     ) else {
-        return Ok(Some(new.to_owned()));
+        return Some(new.to_owned());
     };
     for (k, v) in map.iter_mut() {
         if v.as_str() == Some(MASK)
@@ -222,7 +220,7 @@ fn merged_extra(new: Option<&str>, current: Option<&str>) -> ApiResult<Option<St
             *v = was.clone();
         }
     }
-    Ok(Some(serde_json::Value::Object(map).to_string()))
+    Some(serde_json::Value::Object(map).to_string())
 }
 
 /// Changes a connection (operator).
@@ -266,7 +264,7 @@ pub async fn patch_connection(
         new.password.clone()
     };
     let extra = if take("extra") {
-        merged_extra(new.extra.as_deref(), current.extra.as_deref())?
+        merged_extra(new.extra.as_deref(), current.extra.as_deref())
     } else {
         current.extra.clone()
     };

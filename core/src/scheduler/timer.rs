@@ -40,8 +40,10 @@ impl Scheduler {
             self.end_worker(&name, crate::workers::WorkerState::Lost)
                 .await?;
         }
-        self.fail_timed_out_runs(now).await?;
-        self.fire_missed_deadlines(now).await?;
+        // One read of the DAGs for both run-length checks.
+        let dags = self.inner.store.list_dags().await?;
+        self.fail_timed_out_runs(&dags, now).await?;
+        self.fire_missed_deadlines(&dags, now).await?;
         self.create_scheduled_runs(now).await?;
         self.create_dataset_triggered_runs(now).await?;
         self.continue_backfills().await?;
@@ -137,9 +139,13 @@ impl Scheduler {
 
     /// Fires `deadline_missed` (once per run) for queued and running runs of
     /// DAGs with a `deadline:` that passed it.
-    pub(super) async fn fire_missed_deadlines(&self, now: DateTime<Utc>) -> Result<()> {
+    pub(super) async fn fire_missed_deadlines(
+        &self,
+        dags: &[store::DagRecord],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         use crate::dag::{DeadlineFrom, NotifyEvent};
-        for dag in self.inner.store.list_dags().await? {
+        for dag in dags {
             let Ok(latest) = self.dag_version(dag.latest_version_id).await else {
                 continue;
             };
@@ -195,8 +201,12 @@ impl Scheduler {
         Ok(())
     }
 
-    pub(super) async fn fail_timed_out_runs(&self, now: DateTime<Utc>) -> Result<()> {
-        for dag in self.inner.store.list_dags().await? {
+    pub(super) async fn fail_timed_out_runs(
+        &self,
+        dags: &[store::DagRecord],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for dag in dags {
             let Ok(d) = self.dag_version(dag.latest_version_id).await else {
                 continue;
             };

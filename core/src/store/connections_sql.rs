@@ -74,18 +74,7 @@ macro_rules! impl_connection_store {
                     .bind(audit.at)
                     .execute(&mut *tx)
                     .await?;
-                match (mode, done.rows_affected()) {
-                    (SaveMode::Create, 0) => {
-                        return Err($crate::store::Error::Conflict(format!(
-                            "connection `{}` already exists",
-                            c.conn_id
-                        )));
-                    }
-                    (SaveMode::Update, 0) => {
-                        return Err($crate::store::Error::NotFound(format!("connection `{}`", c.conn_id)));
-                    }
-                    _ => {}
-                }
+                mode.outcome(done.rows_affected(), &format!("connection `{}`", c.conn_id))?;
                 insert_audit(&mut *tx, audit).await?;
                 tx.commit().await?;
                 Ok(())

@@ -573,6 +573,21 @@ pub enum SaveMode {
     Upsert,
 }
 
+impl SaveMode {
+    /// What a save of `what` (e.g. ``variable `bucket` ``) that changed
+    /// `rows` rows means: a create that found the key, or an update that
+    /// did not, is an error.
+    pub fn outcome(self, rows: u64, what: &str) -> crate::store::Result<()> {
+        match (self, rows) {
+            (SaveMode::Create, 0) => Err(crate::store::Error::Conflict(format!(
+                "{what} already exists"
+            ))),
+            (SaveMode::Update, 0) => Err(crate::store::Error::NotFound(what.to_owned())),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A pool with its occupancy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolRecord {

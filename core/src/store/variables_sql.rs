@@ -60,15 +60,7 @@ macro_rules! impl_variable_store {
                     .bind(audit.at)
                     .execute(&mut *tx)
                     .await?;
-                match (mode, done.rows_affected()) {
-                    (SaveMode::Create, 0) => {
-                        return Err($crate::store::Error::Conflict(format!("variable `{key}` already exists")));
-                    }
-                    (SaveMode::Update, 0) => {
-                        return Err($crate::store::Error::NotFound(format!("variable `{key}`")));
-                    }
-                    _ => {}
-                }
+                mode.outcome(done.rows_affected(), &format!("variable `{key}`"))?;
                 insert_audit(&mut *tx, audit).await?;
                 tx.commit().await?;
                 Ok(())
