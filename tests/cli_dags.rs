@@ -99,8 +99,12 @@ fn every_example_runs_green_out_of_the_box() {
         "{logs}"
     );
     assert!(
-        logs.contains("(print_env ran 1 time)") && logs.contains("at 20"),
+        logs.contains("(print_env ran 1 time;") && logs.contains("at 20"),
         "outputs passed between the example's tasks: {logs}"
+    );
+    assert!(
+        logs.contains("hello eu (instance 0), hello us (instance 1), hello ap (instance 2)"),
+        "the mapped task's outputs in item order: {logs}"
     );
 }
 

@@ -558,6 +558,16 @@ tasks:
     command: |
       echo "quarantined={{ tasks.check.output.quarantined }} rows={{ tasks.summary.output.rows }}"
       echo '{"reported": true}' > "$WEIR_OUTPUT"
+  greet:
+    kind: shell
+    depends_on: [report]
+    expand: {items: [ann, bob]}
+    output: last_line
+    command: echo "hi {{ item }}"
+  greeted:
+    kind: shell
+    depends_on: [greet]
+    command: echo "greeted {{ tasks.greet.output | join(',') }}"
 "#;
 
 const ELSEWHERE: &str = r#"
@@ -637,6 +647,19 @@ fn remote_workers_run_data_tasks_through_the_api_and_refuse_a_data_folder_not_th
     let run_id = c.newest_run("people");
     let log = c.run(&["tasks", "logs", "people", &run_id, "report"]);
     assert!(log.contains("quarantined=1 rows=1"), "{log}");
+    // A mapped task expands and runs its instances on the remote worker.
+    let log = c.run(&["tasks", "logs", "people", &run_id, "greeted"]);
+    assert!(log.contains("greeted hi ann,hi bob"), "{log}");
+    let out = c.run(&[
+        "tasks",
+        "output",
+        "people",
+        &run_id,
+        "greet",
+        "--map-index",
+        "1",
+    ]);
+    assert_eq!(out.trim(), r#""hi bob""#, "{out}");
     // The scheduler process delivers the run's notification and records it.
     c.wait_for("the run's notification", || {
         c.json(&[

@@ -163,6 +163,13 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             task_instance_patch::patch_task_instance
         ))
         .routes(routes!(task_instance_patch::patch_task_instance_dry_run))
+        .routes(routes!(
+            task_instances::get_mapped_instance,
+            task_instance_patch::patch_mapped_instance
+        ))
+        .routes(routes!(task_instances::list_mapped))
+        .routes(routes!(task_instances::list_mapped_tries))
+        .routes(routes!(task_instances::get_mapped_try))
         .routes(routes!(task_instances::list_task_instances_batch))
         .routes(routes!(run_wait::wait_for_run))
         .routes(routes!(task_instances::list_tries))

@@ -439,7 +439,7 @@ impl TaskInstanceResponse {
             task_id: t.task_id.clone(),
             dag_id: t.dag_id.clone(),
             dag_run_id: t.run_id.clone(),
-            map_index: -1,
+            map_index: t.map_index,
             logical_date: run.and_then(|r| r.logical_date),
             run_after: run.map(|r| r.run_after).unwrap_or(t.updated_at),
             start_date: t.start_date,
@@ -464,11 +464,21 @@ impl TaskInstanceResponse {
             executor: t.worker.clone(),
             executor_config: "{}".into(),
             note: None,
-            rendered_map_index: None,
+            rendered_map_index: rendered_item(t),
             next_try_at: t.next_try_at,
             dag_version: version.map(DagVersionResponse::from),
         }
     }
+}
+
+/// A mapped instance's item as people read it: a string as it is, any other
+/// value as JSON (Airflow's `rendered_map_index`).
+fn rendered_item(t: &TaskInstanceRecord) -> Option<String> {
+    let text = t.map_item.as_deref()?;
+    Some(match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => text.to_owned(),
+    })
 }
 
 /// Task instances (Airflow's `TaskInstanceCollectionResponse`).
@@ -520,7 +530,7 @@ impl TryResponse {
             task_id: t.task_id.clone(),
             dag_id: t.dag_id.clone(),
             dag_run_id: t.run_id.clone(),
-            map_index: -1,
+            map_index: ti.map_index,
             start_date: Some(t.start_date),
             end_date: t.end_date,
             duration: t.duration(),
@@ -712,7 +722,7 @@ pub struct XComResponse {
     pub timestamp: DateTime<Utc>,
     pub logical_date: Option<DateTime<Utc>>,
     pub run_after: DateTime<Utc>,
-    /// Always -1: the task instance is not mapped.
+    /// The task instance's map index (-1: a task's own).
     pub map_index: i64,
     pub task_id: String,
     pub task_display_name: String,
@@ -729,7 +739,7 @@ impl XComResponse {
             timestamp: t.end_date.unwrap_or(t.updated_at),
             logical_date: run.logical_date,
             run_after: run.run_after,
-            map_index: -1,
+            map_index: t.map_index,
             task_id: t.task_id.clone(),
             task_display_name: t.task_id.clone(),
             dag_id: t.dag_id.clone(),

@@ -188,6 +188,31 @@ impl Api {
     }
 
     async fn drive(&self, fail: &[&str]) {
+        self.drive_with(|c| {
+            let failed = fail.contains(&c.task_id.as_str());
+            weir_core::scheduler::Ended {
+                outcome: if failed {
+                    Outcome::Failed
+                } else {
+                    Outcome::Success
+                },
+                exit_code: Some(i64::from(failed)),
+                error: failed.then(|| "boom".to_owned()),
+                pid: None,
+                // `extract` publishes an output naming its try.
+                output: (!failed && c.task_id == "extract")
+                    .then(|| json!({"rows": c.try_number, "task": "extract"}).to_string()),
+            }
+        })
+        .await;
+    }
+
+    /// Runs queued work, each try ending as `ended` says, writing a log line
+    /// naming the task instance.
+    async fn drive_with(
+        &self,
+        ended: impl Fn(&weir_core::store::Claim) -> weir_core::scheduler::Ended,
+    ) {
         for _ in 0..50 {
             self.sched.dispatch().await.unwrap();
             let claims = self
@@ -199,28 +224,16 @@ impl Api {
                 return;
             }
             for c in claims {
-                let failed = fail.contains(&c.task_id.as_str());
                 let log = self.logs.path().join(&c.log_path);
                 std::fs::create_dir_all(log.parent().unwrap()).unwrap();
-                std::fs::write(&log, format!("line one of {}\nline two\n", c.task_id)).unwrap();
+                let name = match c.map_index {
+                    i if i < 0 => c.task_id.clone(),
+                    i => format!("{}[{i}]", c.task_id),
+                };
+                std::fs::write(&log, format!("line one of {name}\nline two\n")).unwrap();
+                let ended = ended(&c);
                 self.sched
-                    .finish(&Report {
-                        ended: weir_core::scheduler::Ended {
-                            outcome: if failed {
-                                Outcome::Failed
-                            } else {
-                                Outcome::Success
-                            },
-                            exit_code: Some(i64::from(failed)),
-                            error: failed.then(|| "boom".to_owned()),
-                            pid: None,
-                            // `extract` publishes an output naming its try.
-                            output: (!failed && c.task_id == "extract").then(|| {
-                                json!({"rows": c.try_number, "task": "extract"}).to_string()
-                            }),
-                        },
-                        claim: c,
-                    })
+                    .finish(&Report { ended, claim: c })
                     .await
                     .unwrap();
             }
@@ -1783,14 +1796,22 @@ async fn patch_ti_case(db: &TestDb) {
             json!({"new_state": "success"}),
             "update_mask",
         ),
-        (
-            format!("{ti}?map_index=2"),
-            json!({"new_state": "success"}),
-            "map_index",
-        ),
     ] {
         a.refused("PATCH", &path, body, names).await;
     }
+    // A task that did not expand has no mapped instance 2.
+    let (status, body) = a
+        .send(
+            "PATCH",
+            &format!("{ti}?map_index=2"),
+            json!({"new_state": "success"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("map index 2"),
+        "{body}"
+    );
     let (status, _) = a
         .send(
             "PATCH",
@@ -2444,7 +2465,7 @@ async fn xcom_case(db: &TestDb) {
         ),
         (
             format!("{base}/extract/xcomEntries/return_value?map_index=2"),
-            "no XCom entry",
+            "map index 2",
         ),
         (format!("{base}/nope/xcomEntries/return_value"), "nope"),
     ] {
@@ -2888,4 +2909,158 @@ async fn wait_case(db: &TestDb) {
             "{query}: {err}"
         );
     }
+}
+
+const MAPPED: &str = r#"
+dag: mapped
+schedule: manual
+tasks:
+  each:
+    kind: shell
+    expand: {items: [a, b, c]}
+    command: echo {{ item }}
+  after:
+    kind: shell
+    depends_on: [each]
+    command: "true"
+"#;
+
+impl Api {
+    /// Runs queued work: a mapped task's own try expands over its literal
+    /// items; every other try succeeds, publishing its map index.
+    async fn drive_mapped(&self) {
+        self.drive_with(|c| {
+            if c.task_id == "each" && c.map_index < 0 {
+                weir_core::scheduler::Ended::expanded(vec![json!("a"), json!("b"), json!("c")])
+                    .unwrap()
+            } else {
+                weir_core::scheduler::Ended {
+                    output: Some(json!({"index": c.map_index}).to_string()),
+                    ..weir_core::scheduler::Ended::success()
+                }
+            }
+        })
+        .await;
+    }
+}
+
+both_backends!(mapped_task_instances, mapped_case);
+async fn mapped_case(db: &TestDb) {
+    let a = api(db).await;
+    std::fs::write(a._dags.path().join("mapped.yaml"), MAPPED).unwrap();
+    a.sched.sync_folder(a._dags.path()).await.unwrap();
+    let (status, body) = a
+        .send("PATCH", "/api/v2/dags/mapped", json!({"is_paused": false}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = a
+        .send(
+            "POST",
+            "/api/v2/dags/mapped/dagRuns",
+            json!({"dag_run_id": "m1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    a.drive_mapped().await;
+    let base = "/api/v2/dags/mapped/dagRuns/m1/taskInstances";
+
+    // The run's list holds the task's own instance and one per item.
+    let all = a
+        .get(&format!("{base}?task_id=each&order_by=map_index"))
+        .await;
+    let indexes: Vec<i64> = all["task_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["map_index"].as_i64().unwrap())
+        .collect();
+    assert_eq!(indexes, [-1, 0, 1, 2], "{all}");
+
+    // listMapped: the mapped instances by map index, with their items.
+    let mapped = a.get(&format!("{base}/each/listMapped")).await;
+    assert_eq!(mapped["total_entries"], 3, "{mapped}");
+    let shown: Vec<(i64, &str, &str)> = mapped["task_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["map_index"].as_i64().unwrap(),
+                t["rendered_map_index"].as_str().unwrap(),
+                t["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (0, "a", "success"),
+            (1, "b", "success"),
+            (2, "c", "success")
+        ]
+    );
+    let page = a
+        .get(&format!(
+            "{base}/each/listMapped?limit=1&offset=1&order_by=-map_index"
+        ))
+        .await;
+    assert_eq!(page["total_entries"], 3);
+    assert_eq!(page["task_instances"][0]["map_index"], 1, "{page}");
+
+    // One instance by map index; an index past the list is not found.
+    let one = a.get(&format!("{base}/each/1")).await;
+    assert_eq!(
+        (one["map_index"].clone(), one["task_id"].clone()),
+        (json!(1), json!("each"))
+    );
+    let (status, _) = call(
+        &a.app,
+        "GET",
+        &format!("{base}/each/7"),
+        Some(&a.viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Its log and its output, by map index.
+    let log = a
+        .get(&format!("{base}/each/logs/1?map_index=2&full_content=true"))
+        .await;
+    assert!(log.to_string().contains("line one of each[2]"), "{log}");
+    let x = a
+        .get(&format!("{base}/each/xcomEntries/return_value?map_index=2"))
+        .await;
+    assert_eq!(
+        (x["map_index"].clone(), x["value"].clone()),
+        (json!(2), json!({"index": 2}))
+    );
+
+    // Marking one mapped instance failed fails the run; the others stay.
+    a.refused(
+        "PATCH",
+        &format!("{base}/each/0"),
+        json!({"new_state": "failed", "include_downstream": true}),
+        "leave out map_index",
+    )
+    .await;
+    let (status, body) = a
+        .send(
+            "PATCH",
+            &format!("{base}/each/0"),
+            json!({"new_state": "failed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total_entries"], 1, "{body}");
+    assert_eq!(body["task_instances"][0]["state"], "failed");
+    let states: Vec<String> = a.get(&format!("{base}/each/listMapped")).await["task_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(states, ["failed", "success", "success"]);
+    let run = a.get("/api/v2/dags/mapped/dagRuns/m1").await;
+    assert_eq!(run["state"], "failed", "{run}");
 }

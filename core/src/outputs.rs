@@ -10,6 +10,30 @@ pub const XCOM_KEY: &str = "return_value";
 /// The outputs a try's templates read, by task id (`tasks.<id>.output`).
 pub type TaskOutputs = std::collections::BTreeMap<String, serde_json::Value>;
 
+/// The outputs templates see from the store's `(task id, map index, JSON
+/// text)` rows (by task, then map index): a task's own output, or for a
+/// mapped task the list of its instances' outputs in item order (`null`
+/// where one published nothing).
+pub fn gather(rows: Vec<(String, i64, Option<String>)>) -> TaskOutputs {
+    let mut out = TaskOutputs::new();
+    for (task, map_index, text) in rows {
+        let value = text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(serde_json::Value::Null);
+        if map_index < 0 {
+            out.insert(task, value);
+            continue;
+        }
+        let entry = out
+            .entry(task)
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let serde_json::Value::Array(list) = entry {
+            list.push(value);
+        }
+    }
+    out
+}
+
 /// Why an output was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OutputError {
@@ -45,6 +69,19 @@ pub fn encode(value: &serde_json::Value) -> Result<String, OutputError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mapped_outputs_gather_into_a_list_in_item_order() {
+        let rows = vec![
+            ("a".to_owned(), -1, Some("{\"rows\": 3}".to_owned())),
+            ("m".to_owned(), 0, Some("\"x\"".to_owned())),
+            ("m".to_owned(), 1, None),
+            ("m".to_owned(), 2, Some("2".to_owned())),
+        ];
+        let got = gather(rows);
+        assert_eq!(got["a"], serde_json::json!({"rows": 3}));
+        assert_eq!(got["m"], serde_json::json!(["x", null, 2]));
+    }
+
     use super::*;
 
     #[test]

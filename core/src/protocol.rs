@@ -241,6 +241,8 @@ pub enum Outcome {
     Failed,
     /// A sensor waits: poke again at `reschedule_at`.
     Reschedule,
+    /// A mapped task's own try found its items: `output` is the list.
+    Expanded,
 }
 
 /// A worker reports a try that ended.
@@ -287,6 +289,7 @@ impl TryReport {
             O::Success => (Outcome::Success, None),
             O::Failed => (Outcome::Failed, None),
             O::Reschedule(at) => (Outcome::Reschedule, Some(at)),
+            O::Expanded(_) => (Outcome::Expanded, None),
         };
         TryReport {
             worker: worker.to_owned(),
@@ -314,6 +317,10 @@ impl TryReport {
             (Outcome::Reschedule, None) => {
                 return Err("a `reschedule` report needs `reschedule_at`".into());
             }
+            (Outcome::Expanded, _) => match &self.output {
+                Some(serde_json::Value::Array(items)) => O::Expanded(items.len()),
+                _ => return Err("an `expanded` report needs the items as `output`, a list".into()),
+            },
         };
         let output = match &self.output {
             Some(v) => Some(crate::outputs::encode(v).map_err(|e| e.to_string())?),

@@ -138,9 +138,38 @@ impl TaskState {
             (Scheduled, Queued | UpstreamFailed | Skipped | Removed) => true,
             (Queued, Running | Scheduled | Removed) => true,
             (Running, UpForRetry | UpForReschedule) => true,
+            // A mapped task's expansion over an empty list.
+            (Running, Skipped) => true,
             (UpForRetry | UpForReschedule, Scheduled | Removed) => true,
             _ => false,
         }
+    }
+}
+
+impl TaskState {
+    /// One state for a mapped task's instances, as people read it: the
+    /// most active state any of them is in (running before queued before
+    /// waiting), else a failure, else success or skipped. Removed
+    /// instances do not count; none left gives `None`.
+    pub fn summary(states: impl IntoIterator<Item = TaskState>) -> Option<TaskState> {
+        use TaskState::*;
+        const ORDER: [TaskState; 10] = [
+            Running,
+            Queued,
+            Scheduled,
+            UpForRetry,
+            UpForReschedule,
+            None,
+            Failed,
+            UpstreamFailed,
+            Success,
+            Skipped,
+        ];
+        states
+            .into_iter()
+            .filter_map(|s| ORDER.iter().position(|o| *o == s))
+            .min()
+            .map(|i| ORDER[i])
     }
 }
 

@@ -45,6 +45,45 @@ pub fn check_syntax(source: &str) -> Result<(), Error> {
         .map_err(|e| Error::from_minijinja(&e))
 }
 
+/// The expression inside `text` when `text` is exactly one `{{ … }}`.
+pub fn lone_expression(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    (!inner.contains("{{") && !inner.contains("}}")).then(|| inner.trim())
+}
+
+/// Checks that `expr` parses as an expression.
+pub fn check_expression(expr: &str) -> Result<(), Error> {
+    environment()
+        .compile_expression(expr)
+        .map(|_| ())
+        .map_err(|e| Error::from_minijinja(&e))
+}
+
+/// Evaluates `expr` with `context` in `env`, keeping the value's type (a
+/// list stays a list), as JSON.
+pub fn evaluate(
+    env: &Environment<'_>,
+    expr: &str,
+    context: &minijinja::Value,
+) -> Result<serde_json::Value, Error> {
+    let compiled = env
+        .compile_expression(expr)
+        .map_err(|e| Error::from_minijinja(&e))?;
+    let value = compiled
+        .eval(context)
+        .map_err(|e| Error::from_minijinja(&e))?;
+    if value.is_undefined() {
+        return Err(Error {
+            line: 1,
+            message: format!("`{expr}` is undefined"),
+        });
+    }
+    serde_json::to_value(&value).map_err(|e| Error {
+        line: 1,
+        message: format!("`{expr}` is not a JSON value: {e}"),
+    })
+}
+
 /// The task outputs templates read: the tasks named as `tasks.<id>`, and
 /// whether `tasks` is reached some other way (`tasks['<id>']`, a loop).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -121,6 +160,22 @@ mod tests {
     }
 
     #[test]
+    fn lone_expressions_evaluate_to_typed_values() {
+        assert_eq!(lone_expression(" {{ params.x }} "), Some("params.x"));
+        assert_eq!(lone_expression("a {{ x }}"), None);
+        assert_eq!(lone_expression("{{ x }}{{ y }}"), None);
+        assert!(check_expression("tasks.a.output.files").is_ok());
+        assert!(check_expression("tasks.a.output +").is_err());
+        let env = environment();
+        let ctx = minijinja::context! { params => minijinja::context! { r => vec!["eu", "us"] } };
+        assert_eq!(
+            evaluate(&env, "params.r", &ctx),
+            Ok(serde_json::json!(["eu", "us"]))
+        );
+        assert!(evaluate(&env, "params.nope", &ctx).is_err());
+    }
+
+    #[test]
     fn syntax_errors_name_the_line() {
         assert!(check_syntax("echo {{ ds }}").is_ok());
         let e = check_syntax("line one\necho {{ ds ").unwrap_err();
@@ -137,5 +192,11 @@ mod tests {
             Ok("d=2026-01-01")
         );
         assert!(render(&env, "{{ nope }}", &ctx).is_err());
+        // `tojson` writes a value as JSON a shell command can quote.
+        let list = minijinja::context! { xs => vec!["eu", "it's"] };
+        assert_eq!(
+            render(&env, "'{{ xs | tojson }}'", &list).as_deref(),
+            Ok("'[\"eu\", \"it\\u0027s\"]'")
+        );
     }
 }

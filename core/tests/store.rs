@@ -63,6 +63,7 @@ fn new_run(dag_id: &str, run_id: &str, version_id: i64, tasks: &[&str]) -> NewRu
 fn change(task: &str, from: TaskState, to: TaskState, try_number: i64) -> TaskChange {
     TaskChange {
         task_id: task.into(),
+        map_index: -1,
         from,
         try_number,
         to,
@@ -274,6 +275,7 @@ async fn guarded_changes(db: &TestDb) {
         tasks: vec![change("a", TaskState::None, TaskState::Scheduled, 0)],
         run: Some((RunState::Queued, RunState::Running)),
         notices: Vec::new(),
+        expansion: None,
     };
     let started = apply(db, run_pk, start).await.unwrap();
     assert_eq!(
@@ -288,6 +290,7 @@ async fn guarded_changes(db: &TestDb) {
         ],
         run: None,
         notices: Vec::new(),
+        expansion: None,
     };
     let err = apply(db, run_pk, stale).await.unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err}");
@@ -303,6 +306,7 @@ async fn guarded_changes(db: &TestDb) {
         tasks: vec![change("a", TaskState::Queued, TaskState::Scheduled, 7)],
         run: None,
         notices: Vec::new(),
+        expansion: None,
     };
     assert!(matches!(
         apply(db, run_pk, wrong_try).await,
@@ -313,6 +317,7 @@ async fn guarded_changes(db: &TestDb) {
         tasks: vec![change("b", TaskState::None, TaskState::Running, 0)],
         run: None,
         notices: Vec::new(),
+        expansion: None,
     };
     assert!(matches!(
         apply(db, run_pk, illegal).await,
@@ -322,6 +327,7 @@ async fn guarded_changes(db: &TestDb) {
         tasks: vec![],
         run: Some((RunState::Running, RunState::Queued)),
         notices: Vec::new(),
+        expansion: None,
     };
     assert!(matches!(
         apply(db, run_pk, illegal_run).await,
@@ -356,6 +362,7 @@ async fn dispatch_and_claim(db: &TestDb) {
         tasks: vec![],
         run: Some((RunState::Queued, RunState::Running)),
         notices: Vec::new(),
+        expansion: None,
     };
     for t in ["a", "b", "c"] {
         plan.tasks
@@ -454,6 +461,7 @@ async fn claim_respects_its_limit(db: &TestDb) {
             tasks: vec![change("t", TaskState::None, TaskState::Scheduled, 0)],
             run: Some((RunState::Queued, RunState::Running)),
             notices: Vec::new(),
+            expansion: None,
         };
         assert_eq!(apply(db, run.id, plan).await.unwrap().queued, 1);
     }
@@ -506,6 +514,7 @@ async fn pool_slots(db: &TestDb) {
         tasks: vec![],
         run: Some((RunState::Queued, RunState::Running)),
         notices: Vec::new(),
+        expansion: None,
     };
     for t in &refs {
         plan.tasks
@@ -720,6 +729,7 @@ async fn group_commit(db: &TestDb) {
             tasks: vec![change("a", TaskState::None, TaskState::Scheduled, 0)],
             run: Some((RunState::Queued, RunState::Running)),
             notices: Vec::new(),
+            expansion: None,
         }))
     };
     let stale = |_: &weir_core::store::RunSnapshot| {
@@ -727,6 +737,7 @@ async fn group_commit(db: &TestDb) {
             tasks: vec![change("a", TaskState::Success, TaskState::Failed, 0)],
             run: None,
             notices: Vec::new(),
+            expansion: None,
         }))
     };
     let now = Utc::now();
@@ -815,6 +826,7 @@ async fn priority_order(db: &TestDb) {
         tasks: vec![],
         run: Some((RunState::Queued, RunState::Running)),
         notices: Vec::new(),
+        expansion: None,
     };
     for t in ["low", "high", "mid"] {
         plan.tasks
@@ -990,6 +1002,7 @@ async fn a_heartbeat_never_deadlocks_with_a_transaction_on_the_same_tries() {
         tasks: vec![],
         run: Some((RunState::Queued, RunState::Running)),
         notices: Vec::new(),
+        expansion: None,
     };
     for t in ["a", "b"] {
         plan.tasks
@@ -1070,6 +1083,7 @@ async fn grid_pages(db: &TestDb) {
             tasks: vec![change("a", TaskState::None, TaskState::Scheduled, 0)],
             run: None,
             notices: Vec::new(),
+            expansion: None,
         },
     )
     .await

@@ -369,15 +369,20 @@ async fn test(
     let final_state = loop {
         for ti in sched.store().list_task_instances(run.id).await? {
             let now = (ti.state, ti.try_number);
-            if seen.get(&ti.task_id) != Some(&now) {
+            // A mapped instance is shown as `task[2]`.
+            let name = if ti.map_index < 0 {
+                ti.task_id.clone()
+            } else {
+                format!("{}[{}]", ti.task_id, ti.map_index)
+            };
+            if seen.get(&name) != Some(&now) {
                 let elapsed = started.elapsed().as_secs_f64();
                 println!(
-                    "{elapsed:>8.3}s  {:<24} {:<16} try {}",
-                    ti.task_id,
+                    "{elapsed:>8.3}s  {name:<24} {:<16} try {}",
                     ti.state.as_str(),
                     ti.try_number
                 );
-                seen.insert(ti.task_id.clone(), now);
+                seen.insert(name, now);
             }
         }
         let r = sched.store().get_run_by_pk(run.id).await?;

@@ -14,7 +14,8 @@ use crate::output::{OutputFormat, print_json, print_table};
 /// `weir tasks` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {
-    /// The task instances of a run: state, try, start, end, duration.
+    /// The task instances of a run: state, try, start, end, duration; a
+    /// mapped task's instances with their map index and item.
     List {
         /// The DAG id.
         dag_id: String,
@@ -35,6 +36,9 @@ pub enum TasksCommand {
         /// The try number.
         #[arg(long = "try")]
         try_number: Option<i64>,
+        /// A mapped instance of the task (its map index).
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        map_index: i64,
     },
     /// Print the output (JSON) a try published (default: the latest try).
     Output {
@@ -47,6 +51,9 @@ pub enum TasksCommand {
         /// The try number.
         #[arg(long = "try")]
         try_number: Option<i64>,
+        /// A mapped instance of the task (its map index).
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        map_index: i64,
     },
     /// Clear a task instance so it runs again (a new try); the run reopens.
     Clear {
@@ -74,6 +81,9 @@ pub enum TasksCommand {
         /// The new state.
         #[arg(long, value_enum)]
         state: MarkState,
+        /// Only this mapped instance (default: the task, every mapped instance).
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        map_index: i64,
     },
 }
 
@@ -108,7 +118,8 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
             match output {
                 OutputFormat::Json => print_json(&json!({
                     "task_instances": tis.iter().map(|t| json!({
-                        "task_id": t.task_id, "state": (t.state != TaskState::None).then(|| t.state.as_str()),
+                        "task_id": t.task_id, "map_index": t.map_index, "item": item(t),
+                        "state": (t.state != TaskState::None).then(|| t.state.as_str()),
                         "try_number": t.try_number, "max_tries": t.max_tries, "start_date": t.start_date,
                         "end_date": t.end_date, "duration": duration(t), "hostname": t.hostname,
                         "executor": t.worker,
@@ -121,6 +132,12 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
                         .map(|t| {
                             vec![
                                 t.task_id.clone(),
+                                if t.map_index < 0 {
+                                    String::new()
+                                } else {
+                                    t.map_index.to_string()
+                                },
+                                item(t).map(|v| v.to_string()).unwrap_or_default(),
                                 t.state.to_string(),
                                 t.try_number.to_string(),
                                 time(t.start_date),
@@ -131,7 +148,10 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
                         })
                         .collect();
                     print_table(
-                        &["TASK", "STATE", "TRY", "START", "END", "DURATION", "WORKER"],
+                        &[
+                            "TASK", "MAP", "ITEM", "STATE", "TRY", "START", "END", "DURATION",
+                            "WORKER",
+                        ],
                         &rows,
                     );
                 }
@@ -142,8 +162,14 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
             run_id,
             task_id,
             try_number,
+            map_index,
         } => {
-            let (ti, t) = find_try(store.as_ref(), &dag_id, &run_id, &task_id, try_number).await?;
+            let (ti, t) = find_try(
+                store.as_ref(),
+                (&dag_id, &run_id, &task_id, map_index),
+                try_number,
+            )
+            .await?;
             // A remote worker's log is in the database; a local pool's in the logs folder.
             let text = match weir_worker::logs::read(&config.core.logs_dir, &t.log_path, 0).await {
                 Ok((text, _)) => text,
@@ -166,8 +192,14 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
             run_id,
             task_id,
             try_number,
+            map_index,
         } => {
-            let (_, t) = find_try(store.as_ref(), &dag_id, &run_id, &task_id, try_number).await?;
+            let (_, t) = find_try(
+                store.as_ref(),
+                (&dag_id, &run_id, &task_id, map_index),
+                try_number,
+            )
+            .await?;
             let Some(text) = t.output else {
                 bail!(
                     "try {} of `{task_id}` published no output (a shell task writes JSON to $WEIR_OUTPUT or sets `output: last_line`)",
@@ -209,13 +241,21 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
             run_id,
             task_id,
             state,
+            map_index,
         } => {
             let state = match state {
                 MarkState::Success => TaskState::Success,
                 MarkState::Failed => TaskState::Failed,
             };
             sched
-                .mark(&dag_id, &run_id, &task_id, state, &super::actor())
+                .mark_instance(
+                    &dag_id,
+                    &run_id,
+                    &task_id,
+                    map_index,
+                    state,
+                    &super::actor(),
+                )
                 .await?;
             println!("marked {task_id} {state}");
         }
@@ -223,24 +263,24 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// A task instance and one of its tries (default: the latest).
+/// A mapped instance's item, as JSON.
+fn item(t: &weir_core::store::TaskInstanceRecord) -> Option<serde_json::Value> {
+    serde_json::from_str(t.map_item.as_deref()?).ok()
+}
+
+/// A task instance (DAG, run, task, map index) and one of its tries
+/// (default: the latest).
 async fn find_try(
     store: &dyn weir_core::store::Store,
-    dag_id: &str,
-    run_id: &str,
-    task_id: &str,
+    (dag_id, run_id, task_id, map_index): (&str, &str, &str, i64),
     try_number: Option<i64>,
 ) -> anyhow::Result<(
     weir_core::store::TaskInstanceRecord,
     weir_core::store::TryRecord,
 )> {
-    let run = store.get_run(dag_id, run_id).await?;
     let ti = store
-        .list_task_instances(run.id)
-        .await?
-        .into_iter()
-        .find(|t| t.task_id == task_id)
-        .with_context(|| format!("run `{run_id}` has no task `{task_id}`"))?;
+        .get_mapped_instance(dag_id, run_id, task_id, map_index)
+        .await?;
     let mut tries = store.list_tries(&ti.id).await?;
     let chosen = match try_number {
         Some(n) => tries.iter().position(|t| t.try_number == n),

@@ -222,6 +222,22 @@ with af.ApiClient(config) as client:
     assert triggered.total_entries == 1 and triggered.dag_runs[0].run_type.value == "asset_triggered", triggered
     assert assets.get_asset(feed[0].id).last_asset_event.id == event.id
 
+    step("mapped task instances, their logs and outputs")
+    fan = runs.trigger_dag_run("fan_out", TriggerDAGRunPostBody(logical_date=None)).dag_run_id
+    assert wait_run(runs, "fan_out", fan).state.value == "success"
+    mapped = tis.get_mapped_task_instances("fan_out", fan, "load", order_by=["map_index"])
+    assert [(t.map_index, t.rendered_map_index, t.state.value) for t in mapped.task_instances] == [
+        (0, "a.csv", "success"), (1, "b.csv", "success")], mapped
+    assert mapped.total_entries == 2, mapped
+    one = tis.get_mapped_task_instance("fan_out", fan, "load", 1)
+    assert (one.task_id, one.map_index) == ("load", 1), one
+    assert [t.try_number for t in tis.get_mapped_task_instance_tries("fan_out", fan, "load", 1).task_instances] == [1]
+    assert tis.get_mapped_task_instance_try_details("fan_out", fan, "load", 1, 1).map_index == 1
+    log = tis.get_log("fan_out", fan, "load", 1, map_index=1, full_content=True)
+    assert "loaded b.csv" in str(log), log
+    value = xcoms.get_xcom_entry("fan_out", "load", fan, "return_value", map_index=0).actual_instance
+    assert value.value == "loaded a.csv", value
+
     step("task instances listed with a body")
     batch = tis.get_task_instances_batch(
         "~", "~", TaskInstancesBatchBody(dag_ids=["flaky"], task_ids=["flaky"], order_by="-start_date")
@@ -296,6 +312,8 @@ with af.ApiClient(config) as client:
         "get_dag_source": lambda: DagSourceApi(client).get_dag_source("flaky"),
         "get_xcom_entries": lambda: XComApi(client).get_xcom_entries("~", "~", "~"),
         "get_xcom_entry": lambda: XComApi(client).get_xcom_entry("flaky", "prepare", run_id, "return_value"),
+        "get_mapped_task_instances": lambda: tis.get_mapped_task_instances("fan_out", fan, "load"),
+        "get_mapped_task_instance": lambda: tis.get_mapped_task_instance("fan_out", fan, "load", 0),
         "get_health": lambda: MonitorApi(client).get_health(),
         "get_version": lambda: VersionApi(client).get_version(),
     }

@@ -119,7 +119,7 @@ shot(d, "03-trigger-form")
 pk = trigger(d, "hello_shell", {"greeting": "hello from the browser"})
 hello_run = d.current_url.split("?")[0]
 d.execute_script("window.__weir_same_page = true")
-wait("the run's cells", lambda: len(cells(d, pk)) == 5)
+wait("the run's cells", lambda: len(cells(d, pk)) == 7)
 wait("every cell green", lambda: all(s == "success" for s in states(d, pk)), timeout=90)
 if not d.execute_script("return window.__weir_same_page === true"):
     raise SystemExit("the page reloaded: the grid did not update in place")
@@ -135,6 +135,18 @@ wait("the task panel with its output", lambda: "Tries" in d.page_source and "Out
 if '"try": 1' not in d.find_element(By.CSS_SELECTOR, "pre.output").text:
     raise SystemExit("the task's output is not shown in its panel")
 shot(d, "05-task-instance")
+# The mapped task's panel lists its instances; one instance's panel shows its item.
+d.find_element(By.CSS_SELECTOR, f'a.cell[data-run="{pk}"][data-task="per_region"]').click()
+wait("the mapped instances", lambda: "Mapped instances" in d.page_source)
+items = [r.text for r in d.find_elements(By.CSS_SELECTOR, ".panel table tbody tr")]
+if not any('"ap"' in r for r in items):
+    raise SystemExit(f"the mapped instances do not show their items: {items}")
+shot(d, "05b-mapped-task")
+d.find_element(By.CSS_SELECTOR, ".panel a[href$='?map_index=2']").click()
+wait("a mapped instance", lambda: "per_region [2]" in d.page_source and "Mapped instance of" in d.page_source)
+shot(d, "05c-mapped-instance")
+d.find_element(By.LINK_TEXT, "Log").click()
+wait("the instance's log", lambda: "ap (instance 2)" in d.find_element(By.ID, "log").text)
 d.get(hello_run + "/tasks/start/log")
 wait("the param in the log", lambda: "hello from the browser" in d.find_element(By.ID, "log").text)
 shot(d, "06-log")
@@ -226,6 +238,7 @@ for dark, width, height, tag in [(True, 1280, 800, "dark-wide"), (False, 390, 84
     for path, name in [("/", "dags"), ("/dags/orders_daily", "dag"), ("/dags/orders_daily/tasks/validate_orders/quality", "quality"),
                        ("/variables", "variables"), ("/connections", "connections"),
                        (hello_run[len(BASE):] + "/tasks/print_env", "task-output"),
+                       (hello_run[len(BASE):] + "/tasks/per_region", "mapped-task"),
                        (hello_run[len(BASE):], "run-notifications")]:
         d.set_window_size(width, height)
         d.get(BASE + path)

@@ -1,6 +1,6 @@
 //! The template context of a try (§2): `ds`, `ts`, `run_id`, `params`,
-//! `conf`, `var`, `tasks`, `secret(name)` and the rest, and the `WEIR_*`
-//! environment.
+//! `conf`, `var`, `tasks`, `item` and `map_index` (mapped instances),
+//! `secret(name)` and the rest, and the `WEIR_*` environment.
 
 use std::sync::Arc;
 
@@ -90,6 +90,12 @@ impl TryContext {
             .unwrap_or_else(|| self.logical_date())
     }
 
+    /// The item a mapped instance runs (`None` for a task's own instance).
+    pub fn item(&self) -> Option<serde_json::Value> {
+        let text = self.claim.map_item.as_deref()?;
+        Some(serde_json::from_str(text).unwrap_or(serde_json::Value::Null))
+    }
+
     /// The variables templates see.
     pub fn values(&self) -> Value {
         let ld = self.logical_date();
@@ -100,6 +106,13 @@ impl TryContext {
         for (k, v) in &conf {
             params.insert(k.clone(), v.clone());
         }
+        let mapped = match self.item() {
+            Some(item) => minijinja::context! {
+                item => Value::from(minijinja::value::Serde(&item)),
+                map_index => self.claim.map_index,
+            },
+            None => minijinja::context! {},
+        };
         minijinja::context! {
             ds => ld.format("%Y-%m-%d").to_string(),
             ds_nodash => ld.format("%Y%m%d").to_string(),
@@ -118,18 +131,24 @@ impl TryContext {
                 value => Value::from_object(VarView { variables: self.variables.clone(), json: false }),
                 json => Value::from_object(VarView { variables: self.variables.clone(), json: true }),
             },
+            ..mapped
         }
     }
 
     /// The `WEIR_*` variables every task process gets.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("WEIR_DAG_ID".into(), self.claim.dag_id.clone()),
             ("WEIR_RUN_ID".into(), self.run.run_id.clone()),
             ("WEIR_TASK_ID".into(), self.claim.task_id.clone()),
             ("WEIR_TRY_NUMBER".into(), self.claim.try_number.to_string()),
             ("WEIR_LOGICAL_DATE".into(), self.logical_date().to_rfc3339()),
-        ]
+        ];
+        if let Some(item) = &self.claim.map_item {
+            env.push(("WEIR_MAP_INDEX".into(), self.claim.map_index.to_string()));
+            env.push(("WEIR_MAP_ITEM".into(), item.clone()));
+        }
+        env
     }
 }
 

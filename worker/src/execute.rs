@@ -35,9 +35,14 @@ pub async fn execute(
             ctx.claim.task_id
         ));
     };
+    let mapped = if ctx.claim.map_index < 0 {
+        String::new()
+    } else {
+        format!("[{}]", ctx.claim.map_index)
+    };
     let _ = log
         .line(&format!(
-            "weir: try {} of {}.{} (run {}) on worker {worker}",
+            "weir: try {} of {}.{}{mapped} (run {}) on worker {worker}",
             ctx.claim.try_number, ctx.claim.dag_id, ctx.claim.task_id, ctx.claim.run_id
         ))
         .await;
@@ -60,6 +65,21 @@ pub async fn execute(
             }
         })
     };
+    // A mapped task's own try finds its items; its instances do the work.
+    if let Some(expand) = &task.expand
+        && ctx.claim.map_index < 0
+    {
+        let ended = match crate::mapping::expand(expand, env, &values, &silent) {
+            Ok((ended, count)) => {
+                let _ = log
+                    .line(&format!("weir: expanding over {count} items"))
+                    .await;
+                ended
+            }
+            Err(e) => Ended::failed(e),
+        };
+        return report(log, ended).await;
+    }
     let result = match &task.kind {
         TaskKind::Shell { command, last_line } => {
             let argv = match shell::argv(command, |s| render("command", s)) {
@@ -172,6 +192,16 @@ pub async fn execute(
             }
         }
     };
+    // Mapped tasks downstream expand over this output: one they cannot
+    // expand over fails this try, which made it.
+    let result = match crate::mapping::check_feeds(ctx, task, env, &result) {
+        Ok(()) => result,
+        Err(e) => Ended {
+            pid: result.pid,
+            exit_code: result.exit_code,
+            ..Ended::failed(e)
+        },
+    };
     report(log, result).await
 }
 
@@ -251,6 +281,7 @@ async fn report(log: &mut LogWriter, r: Ended) -> Ended {
         (Outcome::Success, _) => "weir: the try succeeded".to_owned(),
         (_, Some(e)) => format!("weir: the try failed: {e}"),
         (Outcome::Reschedule(_), None) => "weir: the poke ended; the sensor waits".to_owned(),
+        (Outcome::Expanded(n), _) => format!("weir: the task expanded into {n} mapped instances"),
         (o, None) => format!("weir: the try ended: {o:?}"),
     };
     let _ = log.line(&line).await;

@@ -7,6 +7,7 @@ pub mod data;
 pub mod execute;
 pub mod life;
 pub mod logs;
+pub mod mapping;
 pub mod notify;
 pub mod pool;
 pub mod reaper;

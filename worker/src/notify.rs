@@ -68,8 +68,8 @@ pub struct Notifier {
 }
 
 /// The default text.
-const DEFAULT_MESSAGE: &str = "weir: {% if task_id %}task {{ dag_id }}.{{ task_id }} \
-{{ event_text }} (try {{ try_number }}) in run {{ run_id }}{% if error %}: {{ error }}{% endif %}\n{{ log_url }}\
+const DEFAULT_MESSAGE: &str = "weir: {% if task_id %}task {{ dag_id }}.{{ task_id }}\
+{% if map_index is not none %}[{{ map_index }}]{% endif %} {{ event_text }} (try {{ try_number }}) in run {{ run_id }}{% if error %}: {{ error }}{% endif %}\n{{ log_url }}\
 {% else %}run {{ run_id }} of {{ dag_id }} {{ event_text }}\n{{ run_url }}{% endif %}";
 
 fn seg(s: &str) -> String {
@@ -279,7 +279,7 @@ impl Notifier {
                 let ti = self
                     .sched
                     .store()
-                    .get_task_instance(&run.dag_id, &run.run_id, task)
+                    .get_mapped_instance(&run.dag_id, &run.run_id, task, n.map_index)
                     .await
                     .ok();
                 let error = match &ti {
@@ -301,7 +301,15 @@ impl Notifier {
                 (
                     ti.map(|t| t.state.to_string()),
                     error,
-                    format!("{run_url}/tasks/{}/log?try={try_n}", seg(task)),
+                    format!(
+                        "{run_url}/tasks/{}/log?try={try_n}{}",
+                        seg(task),
+                        if n.map_index < 0 {
+                            String::new()
+                        } else {
+                            format!("&map_index={}", n.map_index)
+                        }
+                    ),
                 )
             }
             None => (Some(run.state.to_string()), None, run_url.clone()),
@@ -331,6 +339,10 @@ impl Notifier {
             ("run_id", json!(run.run_id)),
             ("task_id", json!(n.task_id)),
             ("try_number", json!(n.try_number)),
+            (
+                "map_index",
+                json!((n.map_index >= 0).then_some(n.map_index)),
+            ),
             ("state", json!(state)),
             ("error", json!(error)),
             ("log_url", json!(log_url)),

@@ -215,7 +215,7 @@ async fn defects_case(db: &TestDb) {
         .task_outputs(run.id, &["check_orders".into()])
         .await
         .unwrap();
-    let out: serde_json::Value = serde_json::from_str(&validated[0].1).unwrap();
+    let out: serde_json::Value = serde_json::from_str(validated[0].2.as_deref().unwrap()).unwrap();
     assert_eq!(
         out,
         serde_json::json!({
@@ -597,12 +597,12 @@ async fn load_case(db: &TestDb) {
         .await
         .unwrap();
     outputs.sort();
-    let e: serde_json::Value = serde_json::from_str(&outputs[0].1).unwrap();
+    let e: serde_json::Value = serde_json::from_str(outputs[0].2.as_deref().unwrap()).unwrap();
     assert_eq!(
         e,
         serde_json::json!({"dataset": "raw.sales", "version": 1, "rows": 3})
     );
-    let file: serde_json::Value = serde_json::from_str(&outputs[1].1).unwrap();
+    let file: serde_json::Value = serde_json::from_str(outputs[1].2.as_deref().unwrap()).unwrap();
     assert_eq!(file["rows"], 2);
     assert!(
         file["target"]

@@ -56,7 +56,7 @@ impl Site {
             .await
             .unwrap()
             .into_iter()
-            .find(|t| t.task_id == task)
+            .find(|t| t.task_id == task && t.map_index < 0)
             .unwrap()
     }
 }
@@ -226,9 +226,10 @@ async fn task_outputs(db: &TestDb) {
         [
             (
                 "count".to_owned(),
-                r#"{"files":["a.csv","b.csv"],"rows":3}"#.to_owned()
+                -1,
+                Some(r#"{"files":["a.csv","b.csv"],"rows":3}"#.to_owned())
             ),
-            ("version".to_owned(), r#""v42""#.to_owned()),
+            ("version".to_owned(), -1, Some(r#""v42""#.to_owned())),
         ],
         "kept as compact JSON; a task that published nothing has none"
     );
@@ -788,10 +789,10 @@ both_backends!(a_try_marked_by_hand_is_stopped, marked_tries_stop);
 
 #[test]
 fn log_paths_are_safe_file_names() {
-    let p = weir_core::store::log_path("d", "manual__2026-01-01T00:00:00+00:00", "t", 2);
+    let p = weir_core::store::log_path("d", "manual__2026-01-01T00:00:00+00:00", "t", -1, 2);
     assert_eq!(p, "d/manual__2026-01-01T00_00_00+00_00/t/2.log");
     assert!(
-        !Path::new(&weir_core::store::log_path("../x", "../../y", "z", 1))
+        !Path::new(&weir_core::store::log_path("../x", "../../y", "z", -1, 1))
             .components()
             .any(|c| c == std::path::Component::ParentDir)
     );

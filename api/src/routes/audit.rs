@@ -152,7 +152,7 @@ pub async fn list_event_logs(
     }
     if p.map_index.is_some_and(|i| i != -1) {
         return Err(ApiError::unprocessable(
-            "map_index: weir has no mapped tasks; only -1 is accepted",
+            "map_index: audit entries name tasks, not mapped instances; only -1 is accepted",
         ));
     }
     if !p.included_events.is_empty() || !p.excluded_events.is_empty() {

@@ -26,7 +26,7 @@ pub struct LogParams {
     pub full_content: bool,
     /// The continuation token of the previous piece.
     pub token: Option<String>,
-    /// Only -1 (weir has no mapped tasks).
+    /// The mapped instance (default -1: the task's own instance).
     pub map_index: Option<i64>,
 }
 
@@ -48,11 +48,6 @@ pub async fn get_log(
     Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, i64)>,
     Query(p): Query<LogParams>,
 ) -> ApiResult<Response> {
-    if p.map_index.is_some_and(|m| m != -1) {
-        return Err(ApiError::not_found(
-            "weir has no mapped tasks: map_index must be -1",
-        ));
-    }
     let start: u64 = match p.token.as_deref() {
         None | Some("") => 0,
         Some(t) => t.parse().map_err(|_| {
@@ -60,7 +55,9 @@ pub async fn get_log(
         })?,
     };
     let store = state.scheduler.store();
-    let ti = store.get_task_instance(&dag_id, &run_id, &task_id).await?;
+    let ti = store
+        .get_mapped_instance(&dag_id, &run_id, &task_id, p.map_index.unwrap_or(-1))
+        .await?;
     let tr = store
         .list_tries(&ti.id)
         .await?

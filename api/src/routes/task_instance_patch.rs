@@ -42,7 +42,8 @@ pub struct PatchTaskInstanceBody {
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PatchParams {
-    /// weir has no mapped tasks: only -1.
+    /// One mapped instance of the task (default -1: the task, all its
+    /// mapped instances when it expanded).
     pub map_index: Option<i64>,
     /// The fields to apply; only `new_state` is accepted.
     #[serde(default)]
@@ -94,11 +95,6 @@ async fn patch(
     body: &PatchTaskInstanceBody,
     actor: Option<&str>,
 ) -> ApiResult<Json<TaskInstanceCollection>> {
-    if q.map_index.is_some_and(|i| i != -1) {
-        return Err(ApiError::unprocessable(
-            "map_index: weir has no mapped tasks; only -1 is accepted",
-        ));
-    }
     if let Some(field) = q.update_mask.iter().find(|f| f.as_str() != "new_state") {
         return Err(ApiError::unprocessable(format!(
             "update_mask: `{field}` cannot be set; weir sets new_state only"
@@ -120,6 +116,9 @@ async fn patch(
         None => return Err(ApiError::unprocessable("new_state: give success or failed")),
     };
     let store = state.scheduler.store();
+    if let Some(map_index) = q.map_index.filter(|i| *i >= 0) {
+        return patch_mapped(state, (dag_id, run_id, task_id), map_index, to, body, actor).await;
+    }
     let run = store.get_run(dag_id, run_id).await?;
     let dag = state.scheduler.dag_version(run.version_id).await?;
     let Some(i) = dag.tasks.get_index_of(task_id.as_str()) else {
@@ -159,6 +158,84 @@ async fn patch(
         total_entries: i64::try_from(out.len()).unwrap_or(i64::MAX),
         task_instances: out,
     }))
+}
+
+/// Sets one mapped instance's state (as `actor`), or only says whether it
+/// would change (`None`).
+async fn patch_mapped(
+    state: &AppState,
+    (dag_id, run_id, task_id): (&str, &str, &str),
+    map_index: i64,
+    to: TaskState,
+    body: &PatchTaskInstanceBody,
+    actor: Option<&str>,
+) -> ApiResult<Json<TaskInstanceCollection>> {
+    if body.include_upstream || body.include_downstream || body.include_past || body.include_future
+    {
+        return Err(ApiError::unprocessable(
+            "include_upstream/include_downstream/include_past/include_future set whole tasks: leave out map_index to use them",
+        ));
+    }
+    let store = state.scheduler.store();
+    let ti = store
+        .get_mapped_instance(dag_id, run_id, task_id, map_index)
+        .await?;
+    if ti.state == to {
+        return Ok(Json(TaskInstanceCollection {
+            task_instances: Vec::new(),
+            total_entries: 0,
+        }));
+    }
+    if let Some(actor) = actor {
+        state
+            .scheduler
+            .mark_instance(dag_id, run_id, task_id, map_index, to, actor)
+            .await?;
+    }
+    let ti = store
+        .get_mapped_instance(dag_id, run_id, task_id, map_index)
+        .await?;
+    let run = store.get_run_by_pk(ti.run_pk).await?;
+    let dag = state.scheduler.dag_version(run.version_id).await?;
+    Ok(Json(TaskInstanceCollection {
+        task_instances: vec![crate::models::TaskInstanceResponse::new(
+            &ti,
+            Some(&run),
+            Some(&dag),
+            None,
+        )],
+        total_entries: 1,
+    }))
+}
+
+/// [`patch_task_instance`] for one mapped instance, named in the path (operator, audited).
+#[utoipa::path(patch, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}", tag = "TaskInstance",
+    params(("dag_id" = String, Path, description = "The DAG id"),
+           ("dag_run_id" = String, Path, description = "The run id"),
+           ("task_id" = String, Path, description = "The task id"),
+           ("map_index" = i64, Path, description = "The mapped instance (-1: the task)"),
+           PatchParams),
+    request_body = PatchTaskInstanceBody,
+    responses((status = 200, body = TaskInstanceCollection), WriteErrors))]
+pub async fn patch_mapped_instance(
+    State(state): State<AppState>,
+    Operator(who): Operator,
+    Path((dag_id, run_id, task_id, map_index)): Path<(String, String, String, i64)>,
+    Query(q): Query<PatchParams>,
+    Body(body): Body<PatchTaskInstanceBody>,
+) -> ApiResult<Json<TaskInstanceCollection>> {
+    let q = PatchParams {
+        map_index: Some(map_index),
+        ..q
+    };
+    patch(
+        &state,
+        &(dag_id, run_id, task_id),
+        &q,
+        &body,
+        Some(&who.name),
+    )
+    .await
 }
 
 /// The run, and every earlier (`include_past`) or later (`include_future`)

@@ -142,7 +142,7 @@ fn task_order(value: Option<&str>) -> ApiResult<Option<(TaskOrder, bool)>> {
             ("start_date", TaskOrder::StartDate),
             ("end_date", TaskOrder::EndDate),
             ("updated_at", TaskOrder::UpdatedAt),
-            ("map_index", TaskOrder::TaskId),
+            ("map_index", TaskOrder::MapIndex),
         ],
     )
 }
@@ -357,8 +357,32 @@ pub async fn get_task_instance(
     _: Viewer,
     Path((dag_id, run_id, task_id)): Path<TaskPath>,
 ) -> ApiResult<Json<TaskInstanceResponse>> {
+    instance_of(&state, (&dag_id, &run_id, &task_id, -1)).await
+}
+
+/// One task instance by map index (-1: the task's own instance).
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}", tag = "TaskInstance",
+    params(("dag_id" = String, Path, description = "The DAG id"),
+           ("dag_run_id" = String, Path, description = "The run id"),
+           ("task_id" = String, Path, description = "The task id"),
+           ("map_index" = i64, Path, description = "The mapped instance (-1: the task's own)")),
+    responses((status = 200, body = TaskInstanceResponse), ReadErrors))]
+pub async fn get_mapped_instance(
+    State(state): State<AppState>,
+    _: Viewer,
+    Path((dag_id, run_id, task_id, map_index)): Path<(String, String, String, i64)>,
+) -> ApiResult<Json<TaskInstanceResponse>> {
+    instance_of(&state, (&dag_id, &run_id, &task_id, map_index)).await
+}
+
+async fn instance_of(
+    state: &AppState,
+    (dag_id, run_id, task_id, map_index): InstanceKey<'_>,
+) -> ApiResult<Json<TaskInstanceResponse>> {
     let store = state.scheduler.store();
-    let t = store.get_task_instance(&dag_id, &run_id, &task_id).await?;
+    let t = store
+        .get_mapped_instance(dag_id, run_id, task_id, map_index)
+        .await?;
     let run = store.get_run_by_pk(t.run_pk).await?;
     let dag = state.scheduler.dag_version(run.version_id).await?;
     let version = store.get_version(run.version_id).await?;
@@ -368,6 +392,53 @@ pub async fn get_task_instance(
         Some(&dag),
         Some(&version),
     )))
+}
+
+/// Which mapped instances to list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MappedParams {
+    /// Only these states (repeat the parameter, or separate with commas).
+    #[serde(default)]
+    pub state: Vec<String>,
+    /// Sort by `map_index` (default), `state`, `start_date`, `end_date`,
+    /// … (`-` before for descending).
+    pub order_by: Option<String>,
+}
+
+/// The mapped instances of a task in a run, by map index (Airflow's `listMapped`).
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/listMapped", tag = "TaskInstance",
+    params(("dag_id" = String, Path, description = "The DAG id"),
+           ("dag_run_id" = String, Path, description = "The run id"),
+           ("task_id" = String, Path, description = "The task id"),
+           Page, MappedParams),
+    responses((status = 200, body = TaskInstanceCollection), ReadErrors))]
+pub async fn list_mapped(
+    State(state): State<AppState>,
+    _: Viewer,
+    Path((dag_id, run_id, task_id)): Path<TaskPath>,
+    Query(page): Query<Page>,
+    Query(p): Query<MappedParams>,
+) -> ApiResult<Json<TaskInstanceCollection>> {
+    let (limit, offset) = page.bounds()?;
+    // The task must be in the run.
+    state
+        .scheduler
+        .store()
+        .get_task_instance(&dag_id, &run_id, &task_id)
+        .await?;
+    let filter = TaskFilter {
+        dag_id: Some(dag_id),
+        run_id: Some(run_id),
+        task_ids: vec![task_id],
+        states: task_states(p.state.iter().flat_map(|v| v.split(',')))?,
+        mapped_only: true,
+        order: task_order(p.order_by.as_deref())?.or(Some((TaskOrder::MapIndex, false))),
+        limit: Some(limit),
+        offset: Some(offset),
+        ..TaskFilter::default()
+    };
+    page_of_task_instances(&state, &filter).await
 }
 
 /// Every try of a task instance, oldest first.
@@ -381,18 +452,22 @@ pub async fn list_tries(
     _: Viewer,
     Path((dag_id, run_id, task_id)): Path<TaskPath>,
 ) -> ApiResult<Json<TryCollection>> {
-    let store = state.scheduler.store();
-    let t = store.get_task_instance(&dag_id, &run_id, &task_id).await?;
-    let tries: Vec<TryResponse> = store
-        .list_tries(&t.id)
-        .await?
-        .iter()
-        .map(|r| TryResponse::new(r, &t))
-        .collect();
-    Ok(Json(TryCollection {
-        total_entries: i64::try_from(tries.len()).unwrap_or(i64::MAX),
-        task_instances: tries,
-    }))
+    tries_of(&state, (&dag_id, &run_id, &task_id, -1)).await
+}
+
+/// Every try of one mapped instance, oldest first.
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/tries", tag = "TaskInstance",
+    params(("dag_id" = String, Path, description = "The DAG id"),
+           ("dag_run_id" = String, Path, description = "The run id"),
+           ("task_id" = String, Path, description = "The task id"),
+           ("map_index" = i64, Path, description = "The mapped instance (-1: the task's own)")),
+    responses((status = 200, body = TryCollection), ReadErrors))]
+pub async fn list_mapped_tries(
+    State(state): State<AppState>,
+    _: Viewer,
+    Path((dag_id, run_id, task_id, map_index)): Path<(String, String, String, i64)>,
+) -> ApiResult<Json<TryCollection>> {
+    tries_of(&state, (&dag_id, &run_id, &task_id, map_index)).await
 }
 
 /// One try of a task instance.
@@ -407,8 +482,63 @@ pub async fn get_try(
     _: Viewer,
     Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, i64)>,
 ) -> ApiResult<Json<TryResponse>> {
+    try_of(&state, (&dag_id, &run_id, &task_id, -1), try_number).await
+}
+
+/// One try of one mapped instance.
+#[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/tries/{try_number}", tag = "TaskInstance",
+    params(("dag_id" = String, Path, description = "The DAG id"),
+           ("dag_run_id" = String, Path, description = "The run id"),
+           ("task_id" = String, Path, description = "The task id"),
+           ("map_index" = i64, Path, description = "The mapped instance (-1: the task's own)"),
+           ("try_number" = i64, Path, description = "The try (1 is the first)")),
+    responses((status = 200, body = TryResponse), ReadErrors))]
+pub async fn get_mapped_try(
+    State(state): State<AppState>,
+    _: Viewer,
+    Path((dag_id, run_id, task_id, map_index, try_number)): Path<(
+        String,
+        String,
+        String,
+        i64,
+        i64,
+    )>,
+) -> ApiResult<Json<TryResponse>> {
+    try_of(&state, (&dag_id, &run_id, &task_id, map_index), try_number).await
+}
+
+/// A task instance named by DAG, run, task and map index.
+type InstanceKey<'a> = (&'a str, &'a str, &'a str, i64);
+
+async fn tries_of(
+    state: &AppState,
+    (dag_id, run_id, task_id, map_index): InstanceKey<'_>,
+) -> ApiResult<Json<TryCollection>> {
     let store = state.scheduler.store();
-    let t = store.get_task_instance(&dag_id, &run_id, &task_id).await?;
+    let t = store
+        .get_mapped_instance(dag_id, run_id, task_id, map_index)
+        .await?;
+    let tries: Vec<TryResponse> = store
+        .list_tries(&t.id)
+        .await?
+        .iter()
+        .map(|r| TryResponse::new(r, &t))
+        .collect();
+    Ok(Json(TryCollection {
+        total_entries: i64::try_from(tries.len()).unwrap_or(i64::MAX),
+        task_instances: tries,
+    }))
+}
+
+async fn try_of(
+    state: &AppState,
+    (dag_id, run_id, task_id, map_index): InstanceKey<'_>,
+    try_number: i64,
+) -> ApiResult<Json<TryResponse>> {
+    let store = state.scheduler.store();
+    let t = store
+        .get_mapped_instance(dag_id, run_id, task_id, map_index)
+        .await?;
     store
         .list_tries(&t.id)
         .await?

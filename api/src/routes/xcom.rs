@@ -30,7 +30,7 @@ pub struct XComListParams {
     pub xcom_key_pattern: Option<String>,
     /// Keys starting with this (case-sensitive).
     pub xcom_key_prefix_pattern: Option<String>,
-    /// Only this map index (weir's task instances are -1).
+    /// Only this map index (-1: a task's own instance).
     pub map_index: Option<i64>,
     /// Same as `map_index`.
     pub map_index_filter: Option<i64>,
@@ -111,11 +111,7 @@ pub async fn list_xcom_entries(
             .as_deref()
             .map(|s| s.trim_end_matches(|c: char| !c.is_alphanumeric()))
             .is_none_or(|pre| XCOM_KEY.starts_with(pre));
-    let map_ok = [p.map_index, p.map_index_filter]
-        .iter()
-        .flatten()
-        .all(|m| *m == -1);
-    if !key_ok || !map_ok {
+    if !key_ok {
         return Ok(Json(XComCollection {
             xcom_entries: Vec::new(),
             total_entries: 0,
@@ -150,6 +146,10 @@ pub async fn list_xcom_entries(
         run_ranges,
         run_strict_ranges,
         with_output: true,
+        map_indexes: [p.map_index, p.map_index_filter]
+            .into_iter()
+            .flatten()
+            .collect(),
         order,
         limit: Some(limit),
         offset: Some(offset),
@@ -178,7 +178,7 @@ pub async fn list_xcom_entries(
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct XComGetParams {
-    /// The map index (default -1; weir's task instances are not mapped).
+    /// The mapped instance (default -1: the task's own instance).
     pub map_index: Option<i64>,
     /// Accepted for Airflow's clients: weir's values are JSON either way.
     pub deserialize: Option<bool>,
@@ -202,7 +202,9 @@ pub async fn get_xcom_entry(
     Query(p): Query<XComGetParams>,
 ) -> ApiResult<Json<XComValueResponse>> {
     let store = state.scheduler.store();
-    let t = store.get_task_instance(&dag_id, &run_id, &task_id).await?;
+    let t = store
+        .get_mapped_instance(&dag_id, &run_id, &task_id, p.map_index.unwrap_or(-1))
+        .await?;
     let missing = || {
         ApiError::not_found(format!(
             "task instance {dag_id}/{run_id}/{task_id} has no XCom entry `{key}`{}",
@@ -213,7 +215,7 @@ pub async fn get_xcom_entry(
             }
         ))
     };
-    if key != XCOM_KEY || p.map_index.is_some_and(|m| m != -1) {
+    if key != XCOM_KEY {
         return Err(missing());
     }
     let text = store

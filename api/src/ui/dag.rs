@@ -32,6 +32,8 @@ pub struct DagQuery {
     /// The selected task (set by the path).
     #[serde(skip)]
     pub task: Option<String>,
+    /// The selected mapped instance of the task (default: its own).
+    pub map_index: Option<i64>,
     /// Backfill preview (without script): first logical date.
     pub from: Option<String>,
     /// Backfill preview: last logical date.
@@ -129,6 +131,16 @@ impl From<&TryRecord> for TryView {
     }
 }
 
+/// A mapped instance as its task's panel lists it.
+#[derive(Serialize)]
+struct MappedView {
+    map_index: i64,
+    item: String,
+    state: String,
+    try_number: i64,
+    duration: Option<f64>,
+}
+
 /// The selected task instance.
 #[derive(Serialize)]
 struct TaskPanel {
@@ -150,6 +162,12 @@ struct TaskPanel {
     /// The output of the latest try, as indented JSON.
     output: Option<String>,
     tries: Vec<TryView>,
+    /// A mapped instance's index (none for a task's own instance).
+    map_index: Option<i64>,
+    /// A mapped instance's item, as JSON.
+    item: Option<String>,
+    /// The mapped instances of an expanded task.
+    mapped: Vec<MappedView>,
     validate: bool,
     can_clear: bool,
     can_mark_success: bool,
@@ -224,18 +242,13 @@ async fn render(state: &AppState, me: &Me, dag_id: &str, q: DagQuery) -> PageRes
             .filter(|c| c.run_pk == r.id)
             .map(|c| (c.task_id.clone(), c.state))
             .collect(),
-        Some(r) => store
-            .list_task_instances(r.id)
-            .await?
-            .into_iter()
-            .map(|t| (t.task_id, t.state))
-            .collect(),
+        Some(r) => weir_core::store::task_states(&store.list_task_instances(r.id).await?),
         None => HashMap::new(),
     };
     let task_panel = match (&selected, &q.task) {
         (Some(run), Some(task_id)) => {
             let ti = store
-                .get_task_instance(dag_id, &run.run_id, task_id)
+                .get_mapped_instance(dag_id, &run.run_id, task_id, q.map_index.unwrap_or(-1))
                 .await?;
             Some(task_panel(state, &def, &ti).await?)
         }
@@ -416,6 +429,29 @@ async fn task_panel(
     };
     let task = def.tasks.get(ti.task_id.as_str());
     let kind = task.map(|t| t.kind.name());
+    let mapped = if ti.is_expanded() {
+        let mut all = state
+            .scheduler
+            .store()
+            .list_task_instances(ti.run_pk)
+            .await?;
+        all.retain(|t| t.task_id == ti.task_id && t.map_index >= 0);
+        all.sort_by_key(|t| t.map_index);
+        all.iter()
+            .map(|t| MappedView {
+                map_index: t.map_index,
+                item: t.map_item.clone().unwrap_or_default(),
+                state: t.state.to_string(),
+                try_number: t.try_number,
+                duration: match (t.start_date, t.end_date) {
+                    (Some(s), Some(e)) => Some((e - s).num_milliseconds() as f64 / 1000.0),
+                    _ => None,
+                },
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let unserved = ti.state == TaskState::Queued
         && !state.scheduler.workers_view().await?.iter().any(|w| {
             w.standing == weir_core::scheduler::workers::Standing::Active
@@ -442,6 +478,9 @@ async fn task_panel(
             .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
             .and_then(|v| serde_json::to_string_pretty(&v).ok()),
         tries: tries.iter().map(TryView::from).collect(),
+        map_index: (ti.map_index >= 0).then_some(ti.map_index),
+        item: ti.map_item.clone(),
+        mapped,
         validate: matches!(task.map(|t| &t.kind), Some(TaskKind::Validate { .. })),
         can_clear: ti.state.is_finished() || ti.state == TaskState::None,
         can_mark_success: ti.state != TaskState::Success,

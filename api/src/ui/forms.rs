@@ -279,15 +279,29 @@ fn mark_state(text: &str) -> Result<TaskState, PageError> {
 pub async fn mark(
     State(state): State<AppState>,
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Query(at): Query<MappedQuery>,
     Posted { me, form }: Posted<MarkForm>,
 ) -> PageResult<Response> {
     me.require(Role::Operator)?;
     let to = mark_state(&form.state)?;
+    let map_index = at.map_index.unwrap_or(-1);
     state
         .scheduler
-        .mark(&dag_id, &run_id, &task_id, to, &me.name)
+        .mark_instance(&dag_id, &run_id, &task_id, map_index, to, &me.name)
         .await?;
-    Ok(Redirect::to(&task_path(&dag_id, &run_id, &task_id)).into_response())
+    let back = task_path(&dag_id, &run_id, &task_id);
+    Ok(Redirect::to(&match map_index {
+        i if i >= 0 => format!("{back}?map_index={i}"),
+        _ => back,
+    })
+    .into_response())
+}
+
+/// Which mapped instance a task form is about.
+#[derive(Debug, Default, Deserialize)]
+pub struct MappedQuery {
+    /// The mapped instance (default -1: the task).
+    map_index: Option<i64>,
 }
 
 /// Many task instances of one run, or many runs, and what to do with them.
@@ -331,10 +345,18 @@ pub async fn batch(
             }
             "mark_success" | "mark_failed" => {
                 let to = mark_state(form.action.trim_start_matches("mark_"))?;
+                let run = s.store().get_run(&dag_id, run_id).await?;
+                let current =
+                    weir_core::store::task_states(&s.store().list_task_instances(run.id).await?);
                 for task in &form.tasks {
-                    let current = s.store().get_task_instance(&dag_id, run_id, task).await?;
-                    if current.state != to {
-                        s.mark(&dag_id, run_id, task, to, &me.name).await?;
+                    match current.get(task) {
+                        None => {
+                            return Err(PageError::not_found(format!(
+                                "task `{task}` of run `{run_id}`"
+                            )));
+                        }
+                        Some(c) if *c != to => s.mark(&dag_id, run_id, task, to, &me.name).await?,
+                        Some(_) => {}
                     }
                 }
             }

@@ -33,6 +33,14 @@ pub struct LogQuery {
     before: Option<u64>,
     /// Follow from this byte offset.
     from: Option<u64>,
+    /// The mapped instance (default -1: the task's own).
+    map_index: Option<i64>,
+}
+
+impl LogQuery {
+    fn map_index(&self) -> i64 {
+        self.map_index.unwrap_or(-1)
+    }
 }
 
 type TaskPath = Path<(String, String, String)>;
@@ -44,14 +52,17 @@ struct ChosenTry {
     log: TryLog,
 }
 
-/// Try `try_number` (default: the newest) of the task instance `key`.
+/// Try `try_number` (default: the newest) of the task instance `key` at `map_index`.
 async fn find_try(
     state: &AppState,
     (dag_id, run_id, task_id): &(String, String, String),
     try_number: Option<i64>,
+    map_index: i64,
 ) -> Result<ChosenTry, PageError> {
     let store = state.scheduler.store();
-    let ti = store.get_task_instance(dag_id, run_id, task_id).await?;
+    let ti = store
+        .get_mapped_instance(dag_id, run_id, task_id, map_index)
+        .await?;
     let tries = store.list_tries(&ti.id).await?;
     let chosen = match try_number {
         Some(n) => tries.iter().find(|t| t.try_number == n),
@@ -159,7 +170,7 @@ pub async fn page(
         tries,
         chosen: t,
         log,
-    } = find_try(&state, &key, q.try_number).await?;
+    } = find_try(&state, &key, q.try_number, q.map_index()).await?;
     let store = &**state.scheduler.store();
     let end = match q.before {
         Some(b) => b,
@@ -181,6 +192,11 @@ pub async fn page(
         super::seg(run_id),
         super::seg(task_id)
     );
+    // Every link of the page stays on the same mapped instance.
+    let mapped = match q.map_index() {
+        i if i >= 0 => format!("&map_index={i}"),
+        _ => String::new(),
+    };
     super::page(
         "log.html",
         &me,
@@ -189,7 +205,8 @@ pub async fn page(
             try_number => t.try_number, state => t.state.to_string(), running => running,
             tries => tries.iter().map(|t| TryTab { try_number: t.try_number, state: t.state.to_string() }).collect::<Vec<_>>(),
             html => ansi::to_html(&text), start => start, end => end,
-            follow => (running && q.before.is_none()).then(|| format!("{base}/log/follow?try={}&from={end}", t.try_number)),
+            follow => (running && q.before.is_none()).then(|| format!("{base}/log/follow?try={}&from={end}{mapped}", t.try_number)),
+            mapped => &mapped, map_index => (q.map_index() >= 0).then(|| q.map_index()),
         },
     )
 }
@@ -209,7 +226,7 @@ pub async fn earlier(
     Path(key): TaskPath,
     Query(q): Query<LogQuery>,
 ) -> PageResult<Response> {
-    let log = find_try(&state, &key, q.try_number).await?;
+    let log = find_try(&state, &key, q.try_number, q.map_index()).await?;
     let before = q.before.unwrap_or(0);
     let (text, start, _) = read_range(
         &**state.scheduler.store(),
@@ -247,7 +264,7 @@ pub async fn follow(
     Path(key): TaskPath,
     Query(q): Query<LogQuery>,
 ) -> PageResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let log = find_try(&state, &key, q.try_number).await?;
+    let log = find_try(&state, &key, q.try_number, q.map_index()).await?;
     let resumed = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -307,7 +324,7 @@ pub async fn download(
     Path(key): TaskPath,
     Query(q): Query<LogQuery>,
 ) -> PageResult<Response> {
-    let log = find_try(&state, &key, q.try_number).await?;
+    let log = find_try(&state, &key, q.try_number, q.map_index()).await?;
     let name = format!(
         "{}__{}__{}__{}.log",
         key.0, key.1, key.2, log.chosen.try_number

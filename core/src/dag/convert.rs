@@ -7,15 +7,15 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::file::{
-    CommandSpec, ContractSpec, DagFile, FileFormat, KindName, NotifySpec, OutputSpec, ScheduleSpec,
-    SourceSpec, TargetSpec, TaskFile,
+    CommandSpec, ContractSpec, DagFile, ExpandSpec, FileFormat, ItemsSpec, KindName, NotifySpec,
+    OutputSpec, ScheduleSpec, SourceSpec, TargetSpec, TaskFile,
 };
 use super::graph::{Cycle, DagGraph, EdgeKind};
 use super::ids::{DagId, DatasetName, TaskId, Zone};
 use super::{
-    Backoff, Channel, Contract, CsvOptions, Dag, DagVersion, Deadline, Duration, Notify,
-    NotifyEvent, OutputChecks, RetryPolicy, Schedule, SensorCondition, Source, Target, Task,
-    TaskKind,
+    Backoff, Channel, Contract, CsvOptions, Dag, DagVersion, Deadline, Duration, Expand, Items,
+    Notify, NotifyEvent, OutputChecks, RetryPolicy, Schedule, SensorCondition, Source, Target,
+    Task, TaskKind,
 };
 use crate::template;
 
@@ -200,6 +200,7 @@ pub fn to_dag(file: &DagFile, fileloc: &Path) -> Result<Dag, Vec<Problem>> {
     };
     if let Some(graph) = &graph {
         resolve_output_reads(file, &mut tasks, graph, &mut problems);
+        link_mapped_inputs(&mut tasks);
     }
 
     let definition = match serde_json::to_string(file) {
@@ -257,7 +258,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The keys of a task that belong only to some kinds, with whether they are set.
-fn kind_keys(tf: &TaskFile) -> [(&'static str, bool, &'static [KindName]); 15] {
+fn kind_keys(tf: &TaskFile) -> [(&'static str, bool, &'static [KindName]); 16] {
     use KindName::*;
     [
         ("command", tf.command.is_some(), &[Shell]),
@@ -295,6 +296,8 @@ fn kind_keys(tf: &TaskFile) -> [(&'static str, bool, &'static [KindName]); 15] {
         ("dataset", tf.dataset.is_some(), &[Sensor]),
         ("connection", tf.connection.is_some(), &[Sensor]),
         ("poke_interval", tf.poke_interval.is_some(), &[Sensor]),
+        // A mapped data task would write its one dataset once per item.
+        ("expand", tf.expand.is_some(), &[Shell]),
     ]
 }
 
@@ -332,6 +335,7 @@ fn to_task(
     for (name, value) in &tf.env {
         check_template(&["tasks", t, "env", name], value, problems);
     }
+    let expand = tf.expand.as_ref().and_then(|e| to_expand(t, e, problems));
     for (key, value) in [("pool", &tf.pool), ("queue", &tf.queue)] {
         if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
             problems.push(Problem::at(
@@ -384,6 +388,8 @@ fn to_task(
         priority: tf.priority.or(d.priority).unwrap_or(0),
         env: tf.env.clone(),
         reads_outputs: Vec::new(),
+        expand,
+        feeds_maps: Vec::new(),
         notify: tf
             .notify
             .iter()
@@ -398,6 +404,88 @@ fn to_task(
             })
             .collect(),
     })
+}
+
+/// A mapped task's checked expansion, or `None` with its problems recorded.
+fn to_expand(t: &str, e: &ExpandSpec, problems: &mut Vec<Problem>) -> Option<Expand> {
+    let before = problems.len();
+    let at = |key: &'static str| ["tasks", t, "expand", key];
+    let max_items = e.max_items.unwrap_or(super::DEFAULT_MAX_ITEMS);
+    for (key, value) in [("max_active", e.max_active), ("max_items", e.max_items)] {
+        if value == Some(0) {
+            problems.push(Problem::at(
+                &at(key),
+                Anchor::Value,
+                format!("{key} must be at least 1"),
+            ));
+        }
+    }
+    let items = match &e.items {
+        ItemsSpec::List(list) => {
+            if list.len() > max_items as usize {
+                problems.push(Problem::at(
+                    &at("items"),
+                    Anchor::Key,
+                    format!(
+                        "the list has {} items; a mapped task expands into at most {max_items} (raise expand.max_items)",
+                        list.len()
+                    ),
+                ));
+            }
+            Items::List(list.clone())
+        }
+        ItemsSpec::Expression(text) => match template::lone_expression(text) {
+            Some(expr) => {
+                if let Err(e) = template::check_expression(expr) {
+                    problems.push(Problem::at(
+                        &at("items"),
+                        Anchor::Value,
+                        format!("template: {}", e.message),
+                    ));
+                }
+                Items::Expression(expr.to_owned())
+            }
+            None => {
+                problems.push(Problem::at(
+                    &at("items"),
+                    Anchor::Value,
+                    "items must be a list, or one expression `{{ … }}` that gives a list, such as `{{ tasks.list_files.output }}` or `{{ params.regions }}`",
+                ));
+                return None;
+            }
+        },
+    };
+    (problems.len() == before).then_some(Expand {
+        items,
+        max_active: e.max_active,
+        max_items,
+    })
+}
+
+/// Records on each task the mapped tasks that expand over its output.
+fn link_mapped_inputs(tasks: &mut indexmap::IndexMap<TaskId, Task>) {
+    let mut feeds: Vec<(TaskId, TaskId)> = Vec::new();
+    for (id, task) in tasks.iter() {
+        let Some(Expand {
+            items: Items::Expression(expr),
+            ..
+        }) = &task.expand
+        else {
+            continue;
+        };
+        let mut reads = template::OutputReads::default();
+        reads.add(&format!("{{{{ {expr} }}}}"));
+        for upstream in reads.named {
+            if let Some((up, _)) = tasks.get_key_value(upstream.as_str()) {
+                feeds.push((up.clone(), id.clone()));
+            }
+        }
+    }
+    for (up, mapped) in feeds {
+        if let Some(t) = tasks.get_mut(&up) {
+            t.feeds_maps.push(mapped);
+        }
+    }
 }
 
 /// A checked notification rule at `path`, or `None` with its problems

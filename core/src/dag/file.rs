@@ -392,6 +392,33 @@ impl TryFrom<String> for NotifyEvent {
     }
 }
 
+/// What a mapped task expands over, and how far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpandSpec {
+    /// The items: a list, or one expression that gives a list at run time,
+    /// such as `{{ tasks.list_files.output }}` or `{{ params.regions }}`.
+    pub items: ItemsSpec,
+    /// At most this many of its instances run at once (default: no limit
+    /// beyond pools and the DAG's `max_active_tasks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active: Option<u32>,
+    /// A list longer than this fails (default 1024): the upstream task whose
+    /// output it is, or the expansion itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<u32>,
+}
+
+/// The items of a mapped task as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ItemsSpec {
+    /// The items themselves.
+    List(Vec<serde_json::Value>),
+    /// One expression in `{{ … }}` that gives a JSON list.
+    Expression(String),
+}
+
 /// One notification rule: on which events, through which channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -491,6 +518,10 @@ pub struct TaskFile {
     /// Who to tell when this task fails, retries or succeeds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<NotifySpec>,
+    /// shell: run once per item of a list known only at run time (dynamic
+    /// task mapping); templates read the item as `{{ item }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expand: Option<ExpandSpec>,
 
     /// shell: the command (template).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -162,7 +162,36 @@ pub struct Task {
     pub reads_outputs: Vec<TaskId>,
     /// Who to tell when it fails, retries or succeeds.
     pub notify: Vec<Notify>,
+    /// The list it expands over, for a mapped task.
+    pub expand: Option<Expand>,
+    /// The mapped tasks downstream whose items are read from this task's
+    /// output: a try that publishes something they cannot expand over fails.
+    pub feeds_maps: Vec<TaskId>,
 }
+
+/// A mapped task's expansion: one task instance per item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expand {
+    /// Where the items come from.
+    pub items: Items,
+    /// At most this many of its instances run at once.
+    pub max_active: Option<u32>,
+    /// The longest list it expands over.
+    pub max_items: u32,
+}
+
+/// Where a mapped task's items come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Items {
+    /// A list written in the DAG file.
+    List(Vec<serde_json::Value>),
+    /// An expression (the text inside `{{ … }}`) evaluated when the task
+    /// expands, with the try's template values.
+    Expression(String),
+}
+
+/// The longest list a mapped task expands over unless its `max_items` says otherwise.
+pub const DEFAULT_MAX_ITEMS: u32 = 1024;
 
 /// A checked notification rule.
 #[derive(Debug, Clone, PartialEq)]

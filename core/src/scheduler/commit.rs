@@ -101,6 +101,7 @@ impl Scheduler {
             run_pk: c.run_pk,
             action: Action::Finish {
                 task_id: c.task_id.clone(),
+                map_index: c.map_index,
                 try_number: c.try_number,
                 outcome: report.ended.outcome,
                 jitter: fastrand::f64(),

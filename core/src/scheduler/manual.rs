@@ -9,11 +9,14 @@ use super::{Action, ClearSpec, Error, Result, Scheduler, plan};
 
 /// The tasks a plan clears.
 fn cleared(plan: &Plan) -> Vec<String> {
-    plan.tasks
-        .iter()
-        .filter(|c| c.to == TaskState::None)
-        .map(|c| c.task_id.clone())
-        .collect()
+    let mut ids: Vec<String> = Vec::new();
+    // A mapped task's instances are cleared together: its id once.
+    for c in plan.tasks.iter().filter(|c| c.to == TaskState::None) {
+        if !ids.contains(&c.task_id) {
+            ids.push(c.task_id.clone());
+        }
+    }
+    ids
 }
 
 impl Scheduler {
@@ -39,6 +42,8 @@ impl Scheduler {
                 try_number: t.try_number,
                 max_tries: t.max_tries,
                 next_try_at: t.next_try_at,
+                map_index: t.map_index,
+                map_count: t.map_count,
             })
             .collect();
         let snapshot = store::RunSnapshot {
@@ -71,7 +76,8 @@ impl Scheduler {
         Ok(cleared(&plan))
     }
 
-    /// Marks a task instance success or failed by hand (audited).
+    /// Marks a task success or failed by hand (audited): its instance, or
+    /// all its mapped instances when it expanded.
     pub async fn mark(
         &self,
         dag_id: &str,
@@ -80,9 +86,25 @@ impl Scheduler {
         state: TaskState,
         actor: &str,
     ) -> Result<()> {
+        self.mark_instance(dag_id, run_id, task_id, -1, state, actor)
+            .await
+    }
+
+    /// Marks one task instance (`map_index` -1: the task, as [`Scheduler::mark`])
+    /// success or failed by hand (audited).
+    pub async fn mark_instance(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+        map_index: i64,
+        state: TaskState,
+        actor: &str,
+    ) -> Result<()> {
         let run = self.inner.store.get_run(dag_id, run_id).await?;
         let action = Action::Mark {
             task_id: task_id.to_owned(),
+            map_index,
             state,
         };
         let what = match state {

@@ -312,10 +312,7 @@ impl Scheduler {
         }
         let ids: Vec<String> = task.reads_outputs.iter().map(|t| t.to_string()).collect();
         let rows = self.inner.store.task_outputs(claim.run_pk, &ids).await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(task, text)| Some((task, serde_json::from_str(&text).ok()?)))
-            .collect())
+        Ok(crate::outputs::gather(rows))
     }
 
     /// The DAG a stored version describes (cached; versions never change).

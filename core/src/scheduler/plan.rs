@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 
 use crate::dag::{Dag, NotifyEvent, TriggerRule};
 use crate::state::{RunState, TaskState};
-use crate::store::{FanIn, Notice, Plan, Planned, Refusal, RunSnapshot, Scope, TaskChange};
+use crate::store::{
+    Expansion, FanIn, Notice, Plan, Planned, Refusal, RunSnapshot, Scope, TaskChange,
+};
 
 /// The task instances `action` needs to read: for a finished try, the task,
 /// the tasks downstream of it (all of them when it failed, since failures and
@@ -26,7 +28,7 @@ pub fn scope(dag: &Dag, action: &Action) -> Scope {
         return Scope::All;
     };
     let down = match outcome {
-        Outcome::Success => dag.graph.downstream(i),
+        Outcome::Success | Outcome::Expanded(_) => dag.graph.downstream(i),
         Outcome::Failed => dag.graph.all_downstream(i),
         // A sensor that waits changes no other task.
         Outcome::Reschedule(_) => Vec::new(),
@@ -75,6 +77,9 @@ pub enum Outcome {
     Failed,
     /// A sensor's condition is not met yet: poke again at this time.
     Reschedule(DateTime<Utc>),
+    /// A mapped task's own try found its items: this many mapped instances
+    /// run them (none: the task is skipped). The items are the try's output.
+    Expanded(usize),
 }
 
 /// How a try ended, as the worker that ran it tells: the one description
@@ -118,6 +123,16 @@ impl Ended {
         }
     }
 
+    /// A mapped task's expansion over `items`: its output is the list.
+    pub fn expanded(items: Vec<serde_json::Value>) -> Result<Ended, crate::outputs::OutputError> {
+        let count = items.len();
+        Ok(Ended {
+            outcome: Outcome::Expanded(count),
+            output: Some(crate::outputs::encode(&serde_json::Value::Array(items))?),
+            ..Ended::success()
+        })
+    }
+
     /// A sensor whose condition is not met yet: poke again at `at`.
     pub fn reschedule(at: DateTime<Utc>) -> Ended {
         Ended {
@@ -154,6 +169,8 @@ pub enum Action {
     Finish {
         /// The task.
         task_id: String,
+        /// Which of its instances (-1: the task's own).
+        map_index: i64,
         /// The try that ended.
         try_number: i64,
         /// How.
@@ -167,6 +184,9 @@ pub enum Action {
     Mark {
         /// The task.
         task_id: String,
+        /// Which of its instances; -1 names the task: all its mapped
+        /// instances when it expanded.
+        map_index: i64,
         /// The new state.
         state: TaskState,
     },
@@ -194,14 +214,16 @@ pub fn plan(
         Action::Evaluate => {}
         Action::Finish {
             task_id,
+            map_index,
             try_number,
             outcome,
             jitter,
         } => {
-            let (state, current_try, max_tries) = p.get(task_id)?;
+            let key = (task_id.clone(), *map_index);
+            let (state, current_try, max_tries) = p.get(&key)?;
             if state != TaskState::Running || current_try != *try_number {
                 return Err(Refusal::NotRunning {
-                    task_id: task_id.clone(),
+                    task_id: shown(&key),
                     try_number: *try_number,
                     state,
                     current_try,
@@ -209,6 +231,7 @@ pub fn plan(
             }
             let to = match outcome {
                 Outcome::Success => TaskState::Success,
+                Outcome::Expanded(n) => p.expand(task_id, *n)?,
                 Outcome::Reschedule(at) => {
                     p.next_try_at = Some(*at);
                     TaskState::UpForReschedule
@@ -237,7 +260,7 @@ pub fn plan(
             };
             // A sensor's poke is not a failed try: it gives the try back.
             let grant = (to == TaskState::UpForReschedule).then_some(max_tries + 1);
-            p.set(task_id, to, grant);
+            p.set(&key, to, grant);
             p.next_try_at = None;
         }
         Action::Clear(ClearSpec {
@@ -256,49 +279,73 @@ pub fn plan(
                 .collect::<Result<Vec<usize>, Refusal>>()?;
             for i in dag.graph.with_relatives(&named, *upstream, *downstream) {
                 let Some(task) = dag.task_at(i) else { continue };
-                let (state, try_number, _) = p.get(task.id.as_str())?;
-                let skip = state == TaskState::None
-                    || state == TaskState::Running
-                    || (*only_failed && !state.is_failure());
-                if !skip {
-                    let grant = try_number + i64::from(task.retry.retries);
-                    p.set(task.id.as_str(), TaskState::None, Some(grant));
+                let keys = p.instances(task.id.as_str());
+                if keys.is_empty() {
+                    return Err(Refusal::NoTaskInstance(task.id.to_string()));
+                }
+                for key in keys {
+                    let (state, try_number, _) = p.get(&key)?;
+                    let skip = matches!(
+                        state,
+                        TaskState::None | TaskState::Running | TaskState::Removed
+                    ) || (*only_failed && !state.is_failure());
+                    if !skip {
+                        let grant = try_number + i64::from(task.retry.retries);
+                        p.set(&key, TaskState::None, Some(grant));
+                    }
                 }
             }
             if p.run_state.is_finished() && !p.changes.is_empty() {
                 p.run_to(RunState::Running);
             }
         }
-        Action::Mark { task_id, state } => {
+        Action::Mark {
+            task_id,
+            map_index,
+            state,
+        } => {
             if !matches!(state, TaskState::Success | TaskState::Failed) {
                 return Err(Refusal::BadMark(*state));
             }
-            let (current, _, _) = p.get(task_id)?;
-            if current == *state {
+            let key = (task_id.clone(), *map_index);
+            p.get(&key)?;
+            // Marking an expanded task marks its mapped instances.
+            let keys = if *map_index < 0 && p.expanded.contains_key(task_id) {
+                p.mapped(task_id)
+            } else {
+                vec![key.clone()]
+            };
+            let marked: Vec<Key> = keys
+                .into_iter()
+                .filter(|k| p.state(k) != *state && p.state(k) != TaskState::Removed)
+                .collect();
+            if marked.is_empty() {
                 return Err(Refusal::AlreadyIn {
-                    task_id: task_id.clone(),
+                    task_id: shown(&key),
                     state: *state,
                 });
             }
-            p.set(task_id, *state, None);
+            for k in marked {
+                p.set(&k, *state, None);
+            }
         }
         Action::SetRunState(state) => {
             if !matches!(state, RunState::Success | RunState::Failed) {
                 return Err(Refusal::BadRunState(*state));
             }
-            let open: Vec<(String, TaskState)> = snapshot
+            let open: Vec<(Key, TaskState)> = snapshot
                 .tasks
                 .iter()
                 .filter(|t| !t.state.is_finished())
-                .map(|t| (t.task_id.clone(), t.state))
+                .map(|t| ((t.task_id.clone(), t.map_index), t.state))
                 .collect();
-            for (task_id, current) in open {
+            for (key, current) in open {
                 let to = match (state, current) {
                     (RunState::Success, _) => TaskState::Success,
                     (_, TaskState::Running) => TaskState::Failed,
                     _ => TaskState::Skipped,
                 };
-                p.set(&task_id, to, None);
+                p.set(&key, to, None);
             }
             if p.run_state != *state {
                 p.run_to(*state);
@@ -355,15 +402,42 @@ pub fn plan_scoped(
     }
 }
 
+/// A task instance in a plan: its task and map index (-1: the task's own).
+type Key = (String, i64);
+
+/// A task instance as people name it: `task`, or `task[3]` for a mapped one.
+fn shown(key: &Key) -> String {
+    if key.1 < 0 {
+        key.0.clone()
+    } else {
+        format!("{}[{}]", key.0, key.1)
+    }
+}
+
+/// Work a mapped instance holds: it counts against its task's `max_active`.
+fn is_active(state: TaskState) -> bool {
+    matches!(
+        state,
+        TaskState::Scheduled
+            | TaskState::Queued
+            | TaskState::Running
+            | TaskState::UpForRetry
+            | TaskState::UpForReschedule
+    )
+}
+
 struct Planning<'a> {
     dag: &'a Dag,
     unfinished: i64,
     failed: i64,
-    states: HashMap<String, (TaskState, i64, i64)>,
-    next_at: HashMap<String, Option<DateTime<Utc>>>,
+    states: HashMap<Key, (TaskState, i64, i64)>,
+    next_at: HashMap<Key, Option<DateTime<Utc>>>,
+    /// Tasks that expanded into mapped instances, with how many.
+    expanded: HashMap<String, i64>,
     /// Counted upstream states of fan-ins, by downstream task.
     fan_ins: HashMap<String, Vec<(TaskState, i64)>>,
     changes: Vec<TaskChange>,
+    expansion: Option<Expansion>,
     run_from: RunState,
     run_state: RunState,
     next_try_at: Option<DateTime<Utc>>,
@@ -371,6 +445,7 @@ struct Planning<'a> {
 
 impl<'a> Planning<'a> {
     fn new(dag: &'a Dag, s: &RunSnapshot) -> Self {
+        let key = |t: &crate::store::TaskStateRecord| (t.task_id.clone(), t.map_index);
         Planning {
             dag,
             unfinished: s.unfinished,
@@ -378,12 +453,14 @@ impl<'a> Planning<'a> {
             states: s
                 .tasks
                 .iter()
-                .map(|t| (t.task_id.clone(), (t.state, t.try_number, t.max_tries)))
+                .map(|t| (key(t), (t.state, t.try_number, t.max_tries)))
                 .collect(),
-            next_at: s
+            next_at: s.tasks.iter().map(|t| (key(t), t.next_try_at)).collect(),
+            expanded: s
                 .tasks
                 .iter()
-                .map(|t| (t.task_id.clone(), t.next_try_at))
+                .filter(|t| t.map_index < 0)
+                .filter_map(|t| Some((t.task_id.clone(), t.map_count.filter(|n| *n > 0)?)))
                 .collect(),
             fan_ins: s
                 .fan_ins
@@ -391,35 +468,109 @@ impl<'a> Planning<'a> {
                 .map(|f| (f.task_id.clone(), f.counts.clone()))
                 .collect(),
             changes: Vec::new(),
+            expansion: None,
             run_from: s.run.state,
             run_state: s.run.state,
             next_try_at: None,
         }
     }
 
-    fn get(&self, task_id: &str) -> Result<(TaskState, i64, i64), Refusal> {
+    fn get(&self, key: &Key) -> Result<(TaskState, i64, i64), Refusal> {
         self.states
-            .get(task_id)
+            .get(key)
             .copied()
-            .ok_or_else(|| Refusal::NoTaskInstance(task_id.to_owned()))
+            .ok_or_else(|| Refusal::NoTaskInstance(shown(key)))
     }
 
-    fn state(&self, task_id: &str) -> TaskState {
+    fn state(&self, key: &Key) -> TaskState {
         self.states
-            .get(task_id)
+            .get(key)
             .map(|s| s.0)
             .unwrap_or(TaskState::Removed)
     }
 
-    fn set(&mut self, task_id: &str, to: TaskState, max_tries: Option<i64>) {
-        let Some(entry) = self.states.get_mut(task_id) else {
+    /// Every instance of a task in the snapshot, in map index order.
+    fn instances(&self, task_id: &str) -> Vec<Key> {
+        let mut keys: Vec<Key> = self
+            .states
+            .keys()
+            .filter(|k| k.0 == task_id)
+            .cloned()
+            .collect();
+        keys.sort_unstable_by_key(|k| k.1);
+        keys
+    }
+
+    /// A task's mapped instances, in map index order.
+    fn mapped(&self, task_id: &str) -> Vec<Key> {
+        let mut keys = self.instances(task_id);
+        keys.retain(|k| k.1 >= 0);
+        keys
+    }
+
+    /// The states a downstream task's trigger rule sees for `task_id`: its
+    /// mapped instances' when it expanded (removed ones left out), else its own.
+    fn outcome_states(&self, task_id: &str) -> Vec<TaskState> {
+        if self.expanded.contains_key(task_id) {
+            self.mapped(task_id)
+                .iter()
+                .map(|k| self.state(k))
+                .filter(|s| *s != TaskState::Removed)
+                .collect()
+        } else {
+            vec![self.state(&(task_id.to_owned(), -1))]
+        }
+    }
+
+    /// Records a mapped task's expansion into `count` instances and returns
+    /// the state of its own instance: success, or skipped for no items.
+    /// Instances from an earlier expansion are reused; those past the new
+    /// count are removed; the rest are made (in `none`, scheduled below).
+    fn expand(&mut self, task_id: &str, count: usize) -> Result<TaskState, Refusal> {
+        let task = self
+            .dag
+            .tasks
+            .get(task_id)
+            .ok_or_else(|| Refusal::NoSuchTask(task_id.to_owned()))?;
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let existing = self.mapped(task_id);
+        for key in &existing {
+            if key.1 >= count && self.state(key) == TaskState::None {
+                self.set(key, TaskState::Removed, None);
+            }
+        }
+        let created: Vec<i64> = (0..count)
+            .filter(|i| !self.states.contains_key(&(task_id.to_owned(), *i)))
+            .collect();
+        let max_tries = i64::from(task.retry.retries);
+        for &i in &created {
+            self.states
+                .insert((task_id.to_owned(), i), (TaskState::None, 0, max_tries));
+            self.unfinished += 1;
+        }
+        self.expansion = Some(Expansion {
+            task_id: task_id.to_owned(),
+            count,
+            created,
+            max_tries,
+        });
+        if count == 0 {
+            return Ok(TaskState::Skipped);
+        }
+        self.expanded.insert(task_id.to_owned(), count);
+        Ok(TaskState::Success)
+    }
+
+    fn set(&mut self, key: &Key, to: TaskState, max_tries: Option<i64>) {
+        let Some(entry) = self.states.get_mut(key) else {
             return;
         };
         // Keep the run-wide counts true for tasks inside the scope.
         self.unfinished += i64::from(!to.is_finished()) - i64::from(!entry.0.is_finished());
         self.failed += i64::from(to.is_failure()) - i64::from(entry.0.is_failure());
         self.changes.push(TaskChange {
-            task_id: task_id.to_owned(),
+            task_id: key.0.clone(),
+            map_index: key.1,
             from: entry.0,
             try_number: entry.1,
             to,
@@ -430,7 +581,11 @@ impl<'a> Planning<'a> {
         if let Some(m) = max_tries {
             entry.2 = m;
         }
-        self.next_at.insert(task_id.to_owned(), self.next_try_at);
+        self.next_at.insert(key.clone(), self.next_try_at);
+        // A task cleared back to `none` expands again when it runs.
+        if key.1 < 0 && to == TaskState::None {
+            self.expanded.remove(&key.0);
+        }
     }
 
     fn run_to(&mut self, to: RunState) {
@@ -459,49 +614,67 @@ impl<'a> Planning<'a> {
 
     fn schedule_ready(&mut self, now: DateTime<Utc>) {
         let dag = self.dag;
-        // Only the tasks in the snapshot, in dependency order.
-        let mut order: Vec<usize> = self
+        // Only the task instances in the snapshot, in dependency order.
+        let mut order: Vec<(usize, Key)> = self
             .states
             .keys()
-            .filter_map(|id| dag.tasks.get_index_of(id.as_str()))
+            .filter_map(|k| Some((dag.tasks.get_index_of(k.0.as_str())?, k.clone())))
             .collect();
-        order.sort_unstable_by_key(|&i| dag.graph.position(i));
-        for i in order {
+        order.sort_unstable_by_key(|(i, k)| (dag.graph.position(*i), k.1));
+        // Mapped instances at work, by task (for `max_active`).
+        let mut active: HashMap<String, usize> = HashMap::new();
+        for (k, s) in &self.states {
+            if k.1 >= 0 && is_active(s.0) {
+                *active.entry(k.0.clone()).or_default() += 1;
+            }
+        }
+        for (i, key) in order {
             let Some(task) = dag.task_at(i) else { continue };
             let id = task.id.as_str();
-            // Outside the snapshot's scope: nothing this action can change.
-            if !self.states.contains_key(id) {
-                continue;
-            }
-            match self.state(id) {
+            match self.state(&key) {
                 TaskState::UpForRetry | TaskState::UpForReschedule => {
                     let due = self
                         .next_at
-                        .get(id)
+                        .get(&key)
                         .copied()
                         .flatten()
                         .is_none_or(|t| t <= now);
                     if due {
-                        self.set(id, TaskState::Scheduled, None);
+                        self.set(&key, TaskState::Scheduled, None);
+                    }
+                }
+                // A mapped instance runs once its task expanded, within `max_active`.
+                TaskState::None if key.1 >= 0 => {
+                    let limit = task
+                        .expand
+                        .as_ref()
+                        .and_then(|e| e.max_active)
+                        .map_or(usize::MAX, |m| m as usize);
+                    let busy = active.get(id).copied().unwrap_or(0);
+                    let expanded = self.expanded.get(id).is_some_and(|n| key.1 < *n);
+                    if expanded && busy < limit {
+                        self.set(&key, TaskState::Scheduled, None);
+                        *active.entry(id.to_owned()).or_default() += 1;
                     }
                 }
                 TaskState::None => {
                     let counted = self.fan_ins.get(id);
-                    let mut upstream: Vec<TaskState> = dag
-                        .graph
-                        .upstream(i)
-                        .into_iter()
-                        .filter_map(|u| dag.task_at(u))
+                    let mut upstream: Vec<TaskState> = Vec::new();
+                    for u in dag.graph.upstream(i) {
+                        let Some(u) = dag.task_at(u) else { continue };
+                        let uid = u.id.as_str();
                         // A counted fan-in's upstream tasks outside the rows are in its counts.
-                        .filter(|u| counted.is_none() || self.states.contains_key(u.id.as_str()))
-                        .map(|u| self.state(u.id.as_str()))
-                        .collect();
+                        let in_rows = self.states.contains_key(&(uid.to_owned(), -1));
+                        if counted.is_none() || in_rows {
+                            upstream.extend(self.outcome_states(uid));
+                        }
+                    }
                     for &(state, n) in counted.into_iter().flatten() {
                         upstream
                             .extend(std::iter::repeat_n(state, usize::try_from(n).unwrap_or(0)));
                     }
                     if let Some(to) = decide(task.trigger_rule, &upstream) {
-                        self.set(id, to, None);
+                        self.set(&key, to, None);
                     }
                 }
                 _ => {}
@@ -516,6 +689,7 @@ impl<'a> Planning<'a> {
             tasks: self.changes,
             run,
             notices,
+            expansion: self.expansion,
         }
     }
 }
@@ -538,6 +712,7 @@ fn notices(dag: &Dag, changes: &[TaskChange], run: Option<(RunState, RunState)>)
         let notice = |rule: String| Notice {
             task_id: Some(c.task_id.clone()),
             try_number: Some(c.try_number),
+            map_index: c.map_index,
             event,
             rule,
         };
@@ -567,6 +742,7 @@ fn notices(dag: &Dag, changes: &[TaskChange], run: Option<(RunState, RunState)>)
                 out.push(Notice {
                     task_id: None,
                     try_number: None,
+                    map_index: -1,
                     event,
                     rule: format!("dag:{i}"),
                 });
@@ -692,6 +868,7 @@ mod tests {
             &dag,
             &at(&dag, RunState::Running, [(Success, 2, 1), (Failed, 1, 0)]),
             &Action::Mark {
+                map_index: -1,
                 task_id: "b".into(),
                 state: Success,
             },
@@ -771,6 +948,8 @@ mod tests {
                 try_number: 0,
                 max_tries: 0,
                 next_try_at: None,
+                map_index: -1,
+                map_count: None,
             })
             .collect();
         let unfinished = tasks.len() as i64;
@@ -807,6 +986,259 @@ mod tests {
         snap
     }
 
+    /// `a -> m -> b` with `m` mapped (`expand` as YAML).
+    fn mapped_dag(expand: &str) -> Dag {
+        let text = format!(
+            "tasks:\n  a: {{kind: shell, command: 'true'}}\n  \
+             m: {{kind: shell, command: 'echo {{{{ item }}}}', depends_on: [a], expand: {expand}}}\n  \
+             b: {{kind: shell, command: 'true', depends_on: [m]}}\n"
+        );
+        match crate::loader::load_str(&text, std::path::Path::new("/dags/t.yaml")) {
+            Ok(Some((dag, _))) => dag,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A running run's snapshot with these instances: (task, map index,
+    /// state, try); `m`'s own instance records `map_count` expanded ones.
+    fn mapped_at(rows: &[(&str, i64, TaskState, i64)], map_count: Option<i64>) -> RunSnapshot {
+        let mut snap = snapshot(&weir_core_test_dag());
+        snap.run.state = RunState::Running;
+        snap.tasks = rows
+            .iter()
+            .map(
+                |&(task, map_index, state, try_number)| crate::store::TaskStateRecord {
+                    id: format!("{task}{map_index}"),
+                    task_id: task.into(),
+                    state,
+                    try_number,
+                    max_tries: 0,
+                    next_try_at: None,
+                    map_index,
+                    map_count: (task == "m" && map_index < 0)
+                        .then_some(map_count)
+                        .flatten(),
+                },
+            )
+            .collect();
+        snap.unfinished = snap.tasks.iter().filter(|t| !t.state.is_finished()).count() as i64;
+        snap.failed = snap.tasks.iter().filter(|t| t.state.is_failure()).count() as i64;
+        snap
+    }
+
+    fn moves(p: &Plan) -> Vec<(String, i64, TaskState)> {
+        p.tasks
+            .iter()
+            .map(|c| (c.task_id.clone(), c.map_index, c.to))
+            .collect()
+    }
+
+    fn finish_mapped(task: &str, map_index: i64, outcome: Outcome) -> Action {
+        Action::Finish {
+            task_id: task.into(),
+            map_index,
+            try_number: 1,
+            outcome,
+            jitter: 0.0,
+        }
+    }
+
+    #[test]
+    fn an_expansion_makes_instances_and_schedules_up_to_max_active() {
+        use TaskState::*;
+        let dag = mapped_dag("{items: [1, 2, 3], max_active: 2}");
+        let snap = mapped_at(
+            &[
+                ("a", -1, Success, 1),
+                ("m", -1, Running, 1),
+                ("b", -1, None, 0),
+            ],
+            Option::None,
+        );
+        let p = plan(
+            &dag,
+            &snap,
+            &finish_mapped("m", -1, Outcome::Expanded(3)),
+            Utc::now(),
+        )
+        .unwrap_or_default();
+        let x = p.expansion.clone().unwrap_or_default();
+        assert_eq!(
+            (x.task_id.as_str(), x.count, x.created),
+            ("m", 3, vec![0, 1, 2])
+        );
+        assert_eq!(
+            moves(&p),
+            [
+                ("m".into(), -1, Success),
+                ("m".into(), 0, Scheduled),
+                ("m".into(), 1, Scheduled),
+            ],
+            "two of three within max_active; b waits"
+        );
+        assert_eq!(p.run, Option::None);
+
+        // No items: the task is skipped, and all_success skips what follows.
+        let p = plan(
+            &dag,
+            &snap,
+            &finish_mapped("m", -1, Outcome::Expanded(0)),
+            Utc::now(),
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            moves(&p),
+            [("m".into(), -1, Skipped), ("b".into(), -1, Skipped)]
+        );
+        assert_eq!(p.run, Some((RunState::Running, RunState::Success)));
+    }
+
+    #[test]
+    fn mapped_instances_are_the_task_outcome_downstream() {
+        use TaskState::*;
+        let dag = mapped_dag("{items: [1, 2, 3], max_active: 2}");
+        let rows = |last: TaskState| {
+            mapped_at(
+                &[
+                    ("a", -1, Success, 1),
+                    ("m", -1, Success, 1),
+                    ("m", 0, Success, 1),
+                    ("m", 1, Running, 1),
+                    ("m", 2, last, if last == None { 0 } else { 1 }),
+                    ("b", -1, None, 0),
+                ],
+                Some(3),
+            )
+        };
+        // One ends: the next waiting one starts; b still waits for the rest.
+        let p = plan(
+            &dag,
+            &rows(None),
+            &finish_mapped("m", 1, Outcome::Success),
+            Utc::now(),
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            moves(&p),
+            [("m".into(), 1, Success), ("m".into(), 2, Scheduled)]
+        );
+        // The last one ends: b runs.
+        let p = plan(
+            &dag,
+            &rows(Success),
+            &finish_mapped("m", 1, Outcome::Success),
+            Utc::now(),
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            moves(&p),
+            [("m".into(), 1, Success), ("b".into(), -1, Scheduled)]
+        );
+        // One failed for good: b is upstream_failed and the run fails.
+        let p = plan(
+            &dag,
+            &rows(Success),
+            &finish_mapped("m", 1, Outcome::Failed),
+            Utc::now(),
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            moves(&p),
+            [("m".into(), 1, Failed), ("b".into(), -1, UpstreamFailed)]
+        );
+        assert_eq!(p.run, Some((RunState::Running, RunState::Failed)));
+        // Marking the task marks every mapped instance not already so.
+        let mark = Action::Mark {
+            task_id: "m".into(),
+            map_index: -1,
+            state: Failed,
+        };
+        let p = plan(&dag, &rows(Success), &mark, Utc::now()).unwrap_or_default();
+        assert_eq!(
+            moves(&p)[..3],
+            [
+                ("m".into(), 0, Failed),
+                ("m".into(), 1, Failed),
+                ("m".into(), 2, Failed)
+            ]
+        );
+    }
+
+    #[test]
+    fn clearing_a_mapped_task_expands_it_again_and_removes_what_is_past_the_list() {
+        use TaskState::*;
+        let dag = mapped_dag("{items: \"{{ params.xs }}\"}");
+        let done = mapped_at(
+            &[
+                ("a", -1, Success, 1),
+                ("m", -1, Success, 1),
+                ("m", 0, Success, 1),
+                ("m", 1, Failed, 1),
+                ("b", -1, UpstreamFailed, 0),
+            ],
+            Some(2),
+        );
+        let only_failed = Action::Clear(ClearSpec {
+            task_ids: vec!["m".into()],
+            downstream: true,
+            only_failed: true,
+            ..ClearSpec::default()
+        });
+        let p = plan(&dag, &done, &only_failed, Utc::now()).unwrap_or_default();
+        assert_eq!(
+            moves(&p),
+            [
+                ("m".into(), 1, None),
+                ("b".into(), -1, None),
+                ("m".into(), 1, Scheduled)
+            ],
+            "only the failed instance runs again, without a new expansion"
+        );
+        let all = Action::Clear(ClearSpec {
+            task_ids: vec!["m".into()],
+            ..ClearSpec::default()
+        });
+        let p = plan(&dag, &done, &all, Utc::now()).unwrap_or_default();
+        assert_eq!(
+            moves(&p),
+            [
+                ("m".into(), -1, None),
+                ("m".into(), 0, None),
+                ("m".into(), 1, None),
+                ("m".into(), -1, Scheduled)
+            ],
+            "the task's own instance runs again to find the items"
+        );
+        // Expanding again into one item: the second instance is removed.
+        let mut again = mapped_at(
+            &[
+                ("a", -1, Success, 1),
+                ("m", -1, Running, 2),
+                ("m", 0, None, 1),
+                ("m", 1, None, 1),
+                ("b", -1, None, 0),
+            ],
+            Option::None,
+        );
+        again.tasks[1].try_number = 1;
+        let p = plan(
+            &dag,
+            &again,
+            &finish_mapped("m", -1, Outcome::Expanded(1)),
+            Utc::now(),
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            moves(&p),
+            [
+                ("m".into(), 1, Removed),
+                ("m".into(), -1, Success),
+                ("m".into(), 0, Scheduled)
+            ]
+        );
+        assert!(p.expansion.is_some_and(|x| x.created.is_empty()));
+    }
+
     /// The plan's outcome: each changed task's new state (and granted
     /// `max_tries`), seconds to its next try, and the run's new state.
     type Seen = (
@@ -828,6 +1260,7 @@ mod tests {
 
     fn finish(task: &str, try_number: i64, outcome: Outcome, jitter: f64) -> Action {
         Action::Finish {
+            map_index: -1,
             task_id: task.into(),
             try_number,
             outcome,
@@ -1015,6 +1448,7 @@ mod tests {
                 RunFailed,
                 [(Success, 1, 2), (Failed, 3, 2)],
                 Action::Mark {
+                    map_index: -1,
                     task_id: "b".into(),
                     state: Success,
                 },
@@ -1073,6 +1507,7 @@ mod tests {
             ),
             (
                 Action::Mark {
+                    map_index: -1,
                     task_id: "a".into(),
                     state: Queued,
                 },
@@ -1093,6 +1528,7 @@ mod tests {
         );
         let done = at(&dag, RunState::Success, [(Success, 1, 2), (Success, 1, 2)]);
         let again = Action::Mark {
+            map_index: -1,
             task_id: "a".into(),
             state: Success,
         };
@@ -1198,6 +1634,7 @@ mod tests {
     fn a_wide_fan_in_is_counted_not_read() {
         let dag = wide_fan_in("all_success");
         let finish = Action::Finish {
+            map_index: -1,
             task_id: "u0".into(),
             try_number: 1,
             outcome: Outcome::Success,
@@ -1263,6 +1700,7 @@ mod tests {
         for (rule, others, outcome, want) in cases {
             let dag = wide_fan_in(rule);
             let finish = Action::Finish {
+                map_index: -1,
                 task_id: "u0".into(),
                 try_number: 1,
                 outcome,

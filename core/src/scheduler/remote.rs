@@ -152,13 +152,14 @@ impl Scheduler {
     }
 
     async fn lease_target(&self, lease: &Lease) -> Result<TaskInstanceRecord, Fenced> {
-        match self
-            .inner
-            .store
-            .get_task_instance(&lease.dag_id, &lease.run_id, &lease.task_id)
-            .await
-        {
-            Ok(ti) if ti.id == lease.ti_id => Ok(ti),
+        match self.inner.store.get_task_instance_by_id(&lease.ti_id).await {
+            Ok(ti)
+                if ti.dag_id == lease.dag_id
+                    && ti.run_id == lease.run_id
+                    && ti.task_id == lease.task_id =>
+            {
+                Ok(ti)
+            }
             Ok(_) | Err(store::Error::NotFound(_)) => Err(Fenced::Gone(lease.ti_id.clone())),
             Err(e) => Err(Fenced::Failed(e.into())),
         }

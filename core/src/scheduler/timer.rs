@@ -180,6 +180,7 @@ impl Scheduler {
                     .map(|(i, _)| store::Notice {
                         task_id: None,
                         try_number: None,
+                        map_index: -1,
                         event: NotifyEvent::DeadlineMissed,
                         rule: format!("dag:{i}"),
                     })

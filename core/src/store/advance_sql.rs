@@ -150,8 +150,8 @@ macro_rules! impl_advance_store {
                 let (tasks, fan_ins): (Vec<$crate::store::TaskStateRecord>, _) = match &scope {
                     $crate::store::Scope::All => (
                         sqlx::query_as(
-                            "SELECT id, task_id, state, try_number, max_tries, next_try_at FROM task_instances \
-                             WHERE run_pk = $1",
+                            "SELECT id, task_id, state, try_number, max_tries, next_try_at, map_index, map_count \
+                             FROM task_instances WHERE run_pk = $1",
                         )
                         .bind(run_pk)
                         .fetch_all(&mut *conn)
@@ -160,8 +160,8 @@ macro_rules! impl_advance_store {
                     ),
                     $crate::store::Scope::Tasks { tasks: ids, fan_ins } => {
                         let rows = sqlx::query_as(concat!(
-                            "SELECT id, task_id, state, try_number, max_tries, next_try_at FROM task_instances \
-                             WHERE run_pk = $1 AND task_id ",
+                            "SELECT id, task_id, state, try_number, max_tries, next_try_at, map_index, map_count \
+                             FROM task_instances WHERE run_pk = $1 AND task_id ",
                             $in_json_open,
                             "$2",
                             $in_json_close
@@ -174,12 +174,13 @@ macro_rules! impl_advance_store {
                         for f in fan_ins {
                             // Upstream tasks read as rows are not counted twice.
                             let others: Vec<&String> = f.upstream.iter().filter(|u| !ids.contains(u)).collect();
+                            // An expanded task counts by its mapped instances, not its own.
                             let counts: Vec<(String, i64)> = sqlx::query_as(concat!(
                                 "SELECT state, COUNT(*) FROM task_instances WHERE run_pk = $1 AND task_id ",
                                 $in_json_open,
                                 "$2",
                                 $in_json_close,
-                                " GROUP BY state"
+                                " AND state <> 'removed' AND NOT (map_index < 0 AND COALESCE(map_count, 0) > 0) GROUP BY state"
                             ))
                             .bind(run_pk)
                             .bind(sqlx::types::Json(&others))
@@ -215,6 +216,10 @@ macro_rules! impl_advance_store {
                 }
             };
             let now = end.map(|e| e.at).unwrap_or_else(chrono::Utc::now);
+            // A mapped task's new instances exist before the moves that schedule them.
+            if let Some(x) = &plan.expansion {
+                expand_in(&mut *conn, run_pk, x, end, now).await?;
+            }
             for c in &plan.tasks {
                 if !c.from.can_move_to(c.to) {
                     return Err($crate::store::Error::IllegalTransition(format!(
@@ -230,8 +235,9 @@ macro_rules! impl_advance_store {
                        end_date = CASE WHEN $4 THEN NULL WHEN $5 THEN $6 ELSE end_date END, \
                        queued_at = CASE WHEN $4 THEN NULL ELSE queued_at END, \
                        lease_until = CASE WHEN $4 OR $5 THEN NULL ELSE lease_until END, \
+                       map_count = CASE WHEN $4 THEN NULL ELSE map_count END, \
                        updated_at = $6 \
-                     WHERE run_pk = $7 AND task_id = $8 AND state = $9 AND try_number = $10",
+                     WHERE run_pk = $7 AND task_id = $8 AND map_index = $11 AND state = $9 AND try_number = $10",
                 )
                 .bind(c.to.as_str())
                 .bind(c.max_tries)
@@ -243,18 +249,20 @@ macro_rules! impl_advance_store {
                 .bind(&c.task_id)
                 .bind(c.from.as_str())
                 .bind(c.try_number)
+                .bind(c.map_index)
                 .execute(&mut *conn)
                 .await?;
                 if done.rows_affected() != 1 {
                     return Err($crate::store::Error::Conflict(format!(
-                        "task `{}` of run {} is no longer {} (try {})",
-                        c.task_id, run_pk, c.from, c.try_number
+                        "task `{}` (map index {}) of run {} is no longer {} (try {})",
+                        c.task_id, c.map_index, run_pk, c.from, c.try_number
                     )));
                 }
+                let row = snapshot.tasks.iter().find(|t| t.task_id == c.task_id && t.map_index == c.map_index);
                 // A running try stopped by hand (mark, clear, timeout) is closed in the history.
-                let reported = end.is_some_and(|e| snapshot.tasks.iter().any(|t| t.id == e.ti_id && t.task_id == c.task_id));
+                let reported = end.is_some_and(|e| row.is_some_and(|t| t.id == e.ti_id));
                 if c.from == TaskState::Running && !reported {
-                    let ti_id = snapshot.tasks.iter().find(|t| t.task_id == c.task_id).map(|t| t.id.clone());
+                    let ti_id = row.map(|t| t.id.clone());
                     let state = if c.to == TaskState::Success { "success" } else { "failed" };
                     sqlx::query(
                         "UPDATE task_tries SET state = $1, end_date = $2, error = $3 \
@@ -271,13 +279,15 @@ macro_rules! impl_advance_store {
             }
             if let Some(e) = end {
                 // The try ends in the state the plan gives its task instance.
-                let task_id = snapshot.tasks.iter().find(|t| t.id == e.ti_id).map(|t| t.task_id.as_str());
+                let key = snapshot.tasks.iter().find(|t| t.id == e.ti_id).map(|t| (t.task_id.as_str(), t.map_index));
                 let state = plan
                     .tasks
                     .iter()
-                    .find(|c| Some(c.task_id.as_str()) == task_id && c.from == TaskState::Running)
+                    .find(|c| Some((c.task_id.as_str(), c.map_index)) == key && c.from == TaskState::Running)
                     .map(|c| c.to)
                     .ok_or_else(|| $crate::store::Error::Plan(format!("the plan does not end try {} of {}", e.try_number, e.ti_id)))?;
+                // An expansion over no items skips the task; its try succeeded.
+                let state = if state == TaskState::Skipped { TaskState::Success } else { state };
                 let done = sqlx::query(
                     "UPDATE task_tries SET state = $1, end_date = $2, exit_code = $3, error = $4, \
                        pid = COALESCE($7, pid), output = $8 \
@@ -301,7 +311,8 @@ macro_rules! impl_advance_store {
                 }
             }
             // The run's counters follow its task instances in the same transaction.
-            let (mut d_unfinished, mut d_failed) = (0_i64, 0_i64);
+            let made = plan.expansion.as_ref().map_or(0, |x| x.created.len());
+            let (mut d_unfinished, mut d_failed) = (i64::try_from(made).unwrap_or(i64::MAX), 0_i64);
             for c in &plan.tasks {
                 d_unfinished += i64::from(!c.to.is_finished()) - i64::from(!c.from.is_finished());
                 d_failed += i64::from(c.to.is_failure()) - i64::from(c.from.is_failure());
@@ -343,6 +354,64 @@ macro_rules! impl_advance_store {
                 insert_audit(&mut *conn, a).await?;
             }
             Ok(plan)
+        }
+
+        /// Records a mapped task's expansion: its instance count, and each
+        /// mapped instance's item (the expanding try's output is the list),
+        /// inserting the instances that do not exist yet.
+        async fn expand_in(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            run_pk: i64,
+            x: &$crate::store::Expansion,
+            end: Option<&$crate::store::TryEnd>,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::Result<()> {
+            let items: Vec<serde_json::Value> = match end.and_then(|e| e.output.as_deref()) {
+                Some(text) => serde_json::from_str(text)
+                    .map_err(|e| $crate::store::Error::Plan(format!("the items of `{}` are not a list: {e}", x.task_id)))?,
+                None => Vec::new(),
+            };
+            if i64::try_from(items.len()).ok() != Some(x.count) {
+                return Err($crate::store::Error::Plan(format!(
+                    "`{}` expands into {} instances but its try reported {} items",
+                    x.task_id, x.count, items.len()
+                )));
+            }
+            sqlx::query("UPDATE task_instances SET map_count = $1 WHERE run_pk = $2 AND task_id = $3 AND map_index = -1")
+                .bind(x.count)
+                .bind(run_pk)
+                .bind(&x.task_id)
+                .execute(&mut *conn)
+                .await?;
+            for (i, item) in (0_i64..).zip(&items) {
+                let item = item.to_string();
+                if x.created.contains(&i) {
+                    sqlx::query(
+                        "INSERT INTO task_instances (id, run_pk, version_id, dag_id, run_id, task_id, state, try_number, \
+                           max_tries, pool, priority, queue, updated_at, map_index, map_item) \
+                         SELECT $1, run_pk, version_id, dag_id, run_id, task_id, 'none', 0, $2, pool, priority, queue, $3, $4, $5 \
+                         FROM task_instances WHERE run_pk = $6 AND task_id = $7 AND map_index = -1",
+                    )
+                    .bind(uuid::Uuid::new_v4().to_string())
+                    .bind(x.max_tries)
+                    .bind(now)
+                    .bind(i)
+                    .bind(item)
+                    .bind(run_pk)
+                    .bind(&x.task_id)
+                    .execute(&mut *conn)
+                    .await?;
+                } else {
+                    sqlx::query("UPDATE task_instances SET map_item = $1 WHERE run_pk = $2 AND task_id = $3 AND map_index = $4")
+                        .bind(item)
+                        .bind(run_pk)
+                        .bind(&x.task_id)
+                        .bind(i)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+            Ok(())
         }
     };
 }

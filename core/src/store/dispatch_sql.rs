@@ -177,7 +177,7 @@ macro_rules! impl_dispatch_store {
                 // pick for every row it updates (a nested-loop semi join), and
                 // each re-run skips the rows this statement already took and
                 // picks the next: one claim of 1 could take every queued task.
-                let rows: Vec<(String, i64, i64, String, String, String, i64, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>, String)> = sqlx::query_as(concat!(
+                let rows: Vec<(String, i64, i64, String, String, String, i64, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>, String, i64, Option<String>)> = sqlx::query_as(concat!(
                 "WITH picked AS MATERIALIZED (SELECT ti_id AS pick FROM task_queue WHERE state = 'queued' \
                    AND ($6 IS NULL OR queue ", $in_json_open, "$6", $in_json_close, ") \
                    ORDER BY priority DESC, queued_at LIMIT $5 ",
@@ -187,7 +187,7 @@ macro_rules! impl_dispatch_store {
                    end_date = NULL, next_try_at = NULL, hostname = $2, worker = $3, pid = NULL, lease_until = $4, \
                    lease_id = $7, updated_at = $1 \
                  WHERE state = 'queued' AND id IN (SELECT pick FROM picked) \
-                 RETURNING id, run_pk, version_id, dag_id, run_id, task_id, try_number, start_date, queued_at, queue"
+                 RETURNING id, run_pk, version_id, dag_id, run_id, task_id, try_number, start_date, queued_at, queue, map_index, map_item"
             ))
             .bind(req.now)
             .bind(&req.hostname)
@@ -201,10 +201,10 @@ macro_rules! impl_dispatch_store {
             let starts: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.7).collect();
             let claims: Vec<$crate::store::Claim> = rows
                 .into_iter()
-                .map(|(ti_id, run_pk, version_id, dag_id, run_id, task_id, try_number, started_at, queued_at, queue)| {
-                    let log_path = $crate::store::log_path(&dag_id, &run_id, &task_id, try_number);
+                .map(|(ti_id, run_pk, version_id, dag_id, run_id, task_id, try_number, started_at, queued_at, queue, map_index, map_item)| {
+                    let log_path = $crate::store::log_path(&dag_id, &run_id, &task_id, map_index, try_number);
                     $crate::store::Claim {
-                        ti_id, run_pk, dag_id, run_id, task_id, try_number, version_id, log_path, queued_at, started_at,
+                        ti_id, run_pk, dag_id, run_id, task_id, map_index, map_item, try_number, version_id, log_path, queued_at, started_at,
                         queue, lease_id: req.lease_id.clone(), lease_until: req.lease_until,
                     }
                 })

@@ -28,6 +28,7 @@ pub(crate) const SQLITE: &[File] = files!("sqlite":
     "0010_connections.sql",
     "0011_assets.sql",
     "0012_notifications.sql",
+    "0013_task_mapping.sql",
 );
 
 /// PostgreSQL's migrations.
@@ -44,11 +45,14 @@ pub(crate) const POSTGRES: &[File] = files!("postgres":
     "0010_connections.sql",
     "0011_assets.sql",
     "0012_notifications.sql",
+    "0013_task_mapping.sql",
 );
 
-/// The migrator for a list of files. Versions, descriptions and checksums are
-/// derived from the files as sqlx derives them from a folder, so a database
-/// migrated by any weir build validates against any other.
+/// The migrator for a list of files. Versions, descriptions, checksums and
+/// whether a file runs outside a transaction (its first line is
+/// `-- no-transaction`) are derived from the files as sqlx derives them from
+/// a folder, so a database migrated by any weir build validates against any
+/// other.
 pub(crate) fn migrator(files: &[File]) -> Migrator {
     Migrator::with_migrations(
         files
@@ -60,7 +64,7 @@ pub(crate) fn migrator(files: &[File]) -> Migrator {
                     description.into(),
                     MigrationType::Simple,
                     sql.into_sql_str(),
-                    false,
+                    sql.starts_with("-- no-transaction"),
                 )
             })
             .collect(),

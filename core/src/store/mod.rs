@@ -194,6 +194,23 @@ pub struct Plan {
     pub run: Option<(RunState, RunState)>,
     /// Notifications the moves fire, recorded in the same transaction.
     pub notices: Vec<Notice>,
+    /// A mapped task's expansion, when the plan records one.
+    pub expansion: Option<Expansion>,
+}
+
+/// A mapped task expanded: how many instances it has now and which of them
+/// are new rows (made in `none`, before the plan's moves are applied). The
+/// items are the expanding try's output, a JSON list.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Expansion {
+    /// The task.
+    pub task_id: String,
+    /// How many items, so how many mapped instances.
+    pub count: i64,
+    /// The map indexes to insert (the others exist from an earlier expansion).
+    pub created: Vec<i64>,
+    /// Tries allowed to each new instance (the task's retries).
+    pub max_tries: i64,
 }
 
 /// A notification a state change fires: which rule, about what.
@@ -203,6 +220,8 @@ pub struct Notice {
     pub task_id: Option<String>,
     /// The try it is about.
     pub try_number: Option<i64>,
+    /// The task's mapped instance it is about (-1: the task's own, or the run).
+    pub map_index: i64,
     /// What happened.
     pub event: crate::dag::NotifyEvent,
     /// The rule: `dag:<i>` (the DAG's i-th `notify`) or `task:<i>` (the
@@ -213,8 +232,13 @@ pub struct Notice {
 impl Notice {
     /// What makes it one of a kind: the same notice is recorded once.
     pub fn key(&self, run_pk: i64) -> String {
+        let mapped = if self.map_index < 0 {
+            String::new()
+        } else {
+            format!("[{}]", self.map_index)
+        };
         format!(
-            "{run_pk}/{}/{}/{}/{}",
+            "{run_pk}/{}/{}/{}{mapped}/{}",
             self.rule,
             self.event.as_str(),
             self.task_id.as_deref().unwrap_or(""),
@@ -270,6 +294,8 @@ impl std::fmt::Debug for Advance<'_> {
 pub struct TaskChange {
     /// The task.
     pub task_id: String,
+    /// Which of its instances (-1: the task's own; a mapped instance's index).
+    pub map_index: i64,
     /// The state it must be in.
     pub from: TaskState,
     /// The try number it must have.
@@ -316,6 +342,12 @@ pub struct Claim {
     pub run_id: String,
     /// Task id.
     pub task_id: String,
+    /// Which of its instances (-1: the task's own; a mapped instance's index).
+    #[serde(default = "unmapped")]
+    pub map_index: i64,
+    /// The item a mapped instance runs (JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_item: Option<String>,
     /// The try this claim starts.
     pub try_number: i64,
     /// The DAG version the run is pinned to.
@@ -335,6 +367,11 @@ pub struct Claim {
     pub lease_until: DateTime<Utc>,
 }
 
+/// The map index of a task's own instance (serde's default for claims that name none).
+fn unmapped() -> i64 {
+    -1
+}
+
 impl Claim {
     /// The claim of a task instance's current try, as recorded.
     pub fn of_current_try(ti: &TaskInstanceRecord, run: &RunRecord) -> Claim {
@@ -344,9 +381,17 @@ impl Claim {
             dag_id: ti.dag_id.clone(),
             run_id: ti.run_id.clone(),
             task_id: ti.task_id.clone(),
+            map_index: ti.map_index,
+            map_item: ti.map_item.clone(),
             try_number: ti.try_number,
             version_id: run.version_id,
-            log_path: log_path(&ti.dag_id, &ti.run_id, &ti.task_id, ti.try_number),
+            log_path: log_path(
+                &ti.dag_id,
+                &ti.run_id,
+                &ti.task_id,
+                ti.map_index,
+                ti.try_number,
+            ),
             queued_at: ti.queued_at,
             started_at: ti.start_date.unwrap_or(run.run_after),
             queue: ti.queue.clone(),
@@ -529,6 +574,8 @@ columns!(
         EndDate => "end_date",
         /// Last change.
         UpdatedAt => "updated_at",
+        /// Map index.
+        MapIndex => "map_index",
     }
 );
 
@@ -568,6 +615,10 @@ pub struct TaskFilter {
     pub run_id_pattern: Option<String>,
     /// Only task instances whose current try published an output.
     pub with_output: bool,
+    /// Only task instances with one of these map indexes (-1: a task's own).
+    pub map_indexes: Vec<i64>,
+    /// Only mapped instances (map index 0 and up).
+    pub mapped_only: bool,
     /// Sort key and whether descending (default: start date, then task id).
     pub order: Option<(TaskOrder, bool)>,
     /// At most this many.
@@ -970,22 +1021,39 @@ pub trait RunStore: Send + Sync {
     async fn list_tries(&self, ti_id: &str) -> Result<Vec<TryRecord>>;
     /// Every try of every task instance of a run, by start.
     async fn run_tries(&self, run_pk: i64) -> Result<Vec<TryRecord>>;
-    /// The outputs of the current tries of `task_ids` in a run, as
-    /// `(task id, JSON text)`; tasks without one are left out.
-    async fn task_outputs(&self, run_pk: i64, task_ids: &[String])
-    -> Result<Vec<(String, String)>>;
+    /// The outputs of the current tries of `task_ids` in a run, as `(task
+    /// id, map index, JSON text)` by task and map index: an expanded task's
+    /// mapped instances (each, with or without one) stand for it; a task
+    /// of its own without one is left out.
+    async fn task_outputs(
+        &self,
+        run_pk: i64,
+        task_ids: &[String],
+    ) -> Result<Vec<(String, i64, Option<String>)>>;
     /// Task instances matching a filter, with the total count before limit/offset.
     async fn find_task_instances(
         &self,
         filter: &TaskFilter,
     ) -> Result<(Vec<TaskInstanceRecord>, i64)>;
-    /// One task instance by DAG, run and task id.
+    /// A task's own instance (map index -1) by DAG, run and task id.
     async fn get_task_instance(
         &self,
         dag_id: &str,
         run_id: &str,
         task_id: &str,
+    ) -> Result<TaskInstanceRecord> {
+        self.get_mapped_instance(dag_id, run_id, task_id, -1).await
+    }
+    /// One task instance by DAG, run, task id and map index (-1: the task's own).
+    async fn get_mapped_instance(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+        map_index: i64,
     ) -> Result<TaskInstanceRecord>;
+    /// One task instance by its key.
+    async fn get_task_instance_by_id(&self, ti_id: &str) -> Result<TaskInstanceRecord>;
     /// How many runs each DAG has in each state (states without runs left out).
     async fn run_counts_by_dag(&self) -> Result<Vec<(String, RunState, i64)>>;
     /// How many runs, task instances and tries are in each state.
@@ -1117,8 +1185,15 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 }
 
 /// Where the log of a try is kept, relative to the logs folder:
-/// `<dag>/<run>/<task>/<try>.log`, with characters unsafe in file names replaced.
-pub fn log_path(dag_id: &str, run_id: &str, task_id: &str, try_number: i64) -> String {
+/// `<dag>/<run>/<task>/<try>.log` (a mapped instance's in `<task>/<map index>/`),
+/// with characters unsafe in file names replaced.
+pub fn log_path(
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    map_index: i64,
+    try_number: i64,
+) -> String {
     let safe = |s: &str| -> String {
         s.chars()
             .map(|c| {
@@ -1130,8 +1205,13 @@ pub fn log_path(dag_id: &str, run_id: &str, task_id: &str, try_number: i64) -> S
             })
             .collect()
     };
+    let mapped = if map_index < 0 {
+        String::new()
+    } else {
+        format!("/{map_index}")
+    };
     format!(
-        "{}/{}/{}/{try_number}.log",
+        "{}/{}/{}{mapped}/{try_number}.log",
         safe(dag_id),
         safe(run_id),
         safe(task_id)

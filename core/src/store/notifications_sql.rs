@@ -49,7 +49,7 @@ macro_rules! impl_notification_store {
                     ") UPDATE notifications SET attempts = attempts + 1, next_attempt_at = $2 \
                      WHERE state = 'pending' AND id IN (SELECT pick FROM picked) \
                      RETURNING id, run_pk, task_id, try_number, event, rule, state, attempts, \
-                       next_attempt_at, last_error, created_at, sent_at"
+                       next_attempt_at, last_error, created_at, sent_at, map_index"
                 ))
                 .bind(now)
                 .bind(lease_until)
@@ -92,7 +92,7 @@ macro_rules! impl_notification_store {
             ) -> $crate::store::Result<Vec<$crate::store::NotificationRecord>> {
                 Ok(sqlx::query_as(
                     "SELECT id, run_pk, task_id, try_number, event, rule, state, attempts, next_attempt_at, \
-                       last_error, created_at, sent_at FROM notifications WHERE run_pk = $1 ORDER BY id",
+                       last_error, created_at, sent_at, map_index FROM notifications WHERE run_pk = $1 ORDER BY id",
                 )
                 .bind(run_pk)
                 .fetch_all(self.reader())

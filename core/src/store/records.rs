@@ -320,9 +320,45 @@ pub struct TaskInstanceRecord {
     pub queue: String,
     /// The lease id of the current try's claim.
     pub lease_id: Option<String>,
+    /// Which item of a mapped task it runs (-1: the task's own instance).
+    pub map_index: i64,
+    /// The item it runs (JSON), for a mapped instance.
+    pub map_item: Option<String>,
+    /// How many instances the task's expansion made (its own instance only).
+    pub map_count: Option<i64>,
 }
 
-from_row!(TaskInstanceRecord { id, run_pk, dag_id, run_id, task_id, state via String, try_number, max_tries, pool, priority, queued_at, start_date, end_date, next_try_at, hostname, worker, pid, lease_until, updated_at, queue, lease_id });
+from_row!(TaskInstanceRecord { id, run_pk, dag_id, run_id, task_id, state via String, try_number, max_tries, pool, priority, queued_at, start_date, end_date, next_try_at, hostname, worker, pid, lease_until, updated_at, queue, lease_id, map_index, map_item, map_count });
+
+/// Each task's state in a run's task instances: a task's own, or for an
+/// expanded task the summary of its mapped instances (see
+/// [`TaskState::summary`]).
+pub fn task_states(tis: &[TaskInstanceRecord]) -> std::collections::HashMap<String, TaskState> {
+    let mut own = std::collections::HashMap::new();
+    let mut mapped: std::collections::HashMap<String, Vec<TaskState>> = Default::default();
+    for t in tis {
+        if t.map_index < 0 {
+            own.insert(t.task_id.clone(), t.state);
+        } else {
+            mapped.entry(t.task_id.clone()).or_default().push(t.state);
+        }
+    }
+    for t in tis.iter().filter(|t| t.is_expanded()) {
+        let states = mapped.remove(&t.task_id).unwrap_or_default();
+        if let Some(s) = TaskState::summary(states) {
+            own.insert(t.task_id.clone(), s);
+        }
+    }
+    own
+}
+
+impl TaskInstanceRecord {
+    /// Whether this is the task's own instance of a task that expanded into
+    /// mapped instances: their states, not its own, are the task's outcome.
+    pub fn is_expanded(&self) -> bool {
+        self.map_index < 0 && self.map_count.is_some_and(|n| n > 0)
+    }
+}
 
 /// The part of a task instance the scheduler plans with.
 #[derive(Debug, Clone, PartialEq)]
@@ -339,9 +375,13 @@ pub struct TaskStateRecord {
     pub max_tries: i64,
     /// When the next try may start.
     pub next_try_at: Option<DateTime<Utc>>,
+    /// Which item of a mapped task it runs (-1: the task's own instance).
+    pub map_index: i64,
+    /// How many instances the task's expansion made (its own instance only).
+    pub map_count: Option<i64>,
 }
 
-from_row!(TaskStateRecord { id, task_id, state via String, try_number, max_tries, next_try_at });
+from_row!(TaskStateRecord { id, task_id, state via String, try_number, max_tries, next_try_at, map_index, map_count });
 
 /// One try of a task instance (history is kept forever).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -501,6 +541,8 @@ pub struct NotificationRecord {
     pub created_at: DateTime<Utc>,
     /// When it was delivered.
     pub sent_at: Option<DateTime<Utc>>,
+    /// The task's mapped instance it is about (-1: the task's own, or the run).
+    pub map_index: i64,
 }
 
 from_row!(NotificationRecord {
@@ -515,7 +557,8 @@ from_row!(NotificationRecord {
     next_attempt_at,
     last_error,
     created_at,
-    sent_at
+    sent_at,
+    map_index
 });
 
 /// A dataset as an asset: its lasting id.
@@ -986,8 +1029,10 @@ pub struct GridCell {
     pub task_id: String,
     /// Its state.
     pub state: TaskState,
-    /// Its try number.
+    /// Its try number (a mapped task's: its instances' highest).
     pub try_number: i64,
+    /// How many mapped instances the cell sums up (0: a task's own instance).
+    pub mapped: i64,
 }
 
 /// Runs and their task instances' states, read in one query.

@@ -206,7 +206,7 @@ macro_rules! impl_run_store {
 
             async fn list_task_instances(&self, run_pk: i64) -> $crate::store::Result<Vec<$crate::store::TaskInstanceRecord>> {
                 let sql = format!(
-                    "SELECT {} FROM task_instances WHERE run_pk = $1 ORDER BY start_date IS NULL, start_date, task_id",
+                    "SELECT {} FROM task_instances WHERE run_pk = $1 ORDER BY start_date IS NULL, start_date, task_id, map_index",
                     $crate::store::sql::TI_COLUMNS
                 );
                 Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(run_pk).fetch_all(self.reader()).await?)
@@ -233,17 +233,19 @@ macro_rules! impl_run_store {
                 &self,
                 run_pk: i64,
                 task_ids: &[String],
-            ) -> $crate::store::Result<Vec<(String, String)>> {
+            ) -> $crate::store::Result<Vec<(String, i64, Option<String>)>> {
                 if task_ids.is_empty() {
                     return Ok(Vec::new());
                 }
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT ti.task_id, t.output FROM task_instances ti \
-                     JOIN task_tries t ON t.ti_id = ti.id AND t.try_number = ti.try_number \
-                     WHERE t.output IS NOT NULL AND ti.run_pk = ",
+                    "SELECT ti.task_id, ti.map_index, t.output FROM task_instances ti \
+                     LEFT JOIN task_tries t ON t.ti_id = ti.id AND t.try_number = ti.try_number \
+                     WHERE ti.state <> 'removed' AND (ti.map_index >= 0 OR \
+                       (COALESCE(ti.map_count, 0) = 0 AND t.output IS NOT NULL)) AND ti.run_pk = ",
                 );
                 qb.push_bind(run_pk);
                 push_in(&mut qb, "ti.task_id", task_ids.iter().cloned());
+                qb.push(" ORDER BY ti.task_id, ti.map_index");
                 Ok(qb.build_query_as().fetch_all(self.reader()).await?)
             }
 
@@ -269,6 +271,17 @@ macro_rules! impl_run_store {
                         qb.push(")");
                     }
                     push_in(qb, "pool", f.pools.iter().cloned());
+                    if f.mapped_only {
+                        qb.push(" AND map_index >= 0");
+                    }
+                    if !f.map_indexes.is_empty() {
+                        qb.push(" AND map_index IN (");
+                        let mut sep = qb.separated(", ");
+                        for m in &f.map_indexes {
+                            sep.push_bind(*m);
+                        }
+                        qb.push(")");
+                    }
                     push_in(qb, "queue", f.queues.iter().cloned());
                     push_in(qb, "dag_id", f.dag_ids.iter().cloned());
                     push_in(qb, "run_id", f.run_ids.iter().cloned());
@@ -311,10 +324,10 @@ macro_rules! impl_run_store {
                 match filter.order {
                     Some((key, desc)) => {
                         let dir = if desc { " DESC" } else { "" };
-                        qb.push(format_args!(" ORDER BY {}{dir}, run_pk{dir}, task_id{dir}", key.column()));
+                        qb.push(format_args!(" ORDER BY {}{dir}, run_pk{dir}, task_id{dir}, map_index{dir}", key.column()));
                     }
                     None => {
-                        qb.push(" ORDER BY run_pk, start_date IS NULL, start_date, task_id");
+                        qb.push(" ORDER BY run_pk, start_date IS NULL, start_date, task_id, map_index");
                     }
                 }
                 qb.push(" LIMIT ").push_bind(filter.limit.unwrap_or(i64::MAX).max(0));
@@ -323,29 +336,44 @@ macro_rules! impl_run_store {
                 Ok((tis, total))
             }
 
-            async fn get_task_instance(
+            async fn get_mapped_instance(
                 &self,
                 dag_id: &str,
                 run_id: &str,
                 task_id: &str,
+                map_index: i64,
             ) -> $crate::store::Result<$crate::store::TaskInstanceRecord> {
                 let sql = format!(
-                    "SELECT {} FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND task_id = $3",
+                    "SELECT {} FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = $4",
                     $crate::store::sql::TI_COLUMNS
                 );
                 sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(dag_id)
                     .bind(run_id)
                     .bind(task_id)
+                    .bind(map_index)
                     .fetch_optional(self.reader())
                     .await?
-                    .ok_or_else(|| $crate::store::Error::NotFound(format!("task `{task_id}` of run `{run_id}` of DAG `{dag_id}`")))
+                    .ok_or_else(|| {
+                        let which = if map_index < 0 { String::new() } else { format!(" (map index {map_index})") };
+                        $crate::store::Error::NotFound(format!("task `{task_id}`{which} of run `{run_id}` of DAG `{dag_id}`"))
+                    })
+            }
+
+            async fn get_task_instance_by_id(&self, ti_id: &str) -> $crate::store::Result<$crate::store::TaskInstanceRecord> {
+                let sql = format!("SELECT {} FROM task_instances WHERE id = $1", $crate::store::sql::TI_COLUMNS);
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(ti_id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .ok_or_else(|| $crate::store::Error::NotFound(format!("task instance {ti_id}")))
             }
 
             async fn grid(&self, runs: &$crate::store::GridRuns) -> $crate::store::Result<$crate::store::GridPage> {
                 use sqlx::Row;
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT r.*, ti.task_id AS cell_task, ti.state AS cell_state, ti.try_number AS cell_try \
+                    "SELECT r.*, ti.task_id AS cell_task, ti.state AS cell_state, ti.try_number AS cell_try, \
+                       ti.map_index AS cell_map_index \
                      FROM (SELECT *, COUNT(*) OVER () AS grid_total FROM dag_runs WHERE ",
                 );
                 match runs {
@@ -366,7 +394,7 @@ macro_rules! impl_run_store {
                         qb.push(")");
                     }
                 }
-                qb.push(") r LEFT JOIN task_instances ti ON ti.run_pk = r.id ORDER BY r.run_after, r.id, ti.task_id");
+                qb.push(") r LEFT JOIN task_instances ti ON ti.run_pk = r.id ORDER BY r.run_after, r.id, ti.task_id, ti.map_index");
                 let rows = qb.build().fetch_all(self.reader()).await?;
                 let mut page = $crate::store::GridPage::default();
                 for row in &rows {
@@ -378,12 +406,20 @@ macro_rules! impl_run_store {
                     let task: Option<String> = row.try_get("cell_task")?;
                     if let Some(task_id) = task {
                         let state: String = row.try_get("cell_state")?;
-                        page.cells.push($crate::store::GridCell {
-                            run_pk,
-                            task_id,
-                            state: $crate::store::from_row::convert(state, "cell_state")?,
-                            try_number: row.try_get("cell_try")?,
-                        });
+                        let state: $crate::state::TaskState = $crate::store::from_row::convert(state, "cell_state")?;
+                        let try_number: i64 = row.try_get("cell_try")?;
+                        let map_index: i64 = row.try_get("cell_map_index")?;
+                        // A mapped task's cell sums up its mapped instances (they follow its own).
+                        match page.cells.last_mut() {
+                            Some(c) if map_index >= 0 && c.run_pk == run_pk && c.task_id == task_id => {
+                                let first = map_index == 0 || c.mapped == 0;
+                                let states = if first { vec![state] } else { vec![c.state, state] };
+                                c.state = $crate::state::TaskState::summary(states).unwrap_or(c.state);
+                                c.try_number = if first { try_number } else { c.try_number.max(try_number) };
+                                c.mapped += 1;
+                            }
+                            _ => page.cells.push($crate::store::GridCell { run_pk, task_id, state, try_number, mapped: 0 }),
+                        }
                     }
                 }
                 Ok(page)

@@ -10,7 +10,8 @@
 
 /// Columns of `task_instances` in [`super::TaskInstanceRecord`] order.
 pub(super) const TI_COLUMNS: &str = "id, run_pk, dag_id, run_id, task_id, state, try_number, max_tries, pool, priority, \
-     queued_at, start_date, end_date, next_try_at, hostname, worker, pid, lease_until, updated_at, queue, lease_id";
+     queued_at, start_date, end_date, next_try_at, hostname, worker, pid, lease_until, updated_at, queue, lease_id, \
+     map_index, map_item, map_count";
 
 /// Advisory lock keys: one dispatcher at a time (slot counts stay true).
 pub(super) const DISPATCH_LOCK: i64 = 7_254_001;
@@ -93,7 +94,7 @@ macro_rules! impl_store {
         ) -> $crate::store::Result<()> {
             sqlx::query(
                 "INSERT INTO notifications (key, run_pk, task_id, try_number, event, rule, state, attempts, \
-                   next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7) \
+                   next_attempt_at, created_at, map_index) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $8) \
                  ON CONFLICT (key) DO NOTHING",
             )
             .bind(n.key(run_pk))
@@ -103,6 +104,7 @@ macro_rules! impl_store {
             .bind(n.event.as_str())
             .bind(&n.rule)
             .bind(at)
+            .bind(n.map_index)
             .execute(conn)
             .await?;
             Ok(())

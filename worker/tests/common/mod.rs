@@ -220,7 +220,7 @@ impl Site {
 
     /// A try's log ("" if it has none yet).
     pub fn log(&self, run: &RunRecord, task: &str, try_number: i64) -> String {
-        let path = weir_core::store::log_path("t", &run.run_id, task, try_number);
+        let path = weir_core::store::log_path("t", &run.run_id, task, -1, try_number);
         std::fs::read_to_string(self.dir.path().join("logs").join(path)).unwrap_or_default()
     }
 }
