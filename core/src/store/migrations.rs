@@ -133,6 +133,122 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn rebuilding_task_instances_keeps_every_try_and_the_foreign_keys() {
+        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("weir.db"))
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let before = SQLITE
+            .iter()
+            .position(|(n, _)| *n == "0013_task_mapping.sql")
+            .unwrap_or_default();
+        migrator(&SQLITE[..before])
+            .run(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for sql in [
+            "INSERT INTO dag_versions (dag_id, version_number, hash, definition, fileloc, created_at) \
+             VALUES ('d', 1, 'h', '{}', 'd.yaml', 'now')",
+            "INSERT INTO dag_runs (dag_id, run_id, version_id, run_type, state, run_after, queued_at) \
+             VALUES ('d', 'r', 1, 'manual', 'running', 'now', 'now')",
+            "INSERT INTO task_instances (id, run_pk, version_id, dag_id, run_id, task_id, state, max_tries, pool, updated_at) \
+             VALUES ('ti', 1, 1, 'd', 'r', 't', 'running', 0, 'default', 'now')",
+            "INSERT INTO task_tries (ti_id, try_number, dag_id, run_id, task_id, state, start_date, log_path) \
+             VALUES ('ti', 1, 'd', 'r', 't', 'running', 'now', 'd/r/t/1.log')",
+            "INSERT INTO try_logs (ti_id, try_number, pos, data) VALUES ('ti', 1, 0, x'41')",
+        ] {
+            sqlx::query(sql)
+                .execute(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        migrator(SQLITE)
+            .run(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let count = |sql: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
+        };
+        assert_eq!(
+            count("SELECT COUNT(*) FROM task_tries").await,
+            1,
+            "the try survived"
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM try_logs").await,
+            1,
+            "and its log piece"
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM task_queue").await,
+            1,
+            "still in flight"
+        );
+        assert_eq!(
+            count("SELECT map_index FROM task_instances WHERE id = 'ti'").await,
+            -1
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM pragma_foreign_key_check()").await,
+            0
+        );
+        // A mapped instance of the same task is a row of its own, entering
+        // the queue through the rebuilt triggers; deleting the run still
+        // cascades to every instance and try.
+        sqlx::query(
+            "INSERT INTO task_instances (id, run_pk, version_id, dag_id, run_id, task_id, state, max_tries, pool, \
+             updated_at, map_index) VALUES ('ti0', 1, 1, 'd', 'r', 't', 'scheduled', 0, 'default', 'now', 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(count("SELECT COUNT(*) FROM task_queue").await, 2);
+        sqlx::query("DELETE FROM dag_runs")
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(count("SELECT COUNT(*) FROM task_tries").await, 0);
+        assert_eq!(count("SELECT COUNT(*) FROM try_logs").await, 0);
+        assert_eq!(count("SELECT COUNT(*) FROM task_queue").await, 0);
+        assert_eq!(count("SELECT COUNT(*) FROM task_instances").await, 0);
+    }
+
+    #[tokio::test]
+    async fn processes_opening_a_new_database_at_once_both_end_up_usable() {
+        use crate::store::{DagStore, SqliteStore, Store};
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let url = format!("sqlite://{}", dir.path().join("weir.db").display());
+        let (a, b) = tokio::join!(SqliteStore::connect(&url), SqliteStore::connect(&url));
+        let (a, b) = (
+            a.unwrap_or_else(|e| panic!("{e}")),
+            b.unwrap_or_else(|e| panic!("{e}")),
+        );
+        let (ma, mb) = tokio::join!(a.migrate(), b.migrate());
+        ma.unwrap_or_else(|e| panic!("{e}"));
+        mb.unwrap_or_else(|e| panic!("{e}"));
+        // Each can still write in transactions of its own afterwards.
+        for store in [&a, &b] {
+            match store.set_paused("nope", true, None).await {
+                Ok(()) | Err(crate::store::Error::NotFound(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     #[test]
     fn versions_and_descriptions_read_as_sqlx_reads_a_folder() {
         assert_eq!(name_parts("0004_workers.sql"), (4, "workers".to_string()));
