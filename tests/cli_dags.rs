@@ -238,3 +238,177 @@ fn a_closed_pipe_ends_output_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success(), "{:?}", out.status);
 }
+
+/// A Python HTTPS server that appends each POST body to `bodies` and
+/// writes the port it listens on to `port`.
+const HTTPS_RECEIVER: &str = r#"
+import http.server, ssl, sys
+cert, key, port_file, bodies = sys.argv[1:5]
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open(bodies, "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+with open(port_file + ".tmp", "w") as f:
+    f.write(str(server.server_address[1]))
+import os
+os.rename(port_file + ".tmp", port_file)
+server.serve_forever()
+"#;
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("openssl: {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_https_webhook_is_delivered_when_its_certificate_is_trusted_and_refused_when_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A private CA and a certificate it signed for 127.0.0.1.
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=weir test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        d.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+    );
+    let python = std::env::var("WEIR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut receiver = Command::new(python)
+        .args([
+            "-c",
+            HTTPS_RECEIVER,
+            "leaf.pem",
+            "leaf.key",
+            "port",
+            "bodies",
+        ])
+        .current_dir(d)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let port = loop {
+        if let Ok(p) = std::fs::read_to_string(d.join("port")) {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the HTTPS receiver did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::fs::create_dir_all(d.join("dags")).unwrap();
+    std::fs::write(
+        d.join("dags/tls.yaml"),
+        format!(
+            "notify:\n  - on: [success]\n    webhook: https://127.0.0.1:{port}/hook\n\
+             tasks:\n  t: {{kind: shell, command: 'true'}}\n"
+        ),
+    )
+    .unwrap();
+    let test = |trust: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
+        cmd.args(["dags", "test", "tls"])
+            .current_dir(d)
+            .env_remove("WEIR_CONFIG")
+            .env_remove("SSL_CERT_DIR");
+        match trust {
+            Some(file) => cmd.env("SSL_CERT_FILE", d.join(file)),
+            None => cmd.env_remove("SSL_CERT_FILE"),
+        };
+        stdout(&cmd.output().unwrap())
+    };
+    let trusted = test(Some("ca.pem"));
+    let untrusted = test(None);
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    assert!(
+        trusted.contains("notification success (dag:0): sent"),
+        "{trusted}"
+    );
+    let bodies = std::fs::read_to_string(d.join("bodies")).unwrap_or_default();
+    assert_eq!(bodies.lines().count(), 1, "one delivery: {bodies}");
+    assert!(bodies.contains("\"text\""), "{bodies}");
+    // Without the CA in the trust store the certificate is refused: the
+    // notification fails, saying why.
+    assert!(
+        untrusted.contains("notification success (dag:0): failed"),
+        "{untrusted}"
+    );
+}
