@@ -16,11 +16,7 @@ use weir_worker::{LocalPool, PoolOptions};
 /// The notifier's settings from `config`.
 pub fn notifier_options(config: &Config) -> NotifierOptions {
     NotifierOptions {
-        smtp: weir_worker::smtp::SmtpOptions {
-            host: config.smtp.host.clone(),
-            port: config.smtp.port,
-            from: config.smtp.from.clone(),
-        },
+        smtp: config.smtp.clone(),
         ..NotifierOptions::new(config.core.logs_dir.clone(), config.api.public_url())
     }
 }

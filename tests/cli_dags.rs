@@ -264,16 +264,14 @@ os.rename(port_file + ".tmp", port_file)
 server.serve_forever()
 "#;
 
-/// Runs `openssl` with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("openssl: {e}"));
+/// Makes a private CA and a certificate it signed for 127.0.0.1 in `dir`
+/// (`ca.pem`, `leaf.pem`, `leaf.key`).
+fn make_test_ca(dir: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/make_test_ca.sh");
+    let out = Command::new("sh").arg(script).arg(dir).output().unwrap();
     assert!(
         out.status.success(),
-        "openssl {args:?}: {}",
+        "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -282,73 +280,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 fn an_https_webhook_is_delivered_when_its_certificate_is_trusted_and_refused_when_not() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // A private CA and a certificate it signed for 127.0.0.1.
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=weir test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        d.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-        ],
-    );
+    make_test_ca(d);
     let python = std::env::var("WEIR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut receiver = Command::new(python)
         .args([

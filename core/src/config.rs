@@ -38,7 +38,7 @@ pub enum Error {
 }
 
 /// The environment variables that override settings (`WEIR_<SECTION>_<KEY>`).
-pub const SETTING_VARS: [&str; 21] = [
+pub const SETTING_VARS: [&str; 25] = [
     "WEIR_CORE_DAGS_FOLDER",
     "WEIR_CORE_DATA_DIR",
     "WEIR_CORE_LOGS_DIR",
@@ -55,6 +55,10 @@ pub const SETTING_VARS: [&str; 21] = [
     "WEIR_SMTP_HOST",
     "WEIR_SMTP_PORT",
     "WEIR_SMTP_FROM",
+    "WEIR_SMTP_TLS",
+    "WEIR_SMTP_USERNAME",
+    "WEIR_SMTP_PASSWORD",
+    "WEIR_SMTP_CA_FILE",
     "WEIR_WORKER_SLOTS",
     "WEIR_WORKER_SERVER",
     "WEIR_WORKER_TOKEN",
@@ -277,17 +281,76 @@ impl ApiConfig {
     }
 }
 
-/// `[smtp]`: the relay e-mail notifications go through (plain SMTP, no TLS
-/// or authentication: a relay on the local network).
-#[derive(Debug, Clone, Deserialize)]
+/// `[smtp]`: the server e-mail notifications go through: a relay on the
+/// local network, or a provider's submission port over TLS with a login.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
-    /// The relay's host (`localhost`).
+    /// The server's host (`localhost`).
     pub host: String,
     /// Its port (25).
     pub port: u16,
     /// The sender address (`weir@localhost`).
     pub from: String,
+    /// `none`, `starttls` or `tls`; by default `tls` on port 465,
+    /// `starttls` on 587 and `none` elsewhere.
+    pub tls: Option<SmtpTls>,
+    /// The login (AUTH PLAIN), sent only over TLS.
+    pub username: Option<String>,
+    /// Its password (better set as `WEIR_SMTP_PASSWORD`).
+    pub password: Option<String>,
+    /// A CA certificate (PEM) trusted besides the system's and the built-in roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("from", &self.from)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// How an SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (a relay on a network you trust).
+    None,
+    /// Plain at first, then upgraded with STARTTLS before anything is sent;
+    /// a server that does not offer it is refused.
+    StartTls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Tls,
+}
+
+impl std::str::FromStr for SmtpTls {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(SmtpTls::None),
+            "starttls" => Ok(SmtpTls::StartTls),
+            "tls" => Ok(SmtpTls::Tls),
+            other => Err(format!("`{other}` is not one of none, starttls, tls")),
+        }
+    }
+}
+
+impl SmtpConfig {
+    /// The protection in force: as set, else by port.
+    pub fn tls(&self) -> SmtpTls {
+        self.tls.unwrap_or(match self.port {
+            465 => SmtpTls::Tls,
+            587 => SmtpTls::StartTls,
+            _ => SmtpTls::None,
+        })
+    }
 }
 
 impl Default for SmtpConfig {
@@ -296,6 +359,10 @@ impl Default for SmtpConfig {
             host: "localhost".into(),
             port: 25,
             from: "weir@localhost".into(),
+            tls: None,
+            username: None,
+            password: None,
+            ca_file: None,
         }
     }
 }
@@ -444,6 +511,21 @@ impl Config {
         if let Some(v) = env("WEIR_SMTP_FROM") {
             self.smtp.from = v;
         }
+        if let Some(v) = env("WEIR_SMTP_TLS") {
+            self.smtp.tls = Some(v.parse().map_err(|message| Error::Env {
+                var: "WEIR_SMTP_TLS".into(),
+                message,
+            })?);
+        }
+        if let Some(v) = env("WEIR_SMTP_USERNAME") {
+            self.smtp.username = Some(v);
+        }
+        if let Some(v) = env("WEIR_SMTP_PASSWORD") {
+            self.smtp.password = Some(v);
+        }
+        if let Some(v) = env("WEIR_SMTP_CA_FILE") {
+            self.smtp.ca_file = Some(PathBuf::from(v));
+        }
         if let Some(v) = env("WEIR_WORKER_SLOTS") {
             let n = parse_num("WEIR_WORKER_SLOTS", v)?;
             self.worker.slots = Some(usize::try_from(n).unwrap_or(usize::MAX));
@@ -590,10 +672,12 @@ mod tests {
     fn every_setting_variable_is_read() {
         let unset = format!("{:?}", Config::load(None, &|_| None).unwrap_or_default());
         for var in SETTING_VARS {
-            let changed = ["7", "true", "somewhere"].into_iter().any(|value| {
-                let env = |k: &str| (k == var).then(|| value.to_owned());
-                Config::load(None, &env).is_ok_and(|c| format!("{c:?}") != unset)
-            });
+            let changed = ["7", "true", "somewhere", "starttls"]
+                .into_iter()
+                .any(|value| {
+                    let env = |k: &str| (k == var).then(|| value.to_owned());
+                    Config::load(None, &env).is_ok_and(|c| format!("{c:?}") != unset)
+                });
             assert!(changed, "{var} is listed as a setting but changes nothing");
         }
     }
@@ -671,6 +755,27 @@ mod tests {
         assert_eq!(
             c.connection_url("wh", &env).as_deref(),
             Some("postgres://etl:s3cret@db/wh")
+        );
+    }
+
+    #[test]
+    fn smtp_tls_follows_the_port_unless_set_and_its_password_is_never_shown() {
+        let env = |k: &str| match k {
+            "WEIR_SMTP_PORT" => Some("587".to_owned()),
+            "WEIR_SMTP_PASSWORD" => Some("hunter2".to_owned()),
+            _ => None,
+        };
+        let c = Config::load(None, &env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.smtp.tls(), SmtpTls::StartTls);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let plain = |k: &str| (k == "WEIR_SMTP_TLS").then(|| "none".to_owned());
+        let c = Config::load(None, &plain).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.smtp.tls(), SmtpTls::None);
+        let bad = |k: &str| (k == "WEIR_SMTP_TLS").then(|| "ssl".to_owned());
+        let e = Config::load(None, &bad).unwrap_err().to_string();
+        assert!(
+            e.contains("WEIR_SMTP_TLS") && e.contains("none, starttls, tls"),
+            "{e}"
         );
     }
 

@@ -46,11 +46,7 @@ impl NotifierOptions {
             first_retry: Duration::from_secs(5),
             attempts: 5,
             poll: Duration::from_secs(1),
-            smtp: crate::smtp::SmtpOptions {
-                host: "localhost".into(),
-                port: 25,
-                from: "weir@localhost".into(),
-            },
+            smtp: crate::smtp::SmtpOptions::default(),
         }
     }
 }

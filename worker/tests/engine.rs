@@ -510,34 +510,51 @@ both_backends!(
     notifications
 );
 
-async fn email(db: &TestDb) {
-    let Some(python) = common::python_with("aiosmtpd") else {
-        return;
-    };
-    let mail = tempfile::tempdir().unwrap();
+/// Starts an SMTP server in `python` on a free port of 127.0.0.1, its
+/// arguments set by `args`; answers it once it listens, and the port.
+async fn smtp_server(
+    args: impl FnOnce(u16, &mut std::process::Command),
+    python: &str,
+) -> (std::process::Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut sink = std::process::Command::new(python)
-        .args([
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-            "aiosmtpd.handlers.Mailbox",
-        ])
-        .arg(mail.path().join("box"))
+    let mut cmd = std::process::Command::new(python);
+    args(port, &mut cmd);
+    let child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    eventually("the SMTP sink to listen", || {
+    eventually("the SMTP server to listen", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })
+    .await;
+    (child, port)
+}
+
+async fn email(db: &TestDb) {
+    let Some(python) = common::python_with("aiosmtpd") else {
+        return;
+    };
+    let mail = tempfile::tempdir().unwrap();
+    let (mut sink, port) = smtp_server(
+        |port, cmd| {
+            cmd.args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(mail.path().join("box"));
+        },
+        &python,
+    )
     .await;
     let dag = r#"
 notify:
@@ -608,6 +625,133 @@ tasks:
     e.stop().await;
 }
 both_backends!(e_mail_notifications_reach_an_smtp_server, email);
+
+/// An SMTP server (aiosmtpd) that takes mail only after STARTTLS and a
+/// login (`weir` / `s3cret`), into a Maildir; prints `ready` when it listens.
+const TLS_SINK: &str = r#"
+import ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult, LoginPassword
+cert, key, box, port = sys.argv[1:5]
+context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+context.load_cert_chain(cert, key)
+def check(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == b"weir" and data.password == b"s3cret"
+    return AuthResult(success=ok)
+sink = Controller(Mailbox(box), hostname="127.0.0.1", port=int(port), tls_context=context,
+                  require_starttls=True, auth_required=True, authenticator=check)
+sink.start()
+print("ready", flush=True)
+while True:
+    time.sleep(60)
+"#;
+
+async fn email_over_tls(db: &TestDb) {
+    let Some(python) = common::python_with("aiosmtpd") else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/make_test_ca.sh");
+    let made = std::process::Command::new("sh")
+        .arg(script)
+        .arg(certs.path())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (mut sink, port) = smtp_server(
+        |port, cmd| {
+            cmd.args(["-c", TLS_SINK])
+                .arg(certs.path().join("leaf.pem"))
+                .arg(certs.path().join("leaf.key"))
+                .arg(certs.path().join("box"))
+                .arg(port.to_string());
+        },
+        &python,
+    )
+    .await;
+    let dag = "tasks:\n  boom:\n    kind: shell\n    command: 'exit 3'\n    \
+               notify: [{on: [failure], email: [ops@example.com]}]\n";
+    let tls = || weir_worker::smtp::SmtpOptions {
+        tls: Some(weir_worker::smtp::SmtpTls::StartTls),
+        username: Some("weir".into()),
+        password: Some("s3cret".into()),
+        ca_file: Some(certs.path().join("ca.pem")),
+        ..Default::default()
+    };
+    // The right login over STARTTLS, the certificate checked against the CA.
+    let e = Site::start_with(
+        db,
+        dag,
+        Extras {
+            smtp_port: Some(port),
+            smtp: Some(tls()),
+            ..Extras::default()
+        },
+    )
+    .await;
+    let run = e.trigger(serde_json::json!({})).await;
+    assert_eq!(e.wait(&run).await.state, RunState::Failed);
+    let new = certs.path().join("box/new");
+    let count = || std::fs::read_dir(&new).map(|d| d.count()).unwrap_or(0);
+    eventually("the e-mail", || count() == 1).await;
+    let sent = e.sched.store().run_notifications(run.id).await.unwrap();
+    assert_eq!(sent[0].state, "sent", "{sent:?}");
+    e.stop().await;
+
+    // A certificate no trusted CA signed, and a login over plain text: no
+    // attempt succeeds, each recorded as failed, saying why.
+    for (options, why) in [
+        (
+            weir_worker::smtp::SmtpOptions {
+                ca_file: None,
+                ..tls()
+            },
+            "invalid peer certificate",
+        ),
+        (
+            weir_worker::smtp::SmtpOptions {
+                tls: Some(weir_worker::smtp::SmtpTls::None),
+                ..tls()
+            },
+            "never sends a password in clear",
+        ),
+    ] {
+        let e = Site::start_with(
+            db,
+            dag,
+            Extras {
+                smtp_port: Some(port),
+                smtp: Some(options),
+                ..Extras::default()
+            },
+        )
+        .await;
+        let run = e.trigger(serde_json::json!({})).await;
+        e.wait(&run).await;
+        let failed = || async { e.sched.store().run_notifications(run.id).await.unwrap() };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let n = failed().await;
+            if n.first().is_some_and(|n| n.state == "failed") {
+                let error = n[0].last_error.clone().unwrap_or_default();
+                assert!(error.contains(why), "{error}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "not failed: {n:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        e.stop().await;
+    }
+    assert_eq!(count(), 1, "nothing more was delivered");
+    let _ = sink.kill();
+    let _ = sink.wait();
+}
+both_backends!(e_mail_goes_over_starttls_with_a_login, email_over_tls);
 
 const LATE: &str = r#"
 deadline: {after: queued, within: 1s}

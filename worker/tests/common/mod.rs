@@ -29,6 +29,8 @@ pub struct Extras<'a> {
     pub clock: Option<Arc<ManualClock>>,
     /// The port of an SMTP server on 127.0.0.1 for e-mail notifications.
     pub smtp_port: Option<u16>,
+    /// Its TLS, login and CA settings (host, port and sender are the test's).
+    pub smtp: Option<weir_worker::smtp::SmtpOptions>,
 }
 
 /// A running scheduler and worker pool; stops when dropped.
@@ -136,6 +138,7 @@ impl Site {
                     host: "127.0.0.1".into(),
                     port: extras.smtp_port.unwrap_or(25),
                     from: "weir@test.example".into(),
+                    ..extras.smtp.clone().unwrap_or_default()
                 },
                 ..weir_worker::notify::NotifierOptions::new(
                     dir.path().join("logs"),
