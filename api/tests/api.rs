@@ -3063,4 +3063,46 @@ async fn mapped_case(db: &TestDb) {
     assert_eq!(states, ["failed", "success", "success"]);
     let run = a.get("/api/v2/dags/mapped/dagRuns/m1").await;
     assert_eq!(run["state"], "failed", "{run}");
+
+    // Clearing one mapped instance by [task, map index] runs it alone again.
+    let clear = |task_ids: Value| json!({"dag_run_id": "m1", "task_ids": task_ids, "dry_run": false, "only_failed": false});
+    let (status, body) = a
+        .send(
+            "POST",
+            "/api/v2/dags/mapped/clearTaskInstances",
+            clear(json!([["each", 9]])),
+        )
+        .await;
+    assert!(status.is_client_error(), "{status} {body}");
+    assert!(body.to_string().contains("each[9]"), "{body}");
+    let (status, body) = a
+        .send(
+            "POST",
+            "/api/v2/dags/mapped/clearTaskInstances",
+            clear(json!([["each", 0]])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cleared: Vec<(String, i64)> = body["task_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["task_id"].as_str().unwrap().to_owned(),
+                t["map_index"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(cleared, [("each".to_owned(), 0)], "{body}");
+    a.drive_mapped().await;
+    let tries: Vec<i64> = a.get(&format!("{base}/each/listMapped")).await["task_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["try_number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(tries, [2, 1, 1], "only the named instance ran again");
+    let run = a.get("/api/v2/dags/mapped/dagRuns/m1").await;
+    assert_eq!(run["state"], "success", "{run}");
 }

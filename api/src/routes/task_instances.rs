@@ -560,7 +560,7 @@ pub struct ClearTaskInstancesBody {
     /// `[start_date, end_date]`.
     pub dag_run_id: Option<String>,
     /// The tasks (default: every task): task ids, or `[task_id, map_index]`
-    /// pairs as Airflow allows (weir has no mapped tasks: the index must be -1).
+    /// pairs naming one mapped instance (-1: the task) as Airflow allows.
     pub task_ids: Option<Vec<TaskRef>>,
     /// Only say what would be cleared (default true, as in Airflow).
     #[serde(default = "yes")]
@@ -733,12 +733,17 @@ pub enum TaskRef {
 }
 
 impl TaskRef {
-    fn id(&self) -> ApiResult<&str> {
+    fn id(&self) -> &str {
         match self {
-            TaskRef::Id(id) | TaskRef::Mapped(id, -1) => Ok(id),
-            TaskRef::Mapped(id, i) => Err(ApiError::unprocessable(format!(
-                "task_ids: `{id}` has map index {i}, but weir has no mapped tasks"
-            ))),
+            TaskRef::Id(id) | TaskRef::Mapped(id, _) => id,
+        }
+    }
+
+    /// The mapped instance it names, if it names one.
+    fn instance(&self) -> Option<(String, i64)> {
+        match self {
+            TaskRef::Mapped(id, i) if *i >= 0 => Some((id.clone(), *i)),
+            _ => None,
         }
     }
 }
@@ -769,10 +774,7 @@ pub async fn clear_task_instances(
         let dag = state.scheduler.dag_version(run.version_id).await?;
         let task_ids = match &body.task_ids {
             Some(refs) => {
-                let ids = refs
-                    .iter()
-                    .map(|r| r.id().map(str::to_owned))
-                    .collect::<ApiResult<Vec<String>>>()?;
+                let ids: Vec<String> = refs.iter().map(|r| r.id().to_owned()).collect();
                 if let Some(missing) = ids.iter().find(|t| !dag.tasks.contains_key(t.as_str())) {
                     return Err(ApiError::not_found(format!(
                         "task `{missing}` not found in DAG `{dag_id}`"
@@ -787,6 +789,12 @@ pub async fn clear_task_instances(
             downstream: body.include_downstream,
             upstream: body.include_upstream,
             only_failed: body.only_failed,
+            instances: body
+                .task_ids
+                .iter()
+                .flatten()
+                .filter_map(TaskRef::instance)
+                .collect(),
         };
         if !body.only_failed {
             refuse_running(&state, &dag, &run, &spec).await?;
@@ -802,7 +810,18 @@ pub async fn clear_task_instances(
                 .clear(&dag_id, &run.run_id, &spec, &who.name)
                 .await?
         };
-        out.extend(instances_of(&state, &run, &cleared).await?);
+        let mut answered = instances_of(&state, &run, &cleared).await?;
+        // Of a task named by its mapped instances, only those were cleared.
+        answered.retain(|t| {
+            let named: Vec<i64> = spec
+                .instances
+                .iter()
+                .filter(|(id, _)| *id == t.task_id)
+                .map(|(_, i)| *i)
+                .collect();
+            named.is_empty() || named.contains(&t.map_index)
+        });
+        out.extend(answered);
     }
     Ok(Json(TaskInstanceCollection {
         total_entries: i64::try_from(out.len()).unwrap_or(i64::MAX),

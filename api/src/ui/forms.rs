@@ -251,6 +251,7 @@ pub async fn clear(
         downstream: form.downstream.is_some(),
         upstream: form.upstream.is_some(),
         only_failed: form.only_failed.is_some(),
+        instances: Vec::new(),
     };
     state
         .scheduler
@@ -340,6 +341,7 @@ pub async fn batch(
                     downstream: form.downstream.is_some(),
                     upstream: false,
                     only_failed: form.action == "clear_failed",
+                    instances: Vec::new(),
                 };
                 s.clear(&dag_id, run_id, &spec, &me.name).await?;
             }

@@ -156,6 +156,9 @@ pub struct ClearSpec {
     pub upstream: bool,
     /// Only tasks that failed (failed or upstream_failed).
     pub only_failed: bool,
+    /// Mapped instances named one by one (task, map index): of a task named
+    /// here only these instances are cleared, not the task's expansion.
+    pub instances: Vec<(String, i64)>,
 }
 
 /// What happened to the run.
@@ -268,6 +271,7 @@ pub fn plan(
             downstream,
             upstream,
             only_failed,
+            instances,
         }) => {
             let named = task_ids
                 .iter()
@@ -279,9 +283,20 @@ pub fn plan(
                 .collect::<Result<Vec<usize>, Refusal>>()?;
             for i in dag.graph.with_relatives(&named, *upstream, *downstream) {
                 let Some(task) = dag.task_at(i) else { continue };
-                let keys = p.instances(task.id.as_str());
+                let mut keys = p.instances(task.id.as_str());
                 if keys.is_empty() {
                     return Err(Refusal::NoTaskInstance(task.id.to_string()));
+                }
+                let named: Vec<i64> = instances
+                    .iter()
+                    .filter(|(t, _)| t.as_str() == task.id.as_str())
+                    .map(|(_, i)| *i)
+                    .collect();
+                if !named.is_empty() {
+                    if let Some(i) = named.iter().find(|i| !keys.iter().any(|k| k.1 == **i)) {
+                        return Err(Refusal::NoTaskInstance(shown(&(task.id.to_string(), *i))));
+                    }
+                    keys.retain(|k| named.contains(&k.1));
                 }
                 for key in keys {
                     let (state, try_number, _) = p.get(&key)?;
@@ -1275,6 +1290,7 @@ mod tests {
             downstream: true,
             upstream: false,
             only_failed,
+            instances: Vec::new(),
         })
     }
 
