@@ -84,6 +84,21 @@ pub fn evaluate(
     })
 }
 
+/// Whether `source` reads one of `names` as a variable of its own (not one
+/// it sets itself); `false` when it does not parse.
+pub fn reads_any(source: &str, names: &[&str]) -> bool {
+    if !names.iter().any(|n| source.contains(n)) || !source.contains("{") {
+        return false;
+    }
+    let env = environment();
+    let Ok(tmpl) = env.template_from_str(source) else {
+        return false;
+    };
+    tmpl.undeclared_variables(false)
+        .iter()
+        .any(|v| names.contains(&v.as_str()))
+}
+
 /// The task outputs templates read: the tasks named as `tasks.<id>`, and
 /// whether `tasks` is reached some other way (`tasks['<id>']`, a loop).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -157,6 +172,14 @@ mod tests {
         let mut own = OutputReads::default();
         own.add("{% set tasks = 1 %}{{ tasks }}");
         assert_eq!(own, OutputReads::default());
+    }
+
+    #[test]
+    fn reads_any_sees_variables_not_text() {
+        assert!(reads_any("echo {{ item }}", &["item"]));
+        assert!(reads_any("{{ map_index + 1 }}", &["item", "map_index"]));
+        assert!(!reads_any("echo item {{ ds }}", &["item"]));
+        assert!(!reads_any("{% set item = 1 %}{{ item }}", &["item"]));
     }
 
     #[test]

@@ -600,6 +600,27 @@ fn resolve_output_reads(
         if let Ok(value) = serde_json::to_value(tf) {
             each_string(&value, &mut |s| reads.add(s));
         }
+        // What the task runs (its notifications' text aside, where
+        // `map_index` may be asked about) reads an item only when mapped.
+        let mut reads_item = false;
+        if tf.expand.is_none() {
+            let runs = TaskFile {
+                notify: Vec::new(),
+                ..tf.clone()
+            };
+            if let Ok(value) = serde_json::to_value(&runs) {
+                each_string(&value, &mut |s| {
+                    reads_item |= template::reads_any(s, &["item", "map_index"]);
+                });
+            }
+        }
+        if reads_item {
+            problems.push(Problem::at(
+                &["tasks", tid.as_str()],
+                Anchor::Key,
+                "a template reads `item` or `map_index`, which only a mapped task has (add `expand:`)",
+            ));
+        }
         if reads.named.is_empty() && !reads.unnamed {
             continue;
         }

@@ -550,8 +550,11 @@ impl<'a> Planning<'a> {
         let count = i64::try_from(count).unwrap_or(i64::MAX);
         let existing = self.mapped(task_id);
         for key in &existing {
-            if key.1 >= count && self.state(key) == TaskState::None {
-                self.set(key, TaskState::Removed, None);
+            match self.state(key) {
+                TaskState::None if key.1 >= count => self.set(key, TaskState::Removed, None),
+                // Removed by a shorter list before, in this list again.
+                TaskState::Removed if key.1 < count => self.set(key, TaskState::None, None),
+                _ => {}
             }
         }
         let created: Vec<i64> = (0..count)
@@ -1252,6 +1255,23 @@ mod tests {
             ]
         );
         assert!(p.expansion.is_some_and(|x| x.created.is_empty()));
+
+        // Longer again: the removed instance comes back and a new one is made.
+        let mut longer = again.clone();
+        longer.tasks[3].state = Removed;
+        let p = plan(&dag, &longer, &finish_mapped("m", -1, Outcome::Expanded(3)), Utc::now())
+            .unwrap_or_default();
+        assert_eq!(
+            moves(&p),
+            [
+                ("m".into(), 1, None),
+                ("m".into(), -1, Success),
+                ("m".into(), 0, Scheduled),
+                ("m".into(), 1, Scheduled),
+                ("m".into(), 2, Scheduled),
+            ]
+        );
+        assert!(p.expansion.is_some_and(|x| x.created == [2]));
     }
 
     /// The plan's outcome: each changed task's new state (and granted
