@@ -222,11 +222,11 @@ pub fn plan(
             outcome,
             jitter,
         } => {
-            let key = (task_id.clone(), *map_index);
-            let (state, current_try, max_tries) = p.get(&key)?;
+            let key = p.key(task_id, *map_index)?;
+            let (state, current_try, max_tries) = p.get(key)?;
             if state != TaskState::Running || current_try != *try_number {
                 return Err(Refusal::NotRunning {
-                    task_id: shown(&key),
+                    task_id: p.shown(key),
                     try_number: *try_number,
                     state,
                     current_try,
@@ -234,7 +234,7 @@ pub fn plan(
             }
             let to = match outcome {
                 Outcome::Success => TaskState::Success,
-                Outcome::Expanded(n) => p.expand(task_id, *n)?,
+                Outcome::Expanded(n) => p.expand(key.0, *n),
                 Outcome::Reschedule(at) => {
                     p.next_try_at = Some(*at);
                     TaskState::UpForReschedule
@@ -263,7 +263,7 @@ pub fn plan(
             };
             // A sensor's poke is not a failed try: it gives the try back.
             let grant = (to == TaskState::UpForReschedule).then_some(max_tries + 1);
-            p.set(&key, to, grant);
+            p.set(key, to, grant);
             p.next_try_at = None;
         }
         Action::Clear(ClearSpec {
@@ -283,7 +283,7 @@ pub fn plan(
                 .collect::<Result<Vec<usize>, Refusal>>()?;
             for i in dag.graph.with_relatives(&named, *upstream, *downstream) {
                 let Some(task) = dag.task_at(i) else { continue };
-                let mut keys = p.instances(task.id.as_str());
+                let mut keys = p.instances(i);
                 if keys.is_empty() {
                     return Err(Refusal::NoTaskInstance(task.id.to_string()));
                 }
@@ -294,19 +294,19 @@ pub fn plan(
                     .collect();
                 if !named.is_empty() {
                     if let Some(i) = named.iter().find(|i| !keys.iter().any(|k| k.1 == **i)) {
-                        return Err(Refusal::NoTaskInstance(shown(&(task.id.to_string(), *i))));
+                        return Err(Refusal::NoTaskInstance(format!("{}[{i}]", task.id)));
                     }
                     keys.retain(|k| named.contains(&k.1));
                 }
                 for key in keys {
-                    let (state, try_number, _) = p.get(&key)?;
+                    let (state, try_number, _) = p.get(key)?;
                     let skip = matches!(
                         state,
                         TaskState::None | TaskState::Running | TaskState::Removed
                     ) || (*only_failed && !state.is_failure());
                     if !skip {
                         let grant = try_number + i64::from(task.retry.retries);
-                        p.set(&key, TaskState::None, Some(grant));
+                        p.set(key, TaskState::None, Some(grant));
                     }
                 }
             }
@@ -322,26 +322,26 @@ pub fn plan(
             if !matches!(state, TaskState::Success | TaskState::Failed) {
                 return Err(Refusal::BadMark(*state));
             }
-            let key = (task_id.clone(), *map_index);
-            p.get(&key)?;
+            let key = p.key(task_id, *map_index)?;
+            p.get(key)?;
             // Marking an expanded task marks its mapped instances.
-            let keys = if *map_index < 0 && p.expanded.contains_key(task_id) {
-                p.mapped(task_id)
+            let keys = if *map_index < 0 && p.expanded.contains_key(&key.0) {
+                p.mapped(key.0)
             } else {
-                vec![key.clone()]
+                vec![key]
             };
             let marked: Vec<Key> = keys
                 .into_iter()
-                .filter(|k| p.state(k) != *state && p.state(k) != TaskState::Removed)
+                .filter(|k| p.state(*k) != *state && p.state(*k) != TaskState::Removed)
                 .collect();
             if marked.is_empty() {
                 return Err(Refusal::AlreadyIn {
-                    task_id: shown(&key),
+                    task_id: p.shown(key),
                     state: *state,
                 });
             }
             for k in marked {
-                p.set(&k, *state, None);
+                p.set(k, *state, None);
             }
         }
         Action::SetRunState(state) => {
@@ -352,7 +352,7 @@ pub fn plan(
                 .tasks
                 .iter()
                 .filter(|t| !t.state.is_finished())
-                .map(|t| ((t.task_id.clone(), t.map_index), t.state))
+                .filter_map(|t| Some((p.key(&t.task_id, t.map_index).ok()?, t.state)))
                 .collect();
             for (key, current) in open {
                 let to = match (state, current) {
@@ -360,7 +360,7 @@ pub fn plan(
                     (_, TaskState::Running) => TaskState::Failed,
                     _ => TaskState::Skipped,
                 };
-                p.set(&key, to, None);
+                p.set(key, to, None);
             }
             if p.run_state != *state {
                 p.run_to(*state);
@@ -417,17 +417,9 @@ pub fn plan_scoped(
     }
 }
 
-/// A task instance in a plan: its task and map index (-1: the task's own).
-type Key = (String, i64);
-
-/// A task instance as people name it: `task`, or `task[3]` for a mapped one.
-fn shown(key: &Key) -> String {
-    if key.1 < 0 {
-        key.0.clone()
-    } else {
-        format!("{}[{}]", key.0, key.1)
-    }
-}
+/// A task instance in a plan: its task's index in the DAG and its map
+/// index (-1: the task's own). Copied, never allocated.
+type Key = (usize, i64);
 
 /// Work a mapped instance holds: it counts against its task's `max_active`.
 fn is_active(state: TaskState) -> bool {
@@ -448,7 +440,7 @@ struct Planning<'a> {
     states: HashMap<Key, (TaskState, i64, i64)>,
     next_at: HashMap<Key, Option<DateTime<Utc>>>,
     /// Tasks that expanded into mapped instances, with how many.
-    expanded: HashMap<String, i64>,
+    expanded: HashMap<usize, i64>,
     /// Counted upstream states of fan-ins, by downstream task.
     fan_ins: HashMap<String, Vec<(TaskState, i64)>>,
     changes: Vec<TaskChange>,
@@ -460,22 +452,26 @@ struct Planning<'a> {
 
 impl<'a> Planning<'a> {
     fn new(dag: &'a Dag, s: &RunSnapshot) -> Self {
-        let key = |t: &crate::store::TaskStateRecord| (t.task_id.clone(), t.map_index);
+        // Rows of tasks the run's DAG version does not have cannot change.
+        let rows = || {
+            s.tasks.iter().filter_map(|t| {
+                Some((
+                    (dag.tasks.get_index_of(t.task_id.as_str())?, t.map_index),
+                    t,
+                ))
+            })
+        };
         Planning {
             dag,
             unfinished: s.unfinished,
             failed: s.failed,
-            states: s
-                .tasks
-                .iter()
-                .map(|t| (key(t), (t.state, t.try_number, t.max_tries)))
+            states: rows()
+                .map(|(k, t)| (k, (t.state, t.try_number, t.max_tries)))
                 .collect(),
-            next_at: s.tasks.iter().map(|t| (key(t), t.next_try_at)).collect(),
-            expanded: s
-                .tasks
-                .iter()
-                .filter(|t| t.map_index < 0)
-                .filter_map(|t| Some((t.task_id.clone(), t.map_count.filter(|n| *n > 0)?)))
+            next_at: rows().map(|(k, t)| (k, t.next_try_at)).collect(),
+            expanded: rows()
+                .filter(|(k, _)| k.1 < 0)
+                .filter_map(|(k, t)| Some((k.0, t.map_count.filter(|n| *n > 0)?)))
                 .collect(),
             fan_ins: s
                 .fan_ins
@@ -490,66 +486,83 @@ impl<'a> Planning<'a> {
         }
     }
 
-    fn get(&self, key: &Key) -> Result<(TaskState, i64, i64), Refusal> {
-        self.states
-            .get(key)
-            .copied()
-            .ok_or_else(|| Refusal::NoTaskInstance(shown(key)))
+    /// The key of a task's instance (the run has none of a task its DAG lacks).
+    fn key(&self, task_id: &str, map_index: i64) -> Result<Key, Refusal> {
+        let i = self
+            .dag
+            .tasks
+            .get_index_of(task_id)
+            .ok_or_else(|| Refusal::NoTaskInstance(task_id.to_owned()))?;
+        Ok((i, map_index))
     }
 
-    fn state(&self, key: &Key) -> TaskState {
+    /// A task instance as people name it: `task`, or `task[3]` for a mapped one.
+    fn shown(&self, key: Key) -> String {
+        let id = id_at(self.dag, key.0);
+        if key.1 < 0 {
+            id
+        } else {
+            format!("{id}[{}]", key.1)
+        }
+    }
+
+    fn get(&self, key: Key) -> Result<(TaskState, i64, i64), Refusal> {
         self.states
-            .get(key)
+            .get(&key)
+            .copied()
+            .ok_or_else(|| Refusal::NoTaskInstance(self.shown(key)))
+    }
+
+    fn state(&self, key: Key) -> TaskState {
+        self.states
+            .get(&key)
             .map(|s| s.0)
             .unwrap_or(TaskState::Removed)
     }
 
     /// Every instance of a task in the snapshot, in map index order.
-    fn instances(&self, task_id: &str) -> Vec<Key> {
+    fn instances(&self, task: usize) -> Vec<Key> {
         let mut keys: Vec<Key> = self
             .states
             .keys()
-            .filter(|k| k.0 == task_id)
-            .cloned()
+            .filter(|k| k.0 == task)
+            .copied()
             .collect();
         keys.sort_unstable_by_key(|k| k.1);
         keys
     }
 
     /// A task's mapped instances, in map index order.
-    fn mapped(&self, task_id: &str) -> Vec<Key> {
-        let mut keys = self.instances(task_id);
+    fn mapped(&self, task: usize) -> Vec<Key> {
+        let mut keys = self.instances(task);
         keys.retain(|k| k.1 >= 0);
         keys
     }
 
-    /// The states a downstream task's trigger rule sees for `task_id`: its
+    /// The states a downstream task's trigger rule sees for `task`: its
     /// mapped instances' when it expanded (removed ones left out), else its own.
-    fn outcome_states(&self, task_id: &str) -> Vec<TaskState> {
-        if self.expanded.contains_key(task_id) {
-            self.mapped(task_id)
-                .iter()
-                .map(|k| self.state(k))
-                .filter(|s| *s != TaskState::Removed)
-                .collect()
+    fn outcome_states(&self, task: usize, into: &mut Vec<TaskState>) {
+        if self.expanded.contains_key(&task) {
+            for k in self.mapped(task) {
+                let s = self.state(k);
+                if s != TaskState::Removed {
+                    into.push(s);
+                }
+            }
         } else {
-            vec![self.state(&(task_id.to_owned(), -1))]
+            into.push(self.state((task, -1)));
         }
     }
 
     /// Records a mapped task's expansion into `count` instances and returns
     /// the state of its own instance: success, or skipped for no items.
-    /// Instances from an earlier expansion are reused; those past the new
-    /// count are removed; the rest are made (in `none`, scheduled below).
-    fn expand(&mut self, task_id: &str, count: usize) -> Result<TaskState, Refusal> {
-        let task = self
-            .dag
-            .tasks
-            .get(task_id)
-            .ok_or_else(|| Refusal::NoSuchTask(task_id.to_owned()))?;
+    /// Instances from an earlier expansion are reused (those past the new
+    /// count removed, removed ones within it back to `none`); the rest are
+    /// made (in `none`, scheduled below).
+    fn expand(&mut self, task: usize, count: usize) -> TaskState {
+        let retries = self.dag.task_at(task).map_or(0, |t| t.retry.retries);
         let count = i64::try_from(count).unwrap_or(i64::MAX);
-        let existing = self.mapped(task_id);
-        for key in &existing {
+        for key in self.mapped(task) {
             match self.state(key) {
                 TaskState::None if key.1 >= count => self.set(key, TaskState::Removed, None),
                 // Removed by a shorter list before, in this list again.
@@ -558,36 +571,36 @@ impl<'a> Planning<'a> {
             }
         }
         let created: Vec<i64> = (0..count)
-            .filter(|i| !self.states.contains_key(&(task_id.to_owned(), *i)))
+            .filter(|i| !self.states.contains_key(&(task, *i)))
             .collect();
-        let max_tries = i64::from(task.retry.retries);
+        let max_tries = i64::from(retries);
         for &i in &created {
             self.states
-                .insert((task_id.to_owned(), i), (TaskState::None, 0, max_tries));
+                .insert((task, i), (TaskState::None, 0, max_tries));
             self.unfinished += 1;
         }
         self.expansion = Some(Expansion {
-            task_id: task_id.to_owned(),
+            task_id: id_at(self.dag, task),
             count,
             created,
             max_tries,
         });
         if count == 0 {
-            return Ok(TaskState::Skipped);
+            return TaskState::Skipped;
         }
-        self.expanded.insert(task_id.to_owned(), count);
-        Ok(TaskState::Success)
+        self.expanded.insert(task, count);
+        TaskState::Success
     }
 
-    fn set(&mut self, key: &Key, to: TaskState, max_tries: Option<i64>) {
-        let Some(entry) = self.states.get_mut(key) else {
+    fn set(&mut self, key: Key, to: TaskState, max_tries: Option<i64>) {
+        let Some(entry) = self.states.get_mut(&key) else {
             return;
         };
         // Keep the run-wide counts true for tasks inside the scope.
         self.unfinished += i64::from(!to.is_finished()) - i64::from(!entry.0.is_finished());
         self.failed += i64::from(to.is_failure()) - i64::from(entry.0.is_failure());
         self.changes.push(TaskChange {
-            task_id: key.0.clone(),
+            task_id: id_at(self.dag, key.0),
             map_index: key.1,
             from: entry.0,
             try_number: entry.1,
@@ -599,7 +612,7 @@ impl<'a> Planning<'a> {
         if let Some(m) = max_tries {
             entry.2 = m;
         }
-        self.next_at.insert(key.clone(), self.next_try_at);
+        self.next_at.insert(key, self.next_try_at);
         // A task cleared back to `none` expands again when it runs.
         if key.1 < 0 && to == TaskState::None {
             self.expanded.remove(&key.0);
@@ -633,23 +646,21 @@ impl<'a> Planning<'a> {
     fn schedule_ready(&mut self, now: DateTime<Utc>) {
         let dag = self.dag;
         // Only the task instances in the snapshot, in dependency order.
-        let mut order: Vec<(usize, Key)> = self
-            .states
-            .keys()
-            .filter_map(|k| Some((dag.tasks.get_index_of(k.0.as_str())?, k.clone())))
-            .collect();
-        order.sort_unstable_by_key(|(i, k)| (dag.graph.position(*i), k.1));
+        let mut order: Vec<Key> = self.states.keys().copied().collect();
+        order.sort_unstable_by_key(|k| (dag.graph.position(k.0), k.1));
         // Mapped instances at work, by task (for `max_active`).
-        let mut active: HashMap<String, usize> = HashMap::new();
+        let mut active: HashMap<usize, usize> = HashMap::new();
         for (k, s) in &self.states {
             if k.1 >= 0 && is_active(s.0) {
-                *active.entry(k.0.clone()).or_default() += 1;
+                *active.entry(k.0).or_default() += 1;
             }
         }
-        for (i, key) in order {
-            let Some(task) = dag.task_at(i) else { continue };
-            let id = task.id.as_str();
-            match self.state(&key) {
+        let mut upstream: Vec<TaskState> = Vec::new();
+        for key in order {
+            let Some(task) = dag.task_at(key.0) else {
+                continue;
+            };
+            match self.state(key) {
                 TaskState::UpForRetry | TaskState::UpForReschedule => {
                     let due = self
                         .next_at
@@ -658,7 +669,7 @@ impl<'a> Planning<'a> {
                         .flatten()
                         .is_none_or(|t| t <= now);
                     if due {
-                        self.set(&key, TaskState::Scheduled, None);
+                        self.set(key, TaskState::Scheduled, None);
                     }
                 }
                 // A mapped instance runs once its task expanded, within `max_active`.
@@ -668,23 +679,20 @@ impl<'a> Planning<'a> {
                         .as_ref()
                         .and_then(|e| e.max_active)
                         .map_or(usize::MAX, |m| m as usize);
-                    let busy = active.get(id).copied().unwrap_or(0);
-                    let expanded = self.expanded.get(id).is_some_and(|n| key.1 < *n);
+                    let busy = active.get(&key.0).copied().unwrap_or(0);
+                    let expanded = self.expanded.get(&key.0).is_some_and(|n| key.1 < *n);
                     if expanded && busy < limit {
-                        self.set(&key, TaskState::Scheduled, None);
-                        *active.entry(id.to_owned()).or_default() += 1;
+                        self.set(key, TaskState::Scheduled, None);
+                        *active.entry(key.0).or_default() += 1;
                     }
                 }
                 TaskState::None => {
-                    let counted = self.fan_ins.get(id);
-                    let mut upstream: Vec<TaskState> = Vec::new();
-                    for u in dag.graph.upstream(i) {
-                        let Some(u) = dag.task_at(u) else { continue };
-                        let uid = u.id.as_str();
+                    let counted = self.fan_ins.get(task.id.as_str());
+                    upstream.clear();
+                    for u in dag.graph.upstream(key.0) {
                         // A counted fan-in's upstream tasks outside the rows are in its counts.
-                        let in_rows = self.states.contains_key(&(uid.to_owned(), -1));
-                        if counted.is_none() || in_rows {
-                            upstream.extend(self.outcome_states(uid));
+                        if counted.is_none() || self.states.contains_key(&(u, -1)) {
+                            self.outcome_states(u, &mut upstream);
                         }
                     }
                     for &(state, n) in counted.into_iter().flatten() {
@@ -692,7 +700,7 @@ impl<'a> Planning<'a> {
                             .extend(std::iter::repeat_n(state, usize::try_from(n).unwrap_or(0)));
                     }
                     if let Some(to) = decide(task.trigger_rule, &upstream) {
-                        self.set(&key, to, None);
+                        self.set(key, to, None);
                     }
                 }
                 _ => {}
@@ -1259,8 +1267,13 @@ mod tests {
         // Longer again: the removed instance comes back and a new one is made.
         let mut longer = again.clone();
         longer.tasks[3].state = Removed;
-        let p = plan(&dag, &longer, &finish_mapped("m", -1, Outcome::Expanded(3)), Utc::now())
-            .unwrap_or_default();
+        let p = plan(
+            &dag,
+            &longer,
+            &finish_mapped("m", -1, Outcome::Expanded(3)),
+            Utc::now(),
+        )
+        .unwrap_or_default();
         assert_eq!(
             moves(&p),
             [
