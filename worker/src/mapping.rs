@@ -54,7 +54,9 @@ pub fn check_feeds(
     env: &Environment<'static>,
     ended: &Ended,
 ) -> Result<(), String> {
-    if task.feeds_maps.is_empty() || ended.outcome != Outcome::Success {
+    // A mapped instance's output is one item of its task's list, which only
+    // exists once every instance ended: the expansion downstream checks it.
+    if task.feeds_maps.is_empty() || ended.outcome != Outcome::Success || ctx.claim.map_index >= 0 {
         return Ok(());
     }
     let own = ended

@@ -65,6 +65,11 @@ tasks:
     kind: shell
     depends_on: [per_region]
     command: echo "regions {{ tasks.per_region.output | join(',') }}"
+  each_again:
+    kind: shell
+    depends_on: [each]
+    expand: {items: "{{ tasks.each.output }}"}
+    command: echo "again {{ item.file }}"
   nothing:
     kind: shell
     expand: {items: []}
@@ -128,6 +133,10 @@ async fn mapped_tasks(db: &TestDb) {
         "{}",
         e.log(&run, "gather", 1)
     );
+    // A mapped task expands over another's outputs, one instance each.
+    let again = instances(&e, &run, "each_again").await;
+    assert_eq!(again.len(), 4, "its own and three");
+    assert!(mapped_log(&e, &run, "each_again", 2, 1).contains("again b.csv"));
     // A param (the run's conf wins over the DAG's default).
     assert!(
         e.log(&run, "regions_done", 1)
