@@ -300,3 +300,31 @@ both_backends!(
     a_failed_instance_fails_the_run_and_clearing_it_runs_only_it,
     flaky_mapped
 );
+
+const RETRIED: &str = r#"
+tasks:
+  each:
+    kind: shell
+    retries: 1
+    retry_delay: 1s
+    expand: {items: [1, 2, 3]}
+    command: test {{ item }} != 2 || test $WEIR_TRY_NUMBER -gt 1
+"#;
+
+async fn retried_mapped(db: &TestDb) {
+    let e = Site::start(db, RETRIED, &[]).await;
+    let run = e.trigger(serde_json::json!({})).await;
+    let ended = e.wait(&run).await;
+    assert_eq!(ended.state, RunState::Success, "{:#?}", e.tries(&run).await);
+    let each = instances(&e, &run, "each").await;
+    let tries: Vec<(i64, i64)> = each.iter().map(|t| (t.map_index, t.try_number)).collect();
+    assert_eq!(
+        tries,
+        [(-1, 1), (0, 1), (1, 2), (2, 1)],
+        "the failing instance alone was retried, under its own retries"
+    );
+    assert!(mapped_log(&e, &run, "each", 1, 1).contains("the try failed"));
+    assert!(mapped_log(&e, &run, "each", 1, 2).contains("the try succeeded"));
+    e.stop().await;
+}
+both_backends!(a_mapped_instance_is_retried_on_its_own, retried_mapped);
