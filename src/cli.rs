@@ -158,6 +158,21 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Copy the state database and every dataset version it records into a
+    /// new folder, while weir runs (PostgreSQL: dump it with pg_dump).
+    Backup {
+        /// The folder to create (it must not exist or be empty).
+        dir: std::path::PathBuf,
+    },
+    /// Put a backup back: the database (SQLite) and the data folder of this
+    /// site's configuration, with the versions' places moved into it.
+    Restore {
+        /// The backup's folder.
+        dir: std::path::PathBuf,
+        /// Replace a database and data folder that are not empty.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Runs the parsed command.
@@ -195,6 +210,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Runs { command } => commands::runs::run(command, &config).await,
         Command::Tasks { command } => commands::tasks::run(command, &config).await,
         Command::Db { command } => commands::db::run(command, &config).await,
+        Command::Backup { dir } => commands::db::backup(&config, &dir).await,
+        Command::Restore { dir, force } => commands::db::restore(&config, &dir, force).await,
         Command::Backfill {
             dag_id,
             from,

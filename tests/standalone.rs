@@ -877,7 +877,73 @@ fn datasets_and_quality_from_the_command_line() {
     let missing = site.run(&["datasets", "show", "clean.nothing"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no dataset `clean.nothing`"));
+
+    // A backup taken while weir runs, restored into a fresh site that reads it.
+    let backup = site.path("backup");
+    let backup = backup.to_str().unwrap();
+    let out = site.run(&["backup", backup]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("4 dataset version(s)"), "{said}");
+    let again = site.run(&["backup", backup]);
+    assert!(
+        !again.status.success(),
+        "a backup goes into an empty folder"
+    );
+    drop(_standalone);
+    // The original data is gone: the fresh site can only read its own copy.
+    std::fs::remove_dir_all(site.path("data")).unwrap();
+    let fresh = Site::new(&[("count.yaml", COUNT_DAG)]);
+    let out = fresh.run(&["restore", backup]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = fresh.json(&["datasets", "list", "--output", "json"]);
+    let moved = list.to_string().replace(
+        site.path("data").to_str().unwrap(),
+        fresh.path("data").to_str().unwrap(),
+    );
+    assert_eq!(
+        restored,
+        serde_json::from_str::<serde_json::Value>(&moved).unwrap(),
+        "the same datasets and versions, kept in the fresh site's data folder"
+    );
+    let twice = fresh.run(&["restore", backup]);
+    assert!(!twice.status.success());
+    assert!(
+        String::from_utf8_lossy(&twice.stderr).contains("--force"),
+        "{}",
+        String::from_utf8_lossy(&twice.stderr)
+    );
+    let _fresh = fresh.standalone();
+    fresh.address();
+    fresh.trigger("count");
+    fresh.wait_for("the run over restored data", || {
+        matches!(
+            fresh.run_state("count").as_deref(),
+            Some("success" | "failed")
+        )
+    });
+    assert_eq!(fresh.run_state("count").as_deref(), Some("success"));
+    let counted = fresh.json(&["datasets", "show", "curated.counted", "--output", "json"]);
+    assert_eq!(counted["versions"][0]["rows"], 2, "{counted}");
 }
+
+/// Reads the restored `clean.people`.
+const COUNT_DAG: &str = r#"
+tasks:
+  counted:
+    kind: transform
+    inputs: [clean.people]
+    sql: "select * from clean.people"
+    output: curated.counted
+"#;
 
 /// Validate and load over enough rows that a kill lands inside them.
 const KILLED_DATA: &str = r#"

@@ -4,6 +4,7 @@
 //! Nothing here knows about HTTP or about how tasks execute.
 
 pub mod access;
+pub mod backup;
 pub mod catalog;
 pub mod config;
 pub mod dag;

@@ -876,6 +876,51 @@ both_backends!(
     concurrent_syncs
 );
 
+async fn moved_paths(db: &TestDb) {
+    for (dataset, path) in [
+        ("clean.a", "/old/data/clean/a/v=1"),
+        ("clean.b", "/old/data-other/clean/b/v=1"),
+        ("clean.c", "/old/data/clean/c/v=1"),
+    ] {
+        let v = weir_core::store::NewDatasetVersion {
+            dataset: dataset.into(),
+            path: Some(path.into()),
+            ..Default::default()
+        };
+        db.store
+            .record_dataset_version(&v, Utc::now())
+            .await
+            .unwrap();
+    }
+    let moved = db
+        .store
+        .move_version_paths("/old/data", "/new/d/")
+        .await
+        .unwrap();
+    assert_eq!(moved, 2);
+    let paths: Vec<Option<String>> = db
+        .store
+        .dataset_versions(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.path)
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            Some("/new/d/clean/a/v=1".to_owned()),
+            Some("/old/data-other/clean/b/v=1".to_owned()),
+            Some("/new/d/clean/c/v=1".to_owned()),
+        ],
+        "only places under the folder move, never a folder that merely starts alike"
+    );
+}
+both_backends!(
+    a_restore_moves_the_versions_places_into_its_data_folder,
+    moved_paths
+);
+
 fn life(name: &str, hostname: &str) -> weir_core::workers::NewWorker {
     weir_core::workers::NewWorker {
         name: name.into(),

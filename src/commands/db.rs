@@ -1,4 +1,5 @@
-//! `weir db …`: migrations and backups.
+//! `weir db …`: migrations and database copies; `weir backup` and `weir
+//! restore`: a site's database and data together.
 
 use std::process::ExitCode;
 
@@ -17,6 +18,60 @@ pub enum DbCommand {
         /// Where the copy goes (must not exist).
         path: String,
     },
+}
+
+/// `weir backup DIR`.
+pub async fn backup(config: &Config, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let m = weir_core::backup::backup(&config.database.url, &config.core.data_dir, dir).await?;
+    if m.database == "postgres" {
+        println!(
+            "the PostgreSQL database is not copied: dump it with `pg_dump` ({}) at the same time",
+            redacted_url(&config.database.url)
+        );
+    } else {
+        println!(
+            "database copied to {}",
+            dir.join(weir_core::backup::DATABASE).display()
+        );
+    }
+    println!(
+        "{} dataset version(s), {} file(s), {} bytes copied to {}",
+        m.versions,
+        m.files,
+        m.bytes,
+        dir.join(weir_core::backup::DATA).display()
+    );
+    for missing in &m.missing {
+        println!("not copied: {missing}");
+    }
+    Ok(if m.missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `weir restore DIR [--force]`.
+pub async fn restore(
+    config: &Config,
+    dir: &std::path::Path,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let m =
+        weir_core::backup::restore(dir, &config.database.url, &config.core.data_dir, force).await?;
+    if m.database == "postgres" {
+        println!(
+            "the data is back; restore the PostgreSQL database from its dump with `pg_restore`"
+        );
+    }
+    println!(
+        "restored the backup of {} ({} dataset version(s)) into {} and {}",
+        m.created_at.to_rfc3339(),
+        m.versions,
+        redacted_url(&config.database.url),
+        config.core.data_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a `weir db` subcommand.

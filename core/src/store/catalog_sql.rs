@@ -80,6 +80,24 @@ macro_rules! impl_catalog_store {
                     .ok_or_else(|| $crate::store::Error::NotFound(format!("dataset version {id}")))
             }
 
+            async fn move_version_paths(&self, from: &str, to: &str) -> $crate::store::Result<u64> {
+                let from = format!("{}/", from.trim_end_matches('/'));
+                let to = format!("{}/", to.trim_end_matches('/'));
+                let width = i32::try_from(from.chars().count()).unwrap_or(i32::MAX);
+                let mut tx = self.tx().await?;
+                let moved = sqlx::query(
+                    "UPDATE dataset_versions SET path = $1 || substr(path, $2 + 1) WHERE substr(path, 1, $2) = $3",
+                )
+                .bind(&to)
+                .bind(width)
+                .bind(&from)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(moved)
+            }
+
             async fn mark_version_deleted(
                 &self,
                 id: i64,

@@ -745,6 +745,10 @@ pub trait CatalogStore: Send + Sync {
     async fn dataset_versions(&self, dataset: Option<&str>) -> Result<Vec<DatasetVersionRecord>>;
     /// One version by key.
     async fn get_dataset_version(&self, id: i64) -> Result<DatasetVersionRecord>;
+    /// Moves the recorded place of every version under the folder `from` to
+    /// the same place under `to` (a restore into another data folder);
+    /// answers how many moved.
+    async fn move_version_paths(&self, from: &str, to: &str) -> Result<u64>;
     /// Records that retention deleted a version's files (audited).
     async fn mark_version_deleted(&self, id: i64, actor: &str, at: DateTime<Utc>) -> Result<()>;
     /// Records a validate try's versions, outcome and check results in one

@@ -1,0 +1,280 @@
+//! Backups of a site and their restore: a consistent copy of the state
+//! database (SQLite through its online backup; PostgreSQL is dumped with
+//! `pg_dump`) and of every dataset version that copy records, with a
+//! manifest saying where the data folder was. A restore puts both back and
+//! moves the recorded places of the versions into the data folder it
+//! restores to.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{self, Backend, CatalogStore, SqliteStore};
+
+/// What goes wrong taking or restoring a backup.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// A file or folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state database failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The request cannot be carried out as asked.
+    #[error("{0}")]
+    Refused(String),
+}
+
+type Result<T> = std::result::Result<T, BackupError>;
+
+/// The manifest of a backup (`backup.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The weir that took it.
+    pub weir_version: String,
+    /// When.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// `sqlite` (the copy is `weir.db`) or `postgres` (dump it yourself).
+    pub database: String,
+    /// The data folder the versions' recorded places are under.
+    pub data_dir: String,
+    /// Dataset versions copied.
+    pub versions: usize,
+    /// Files copied.
+    pub files: usize,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// Versions the database records that could not be copied, and why.
+    pub missing: Vec<String>,
+}
+
+/// The file a backup keeps its manifest in.
+pub const MANIFEST: &str = "backup.json";
+/// The file a backup keeps a SQLite database in.
+pub const DATABASE: &str = "weir.db";
+/// The folder a backup keeps the data in.
+pub const DATA: &str = "data";
+/// The catalog's marker in a data folder (see the remote workers' check).
+const MARKER: &str = ".weir-catalog";
+
+/// Takes a backup of the site whose database is at `db_url` and whose data
+/// folder is `data_dir` into the new folder `dir`, while weir runs.
+pub async fn backup(db_url: &str, data_dir: &Path, dir: &Path) -> Result<Manifest> {
+    if !is_empty_or_absent(dir).await {
+        return Err(BackupError::Refused(format!(
+            "{} is not an empty folder",
+            dir.display()
+        )));
+    }
+    let data = dir.join(DATA);
+    create_dir(&data).await?;
+    let backend = Backend::of(db_url)?;
+    // The versions a consistent copy of the database records: copied after
+    // it, they are all there (published versions never change).
+    let versions = match backend {
+        Backend::Sqlite => {
+            let copy = dir.join(DATABASE);
+            SqliteStore::connect(db_url)
+                .await?
+                .backup(&copy.display().to_string())
+                .await?;
+            let snapshot = SqliteStore::connect(&format!("sqlite://{}", copy.display())).await?;
+            snapshot.dataset_versions(None).await?
+        }
+        Backend::Postgres => {
+            let live = store::open(db_url).await?;
+            live.dataset_versions(None).await?
+        }
+    };
+    let mut manifest = Manifest {
+        weir_version: env!("CARGO_PKG_VERSION").to_owned(),
+        created_at: chrono::Utc::now(),
+        database: match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+        .to_owned(),
+        data_dir: data_dir.display().to_string(),
+        versions: 0,
+        files: 0,
+        bytes: 0,
+        missing: Vec::new(),
+    };
+    for v in versions.iter().filter(|v| v.deleted_at.is_none()) {
+        let name = format!("{} version {}", v.dataset, v.version);
+        let Some(path) = v.path.as_deref().map(PathBuf::from) else {
+            continue;
+        };
+        let Ok(relative) = path.strip_prefix(data_dir) else {
+            manifest.missing.push(format!(
+                "{name}: {} is outside {}",
+                path.display(),
+                data_dir.display()
+            ));
+            continue;
+        };
+        if !tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir()) {
+            manifest
+                .missing
+                .push(format!("{name}: {} is gone", path.display()));
+            continue;
+        }
+        let (files, bytes) = copy_tree(&path, &data.join(relative)).await?;
+        manifest.versions += 1;
+        manifest.files += files;
+        manifest.bytes += bytes;
+    }
+    let marker = data_dir.join(MARKER);
+    if tokio::fs::metadata(&marker)
+        .await
+        .is_ok_and(|m| m.is_file())
+    {
+        copy_file(&marker, &data.join(MARKER)).await?;
+    }
+    write_manifest(dir, &manifest).await?;
+    Ok(manifest)
+}
+
+/// Restores the backup in `dir` to the database at `db_url` and the data
+/// folder `data_dir`; both must be empty unless `force`. A PostgreSQL
+/// database is restored from its dump with `pg_restore` first: this copies
+/// the data back and moves the versions' places in it.
+pub async fn restore(dir: &Path, db_url: &str, data_dir: &Path, force: bool) -> Result<Manifest> {
+    let text = read_to_string(&dir.join(MANIFEST)).await?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
+        BackupError::Refused(format!(
+            "{}: not a weir backup manifest: {e}",
+            dir.join(MANIFEST).display()
+        ))
+    })?;
+    let backend = Backend::of(db_url)?;
+    let database = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    if manifest.database != database {
+        return Err(BackupError::Refused(format!(
+            "the backup holds a {} database and the site uses {database}",
+            manifest.database
+        )));
+    }
+    if !force && !is_empty_or_absent(data_dir).await {
+        return Err(BackupError::Refused(format!(
+            "the data folder {} is not empty (--force replaces what is there)",
+            data_dir.display()
+        )));
+    }
+    if backend == Backend::Sqlite {
+        let file = sqlite_file(db_url);
+        if !force && tokio::fs::try_exists(&file).await.unwrap_or(true) {
+            return Err(BackupError::Refused(format!(
+                "the database {} exists (--force replaces it)",
+                file.display()
+            )));
+        }
+        for stale in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{stale}", file.display()));
+            let _ = tokio::fs::remove_file(&side).await;
+        }
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            create_dir(parent).await?;
+        }
+        copy_file(&dir.join(DATABASE), &file).await?;
+    }
+    create_dir(data_dir).await?;
+    copy_tree(&dir.join(DATA), data_dir).await?;
+    // The versions are recorded where the backed-up site kept them.
+    let store = store::open(db_url).await?;
+    store
+        .move_version_paths(&manifest.data_dir, &data_dir.display().to_string())
+        .await?;
+    Ok(manifest)
+}
+
+/// Whether `dir` does not exist or holds nothing.
+async fn is_empty_or_absent(dir: &Path) -> bool {
+    match tokio::fs::read_dir(dir).await {
+        Ok(mut entries) => matches!(entries.next_entry().await, Ok(None)),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// The file a `sqlite:` URL names.
+fn sqlite_file(url: &str) -> PathBuf {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    PathBuf::from(rest.split('?').next().unwrap_or(rest))
+}
+
+async fn create_dir(path: &Path) -> Result<()> {
+    tokio::fs::create_dir_all(path)
+        .await
+        .map_err(|source| BackupError::Io {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+async fn read_to_string(path: &Path) -> Result<String> {
+    tokio::fs::read_to_string(path)
+        .await
+        .map_err(|source| BackupError::Io {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+async fn copy_file(from: &Path, to: &Path) -> Result<u64> {
+    tokio::fs::copy(from, to)
+        .await
+        .map_err(|source| BackupError::Io {
+            path: from.to_owned(),
+            source,
+        })
+}
+
+async fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let path = dir.join(MANIFEST);
+    let text = serde_json::to_string_pretty(manifest)
+        .map_err(|e| BackupError::Refused(format!("the manifest: {e}")))?;
+    tokio::fs::write(&path, text)
+        .await
+        .map_err(|source| BackupError::Io { path, source })
+}
+
+/// Copies the folder `from` into `to` (made as needed), on the blocking
+/// pool; answers the files and bytes copied.
+async fn copy_tree(from: &Path, to: &Path) -> Result<(usize, u64)> {
+    fn walk(from: &Path, to: &Path, done: &mut (usize, u64)) -> Result<()> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| BackupError::Io { path, source }
+        };
+        std::fs::create_dir_all(to).map_err(io(to))?;
+        for entry in std::fs::read_dir(from).map_err(io(from))? {
+            let entry = entry.map_err(io(from))?;
+            let (source, target) = (entry.path(), to.join(entry.file_name()));
+            if entry.file_type().map_err(io(&source))?.is_dir() {
+                walk(&source, &target, done)?;
+            } else {
+                done.1 += std::fs::copy(&source, &target).map_err(io(&source))?;
+                done.0 += 1;
+            }
+        }
+        Ok(())
+    }
+    let (from, to) = (from.to_owned(), to.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut done = (0, 0);
+        walk(&from, &to, &mut done).map(|()| done)
+    })
+    .await
+    .map_err(|e| BackupError::Refused(format!("copying: {e}")))?
+}
