@@ -932,16 +932,23 @@ fn datasets_and_quality_from_the_command_line() {
     });
     assert_eq!(fresh.run_state("count").as_deref(), Some("success"));
     let counted = fresh.json(&["datasets", "show", "curated.counted", "--output", "json"]);
-    assert_eq!(counted["versions"][0]["rows"], 2, "{counted}");
+    assert_eq!(
+        counted["versions"][0]["rows"], 2,
+        "a row per clean person, each read with the other three datasets: {counted}"
+    );
 }
 
-/// Reads the restored `clean.people`.
+/// Reads every restored dataset.
 const COUNT_DAG: &str = r#"
 tasks:
   counted:
     kind: transform
-    inputs: [clean.people]
-    sql: "select * from clean.people"
+    inputs: [clean.people, curated.summary, raw.people, quarantine.people]
+    unchecked_inputs: [raw.people, quarantine.people]
+    sql: >-
+      select c.id, s.people, (select count(*) from raw.people) as raw,
+      (select count(*) from quarantine.people) as quarantined
+      from clean.people c cross join curated.summary s
     output: curated.counted
 "#;
 
