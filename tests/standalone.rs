@@ -878,6 +878,15 @@ fn datasets_and_quality_from_the_command_line() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no dataset `clean.nothing`"));
 
+    let verified = site.run(&["datasets", "verify"]);
+    assert!(verified.status.success());
+    assert!(
+        String::from_utf8_lossy(&verified.stdout)
+            .contains("4 kept version(s) checked, 0 problem(s)"),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+
     // A backup taken while weir runs, restored into a fresh site that reads it.
     let backup = site.path("backup");
     let backup = backup.to_str().unwrap();
@@ -935,6 +944,47 @@ fn datasets_and_quality_from_the_command_line() {
     assert_eq!(
         counted["versions"][0]["rows"], 2,
         "a row per clean person, each read with the other three datasets: {counted}"
+    );
+
+    // Verify finds what does not match the catalog, and says so by its exit code.
+    let data = |rel: &str| fresh.path(&format!("data/{rel}"));
+    std::fs::create_dir_all(data("clean/people/.tmp-crashed")).unwrap();
+    std::fs::create_dir_all(data("clean/people/v=9")).unwrap();
+    std::fs::remove_dir_all(data("curated/summary/v=1")).unwrap();
+    let raw = std::fs::read_dir(data("raw/people/v=1"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&raw)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"xx"))
+        .unwrap();
+    let out = fresh.run(&["datasets", "verify", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut problems: Vec<String> = found["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let problem = f["problem"].as_str().unwrap();
+            let what = problem.split(':').next().unwrap();
+            format!("{} {what}", f["version"].as_str().unwrap())
+        })
+        .collect();
+    problems.sort();
+    assert_eq!(
+        problems,
+        [
+            " leftover",
+            " orphan",
+            "curated.summary v1 missing",
+            "raw.people v1 size"
+        ],
+        "{found}"
     );
 }
 

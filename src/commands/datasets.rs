@@ -29,6 +29,16 @@ pub enum DatasetsCommand {
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// Check that every kept version is on disk with its recorded size, and
+    /// find what the data folder holds that the catalog does not (exit 1
+    /// when anything is wrong).
+    Verify {
+        /// `zone.name` (default: every dataset).
+        name: Option<String>,
+        /// Table or JSON.
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
     /// Record that a dataset was updated outside weir: the DAGs scheduled on
     /// it run as for a new version (audited).
     Updated {
@@ -61,10 +71,13 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
     if let DatasetsCommand::Updated { name, extra } = command {
         return updated(config, &name, extra.as_deref()).await;
     }
+    if let DatasetsCommand::Verify { name, output } = command {
+        return verify(config, name.as_deref(), output).await;
+    }
     let store = super::store(config).await?;
     let all = store.dataset_versions(None).await?;
     match command {
-        DatasetsCommand::Updated { .. } => {}
+        DatasetsCommand::Updated { .. } | DatasetsCommand::Verify { .. } => {}
         DatasetsCommand::List { output } => {
             let newest = weir_core::catalog::summaries(&all);
             match output {
@@ -259,4 +272,55 @@ async fn updated(config: &Config, name: &str, extra: Option<&str>) -> anyhow::Re
         .await?;
     println!("recorded update {} of {name}", event.id);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `weir datasets verify [NAME]`.
+async fn verify(
+    config: &Config,
+    name: Option<&str>,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    let store = super::store(config).await?;
+    let report =
+        weir_worker::data::verify::verify(store.as_ref(), &config.core.data_dir, name).await?;
+    let version = |f: &weir_worker::data::verify::Finding| {
+        f.version
+            .as_ref()
+            .map(|(d, v)| format!("{d} v{v}"))
+            .unwrap_or_default()
+    };
+    match output {
+        OutputFormat::Json => print_json(&json!({
+            "checked": report.checked,
+            "findings": report.findings.iter().map(|f| json!({
+                "version": version(f), "path": f.path.display().to_string(), "problem": f.problem.to_string(),
+            })).collect::<Vec<_>>(),
+        })),
+        OutputFormat::Table => {
+            if !report.findings.is_empty() {
+                let rows: Vec<Vec<String>> = report
+                    .findings
+                    .iter()
+                    .map(|f| {
+                        vec![
+                            version(f),
+                            f.path.display().to_string(),
+                            f.problem.to_string(),
+                        ]
+                    })
+                    .collect();
+                print_table(&["VERSION", "PATH", "PROBLEM"], &rows);
+            }
+            println!(
+                "{} kept version(s) checked, {} problem(s)",
+                report.checked,
+                report.findings.len()
+            );
+        }
+    }
+    Ok(if report.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -19,6 +19,7 @@ pub mod sql;
 pub mod storage;
 mod transform;
 mod validate;
+pub mod verify;
 
 use weir_core::dag::{Task, TaskKind};
 

@@ -355,7 +355,7 @@ fn sync_tree(dir: &Path, parent: &Path) -> std::io::Result<()> {
     std::fs::File::open(parent)?.sync_all()
 }
 
-async fn dir_size(dir: &Path) -> u64 {
+pub(crate) async fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     if let Ok(mut entries) = tokio::fs::read_dir(dir).await {
         while let Ok(Some(e)) = entries.next_entry().await {

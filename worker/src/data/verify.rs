@@ -1,0 +1,158 @@
+//! `weir datasets verify`: every version the catalog keeps is on disk with
+//! the size it was recorded with, and the data folder holds nothing the
+//! catalog does not know (versions no one recorded, versions retention
+//! recorded as deleted, temporary folders a crash left).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use weir_core::dag::Zone;
+use weir_core::store::{DatasetVersionRecord, Store};
+
+use super::storage::dir_size;
+use crate::data::DataError;
+
+/// What is wrong with one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// A kept version's folder is gone.
+    Missing,
+    /// A kept version's files do not add up to the bytes recorded.
+    Size {
+        /// Recorded when it was published.
+        recorded: u64,
+        /// On disk now.
+        found: u64,
+    },
+    /// Retention recorded the version deleted, yet its files remain.
+    NotDeleted,
+    /// A version folder the catalog does not record.
+    Unrecorded,
+    /// A temporary folder: a write that never finished.
+    Leftover,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Missing => f.write_str("missing: the catalog keeps it, the folder is gone"),
+            Problem::Size { recorded, found } => {
+                write!(f, "size: {found} bytes on disk, {recorded} recorded")
+            }
+            Problem::NotDeleted => f.write_str("not deleted: retention recorded it deleted"),
+            Problem::Unrecorded => f.write_str("orphan: no version of the catalog"),
+            Problem::Leftover => f.write_str("leftover: a write that never finished"),
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The dataset (`zone.name`) and version, where the catalog names one.
+    pub version: Option<(String, i64)>,
+    /// The folder.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub problem: Problem,
+}
+
+/// What a verification found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Kept versions checked.
+    pub checked: usize,
+    /// Everything wrong; empty when all is well.
+    pub findings: Vec<Finding>,
+}
+
+/// Verifies the versions of `dataset` (every dataset when `None`) against
+/// the data folder `data_dir`.
+pub async fn verify(
+    store: &dyn Store,
+    data_dir: &Path,
+    dataset: Option<&str>,
+) -> Result<Report, DataError> {
+    let versions = store.dataset_versions(dataset).await?;
+    let mut report = Report::default();
+    for v in &versions {
+        let Some(path) = v.path.as_deref().map(PathBuf::from) else {
+            continue;
+        };
+        let exists = tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir());
+        let problem = match (v.deleted_at.is_some(), exists) {
+            (true, true) => Some(Problem::NotDeleted),
+            (true, false) => None,
+            (false, false) => Some(Problem::Missing),
+            (false, true) => {
+                report.checked += 1;
+                let found = dir_size(&path).await;
+                v.bytes
+                    .and_then(|b| u64::try_from(b).ok())
+                    .filter(|recorded| *recorded != found)
+                    .map(|recorded| Problem::Size { recorded, found })
+            }
+        };
+        if let Some(problem) = problem {
+            report.findings.push(Finding {
+                version: Some((v.dataset.clone(), v.version)),
+                path,
+                problem,
+            });
+        }
+    }
+    for folder in dataset_folders(data_dir, dataset).await {
+        report.findings.extend(unknown_in(&folder, &versions).await);
+    }
+    Ok(report)
+}
+
+/// The folders of the datasets to look in: one, or every one of every zone.
+async fn dataset_folders(data_dir: &Path, dataset: Option<&str>) -> Vec<PathBuf> {
+    if let Some((zone, name)) = dataset.and_then(|d| d.split_once('.')) {
+        return vec![data_dir.join(zone).join(name)];
+    }
+    let mut out = Vec::new();
+    for zone in [Zone::Raw, Zone::Clean, Zone::Curated, Zone::Quarantine] {
+        let Ok(mut entries) = tokio::fs::read_dir(data_dir.join(zone.as_str())).await else {
+            continue;
+        };
+        while let Ok(Some(e)) = entries.next_entry().await {
+            if e.file_type().await.is_ok_and(|t| t.is_dir()) {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What a dataset's folder holds that no recorded version accounts for.
+async fn unknown_in(folder: &Path, versions: &[DatasetVersionRecord]) -> Vec<Finding> {
+    let recorded: HashSet<PathBuf> = versions
+        .iter()
+        .filter_map(|v| v.path.as_deref().map(PathBuf::from))
+        .collect();
+    let mut out = Vec::new();
+    let Ok(mut entries) = tokio::fs::read_dir(folder).await else {
+        return out;
+    };
+    while let Ok(Some(e)) = entries.next_entry().await {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        let problem = if name.starts_with(".tmp-") {
+            Problem::Leftover
+        } else if name.starts_with("v=") && !recorded.contains(&path) {
+            Problem::Unrecorded
+        } else {
+            continue;
+        };
+        out.push(Finding {
+            version: None,
+            path,
+            problem,
+        });
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
