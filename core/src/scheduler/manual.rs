@@ -52,6 +52,7 @@ impl Scheduler {
             run,
             tasks,
             fan_ins: Vec::new(),
+            siblings: None,
         };
         let plan = plan::plan(&dag, &snapshot, &Action::Clear(spec.clone()), self.now())
             .map_err(|r| Error::Invalid(r.to_string()))?;

@@ -19,7 +19,10 @@ use crate::store::{
 /// everything otherwise.
 pub fn scope(dag: &Dag, action: &Action) -> Scope {
     let Action::Finish {
-        task_id, outcome, ..
+        task_id,
+        map_index,
+        outcome,
+        ..
     } = action
     else {
         return Scope::All;
@@ -49,13 +52,22 @@ pub fn scope(dag: &Dag, action: &Action) -> Scope {
     }
     need.sort_unstable();
     need.dedup();
+    // A mapped instance without `max_active` needs its siblings' states
+    // only, not their rows: those can be many more than the DAG's tasks.
+    let siblings = (*map_index >= 0
+        && dag
+            .task_at(i)
+            .and_then(|t| t.expand.as_ref())
+            .is_some_and(|e| e.max_active.is_none()))
+    .then(|| (task_id.clone(), *map_index));
     // Most of the run anyway: one plain read is cheaper than a long key list.
-    if need.len() * 2 > dag.tasks.len() {
+    if siblings.is_none() && need.len() * 2 > dag.tasks.len() {
         return Scope::All;
     }
     Scope::Tasks {
         tasks: need.into_iter().map(|n| id_at(dag, n)).collect(),
         fan_ins,
+        siblings,
     }
 }
 
@@ -443,6 +455,8 @@ struct Planning<'a> {
     expanded: HashMap<usize, i64>,
     /// Counted upstream states of fan-ins, by downstream task.
     fan_ins: HashMap<String, Vec<(TaskState, i64)>>,
+    /// A mapped task's instances outside the rows, counted by state.
+    siblings: Option<(usize, Vec<(TaskState, i64)>)>,
     changes: Vec<TaskChange>,
     expansion: Option<Expansion>,
     run_from: RunState,
@@ -478,6 +492,12 @@ impl<'a> Planning<'a> {
                 .iter()
                 .map(|f| (f.task_id.clone(), f.counts.clone()))
                 .collect(),
+            siblings: s.siblings.as_ref().and_then(|c| {
+                Some((
+                    dag.tasks.get_index_of(c.task_id.as_str())?,
+                    c.counts.clone(),
+                ))
+            }),
             changes: Vec::new(),
             expansion: None,
             run_from: s.run.state,
@@ -547,6 +567,13 @@ impl<'a> Planning<'a> {
                 let s = self.state(k);
                 if s != TaskState::Removed {
                     into.push(s);
+                }
+            }
+            if let Some((t, counts)) = &self.siblings
+                && *t == task
+            {
+                for &(s, n) in counts {
+                    into.extend(std::iter::repeat_n(s, usize::try_from(n).unwrap_or(0)));
                 }
             }
         } else {
@@ -654,6 +681,14 @@ impl<'a> Planning<'a> {
             if k.1 >= 0 && is_active(s.0) {
                 *active.entry(k.0).or_default() += 1;
             }
+        }
+        if let Some((t, counts)) = &self.siblings {
+            let busy: i64 = counts
+                .iter()
+                .filter(|(s, _)| is_active(*s))
+                .map(|(_, n)| n)
+                .sum();
+            *active.entry(*t).or_default() += usize::try_from(busy).unwrap_or(0);
         }
         let mut upstream: Vec<TaskState> = Vec::new();
         for key in order {
@@ -985,6 +1020,7 @@ mod tests {
             unfinished,
             failed: 0,
             fan_ins: Vec::new(),
+            siblings: None,
         }
     }
 
@@ -1187,6 +1223,51 @@ mod tests {
                 ("m".into(), 1, Failed),
                 ("m".into(), 2, Failed)
             ]
+        );
+    }
+
+    #[test]
+    fn counted_siblings_decide_downstream_as_their_rows_would() {
+        use TaskState::*;
+        let dag = mapped_dag("{items: [1, 2, 3]}");
+        let finish = finish_mapped("m", 1, Outcome::Success);
+        assert!(
+            matches!(scope(&dag, &finish), Scope::Tasks { siblings: Some((ref t, 1)), .. } if t == "m"),
+            "without max_active a mapped instance's siblings are counted"
+        );
+        let capped = mapped_dag("{items: [1, 2, 3], max_active: 2}");
+        assert!(matches!(
+            scope(&capped, &finish),
+            Scope::All
+                | Scope::Tasks {
+                    siblings: Option::None,
+                    ..
+                }
+        ));
+        let with = |counts: Vec<(TaskState, i64)>| {
+            let mut snap = mapped_at(
+                &[
+                    ("a", -1, Success, 1),
+                    ("m", -1, Success, 1),
+                    ("m", 1, Running, 1),
+                    ("b", -1, None, 0),
+                ],
+                Some(3),
+            );
+            snap.siblings = Some(crate::store::SiblingCounts {
+                task_id: "m".into(),
+                counts,
+            });
+            plan(&dag, &snap, &finish, Utc::now()).unwrap_or_default()
+        };
+        assert_eq!(moves(&with(vec![(Success, 1), (Running, 1)]))[1..], []);
+        assert_eq!(
+            moves(&with(vec![(Success, 2)]))[1..],
+            [("b".into(), -1, Scheduled)]
+        );
+        assert_eq!(
+            moves(&with(vec![(Success, 1), (Failed, 1)]))[1..],
+            [("b".into(), -1, UpstreamFailed)]
         );
     }
 
@@ -1689,7 +1770,7 @@ mod tests {
             outcome: Outcome::Success,
             jitter: 0.0,
         };
-        let Scope::Tasks { tasks, fan_ins } = scope(&dag, &finish) else {
+        let Scope::Tasks { tasks, fan_ins, .. } = scope(&dag, &finish) else {
             panic!("a try of one of ten upstream tasks reads only what it can change");
         };
         assert_eq!(tasks, ["u0", "end"]);

@@ -145,6 +145,7 @@ macro_rules! impl_advance_store {
                 .ok_or_else(|| $crate::store::Error::NotFound(format!("run {run_pk}")))?;
             let mut scope = scope.clone();
             let mut rounds = 0;
+            let mut sibling_counts: Option<$crate::store::SiblingCounts> = None;
             let (snapshot, plan) = loop {
                 // One prepared statement whatever the number of tasks: the ids travel as a JSON array.
                 let (tasks, fan_ins): (Vec<$crate::store::TaskStateRecord>, _) = match &scope {
@@ -158,18 +159,44 @@ macro_rules! impl_advance_store {
                         .await?,
                         Vec::new(),
                     ),
-                    $crate::store::Scope::Tasks { tasks: ids, fan_ins } => {
+                    $crate::store::Scope::Tasks { tasks: ids, fan_ins, siblings } => {
+                        // Of a task whose siblings are counted, its own row and the named instance's.
+                        let (counted_task, read_index) = match siblings {
+                            Some((t, i)) => (Some(t.as_str()), *i),
+                            None => (None, -1),
+                        };
                         let rows = sqlx::query_as(concat!(
                             "SELECT id, task_id, state, try_number, max_tries, next_try_at, map_index, map_count \
                              FROM task_instances WHERE run_pk = $1 AND task_id ",
                             $in_json_open,
                             "$2",
-                            $in_json_close
+                            $in_json_close,
+                            " AND ($3 IS NULL OR task_id <> $3 OR map_index < 0 OR map_index = $4)"
                         ))
                         .bind(run_pk)
                         .bind(sqlx::types::Json(ids))
+                        .bind(counted_task)
+                        .bind(read_index)
                         .fetch_all(&mut *conn)
                         .await?;
+                        sibling_counts = match counted_task {
+                            Some(task_id) => {
+                                let counts: Vec<(String, i64)> = sqlx::query_as(
+                                    "SELECT state, COUNT(*) FROM task_instances WHERE run_pk = $1 AND task_id = $2 \
+                                     AND map_index >= 0 AND map_index <> $3 AND state <> 'removed' GROUP BY state",
+                                )
+                                .bind(run_pk)
+                                .bind(task_id)
+                                .bind(read_index)
+                                .fetch_all(&mut *conn)
+                                .await?;
+                                Some($crate::store::SiblingCounts {
+                                    task_id: task_id.to_owned(),
+                                    counts: $crate::store::sql::parsed(counts)?,
+                                })
+                            }
+                            None => None,
+                        };
                         let mut counted = Vec::with_capacity(fan_ins.len());
                         for f in fan_ins {
                             // Upstream tasks read as rows are not counted twice.
@@ -198,17 +225,18 @@ macro_rules! impl_advance_store {
                     unfinished: run.unfinished,
                     failed: run.failed,
                     fan_ins,
+                    siblings: sibling_counts.take(),
                 };
                 match planner(&snapshot)? {
                     $crate::store::Planned::Done(plan) => break (snapshot, plan),
                     $crate::store::Planned::NeedTasks(more) => {
                         rounds += 1;
                         scope = match scope {
-                            $crate::store::Scope::Tasks { tasks: mut ids, fan_ins } if rounds < 4 => {
+                            $crate::store::Scope::Tasks { tasks: mut ids, fan_ins, siblings } if rounds < 4 => {
                                 ids.extend(more);
                                 ids.sort();
                                 ids.dedup();
-                                $crate::store::Scope::Tasks { tasks: ids, fan_ins }
+                                $crate::store::Scope::Tasks { tasks: ids, fan_ins, siblings }
                             }
                             _ => $crate::store::Scope::All,
                         };

@@ -147,6 +147,20 @@ pub struct RunSnapshot {
     /// For each wide fan-in the scope names, how many of its upstream tasks
     /// outside `tasks` are in each state.
     pub fan_ins: Vec<FanInCounts>,
+    /// For a mapped instance's report, how many of its siblings (the task's
+    /// other mapped instances, removed ones left out) are in each state.
+    pub siblings: Option<SiblingCounts>,
+}
+
+/// A mapped task's instances other than the one read as a row, counted by
+/// state: downstream trigger rules need no more, and a wide map would
+/// otherwise read every sibling each time one of them ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiblingCounts {
+    /// The task.
+    pub task_id: String,
+    /// Its instances per state (states with none are left out).
+    pub counts: Vec<(TaskState, i64)>,
 }
 
 /// The states of a task's upstream tasks outside a snapshot's rows, counted
@@ -173,6 +187,9 @@ pub enum Scope {
         tasks: Vec<String>,
         /// Tasks whose upstream tasks are counted by state, not read.
         fan_ins: Vec<FanIn>,
+        /// A mapped task of which only its own instance and this map index
+        /// are read as rows, its other instances counted by state.
+        siblings: Option<(String, i64)>,
     },
 }
 
