@@ -1266,3 +1266,87 @@ async fn remote_case(db: &TestDb) {
         page.body
     );
 }
+
+const MAPPED: &str = r#"
+dag: mapped
+schedule: manual
+tasks:
+  each:
+    kind: shell
+    expand: {items: [a, b]}
+    command: echo "item {{ item }}"
+"#;
+
+async fn mapped_case(db: &TestDb) {
+    let ui = Ui::start(db).await;
+    let dags = ui.dir.path().join("dags");
+    std::fs::write(dags.join("mapped.yaml"), MAPPED).unwrap();
+    ui.sched.sync_folder(&dags).await.unwrap();
+    let run = ui
+        .sched
+        .trigger(
+            "mapped",
+            Trigger {
+                actor: "test".into(),
+                ..Trigger::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ui.wait(&run).await.state, RunState::Success);
+    let op = ui.login("otto").await;
+    let r = seg(&run.run_id);
+    // The task's panel lists its instances; one instance's panel and log.
+    let task = ui
+        .get(&format!("/dags/mapped/runs/{r}/tasks/each"), Some(&op))
+        .await;
+    assert!(task.body.contains("Mapped instances"), "{}", task.body);
+    assert!(task.body.contains("?map_index=1"), "{}", task.body);
+    let one = ui
+        .get(
+            &format!("/dags/mapped/runs/{r}/tasks/each?map_index=1"),
+            Some(&op),
+        )
+        .await;
+    assert!(one.body.contains("each [1]"), "{}", one.body);
+    let log = ui
+        .get(
+            &format!("/dags/mapped/runs/{r}/tasks/each/log?map_index=1"),
+            Some(&op),
+        )
+        .await;
+    assert!(log.body.contains("item b"), "{}", log.body);
+    // Marking one instance failed from its panel fails it alone, and the run.
+    let a = ui
+        .post(
+            &format!("/dags/mapped/runs/{r}/tasks/each/mark?map_index=1"),
+            Some(&op),
+            &[("csrf", &op.csrf), ("state", "failed")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert!(a.location().ends_with("?map_index=1"), "{}", a.location());
+    let store = ui.sched.store();
+    let state = |i: i64| {
+        let store = store.clone();
+        let run_id = run.run_id.clone();
+        async move {
+            store
+                .get_mapped_instance("mapped", &run_id, "each", i)
+                .await
+                .unwrap()
+                .state
+                .to_string()
+        }
+    };
+    assert_eq!(
+        (state(0).await, state(1).await),
+        ("success".into(), "failed".into())
+    );
+    assert_eq!(ui.wait(&run).await.state, RunState::Failed);
+    ui.stop().await;
+}
+both_backends!(
+    mapped_instances_in_the_task_panel_and_its_forms,
+    mapped_case
+);
