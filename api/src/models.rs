@@ -474,10 +474,9 @@ impl TaskInstanceResponse {
 /// A mapped instance's item as people read it: a string as it is, any other
 /// value as JSON (Airflow's `rendered_map_index`).
 fn rendered_item(t: &TaskInstanceRecord) -> Option<String> {
-    let text = t.map_item.as_deref()?;
-    Some(match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => text.to_owned(),
+    Some(match t.item()? {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
     })
 }
 

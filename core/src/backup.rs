@@ -94,11 +94,7 @@ pub async fn backup(db_url: &str, data_dir: &Path, dir: &Path) -> Result<Manifes
     let mut manifest = Manifest {
         weir_version: env!("CARGO_PKG_VERSION").to_owned(),
         created_at: chrono::Utc::now(),
-        database: match backend {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-        .to_owned(),
+        database: backend.name().to_owned(),
         data_dir: data_dir.display().to_string(),
         versions: 0,
         files: 0,
@@ -153,10 +149,7 @@ pub async fn restore(dir: &Path, db_url: &str, data_dir: &Path, force: bool) -> 
         ))
     })?;
     let backend = Backend::of(db_url)?;
-    let database = match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    };
+    let database = backend.name();
     if manifest.database != database {
         return Err(BackupError::Refused(format!(
             "the backup holds a {} database and the site uses {database}",

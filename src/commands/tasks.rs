@@ -108,20 +108,13 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
         } => {
             let run = store.get_run(&dag_id, &run_id).await?;
             let tis = store.list_task_instances(run.id).await?;
-            let duration =
-                |t: &weir_core::store::TaskInstanceRecord| match (t.start_date, t.end_date) {
-                    (Some(s), Some(e)) => {
-                        Some((e - s).num_microseconds().unwrap_or(0) as f64 / 1e6)
-                    }
-                    _ => None,
-                };
             match output {
                 OutputFormat::Json => print_json(&json!({
                     "task_instances": tis.iter().map(|t| json!({
-                        "task_id": t.task_id, "map_index": t.map_index, "item": item(t),
+                        "task_id": t.task_id, "map_index": t.map_index, "item": t.item(),
                         "state": (t.state != TaskState::None).then(|| t.state.as_str()),
                         "try_number": t.try_number, "max_tries": t.max_tries, "start_date": t.start_date,
-                        "end_date": t.end_date, "duration": duration(t), "hostname": t.hostname,
+                        "end_date": t.end_date, "duration": t.duration(), "hostname": t.hostname,
                         "executor": t.worker,
                     })).collect::<Vec<_>>(),
                     "total_entries": tis.len(),
@@ -137,12 +130,12 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
                                 } else {
                                     t.map_index.to_string()
                                 },
-                                item(t).map(|v| v.to_string()).unwrap_or_default(),
+                                t.item().map(|v| v.to_string()).unwrap_or_default(),
                                 t.state.to_string(),
                                 t.try_number.to_string(),
                                 time(t.start_date),
                                 time(t.end_date),
-                                seconds(duration(t)),
+                                seconds(t.duration()),
                                 t.worker.clone().unwrap_or_default(),
                             ]
                         })
@@ -261,11 +254,6 @@ pub async fn run(command: TasksCommand, config: &Config) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A mapped instance's item, as JSON.
-fn item(t: &weir_core::store::TaskInstanceRecord) -> Option<serde_json::Value> {
-    serde_json::from_str(t.map_item.as_deref()?).ok()
 }
 
 /// A task instance (DAG, run, task, map index) and one of its tries

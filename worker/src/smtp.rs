@@ -3,7 +3,8 @@
 //! PLAIN (RFC 4954), then MAIL FROM, RCPT TO, DATA and QUIT over one
 //! connection. A login is never sent over a connection without TLS.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -131,22 +132,7 @@ async fn handshake(
     o: &SmtpOptions,
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = &o.ca_file {
-        use rustls::pki_types::pem::PemObject;
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-        for cert in certs {
-            let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-        }
-    }
+    let roots = roots(o.ca_file.clone()).await?;
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -160,6 +146,37 @@ async fn handshake(
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS: {e}"))
+}
+
+/// The certificates a server's may chain to: the built-in roots and the
+/// system's (read from disk once per process), and `ca_file`'s; read on the
+/// blocking pool.
+async fn roots(ca_file: Option<PathBuf>) -> Result<rustls::RootCertStore, String> {
+    static BASE: OnceLock<rustls::RootCertStore> = OnceLock::new();
+    tokio::task::spawn_blocking(move || {
+        let mut roots = BASE
+            .get_or_init(|| {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+                roots
+            })
+            .clone();
+        if let Some(path) = &ca_file {
+            use rustls::pki_types::pem::PemObject;
+            let at = |e: &dyn std::fmt::Display| format!("ca_file {}: {e}", path.display());
+            for cert in
+                rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|e| at(&e))?
+            {
+                roots.add(cert.map_err(|e| at(&e))?).map_err(|e| at(&e))?;
+            }
+        }
+        Ok(roots)
+    })
+    .await
+    .map_err(|e| format!("reading certificates: {e}"))?
 }
 
 async fn say<S: AsyncWrite + Unpin>(s: &mut S, line: &str) -> Result<(), String> {

@@ -443,10 +443,7 @@ async fn task_panel(
                 item: t.map_item.clone().unwrap_or_default(),
                 state: t.state.to_string(),
                 try_number: t.try_number,
-                duration: match (t.start_date, t.end_date) {
-                    (Some(s), Some(e)) => Some((e - s).num_milliseconds() as f64 / 1000.0),
-                    _ => None,
-                },
+                duration: t.duration(),
             })
             .collect()
     } else {

@@ -1180,6 +1180,14 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// `sqlite` or `postgres`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
     /// The backend `url` names; [`Error::UnsupportedUrl`] for any other.
     pub fn of(url: &str) -> Result<Backend> {
         if url.starts_with("sqlite:") {

@@ -353,6 +353,19 @@ pub fn task_states(tis: &[TaskInstanceRecord]) -> std::collections::HashMap<Stri
 }
 
 impl TaskInstanceRecord {
+    /// Seconds between its current try's start and its end.
+    pub fn duration(&self) -> Option<f64> {
+        match (self.start_date, self.end_date) {
+            (Some(s), Some(e)) => Some((e - s).num_microseconds().unwrap_or(0) as f64 / 1e6),
+            _ => None,
+        }
+    }
+
+    /// A mapped instance's item, as JSON.
+    pub fn item(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(self.map_item.as_deref()?).ok()
+    }
+
     /// Whether this is the task's own instance of a task that expanded into
     /// mapped instances: their states, not its own, are the task's outcome.
     pub fn is_expanded(&self) -> bool {
