@@ -188,11 +188,13 @@ async fn run_one(
                 connections: Default::default(),
                 data_dir: dir.join(w.name()).join("data"),
                 retention: Default::default(),
+                lineage: Default::default(),
             },
             secrets: weir_worker::secrets::Secrets::default(),
             watch: None,
             serve: None,
             notify: None,
+            lineage: None,
         },
     )
     .await?;

@@ -9,9 +9,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use weir_core::config::Config;
 use weir_core::scheduler::Scheduler;
+use weir_worker::lineage::{Delivery, Emitter};
 use weir_worker::notify::{Notifier, NotifierOptions};
 use weir_worker::secrets::Secrets;
 use weir_worker::{LocalPool, PoolOptions};
+
+/// How long stopping waits for queued lineage events to be delivered.
+pub const LINEAGE_FLUSH: Duration = Duration::from_secs(5);
 
 /// The notifier's settings from `config`.
 pub fn notifier_options(config: &Config) -> NotifierOptions {
@@ -45,14 +49,17 @@ pub struct SiteOptions {
     pub serve: Option<(tokio::net::TcpListener, weir_api::AppState)>,
     /// Deliver notifications.
     pub notify: Option<NotifierOptions>,
+    /// The task delivering the pool's OpenLineage events, if lineage is on.
+    pub lineage: Option<Delivery>,
 }
 
 impl SiteOptions {
     /// A pool of `slots` for a worker of `role`, with the configured folders,
-    /// connections, retention and the `WEIR_SECRET_*` secrets; no watcher,
-    /// no server.
-    pub fn from_config(config: &Config, role: &str, slots: usize) -> SiteOptions {
-        SiteOptions {
+    /// connections, retention, lineage and the `WEIR_SECRET_*` secrets; no
+    /// watcher, no server.
+    pub fn from_config(config: &Config, role: &str, slots: usize) -> anyhow::Result<SiteOptions> {
+        let (lineage, delivery) = Emitter::start(&config.openlineage)?;
+        Ok(SiteOptions {
             pool: PoolOptions {
                 slots,
                 logs_dir: config.core.logs_dir.clone(),
@@ -61,12 +68,14 @@ impl SiteOptions {
                 connections: config.connection_urls(std::env::vars()),
                 data_dir: config.core.data_dir.clone(),
                 retention: config.retention.clone(),
+                lineage,
             },
             secrets: Secrets::from_env(std::env::vars()),
             watch: None,
             serve: None,
             notify: Some(notifier_options(config)),
-        }
+            lineage: delivery,
+        })
     }
 }
 
@@ -76,6 +85,7 @@ pub struct Site {
     cancel: CancellationToken,
     tasks: JoinSet<()>,
     worker: String,
+    lineage: Option<Delivery>,
 }
 
 impl Site {
@@ -115,6 +125,7 @@ impl Site {
             cancel,
             tasks,
             worker,
+            lineage: options.lineage,
         })
     }
 
@@ -141,6 +152,7 @@ impl Site {
             cancel,
             tasks,
             worker: String::new(),
+            lineage: None,
         }
     }
 
@@ -151,10 +163,14 @@ impl Site {
 
     /// Stops everything: running tries are stopped and reported (their retry
     /// rules apply), the worker is recorded as stopped, and the server
-    /// finishes the requests it has.
+    /// finishes the requests it has; queued lineage events are delivered
+    /// (for a few seconds at most).
     pub async fn stop(mut self) {
         self.cancel.cancel();
         while self.tasks.join_next().await.is_some() {}
+        if let Some(d) = self.lineage.take() {
+            d.finish(LINEAGE_FLUSH).await;
+        }
     }
 }
 

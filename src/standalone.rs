@@ -39,7 +39,7 @@ pub async fn run(
         SiteOptions {
             watch: Some((config.core.dags_folder.clone(), config.core.dag_refresh)),
             serve: Some((listener, api)),
-            ..SiteOptions::from_config(config, "standalone", slots)
+            ..SiteOptions::from_config(config, "standalone", slots)?
         },
     )
     .await?;

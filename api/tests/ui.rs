@@ -176,6 +176,7 @@ impl Ui {
                 connections: Default::default(),
                 data_dir: dir.path().join("data"),
                 retention: Default::default(),
+                lineage: Default::default(),
             },
             weir_worker::secrets::Secrets::from_env(Vec::new()),
         )

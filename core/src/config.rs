@@ -38,7 +38,7 @@ pub enum Error {
 }
 
 /// The environment variables that override settings (`WEIR_<SECTION>_<KEY>`).
-pub const SETTING_VARS: [&str; 25] = [
+pub const SETTING_VARS: [&str; 31] = [
     "WEIR_CORE_DAGS_FOLDER",
     "WEIR_CORE_DATA_DIR",
     "WEIR_CORE_LOGS_DIR",
@@ -64,6 +64,12 @@ pub const SETTING_VARS: [&str; 25] = [
     "WEIR_WORKER_TOKEN",
     "WEIR_WORKER_QUEUES",
     "WEIR_WORKER_GRACE",
+    "WEIR_OPENLINEAGE_TRANSPORT",
+    "WEIR_OPENLINEAGE_URL",
+    "WEIR_OPENLINEAGE_ENDPOINT",
+    "WEIR_OPENLINEAGE_API_KEY",
+    "WEIR_OPENLINEAGE_PATH",
+    "WEIR_OPENLINEAGE_NAMESPACE",
 ];
 
 /// Other `WEIR_` variables weir reads or sets: the config file, the log
@@ -139,6 +145,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// The mail relay e-mail notifications go through.
     pub smtp: SmtpConfig,
+    /// Where OpenLineage events go (off unless a transport is set).
+    pub openlineage: OpenLineageConfig,
     /// Database connections tasks use, by id.
     pub connections: IndexMap<String, ConnectionConfig>,
     /// Pools and their slots, by name (`default` always exists).
@@ -367,6 +375,99 @@ impl Default for SmtpConfig {
     }
 }
 
+/// `[openlineage]`: an OpenLineage event at the start and at the end of
+/// every try, sent to a lineage service (Marquez, DataHub, OpenMetadata),
+/// appended to a file or printed. Off by default.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenLineageConfig {
+    /// `none` (the default), `http`, `file` or `console`.
+    pub transport: LineageTransport,
+    /// `http`: the service's base URL (`http://localhost:5000`).
+    pub url: Option<String>,
+    /// `http`: the path events are posted to, under `url`.
+    pub endpoint: String,
+    /// `http`: sent as `Authorization: Bearer <key>` (better set as
+    /// `WEIR_OPENLINEAGE_API_KEY`).
+    pub api_key: Option<String>,
+    /// `file`: the file events are appended to, one JSON object per line.
+    pub path: Option<PathBuf>,
+    /// The namespace of weir's jobs (`<dag>.<task>`).
+    pub namespace: String,
+}
+
+impl std::fmt::Debug for OpenLineageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenLineageConfig")
+            .field("transport", &self.transport)
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("path", &self.path)
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+impl Default for OpenLineageConfig {
+    fn default() -> Self {
+        OpenLineageConfig {
+            transport: LineageTransport::None,
+            url: None,
+            endpoint: "api/v1/lineage".into(),
+            api_key: None,
+            path: None,
+            namespace: "weir".into(),
+        }
+    }
+}
+
+impl OpenLineageConfig {
+    /// What is missing for the chosen transport, if anything.
+    pub fn problem(&self) -> Option<&'static str> {
+        match self.transport {
+            LineageTransport::Http if self.url.as_deref().is_none_or(str::is_empty) => Some(
+                "[openlineage] transport = \"http\" needs `url` (the lineage service's base URL)",
+            ),
+            LineageTransport::File if self.path.is_none() => Some(
+                "[openlineage] transport = \"file\" needs `path` (the file events are appended to)",
+            ),
+            _ if self.namespace.trim().is_empty() => {
+                Some("[openlineage] namespace must not be empty")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Where OpenLineage events go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineageTransport {
+    /// Nowhere: no event is made.
+    #[default]
+    None,
+    /// POSTed to a lineage service's endpoint.
+    Http,
+    /// Appended to a file, one JSON object per line.
+    File,
+    /// Printed to standard output, one JSON object per line.
+    Console,
+}
+
+impl std::str::FromStr for LineageTransport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(LineageTransport::None),
+            "http" => Ok(LineageTransport::Http),
+            "file" => Ok(LineageTransport::File),
+            "console" => Ok(LineageTransport::Console),
+            other => Err(format!("`{other}` is not one of none, http, file, console")),
+        }
+    }
+}
+
 /// `[worker]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -431,6 +532,12 @@ impl Config {
             None => Config::default(),
         };
         config.apply_env(env)?;
+        if let Some(problem) = config.openlineage.problem() {
+            return Err(Error::Parse {
+                path: file.map(Path::to_path_buf).unwrap_or_default(),
+                message: problem.to_owned(),
+            });
+        }
         for key in config.retention.0.keys() {
             let ok = crate::dag::Zone::ALL.iter().any(|z| z.as_str() == key)
                 || key.parse::<crate::dag::DatasetName>().is_ok();
@@ -546,6 +653,27 @@ impl Config {
         }
         if let Some(v) = env("WEIR_WORKER_GRACE") {
             self.worker.grace = Some(parse_num("WEIR_WORKER_GRACE", v)?);
+        }
+        if let Some(v) = env("WEIR_OPENLINEAGE_TRANSPORT") {
+            self.openlineage.transport = v.parse().map_err(|message| Error::Env {
+                var: "WEIR_OPENLINEAGE_TRANSPORT".into(),
+                message,
+            })?;
+        }
+        if let Some(v) = env("WEIR_OPENLINEAGE_URL") {
+            self.openlineage.url = Some(v);
+        }
+        if let Some(v) = env("WEIR_OPENLINEAGE_ENDPOINT") {
+            self.openlineage.endpoint = v;
+        }
+        if let Some(v) = env("WEIR_OPENLINEAGE_API_KEY") {
+            self.openlineage.api_key = Some(v);
+        }
+        if let Some(v) = env("WEIR_OPENLINEAGE_PATH") {
+            self.openlineage.path = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("WEIR_OPENLINEAGE_NAMESPACE") {
+            self.openlineage.namespace = v;
         }
         Ok(())
     }
@@ -672,7 +800,7 @@ mod tests {
     fn every_setting_variable_is_read() {
         let unset = format!("{:?}", Config::load(None, &|_| None).unwrap_or_default());
         for var in SETTING_VARS {
-            let changed = ["7", "true", "somewhere", "starttls"]
+            let changed = ["7", "true", "somewhere", "starttls", "console"]
                 .into_iter()
                 .any(|value| {
                     let env = |k: &str| (k == var).then(|| value.to_owned());

@@ -350,7 +350,7 @@ async fn test(
     };
     let run = sched.trigger(dag_id, trigger).await?;
     println!("{} run {}", run.dag_id, run.run_id);
-    let mut options = SiteOptions::from_config(config, "dags-test", slots);
+    let mut options = SiteOptions::from_config(config, "dags-test", slots)?;
     options.pool.poll = Duration::from_millis(200);
     // Notifications are delivered before the command ends, retried briefly.
     options.notify = options

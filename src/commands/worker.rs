@@ -80,6 +80,7 @@ pub async fn run(args: WorkerArgs, config: &Config) -> anyhow::Result<ExitCode> 
             .map(|n| n.get() * 2)
             .unwrap_or(4)
     });
+    let (lineage, delivery) = weir_worker::lineage::Emitter::start(&config.openlineage)?;
     let options = RemoteOptions {
         servers,
         token,
@@ -91,6 +92,7 @@ pub async fn run(args: WorkerArgs, config: &Config) -> anyhow::Result<ExitCode> 
         connections: config.connection_urls(std::env::vars()),
         retention: config.retention.clone(),
         grace: Duration::from_secs(args.grace.or(config.worker.grace).unwrap_or(60)),
+        lineage,
     };
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
@@ -107,6 +109,9 @@ pub async fn run(args: WorkerArgs, config: &Config) -> anyhow::Result<ExitCode> 
         .context("registering with the server")?;
     tracing::info!("weir worker {}: claiming work", worker.name());
     worker.run(cancel).await;
+    if let Some(d) = delivery {
+        d.finish(crate::site::LINEAGE_FLUSH).await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -9,17 +9,51 @@ use weir_core::dag::TaskKind;
 use weir_core::scheduler::{Ended, Outcome};
 
 use crate::context::TryContext;
+use crate::lineage::{self, Trail};
 use crate::logs::LogWriter;
 use crate::shell::{self, ShellEnd, ShellSpec};
 
 /// Runs the try described by `ctx`, writing its log. Processes it starts
-/// carry `WEIR_WORKER=<worker>` (see [`shell::kill_orphans`]).
+/// carry `WEIR_WORKER=<worker>` (see [`shell::kill_orphans`]). With lineage
+/// on, an OpenLineage event is sent when it starts and when it ends.
 pub async fn execute(
     ctx: &TryContext,
     env: &minijinja::Environment<'static>,
     log: &mut LogWriter,
     stop: &CancellationToken,
     shared: &Shared,
+) -> Ended {
+    let lineage = &shared.lineage;
+    let task = ctx.dag.tasks.get(ctx.claim.task_id.as_str());
+    let (Some(task), true) = (task, lineage.is_on()) else {
+        return run_try(ctx, env, log, stop, shared, &Trail::default()).await;
+    };
+    let data_dir = shared.resources.data_dir.as_path();
+    let ns = lineage.namespace();
+    lineage.send(lineage::start_event(
+        ns,
+        ctx,
+        task,
+        data_dir,
+        chrono::Utc::now(),
+    ));
+    let trail = Trail::default();
+    let ended = run_try(ctx, env, log, stop, shared, &trail).await;
+    let seen = trail.seen();
+    if let Some(e) = lineage::end_event(ns, ctx, task, data_dir, &ended, &seen, chrono::Utc::now())
+    {
+        lineage.send(e);
+    }
+    ended
+}
+
+async fn run_try(
+    ctx: &TryContext,
+    env: &minijinja::Environment<'static>,
+    log: &mut LogWriter,
+    stop: &CancellationToken,
+    shared: &Shared,
+    trail: &Trail,
 ) -> Ended {
     let worker = shared.worker.as_str();
     let merged;
@@ -171,7 +205,7 @@ pub async fn execute(
             }
             let render_ref = &render;
             let render_dyn = |what: &str, src: &str| render_ref(what, src);
-            let work = crate::data::run(ctx, task, resources, log, &render_dyn);
+            let work = crate::data::run(ctx, task, resources, trail, log, &render_dyn);
             let outcome = match task.timeout {
                 Some(t) => tokio::select! {
                     r = work => r.map_err(|e| e.to_string()),
@@ -303,4 +337,6 @@ pub struct Shared {
     pub worker: String,
     /// What sensors and data tasks reach: the catalog, connections, the data folder.
     pub resources: crate::resources::Resources,
+    /// Where OpenLineage events go.
+    pub lineage: crate::lineage::Emitter,
 }

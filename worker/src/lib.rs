@@ -6,6 +6,7 @@ pub mod context;
 pub mod data;
 pub mod execute;
 pub mod life;
+pub mod lineage;
 pub mod logs;
 pub mod mapping;
 pub mod notify;

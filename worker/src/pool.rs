@@ -42,6 +42,8 @@ pub struct PoolOptions {
     pub data_dir: PathBuf,
     /// How long dataset versions are kept.
     pub retention: weir_core::config::RetentionRules,
+    /// Where OpenLineage events go (off by default).
+    pub lineage: crate::lineage::Emitter,
 }
 
 /// The local worker pool.
@@ -81,6 +83,7 @@ impl LocalPool {
             secrets: Arc::new(secrets),
             worker: life.name.clone(),
             resources,
+            lineage: options.lineage.clone(),
         };
         Ok(LocalPool {
             scheduler,

@@ -50,6 +50,9 @@ pub async fn run(
             .await
             .map_err(|e| DataError::Invalid(format!("source.path: {e}")))??
     };
+    for f in files.iter().take(MAX_LINEAGE_FILES) {
+        io.trail().source(crate::lineage::file_dataset(f));
+    }
     let as_text = format == FileFormat::Csv && has_contract(ctx, output);
     // One partition per file keeps its rows in order, so `_weir_row` is the line order.
     let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
@@ -90,6 +93,9 @@ pub async fn run(
         .await;
     Ok(super::published(&v))
 }
+
+/// Source files an extract names in its lineage event, at most.
+const MAX_LINEAGE_FILES: usize = 100;
 
 /// The files of one extract and how to read them.
 struct Files<'a> {
@@ -267,6 +273,13 @@ async fn from_query(
     log: &mut LogWriter,
 ) -> Result<serde_json::Value, DataError> {
     let conn = io.env().connection(connection)?;
+    if let Some((namespace, name)) = crate::lineage::connection_dataset(&conn.url) {
+        io.trail().source(crate::lineage::External {
+            namespace,
+            name,
+            fields: Vec::new(),
+        });
+    }
     let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
     let tmp = io.scratch("extract").await?;
     let result = async {

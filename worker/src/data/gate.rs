@@ -87,25 +87,20 @@ pub async fn check(
         )
         .await?,
     );
-    io.env()
-        .store
-        .record_validation(
-            &NewValidation {
-                quality: NewQuality {
-                    producer: ctx.claim.try_ref(),
-                    dataset: input.to_string(),
-                    input_version: Some(v.id),
-                    rows_in,
-                    rows_clean: rows_in - rows_failed,
-                    rows_quarantined: rows_failed,
-                    checks: results.clone(),
-                },
-                quarantine: None,
-                clean: None,
-            },
-            io.env().clock.now(),
-        )
-        .await?;
+    io.record_validation(&NewValidation {
+        quality: NewQuality {
+            producer: ctx.claim.try_ref(),
+            dataset: input.to_string(),
+            input_version: Some(v.id),
+            rows_in,
+            rows_clean: rows_in - rows_failed,
+            rows_quarantined: rows_failed,
+            checks: results.clone(),
+        },
+        quarantine: None,
+        clean: None,
+    })
+    .await?;
     let _ = log
         .line(&format!(
             "weir: the load's contract on {described}: {rows} row(s), {failed} failing"

@@ -53,7 +53,12 @@ pub async fn run(
             } else {
                 base.join(&path)
             };
+            let fields = lineage_fields(&df);
             write_file(df, &dest, *format).await?;
+            io.trail().target(crate::lineage::External {
+                fields,
+                ..crate::lineage::file_dataset(&dest)
+            });
             let _ = log
                 .line(&format!(
                     "weir: loaded {} version {} ({} rows) into {}",
@@ -89,6 +94,7 @@ pub async fn run(
                     )));
                 }
             }
+            let fields = lineage_fields(&df);
             let run_tag = format!("{}/{}", ctx.claim.dag_id, ctx.claim.run_id);
             let plan = LoadPlan {
                 table: &name,
@@ -105,6 +111,13 @@ pub async fn run(
                     load_postgres(&conn.url, &plan, df.execute_stream().await?).await?
                 }
             };
+            if let Some((namespace, name)) = crate::lineage::table_dataset(&conn.url, table) {
+                io.trail().target(crate::lineage::External {
+                    namespace,
+                    name,
+                    fields,
+                });
+            }
             let _ = log
                 .line(&format!(
                     "weir: loaded {} version {} into {connection}.{table} ({}): {n} row(s)",
@@ -119,6 +132,15 @@ pub async fn run(
             }))
         }
     }
+}
+
+/// A frame's columns as (name, Arrow type), for lineage.
+fn lineage_fields(df: &datafusion::dataframe::DataFrame) -> Vec<(String, String)> {
+    df.schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect()
 }
 
 fn mode_name(m: LoadMode) -> &'static str {

@@ -86,16 +86,17 @@ pub fn published(v: &weir_core::store::DatasetVersionRecord) -> serde_json::Valu
     serde_json::json!({ "dataset": v.dataset, "version": v.version, "rows": v.rows })
 }
 
-/// Runs a data task; `render` renders a template field. Its output says
-/// what it wrote.
+/// Runs a data task; `render` renders a template field; `trail` keeps what
+/// it read and wrote. Its output says what it wrote.
 pub async fn run(
     ctx: &TryContext,
     task: &Task,
     env: &Resources,
+    trail: &crate::lineage::Trail,
     log: &mut LogWriter,
     render: &(dyn Fn(&str, &str) -> Result<String, String> + Sync),
 ) -> Result<serde_json::Value, DataError> {
-    let io = storage::Io::new(env, ctx);
+    let io = storage::Io::new(env, ctx, trail);
     match &task.kind {
         TaskKind::Extract { source, output } => {
             extract::run(ctx, source, output, &io, log, render).await

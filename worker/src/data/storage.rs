@@ -14,7 +14,9 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
 use weir_core::dag::{DatasetName, Zone};
-use weir_core::store::{DatasetVersionRecord, NewDatasetVersion};
+use weir_core::store::{
+    DatasetVersionRecord, NewDatasetVersion, NewValidation, RecordedValidation,
+};
 
 use super::DataError;
 use crate::context::TryContext;
@@ -25,6 +27,7 @@ use crate::resources::Resources;
 pub struct Io<'a> {
     env: &'a Resources,
     ctx: &'a TryContext,
+    trail: &'a crate::lineage::Trail,
 }
 
 /// A new DataFusion session with a schema per zone, so datasets register
@@ -50,9 +53,14 @@ pub fn session_with(config: SessionConfig) -> Result<SessionContext, DataError> 
 }
 
 impl<'a> Io<'a> {
-    /// Access for `ctx`'s try.
-    pub fn new(env: &'a Resources, ctx: &'a TryContext) -> Self {
-        Io { env, ctx }
+    /// Access for `ctx`'s try, keeping what it reads and writes in `trail`.
+    pub fn new(env: &'a Resources, ctx: &'a TryContext, trail: &'a crate::lineage::Trail) -> Self {
+        Io { env, ctx, trail }
+    }
+
+    /// What this try read and wrote so far.
+    pub fn trail(&self) -> &crate::lineage::Trail {
+        self.trail
     }
 
     /// The try.
@@ -72,14 +80,16 @@ impl<'a> Io<'a> {
         let pinned = store
             .dataset_version_of_run(&name, &self.ctx.claim.dag_id, &self.ctx.claim.run_id)
             .await?;
-        match pinned {
-            Some(v) => Ok(v),
+        let v = match pinned {
+            Some(v) => v,
             None => store.latest_dataset_version(&name).await?.ok_or_else(|| {
                 DataError::Invalid(format!(
                     "dataset `{name}` has no version yet: run the task that writes it first"
                 ))
-            }),
-        }
+            })?,
+        };
+        self.trail.read(&v);
+        Ok(v)
     }
 
     /// Registers the version of `dataset` this run reads under its name; returns the version.
@@ -170,6 +180,7 @@ impl<'a> Io<'a> {
             .store
             .record_dataset_version(&new, self.env.clock.now())
             .await?;
+        self.trail.wrote(&v);
         self.apply_retention(&dataset).await?;
         Ok(v)
     }
@@ -222,6 +233,24 @@ impl<'a> Io<'a> {
             bytes: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
             inputs: inputs.to_vec(),
         })
+    }
+
+    /// Records a validation's outcome and the versions it writes, in one
+    /// transaction.
+    pub async fn record_validation(
+        &self,
+        v: &NewValidation,
+    ) -> Result<RecordedValidation, DataError> {
+        let recorded = self
+            .env
+            .store
+            .record_validation(v, self.env.clock.now())
+            .await?;
+        self.trail.quality(&v.quality);
+        for w in recorded.quarantine.iter().chain(&recorded.clean) {
+            self.trail.wrote(w);
+        }
+        Ok(recorded)
     }
 
     /// Deletes the versions of `dataset` its retention no longer keeps.

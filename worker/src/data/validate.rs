@@ -453,24 +453,19 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<serde_json::Value,
         None
     };
     let recorded = io
-        .env()
-        .store
-        .record_validation(
-            &NewValidation {
-                quality: NewQuality {
-                    producer: ctx.claim.try_ref(),
-                    dataset: spec.input.to_string(),
-                    input_version: source.version.as_ref().map(|v| v.id),
-                    rows_in,
-                    rows_clean: written_clean,
-                    rows_quarantined,
-                    checks: results.clone(),
-                },
-                quarantine: Some(quarantine),
-                clean,
+        .record_validation(&NewValidation {
+            quality: NewQuality {
+                producer: ctx.claim.try_ref(),
+                dataset: spec.input.to_string(),
+                input_version: source.version.as_ref().map(|v| v.id),
+                rows_in,
+                rows_clean: written_clean,
+                rows_quarantined,
+                checks: results.clone(),
             },
-            io.env().clock.now(),
-        )
+            quarantine: Some(quarantine),
+            clean,
+        })
         .await?;
     io.apply_retention(spec.quarantine).await?;
     if publish {

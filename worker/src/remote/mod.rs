@@ -61,6 +61,8 @@ pub struct RemoteOptions {
     pub retention: weir_core::config::RetentionRules,
     /// How long running tries may go on after SIGTERM before they are stopped.
     pub grace: Duration,
+    /// Where OpenLineage events go (off by default).
+    pub lineage: crate::lineage::Emitter,
 }
 
 /// A try this worker runs: how to stop it and until when its lease holds
@@ -435,6 +437,7 @@ impl RemoteWorker {
             secrets: self.secrets.clone(),
             worker: self.life.name.clone(),
             resources,
+            lineage: self.options.lineage.clone(),
         }
     }
 

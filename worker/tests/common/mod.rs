@@ -117,6 +117,7 @@ impl Site {
                 connections,
                 data_dir: dir.path().join("data"),
                 retention: extras.retention,
+                lineage: Default::default(),
             },
             Secrets::from_env(
                 extras
