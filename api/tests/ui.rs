@@ -60,12 +60,19 @@ tasks:
     quarantine: quarantine.orders
     max_quarantined: 50%
     contract:
+      owner: sales-ops
+      description: Orders as the shop sends them
+      tags: [orders, sales]
       columns:
         id: {type: int64, required: true}
         amount: {type: int64, min: 0}
+        email: {type: string, classification: pii, description: Where receipts go}
+      checks:
+        - sql: "select id, email from checked where amount > 8"
+          severity: warn
 "#;
 
-const CSV: &str = "id,amount\n1,10\n2,-5\n3,7\n,4\n";
+const CSV: &str = "id,amount,email\n1,10,ann@example.com\n2,-5,bob@example.com\n3,7,cy@example.com\n,4,dee@example.com\n";
 
 struct Ui {
     app: Router,
@@ -227,6 +234,28 @@ impl Ui {
     }
 
     /// Logs in through the form, as a browser does.
+    /// `GET path` of the REST API as `user`, through an access token.
+    async fn api_get(&self, path: &str, user: &str) -> serde_json::Value {
+        let body = serde_json::json!({"username": user, "password": format!("{user}-password")});
+        let req = Request::post("/auth/token")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let a = send(&self.app, req).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        let token: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        let req = Request::get(path)
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", token["access_token"].as_str().unwrap()),
+            )
+            .body(Body::empty())
+            .unwrap();
+        let a = send(&self.app, req).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.body);
+        serde_json::from_str(&a.body).unwrap()
+    }
+
     async fn login(&self, user: &str) -> Session {
         let page = self.get("/login?next=/datasets", None).await;
         assert_eq!(page.status, StatusCode::OK);
@@ -392,7 +421,16 @@ async fn every_page_case(db: &TestDb) {
         ),
         (
             "/datasets/clean.orders".into(),
-            &["Lineage", "raw.orders", "amount", "Quality history"],
+            &[
+                "Lineage",
+                "raw.orders",
+                "amount",
+                "Quality history",
+                "Orders as the shop sends them",
+                "sales-ops",
+                "class-pii",
+                "Where receipts go",
+            ],
         ),
         (
             "/dags/orders/tasks/check/quality".into(),
@@ -465,6 +503,62 @@ async fn every_page_case(db: &TestDb) {
         )
         .await;
     assert!(all.body.contains(null_id), "{}", all.body);
+    // Personal data: a viewer sees the pii column's values masked, in the
+    // rows and in a check's sample; an admin sees them.
+    assert!(
+        !all.body.contains("bob@example.com") && !all.body.contains("ann@example.com"),
+        "{}",
+        all.body
+    );
+    assert!(
+        all.body.contains("<td>***</td>") && all.body.contains("email=***"),
+        "{}",
+        all.body
+    );
+    assert!(all.body.contains("only admins see them"), "{}", all.body);
+    let admin = ui.login("ada").await;
+    let all = ui
+        .get(
+            &format!("/dags/orders/runs/{o}/tasks/check/quarantine"),
+            Some(&admin),
+        )
+        .await;
+    assert!(
+        all.body.contains("<td>bob@example.com</td>") && all.body.contains("email=ann@example.com"),
+        "{}",
+        all.body
+    );
+    assert!(!all.body.contains("only admins see them"));
+    // The REST API: the catalog's metadata, and the same masking.
+    let detail = ui
+        .api_get("/api/v2/datasets/quarantine.orders", "vera")
+        .await;
+    assert_eq!(detail["metadata"]["owner"], "sales-ops", "{detail}");
+    assert_eq!(
+        detail["metadata"]["tags"],
+        serde_json::json!(["orders", "sales"])
+    );
+    assert_eq!(
+        detail["metadata"]["columns"],
+        serde_json::json!([{"name": "email", "description": "Where receipts go", "classification": "pii"}])
+    );
+    let sample = |q: &serde_json::Value| {
+        q["results"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["kind"] == "sql")
+            .map(|c| c["observed"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    let quality = format!("/api/v2/dags/orders/dagRuns/{o}/quality");
+    let seen = sample(&ui.api_get(&quality, "otto").await);
+    assert!(
+        seen.contains("email=***") && !seen.contains("ann@"),
+        "{seen}"
+    );
+    let seen = sample(&ui.api_get(&quality, "ada").await);
+    assert!(seen.contains("email=ann@example.com"), "{seen}");
     ui.stop().await;
 }
 

@@ -109,6 +109,71 @@ pub struct RowPage {
     pub reasons: Vec<(String, u64)>,
 }
 
+/// What is shown instead of a value of a `pii` column to roles below admin.
+pub const MASK: &str = "***";
+
+impl RowPage {
+    /// The page with the values of `pii` columns replaced by [`MASK`]
+    /// (nulls stay null: that a value is missing says nothing about it).
+    pub fn masked(mut self, pii: &[String]) -> RowPage {
+        let hidden: Vec<usize> = self
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| pii.contains(c))
+            .map(|(i, _)| i)
+            .collect();
+        for row in &mut self.rows {
+            for &i in &hidden {
+                if let Some(cell) = row.get_mut(i)
+                    && cell.is_some()
+                {
+                    *cell = Some(MASK.to_owned());
+                }
+            }
+        }
+        self
+    }
+}
+
+/// `text` (a check's observed sample, `3 row(s): id=1, email=a@b; …`) with
+/// the value of every `pii` column replaced by [`MASK`]: a value runs to
+/// the next `, name=` or `; name=`, or the end.
+pub fn mask_sample(text: &str, pii: &[String]) -> String {
+    if pii.is_empty() {
+        return text.to_owned();
+    }
+    let Ok(cell) = regex::Regex::new(r"(?:^|: |, |; )([A-Za-z_][A-Za-z0-9_]*)=") else {
+        return MASK.to_owned();
+    };
+    // Each cell's value ends where the next cell (with its separator) starts.
+    let cells: Vec<(usize, usize, bool)> = cell
+        .captures_iter(text)
+        .filter_map(|c| {
+            let (all, name) = (c.get(0)?, c.get(1)?);
+            Some((
+                all.start(),
+                all.end(),
+                pii.iter().any(|p| p == name.as_str()),
+            ))
+        })
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (i, &(_, value_start, hidden)) in cells.iter().enumerate() {
+        let value_end = cells.get(i + 1).map_or(text.len(), |c| c.0);
+        out.push_str(&text[at..value_start]);
+        out.push_str(if hidden {
+            MASK
+        } else {
+            &text[value_start..value_end]
+        });
+        at = value_end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
 /// Reading a version's rows failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -124,4 +189,38 @@ pub trait RowReader: Send + Sync + std::fmt::Debug {
         version: &DatasetVersionRecord,
         query: &RowQuery,
     ) -> Result<RowPage, ReadError>;
+}
+
+#[cfg(test)]
+mod masking_tests {
+    use super::*;
+
+    #[test]
+    fn pii_values_in_a_sample_are_masked_and_nothing_else() {
+        let pii = vec!["email".to_owned(), "name".to_owned()];
+        assert_eq!(
+            mask_sample(
+                "2 row(s): id=1, email=a@b.c, name=Ann, Lee, x_email=kept; id=2, name=Bo",
+                &pii
+            ),
+            "2 row(s): id=1, email=***, name=***, x_email=kept; id=2, name=***"
+        );
+        assert_eq!(mask_sample("0 rows", &pii), "0 rows");
+        assert_eq!(mask_sample("id=1, email=a", &[]), "id=1, email=a");
+    }
+
+    #[test]
+    fn pii_columns_of_a_page_are_masked_and_nulls_stay_null() {
+        let page = RowPage {
+            columns: vec!["id".into(), "email".into()],
+            rows: vec![
+                vec![Some("1".into()), Some("a@b.c".into())],
+                vec![Some("2".into()), None],
+            ],
+            ..RowPage::default()
+        };
+        let masked = page.masked(&["email".to_owned()]);
+        assert_eq!(masked.rows[0], vec![Some("1".into()), Some(MASK.into())]);
+        assert_eq!(masked.rows[1], vec![Some("2".into()), None]);
+    }
 }

@@ -124,16 +124,36 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
                 .as_deref()
                 .and_then(|s| serde_json::from_str(s).ok())
                 .unwrap_or(Value::Null);
+            let sched = weir_core::scheduler::Scheduler::new(
+                store.clone(),
+                std::sync::Arc::new(weir_core::scheduler::SystemClock),
+                weir_core::scheduler::Options::default(),
+            );
+            let meta = sched
+                .dataset_metadata(&name, latest.dag_id.as_deref())
+                .await
+                .unwrap_or_default();
             match output {
                 OutputFormat::Json => print_json(&json!({
                     "dataset": name,
+                    "metadata": meta,
                     "versions": versions.iter().map(|v| version_json(v)).collect::<Vec<_>>(),
                     "schema": schema,
                     "upstream": upstream.iter().map(|v| json!({"dataset": v.dataset, "version": v.version, "checked": !weir_core::catalog::unchecked_edge(&v.dataset, &name)})).collect::<Vec<_>>(),
                     "downstream": downstream.iter().map(|(d, v)| json!({"dataset": d, "latest_version": v})).collect::<Vec<_>>(),
                 })),
                 OutputFormat::Table => {
-                    println!("{name}: {} version(s)\n", versions.len());
+                    println!("{name}: {} version(s)", versions.len());
+                    if let Some(d) = &meta.description {
+                        println!("{d}");
+                    }
+                    if let Some(o) = &meta.owner {
+                        println!("owner: {o}");
+                    }
+                    if !meta.tags.is_empty() {
+                        println!("tags: {}", meta.tags.join(", "));
+                    }
+                    println!();
                     print_table(
                         &["VERSION", "ROWS", "BYTES", "WRITTEN", "BY", "DELETED"],
                         &versions
@@ -152,9 +172,19 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
                     );
                     println!("\nschema of version {}:", latest.version);
                     for f in schema.as_array().into_iter().flatten() {
+                        let column = f["name"].as_str().unwrap_or_default();
+                        let about = meta.columns.get(column);
+                        let class = about
+                            .and_then(|c| c.classification)
+                            .map(|c| format!(" [{}]", c.as_str()))
+                            .unwrap_or_default();
+                        let text = about
+                            .and_then(|c| c.description.as_deref())
+                            .map(|d| format!(" — {d}"))
+                            .unwrap_or_default();
                         println!(
-                            "  {:<24} {}{}",
-                            f["name"].as_str().unwrap_or_default(),
+                            "  {:<24} {}{}{class}{text}",
+                            column,
                             f["type"].as_str().unwrap_or_default(),
                             if f["nullable"] == Value::Bool(true) {
                                 ""

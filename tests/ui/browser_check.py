@@ -237,6 +237,7 @@ for dark, width, height, tag in [(True, 1280, 800, "dark-wide"), (False, 390, 84
     login(d)
     for path, name in [("/", "dags"), ("/dags/orders_daily", "dag"), ("/dags/orders_daily/tasks/validate_orders/quality", "quality"),
                        ("/variables", "variables"), ("/connections", "connections"),
+                       ("/datasets/clean.orders", "dataset"),
                        (hello_run[len(BASE):] + "/tasks/print_env", "task-output"),
                        (hello_run[len(BASE):] + "/tasks/per_region", "mapped-task"),
                        (hello_run[len(BASE):], "run-notifications")]:

@@ -87,10 +87,51 @@ pub struct UpstreamRef {
     pub checked: bool,
 }
 
+/// What people know about one column.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ColumnMetadata {
+    pub name: String,
+    pub description: Option<String>,
+    /// `pii`, `confidential` or `public`.
+    pub classification: Option<String>,
+}
+
+/// What people know about a dataset, from the contract that checks it and
+/// the `metadata:` of the task that writes it.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct DatasetMetadata {
+    pub owner: Option<String>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    /// Columns with a description or a classification.
+    pub columns: Vec<ColumnMetadata>,
+}
+
+impl From<weir_core::dag::contract::DatasetMeta> for DatasetMetadata {
+    fn from(m: weir_core::dag::contract::DatasetMeta) -> Self {
+        DatasetMetadata {
+            owner: m.owner,
+            description: m.description,
+            tags: m.tags,
+            columns: m
+                .columns
+                .into_iter()
+                .map(|(name, c)| ColumnMetadata {
+                    name,
+                    description: c.description,
+                    classification: c.classification.map(|c| c.as_str().to_owned()),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A dataset's versions, schema and lineage.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DatasetDetailResponse {
     pub dataset: String,
+    /// Owner, description, tags and columns' descriptions and classifications.
+    pub metadata: DatasetMetadata,
     /// Every version, oldest first.
     pub versions: Vec<DatasetVersionResponse>,
     /// The newest version's columns: `[{"name", "type", "nullable"}]`.
@@ -138,8 +179,15 @@ pub async fn get_dataset(
     let everything = state.scheduler.store().dataset_versions(None).await?;
     let l = weir_core::catalog::lineage(&everything, &dataset)
         .ok_or_else(|| ApiError::not_found(format!("dataset `{dataset}` not found")))?;
+    let metadata = state
+        .scheduler
+        .dataset_metadata(&dataset, l.latest.dag_id.as_deref())
+        .await
+        .map(DatasetMetadata::from)
+        .unwrap_or_default();
     Ok(Json(DatasetDetailResponse {
         dataset: dataset.clone(),
+        metadata,
         versions: l
             .versions
             .iter()
@@ -217,22 +265,26 @@ pub struct QualityCollection {
 }
 
 /// Each validate try of a run: row reconciliation and every check's result.
+/// Values of `pii` columns in checks' samples are masked for roles below admin.
 #[utoipa::path(get, path = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/quality", tag = "Dataset",
     params(("dag_id" = String, Path, description = "The DAG id"),
            ("dag_run_id" = String, Path, description = "The run id")),
     responses((status = 200, body = QualityCollection), ReadErrors))]
 pub async fn run_quality(
     State(state): State<AppState>,
-    _: Viewer,
+    Viewer(me): Viewer,
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> ApiResult<Json<QualityCollection>> {
     let store = state.scheduler.store();
     store.get_run(&dag_id, &run_id).await?;
-    let results: Vec<QualityResponse> = store
-        .quality_of_run(&dag_id, &run_id)
-        .await?
-        .into_iter()
-        .map(|(q, checks)| QualityResponse {
+    let mut results: Vec<QualityResponse> = Vec::new();
+    for (q, checks) in store.quality_of_run(&dag_id, &run_id).await? {
+        let pii = if me.role.allows(weir_core::access::Role::Admin) {
+            Vec::new()
+        } else {
+            state.scheduler.pii_columns(&dag_id, &q.task_id).await
+        };
+        results.push(QualityResponse {
             reconciled: q.rows_in == q.rows_clean + q.rows_quarantined,
             task_id: q.task_id,
             try_number: q.try_number,
@@ -252,13 +304,15 @@ pub async fn run_quality(
                     column: c.column_name,
                     passed: c.passed,
                     failed: c.failed,
-                    observed: c.observed,
+                    observed: c
+                        .observed
+                        .map(|o| weir_core::catalog::mask_sample(&o, &pii)),
                     threshold: c.threshold,
                     severity: c.severity.to_string(),
                 })
                 .collect(),
-        })
-        .collect();
+        });
+    }
     Ok(Json(QualityCollection {
         total_entries: i64::try_from(results.len()).unwrap_or(i64::MAX),
         results,

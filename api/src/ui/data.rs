@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use weir_core::catalog::{self, RowQuery};
+use weir_core::access::Role;
+use weir_core::catalog::{self, RowQuery, mask_sample};
 use weir_core::dag::TaskKind;
 use weir_core::store::DatasetVersionRecord;
 
@@ -83,6 +84,8 @@ struct Column {
     #[serde(rename = "type")]
     kind: String,
     nullable: bool,
+    description: Option<String>,
+    classification: Option<&'static str>,
 }
 
 /// `/datasets/{name}`: versions, schema, lineage, quality links.
@@ -94,6 +97,11 @@ pub async fn dataset(
     let all = state.scheduler.store().dataset_versions(None).await?;
     let lineage = catalog::lineage(&all, &name)
         .ok_or_else(|| PageError::not_found(format!("dataset `{name}` has no version")))?;
+    let meta = state
+        .scheduler
+        .dataset_metadata(&name, lineage.latest.dag_id.as_deref())
+        .await
+        .unwrap_or_default();
     let schema: Vec<Column> = lineage
         .latest
         .schema
@@ -101,12 +109,18 @@ pub async fn dataset(
         .and_then(|s| serde_json::from_str::<Vec<serde_json::Value>>(s).ok())
         .unwrap_or_default()
         .iter()
-        .map(|f| Column {
-            name: f["name"].as_str().unwrap_or_default().to_owned(),
-            kind: f["type"]
-                .as_str()
-                .map_or_else(|| f["type"].to_string(), str::to_owned),
-            nullable: f["nullable"].as_bool().unwrap_or(true),
+        .map(|f| {
+            let name = f["name"].as_str().unwrap_or_default().to_owned();
+            let about = meta.columns.get(&name);
+            Column {
+                kind: f["type"]
+                    .as_str()
+                    .map_or_else(|| f["type"].to_string(), str::to_owned),
+                nullable: f["nullable"].as_bool().unwrap_or(true),
+                description: about.and_then(|c| c.description.clone()),
+                classification: about.and_then(|c| c.classification).map(|c| c.as_str()),
+                name,
+            }
         })
         .collect();
     let mut writers: BTreeSet<(String, String)> = BTreeSet::new();
@@ -135,6 +149,7 @@ pub async fn dataset(
             latest => version_view(lineage.latest),
             versions => versions.iter().map(|v| version_view(v)).collect::<Vec<_>>(),
             schema => schema, quality => quality,
+            owner => &meta.owner, description => &meta.description, tags => &meta.tags,
             lineage => lineage_graph(&all, &name),
         },
     )
@@ -333,6 +348,12 @@ pub async fn quarantine(
         None => None,
     };
     let reason = q.reason.filter(|r| !r.is_empty());
+    // Personal data is shown to admins only.
+    let pii = if me.role.allows(Role::Admin) {
+        Vec::new()
+    } else {
+        state.scheduler.pii_columns(&dag_id, &task_id).await
+    };
     let rows = match (&version, &state.rows) {
         (Some(v), Some(reader)) if v.deleted_at.is_none() => Some(
             reader
@@ -345,7 +366,8 @@ pub async fn quarantine(
                     },
                 )
                 .await
-                .map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.0))?,
+                .map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.0))?
+                .masked(&pii),
         ),
         (Some(v), Some(_)) => {
             return Err(PageError::new(
@@ -377,11 +399,12 @@ pub async fn quarantine(
             },
             checks => checks.iter().map(|c| super::ctx! {
                 name => &c.name, kind => c.kind.as_str(), column => &c.column_name, passed => c.passed,
-                failed => c.failed, observed => &c.observed, threshold => &c.threshold,
+                failed => c.failed, observed => c.observed.as_deref().map(|o| mask_sample(o, &pii)), threshold => &c.threshold,
                 severity => c.severity.as_str(),
             }).collect::<Vec<_>>(),
             version => version.as_ref().map(version_view),
             rows => rows, reason => reason, offset => q.offset, page => ROWS_PAGE,
+            masked => pii,
             next => (q.offset + ROWS_PAGE < usize::try_from(matching).unwrap_or(usize::MAX)).then_some(q.offset + ROWS_PAGE),
             prev => (q.offset > 0).then(|| q.offset.saturating_sub(ROWS_PAGE)),
         },

@@ -16,6 +16,15 @@ use super::text::text_value;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Contract {
+    /// Who answers for the data (a team or a person).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// What the data is, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Labels to find it by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// The columns the data must have, with their rules.
     pub columns: IndexMap<String, ColumnSpec>,
     /// Columns whose values together are unique and never null.
@@ -69,6 +78,102 @@ pub struct ColumnSpec {
     /// Free text for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Who may see its values: `pii` values are masked for viewers and
+    /// operators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<Classification>,
+}
+
+/// How sensitive a column's values are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Classification {
+    /// Personal data: masked in the UI's quarantine view and in quality
+    /// samples for roles below admin.
+    Pii,
+    /// Internal to the company.
+    Confidential,
+    /// Anyone may see it.
+    Public,
+}
+
+crate::named_enum!(Classification, "classification", serde_derived, {
+    Pii => "pii",
+    Confidential => "confidential",
+    Public => "public",
+});
+
+/// What people know about a dataset: who owns it, what it is, its tags and
+/// its columns' descriptions and classifications. A contract gives it for
+/// the datasets it checks; a task's `metadata:` for the dataset it writes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetMeta {
+    /// Who answers for the data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// What the data is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Labels to find it by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Columns, by name.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub columns: IndexMap<String, ColumnMeta>,
+}
+
+/// What people know about one column.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnMeta {
+    /// What the column holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// How sensitive its values are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<Classification>,
+}
+
+impl DatasetMeta {
+    /// Whether nothing is known.
+    pub fn is_empty(&self) -> bool {
+        self == &DatasetMeta::default()
+    }
+
+    /// `other`'s values where it gives one, this one's elsewhere; tags of both.
+    pub fn overlay(mut self, other: &DatasetMeta) -> DatasetMeta {
+        if other.owner.is_some() {
+            self.owner.clone_from(&other.owner);
+        }
+        if other.description.is_some() {
+            self.description.clone_from(&other.description);
+        }
+        for t in &other.tags {
+            if !self.tags.contains(t) {
+                self.tags.push(t.clone());
+            }
+        }
+        for (name, c) in &other.columns {
+            let mine = self.columns.entry(name.clone()).or_default();
+            if c.description.is_some() {
+                mine.description.clone_from(&c.description);
+            }
+            if c.classification.is_some() {
+                mine.classification = c.classification;
+            }
+        }
+        self
+    }
+
+    /// The columns classified `pii`.
+    pub fn pii_columns(&self) -> Vec<&str> {
+        self.columns
+            .iter()
+            .filter(|(_, c)| c.classification == Some(Classification::Pii))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
 }
 
 /// `references: [{columns, dataset, to}]`: the values of `columns`, taken
@@ -958,6 +1063,30 @@ fn default_over_last() -> u32 {
 }
 
 impl Contract {
+    /// What the contract says about the data for people: owner,
+    /// description, tags and its columns' descriptions and classifications.
+    pub fn metadata(&self) -> DatasetMeta {
+        DatasetMeta {
+            owner: self.owner.clone(),
+            description: self.description.clone(),
+            tags: self.tags.clone(),
+            columns: self
+                .columns
+                .iter()
+                .filter(|(_, c)| c.description.is_some() || c.classification.is_some())
+                .map(|(n, c)| {
+                    (
+                        n.clone(),
+                        ColumnMeta {
+                            description: c.description.clone(),
+                            classification: c.classification,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// Every dataset the contract looks values up in.
     pub fn referenced_datasets(&self) -> Vec<&DatasetName> {
         self.columns

@@ -258,7 +258,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The keys of a task that belong only to some kinds, with whether they are set.
-fn kind_keys(tf: &TaskFile) -> [(&'static str, bool, &'static [KindName]); 16] {
+fn kind_keys(tf: &TaskFile) -> [(&'static str, bool, &'static [KindName]); 17] {
     use KindName::*;
     [
         ("command", tf.command.is_some(), &[Shell]),
@@ -285,6 +285,11 @@ fn kind_keys(tf: &TaskFile) -> [(&'static str, bool, &'static [KindName]); 16] {
             &[Validate, Transform],
         ),
         ("inputs", tf.inputs.is_some(), &[Transform]),
+        (
+            "metadata",
+            tf.metadata.is_some(),
+            &[Extract, Validate, Transform],
+        ),
         (
             "unchecked_inputs",
             tf.unchecked_inputs.is_some(),
@@ -388,6 +393,7 @@ fn to_task(
         priority: tf.priority.or(d.priority).unwrap_or(0),
         env: tf.env.clone(),
         reads_outputs: Vec::new(),
+        metadata: tf.metadata.clone(),
         expand,
         feeds_maps: Vec::new(),
         notify: tf

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::contract::{Contract, Threshold};
+use super::contract::{Contract, DatasetMeta, Threshold};
 use super::duration::Duration;
 use super::ids::{DagId, DatasetName, TaskId};
 use super::schedule::{CronExpr, DateSpec, TimeZone};
@@ -530,6 +530,11 @@ pub struct TaskFile {
     /// extract: where the data comes from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceSpec>,
+    /// extract, validate, transform: what people should know about the
+    /// dataset written (owner, description, tags, columns' descriptions and
+    /// classifications), over what its contract says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<DatasetMeta>,
     /// extract, validate, transform: the dataset written; shell:
     /// `last_line` publishes the last line of stdout as the task's output.
     #[serde(default, skip_serializing_if = "Option::is_none")]

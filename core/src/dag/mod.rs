@@ -73,6 +73,12 @@ pub struct Dag {
 }
 
 impl Dag {
+    /// What people should know about `ds` from the task of this DAG that
+    /// writes it ([`Task::dataset_metadata`]).
+    pub fn dataset_metadata(&self, ds: &DatasetName) -> Option<contract::DatasetMeta> {
+        self.tasks.values().find_map(|t| t.dataset_metadata(ds))
+    }
+
     /// Whether the DAG or any of its tasks has a `notify` rule (known at
     /// load, so a plan of a quiet DAG looks at no task for it).
     pub fn notifies(&self) -> bool {
@@ -160,6 +166,9 @@ pub struct Task {
     /// The upstream tasks whose outputs its templates read (`tasks.<id>`),
     /// in task order: a claim carries those outputs.
     pub reads_outputs: Vec<TaskId>,
+    /// What people should know about the dataset it writes (its own
+    /// `metadata:`, without its contract's).
+    pub metadata: Option<contract::DatasetMeta>,
     /// Who to tell when it fails, retries or succeeds.
     pub notify: Vec<Notify>,
     /// The list it expands over, for a mapped task.
@@ -378,6 +387,29 @@ impl Task {
             } => vec![connection.as_str()],
             _ => Vec::new(),
         }
+    }
+
+    /// What people should know about `ds`, which this task writes: its
+    /// contract's metadata (a validate's, a transform's checks') under the
+    /// task's own `metadata:`. `None` when neither says anything.
+    pub fn dataset_metadata(&self, ds: &DatasetName) -> Option<contract::DatasetMeta> {
+        if !self.writes().contains(&ds) {
+            return None;
+        }
+        let contract = match &self.kind {
+            TaskKind::Validate { checks, .. } => Some(checks.contract.metadata()),
+            TaskKind::Transform {
+                checks: Some(c), ..
+            } => Some(c.contract.metadata()),
+            _ => None,
+        };
+        let meta = match (contract, &self.metadata) {
+            (Some(c), Some(own)) => c.overlay(own),
+            (Some(c), None) => c,
+            (None, Some(own)) => own.clone(),
+            (None, None) => return None,
+        };
+        (!meta.is_empty()).then_some(meta)
     }
 
     /// The datasets this task writes.

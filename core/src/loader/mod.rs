@@ -363,6 +363,61 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_dataset_is_described_by_its_contract_under_its_writer_s_metadata() {
+        let text = r#"
+tasks:
+  extract:
+    kind: extract
+    source: {format: csv, path: people.csv}
+    output: raw.people
+    metadata:
+      owner: intake
+      columns: {email: {classification: pii}}
+  check:
+    kind: validate
+    input: raw.people
+    output: clean.people
+    metadata:
+      description: People, checked
+      tags: [crm]
+      columns: {name: {description: Full name}}
+    contract:
+      owner: crm-team
+      description: People as the CRM sends them
+      tags: [people]
+      columns:
+        name: {type: string, classification: pii}
+        email: {type: string, classification: confidential}
+        age: {type: int64}
+"#;
+        let Ok(Some((dag, _))) = load_str(text, Path::new("people.yaml")) else {
+            panic!("the DAG loads");
+        };
+        let ds = |n: &str| {
+            n.parse::<crate::dag::DatasetName>()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let clean = dag
+            .dataset_metadata(&ds("clean.people"))
+            .unwrap_or_default();
+        assert_eq!(clean.owner.as_deref(), Some("crm-team"));
+        assert_eq!(clean.description.as_deref(), Some("People, checked"));
+        assert_eq!(clean.tags, ["people", "crm"]);
+        assert_eq!(clean.pii_columns(), ["name"]);
+        assert_eq!(
+            clean.columns["name"].description.as_deref(),
+            Some("Full name")
+        );
+        // The quarantine holds the same rows: the same metadata.
+        let held = dag.dataset_metadata(&ds("quarantine.people"));
+        assert_eq!(held.as_ref(), Some(&clean));
+        let raw = dag.dataset_metadata(&ds("raw.people")).unwrap_or_default();
+        assert_eq!(raw.owner.as_deref(), Some("intake"));
+        assert_eq!(raw.pii_columns(), ["email"]);
+        assert_eq!(dag.dataset_metadata(&ds("curated.nothing")), None);
+    }
+
+    #[test]
     fn serde_messages_get_suggestions() {
         let m = serde_message(
             "tasks.a: unknown field `retires`, expected one of `kind`, `retries` at line 3 column 5",

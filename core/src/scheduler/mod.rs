@@ -349,6 +349,51 @@ impl Scheduler {
         ))
     }
 
+    /// What people should know about `dataset` (owner, description, tags,
+    /// columns), as the newest version of `writer`, the DAG that wrote its
+    /// newest version, says; `None` when it says nothing or is gone.
+    pub async fn dataset_metadata(
+        &self,
+        dataset: &str,
+        writer: Option<&str>,
+    ) -> Option<crate::dag::contract::DatasetMeta> {
+        let name: crate::dag::DatasetName = dataset.parse().ok()?;
+        let (_, dag) = self.latest_dag(writer?).await.ok()?;
+        dag.dataset_metadata(&name)
+    }
+
+    /// The columns classified `pii` in what `task_id` of the newest
+    /// version of `dag_id` writes (a validate's clean and quarantined rows),
+    /// whose values roles below admin see masked.
+    pub async fn pii_columns(&self, dag_id: &str, task_id: &str) -> Vec<String> {
+        let Ok((_, dag)) = self.latest_dag(dag_id).await else {
+            return Vec::new();
+        };
+        let Some(task) = dag.tasks.get(task_id) else {
+            return Vec::new();
+        };
+        let mut metas: Vec<crate::dag::contract::DatasetMeta> = task
+            .writes()
+            .into_iter()
+            .filter_map(|ds| task.dataset_metadata(ds))
+            .collect();
+        if let crate::dag::TaskKind::Load {
+            contract: Some(c), ..
+        } = &task.kind
+        {
+            metas.push(c.metadata());
+        }
+        let mut pii: Vec<String> = Vec::new();
+        for m in &metas {
+            for c in m.pii_columns() {
+                if !pii.iter().any(|p| p == c) {
+                    pii.push(c.to_owned());
+                }
+            }
+        }
+        pii
+    }
+
     // ---- runs -------------------------------------------------------------
 
     /// Triggers a manual run of the DAG's newest version; it starts at once
