@@ -791,14 +791,20 @@ tasks:
     output: curated.summary
 "#;
 
-#[test]
-fn datasets_and_quality_from_the_command_line() {
+/// A site with [`DATA_DAG`] and five people, three of them bad.
+fn people_site() -> Site {
     let site = Site::new(&[("people.yaml", DATA_DAG)]);
     std::fs::write(
         site.path("dags/people.csv"),
         "id,age\n1,30\n2,-4\n3,x\n3,50\n4,61\n",
     )
     .unwrap();
+    site
+}
+
+#[test]
+fn datasets_and_quality_from_the_command_line() {
+    let site = people_site();
     let _standalone = site.standalone();
     site.address();
     let out = site.run(&["dags", "trigger", "people", "--run-id", "r1"]);
@@ -986,6 +992,138 @@ fn datasets_and_quality_from_the_command_line() {
         ],
         "{found}"
     );
+}
+
+#[test]
+fn erasing_rows_rewrites_every_kept_version_and_is_audited() {
+    let site = people_site();
+    let _standalone = site.standalone();
+    let addr = site.address();
+    for run in ["r1", "r2"] {
+        let out = site.run(&["dags", "trigger", "people", "--run-id", run]);
+        assert!(out.status.success());
+        site.wait_for("the data run", || {
+            site.json(&["runs", "list", "people", "--output", "json"])["dag_runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| matches!(r["state"].as_str(), Some("success" | "failed")))
+        });
+    }
+    let rows = |name: &str| -> Vec<i64> {
+        site.json(&["datasets", "show", name, "--output", "json"])["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["rows"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(rows("raw.people"), [5, 5]);
+    assert_eq!(rows("quarantine.people"), [3, 3]);
+    let names = ["raw.people", "clean.people", "quarantine.people"];
+    let erase = |extra: &[&str]| {
+        let mut args = vec!["datasets", "erase"];
+        args.extend(names);
+        args.extend(["--where", "id = 3", "--output", "json"]);
+        args.extend(extra);
+        site.json(&args)
+    };
+
+    // A dry run counts and changes nothing.
+    let dry = erase(&["--dry-run"]);
+    let matched: Vec<(String, i64, u64)> = dry["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["dataset"].as_str().unwrap().to_owned(),
+                v["version"].as_i64().unwrap(),
+                v["matched"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        matched,
+        [
+            ("raw.people".to_owned(), 1, 2),
+            ("raw.people".into(), 2, 2),
+            ("clean.people".into(), 1, 0),
+            ("clean.people".into(), 2, 0),
+            ("quarantine.people".into(), 1, 2),
+            ("quarantine.people".into(), 2, 2),
+        ]
+    );
+    assert_eq!(rows("raw.people"), [5, 5]);
+
+    // The erasure: every kept version without the rows, on disk and in the catalog.
+    let done = erase(&[]);
+    assert_eq!(done["rows"], 8, "{done}");
+    assert_eq!(rows("raw.people"), [3, 3]);
+    assert_eq!(rows("quarantine.people"), [1, 1]);
+    assert_eq!(rows("clean.people"), [2, 2]);
+    let again = erase(&["--dry-run"]);
+    assert_eq!(again["rows"], 0, "nothing is left to erase: {again}");
+    let verified = site.run(&["datasets", "verify"]);
+    assert!(
+        verified.status.success(),
+        "the rewritten versions are whole: {}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    // Runs go on reading the rewritten versions.
+    site.trigger("people");
+    site.wait_for("the run after the erasure", || {
+        site.json(&["runs", "list", "people", "--output", "json"])["dag_runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| matches!(r["state"].as_str(), Some("success" | "failed")))
+    });
+    assert_eq!(rows("raw.people"), [3, 3, 5]);
+
+    // Each rewritten version is in the audit log with the condition.
+    site.run(&[
+        "users",
+        "create",
+        "--username",
+        "dpo",
+        "--role",
+        "admin",
+        "--password",
+        "dpo-password",
+    ]);
+    let (status, token) = http(
+        &addr,
+        "POST",
+        "/auth/token",
+        None,
+        Some(serde_json::json!({"username": "dpo", "password": "dpo-password"})),
+    );
+    assert_eq!(status, 201, "{token}");
+    let (status, audit) = http(
+        &addr,
+        "GET",
+        "/api/v2/eventLogs?event=erase_rows",
+        token["access_token"].as_str(),
+        None,
+    );
+    assert_eq!(status, 200, "{audit}");
+    let entries = audit["event_logs"].as_array().unwrap();
+    assert_eq!(entries.len(), 4, "{audit}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.to_string().contains("id = 3") && e.to_string().contains("rows_erased")),
+        "{audit}"
+    );
+
+    // Bad input is named.
+    let out = site.run(&["datasets", "erase", "raw.people", "--where", "nope = 1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+    let out = site.run(&["datasets", "erase", "raw.nothing", "--where", "id = 1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("raw.nothing"));
 }
 
 /// Reads every restored dataset.

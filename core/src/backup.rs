@@ -75,7 +75,7 @@ pub async fn backup(db_url: &str, data_dir: &Path, dir: &Path) -> Result<Manifes
     create_dir(&data).await?;
     let backend = Backend::of(db_url)?;
     // The versions a consistent copy of the database records: copied after
-    // it, they are all there (published versions never change).
+    // it, they are all there (published versions never change; only an erasure rewrites one).
     let versions = match backend {
         Backend::Sqlite => {
             let copy = dir.join(DATABASE);

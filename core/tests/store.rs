@@ -921,6 +921,80 @@ both_backends!(
     moved_paths
 );
 
+async fn erasure(db: &TestDb) {
+    use weir_core::store::{AuditAction, AuditFilter, ErasedVersion, NewDatasetVersion};
+    let s = &db.store;
+    let v = s
+        .record_dataset_version(
+            &NewDatasetVersion {
+                dataset: "raw.people".into(),
+                path: Some("/d/raw/people/v=1".into()),
+                rows: Some(5),
+                bytes: Some(900),
+                ..Default::default()
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let rewritten = ErasedVersion {
+        path: "/d/raw/people/v=1.1".into(),
+        rows: 3,
+        bytes: 700,
+        erased: 2,
+        condition: "id = 3".into(),
+    };
+    let after = s
+        .record_erasure(v.id, &rewritten, "dpo", Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            after.path.as_deref(),
+            after.rows,
+            after.bytes,
+            after.version
+        ),
+        (Some("/d/raw/people/v=1.1"), Some(3), Some(700), 1)
+    );
+    let (audit, _) = s
+        .list_audit(
+            &AuditFilter {
+                action: Some(AuditAction::EraseRows),
+                ..AuditFilter::default()
+            },
+            10,
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor, "dpo");
+    let detail: serde_json::Value =
+        serde_json::from_str(audit[0].detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["where"], "id = 3");
+    assert_eq!(
+        (
+            detail["rows_before"].as_i64(),
+            detail["rows_after"].as_i64()
+        ),
+        (Some(5), Some(3))
+    );
+    assert_eq!(detail["old_path"], "/d/raw/people/v=1");
+    // A version retention deleted meanwhile is not brought back.
+    s.mark_version_deleted(v.id, "retention", Utc::now())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.record_erasure(v.id, &rewritten, "dpo", Utc::now()).await,
+        Err(Error::NotFound(_))
+    ));
+}
+both_backends!(
+    an_erasure_points_a_version_at_its_rewritten_files_audited,
+    erasure
+);
+
 fn life(name: &str, hostname: &str) -> weir_core::workers::NewWorker {
     weir_core::workers::NewWorker {
         name: name.into(),

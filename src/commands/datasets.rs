@@ -39,6 +39,24 @@ pub enum DatasetsCommand {
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// Erase the rows a condition matches from every kept version of
+    /// datasets (a deletion request): each version is rewritten without
+    /// them, recorded and audited. Versions written later are not touched.
+    Erase {
+        /// `zone.name` of each dataset, like raw.orders clean.orders quarantine.orders.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// A SQL condition on the datasets' columns: the rows where it is
+        /// true are erased (`customer_id = 42`).
+        #[arg(long = "where", value_name = "CONDITION")]
+        condition: String,
+        /// Count the rows it would erase; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Table or JSON.
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
     /// Record that a dataset was updated outside weir: the DAGs scheduled on
     /// it run as for a new version (audited).
     Updated {
@@ -74,10 +92,21 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
     if let DatasetsCommand::Verify { name, output } = command {
         return verify(config, name.as_deref(), output).await;
     }
+    if let DatasetsCommand::Erase {
+        names,
+        condition,
+        dry_run,
+        output,
+    } = command
+    {
+        return erase(config, &names, &condition, dry_run, output).await;
+    }
     let store = super::store(config).await?;
     let all = store.dataset_versions(None).await?;
     match command {
-        DatasetsCommand::Updated { .. } | DatasetsCommand::Verify { .. } => {}
+        DatasetsCommand::Updated { .. }
+        | DatasetsCommand::Verify { .. }
+        | DatasetsCommand::Erase { .. } => {}
         DatasetsCommand::List { output } => {
             let newest = weir_core::catalog::summaries(&all);
             match output {
@@ -305,6 +334,53 @@ async fn updated(config: &Config, name: &str, extra: Option<&str>) -> anyhow::Re
 }
 
 /// `weir datasets verify [NAME]`.
+/// `weir datasets erase`.
+async fn erase(
+    config: &Config,
+    names: &[String],
+    condition: &str,
+    dry_run: bool,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    let store = super::store(config).await?;
+    let found =
+        weir_worker::data::erase::erase(store.as_ref(), names, condition, &super::actor(), dry_run)
+            .await?;
+    let matched: u64 = found.iter().map(|e| e.matched).sum();
+    let touched = found.iter().filter(|e| e.matched > 0).count();
+    match output {
+        OutputFormat::Json => print_json(&json!({
+            "where": condition,
+            "dry_run": dry_run,
+            "versions": found.iter().map(|e| json!({
+                "dataset": e.dataset, "version": e.version, "matched": e.matched, "rows": e.rows,
+            })).collect::<Vec<_>>(),
+            "rows": matched,
+        })),
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = found
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.dataset.clone(),
+                        e.version.to_string(),
+                        e.matched.to_string(),
+                        e.rows.to_string(),
+                    ]
+                })
+                .collect();
+            let head = if dry_run { "WOULD ERASE" } else { "ERASED" };
+            print_table(&["DATASET", "VERSION", head, "ROWS NOW"], &rows);
+            if dry_run {
+                println!("would erase {matched} row(s) from {touched} version(s); nothing changed");
+            } else {
+                println!("erased {matched} row(s) from {touched} version(s) (audited)");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn verify(
     config: &Config,
     name: Option<&str>,

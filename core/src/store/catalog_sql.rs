@@ -127,6 +127,48 @@ macro_rules! impl_catalog_store {
                 Ok(())
             }
 
+            async fn record_erasure(
+                &self,
+                id: i64,
+                rewritten: &$crate::store::ErasedVersion,
+                actor: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::Result<$crate::store::DatasetVersionRecord> {
+                let mut tx = self.tx().await?;
+                let before: $crate::store::DatasetVersionRecord = sqlx::query_as(
+                    "SELECT * FROM dataset_versions WHERE id = $1 AND deleted_at IS NULL",
+                )
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| $crate::store::Error::NotFound(format!("live dataset version {id}")))?;
+                let v: $crate::store::DatasetVersionRecord = sqlx::query_as(
+                    "UPDATE dataset_versions SET path = $1, rows = $2, bytes = $3 WHERE id = $4 RETURNING *",
+                )
+                .bind(&rewritten.path)
+                .bind(rewritten.rows)
+                .bind(rewritten.bytes)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                insert_audit(
+                    &mut *tx,
+                    &$crate::store::AuditEntry::about(
+                        actor,
+                        $crate::store::AuditAction::EraseRows,
+                        serde_json::json!({
+                            "dataset": v.dataset, "version": v.version, "where": rewritten.condition,
+                            "rows_erased": rewritten.erased, "rows_before": before.rows, "rows_after": v.rows,
+                            "old_path": before.path, "path": v.path,
+                        }),
+                        at,
+                    ),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(v)
+            }
+
             async fn record_validation(
                 &self,
                 v: &$crate::store::NewValidation,

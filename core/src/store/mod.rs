@@ -768,6 +768,17 @@ pub trait CatalogStore: Send + Sync {
     async fn move_version_paths(&self, from: &str, to: &str) -> Result<u64>;
     /// Records that retention deleted a version's files (audited).
     async fn mark_version_deleted(&self, id: i64, actor: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Points a kept version at the files it was rewritten to after rows
+    /// were erased from it, with its new row count and size; audited with
+    /// `what` (the condition, the rows erased). Not found when the version
+    /// was deleted meanwhile.
+    async fn record_erasure(
+        &self,
+        id: i64,
+        rewritten: &ErasedVersion,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<DatasetVersionRecord>;
     /// Records a validate try's versions, outcome and check results in one
     /// transaction.
     async fn record_validation(

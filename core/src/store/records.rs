@@ -756,6 +756,8 @@ pub enum AuditAction {
     DeleteUser,
     /// Retention deleted a dataset version's files.
     DeleteDatasetVersion,
+    /// Rows were erased from a kept dataset version (a deletion request).
+    EraseRows,
     /// A worker was asked to drain.
     DrainWorker,
     /// A variable was created or changed (its value is not recorded).
@@ -793,6 +795,7 @@ crate::named_enum!(AuditAction, "audit action", {
     CreateUser => "create_user",
     DeleteUser => "delete_user",
     DeleteDatasetVersion => "delete_dataset_version",
+    EraseRows => "erase_rows",
     DrainWorker => "drain_worker",
     SetVariable => "set_variable",
     DeleteVariable => "delete_variable",
@@ -800,6 +803,21 @@ crate::named_enum!(AuditAction, "audit action", {
     DeleteConnection => "delete_connection",
     AssetEvent => "asset_event",
 });
+
+/// A kept version rewritten without erased rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasedVersion {
+    /// Where its files are now.
+    pub path: String,
+    /// Rows left.
+    pub rows: i64,
+    /// Bytes on disk now.
+    pub bytes: i64,
+    /// Rows erased.
+    pub erased: i64,
+    /// The condition the erased rows met.
+    pub condition: String,
+}
 
 /// An audit entry as stored.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,6 +6,7 @@
 mod compile;
 mod csv_repair;
 mod dataset_checks;
+pub mod erase;
 mod extract;
 mod gate;
 mod load;

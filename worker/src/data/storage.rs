@@ -131,15 +131,7 @@ impl<'a> Io<'a> {
                 None,
             )
             .await?;
-        let rows: u64 = counts
-            .iter()
-            .filter_map(|b| {
-                b.column(0)
-                    .as_primitive_opt::<UInt64Type>()
-                    .map(|c| c.values().iter().sum::<u64>())
-            })
-            .sum();
-        Ok((staged, schema, rows))
+        Ok((staged, schema, rows_written(&counts)))
     }
 
     /// A hidden folder for the next version of `dataset`, invisible to
@@ -208,22 +200,7 @@ impl<'a> Io<'a> {
             .await?
             .map(|v| v.version + 1)
             .unwrap_or(1);
-        let final_dir = unique_dir(&folder, next).await;
-        tokio::fs::rename(&tmp, &final_dir)
-            .await
-            .map_err(DataError::io(format!(
-                "renaming {} to {}",
-                tmp.display(),
-                final_dir.display()
-            )))?;
-        // On disk for good before the catalog can name it: the files, their
-        // folder, and the rename in the dataset's folder.
-        let (dir, parent) = (final_dir.clone(), folder.clone());
-        tokio::task::spawn_blocking(move || sync_tree(&dir, &parent))
-            .await
-            .map_err(|e| DataError::Invalid(format!("syncing a version: {e}")))?
-            .map_err(DataError::io(format!("syncing {}", final_dir.display())))?;
-        let bytes = dir_size(&final_dir).await;
+        let (final_dir, bytes) = settle(&tmp, &folder, next).await?;
         Ok(NewDatasetVersion {
             dataset: dataset.to_string(),
             producer: Some(self.ctx.claim.try_ref()),
@@ -307,6 +284,18 @@ pub fn parquet_properties(session: &SessionContext) -> Result<WriterProperties, 
         .clone())
 }
 
+/// The rows a DataFusion write reports it wrote.
+pub(crate) fn rows_written(counts: &[datafusion::arrow::array::RecordBatch]) -> u64 {
+    counts
+        .iter()
+        .filter_map(|b| {
+            b.column(0)
+                .as_primitive_opt::<UInt64Type>()
+                .map(|c| c.values().iter().sum::<u64>())
+        })
+        .sum()
+}
+
 /// Reads a recorded version.
 pub async fn read_version(
     session: &SessionContext,
@@ -329,6 +318,28 @@ pub async fn read_version(
         .await?)
 }
 
+/// Moves the written folder `tmp` to version `n`'s place in `folder`
+/// ([`unique_dir`]) and flushes it to disk for good before the catalog can
+/// name it: the files, their folder, and the rename in the dataset's
+/// folder. Answers the place and its size in bytes.
+pub(crate) async fn settle(tmp: &Path, folder: &Path, n: i64) -> Result<(PathBuf, u64), DataError> {
+    let dest = unique_dir(folder, n).await;
+    tokio::fs::rename(tmp, &dest)
+        .await
+        .map_err(DataError::io(format!(
+            "renaming {} to {}",
+            tmp.display(),
+            dest.display()
+        )))?;
+    let (dir, parent) = (dest.clone(), folder.to_path_buf());
+    tokio::task::spawn_blocking(move || sync_tree(&dir, &parent))
+        .await
+        .map_err(|e| DataError::Invalid(format!("syncing a version: {e}")))?
+        .map_err(DataError::io(format!("syncing {}", dest.display())))?;
+    let bytes = dir_size(&dest).await;
+    Ok((dest, bytes))
+}
+
 /// `folder/v=<n>`, or `v=<n>.<k>` if another writer took that name first.
 async fn unique_dir(folder: &Path, n: i64) -> PathBuf {
     let first = folder.join(format!("v={n}"));
@@ -346,7 +357,7 @@ async fn unique_dir(folder: &Path, n: i64) -> PathBuf {
 }
 
 /// An empty result writes no file; write one with the schema so the version reads back.
-async fn ensure_file(dir: &Path, schema: SchemaRef) -> Result<(), DataError> {
+pub(crate) async fn ensure_file(dir: &Path, schema: SchemaRef) -> Result<(), DataError> {
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<(), DataError> {
         std::fs::create_dir_all(&dir)
