@@ -94,11 +94,13 @@ impl Site {
     /// workers are left alone), then starts the timer, the pool and what
     /// `options` asks for.
     pub async fn start(sched: &Scheduler, options: SiteOptions) -> anyhow::Result<Site> {
+        let data_dir = options.pool.data_dir.clone();
         let pool = LocalPool::start(sched.clone(), options.pool, options.secrets).await?;
         pool.reap_past_lives().await;
         let worker = pool.name().to_owned();
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        tasks.spawn(clean_data_folder(data_dir));
         tasks.spawn(sched.clone().run(cancel.child_token()));
         if let Some(n) = options.notify {
             spawn_notifier(&mut tasks, sched, n, cancel.child_token());
@@ -171,6 +173,20 @@ impl Site {
         if let Some(d) = self.lineage.take() {
             d.finish(LINEAGE_FLUSH).await;
         }
+    }
+}
+
+/// Removes the temporary folders writes that never finished left in the
+/// data folder (idle for [`LEFTOVER_IDLE`](weir_worker::data::verify::LEFTOVER_IDLE)),
+/// naming each.
+pub async fn clean_data_folder(data_dir: PathBuf) {
+    use weir_worker::data::verify::{LEFTOVER_IDLE, clean_leftovers};
+    for p in clean_leftovers(&data_dir, LEFTOVER_IDLE).await {
+        tracing::warn!(
+            "removed {}: a write that never finished (nothing written to it for {} minutes)",
+            p.display(),
+            LEFTOVER_IDLE.as_secs() / 60
+        );
     }
 }
 

@@ -1126,6 +1126,41 @@ fn erasing_rows_rewrites_every_kept_version_and_is_audited() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("raw.nothing"));
 }
 
+#[test]
+fn leftovers_of_writes_that_never_finished_are_removed_at_start() {
+    let site = people_site();
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    let leftover = |rel: &str, old: bool| {
+        let dir = site.path(rel);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("part-0.parquet");
+        std::fs::write(&file, b"half a file").unwrap();
+        if old {
+            for p in [&file, &dir] {
+                std::fs::File::open(p)
+                    .unwrap()
+                    .set_modified(two_hours_ago)
+                    .unwrap();
+            }
+        }
+        dir
+    };
+    let crashed = leftover("data/raw/people/.tmp-crashed", true);
+    let scratch = leftover("data/.extract-crashed", true);
+    let live = leftover("data/raw/people/.tmp-being-written", false);
+    let _standalone = site.standalone();
+    site.address();
+    site.wait_for("the leftovers to be removed", || {
+        !crashed.exists() && !scratch.exists()
+    });
+    let log = std::fs::read_to_string(site.path("standalone.log")).unwrap();
+    assert!(
+        log.contains(".tmp-crashed: a write that never finished"),
+        "each removal is reported: {log}"
+    );
+    assert!(live.exists(), "a folder still being written is left alone");
+}
+
 /// Reads every restored dataset.
 const COUNT_DAG: &str = r#"
 tasks:

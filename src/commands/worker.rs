@@ -81,6 +81,7 @@ pub async fn run(args: WorkerArgs, config: &Config) -> anyhow::Result<ExitCode> 
             .unwrap_or(4)
     });
     let (lineage, delivery) = weir_worker::lineage::Emitter::start(&config.openlineage)?;
+    tokio::spawn(crate::site::clean_data_folder(config.core.data_dir.clone()));
     let options = RemoteOptions {
         servers,
         token,

@@ -1,7 +1,8 @@
 //! `weir datasets verify`: every version the catalog keeps is on disk with
 //! the size it was recorded with, and the data folder holds nothing the
 //! catalog does not know (versions no one recorded, versions retention
-//! recorded as deleted, temporary folders a crash left).
+//! recorded as deleted, temporary folders a crash left); and removing those
+//! temporary folders once nothing has written to them for a while.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -105,6 +106,82 @@ pub async fn verify(
         report.findings.extend(unknown_in(&folder, &versions).await);
     }
     Ok(report)
+}
+
+/// How long a temporary folder must have gone unwritten before it is taken
+/// for a crash's leftover: a live writer appends to its files all along,
+/// and a try silent that long lost its lease long ago.
+pub const LEFTOVER_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the temporary folders a write that never finished left in the
+/// data folder (a version being written, `.tmp-*`, or a task's scratch
+/// folder, `.<purpose>-*`) when nothing was written to them for `idle`;
+/// answers what it removed. Readers find versions through the catalog, so
+/// such a folder was never read as data; this only frees the space.
+pub async fn clean_leftovers(data_dir: &Path, idle: std::time::Duration) -> Vec<PathBuf> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    for folder in dataset_folders(data_dir, None).await {
+        candidates.extend(
+            hidden_dirs(&folder)
+                .await
+                .into_iter()
+                .filter(|p| name_of(p).starts_with(".tmp-")),
+        );
+    }
+    // Scratch folders sit in the data folder itself, beside the zones.
+    candidates.extend(hidden_dirs(data_dir).await);
+    tokio::task::spawn_blocking(move || {
+        let now = std::time::SystemTime::now();
+        candidates
+            .into_iter()
+            .filter(|p| {
+                last_write(p).is_some_and(|t| now.duration_since(t).unwrap_or_default() >= idle)
+            })
+            .filter(|p| std::fs::remove_dir_all(p).is_ok())
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The folders in `folder` whose names start with a dot.
+async fn hidden_dirs(folder: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(mut entries) = tokio::fs::read_dir(folder).await else {
+        return out;
+    };
+    while let Ok(Some(e)) = entries.next_entry().await {
+        if e.file_name().to_string_lossy().starts_with('.')
+            && e.file_type().await.is_ok_and(|t| t.is_dir())
+        {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// When anything in `dir` (or `dir` itself) was last written.
+fn last_write(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = std::fs::metadata(dir).and_then(|m| m.modified()).ok()?;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).ok()?.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            if let Ok(t) = m.modified() {
+                newest = newest.max(t);
+            }
+        }
+    }
+    Some(newest)
 }
 
 /// The folders of the datasets to look in: one, or every one of every zone.
