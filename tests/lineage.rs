@@ -383,6 +383,33 @@ fn a_lineage_service_gets_the_events_in_order_and_one_that_is_down_fails_nothing
 }
 
 #[test]
+fn the_console_transport_prints_one_event_per_line() {
+    let dir = site();
+    let out = dags_test(
+        dir.path(),
+        "fails",
+        &[("WEIR_OPENLINEAGE_TRANSPORT", "console".to_owned())],
+    );
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let printed: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("eventType").is_some())
+        .collect();
+    let kinds: Vec<&str> = printed.iter().map(kind).collect();
+    assert_eq!(kinds, ["START", "FAIL"], "{text}");
+    let file = dir.path().join("printed.jsonl");
+    std::fs::write(
+        &file,
+        printed.iter().map(|e| format!("{e}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let (ok, said) = check(&file);
+    assert!(ok, "{said}");
+}
+
+#[test]
 fn incomplete_lineage_settings_are_refused_by_name() {
     let dir = site();
     let out = dags_test(
