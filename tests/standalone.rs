@@ -777,9 +777,11 @@ tasks:
     kind: validate
     input: raw.people
     contract:
+      owner: people-team
+      tags: [hr]
       columns:
         id: {type: int64, required: true}
-        age: {type: int32, min: 0}
+        age: {type: int32, min: 0, classification: confidential, description: Years}
       primary_key: [id]
       checks:
         - row_count: {min: 1}
@@ -843,7 +845,34 @@ fn datasets_and_quality_from_the_command_line() {
         ]
         .into()
     );
+    let owners: Vec<&serde_json::Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["owner"])
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            &serde_json::json!("people-team"),
+            &serde_json::Value::Null,
+            &serde_json::json!("people-team"),
+            &serde_json::Value::Null
+        ],
+        "clean and quarantine people are described by the validate's contract"
+    );
     let show = site.json(&["datasets", "show", "clean.people", "--output", "json"]);
+    assert_eq!(show["metadata"]["tags"], serde_json::json!(["hr"]));
+    assert_eq!(
+        show["metadata"]["columns"]["age"],
+        serde_json::json!({"classification": "confidential", "description": "Years"})
+    );
+    let table = site.run(&["datasets", "show", "clean.people"]);
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("[confidential] — Years"),
+        "{}",
+        String::from_utf8_lossy(&table.stdout)
+    );
     assert_eq!(show["upstream"][0]["dataset"], "raw.people");
     assert_eq!(show["downstream"][0]["dataset"], "curated.summary");
     assert_eq!(show["schema"][0]["name"], "id");

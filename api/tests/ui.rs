@@ -417,7 +417,16 @@ async fn every_page_case(db: &TestDb) {
         ),
         (
             "/datasets".into(),
-            &["raw.orders", "clean.orders", "quarantine.orders"],
+            &[
+                "raw.orders",
+                "clean.orders",
+                "quarantine.orders",
+                "sales-ops",
+            ],
+        ),
+        (
+            "/datasets?q=sales".into(),
+            &["clean.orders", "quarantine.orders"],
         ),
         (
             "/datasets/clean.orders".into(),
@@ -541,6 +550,27 @@ async fn every_page_case(db: &TestDb) {
     assert_eq!(
         detail["metadata"]["columns"],
         serde_json::json!([{"name": "email", "description": "Where receipts go", "classification": "pii"}])
+    );
+    let list = ui.api_get("/api/v2/datasets", "vera").await;
+    let owners: Vec<(String, serde_json::Value)> = list["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["dataset"].as_str().unwrap().to_owned(),
+                d["owner"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            ("clean.orders".to_owned(), serde_json::json!("sales-ops")),
+            ("quarantine.orders".into(), serde_json::json!("sales-ops")),
+            ("raw.orders".into(), serde_json::Value::Null),
+        ],
+        "a validate's contract describes what it writes"
     );
     let sample = |q: &serde_json::Value| {
         q["results"][0]["checks"]

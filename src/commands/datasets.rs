@@ -68,6 +68,17 @@ pub enum DatasetsCommand {
     },
 }
 
+/// A scheduler on `store`, to read DAG versions (datasets' metadata).
+fn scheduler_on(
+    store: &std::sync::Arc<dyn weir_core::store::Store>,
+) -> weir_core::scheduler::Scheduler {
+    weir_core::scheduler::Scheduler::new(
+        store.clone(),
+        std::sync::Arc::new(weir_core::scheduler::SystemClock),
+        weir_core::scheduler::Options::default(),
+    )
+}
+
 fn producer(v: &DatasetVersionRecord) -> String {
     match (&v.dag_id, &v.task_id, &v.run_id) {
         (Some(d), Some(t), Some(r)) => format!("{d}.{t} ({r})"),
@@ -109,19 +120,29 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
         | DatasetsCommand::Erase { .. } => {}
         DatasetsCommand::List { output } => {
             let newest = weir_core::catalog::summaries(&all);
+            let writers: Vec<(&str, Option<&str>)> = newest
+                .iter()
+                .map(|(name, d)| (*name, d.latest.dag_id.as_deref()))
+                .collect();
+            let meta = scheduler_on(&store).datasets_metadata(&writers).await;
+            let about = |name: &str| meta.get(name).cloned().unwrap_or_default();
             match output {
                 OutputFormat::Json => print_json(&Value::Array(
                     newest
                         .values()
-                        .map(|d| json!({"dataset": d.latest.dataset, "versions": d.versions, "latest": version_json(d.latest)}))
+                        .map(|d| {
+                            let m = about(&d.latest.dataset);
+                            json!({"dataset": d.latest.dataset, "versions": d.versions, "latest": version_json(d.latest), "owner": m.owner, "tags": m.tags})
+                        })
                         .collect(),
                 )),
                 OutputFormat::Table => print_table(
-                    &["DATASET", "VERSION", "VERSIONS", "ROWS", "BYTES", "WRITTEN", "BY"],
+                    &["DATASET", "VERSION", "VERSIONS", "ROWS", "BYTES", "WRITTEN", "BY", "OWNER", "TAGS"],
                     &newest
                         .values()
                         .map(|d| {
                             let (v, n) = (d.latest, d.versions);
+                            let m = about(&v.dataset);
                             vec![
                                 v.dataset.clone(),
                                 v.version.to_string(),
@@ -130,6 +151,8 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
                                 v.bytes.map(|b| b.to_string()).unwrap_or_default(),
                                 time(Some(v.created_at)),
                                 producer(v),
+                                m.owner.unwrap_or_default(),
+                                m.tags.join(","),
                             ]
                         })
                         .collect::<Vec<_>>(),
@@ -153,12 +176,7 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
                 .as_deref()
                 .and_then(|s| serde_json::from_str(s).ok())
                 .unwrap_or(Value::Null);
-            let sched = weir_core::scheduler::Scheduler::new(
-                store.clone(),
-                std::sync::Arc::new(weir_core::scheduler::SystemClock),
-                weir_core::scheduler::Options::default(),
-            );
-            let meta = sched
+            let meta = scheduler_on(&store)
                 .dataset_metadata(&name, latest.dag_id.as_deref())
                 .await
                 .unwrap_or_default();

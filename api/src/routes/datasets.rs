@@ -61,6 +61,9 @@ pub struct DatasetResponse {
     /// How many versions are kept.
     pub versions: i64,
     pub latest: DatasetVersionResponse,
+    /// Who answers for it (its contract's or writer's `owner`).
+    pub owner: Option<String>,
+    pub tags: Vec<String>,
 }
 
 /// Datasets.
@@ -152,12 +155,23 @@ pub async fn list_datasets(
     Query(page): Query<Page>,
 ) -> ApiResult<Json<DatasetCollection>> {
     let all = state.scheduler.store().dataset_versions(None).await?;
-    let summaries: Vec<DatasetResponse> = weir_core::catalog::summaries(&all)
+    let newest = weir_core::catalog::summaries(&all);
+    let writers: Vec<(&str, Option<&str>)> = newest
+        .iter()
+        .map(|(name, d)| (*name, d.latest.dag_id.as_deref()))
+        .collect();
+    let mut meta = state.scheduler.datasets_metadata(&writers).await;
+    let summaries: Vec<DatasetResponse> = newest
         .values()
-        .map(|d| DatasetResponse {
-            dataset: d.latest.dataset.clone(),
-            versions: i64::try_from(d.versions).unwrap_or(i64::MAX),
-            latest: DatasetVersionResponse::from(d.latest),
+        .map(|d| {
+            let about = meta.remove(&d.latest.dataset).unwrap_or_default();
+            DatasetResponse {
+                dataset: d.latest.dataset.clone(),
+                versions: i64::try_from(d.versions).unwrap_or(i64::MAX),
+                latest: DatasetVersionResponse::from(d.latest),
+                owner: about.owner,
+                tags: about.tags,
+            }
         })
         .collect();
     let total = i64::try_from(summaries.len()).unwrap_or(i64::MAX);

@@ -46,15 +46,31 @@ struct Summary<'a> {
     dag_id: Option<&'a str>,
     run_id: Option<&'a str>,
     task_id: Option<&'a str>,
+    owner: Option<String>,
+    tags: Vec<String>,
 }
 
-/// `/datasets`: every dataset by zone with its newest version.
+/// `/datasets`: every dataset by zone with its newest version, owner and
+/// tags; `q` finds names, owners and tags.
 pub async fn list(State(state): State<AppState>, me: Me, Query(s): Query<Search>) -> PageResult {
     let all = state.scheduler.store().dataset_versions(None).await?;
     let q = s.q.trim().to_lowercase();
+    let summaries = catalog::summaries(&all);
+    let writers: Vec<(&str, Option<&str>)> = summaries
+        .iter()
+        .map(|(name, sum)| (*name, sum.latest.dag_id.as_deref()))
+        .collect();
+    let mut meta = state.scheduler.datasets_metadata(&writers).await;
     let mut zones: BTreeMap<&str, Vec<Summary<'_>>> = BTreeMap::new();
-    for (name, sum) in catalog::summaries(&all) {
-        if !q.is_empty() && !name.to_lowercase().contains(&q) {
+    for (name, sum) in summaries {
+        let about = meta.remove(name).unwrap_or_default();
+        let found = name.to_lowercase().contains(&q)
+            || about
+                .owner
+                .as_deref()
+                .is_some_and(|o| o.to_lowercase().contains(&q))
+            || about.tags.iter().any(|t| t.to_lowercase() == q);
+        if !q.is_empty() && !found {
             continue;
         }
         let v = sum.latest;
@@ -69,6 +85,8 @@ pub async fn list(State(state): State<AppState>, me: Me, Query(s): Query<Search>
             dag_id: v.dag_id.as_deref(),
             run_id: v.run_id.as_deref(),
             task_id: v.task_id.as_deref(),
+            owner: about.owner,
+            tags: about.tags,
         });
     }
     super::page(

@@ -362,6 +362,36 @@ impl Scheduler {
         dag.dataset_metadata(&name)
     }
 
+    /// [`Scheduler::dataset_metadata`] of many datasets, each given with
+    /// the DAG that wrote its newest version; a DAG is read once. Datasets
+    /// nothing is said about are left out.
+    pub async fn datasets_metadata(
+        &self,
+        datasets: &[(&str, Option<&str>)],
+    ) -> std::collections::HashMap<String, crate::dag::contract::DatasetMeta> {
+        let mut dags: std::collections::HashMap<&str, Option<Arc<Dag>>> =
+            std::collections::HashMap::new();
+        let mut out = std::collections::HashMap::new();
+        for &(dataset, writer) in datasets {
+            let (Some(writer), Ok(name)) = (writer, dataset.parse::<crate::dag::DatasetName>())
+            else {
+                continue;
+            };
+            if !dags.contains_key(writer) {
+                let dag = self.latest_dag(writer).await.ok().map(|(_, d)| d);
+                dags.insert(writer, dag);
+            }
+            if let Some(meta) = dags
+                .get(writer)
+                .and_then(Option::as_ref)
+                .and_then(|d| d.dataset_metadata(&name))
+            {
+                out.insert(dataset.to_owned(), meta);
+            }
+        }
+        out
+    }
+
     /// The columns classified `pii` in what `task_id` of the newest
     /// version of `dag_id` writes (a validate's clean and quarantined rows),
     /// whose values roles below admin see masked.
