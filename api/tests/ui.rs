@@ -538,6 +538,18 @@ async fn every_page_case(db: &TestDb) {
         all.body
     );
     assert!(!all.body.contains("only admins see them"));
+    // Logs are read by every role: their samples are masked for all.
+    let log = ui
+        .get(
+            &format!("/dags/orders/runs/{o}/tasks/check/log"),
+            Some(&admin),
+        )
+        .await;
+    assert!(
+        log.body.contains("email=***") && !log.body.contains("ann@example.com"),
+        "{}",
+        log.body
+    );
     // The REST API: the catalog's metadata, and the same masking.
     let detail = ui
         .api_get("/api/v2/datasets/quarantine.orders", "vera")

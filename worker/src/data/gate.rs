@@ -106,7 +106,13 @@ pub async fn check(
             "weir: the load's contract on {described}: {rows} row(s), {failed} failing"
         ))
         .await;
-    log_results(log, &results).await;
+    let pii: Vec<String> = contract
+        .metadata()
+        .pii_columns()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    log_results(log, &results, &pii).await;
     let blocking: Vec<&CheckResultRecord> = results
         .iter()
         .filter(|r| {

@@ -276,7 +276,13 @@ pub(super) fn input_columns(schema: &datafusion::arrow::datatypes::Schema) -> Ve
 }
 
 /// One log line per result.
-pub(super) async fn log_results(log: &mut LogWriter, results: &[CheckResultRecord]) {
+/// Logs each check's result. Values of `pii` columns in samples are masked:
+/// viewers read logs, and only admins see personal data.
+pub(super) async fn log_results(
+    log: &mut LogWriter,
+    results: &[CheckResultRecord],
+    pii: &[String],
+) {
     for r in results {
         let status = match (r.passed, blocks(r), r.severity) {
             (true, _, _) => "passed",
@@ -297,6 +303,7 @@ pub(super) async fn log_results(log: &mut LogWriter, results: &[CheckResultRecor
                 line.push_str(&format!(", limit {t}"));
             }
         } else if let Some(o) = &r.observed {
+            let o = weir_core::catalog::mask_sample(o, pii);
             line.push_str(&format!(": observed {o}"));
             if let Some(t) = &r.threshold {
                 line.push_str(&format!(", limit {t}"));
@@ -478,7 +485,17 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<serde_json::Value,
             source.describe(spec.input)
         ))
         .await;
-    log_results(log, &results).await;
+    let pii: Vec<String> = ctx
+        .dag
+        .tasks
+        .get(ctx.claim.task_id.as_str())
+        .and_then(|t| t.dataset_metadata(spec.output))
+        .unwrap_or_else(|| spec.contract.metadata())
+        .pii_columns()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    log_results(log, &results, &pii).await;
     match &clean_version {
         Some(v) => {
             let _ = log
