@@ -167,11 +167,11 @@ impl DatasetMeta {
     }
 
     /// The columns classified `pii`.
-    pub fn pii_columns(&self) -> Vec<&str> {
+    pub fn pii_columns(&self) -> Vec<String> {
         self.columns
             .iter()
             .filter(|(_, c)| c.classification == Some(Classification::Pii))
-            .map(|(n, _)| n.as_str())
+            .map(|(n, _)| n.clone())
             .collect()
     }
 }

@@ -416,8 +416,8 @@ impl Scheduler {
         let mut pii: Vec<String> = Vec::new();
         for m in &metas {
             for c in m.pii_columns() {
-                if !pii.iter().any(|p| p == c) {
-                    pii.push(c.to_owned());
+                if !pii.contains(&c) {
+                    pii.push(c);
                 }
             }
         }

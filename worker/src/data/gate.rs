@@ -106,12 +106,7 @@ pub async fn check(
             "weir: the load's contract on {described}: {rows} row(s), {failed} failing"
         ))
         .await;
-    let pii: Vec<String> = contract
-        .metadata()
-        .pii_columns()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let pii = contract.metadata().pii_columns();
     log_results(log, &results, &pii).await;
     let blocking: Vec<&CheckResultRecord> = results
         .iter()

@@ -491,10 +491,7 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<serde_json::Value,
         .get(ctx.claim.task_id.as_str())
         .and_then(|t| t.dataset_metadata(spec.output))
         .unwrap_or_else(|| spec.contract.metadata())
-        .pii_columns()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+        .pii_columns();
     log_results(log, &results, &pii).await;
     match &clean_version {
         Some(v) => {
