@@ -215,6 +215,15 @@ fn every_try_sends_a_start_and_an_end_event_that_match_the_openlineage_schema() 
         "{written:?}"
     );
 
+    // A transform's job carries the SQL it ran.
+    let transform = end_of(&all, "orders_daily.daily_revenue");
+    let sql = &transform["job"]["facets"]["sql"];
+    assert_eq!(sql["dialect"], "datafusion", "{transform}");
+    assert!(
+        sql["query"].as_str().unwrap().contains("sum(o.amount)"),
+        "{sql}"
+    );
+
     // A load names its target table on its connection.
     let load = end_of(&all, "orders_daily.load_revenue");
     let target = &load["outputs"][0];

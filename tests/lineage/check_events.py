@@ -24,6 +24,7 @@ from openlineage.client.generated import (
     parent_run,
     processing_engine_run,
     schema_dataset,
+    sql_job,
 )
 from openlineage.client.serde import Serde
 
@@ -35,7 +36,7 @@ FACETS = {
         "processing_engine": processing_engine_run.ProcessingEngineRunFacet,
         "errorMessage": error_message_run.ErrorMessageRunFacet,
     },
-    base.JobFacet: {"jobType": job_type_job.JobTypeJobFacet},
+    base.JobFacet: {"jobType": job_type_job.JobTypeJobFacet, "sql": sql_job.SQLJobFacet},
     base.DatasetFacet: {
         "schema": schema_dataset.SchemaDatasetFacet,
         "version": dataset_version_dataset.DatasetVersionDatasetFacet,

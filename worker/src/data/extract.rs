@@ -273,6 +273,7 @@ async fn from_query(
     log: &mut LogWriter,
 ) -> Result<serde_json::Value, DataError> {
     let conn = io.env().connection(connection)?;
+    io.trail().query(sql, conn.backend.name());
     if let Some((namespace, name)) = crate::lineage::connection_dataset(&conn.url) {
         io.trail().source(crate::lineage::External {
             namespace,

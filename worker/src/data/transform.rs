@@ -68,6 +68,7 @@ pub async fn run(
         checks,
     } = spec;
     check_query(query)?;
+    io.trail().query(query, "datafusion");
     let session = match checks {
         Some(_) => super::validate::checks_session()?,
         None => storage::session()?,

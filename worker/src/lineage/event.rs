@@ -44,13 +44,15 @@ pub fn start_event(
         task,
         at,
         run_facets(ns, ctx, None),
+        None,
         inputs,
         outputs,
     )
 }
 
 /// The event of a try's end: `COMPLETE` or `FAIL` with what it read and
-/// wrote; `None` for a sensor's poke that waits (its try goes on).
+/// wrote and the SQL it ran; `None` for a sensor's poke that waits (its
+/// try goes on).
 pub fn end_event(
     ns: &str,
     ctx: &TryContext,
@@ -124,6 +126,7 @@ pub fn end_event(
         task,
         at,
         run_facets(ns, ctx, error),
+        seen.query.as_ref(),
         inputs,
         outputs,
     ))
@@ -137,6 +140,7 @@ fn run_event(
     task: &Task,
     at: DateTime<Utc>,
     run_facets: Value,
+    query: Option<&(String, String)>,
     inputs: Vec<Value>,
     outputs: Vec<Value>,
 ) -> Value {
@@ -145,6 +149,23 @@ fn run_event(
         TaskKind::Sensor { .. } => "SENSOR",
         _ => "TASK",
     };
+    let mut job_facets = Map::new();
+    job_facets.insert(
+        "jobType".into(),
+        facet(
+            "2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet",
+            json!({ "processingType": "BATCH", "integration": "WEIR", "jobType": job_type }),
+        ),
+    );
+    if let Some((sql, dialect)) = query {
+        job_facets.insert(
+            "sql".into(),
+            facet(
+                "1-1-0/SQLJobFacet.json#/$defs/SQLJobFacet",
+                json!({ "query": sql, "dialect": dialect }),
+            ),
+        );
+    }
     json!({
         "eventType": kind,
         "eventTime": at.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -157,12 +178,7 @@ fn run_event(
         "job": {
             "namespace": ns,
             "name": format!("{}.{}", claim.dag_id, claim.task_id),
-            "facets": {
-                "jobType": facet(
-                    "2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet",
-                    json!({ "processingType": "BATCH", "integration": "WEIR", "jobType": job_type }),
-                )
-            },
+            "facets": job_facets,
         },
         "inputs": inputs,
         "outputs": outputs,

@@ -165,6 +165,9 @@ pub struct Seen {
     pub sources: Vec<External>,
     /// Targets outside weir's zones (tables, files).
     pub targets: Vec<External>,
+    /// The SQL the try ran, as rendered, with its dialect (`datafusion`
+    /// for a transform, the connection's for an extract's query).
+    pub query: Option<(String, String)>,
 }
 
 /// A dataset outside weir's zones, named as OpenLineage names it.
@@ -212,6 +215,11 @@ impl Trail {
     /// A target outside the zones.
     pub fn target(&self, e: External) {
         self.with(|s| s.targets.push(e));
+    }
+
+    /// The SQL the try ran.
+    pub fn query(&self, sql: &str, dialect: &str) {
+        self.with(|s| s.query = Some((sql.to_owned(), dialect.to_owned())));
     }
 
     /// What was seen so far.
