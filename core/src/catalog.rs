@@ -136,6 +136,13 @@ impl RowPage {
     }
 }
 
+/// The start of a cell of a check's sample: `name=` at the start or after
+/// `: `, `, ` or `; `.
+#[allow(clippy::expect_used)] // a constant pattern, checked by the tests below
+static SAMPLE_CELL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"(?:^|: |, |; )([A-Za-z_][A-Za-z0-9_]*)=").expect("a valid pattern")
+});
+
 /// `text` (a check's observed sample, `3 row(s): id=1, email=a@b; …`) with
 /// the value of every `pii` column replaced by [`MASK`]: a value runs to
 /// the next `, name=` or `; name=`, or the end.
@@ -143,11 +150,8 @@ pub fn mask_sample(text: &str, pii: &[String]) -> String {
     if pii.is_empty() {
         return text.to_owned();
     }
-    let Ok(cell) = regex::Regex::new(r"(?:^|: |, |; )([A-Za-z_][A-Za-z0-9_]*)=") else {
-        return MASK.to_owned();
-    };
     // Each cell's value ends where the next cell (with its separator) starts.
-    let cells: Vec<(usize, usize, bool)> = cell
+    let cells: Vec<(usize, usize, bool)> = SAMPLE_CELL
         .captures_iter(text)
         .filter_map(|c| {
             let (all, name) = (c.get(0)?, c.get(1)?);

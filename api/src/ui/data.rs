@@ -122,22 +122,16 @@ pub async fn dataset(
         .unwrap_or_default();
     let schema: Vec<Column> = lineage
         .latest
-        .schema
-        .as_deref()
-        .and_then(|s| serde_json::from_str::<Vec<serde_json::Value>>(s).ok())
-        .unwrap_or_default()
-        .iter()
-        .map(|f| {
-            let name = f["name"].as_str().unwrap_or_default().to_owned();
-            let about = meta.columns.get(&name);
+        .columns()
+        .into_iter()
+        .map(|c| {
+            let about = meta.columns.get(&c.name);
             Column {
-                kind: f["type"]
-                    .as_str()
-                    .map_or_else(|| f["type"].to_string(), str::to_owned),
-                nullable: f["nullable"].as_bool().unwrap_or(true),
+                kind: c.data_type,
+                nullable: c.nullable,
                 description: about.and_then(|c| c.description.clone()),
                 classification: about.and_then(|c| c.classification).map(|c| c.as_str()),
-                name,
+                name: c.name,
             }
         })
         .collect();

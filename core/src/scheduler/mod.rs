@@ -357,9 +357,9 @@ impl Scheduler {
         dataset: &str,
         writer: Option<&str>,
     ) -> Option<crate::dag::contract::DatasetMeta> {
-        let name: crate::dag::DatasetName = dataset.parse().ok()?;
-        let (_, dag) = self.latest_dag(writer?).await.ok()?;
-        dag.dataset_metadata(&name)
+        self.datasets_metadata(&[(dataset, writer)])
+            .await
+            .remove(dataset)
     }
 
     /// [`Scheduler::dataset_metadata`] of many datasets, each given with

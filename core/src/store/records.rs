@@ -897,6 +897,36 @@ impl DatasetVersionRecord {
     pub fn input_ids(&self) -> Vec<i64> {
         serde_json::from_str(&self.inputs).unwrap_or_default()
     }
+
+    /// Its columns, from the recorded schema (none when none was recorded).
+    pub fn columns(&self) -> Vec<SchemaColumn> {
+        let fields: Vec<serde_json::Value> = self
+            .schema
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        fields
+            .iter()
+            .map(|f| SchemaColumn {
+                name: f["name"].as_str().unwrap_or_default().to_owned(),
+                data_type: f["type"]
+                    .as_str()
+                    .map_or_else(|| f["type"].to_string(), str::to_owned),
+                nullable: f["nullable"].as_bool().unwrap_or(true),
+            })
+            .collect()
+    }
+}
+
+/// One column of a dataset version's recorded schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaColumn {
+    /// Its name.
+    pub name: String,
+    /// Its Arrow type, as Arrow writes it (`Int64`, `Utf8`).
+    pub data_type: String,
+    /// Whether it may hold nulls.
+    pub nullable: bool,
 }
 
 /// A dataset version to record.

@@ -96,8 +96,7 @@ async fn erase_version(
     let kept = df.filter(!matches.is_true())?;
     let schema: SchemaRef = Arc::new(kept.schema().as_arrow().clone());
     let tmp = folder.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
-    let written = write(kept, &tmp, schema).await;
-    let written = match written {
+    let written = match write(kept, &tmp, schema).await {
         Ok(rows) => rows,
         Err(e) => {
             let _ = tokio::fs::remove_dir_all(&tmp).await;

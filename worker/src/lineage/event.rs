@@ -270,17 +270,9 @@ fn schema_facet(fields: &[(String, String)]) -> Map<String, Value> {
 /// A version's facets: its schema and its version number.
 fn version_facets(v: &DatasetVersionRecord) -> Map<String, Value> {
     let fields: Vec<(String, String)> = v
-        .schema
-        .as_deref()
-        .and_then(|s| serde_json::from_str::<Vec<Value>>(s).ok())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|f| {
-            Some((
-                f.get("name")?.as_str()?.to_owned(),
-                f.get("type")?.as_str().unwrap_or_default().to_owned(),
-            ))
-        })
+        .columns()
+        .into_iter()
+        .map(|c| (c.name, c.data_type))
         .collect();
     let mut m = schema_facet(&fields);
     m.insert(
