@@ -253,7 +253,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn init_logging(format: LogFormat, quiet: bool) {
-    let default = if quiet { "warn" } else { "info,sqlx=warn" };
+    // The Delta library warns on every vacuum that keeps chosen versions
+    // (an API it calls experimental), which retention does by design.
+    let default = if quiet {
+        "warn,deltalake_core::operations::vacuum=error"
+    } else {
+        "info,sqlx=warn,deltalake_core=warn,deltalake_core::operations::vacuum=error"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()

@@ -99,6 +99,7 @@ impl Site {
         pool.reap_past_lives().await;
         let worker = pool.name().to_owned();
         let cancel = CancellationToken::new();
+        migrate_datasets(sched).await;
         let mut tasks = JoinSet::new();
         tasks.spawn(clean_data_folder(data_dir));
         tasks.spawn(sched.clone().run(cancel.child_token()));
@@ -187,6 +188,25 @@ pub async fn clean_data_folder(data_dir: PathBuf) {
             p.display(),
             LEFTOVER_IDLE.as_secs() / 60
         );
+    }
+}
+
+/// Gives datasets written before their folders were Delta tables their
+/// Delta log, before any task writes a version; a failure is logged, and
+/// `weir datasets migrate` can be run again.
+async fn migrate_datasets(sched: &Scheduler) {
+    match weir_worker::data::migrate::migrate(sched.store().as_ref(), None).await {
+        Ok(done) => {
+            for m in done {
+                tracing::info!(
+                    "{}: {} version(s) committed to the Delta table in {}",
+                    m.dataset,
+                    m.versions.len(),
+                    m.folder.display()
+                );
+            }
+        }
+        Err(e) => tracing::warn!("giving datasets their Delta log: {e}"),
     }
 }
 

@@ -922,7 +922,17 @@ fn datasets_and_quality_from_the_command_line() {
         String::from_utf8_lossy(&verified.stdout)
     );
 
-    // A backup taken while weir runs, restored into a fresh site that reads it.
+    // Every dataset was written as a Delta table: nothing to migrate.
+    let migrated = site.run(&["datasets", "migrate"]);
+    assert!(migrated.status.success());
+    assert!(
+        String::from_utf8_lossy(&migrated.stdout).contains("0 dataset(s) migrated"),
+        "{}",
+        String::from_utf8_lossy(&migrated.stdout)
+    );
+
+    // A backup taken while weir runs, restored into a fresh site that reads
+    // it (verify below finds every other version's Delta commit whole).
     let backup = site.path("backup");
     let backup = backup.to_str().unwrap();
     let out = site.run(&["backup", backup]);
@@ -1017,6 +1027,7 @@ fn datasets_and_quality_from_the_command_line() {
             " leftover",
             " orphan",
             "curated.summary v1 missing",
+            "raw.people v1 delta",
             "raw.people v1 size"
         ],
         "{found}"
@@ -1049,6 +1060,16 @@ fn erasing_rows_rewrites_every_kept_version_and_is_audited() {
     };
     assert_eq!(rows("raw.people"), [5, 5]);
     assert_eq!(rows("quarantine.people"), [3, 3]);
+    let deltas = |name: &str| -> Vec<Option<i64>> {
+        site.json(&["datasets", "show", name, "--output", "json"])["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["delta_version"].as_i64())
+            .collect()
+    };
+    assert_eq!(deltas("raw.people"), [Some(0), Some(1)]);
+    assert_eq!(deltas("quarantine.people"), [Some(0), Some(1)]);
     let names = ["raw.people", "clean.people", "quarantine.people"];
     let erase = |extra: &[&str]| {
         let mut args = vec!["datasets", "erase"];
@@ -1091,6 +1112,13 @@ fn erasing_rows_rewrites_every_kept_version_and_is_audited() {
     assert_eq!(rows("raw.people"), [3, 3]);
     assert_eq!(rows("quarantine.people"), [1, 1]);
     assert_eq!(rows("clean.people"), [2, 2]);
+    // In the Delta tables, a commit replaced the files the latest snapshot
+    // held; the older version of a snapshot dataset has no Delta history
+    // left (its old files are gone), and quarantine's versions, appended,
+    // are all in the latest snapshot. Untouched versions keep theirs.
+    assert_eq!(deltas("raw.people"), [None, Some(2)]);
+    assert_eq!(deltas("clean.people"), [Some(0), Some(1)]);
+    assert_eq!(deltas("quarantine.people"), [Some(2), Some(3)]);
     let again = erase(&["--dry-run"]);
     assert_eq!(again["rows"], 0, "nothing is left to erase: {again}");
     let verified = site.run(&["datasets", "verify"]);

@@ -101,6 +101,7 @@ async fn main() -> Result<(), Failure> {
                         ),
                         bytes: Some(65536),
                         inputs: previous.get(d).copied().into_iter().collect(),
+                        delta_version: None,
                     },
                     chrono::Utc::now(),
                 )

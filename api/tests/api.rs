@@ -1178,7 +1178,10 @@ async fn datasets_case(db: &TestDb) {
                     }],
                 },
                 quarantine: None,
-                clean: Some(write("clean.x", vec![raw.id])),
+                clean: Some(NewDatasetVersion {
+                    delta_version: Some(4),
+                    ..write("clean.x", vec![raw.id])
+                }),
             },
             now,
         )
@@ -1203,6 +1206,9 @@ async fn datasets_case(db: &TestDb) {
     assert_eq!(list["total_entries"], 3);
     assert_eq!(list["datasets"][0]["dataset"], "clean.x");
     let detail = a.get("/api/v2/datasets/clean.x").await;
+    assert_eq!(detail["versions"][0]["delta_version"], 4, "{detail}");
+    let raw_detail = a.get("/api/v2/datasets/raw.x").await;
+    assert_eq!(raw_detail["versions"][0]["delta_version"], json!(null));
     assert_eq!(
         detail["upstream"],
         json!([{"dataset": "raw.x", "version": 1, "checked": true}])

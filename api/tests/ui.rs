@@ -439,6 +439,7 @@ async fn every_page_case(db: &TestDb) {
                 "sales-ops",
                 "class-pii",
                 "Where receipts go",
+                "Delta version <b>0</b>",
             ],
         ),
         (

@@ -3,7 +3,9 @@
 //! `pg_dump`) and of every dataset version that copy records, with a
 //! manifest saying where the data folder was. A restore puts both back and
 //! moves the recorded places of the versions into the data folder it
-//! restores to.
+//! restores to. A dataset's Delta log is copied up to the newest commit the
+//! database copy records (and the file-less commits after it: retention's
+//! removals and vacuums), so the copied table names only copied files.
 
 use std::path::{Path, PathBuf};
 
@@ -125,6 +127,19 @@ pub async fn backup(db_url: &str, data_dir: &Path, dir: &Path) -> Result<Manifes
         manifest.files += files;
         manifest.bytes += bytes;
     }
+    let mut newest: std::collections::BTreeMap<PathBuf, i64> = std::collections::BTreeMap::new();
+    for v in versions.iter().filter(|v| v.deleted_at.is_none()) {
+        let folder = v.path.as_deref().map(Path::new).and_then(Path::parent);
+        if let (Some(folder), Some(d)) = (folder, v.delta_version) {
+            let e = newest.entry(folder.to_path_buf()).or_insert(d);
+            *e = (*e).max(d);
+        }
+    }
+    for (folder, upto) in newest {
+        if let Ok(relative) = folder.strip_prefix(data_dir) {
+            manifest.files += copy_delta_log(&folder, &data.join(relative), upto).await?;
+        }
+    }
     let marker = data_dir.join(MARKER);
     if tokio::fs::metadata(&marker)
         .await
@@ -187,6 +202,53 @@ pub async fn restore(dir: &Path, db_url: &str, data_dir: &Path, force: bool) -> 
         .move_version_paths(&manifest.data_dir, &data_dir.display().to_string())
         .await?;
     Ok(manifest)
+}
+
+/// Copies the Delta log of the table in `folder` to the table `to`: its
+/// commits up to `upto`, then the following ones as long as they add no
+/// file (their files may not be in the backup), and the checkpoints among
+/// them. Answers the files copied.
+async fn copy_delta_log(folder: &Path, to: &Path, upto: i64) -> Result<usize> {
+    let (from, to) = (folder.join("_delta_log"), to.join("_delta_log"));
+    let mut commits: Vec<(i64, PathBuf)> = Vec::new();
+    let mut checkpoints: Vec<(i64, PathBuf)> = Vec::new();
+    let mut entries = tokio::fs::read_dir(&from)
+        .await
+        .map_err(|source| BackupError::Io {
+            path: from.clone(),
+            source,
+        })?;
+    while let Ok(Some(e)) = entries.next_entry().await {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(n) = name.get(..20).and_then(|d| d.parse::<i64>().ok()) else {
+            continue;
+        };
+        match &name[20..] {
+            ".json" => commits.push((n, e.path())),
+            rest if rest.starts_with(".checkpoint") => checkpoints.push((n, e.path())),
+            _ => {}
+        }
+    }
+    commits.sort();
+    let mut last = upto;
+    for (n, path) in commits.iter().filter(|(n, _)| *n > upto) {
+        let text = read_to_string(path).await?;
+        if *n != last + 1 || text.lines().any(|l| l.starts_with("{\"add\"")) {
+            break;
+        }
+        last = *n;
+    }
+    create_dir(&to).await?;
+    let mut copied = 0;
+    for (n, path) in commits.iter().chain(&checkpoints) {
+        if *n <= last
+            && let Some(name) = path.file_name()
+        {
+            copy_file(path, &to.join(name)).await?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
 }
 
 /// Whether `dir` does not exist or holds nothing.

@@ -943,6 +943,7 @@ async fn erasure(db: &TestDb) {
         bytes: 700,
         erased: 2,
         condition: "id = 3".into(),
+        delta_version: None,
     };
     let after = s
         .record_erasure(v.id, &rewritten, "dpo", Utc::now())

@@ -57,6 +57,16 @@ pub enum DatasetsCommand {
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// Give datasets written before their folders were Delta Lake tables
+    /// their Delta log: every kept version becomes one commit, oldest first
+    /// (done at start too; a dataset with a log is left alone).
+    Migrate {
+        /// `zone.name` (default: every dataset).
+        name: Option<String>,
+        /// Table or JSON.
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
     /// Record that a dataset was updated outside weir: the DAGs scheduled on
     /// it run as for a new version (audited).
     Updated {
@@ -91,7 +101,7 @@ fn version_json(v: &DatasetVersionRecord) -> Value {
         "id": v.id, "dataset": v.dataset, "version": v.version, "rows": v.rows, "bytes": v.bytes,
         "path": v.path, "created_at": v.created_at, "deleted_at": v.deleted_at,
         "dag_id": v.dag_id, "run_id": v.run_id, "task_id": v.task_id, "try_number": v.try_number,
-        "inputs": v.input_ids(),
+        "inputs": v.input_ids(), "delta_version": v.delta_version,
     })
 }
 
@@ -102,6 +112,9 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
     }
     if let DatasetsCommand::Verify { name, output } = command {
         return verify(config, name.as_deref(), output).await;
+    }
+    if let DatasetsCommand::Migrate { name, output } = command {
+        return migrate(config, name.as_deref(), output).await;
     }
     if let DatasetsCommand::Erase {
         names,
@@ -117,6 +130,7 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
     match command {
         DatasetsCommand::Updated { .. }
         | DatasetsCommand::Verify { .. }
+        | DatasetsCommand::Migrate { .. }
         | DatasetsCommand::Erase { .. } => {}
         DatasetsCommand::List { output } => {
             let newest = weir_core::catalog::summaries(&all);
@@ -202,12 +216,15 @@ pub async fn run(command: DatasetsCommand, config: &Config) -> anyhow::Result<Ex
                     }
                     println!();
                     print_table(
-                        &["VERSION", "ROWS", "BYTES", "WRITTEN", "BY", "DELETED"],
+                        &[
+                            "VERSION", "DELTA", "ROWS", "BYTES", "WRITTEN", "BY", "DELETED",
+                        ],
                         &versions
                             .iter()
                             .map(|v| {
                                 vec![
                                     v.version.to_string(),
+                                    v.delta_version.map(|d| d.to_string()).unwrap_or_default(),
                                     v.rows.map(|r| r.to_string()).unwrap_or_default(),
                                     v.bytes.map(|b| b.to_string()).unwrap_or_default(),
                                     time(Some(v.created_at)),
@@ -394,6 +411,39 @@ async fn erase(
             } else {
                 println!("erased {matched} row(s) from {touched} version(s) (audited)");
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(
+    config: &Config,
+    name: Option<&str>,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    let store = super::store(config).await?;
+    let done = weir_worker::data::migrate::migrate(store.as_ref(), name).await?;
+    match output {
+        OutputFormat::Json => print_json(&Value::Array(
+            done.iter()
+                .map(|m| {
+                    json!({
+                        "dataset": m.dataset, "folder": m.folder.display().to_string(),
+                        "versions": m.versions.iter().map(|(v, d)| json!({"version": v, "delta_version": d})).collect::<Vec<_>>(),
+                    })
+                })
+                .collect(),
+        )),
+        OutputFormat::Table => {
+            for m in &done {
+                println!(
+                    "{}: {} version(s) committed to the Delta table in {}",
+                    m.dataset,
+                    m.versions.len(),
+                    m.folder.display()
+                );
+            }
+            println!("{} dataset(s) migrated", done.len());
         }
     }
     Ok(ExitCode::SUCCESS)

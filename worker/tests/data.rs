@@ -324,11 +324,12 @@ async fn defects_case(db: &TestDb) {
     // No temporary folder is left, and a leftover one (a crash mid-write)
     // is never a version: readers go through the catalog.
     let folder = site.dir.path().join("data/clean/orders");
-    let names: Vec<String> = std::fs::read_dir(&folder)
+    let mut names: Vec<String> = std::fs::read_dir(&folder)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, vec!["v=1"]);
+    names.sort();
+    assert_eq!(names, vec!["_delta_log", "v=1"]);
     assert_eq!(
         hidden_entries(&site.dir.path().join("data")),
         Vec::<String>::new()
@@ -862,7 +863,8 @@ async fn retention_case(db: &TestDb) {
     )
     .await;
     for _ in 0..4 {
-        assert_eq!(site.run().await.state, RunState::Success);
+        let r = site.run().await;
+        assert_eq!(r.state, RunState::Success, "{}", site.log(&r, "e", 1));
     }
     let versions = site
         .sched
@@ -882,7 +884,51 @@ async fn retention_case(db: &TestDb) {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, vec!["v=3", "v=4"]);
+    assert_eq!(names, vec!["_delta_log", "v=3", "v=4"]);
+    // The Delta table: its latest snapshot is version 4's file, version 3's
+    // commit still reads (its file kept by the vacuum), and what the
+    // vacuum deleted is gone from disk too.
+    use weir_worker::data::delta;
+    let latest = delta::open(&folder, None).await.unwrap().unwrap();
+    let files = |t: &deltalake_core::DeltaTable| -> Vec<String> {
+        t.snapshot()
+            .unwrap()
+            .log_data()
+            .iter()
+            .map(|f| f.path().into_owned())
+            .collect()
+    };
+    let kept: Vec<_> = versions.iter().filter(|v| v.deleted_at.is_none()).collect();
+    let d4 = kept[1].delta_version.expect("version 4 was committed");
+    let d3 = kept[0].delta_version.expect("version 3 was committed");
+    assert!(
+        d3 < d4 && latest.version().unwrap() > d4 as u64,
+        "the vacuum commits come after"
+    );
+    assert!(
+        files(&latest).iter().all(|p| p.starts_with("v=4/")),
+        "{:?}",
+        files(&latest)
+    );
+    let at3 = delta::files_at(&folder, d3).await.unwrap();
+    assert!(
+        !at3.is_empty()
+            && at3
+                .iter()
+                .all(|f| f.path.starts_with("v=3/") && folder.join(&f.path).exists())
+    );
+    let report = weir_worker::data::verify::verify(
+        site.sched.store().as_ref(),
+        &site.dir.path().join("data"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.findings,
+        vec![],
+        "verify finds the catalog and the Delta log agree"
+    );
     let (audit, _) = site
         .sched
         .store()
@@ -1211,6 +1257,191 @@ async fn zone_files_read_the_same_in_pyarrow() {
         serde_json::json!(["min:amount", "rule:paid_has_amount"])
     );
     assert_eq!(reasons_of("bad email"), serde_json::json!(["format:email"]));
+    site.stop().await;
+}
+
+both_backends!(
+    datasets_written_before_delta_tables_are_migrated,
+    migrate_case
+);
+async fn migrate_case(db: &TestDb) {
+    use weir_worker::data::{delta, migrate};
+    let dag = "tasks:\n  e:\n    kind: extract\n    source: {format: csv, path: \"in/s.csv\"}\n    output: raw.s\n";
+    let site = Site::start(db, dag, &[("in/s.csv", "a\n1\n")]).await;
+    for _ in 0..3 {
+        assert_eq!(site.run().await.state, RunState::Success);
+    }
+    // As an older weir left it: version folders, no Delta log, no Delta
+    // versions in the catalog.
+    let store = site.sched.store();
+    let folder = site.dir.path().join("data/raw/s");
+    std::fs::remove_dir_all(folder.join("_delta_log")).unwrap();
+    for v in store.dataset_versions(Some("raw.s")).await.unwrap() {
+        store.set_delta_version(v.id, None).await.unwrap();
+    }
+
+    let done = migrate::migrate(store.as_ref(), None).await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].dataset, "raw.s");
+    assert_eq!(done[0].versions, vec![(1, 0), (2, 1), (3, 2)]);
+    let recorded: Vec<Option<i64>> = store
+        .dataset_versions(Some("raw.s"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.delta_version)
+        .collect();
+    assert_eq!(recorded, vec![Some(0), Some(1), Some(2)]);
+    // Each commit is its version's files, and nothing was copied.
+    for (n, d) in [(1, 0), (3, 2)] {
+        let files = delta::files_at(&folder, d).await.unwrap();
+        assert!(
+            !files.is_empty() && files.iter().all(|f| f.path.starts_with(&format!("v={n}/"))),
+            "{files:?}"
+        );
+    }
+    let report =
+        weir_worker::data::verify::verify(store.as_ref(), &site.dir.path().join("data"), None)
+            .await
+            .unwrap();
+    assert_eq!(report.findings, vec![]);
+    // Once is enough; the next version is the next commit.
+    assert_eq!(
+        migrate::migrate(store.as_ref(), None).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(site.run().await.state, RunState::Success);
+    assert_eq!(site.latest("raw.s").await.delta_version, Some(3));
+    site.stop().await;
+}
+
+/// Reads one column of the Delta table `argv[1]` with `argv[2]` (deltalake
+/// or polars) at Delta version `argv[3]` (the latest when negative); prints
+/// the values as sorted strings.
+const READ_DELTA: &str = r#"
+import json, os, sys
+path, engine, version, column = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+at = None if version < 0 else version
+if engine == "deltalake":
+    from deltalake import DeltaTable
+    values = DeltaTable(path, version=at).to_pyarrow_table(columns=[column]).column(column).to_pylist()
+else:
+    import polars as pl
+    values = pl.read_delta(path, version=at, columns=[column])[column].to_list()
+print(json.dumps(sorted(str(v) for v in values)), flush=True)
+# deltalake's reader threads can abort the interpreter's normal exit.
+os._exit(0)
+"#;
+
+#[tokio::test]
+async fn zones_read_as_delta_tables_in_deltalake_and_polars() {
+    let Some(python) = common::python_with("deltalake, polars") else {
+        return;
+    };
+    let db = weir_core::testing::sqlite().await;
+    let site = Site::start(
+        &db,
+        &pipeline("", ""),
+        &[("in/customers.csv", CUSTOMERS), ("in/orders.csv", ORDERS)],
+    )
+    .await;
+    assert_eq!(site.run().await.state, RunState::Success);
+    let (clean1, quarantine1) = (
+        site.latest("clean.orders").await,
+        site.latest("quarantine.orders").await,
+    );
+    // The second run's orders: the first five lines only.
+    let fewer: String = ORDERS.lines().take(6).map(|l| format!("{l}\n")).collect();
+    std::fs::write(site.dir.path().join("dags/in/orders.csv"), fewer).unwrap();
+    assert_eq!(site.run().await.state, RunState::Success);
+    let (clean2, quarantine2) = (
+        site.latest("clean.orders").await,
+        site.latest("quarantine.orders").await,
+    );
+    assert_eq!((clean2.version, quarantine2.version), (2, 2));
+
+    let read = |dataset: &DatasetVersionRecord, engine: &str, at: Option<i64>, column: &str| {
+        let table = std::path::Path::new(dataset.path.as_deref().unwrap())
+            .parent()
+            .unwrap();
+        let out = std::process::Command::new(&python)
+            .args([
+                "-c",
+                READ_DELTA,
+                table.to_str().unwrap(),
+                engine,
+                &at.unwrap_or(-1).to_string(),
+                column,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{engine}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<String>>(&out.stdout).unwrap()
+    };
+    let ours = |v: &DatasetVersionRecord, column: &'static str| {
+        let v = v.clone();
+        async move {
+            let session = weir_worker::data::storage::session().unwrap();
+            let df = weir_worker::data::storage::read_version(&session, &v)
+                .await
+                .unwrap();
+            let batches = df
+                .select_columns(&[column])
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let mut values = Vec::new();
+            for b in &batches {
+                let col = datafusion::arrow::compute::cast(
+                    b.column(0),
+                    &datafusion::arrow::datatypes::DataType::Utf8,
+                )
+                .unwrap();
+                let col = col
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::StringArray>()
+                    .unwrap();
+                values.extend(col.iter().map(|s| s.unwrap_or("None").to_owned()));
+            }
+            values.sort();
+            values
+        }
+    };
+    let (ids1, ids2) = (ours(&clean1, "id").await, ours(&clean2, "id").await);
+    assert_ne!(ids1, ids2, "the two runs wrote different clean rows");
+    let (notes1, notes2) = (
+        ours(&quarantine1, "note").await,
+        ours(&quarantine2, "note").await,
+    );
+    for engine in ["deltalake", "polars"] {
+        // The clean table: the latest version is the second run's rows, and
+        // travelling to the first version's Delta commit gives its rows.
+        assert_eq!(read(&clean2, engine, None, "id"), ids2, "{engine}");
+        assert_eq!(
+            read(&clean1, engine, clean1.delta_version, "id"),
+            ids1,
+            "{engine}"
+        );
+        // Quarantine appends: its latest holds both runs' rows, its first
+        // commit the first run's.
+        let mut both: Vec<String> = notes1.iter().chain(&notes2).cloned().collect();
+        both.sort();
+        assert_eq!(read(&quarantine2, engine, None, "note"), both, "{engine}");
+        assert_eq!(
+            read(&quarantine1, engine, quarantine1.delta_version, "note"),
+            notes1,
+            "{engine}"
+        );
+        assert_eq!(
+            both.len() as i64,
+            quarantine1.rows.unwrap() + quarantine2.rows.unwrap()
+        );
+    }
     site.stop().await;
 }
 

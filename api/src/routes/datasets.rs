@@ -31,6 +31,9 @@ pub struct DatasetVersionResponse {
     pub try_number: Option<i64>,
     /// Keys of the versions it was made from.
     pub inputs: Vec<i64>,
+    /// The version of the dataset's Delta table that holds its files
+    /// (absent for a version written before the table had a Delta log).
+    pub delta_version: Option<i64>,
 }
 
 impl From<&DatasetVersionRecord> for DatasetVersionResponse {
@@ -49,6 +52,7 @@ impl From<&DatasetVersionRecord> for DatasetVersionResponse {
             task_id: v.task_id.clone(),
             try_number: v.try_number,
             inputs: v.input_ids(),
+            delta_version: v.delta_version,
         }
     }
 }

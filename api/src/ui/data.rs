@@ -172,7 +172,7 @@ fn version_view(v: &DatasetVersionRecord) -> serde_json::Value {
         id => v.id, dataset => &v.dataset, version => v.version, rows => v.rows, bytes => v.bytes,
         created_at => v.created_at, dag_id => &v.dag_id, run_id => &v.run_id,
         task_id => &v.task_id, try_number => v.try_number, path => &v.path,
-        deleted_at => v.deleted_at,
+        deleted_at => v.deleted_at, delta_version => v.delta_version,
     }
 }
 

@@ -17,8 +17,8 @@ macro_rules! insert_dataset_version {
         };
         let rec: $crate::store::DatasetVersionRecord = sqlx::query_as(
             "INSERT INTO dataset_versions (dataset, version, dag_id, run_id, task_id, try_number, rows, path, created_at, \
-               schema, bytes, inputs) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *",
+               schema, bytes, inputs, delta_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *",
         )
         .bind(&$v.dataset)
         .bind(next)
@@ -32,6 +32,7 @@ macro_rules! insert_dataset_version {
         .bind(&$v.schema)
         .bind($v.bytes)
         .bind(serde_json::json!($v.inputs).to_string())
+        .bind($v.delta_version)
         .fetch_one(&mut *$tx)
         .await?;
         rec
@@ -98,6 +99,15 @@ macro_rules! impl_catalog_store {
                 Ok(moved)
             }
 
+            async fn set_delta_version(&self, id: i64, delta_version: Option<i64>) -> $crate::store::Result<()> {
+                sqlx::query("UPDATE dataset_versions SET delta_version = $1 WHERE id = $2")
+                    .bind(delta_version)
+                    .bind(id)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
             async fn mark_version_deleted(
                 &self,
                 id: i64,
@@ -143,11 +153,13 @@ macro_rules! impl_catalog_store {
                 .await?
                 .ok_or_else(|| $crate::store::Error::NotFound(format!("live dataset version {id}")))?;
                 let v: $crate::store::DatasetVersionRecord = sqlx::query_as(
-                    "UPDATE dataset_versions SET path = $1, rows = $2, bytes = $3 WHERE id = $4 RETURNING *",
+                    "UPDATE dataset_versions SET path = $1, rows = $2, bytes = $3, delta_version = $4 \
+                     WHERE id = $5 RETURNING *",
                 )
                 .bind(&rewritten.path)
                 .bind(rewritten.rows)
                 .bind(rewritten.bytes)
+                .bind(rewritten.delta_version)
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await?;

@@ -29,6 +29,7 @@ pub(crate) const SQLITE: &[File] = files!("sqlite":
     "0011_assets.sql",
     "0012_notifications.sql",
     "0013_task_mapping.sql",
+    "0014_delta_versions.sql",
 );
 
 /// PostgreSQL's migrations.
@@ -46,6 +47,7 @@ pub(crate) const POSTGRES: &[File] = files!("postgres":
     "0011_assets.sql",
     "0012_notifications.sql",
     "0013_task_mapping.sql",
+    "0014_delta_versions.sql",
 );
 
 /// The migrator for a list of files. Versions, descriptions, checksums and

@@ -766,6 +766,9 @@ pub trait CatalogStore: Send + Sync {
     /// the same place under `to` (a restore into another data folder);
     /// answers how many moved.
     async fn move_version_paths(&self, from: &str, to: &str) -> Result<u64>;
+    /// Records the Delta commit that holds a version's files (a migration
+    /// of a folder written before its table had a Delta log).
+    async fn set_delta_version(&self, id: i64, delta_version: Option<i64>) -> Result<()>;
     /// Records that retention deleted a version's files (audited).
     async fn mark_version_deleted(&self, id: i64, actor: &str, at: DateTime<Utc>) -> Result<()>;
     /// Points a kept version at the files it was rewritten to after rows

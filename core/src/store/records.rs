@@ -817,6 +817,10 @@ pub struct ErasedVersion {
     pub erased: i64,
     /// The condition the erased rows met.
     pub condition: String,
+    /// The Delta commit that holds the rewritten files, when the version's
+    /// files were in the table's current snapshot; otherwise its Delta
+    /// history no longer reads (the old files are gone).
+    pub delta_version: Option<i64>,
 }
 
 /// An audit entry as stored.
@@ -873,6 +877,10 @@ pub struct DatasetVersionRecord {
     pub inputs: String,
     /// When retention deleted its files.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The Delta table version whose snapshot holds its files; `None` when
+    /// it was written before the table had a Delta log, or an erasure
+    /// rewrote it out of the table's history.
+    pub delta_version: Option<i64>,
 }
 
 from_row!(DatasetVersionRecord {
@@ -889,7 +897,8 @@ from_row!(DatasetVersionRecord {
     schema,
     bytes,
     inputs,
-    deleted_at
+    deleted_at,
+    delta_version
 });
 
 impl DatasetVersionRecord {
@@ -946,6 +955,9 @@ pub struct NewDatasetVersion {
     pub bytes: Option<i64>,
     /// The versions it was made from.
     pub inputs: Vec<i64>,
+    /// The Delta commit that published it, if its table has a Delta log.
+    #[serde(default)]
+    pub delta_version: Option<i64>,
 }
 
 /// What one validate try found, to record.

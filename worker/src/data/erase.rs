@@ -4,6 +4,8 @@
 //! is pointed at it (audited, with the condition and the rows erased) and
 //! the old folder removed: a reader sees the old version or the new one,
 //! and a crash leaves at most a folder `weir datasets verify` reports.
+//! Where the dataset's Delta table holds the version's files, a Delta
+//! commit replaces them by the rewrite first.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use datafusion::prelude::{DataFrame, Expr, SessionContext};
 use weir_core::store::{DatasetVersionRecord, ErasedVersion, Store};
 
 use super::DataError;
-use super::storage;
+use super::{delta, storage};
 
 /// What an erasure found (or did) in one kept version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,12 +106,24 @@ async fn erase_version(
         }
     };
     let (dest, bytes) = storage::settle(&tmp, &folder, v.version).await?;
+    // Where the table's snapshot holds the version's files, one Delta commit
+    // puts the rewrite in their place; the version's older Delta history
+    // stops reading once the old files go, as an erasure must.
+    let _table = delta::lock(&folder).await;
+    let committed = delta::replace(
+        &folder,
+        &[Path::new(&old).to_path_buf()],
+        Some(&dest),
+        Some(condition.to_owned()),
+    )
+    .await?;
     let rewritten = ErasedVersion {
         path: dest.display().to_string(),
         rows: i64::try_from(written).unwrap_or(i64::MAX),
         bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
         erased: i64::try_from(matched).unwrap_or(i64::MAX),
         condition: condition.to_owned(),
+        delta_version: committed,
     };
     if let Err(e) = store
         .record_erasure(v.id, &rewritten, actor, chrono::Utc::now())

@@ -1,15 +1,18 @@
 //! The data plane: extract, validate, transform and load tasks, all data
 //! work done by Apache DataFusion over Arrow. Datasets are immutable Parquet
 //! versions under `<data_dir>/<zone>/<name>/v=<n>/`, recorded in the catalog
-//! with their schema, size and lineage.
+//! with their schema, size and lineage; each dataset's folder is a Delta
+//! Lake table whose commits are those versions.
 
 mod compile;
 mod csv_repair;
 mod dataset_checks;
+pub mod delta;
 pub mod erase;
 mod extract;
 mod gate;
 mod load;
+pub mod migrate;
 mod patterns;
 pub mod preview;
 mod query_source;

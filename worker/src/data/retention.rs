@@ -3,10 +3,16 @@
 //! versions written by runs still going are never deleted. A deletion is
 //! recorded in the catalog (and the audit log) before the files go, so a
 //! crash leaves unreferenced files, never a version without its files.
+//! The files go by Delta's vacuum, told the Delta versions weir keeps (a
+//! quarantine version's files first leave the table's snapshot in a
+//! commit of their own); then the emptied version folders are removed.
+
+use std::path::{Path, PathBuf};
 
 use weir_core::dag::DatasetName;
+use weir_core::store::DatasetVersionRecord;
 
-use super::DataError;
+use super::{DataError, delta};
 use crate::resources::Resources;
 
 /// Applies `dataset`'s rule; returns the versions deleted.
@@ -26,7 +32,7 @@ pub async fn apply(env: &Resources, dataset: &DatasetName) -> Result<Vec<i64>, D
     let max_age = rule
         .max_age
         .map(|d| chrono::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
-    let mut deleted = Vec::new();
+    let mut deleted: Vec<&DatasetVersionRecord> = Vec::new();
     for (i, v) in live.iter().enumerate().skip(1) {
         let beyond_keep = rule.keep.is_some_and(|k| i >= k.max(1) as usize);
         let too_old = max_age.is_some_and(|age| now - v.created_at > age);
@@ -41,14 +47,50 @@ pub async fn apply(env: &Resources, dataset: &DatasetName) -> Result<Vec<i64>, D
         env.store
             .mark_version_deleted(v.id, "retention", now)
             .await?;
-        if let Some(path) = &v.path {
-            match tokio::fs::remove_dir_all(path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!("retention: removing {path}: {e}"),
-            }
-        }
-        deleted.push(v.version);
+        deleted.push(v);
     }
-    Ok(deleted)
+    let dirs: Vec<PathBuf> = deleted
+        .iter()
+        .filter_map(|v| v.path.as_deref().map(PathBuf::from))
+        .collect();
+    if let Some(folder) = dirs.first().and_then(|d| d.parent()) {
+        let keep: Vec<i64> = live
+            .iter()
+            .filter(|v| !deleted.iter().any(|d| d.id == v.id))
+            .filter_map(|v| v.delta_version)
+            .collect();
+        let mode = delta::Mode::of(dataset.zone());
+        if let Err(e) = sweep(folder, mode, &dirs, &keep).await {
+            tracing::warn!(dataset = %dataset, "retention: vacuuming {}: {e}", folder.display());
+        }
+    }
+    for dir in &dirs {
+        match tokio::fs::remove_dir_all(dir).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("retention: removing {}: {e}", dir.display()),
+        }
+    }
+    Ok(deleted.iter().map(|v| v.version).collect())
+}
+
+/// Vacuums the table in `folder`, keeping the files of the Delta versions
+/// in `keep`. Appended versions (`dirs`) are still in the table's snapshot:
+/// a commit takes them out first, and since every older snapshot of an
+/// appended table holds them too, none of those is kept.
+async fn sweep(
+    folder: &Path,
+    mode: delta::Mode,
+    dirs: &[PathBuf],
+    keep: &[i64],
+) -> Result<(), DataError> {
+    let keep = match mode {
+        delta::Mode::Overwrite => keep,
+        delta::Mode::Append => {
+            delta::replace(folder, dirs, None, None).await?;
+            &[]
+        }
+    };
+    delta::vacuum(folder, keep).await?;
+    Ok(())
 }

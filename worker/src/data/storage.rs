@@ -18,7 +18,7 @@ use weir_core::store::{
     DatasetVersionRecord, NewDatasetVersion, NewValidation, RecordedValidation,
 };
 
-use super::DataError;
+use super::{DataError, delta};
 use crate::context::TryContext;
 use crate::resources::Resources;
 
@@ -166,7 +166,7 @@ impl<'a> Io<'a> {
         inputs: &[i64],
     ) -> Result<DatasetVersionRecord, DataError> {
         let dataset = staged.dataset.clone();
-        let new = self.place(staged, schema, rows, inputs).await?;
+        let (new, _table) = self.place(staged, schema, rows, inputs).await?;
         let v = self
             .env
             .store
@@ -177,16 +177,18 @@ impl<'a> Io<'a> {
         Ok(v)
     }
 
-    /// Moves a staged folder to its version's place (`v=<n>`) and describes
-    /// the version to record. Until it is recorded no reader sees it: readers
-    /// find versions through the catalog, never by listing folders.
+    /// Moves a staged folder to its version's place (`v=<n>`), commits it
+    /// to the dataset's Delta table and describes the version to record;
+    /// the table stays locked until the guard answered is dropped, after
+    /// the catalog recorded the version. weir's readers find versions
+    /// through the catalog, never by listing folders.
     pub async fn place(
         &self,
         staged: Staged,
         schema: SchemaRef,
         rows: u64,
         inputs: &[i64],
-    ) -> Result<NewDatasetVersion, DataError> {
+    ) -> Result<(NewDatasetVersion, delta::TableGuard), DataError> {
         let Staged {
             dataset,
             folder,
@@ -201,7 +203,17 @@ impl<'a> Io<'a> {
             .map(|v| v.version + 1)
             .unwrap_or(1);
         let (final_dir, bytes) = settle(&tmp, &folder, next).await?;
-        Ok(NewDatasetVersion {
+        let table = delta::lock(&folder).await;
+        let name = dataset.to_string();
+        let delta_version = delta::commit_version(
+            &folder,
+            &final_dir,
+            &schema,
+            delta::Mode::of(dataset.zone()),
+            &name,
+        )
+        .await?;
+        let new = NewDatasetVersion {
             dataset: dataset.to_string(),
             producer: Some(self.ctx.claim.try_ref()),
             rows: Some(i64::try_from(rows).unwrap_or(i64::MAX)),
@@ -209,7 +221,9 @@ impl<'a> Io<'a> {
             schema: Some(schema_json(&schema)),
             bytes: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
             inputs: inputs.to_vec(),
-        })
+            delta_version: Some(delta_version),
+        };
+        Ok((new, table))
     }
 
     /// Records a validation's outcome and the versions it writes, in one

@@ -447,17 +447,18 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<serde_json::Value,
         .filter(|r| !r.passed && r.severity == Severity::Error && blocks(r))
         .collect();
     let publish = blocking.is_empty();
-    let quarantine = io
+    // Each table stays locked until the catalog records its version.
+    let (quarantine, _quarantine_table) = io
         .place(q_staged, q_schema, q_rows, &source.lineage)
         .await?;
-    let clean = if publish {
-        Some(
-            io.place(staged, clean_schema, counts.clean_written, inputs)
-                .await?,
-        )
+    let (clean, _clean_table) = if publish {
+        let (v, table) = io
+            .place(staged, clean_schema, counts.clean_written, inputs)
+            .await?;
+        (Some(v), Some(table))
     } else {
         staged.discard().await;
-        None
+        (None, None)
     };
     let recorded = io
         .record_validation(&NewValidation {

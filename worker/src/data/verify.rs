@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use weir_core::dag::Zone;
 use weir_core::store::{DatasetVersionRecord, Store};
 
+use super::delta;
 use super::storage::dir_size;
 use crate::data::DataError;
 
@@ -31,6 +32,8 @@ pub enum Problem {
     Unrecorded,
     /// A temporary folder: a write that never finished.
     Leftover,
+    /// The version's Delta commit disagrees with its files (what, which).
+    Delta(String),
 }
 
 impl std::fmt::Display for Problem {
@@ -43,6 +46,7 @@ impl std::fmt::Display for Problem {
             Problem::NotDeleted => f.write_str("not deleted: retention recorded it deleted"),
             Problem::Unrecorded => f.write_str("orphan: no version of the catalog"),
             Problem::Leftover => f.write_str("leftover: a write that never finished"),
+            Problem::Delta(what) => write!(f, "delta: {what}"),
         }
     }
 }
@@ -94,10 +98,14 @@ pub async fn verify(
                     .map(|recorded| Problem::Size { recorded, found })
             }
         };
-        if let Some(problem) = problem {
+        let mut problems: Vec<Problem> = problem.into_iter().collect();
+        if v.deleted_at.is_none() && exists {
+            problems.extend(delta_problems(v, &path).await);
+        }
+        for problem in problems {
             report.findings.push(Finding {
                 version: Some((v.dataset.clone(), v.version)),
-                path,
+                path: path.clone(),
                 problem,
             });
         }
@@ -106,6 +114,58 @@ pub async fn verify(
         report.findings.extend(unknown_in(&folder, &versions).await);
     }
     Ok(report)
+}
+
+/// Where the kept version `v` (files in `dir`) has a Delta commit: every
+/// file of its folder is in the table's snapshot at that commit with its
+/// size on disk, every file the snapshot names there exists, and a
+/// snapshot dataset's commit holds nothing else.
+async fn delta_problems(v: &DatasetVersionRecord, dir: &Path) -> Vec<Problem> {
+    let (Some(d), Some(folder)) = (v.delta_version, dir.parent()) else {
+        return Vec::new();
+    };
+    let files = match delta::files_at(folder, d).await {
+        Ok(files) => files,
+        Err(e) => return vec![Problem::Delta(format!("version {d} does not read: {e}"))],
+    };
+    let prefix = format!("{}/", name_of(dir));
+    let mut out = Vec::new();
+    let mut on_disk: Vec<(String, u64)> = Vec::new();
+    if let Ok(mut entries) = tokio::fs::read_dir(dir).await {
+        while let Ok(Some(e)) = entries.next_entry().await {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".parquet") {
+                let len = e.metadata().await.map(|m| m.len()).unwrap_or(0);
+                on_disk.push((format!("{prefix}{name}"), len));
+            }
+        }
+    }
+    for (path, len) in &on_disk {
+        match files.iter().find(|f| &f.path == path) {
+            None => out.push(Problem::Delta(format!("{path} is not in version {d}"))),
+            Some(f) if u64::try_from(f.size).ok() != Some(*len) => out.push(Problem::Delta(
+                format!("{path}: {len} bytes on disk, {} in version {d}", f.size),
+            )),
+            Some(_) => {}
+        }
+    }
+    let snapshot_dataset = v
+        .dataset
+        .split_once('.')
+        .and_then(|(zone, _)| zone.parse::<Zone>().ok())
+        .is_some_and(|z| delta::Mode::of(z) == delta::Mode::Overwrite);
+    for f in &files {
+        let ours = f.path.starts_with(&prefix);
+        if ours && !on_disk.iter().any(|(p, _)| p == &f.path) {
+            out.push(Problem::Delta(format!(
+                "{} of version {d} is missing",
+                f.path
+            )));
+        } else if !ours && snapshot_dataset {
+            out.push(Problem::Delta(format!("version {d} also holds {}", f.path)));
+        }
+    }
+    out
 }
 
 /// How long a temporary folder must have gone unwritten before it is taken

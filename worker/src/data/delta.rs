@@ -1,0 +1,353 @@
+//! A dataset's folder as a Delta Lake table. Each version weir publishes
+//! keeps its own folder of Parquet files (`v=<n>/…`) and becomes one Delta
+//! commit naming those files relative to the table: an overwrite for a
+//! snapshot dataset (the commit removes the previous version's files from
+//! the table's snapshot), an append for quarantine, whose versions
+//! accumulate. Other engines (Spark, DuckDB, Polars, pandas) read the
+//! latest version or travel to an older one; the catalog records each
+//! weir version's Delta version. Retention is Delta's vacuum, told which
+//! versions to keep.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use datafusion::arrow::datatypes::Schema;
+use deltalake_core::kernel::engine::arrow_conversion::TryFromArrow;
+use deltalake_core::kernel::transaction::CommitBuilder;
+use deltalake_core::kernel::{Action, Add, MetadataExt, Remove, StructType, TableFeatures};
+use deltalake_core::operations::vacuum::VacuumMode;
+use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use deltalake_core::{DeltaTable, DeltaTableError};
+use weir_core::dag::Zone;
+
+use super::DataError;
+
+/// How a new version enters its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The version replaces the table's contents (every zone but quarantine).
+    Overwrite,
+    /// The version's rows are added to the table's (quarantine).
+    Append,
+}
+
+impl Mode {
+    /// The mode of a zone's datasets.
+    pub fn of(zone: Zone) -> Mode {
+        match zone {
+            Zone::Quarantine => Mode::Append,
+            _ => Mode::Overwrite,
+        }
+    }
+
+    fn save_mode(self) -> SaveMode {
+        match self {
+            Mode::Overwrite => SaveMode::Overwrite,
+            Mode::Append => SaveMode::Append,
+        }
+    }
+}
+
+/// Held while a version is committed and recorded.
+pub type TableGuard = tokio::sync::OwnedMutexGuard<()>;
+
+/// Waits for the table in `folder`: commits to one table go one at a time
+/// within a process, from the commit until the catalog records it, so the
+/// order of Delta commits is the order of weir's versions.
+pub async fn lock(folder: &Path) -> TableGuard {
+    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(Default::default);
+    let lock = {
+        let mut map = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(folder.to_path_buf()).or_default().clone()
+    };
+    lock.lock_owned().await
+}
+
+/// A file of a table's snapshot: its path relative to the table and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFile {
+    /// Relative to the table's folder (`v=3/part-0.parquet`).
+    pub path: String,
+    /// Bytes, as committed.
+    pub size: i64,
+}
+
+fn delta_err(folder: &Path) -> impl FnOnce(DeltaTableError) -> DataError + '_ {
+    move |e| DataError::Invalid(format!("Delta table {}: {e}", folder.display()))
+}
+
+fn table_url(folder: &Path) -> Result<url::Url, DataError> {
+    let abs = std::path::absolute(folder)
+        .map_err(DataError::io(format!("resolving {}", folder.display())))?;
+    url::Url::from_directory_path(&abs)
+        .map_err(|()| DataError::Invalid(format!("{}: not a folder path", abs.display())))
+}
+
+/// The table in `folder`, loaded at `version` (the latest when `None`);
+/// `None` when the folder has no Delta log yet.
+pub async fn open(folder: &Path, version: Option<i64>) -> Result<Option<DeltaTable>, DataError> {
+    if !has_log(folder).await {
+        return Ok(None);
+    }
+    let url = table_url(folder)?;
+    let mut builder =
+        deltalake_core::DeltaTableBuilder::from_url(url).map_err(delta_err(folder))?;
+    if let Some(v) = version {
+        builder = builder.with_version(to_delta(v)?);
+    }
+    let table = builder.load().await.map_err(delta_err(folder))?;
+    Ok(Some(table))
+}
+
+/// Whether `folder` holds a Delta log.
+pub async fn has_log(folder: &Path) -> bool {
+    tokio::fs::try_exists(folder.join("_delta_log"))
+        .await
+        .unwrap_or(false)
+}
+
+fn to_delta(v: i64) -> Result<u64, DataError> {
+    u64::try_from(v).map_err(|_| DataError::Invalid(format!("{v} is not a Delta version")))
+}
+
+fn from_delta(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The files of the table in `folder` at Delta version `version`.
+pub async fn files_at(folder: &Path, version: i64) -> Result<Vec<TableFile>, DataError> {
+    let Some(table) = open(folder, Some(version)).await? else {
+        return Err(DataError::Invalid(format!(
+            "{}: no Delta log",
+            folder.display()
+        )));
+    };
+    files_of(&table, folder)
+}
+
+fn files_of(table: &DeltaTable, folder: &Path) -> Result<Vec<TableFile>, DataError> {
+    let snapshot = table.snapshot().map_err(delta_err(folder))?;
+    Ok(snapshot
+        .log_data()
+        .iter()
+        .map(|f| TableFile {
+            path: f.path().into_owned(),
+            size: f.size(),
+        })
+        .collect())
+}
+
+/// Commits the Parquet files of `version_dir` (a folder of the table in
+/// `folder`) as the table's next version, creating the table with the
+/// first one; answers the Delta version. A schema unlike the table's
+/// replaces it (readers see columns a version lacks as null).
+pub async fn commit_version(
+    folder: &Path,
+    version_dir: &Path,
+    schema: &Schema,
+    mode: Mode,
+    name: &str,
+) -> Result<i64, DataError> {
+    let adds = adds_of(folder, version_dir).await?;
+    let kernel = StructType::try_from_arrow(schema).map_err(|e| {
+        DataError::Invalid(format!(
+            "dataset `{name}`: its columns have no Delta Lake type ({e}); cast them in the task's SQL"
+        ))
+    })?;
+    let Some(table) = open(folder, None).await? else {
+        let table = DeltaTable::try_from_url(table_url(folder)?)
+            .await
+            .map_err(delta_err(folder))?;
+        let created = table
+            .create()
+            .with_table_name(name)
+            .with_columns(kernel.fields().cloned())
+            .with_actions(adds.into_iter().map(Action::Add))
+            .await
+            .map_err(delta_err(folder))?;
+        return Ok(created.version().map(from_delta).unwrap_or(0));
+    };
+    let current = table.snapshot().map_err(delta_err(folder))?.schema();
+    let table = if has_ntz(&kernel) && !has_ntz(&current) {
+        // Naive timestamps need a table feature older tables may lack.
+        table
+            .add_feature()
+            .with_feature(TableFeatures::TimestampWithoutTimezone)
+            .with_allow_protocol_versions_increase(true)
+            .await
+            .map_err(delta_err(folder))?
+    } else {
+        table
+    };
+    let snapshot = table.snapshot().map_err(delta_err(folder))?;
+    let mut actions = Vec::new();
+    if snapshot.schema().as_ref() != &kernel {
+        let metadata = snapshot
+            .metadata()
+            .clone()
+            .with_schema(&kernel)
+            .map_err(|e| DataError::Invalid(format!("Delta table {}: {e}", folder.display())))?;
+        actions.push(Action::Metadata(metadata));
+    }
+    if mode == Mode::Overwrite {
+        actions.extend(
+            files_of(&table, folder)?
+                .into_iter()
+                .map(|f| Action::Remove(remove(f))),
+        );
+    }
+    actions.extend(adds.into_iter().map(Action::Add));
+    let operation = DeltaOperation::Write {
+        mode: mode.save_mode(),
+        partition_by: None,
+        predicate: None,
+    };
+    commit(&table, folder, actions, operation).await
+}
+
+/// Replaces, in the table's current snapshot, the files under the folders
+/// `dirs` by those of `with` (a rewrite), or removes them when `with` is
+/// `None`; `predicate` says why (an erasure's condition). Answers the Delta
+/// version, or `None` when the snapshot held none of those files and
+/// nothing was committed.
+pub async fn replace(
+    folder: &Path,
+    dirs: &[PathBuf],
+    with: Option<&Path>,
+    predicate: Option<String>,
+) -> Result<Option<i64>, DataError> {
+    let Some(table) = open(folder, None).await? else {
+        return Ok(None);
+    };
+    let prefixes: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| d.file_name())
+        .map(|n| format!("{}/", n.to_string_lossy()))
+        .collect();
+    let gone: Vec<Action> = files_of(&table, folder)?
+        .into_iter()
+        .filter(|f| prefixes.iter().any(|p| f.path.starts_with(p.as_str())))
+        .map(|f| Action::Remove(remove(f)))
+        .collect();
+    if gone.is_empty() {
+        return Ok(None);
+    }
+    let mut actions = gone;
+    if let Some(dir) = with {
+        actions.extend(adds_of(folder, dir).await?.into_iter().map(Action::Add));
+    }
+    let operation = DeltaOperation::Delete { predicate };
+    commit(&table, folder, actions, operation).await.map(Some)
+}
+
+async fn commit(
+    table: &DeltaTable,
+    folder: &Path,
+    actions: Vec<Action>,
+    operation: DeltaOperation,
+) -> Result<i64, DataError> {
+    let snapshot = table.snapshot().map_err(delta_err(folder))?;
+    let done = CommitBuilder::default()
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), operation)
+        .await
+        .map_err(delta_err(folder))?;
+    Ok(from_delta(done.version()))
+}
+
+/// Deletes the files no version in `keep` (Delta versions) and not the
+/// latest refer to: Delta's vacuum, without its minimum age, since weir
+/// decides what to keep. Answers the files deleted.
+pub async fn vacuum(folder: &Path, keep: &[i64]) -> Result<usize, DataError> {
+    let Some(table) = open(folder, None).await? else {
+        return Ok(0);
+    };
+    let keep: Vec<u64> = keep.iter().filter_map(|v| u64::try_from(*v).ok()).collect();
+    let (_, metrics) = table
+        .vacuum()
+        .with_retention_period(chrono::Duration::zero())
+        .with_enforce_retention_duration(false)
+        .with_keep_versions(&keep)
+        .with_mode(VacuumMode::Lite)
+        .await
+        .map_err(delta_err(folder))?;
+    Ok(metrics.files_deleted.len())
+}
+
+/// Whether a schema has a timestamp without time zone.
+fn has_ntz(schema: &StructType) -> bool {
+    serde_json::to_string(schema).is_ok_and(|j| j.contains("\"timestamp_ntz\""))
+}
+
+fn remove(f: TableFile) -> Remove {
+    Remove {
+        path: f.path,
+        data_change: true,
+        deletion_timestamp: Some(chrono::Utc::now().timestamp_millis()),
+        extended_file_metadata: Some(true),
+        partition_values: Some(HashMap::new()),
+        size: Some(f.size),
+        ..Default::default()
+    }
+}
+
+/// An add action per Parquet file of `dir`, with its size, time and row
+/// count (the footer's).
+async fn adds_of(folder: &Path, dir: &Path) -> Result<Vec<Add>, DataError> {
+    let prefix = dir
+        .strip_prefix(folder)
+        .map_err(|_| {
+            DataError::Invalid(format!(
+                "{} is not inside its table {}",
+                dir.display(),
+                folder.display()
+            ))
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<Vec<Add>, DataError> {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(DataError::io(format!("reading {}", dir.display())))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".parquet"))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|name| {
+                let path = dir.join(&name);
+                let file = std::fs::File::open(&path)
+                    .map_err(DataError::io(format!("reading {}", path.display())))?;
+                let meta = file
+                    .metadata()
+                    .map_err(DataError::io(format!("reading {}", path.display())))?;
+                let rows = datafusion::parquet::file::reader::SerializedFileReader::new(file)
+                    .map(|r| {
+                        use datafusion::parquet::file::reader::FileReader;
+                        r.metadata().file_metadata().num_rows()
+                    })
+                    .map_err(|e| DataError::Invalid(format!("{}: {e}", path.display())))?;
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                    .unwrap_or(0);
+                Ok(Add {
+                    path: format!("{prefix}/{name}"),
+                    size: i64::try_from(meta.len()).unwrap_or(i64::MAX),
+                    modification_time: modified,
+                    data_change: true,
+                    stats: Some(serde_json::json!({ "numRecords": rows }).to_string()),
+                    ..Default::default()
+                })
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| DataError::Invalid(format!("listing a version's files: {e}")))?
+}
