@@ -14,11 +14,11 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use datafusion::arrow::datatypes::Schema;
 use deltalake_core::kernel::engine::arrow_conversion::TryFromArrow;
-use deltalake_core::kernel::transaction::CommitBuilder;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::kernel::{Action, Add, MetadataExt, Remove, StructType, TableFeatures};
 use deltalake_core::operations::vacuum::VacuumMode;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
-use deltalake_core::{DeltaTable, DeltaTableError};
+use deltalake_core::{DeltaTable, DeltaTableError, TableProperty};
 use weir_core::dag::Zone;
 
 use super::DataError;
@@ -163,6 +163,9 @@ pub async fn commit_version(
         let created = table
             .create()
             .with_table_name(name)
+            // The catalog may point at any kept version: the log's history
+            // stays until weir's retention and vacuum decide.
+            .with_configuration_property(TableProperty::EnableExpiredLogCleanup, Some("false"))
             .with_columns(kernel.fields().cloned())
             .with_actions(adds.into_iter().map(Action::Add))
             .await
@@ -249,7 +252,12 @@ async fn commit(
     operation: DeltaOperation,
 ) -> Result<i64, DataError> {
     let snapshot = table.snapshot().map_err(delta_err(folder))?;
-    let done = CommitBuilder::default()
+    // A checkpoint every hundred commits keeps loading the table quick; the
+    // log's history stays, since the catalog may point at any kept version.
+    let properties = CommitProperties::default()
+        .with_create_checkpoint(true)
+        .with_cleanup_expired_logs(Some(false));
+    let done = CommitBuilder::from(properties)
         .with_actions(actions)
         .build(Some(snapshot), table.log_store(), operation)
         .await
@@ -350,4 +358,211 @@ async fn adds_of(folder: &Path, dir: &Path) -> Result<Vec<Add>, DataError> {
     })
     .await
     .map_err(|e| DataError::Invalid(format!("listing a version's files: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{
+        ArrayRef, Int64Array, IntervalDayTimeArray, TimestampMicrosecondArray,
+    };
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::arrow::record_batch::RecordBatch;
+
+    use super::*;
+
+    /// Writes `batch` as `folder/v=<n>/part-0.parquet`; answers the folder.
+    fn version(folder: &Path, n: i64, batch: &RecordBatch) -> PathBuf {
+        let dir = folder.join(format!("v={n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = std::fs::File::create(dir.join("part-0.parquet")).unwrap();
+        let mut w =
+            datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        w.write(batch).unwrap();
+        w.close().unwrap();
+        dir
+    }
+
+    fn ids(values: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+        let col: ArrayRef = Arc::new(Int64Array::from(values.to_vec()));
+        RecordBatch::try_new(schema, vec![col]).unwrap()
+    }
+
+    fn paths(files: &[TableFile]) -> Vec<&str> {
+        let mut out: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn overwrites_replace_the_snapshot_and_appends_add_to_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (snap, quar) = (tmp.path().join("clean/s"), tmp.path().join("quarantine/s"));
+        for n in 1..=3 {
+            let b = ids(&[n]);
+            let d = commit_version(
+                &snap,
+                &version(&snap, n, &b),
+                &b.schema(),
+                Mode::Overwrite,
+                "clean.s",
+            )
+            .await
+            .unwrap();
+            assert_eq!(d, n - 1);
+            commit_version(
+                &quar,
+                &version(&quar, n, &b),
+                &b.schema(),
+                Mode::Append,
+                "quarantine.s",
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(
+            paths(&files_at(&snap, 2).await.unwrap()),
+            ["v=3/part-0.parquet"]
+        );
+        assert_eq!(
+            paths(&files_at(&snap, 0).await.unwrap()),
+            ["v=1/part-0.parquet"]
+        );
+        assert_eq!(
+            paths(&files_at(&quar, 2).await.unwrap()),
+            [
+                "v=1/part-0.parquet",
+                "v=2/part-0.parquet",
+                "v=3/part-0.parquet"
+            ]
+        );
+        let sizes_match = files_at(&snap, 2)
+            .await
+            .unwrap()
+            .iter()
+            .all(|f| std::fs::metadata(snap.join(&f.path)).unwrap().len() == f.size as u64);
+        assert!(sizes_match);
+
+        // Vacuum keeps what the kept versions name, and the latest.
+        assert_eq!(vacuum(&snap, &[1]).await.unwrap(), 1);
+        assert!(!snap.join("v=1/part-0.parquet").exists());
+        assert!(snap.join("v=2/part-0.parquet").exists());
+        // An appended version leaves the snapshot in a commit of its own.
+        let d = replace(&quar, &[quar.join("v=1")], None, None)
+            .await
+            .unwrap();
+        assert_eq!(d, Some(3));
+        assert_eq!(vacuum(&quar, &[]).await.unwrap(), 1);
+        assert_eq!(
+            paths(&files_at(&quar, 3).await.unwrap()),
+            ["v=2/part-0.parquet", "v=3/part-0.parquet"]
+        );
+        // Nothing of the snapshot under a folder: nothing committed.
+        assert_eq!(
+            replace(&quar, &[quar.join("v=1")], None, None)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_history_is_checkpointed_and_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = tmp.path().join("raw/s");
+        for n in 1..=101 {
+            let b = ids(&[n]);
+            commit_version(
+                &folder,
+                &version(&folder, n, &b),
+                &b.schema(),
+                Mode::Overwrite,
+                "raw.s",
+            )
+            .await
+            .unwrap();
+        }
+        // Every hundredth commit (version 99, counting from 0).
+        assert!(
+            folder
+                .join("_delta_log/00000000000000000099.checkpoint.parquet")
+                .exists()
+        );
+        assert!(folder.join("_delta_log/00000000000000000000.json").exists());
+        assert_eq!(
+            paths(&files_at(&folder, 0).await.unwrap()),
+            ["v=1/part-0.parquet"]
+        );
+        assert_eq!(
+            paths(&files_at(&folder, 100).await.unwrap()),
+            ["v=101/part-0.parquet"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_schema_change_replaces_the_tables_and_bad_types_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = tmp.path().join("curated/t");
+        let b = ids(&[1]);
+        commit_version(
+            &folder,
+            &version(&folder, 1, &b),
+            &b.schema(),
+            Mode::Overwrite,
+            "curated.t",
+        )
+        .await
+        .unwrap();
+        // A naive timestamp column needs a table feature the table lacked.
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            true,
+        )]));
+        let col: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![1_000_000]));
+        let b = RecordBatch::try_new(schema.clone(), vec![col]).unwrap();
+        let d = commit_version(
+            &folder,
+            &version(&folder, 2, &b),
+            &schema,
+            Mode::Overwrite,
+            "curated.t",
+        )
+        .await
+        .unwrap();
+        let table = open(&folder, Some(d)).await.unwrap().unwrap();
+        let fields: Vec<String> = table
+            .snapshot()
+            .unwrap()
+            .schema()
+            .fields()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(fields, ["at"]);
+        assert!(has_ntz(&table.snapshot().unwrap().schema()));
+
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "gap",
+            DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::DayTime),
+            true,
+        )]));
+        let col: ArrayRef = Arc::new(IntervalDayTimeArray::from(vec![
+            datafusion::arrow::datatypes::IntervalDayTime::new(1, 0),
+        ]));
+        let b = RecordBatch::try_new(schema.clone(), vec![col]).unwrap();
+        let e = commit_version(
+            &folder,
+            &version(&folder, 3, &b),
+            &schema,
+            Mode::Overwrite,
+            "curated.t",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("curated.t") && e.contains("cast"), "{e}");
+    }
 }
