@@ -165,6 +165,14 @@ fn every_try_sends_a_start_and_an_end_event_that_match_the_openlineage_schema() 
         "{output}"
     );
     assert_eq!(output["facets"]["version"]["datasetVersion"], "1");
+    assert_eq!(
+        output["facets"]["storage"],
+        serde_json::json!({
+            "storageLayer": "delta", "fileFormat": "parquet", "_producer": output["facets"]["storage"]["_producer"],
+            "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/StorageDatasetFacet.json#/$defs/StorageDatasetFacet",
+        }),
+        "a zone dataset is a Delta table"
+    );
     assert_eq!(output["outputFacets"]["outputStatistics"]["rowCount"], 37);
     let fields: Vec<&str> = output["facets"]["schema"]["fields"]
         .as_array()

@@ -25,6 +25,7 @@ from openlineage.client.generated import (
     processing_engine_run,
     schema_dataset,
     sql_job,
+    storage_dataset,
 )
 from openlineage.client.serde import Serde
 
@@ -40,6 +41,7 @@ FACETS = {
     base.DatasetFacet: {
         "schema": schema_dataset.SchemaDatasetFacet,
         "version": dataset_version_dataset.DatasetVersionDatasetFacet,
+        "storage": storage_dataset.StorageDatasetFacet,
     },
     base.InputDatasetFacet: {
         "dataQualityMetrics": data_quality_metrics_input_dataset.DataQualityMetricsInputDatasetFacet,

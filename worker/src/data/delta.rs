@@ -97,8 +97,12 @@ pub async fn open(folder: &Path, version: Option<i64>) -> Result<Option<DeltaTab
     if let Some(v) = version {
         builder = builder.with_version(to_delta(v)?);
     }
-    let table = builder.load().await.map_err(delta_err(folder))?;
-    Ok(Some(table))
+    match builder.load().await {
+        Ok(table) => Ok(Some(table)),
+        // A log folder without a commit: the first commit never happened.
+        Err(DeltaTableError::NotATable(_)) if version.is_none() => Ok(None),
+        Err(e) => Err(delta_err(folder)(e)),
+    }
 }
 
 /// Whether `folder` holds a Delta log.
@@ -467,6 +471,25 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn a_log_folder_without_a_commit_is_no_table_yet() {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = tmp.path().join("raw/s");
+        std::fs::create_dir_all(folder.join("_delta_log")).unwrap();
+        assert!(open(&folder, None).await.unwrap().is_none());
+        let b = ids(&[1]);
+        let d = commit_version(
+            &folder,
+            &version(&folder, 1, &b),
+            &b.schema(),
+            Mode::Overwrite,
+            "raw.s",
+        )
+        .await
+        .unwrap();
+        assert_eq!(d, 0);
     }
 
     #[tokio::test]

@@ -267,7 +267,8 @@ fn schema_facet(fields: &[(String, String)]) -> Map<String, Value> {
     m
 }
 
-/// A version's facets: its schema and its version number.
+/// A version's facets: its schema, its version number and, for a version of
+/// a Delta table, the storage layer.
 fn version_facets(v: &DatasetVersionRecord) -> Map<String, Value> {
     let fields: Vec<(String, String)> = v
         .columns()
@@ -282,6 +283,15 @@ fn version_facets(v: &DatasetVersionRecord) -> Map<String, Value> {
             json!({ "datasetVersion": v.version.to_string() }),
         ),
     );
+    if v.delta_version.is_some() {
+        m.insert(
+            "storage".into(),
+            facet(
+                "1-0-1/StorageDatasetFacet.json#/$defs/StorageDatasetFacet",
+                json!({ "storageLayer": "delta", "fileFormat": "parquet" }),
+            ),
+        );
+    }
     m
 }
 
