@@ -59,7 +59,8 @@ pub enum DatasetsCommand {
     },
     /// Give datasets written before their folders were Delta Lake tables
     /// their Delta log: every kept version becomes one commit, oldest first
-    /// (done at start too; a dataset with a log is left alone).
+    /// (`weir standalone` does it when it starts; a dataset with a log is
+    /// left alone).
     Migrate {
         /// `zone.name` (default: every dataset).
         name: Option<String>,
