@@ -333,3 +333,53 @@ async fn copy_tree(from: &Path, to: &Path) -> Result<(usize, u64)> {
     .await
     .map_err(|e| BackupError::Refused(format!("copying: {e}")))?
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_delta_log_is_copied_up_to_what_the_database_records() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (table, to) = (tmp.path().join("t"), tmp.path().join("copy"));
+        let log = table.join("_delta_log");
+        std::fs::create_dir_all(&log).unwrap();
+        let commit = |n: u32, line: &str| {
+            std::fs::write(
+                log.join(format!("{n:020}.json")),
+                format!("{{\"commitInfo\":{{}}}}\n{line}\n"),
+            )
+            .unwrap();
+        };
+        commit(0, r#"{"add":{"path":"v=1/a.parquet"}}"#);
+        commit(1, r#"{"add":{"path":"v=2/a.parquet"}}"#);
+        // Retention's removal and a vacuum: no file added.
+        commit(2, r#"{"remove":{"path":"v=1/a.parquet"}}"#);
+        commit(3, r#"{"commitInfo":{"operation":"VACUUM END"}}"#);
+        // A version the database copy does not record.
+        commit(4, r#"{"add":{"path":"v=3/a.parquet"}}"#);
+        commit(5, r#"{"remove":{"path":"v=2/a.parquet"}}"#);
+        std::fs::write(log.join(format!("{:020}.checkpoint.parquet", 1)), "c").unwrap();
+        std::fs::write(log.join(format!("{:020}.checkpoint.parquet", 4)), "c").unwrap();
+        std::fs::write(log.join("_last_checkpoint"), "{}").unwrap();
+
+        let copied = copy_delta_log(&table, &to, 1).await.unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(to.join("_delta_log"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "00000000000000000000.json",
+                "00000000000000000001.checkpoint.parquet",
+                "00000000000000000001.json",
+                "00000000000000000002.json",
+                "00000000000000000003.json",
+            ]
+        );
+        assert_eq!(copied, 5);
+    }
+}

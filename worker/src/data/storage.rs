@@ -1,6 +1,7 @@
 //! Reading and writing dataset versions. A version is written to a hidden
-//! temporary folder, renamed to `v=<n>` and only then recorded in the
-//! catalog: readers go through the catalog, so they never see a partial
+//! temporary folder, renamed to `v=<n>`, flushed, committed to the
+//! dataset's Delta table and only then recorded in the catalog: readers go
+//! through the catalog (or the Delta log), so they never see a partial
 //! version, and a crash leaves at most an unrecorded folder behind.
 
 use std::path::{Path, PathBuf};
