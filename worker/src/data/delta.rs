@@ -19,7 +19,7 @@ use deltalake_core::kernel::{Action, Add, MetadataExt, Remove, StructType, Table
 use deltalake_core::operations::vacuum::VacuumMode;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::{DeltaTable, DeltaTableError, TableProperty};
-use weir_core::dag::Zone;
+use weir_core::dag::{DatasetName, Zone};
 
 use super::DataError;
 
@@ -39,6 +39,11 @@ impl Mode {
             Zone::Quarantine => Mode::Append,
             _ => Mode::Overwrite,
         }
+    }
+
+    /// The mode of the dataset named `zone.name`; `None` for another name.
+    pub fn of_dataset(name: &str) -> Option<Mode> {
+        name.parse::<DatasetName>().ok().map(|d| Mode::of(d.zone()))
     }
 
     fn save_mode(self) -> SaveMode {
@@ -305,6 +310,21 @@ fn remove(f: TableFile) -> Remove {
     }
 }
 
+/// The files of a version's folder a commit names (its Parquet files),
+/// sorted by name, with their sizes.
+pub fn parquet_files(dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".parquet") {
+            out.push((name, e.metadata()?.len()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// An add action per Parquet file of `dir`, with its size, time and row
 /// count (the footer's).
 async fn adds_of(folder: &Path, dir: &Path) -> Result<Vec<Add>, DataError> {
@@ -321,16 +341,10 @@ async fn adds_of(folder: &Path, dir: &Path) -> Result<Vec<Add>, DataError> {
         .into_owned();
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<Vec<Add>, DataError> {
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
+        parquet_files(&dir)
             .map_err(DataError::io(format!("reading {}", dir.display())))?
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".parquet"))
-            .collect();
-        names.sort();
-        names
             .into_iter()
-            .map(|name| {
+            .map(|(name, _)| {
                 let path = dir.join(&name);
                 let file = std::fs::File::open(&path)
                     .map_err(DataError::io(format!("reading {}", path.display())))?;
@@ -389,6 +403,17 @@ mod tests {
         dir
     }
 
+    /// Writes `batch` as version `n` of the table in `folder` and commits it.
+    async fn publish(
+        folder: &Path,
+        n: i64,
+        batch: &RecordBatch,
+        mode: Mode,
+    ) -> Result<i64, DataError> {
+        let dir = version(folder, n, batch);
+        commit_version(folder, &dir, &batch.schema(), mode, "curated.t").await
+    }
+
     fn ids(values: &[i64]) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
         let col: ArrayRef = Arc::new(Int64Array::from(values.to_vec()));
@@ -407,25 +432,9 @@ mod tests {
         let (snap, quar) = (tmp.path().join("clean/s"), tmp.path().join("quarantine/s"));
         for n in 1..=3 {
             let b = ids(&[n]);
-            let d = commit_version(
-                &snap,
-                &version(&snap, n, &b),
-                &b.schema(),
-                Mode::Overwrite,
-                "clean.s",
-            )
-            .await
-            .unwrap();
+            let d = publish(&snap, n, &b, Mode::Overwrite).await.unwrap();
             assert_eq!(d, n - 1);
-            commit_version(
-                &quar,
-                &version(&quar, n, &b),
-                &b.schema(),
-                Mode::Append,
-                "quarantine.s",
-            )
-            .await
-            .unwrap();
+            publish(&quar, n, &b, Mode::Append).await.unwrap();
         }
         assert_eq!(
             paths(&files_at(&snap, 2).await.unwrap()),
@@ -480,15 +489,7 @@ mod tests {
         std::fs::create_dir_all(folder.join("_delta_log")).unwrap();
         assert!(open(&folder, None).await.unwrap().is_none());
         let b = ids(&[1]);
-        let d = commit_version(
-            &folder,
-            &version(&folder, 1, &b),
-            &b.schema(),
-            Mode::Overwrite,
-            "raw.s",
-        )
-        .await
-        .unwrap();
+        let d = publish(&folder, 1, &b, Mode::Overwrite).await.unwrap();
         assert_eq!(d, 0);
     }
 
@@ -498,15 +499,7 @@ mod tests {
         let folder = tmp.path().join("raw/s");
         for n in 1..=101 {
             let b = ids(&[n]);
-            commit_version(
-                &folder,
-                &version(&folder, n, &b),
-                &b.schema(),
-                Mode::Overwrite,
-                "raw.s",
-            )
-            .await
-            .unwrap();
+            publish(&folder, n, &b, Mode::Overwrite).await.unwrap();
         }
         // Every hundredth commit (version 99, counting from 0).
         assert!(
@@ -530,15 +523,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let folder = tmp.path().join("curated/t");
         let b = ids(&[1]);
-        commit_version(
-            &folder,
-            &version(&folder, 1, &b),
-            &b.schema(),
-            Mode::Overwrite,
-            "curated.t",
-        )
-        .await
-        .unwrap();
+        publish(&folder, 1, &b, Mode::Overwrite).await.unwrap();
         // A naive timestamp column needs a table feature the table lacked.
         let schema = Arc::new(Schema::new(vec![Field::new(
             "at",
@@ -546,16 +531,8 @@ mod tests {
             true,
         )]));
         let col: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![1_000_000]));
-        let b = RecordBatch::try_new(schema.clone(), vec![col]).unwrap();
-        let d = commit_version(
-            &folder,
-            &version(&folder, 2, &b),
-            &schema,
-            Mode::Overwrite,
-            "curated.t",
-        )
-        .await
-        .unwrap();
+        let b = RecordBatch::try_new(schema, vec![col]).unwrap();
+        let d = publish(&folder, 2, &b, Mode::Overwrite).await.unwrap();
         let table = open(&folder, Some(d)).await.unwrap().unwrap();
         let fields: Vec<String> = table
             .snapshot()
@@ -575,17 +552,11 @@ mod tests {
         let col: ArrayRef = Arc::new(IntervalDayTimeArray::from(vec![
             datafusion::arrow::datatypes::IntervalDayTime::new(1, 0),
         ]));
-        let b = RecordBatch::try_new(schema.clone(), vec![col]).unwrap();
-        let e = commit_version(
-            &folder,
-            &version(&folder, 3, &b),
-            &schema,
-            Mode::Overwrite,
-            "curated.t",
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+        let b = RecordBatch::try_new(schema, vec![col]).unwrap();
+        let e = publish(&folder, 3, &b, Mode::Overwrite)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("curated.t") && e.contains("cast"), "{e}");
     }
 }

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use weir_core::dag::Zone;
 use weir_core::store::{DatasetVersionRecord, Store};
 
 use super::{DataError, delta, storage};
@@ -48,16 +47,13 @@ pub async fn migrate(store: &dyn Store, dataset: Option<&str>) -> Result<Vec<Mig
         if delta::has_log(&folder).await {
             continue;
         }
-        let mode = name
-            .split_once('.')
-            .and_then(|(zone, _)| zone.parse::<Zone>().ok())
-            .map(delta::Mode::of)
+        let mode = delta::Mode::of_dataset(&name)
             .ok_or_else(|| DataError::Invalid(format!("`{name}` is not a dataset name")))?;
         let _table = delta::lock(&folder).await;
+        let session = storage::session()?;
         let mut versions = Vec::new();
         for v in &kept {
             let dir = PathBuf::from(v.path.as_deref().unwrap_or_default());
-            let session = storage::session()?;
             let df = storage::read_version(&session, v).await?;
             let schema = df.schema().as_arrow().clone();
             let d = delta::commit_version(&folder, &dir, &schema, mode, &name).await?;

@@ -130,16 +130,17 @@ async fn delta_problems(v: &DatasetVersionRecord, dir: &Path) -> Vec<Problem> {
     };
     let prefix = format!("{}/", name_of(dir));
     let mut out = Vec::new();
-    let mut on_disk: Vec<(String, u64)> = Vec::new();
-    if let Ok(mut entries) = tokio::fs::read_dir(dir).await {
-        while let Ok(Some(e)) = entries.next_entry().await {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".parquet") {
-                let len = e.metadata().await.map(|m| m.len()).unwrap_or(0);
-                on_disk.push((format!("{prefix}{name}"), len));
-            }
-        }
-    }
+    let listed = {
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || delta::parquet_files(&dir)).await
+    };
+    let on_disk: Vec<(String, u64)> = listed
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, len)| (format!("{prefix}{name}"), len))
+        .collect();
     for (path, len) in &on_disk {
         match files.iter().find(|f| &f.path == path) {
             None => out.push(Problem::Delta(format!("{path} is not in version {d}"))),
@@ -149,11 +150,7 @@ async fn delta_problems(v: &DatasetVersionRecord, dir: &Path) -> Vec<Problem> {
             Some(_) => {}
         }
     }
-    let snapshot_dataset = v
-        .dataset
-        .split_once('.')
-        .and_then(|(zone, _)| zone.parse::<Zone>().ok())
-        .is_some_and(|z| delta::Mode::of(z) == delta::Mode::Overwrite);
+    let snapshot_dataset = delta::Mode::of_dataset(&v.dataset) == Some(delta::Mode::Overwrite);
     for f in &files {
         let ours = f.path.starts_with(&prefix);
         if ours && !on_disk.iter().any(|(p, _)| p == &f.path) {
