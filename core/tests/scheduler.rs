@@ -640,7 +640,10 @@ async fn database_failures(db: &TestDb) {
     let err = e.sched.finish(&report).await.unwrap_err();
     match &err {
         weir_core::scheduler::Error::Batch(inner) => assert!(
-            matches!(**inner, weir_core::store::Error::Database(_)),
+            matches!(
+                **inner,
+                weir_core::store::Error::Database(_) | weir_core::store::Error::Sqlite(_)
+            ),
             "{inner:?}"
         ),
         other => panic!("a database failure must stay one, not {other:?}"),

@@ -750,23 +750,23 @@ async fn group_commit(db: &TestDb) {
         lease_until: now + Duration::seconds(30),
         now,
     };
-    let items = [
+    let items = vec![
         weir_core::store::Advance {
             run_pk: r2.id,
             scope: weir_core::store::Scope::All,
             end: None,
-            planner: &stale,
-            claim: Some(&req),
+            planner: std::sync::Arc::new(stale),
+            claim: Some(req.clone()),
         },
         weir_core::store::Advance {
             run_pk: r1.id,
             scope: weir_core::store::Scope::All,
             end: None,
-            planner: &good,
-            claim: Some(&req),
+            planner: std::sync::Arc::new(good),
+            claim: Some(req),
         },
     ];
-    let results = db.store.advance_runs(&items).await.unwrap();
+    let results = db.store.advance_runs(items).await.unwrap();
     assert!(
         matches!(results[0], Err(Error::Conflict(_))),
         "{:?}",

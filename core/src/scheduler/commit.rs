@@ -177,28 +177,24 @@ impl Scheduler {
                     .map(|s| self.claim_request(&s.worker, &s.hostname, 1, s.queues.as_deref()))
             })
             .collect();
-        let planners: Vec<_> = batch
+        let items: Vec<store::Advance> = batch
             .iter()
-            .map(|p| {
+            .zip(scopes)
+            .zip(claims)
+            .map(|((p, scope), claim)| {
                 let (dag, action) = (p.dag.clone(), p.action.clone());
-                move |s: &store::RunSnapshot| plan::plan_scoped(&dag, s, &action, now)
+                store::Advance {
+                    run_pk: p.run_pk,
+                    scope,
+                    end: Some(p.end.clone()),
+                    planner: Arc::new(move |s: &store::RunSnapshot| {
+                        plan::plan_scoped(&dag, s, &action, now)
+                    }),
+                    claim,
+                }
             })
             .collect();
-        let items: Vec<store::Advance<'_>> = batch
-            .iter()
-            .zip(&scopes)
-            .zip(&planners)
-            .zip(&claims)
-            .map(|(((p, scope), planner), claim)| store::Advance {
-                run_pk: p.run_pk,
-                scope: scope.clone(),
-                end: Some(&p.end),
-                planner,
-                claim: claim.as_ref(),
-            })
-            .collect();
-        let results = self.inner.store.advance_runs(&items).await;
-        drop(items);
+        let results = self.inner.store.advance_runs(items).await;
         match results {
             Ok(results) => {
                 let mut wake = false;

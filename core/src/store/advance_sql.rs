@@ -21,13 +21,11 @@ macro_rules! impl_advance_store {
                 claim: Option<&$crate::store::ClaimRequest>,
                 planner: $crate::store::Planner<'_>,
             ) -> $crate::store::Result<$crate::store::Advanced> {
-                use $crate::state::TaskState;
                 let mut tx = self.tx().await?;
                 let plan = apply_in(&mut *tx, run_pk, scope, end, audit, planner).await?;
                 let now = end.map(|e| e.at).unwrap_or_else(chrono::Utc::now);
                 // New work, or a slot freed for work already waiting: queue it now.
-                let dispatch = plan.tasks.iter().any(|c| c.to == TaskState::Scheduled || c.from == TaskState::Running);
-                let queued = if dispatch { queue_in(&mut *tx, now).await? } else { 0 };
+                let queued = if $crate::store::apply::dispatches(&plan) { queue_in(&mut *tx, now).await? } else { 0 };
                 // The worker whose try just ended takes its next task in the same transaction.
                 let claims = match claim {
                     Some(req) => claim_in(&mut *tx, req).await?,
@@ -39,15 +37,26 @@ macro_rules! impl_advance_store {
 
             async fn advance_runs(
                 &self,
-                items: &[$crate::store::Advance<'_>],
+                items: Vec<$crate::store::Advance>,
             ) -> $crate::store::Result<Vec<$crate::store::Result<$crate::store::Advanced>>> {
-                use $crate::state::TaskState;
+                // Each backend chooses how (see `advance_batch` in its module).
+                self.advance_batch(items).await
+            }
+        }
+
+        impl $store {
+            /// Applies a batch of reports with sqlx (see
+            /// [`super::AdvanceStore::advance_runs`]).
+            async fn advance_runs_here(
+                &self,
+                items: &[$crate::store::Advance],
+            ) -> $crate::store::Result<Vec<$crate::store::Result<$crate::store::Advanced>>> {
                 use sqlx::Connection;
                 // Lock runs in key order, so concurrent batches cannot deadlock.
                 let mut order: Vec<usize> = (0..items.len()).collect();
                 order.sort_by_key(|&i| items[i].run_pk);
                 let mut now = chrono::Utc::now();
-                for e in items.iter().filter_map(|i| i.end) {
+                for e in items.iter().filter_map(|i| i.end.as_ref()) {
                     now = now.max(e.at);
                 }
                 // First without savepoints (two round trips fewer per item):
@@ -57,7 +66,7 @@ macro_rules! impl_advance_store {
                 let mut results: Vec<Option<$crate::store::Result<$crate::store::Plan>>> = (0..items.len()).map(|_| None).collect();
                 for &i in &order {
                     let item = &items[i];
-                    match apply_in(&mut *tx, item.run_pk, &item.scope, item.end, None, item.planner).await {
+                    match apply_in(&mut *tx, item.run_pk, &item.scope, item.end.as_ref(), None, &*item.planner).await {
                         Ok(plan) => results[i] = Some(Ok(plan)),
                         Err(e) => {
                             tx.rollback().await?;
@@ -75,7 +84,7 @@ macro_rules! impl_advance_store {
                         let item = &items[i];
                         // Each item in a savepoint: one conflict does not undo the others.
                         let mut sp = (&mut *tx).begin().await?;
-                        match apply_in(&mut *sp, item.run_pk, &item.scope, item.end, None, item.planner).await {
+                        match apply_in(&mut *sp, item.run_pk, &item.scope, item.end.as_ref(), None, &*item.planner).await {
                             Ok(plan) => {
                                 sp.commit().await?;
                                 results[i] = Some(Ok(plan));
@@ -87,15 +96,13 @@ macro_rules! impl_advance_store {
                         }
                     }
                 }
-                let dispatch = results.iter().flatten().flatten().any(|p| {
-                    p.tasks.iter().any(|c| c.to == TaskState::Scheduled || c.from == TaskState::Running)
-                });
+                let dispatch = results.iter().flatten().flatten().any($crate::store::apply::dispatches);
                 let queued = if dispatch { queue_in(&mut *tx, now).await? } else { 0 };
                 // Claims for the slots that asked, one query per worker, handed out in order.
                 let mut claims: Vec<Vec<$crate::store::Claim>> = (0..items.len()).map(|_| Vec::new()).collect();
                 let mut groups: Vec<(&$crate::store::ClaimRequest, Vec<usize>)> = Vec::new();
                 for (i, item) in items.iter().enumerate() {
-                    let Some(req) = item.claim else { continue };
+                    let Some(req) = &item.claim else { continue };
                     if !matches!(results[i], Some(Ok(_))) {
                         continue;
                     }
@@ -137,27 +144,24 @@ macro_rules! impl_advance_store {
             audit: Option<&$crate::store::AuditEntry>,
             planner: $crate::store::Planner<'_>,
         ) -> $crate::store::Result<$crate::store::Plan> {
-            use $crate::state::TaskState;
-                let run: $crate::store::RunRecord = sqlx::query_as(concat!("SELECT * FROM dag_runs WHERE id = $1 ", $for_update))
+            use $crate::store::{apply, statements as st};
+            let run: $crate::store::RunRecord = sqlx::query_as(st::select_run!($for_update))
                 .bind(run_pk)
                 .fetch_optional(&mut *conn)
                 .await?
                 .ok_or_else(|| $crate::store::Error::NotFound(format!("run {run_pk}")))?;
             let mut scope = scope.clone();
             let mut rounds = 0;
-            let mut sibling_counts: Option<$crate::store::SiblingCounts> = None;
             let (snapshot, plan) = loop {
                 // One prepared statement whatever the number of tasks: the ids travel as a JSON array.
-                let (tasks, fan_ins): (Vec<$crate::store::TaskStateRecord>, _) = match &scope {
+                let (tasks, fan_ins, siblings): (Vec<$crate::store::TaskStateRecord>, _, _) = match &scope {
                     $crate::store::Scope::All => (
-                        sqlx::query_as(
-                            "SELECT id, task_id, state, try_number, max_tries, next_try_at, map_index, map_count \
-                             FROM task_instances WHERE run_pk = $1",
-                        )
-                        .bind(run_pk)
-                        .fetch_all(&mut *conn)
-                        .await?,
+                        sqlx::query_as(st::select_all_tasks!())
+                            .bind(run_pk)
+                            .fetch_all(&mut *conn)
+                            .await?,
                         Vec::new(),
+                        None,
                     ),
                     $crate::store::Scope::Tasks { tasks: ids, fan_ins, siblings } => {
                         // Of a task whose siblings are counted, its own row and the named instance's.
@@ -165,31 +169,21 @@ macro_rules! impl_advance_store {
                             Some((t, i)) => (Some(t.as_str()), *i),
                             None => (None, -1),
                         };
-                        let rows = sqlx::query_as(concat!(
-                            "SELECT id, task_id, state, try_number, max_tries, next_try_at, map_index, map_count \
-                             FROM task_instances WHERE run_pk = $1 AND task_id ",
-                            $in_json_open,
-                            "$2",
-                            $in_json_close,
-                            " AND ($3 IS NULL OR task_id <> $3 OR map_index < 0 OR map_index = $4)"
-                        ))
-                        .bind(run_pk)
-                        .bind(sqlx::types::Json(ids))
-                        .bind(counted_task)
-                        .bind(read_index)
-                        .fetch_all(&mut *conn)
-                        .await?;
-                        sibling_counts = match counted_task {
+                        let rows = sqlx::query_as(st::select_scoped_tasks!($in_json_open, $in_json_close))
+                            .bind(run_pk)
+                            .bind(sqlx::types::Json(ids))
+                            .bind(counted_task)
+                            .bind(read_index)
+                            .fetch_all(&mut *conn)
+                            .await?;
+                        let sibling_counts = match counted_task {
                             Some(task_id) => {
-                                let counts: Vec<(String, i64)> = sqlx::query_as(
-                                    "SELECT state, COUNT(*) FROM task_instances WHERE run_pk = $1 AND task_id = $2 \
-                                     AND map_index >= 0 AND map_index <> $3 AND state <> 'removed' GROUP BY state",
-                                )
-                                .bind(run_pk)
-                                .bind(task_id)
-                                .bind(read_index)
-                                .fetch_all(&mut *conn)
-                                .await?;
+                                let counts: Vec<(String, i64)> = sqlx::query_as(st::count_siblings!())
+                                    .bind(run_pk)
+                                    .bind(task_id)
+                                    .bind(read_index)
+                                    .fetch_all(&mut *conn)
+                                    .await?;
                                 Some($crate::store::SiblingCounts {
                                     task_id: task_id.to_owned(),
                                     counts: $crate::store::sql::parsed(counts)?,
@@ -201,22 +195,15 @@ macro_rules! impl_advance_store {
                         for f in fan_ins {
                             // Upstream tasks read as rows are not counted twice.
                             let others: Vec<&String> = f.upstream.iter().filter(|u| !ids.contains(u)).collect();
-                            // An expanded task counts by its mapped instances, not its own.
-                            let counts: Vec<(String, i64)> = sqlx::query_as(concat!(
-                                "SELECT state, COUNT(*) FROM task_instances WHERE run_pk = $1 AND task_id ",
-                                $in_json_open,
-                                "$2",
-                                $in_json_close,
-                                " AND state <> 'removed' AND NOT (map_index < 0 AND COALESCE(map_count, 0) > 0) GROUP BY state"
-                            ))
-                            .bind(run_pk)
-                            .bind(sqlx::types::Json(&others))
-                            .fetch_all(&mut *conn)
-                            .await?;
+                            let counts: Vec<(String, i64)> = sqlx::query_as(st::count_upstream!($in_json_open, $in_json_close))
+                                .bind(run_pk)
+                                .bind(sqlx::types::Json(&others))
+                                .fetch_all(&mut *conn)
+                                .await?;
                             let counts = $crate::store::sql::parsed(counts)?;
                             counted.push($crate::store::FanInCounts { task_id: f.task_id.clone(), counts });
                         }
-                        (rows, counted)
+                        (rows, counted, sibling_counts)
                     }
                 };
                 let snapshot = $crate::store::RunSnapshot {
@@ -225,21 +212,13 @@ macro_rules! impl_advance_store {
                     unfinished: run.unfinished,
                     failed: run.failed,
                     fan_ins,
-                    siblings: sibling_counts.take(),
+                    siblings,
                 };
                 match planner(&snapshot)? {
                     $crate::store::Planned::Done(plan) => break (snapshot, plan),
                     $crate::store::Planned::NeedTasks(more) => {
                         rounds += 1;
-                        scope = match scope {
-                            $crate::store::Scope::Tasks { tasks: mut ids, fan_ins, siblings } if rounds < 4 => {
-                                ids.extend(more);
-                                ids.sort();
-                                ids.dedup();
-                                $crate::store::Scope::Tasks { tasks: ids, fan_ins, siblings }
-                            }
-                            _ => $crate::store::Scope::All,
-                        };
+                        scope = apply::widen(scope, more, rounds);
                     }
                 }
             };
@@ -249,104 +228,56 @@ macro_rules! impl_advance_store {
                 expand_in(&mut *conn, run_pk, x, end, now).await?;
             }
             for c in &plan.tasks {
-                if !c.from.can_move_to(c.to) {
-                    return Err($crate::store::Error::IllegalTransition(format!(
-                        "task `{}` cannot go from {} to {}",
-                        c.task_id, c.from, c.to
-                    )));
-                }
-                let reset = c.to == TaskState::None;
-                let ends = c.to.is_finished() || matches!(c.to, TaskState::UpForRetry | TaskState::UpForReschedule);
-                let done = sqlx::query(
-                    "UPDATE task_instances SET state = $1, max_tries = COALESCE($2, max_tries), next_try_at = $3, \
-                       start_date = CASE WHEN $4 THEN NULL WHEN $5 THEN COALESCE(start_date, $6) ELSE start_date END, \
-                       end_date = CASE WHEN $4 THEN NULL WHEN $5 THEN $6 ELSE end_date END, \
-                       queued_at = CASE WHEN $4 THEN NULL ELSE queued_at END, \
-                       lease_until = CASE WHEN $4 OR $5 THEN NULL ELSE lease_until END, \
-                       map_count = CASE WHEN $4 THEN NULL ELSE map_count END, \
-                       updated_at = $6 \
-                     WHERE run_pk = $7 AND task_id = $8 AND map_index = $11 AND state = $9 AND try_number = $10",
-                )
-                .bind(c.to.as_str())
-                .bind(c.max_tries)
-                .bind(c.next_try_at)
-                .bind(reset)
-                .bind(ends)
-                .bind(now)
-                .bind(run_pk)
-                .bind(&c.task_id)
-                .bind(c.from.as_str())
-                .bind(c.try_number)
-                .bind(c.map_index)
-                .execute(&mut *conn)
-                .await?;
-                if done.rows_affected() != 1 {
-                    return Err($crate::store::Error::Conflict(format!(
-                        "task `{}` (map index {}) of run {} is no longer {} (try {})",
-                        c.task_id, c.map_index, run_pk, c.from, c.try_number
-                    )));
-                }
-                let row = snapshot.tasks.iter().find(|t| t.task_id == c.task_id && t.map_index == c.map_index);
-                // A running try stopped by hand (mark, clear, timeout) is closed in the history.
-                let reported = end.is_some_and(|e| row.is_some_and(|t| t.id == e.ti_id));
-                if c.from == TaskState::Running && !reported {
-                    let ti_id = row.map(|t| t.id.clone());
-                    let state = if c.to == TaskState::Success { "success" } else { "failed" };
-                    sqlx::query(
-                        "UPDATE task_tries SET state = $1, end_date = $2, error = $3 \
-                         WHERE ti_id = $4 AND try_number = $5 AND state = 'running'",
-                    )
-                    .bind(state)
+                let (reset, ends) = apply::task_move(c)?;
+                let done = sqlx::query(st::move_task!())
+                    .bind(c.to.as_str())
+                    .bind(c.max_tries)
+                    .bind(c.next_try_at)
+                    .bind(reset)
+                    .bind(ends)
                     .bind(now)
-                    .bind(format!("stopped: task instance set to {}", c.to))
-                    .bind(ti_id)
+                    .bind(run_pk)
+                    .bind(&c.task_id)
+                    .bind(c.from.as_str())
                     .bind(c.try_number)
+                    .bind(c.map_index)
                     .execute(&mut *conn)
                     .await?;
+                if done.rows_affected() != 1 {
+                    return Err(apply::task_conflict(c, run_pk));
+                }
+                if let Some((ti_id, state)) = apply::stopped_try(&snapshot, c, end) {
+                    sqlx::query(st::close_stopped_try!())
+                        .bind(state)
+                        .bind(now)
+                        .bind(apply::stopped_error(c))
+                        .bind(ti_id)
+                        .bind(c.try_number)
+                        .execute(&mut *conn)
+                        .await?;
                 }
             }
             if let Some(e) = end {
-                // The try ends in the state the plan gives its task instance.
-                let key = snapshot.tasks.iter().find(|t| t.id == e.ti_id).map(|t| (t.task_id.as_str(), t.map_index));
-                let state = plan
-                    .tasks
-                    .iter()
-                    .find(|c| Some((c.task_id.as_str(), c.map_index)) == key && c.from == TaskState::Running)
-                    .map(|c| c.to)
-                    .ok_or_else(|| $crate::store::Error::Plan(format!("the plan does not end try {} of {}", e.try_number, e.ti_id)))?;
-                // An expansion over no items skips the task; its try succeeded.
-                let state = if state == TaskState::Skipped { TaskState::Success } else { state };
-                let done = sqlx::query(
-                    "UPDATE task_tries SET state = $1, end_date = $2, exit_code = $3, error = $4, \
-                       pid = COALESCE($7, pid), output = $8 \
-                     WHERE ti_id = $5 AND try_number = $6 AND state = 'running'",
-                )
-                .bind(state.as_str())
-                .bind(e.at)
-                .bind(e.exit_code)
-                .bind(&e.error)
-                .bind(&e.ti_id)
-                .bind(e.try_number)
-                .bind(e.pid)
-                .bind(&e.output)
-                .execute(&mut *conn)
-                .await?;
+                let state = apply::try_end_state(&snapshot, &plan, e)?;
+                let done = sqlx::query(st::end_try!())
+                    .bind(state.as_str())
+                    .bind(e.at)
+                    .bind(e.exit_code)
+                    .bind(&e.error)
+                    .bind(&e.ti_id)
+                    .bind(e.try_number)
+                    .bind(e.pid)
+                    .bind(&e.output)
+                    .execute(&mut *conn)
+                    .await?;
                 if done.rows_affected() != 1 {
-                    return Err($crate::store::Error::Conflict(format!(
-                        "try {} of task instance {} is not running",
-                        e.try_number, e.ti_id
-                    )));
+                    return Err(apply::try_conflict(e));
                 }
             }
             // The run's counters follow its task instances in the same transaction.
-            let made = plan.expansion.as_ref().map_or(0, |x| x.created.len());
-            let (mut d_unfinished, mut d_failed) = (i64::try_from(made).unwrap_or(i64::MAX), 0_i64);
-            for c in &plan.tasks {
-                d_unfinished += i64::from(!c.to.is_finished()) - i64::from(!c.from.is_finished());
-                d_failed += i64::from(c.to.is_failure()) - i64::from(c.from.is_failure());
-            }
+            let (d_unfinished, d_failed) = apply::counter_deltas(&plan);
             if d_unfinished != 0 || d_failed != 0 {
-                sqlx::query("UPDATE dag_runs SET unfinished = unfinished + $1, failed = failed + $2 WHERE id = $3")
+                sqlx::query(st::count_run!())
                     .bind(d_unfinished)
                     .bind(d_failed)
                     .bind(run_pk)
@@ -354,23 +285,16 @@ macro_rules! impl_advance_store {
                     .await?;
             }
             if let Some((from, to)) = plan.run {
-                if !from.can_move_to(to) {
-                    return Err($crate::store::Error::IllegalTransition(format!("run {run_pk} cannot go from {from} to {to}")));
-                }
-                let done = sqlx::query(
-                    "UPDATE dag_runs SET state = $1, \
-                       start_date = CASE WHEN $1 = 'running' THEN COALESCE(start_date, $2) ELSE start_date END, \
-                       end_date = CASE WHEN $1 IN ('success', 'failed') THEN $2 ELSE NULL END \
-                     WHERE id = $3 AND state = $4",
-                )
-                .bind(to.as_str())
-                .bind(now)
-                .bind(run_pk)
-                .bind(from.as_str())
-                .execute(&mut *conn)
-                .await?;
+                apply::run_move(run_pk, from, to)?;
+                let done = sqlx::query(st::move_run!())
+                    .bind(to.as_str())
+                    .bind(now)
+                    .bind(run_pk)
+                    .bind(from.as_str())
+                    .execute(&mut *conn)
+                    .await?;
                 if done.rows_affected() != 1 {
-                    return Err($crate::store::Error::Conflict(format!("run {run_pk} is no longer {from}")));
+                    return Err(apply::run_conflict(run_pk, from));
                 }
             }
             // Notifications the changes fire: in this transaction, so none is

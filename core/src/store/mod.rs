@@ -9,6 +9,7 @@
 
 mod access_sql;
 mod advance_sql;
+mod apply;
 mod assets_sql;
 mod catalog_sql;
 mod connections_sql;
@@ -23,6 +24,8 @@ mod records;
 mod runs_sql;
 mod sql;
 mod sqlite;
+mod sqlite_direct;
+mod statements;
 mod variables_sql;
 mod workers_sql;
 
@@ -48,6 +51,9 @@ pub enum Error {
     /// The database failed or cannot be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// SQLite failed on the store's own writer connection (its hot path).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Applying migrations failed.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -283,21 +289,25 @@ pub struct Advanced {
     pub claims: Vec<Claim>,
 }
 
+/// A planner an [`Advance`] owns, so the batch can be handed to another
+/// thread (SQLite's writer).
+pub type SharedPlanner = Arc<dyn Fn(&RunSnapshot) -> Result<Planned, Refusal> + Send + Sync>;
+
 /// One item of [`AdvanceStore::advance_runs`].
-pub struct Advance<'a> {
+pub struct Advance {
     /// The run.
     pub run_pk: i64,
     /// Which task instances the planner needs.
     pub scope: Scope,
     /// The try that ended, closed in the same transaction.
-    pub end: Option<&'a TryEnd>,
+    pub end: Option<TryEnd>,
     /// Decides the changes.
-    pub planner: Planner<'a>,
+    pub planner: SharedPlanner,
     /// The slot of the try that ended, to claim its next task.
-    pub claim: Option<&'a ClaimRequest>,
+    pub claim: Option<ClaimRequest>,
 }
 
-impl std::fmt::Debug for Advance<'_> {
+impl std::fmt::Debug for Advance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Advance")
             .field("run_pk", &self.run_pk)
@@ -1129,7 +1139,7 @@ pub trait AdvanceStore: Send + Sync {
     /// item as [`AdvanceStore::advance_run`] would, in a savepoint of its own so one
     /// item's conflict does not undo the others; then queues ready work once
     /// and claims for the items that ask. One result per item, in order.
-    async fn advance_runs(&self, items: &[Advance<'_>]) -> Result<Vec<Result<Advanced>>>;
+    async fn advance_runs(&self, items: Vec<Advance>) -> Result<Vec<Result<Advanced>>>;
 }
 
 /// Dispatch: queueing scheduled work, claims with leases, heartbeats, lapsed leases and due retries.

@@ -55,6 +55,26 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Applies a batch of reports (one transaction, sqlx).
+    async fn advance_batch(
+        &self,
+        items: Vec<super::Advance>,
+    ) -> Result<Vec<Result<super::Advanced>>> {
+        self.advance_runs_here(&items).await
+    }
+
+    /// Claims queued work.
+    async fn claim_work(&self, req: &super::ClaimRequest) -> Result<Vec<super::Claim>> {
+        self.claim_here(req).await
+    }
+
+    /// Queues scheduled work.
+    async fn queue_work(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize> {
+        self.queue_here(now).await
+    }
+}
+
 impl_store!(
     PostgresStore,
     Postgres,

@@ -273,7 +273,7 @@ pub struct RunRecord {
     pub failed: i64,
 }
 
-from_row!(RunRecord { id, dag_id, run_id, version_id, run_type via String, state via String, logical_date, data_interval_start, data_interval_end, run_after, conf, note, triggered_by, trigger_versions, queued_at, start_date, end_date, unfinished, failed });
+from_row!(direct RunRecord { id, dag_id, run_id, version_id, run_type via String, state via String, logical_date, data_interval_start, data_interval_end, run_after, conf, note, triggered_by, trigger_versions, queued_at, start_date, end_date, unfinished, failed });
 
 /// A task instance as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -394,7 +394,7 @@ pub struct TaskStateRecord {
     pub map_count: Option<i64>,
 }
 
-from_row!(TaskStateRecord { id, task_id, state via String, try_number, max_tries, next_try_at, map_index, map_count });
+from_row!(direct TaskStateRecord { id, task_id, state via String, try_number, max_tries, next_try_at, map_index, map_count });
 
 /// One try of a task instance (history is kept forever).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

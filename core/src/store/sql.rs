@@ -92,11 +92,7 @@ macro_rules! impl_store {
             n: &$crate::store::Notice,
             at: chrono::DateTime<chrono::Utc>,
         ) -> $crate::store::Result<()> {
-            sqlx::query(
-                "INSERT INTO notifications (key, run_pk, task_id, try_number, event, rule, state, attempts, \
-                   next_attempt_at, created_at, map_index) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $8) \
-                 ON CONFLICT (key) DO NOTHING",
-            )
+            sqlx::query($crate::store::statements::insert_notice!())
             .bind(n.key(run_pk))
             .bind(run_pk)
             .bind(&n.task_id)

@@ -1,9 +1,12 @@
 //! The SQLite store: one file, WAL mode, foreign keys on. Writes go through a
-//! single connection in `BEGIN IMMEDIATE` transactions (SQLite allows one
-//! writer at a time; this makes waiting orderly instead of failing with
-//! "database is locked"); reads use a small pool of their own.
+//! single sqlx connection in `BEGIN IMMEDIATE` transactions (SQLite allows
+//! one writer at a time; this makes waiting orderly instead of failing with
+//! "database is locked"), except the engine's hot path (reports, claims,
+//! queueing), which has a writer connection of its own
+//! ([`super::sqlite_direct`]); reads use a small pool of their own.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -13,6 +16,7 @@ use super::access_sql::impl_access_store;
 use super::catalog_sql::impl_catalog_store;
 use super::logs_sql::impl_log_store;
 use super::sql::impl_store;
+use super::sqlite_direct::{self, DirectWriter};
 use super::workers_sql::impl_worker_store;
 use super::{Error, Result};
 
@@ -21,6 +25,7 @@ use super::{Error, Result};
 pub struct SqliteStore {
     write: Pool<Sqlite>,
     read: Pool<Sqlite>,
+    direct: Arc<DirectWriter>,
 }
 
 impl SqliteStore {
@@ -51,7 +56,14 @@ impl SqliteStore {
                     tokio::time::sleep(Duration::from_millis(25 * attempts)).await;
                 }
                 Err(e) => return Err(e.into()),
-                Ok((write, read)) => return Ok(SqliteStore { write, read }),
+                Ok((write, read)) => {
+                    let direct = Arc::new(DirectWriter::open(options.get_filename()).await?);
+                    return Ok(SqliteStore {
+                        write,
+                        read,
+                        direct,
+                    });
+                }
             }
         }
     }
@@ -77,7 +89,7 @@ impl SqliteStore {
         Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    fn reader(&self) -> &Pool<Sqlite> {
+    pub(super) fn reader(&self) -> &Pool<Sqlite> {
         &self.read
     }
 
@@ -104,6 +116,39 @@ impl SqliteStore {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Applies a batch of reports on the direct writer; a batch whose plan
+    /// expands a mapped task goes the sqlx way.
+    async fn advance_batch(
+        &self,
+        items: Vec<super::Advance>,
+    ) -> Result<Vec<Result<super::Advanced>>> {
+        let items = Arc::new(items);
+        let job = items.clone();
+        match self
+            .direct
+            .run(move |conn| sqlite_direct::advance_batch(conn, &job))
+            .await?
+        {
+            Some(done) => Ok(done),
+            None => self.advance_runs_here(&items).await,
+        }
+    }
+
+    /// Claims queued work on the direct writer.
+    async fn claim_work(&self, req: &super::ClaimRequest) -> Result<Vec<super::Claim>> {
+        let req = req.clone();
+        self.direct
+            .run(move |conn| sqlite_direct::claim(conn, &req))
+            .await
+    }
+
+    /// Queues scheduled work on the direct writer.
+    async fn queue_work(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize> {
+        self.direct
+            .run(move |conn| sqlite_direct::queue(conn, now))
+            .await
     }
 
     /// Writes a consistent copy of the database to `path` while it is in use.
