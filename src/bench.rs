@@ -41,7 +41,9 @@ impl Workload {
     fn dag(self) -> String {
         let mut y = String::from("tasks:\n");
         let mut task = |id: &str, deps: &[String]| {
-            let _ = writeln!(y, "  {id}:\n    kind: shell\n    command: \"true\"");
+            // A list runs `true` itself, as the bare pool it is measured
+            // against does; a string would start a shell first.
+            let _ = writeln!(y, "  {id}:\n    kind: shell\n    command: [\"true\"]");
             if !deps.is_empty() {
                 let _ = writeln!(y, "    depends_on: [{}]", deps.join(", "));
             }

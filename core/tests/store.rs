@@ -796,6 +796,110 @@ async fn group_commit(db: &TestDb) {
 }
 both_backends!(group_commit_isolates_items, group_commit);
 
+/// In one batch, each report's snapshot counts a fan-in's upstream tasks as
+/// the batch's earlier reports left them, and a report that conflicts (rolled
+/// back to its savepoint) moves no count.
+async fn batch_fan_in_counts(db: &TestDb) {
+    use std::sync::{Arc, Mutex};
+    use weir_core::store::{Advance, FanIn, Planned, RunSnapshot, Scope};
+    db.store
+        .sync_dags(&[dag_sync("d", "h1")], &[], false, Utc::now())
+        .await
+        .unwrap();
+    let dag = db.store.get_dag("d").await.unwrap();
+    let run = db
+        .store
+        .create_run(&new_run(
+            "d",
+            "r",
+            dag.latest_version_id,
+            &["a1", "a2", "a3", "end"],
+        ))
+        .await
+        .unwrap();
+    /// Each report's task and the fan-in counts its planner saw.
+    type Seen = Vec<(String, Vec<(TaskState, i64)>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let item = |task: &'static str, from: TaskState, run_moves: bool| {
+        let seen = seen.clone();
+        Advance {
+            run_pk: run.id,
+            scope: Scope::Tasks {
+                tasks: vec![task.to_owned(), "end".to_owned()],
+                fan_ins: vec![FanIn {
+                    task_id: "end".into(),
+                    upstream: vec!["a1".into(), "a2".into(), "a3".into()],
+                }],
+                siblings: None,
+            },
+            end: None,
+            planner: Arc::new(move |s: &RunSnapshot| {
+                let mut counts = s.fan_ins[0].counts.clone();
+                counts.sort_by_key(|(state, _)| state.as_str());
+                seen.lock().unwrap().push((task.to_owned(), counts));
+                Ok(Planned::Done(Plan {
+                    tasks: vec![change(task, from, TaskState::Scheduled, 0)],
+                    run: run_moves.then_some((RunState::Queued, RunState::Running)),
+                    notices: Vec::new(),
+                    expansion: None,
+                }))
+            }),
+            claim: None,
+        }
+    };
+    // a2's report expects a state it is not in: it conflicts.
+    let items = vec![
+        item("a1", TaskState::None, true),
+        item("a2", TaskState::Queued, false),
+        item("a3", TaskState::None, false),
+    ];
+    let results = db.store.advance_runs(items).await.unwrap();
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[1], Err(Error::Conflict(_))),
+        "{:?}",
+        results[1]
+    );
+    let seen = seen.lock().unwrap().clone();
+    // The last pass is the one that stands (the first rolled back at a2).
+    let last: Vec<_> = seen[seen.len() - 3..].to_vec();
+    assert_eq!(
+        last,
+        vec![
+            ("a1".to_owned(), vec![(TaskState::None, 2)]),
+            (
+                "a2".to_owned(),
+                vec![(TaskState::None, 1), (TaskState::Scheduled, 1)]
+            ),
+            (
+                "a3".to_owned(),
+                vec![(TaskState::None, 1), (TaskState::Scheduled, 1)]
+            ),
+        ],
+        "each report counts the others as the batch left them"
+    );
+    let states: Vec<(String, TaskState)> = db
+        .store
+        .list_task_instances(run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.task_id, t.state))
+        .collect();
+    assert!(
+        states.contains(&("a2".to_owned(), TaskState::None)),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("a3".to_owned(), TaskState::Queued)),
+        "queued in the batch: {states:?}"
+    );
+}
+both_backends!(
+    batch_reports_count_fan_ins_as_the_batch_left_them,
+    batch_fan_in_counts
+);
+
 async fn priority_order(db: &TestDb) {
     db.store
         .sync_dags(

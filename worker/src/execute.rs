@@ -120,8 +120,9 @@ async fn run_try(
                 Ok(a) => a,
                 Err(e) => return report(log, Ended::failed(e)).await,
             };
+            // Named after this process and the try (a try number is never
+            // used twice): no earlier file can be there.
             let output_file = output_file(&ctx.claim);
-            let _ = tokio::fs::remove_file(&output_file).await;
             let mut vars = ctx.env();
             vars.push((shell::WORKER_MARKER.to_owned(), worker.to_owned()));
             vars.push(("WEIR_OUTPUT".to_owned(), output_file.display().to_string()));

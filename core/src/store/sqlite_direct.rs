@@ -12,8 +12,9 @@
 //! these transactions among themselves; other writes of the process wait
 //! for its lock through SQLite's busy timeout, as another process's would.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -23,9 +24,10 @@ use rusqlite::{Connection, Statement, ToSql, TransactionBehavior};
 use super::from_row::DirectRow;
 use super::statements as st;
 use super::{
-    Advance, Advanced, Claim, ClaimRequest, Error, FanInCounts, Plan, Planned, Result, RunRecord,
-    RunSnapshot, Scope, SiblingCounts, TaskStateRecord, apply,
+    Advance, Advanced, Claim, ClaimRequest, Error, FanIn, FanInCounts, Plan, Planned, Result,
+    RunRecord, RunSnapshot, Scope, SiblingCounts, TaskStateRecord, apply,
 };
+use crate::state::TaskState;
 
 /// How SQLite (this store) turns a JSON array parameter into a list.
 macro_rules! in_json {
@@ -189,8 +191,9 @@ pub(super) fn advance_batch(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results: Vec<Option<Result<Plan>>> = (0..items.len()).map(|_| None).collect();
     let mut conflict = false;
+    let mut cache = CountCache::default();
     for &i in &order {
-        match apply_one(&tx, &items[i]) {
+        match apply_one(&tx, &items[i], &mut cache) {
             Ok(Some(plan)) => results[i] = Some(Ok(plan)),
             Ok(None) => return Ok(None),
             Err(e) if items.len() == 1 => return Ok(Some(vec![Err(e)])),
@@ -204,11 +207,15 @@ pub(super) fn advance_batch(
         drop(tx);
         results = (0..items.len()).map(|_| None).collect();
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut cache = CountCache::default();
         for &i in &order {
             let sp = tx.savepoint()?;
-            match apply_one(&sp, &items[i]) {
+            // The counts may follow only the moves that stand.
+            let mut tentative = cache.clone();
+            match apply_one(&sp, &items[i], &mut tentative) {
                 Ok(Some(plan)) => {
                     sp.commit()?;
+                    cache = tentative;
                     results[i] = Some(Ok(plan));
                 }
                 Ok(None) => return Ok(None),
@@ -267,7 +274,7 @@ pub(super) fn advance_batch(
 
 /// Reads one run's snapshot, asks its planner and writes the plan, guarded
 /// (the sqlx path's `apply_in`); `None` for a plan that expands a mapped task.
-fn apply_one(conn: &Connection, item: &Advance) -> Result<Option<Plan>> {
+fn apply_one(conn: &Connection, item: &Advance, cache: &mut CountCache) -> Result<Option<Plan>> {
     let run_pk = item.run_pk;
     let run = query(
         conn,
@@ -280,7 +287,7 @@ fn apply_one(conn: &Connection, item: &Advance) -> Result<Option<Plan>> {
     let mut scope = item.scope.clone();
     let mut rounds = 0;
     let (snapshot, plan) = loop {
-        let snapshot = snapshot(conn, &run, &scope)?;
+        let snapshot = snapshot(conn, &run, &scope, cache)?;
         match (item.planner)(&snapshot)? {
             Planned::Done(plan) => break (snapshot, plan),
             Planned::NeedTasks(more) => {
@@ -381,11 +388,110 @@ fn apply_one(conn: &Connection, item: &Advance) -> Result<Option<Plan>> {
             ],
         )?;
     }
+    cache.follow(run_pk, &snapshot, &plan);
     Ok(Some(plan))
 }
 
+/// Fan-in counts read in one transaction — over all of a fan-in's upstream
+/// tasks, by state — kept up to date with the transaction's own moves, so a
+/// batch of reports from one wide fan-out reads its fan-in once, not once per
+/// report. Only plain tasks are kept (no mapped instances: they are counted
+/// by rules of their own); anything else is read from the database.
+#[derive(Debug, Clone, Default)]
+struct CountCache {
+    /// By run and downstream task: its upstream tasks and their counts.
+    entries: HashMap<(i64, String), Counted>,
+}
+
+/// A fan-in's upstream tasks and how many of them are in each state.
+type Counted = (Arc<HashSet<String>>, HashMap<TaskState, i64>);
+
+impl CountCache {
+    /// The counts of `fan_in`'s upstream tasks other than those read as
+    /// rows (`ids`, `rows`), when they can be derived from what is kept
+    /// (reading the whole fan-in once if needed); `None` to read them.
+    fn others(
+        &mut self,
+        conn: &Connection,
+        run_pk: i64,
+        fan_in: &FanIn,
+        ids: &[String],
+        rows: &[TaskStateRecord],
+    ) -> Result<Option<Vec<(TaskState, i64)>>> {
+        let read: Vec<&TaskStateRecord> = rows
+            .iter()
+            .filter(|r| fan_in.upstream.contains(&r.task_id))
+            .collect();
+        if read.iter().any(|r| plain(r).is_none()) {
+            return Ok(None);
+        }
+        let key = (run_pk, fan_in.task_id.clone());
+        if !self.entries.contains_key(&key) {
+            let all = counts(
+                conn,
+                in_json!(count_upstream),
+                &[&run_pk, &json(&fan_in.upstream)?],
+            )?;
+            let upstream: HashSet<String> = fan_in.upstream.iter().cloned().collect();
+            let by_state = super::sql::parsed(all)?.into_iter().collect();
+            self.entries
+                .insert(key.clone(), (Arc::new(upstream), by_state));
+        }
+        let Some((_, all)) = self.entries.get(&key) else {
+            return Ok(None);
+        };
+        let mut others = all.clone();
+        for r in read.iter().filter(|r| ids.contains(&r.task_id)) {
+            if r.state != TaskState::Removed {
+                *others.entry(r.state).or_default() -= 1;
+            }
+        }
+        let mut out: Vec<(TaskState, i64)> = others.into_iter().filter(|(_, n)| *n != 0).collect();
+        out.sort_by_key(|(state, _)| state.as_str());
+        Ok(Some(out))
+    }
+
+    /// Follows a plan just applied to run `run_pk`: each move of a plain
+    /// upstream task moves one count; a move of anything else forgets the
+    /// counts it touches.
+    fn follow(&mut self, run_pk: i64, snapshot: &RunSnapshot, plan: &Plan) {
+        for c in &plan.tasks {
+            let row = snapshot
+                .tasks
+                .iter()
+                .find(|t| t.task_id == c.task_id && t.map_index == c.map_index);
+            let simple = c.map_index < 0 && row.and_then(plain).is_some();
+            self.entries.retain(|(run, _), (upstream, by_state)| {
+                if *run != run_pk || !upstream.contains(&c.task_id) {
+                    return true;
+                }
+                if !simple {
+                    return false;
+                }
+                if c.from != TaskState::Removed {
+                    *by_state.entry(c.from).or_default() -= 1;
+                }
+                if c.to != TaskState::Removed {
+                    *by_state.entry(c.to).or_default() += 1;
+                }
+                true
+            });
+        }
+    }
+}
+
+/// A task instance of a plain task (not mapped, not expanded).
+fn plain(r: &TaskStateRecord) -> Option<&TaskStateRecord> {
+    (r.map_index < 0 && r.map_count.unwrap_or(0) == 0).then_some(r)
+}
+
 /// The run's task instances in `scope`, with the counts it asks for.
-fn snapshot(conn: &Connection, run: &RunRecord, scope: &Scope) -> Result<RunSnapshot> {
+fn snapshot(
+    conn: &Connection,
+    run: &RunRecord,
+    scope: &Scope,
+    cache: &mut CountCache,
+) -> Result<RunSnapshot> {
     let run_pk = run.id;
     let (tasks, fan_ins, siblings) = match scope {
         Scope::All => (
@@ -426,11 +532,21 @@ fn snapshot(conn: &Connection, run: &RunRecord, scope: &Scope) -> Result<RunSnap
             };
             let mut counted = Vec::with_capacity(fan_ins.len());
             for f in fan_ins {
-                let others: Vec<&String> = f.upstream.iter().filter(|u| !ids.contains(u)).collect();
-                let rows = counts(conn, in_json!(count_upstream), &[&run_pk, &json(&others)?])?;
+                let counts = match cache.others(conn, run_pk, f, ids, &rows)? {
+                    Some(counts) => counts,
+                    None => {
+                        let others: Vec<&String> =
+                            f.upstream.iter().filter(|u| !ids.contains(u)).collect();
+                        super::sql::parsed(counts(
+                            conn,
+                            in_json!(count_upstream),
+                            &[&run_pk, &json(&others)?],
+                        )?)?
+                    }
+                };
                 counted.push(FanInCounts {
                     task_id: f.task_id.clone(),
-                    counts: super::sql::parsed(rows)?,
+                    counts,
                 });
             }
             (rows, counted, siblings)
