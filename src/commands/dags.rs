@@ -367,6 +367,9 @@ async fn test(
     let mut seen: HashMap<String, (TaskState, i64)> = HashMap::new();
     let started = std::time::Instant::now();
     let final_state = loop {
+        // The run before its task instances: once it has ended, the list
+        // read after holds every task's last state, which is printed too.
+        let r = sched.store().get_run_by_pk(run.id).await?;
         for ti in sched.store().list_task_instances(run.id).await? {
             let now = (ti.state, ti.try_number);
             // A mapped instance is shown as `task[2]`.
@@ -385,7 +388,6 @@ async fn test(
                 seen.insert(name, now);
             }
         }
-        let r = sched.store().get_run_by_pk(run.id).await?;
         if r.state.is_finished() {
             break r.state;
         }
