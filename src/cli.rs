@@ -254,11 +254,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn init_logging(format: LogFormat, quiet: bool) {
     // The Delta library warns on every vacuum that keeps chosen versions
-    // (an API it calls experimental), which retention does by design.
+    // (an API it calls experimental), which retention does by design; its
+    // kernel logs an error for a table with no commit yet (a dataset's first
+    // version), which weir expects. Errors it returns are weir's to report.
     let default = if quiet {
-        "warn,deltalake_core::operations::vacuum=error"
+        "warn,deltalake_core::operations::vacuum=error,buoyant_kernel=off"
     } else {
-        "info,sqlx=warn,deltalake_core=warn,deltalake_core::operations::vacuum=error"
+        "info,sqlx=warn,deltalake_core=warn,deltalake_core::operations::vacuum=error,buoyant_kernel=off"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

@@ -73,6 +73,10 @@ fn every_example_runs_green_out_of_the_box() {
             stdout(&out),
             String::from_utf8_lossy(&out.stderr)
         );
+        // A green first run says nothing alarming (a dataset's first Delta
+        // commit once logged the kernel's "no files in log segment").
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!said.contains("ERROR"), "{id} logged an error: {said}");
         if id == "hello_shell" {
             let text = stdout(&out);
             assert!(
