@@ -72,6 +72,15 @@ fn change(task: &str, from: TaskState, to: TaskState, try_number: i64) -> TaskCh
     }
 }
 
+/// DAG `d`, synced (its first version).
+async fn synced_dag(db: &TestDb) -> weir_core::store::DagRecord {
+    db.store
+        .sync_dags(&[dag_sync("d", "h1")], &[], false, Utc::now())
+        .await
+        .unwrap();
+    db.store.get_dag("d").await.unwrap()
+}
+
 /// Runs `plan` on a run, ignoring the snapshot.
 async fn apply(db: &TestDb, run_pk: i64, plan: Plan) -> Result<weir_core::store::Advanced, Error> {
     let planner =
@@ -89,11 +98,7 @@ async fn apply(db: &TestDb, run_pk: i64, plan: Plan) -> Result<weir_core::store:
 }
 
 async fn setup(db: &TestDb, tasks: &[&str]) -> i64 {
-    db.store
-        .sync_dags(&[dag_sync("d", "h1")], &[], false, Utc::now())
-        .await
-        .unwrap();
-    let dag = db.store.get_dag("d").await.unwrap();
+    let dag = synced_dag(db).await;
     let run = db
         .store
         .create_run(&new_run("d", "r1", dag.latest_version_id, tasks))
@@ -709,11 +714,7 @@ async fn two_processes_opening_a_new_sqlite_database_both_succeed() {
 }
 
 async fn group_commit(db: &TestDb) {
-    db.store
-        .sync_dags(&[dag_sync("d", "h1")], &[], false, Utc::now())
-        .await
-        .unwrap();
-    let dag = db.store.get_dag("d").await.unwrap();
+    let dag = synced_dag(db).await;
     let r1 = db
         .store
         .create_run(&new_run("d", "r1", dag.latest_version_id, &["a"]))
@@ -802,11 +803,7 @@ both_backends!(group_commit_isolates_items, group_commit);
 async fn batch_fan_in_counts(db: &TestDb) {
     use std::sync::{Arc, Mutex};
     use weir_core::store::{Advance, FanIn, Planned, RunSnapshot, Scope};
-    db.store
-        .sync_dags(&[dag_sync("d", "h1")], &[], false, Utc::now())
-        .await
-        .unwrap();
-    let dag = db.store.get_dag("d").await.unwrap();
+    let dag = synced_dag(db).await;
     let run = db
         .store
         .create_run(&new_run(

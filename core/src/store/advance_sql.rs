@@ -150,11 +150,11 @@ macro_rules! impl_advance_store {
                 .fetch_optional(&mut *conn)
                 .await?
                 .ok_or_else(|| $crate::store::Error::NotFound(format!("run {run_pk}")))?;
-            let mut scope = scope.clone();
+            let mut scope = std::borrow::Cow::Borrowed(scope);
             let mut rounds = 0;
             let (snapshot, plan) = loop {
                 // One prepared statement whatever the number of tasks: the ids travel as a JSON array.
-                let (tasks, fan_ins, siblings): (Vec<$crate::store::TaskStateRecord>, _, _) = match &scope {
+                let (tasks, fan_ins, siblings): (Vec<$crate::store::TaskStateRecord>, _, _) = match &*scope {
                     $crate::store::Scope::All => (
                         sqlx::query_as(st::select_all_tasks!())
                             .bind(run_pk)
@@ -218,7 +218,7 @@ macro_rules! impl_advance_store {
                     $crate::store::Planned::Done(plan) => break (snapshot, plan),
                     $crate::store::Planned::NeedTasks(more) => {
                         rounds += 1;
-                        scope = apply::widen(scope, more, rounds);
+                        scope = std::borrow::Cow::Owned(apply::widen(&scope, more, rounds));
                     }
                 }
             };

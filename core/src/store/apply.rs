@@ -126,21 +126,23 @@ pub(super) fn run_conflict(run_pk: i64, from: RunState) -> Error {
 }
 
 /// The scope to read again when the planner asks for more tasks: the tasks
-/// added, or the whole run after a few rounds.
-pub(super) fn widen(scope: Scope, more: Vec<String>, rounds: u32) -> Scope {
+/// added, or the whole run after a few rounds. (Until then the caller reads
+/// the scope it was given, without copying it: a wide fan-in's list is long.)
+pub(super) fn widen(scope: &Scope, more: Vec<String>, rounds: u32) -> Scope {
     match scope {
         Scope::Tasks {
-            tasks: mut ids,
+            tasks,
             fan_ins,
             siblings,
         } if rounds < 4 => {
+            let mut ids = tasks.clone();
             ids.extend(more);
             ids.sort();
             ids.dedup();
             Scope::Tasks {
                 tasks: ids,
-                fan_ins,
-                siblings,
+                fan_ins: fan_ins.clone(),
+                siblings: siblings.clone(),
             }
         }
         _ => Scope::All,

@@ -12,6 +12,8 @@
 //! these transactions among themselves; other writes of the process wait
 //! for its lock through SQLite's busy timeout, as another process's would.
 
+use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, mpsc};
@@ -284,7 +286,7 @@ fn apply_one(conn: &Connection, item: &Advance, cache: &mut CountCache) -> Resul
     )?
     .pop()
     .ok_or_else(|| Error::NotFound(format!("run {run_pk}")))?;
-    let mut scope = item.scope.clone();
+    let mut scope = Cow::Borrowed(&item.scope);
     let mut rounds = 0;
     let (snapshot, plan) = loop {
         let snapshot = snapshot(conn, &run, &scope, cache)?;
@@ -292,7 +294,7 @@ fn apply_one(conn: &Connection, item: &Advance, cache: &mut CountCache) -> Resul
             Planned::Done(plan) => break (snapshot, plan),
             Planned::NeedTasks(more) => {
                 rounds += 1;
-                scope = apply::widen(scope, more, rounds);
+                scope = Cow::Owned(apply::widen(&scope, more, rounds));
             }
         }
     };
@@ -425,20 +427,18 @@ impl CountCache {
         if read.iter().any(|r| plain(r).is_none()) {
             return Ok(None);
         }
-        let key = (run_pk, fan_in.task_id.clone());
-        if !self.entries.contains_key(&key) {
-            let all = counts(
-                conn,
-                in_json!(count_upstream),
-                &[&run_pk, &json(&fan_in.upstream)?],
-            )?;
-            let upstream: HashSet<String> = fan_in.upstream.iter().cloned().collect();
-            let by_state = super::sql::parsed(all)?.into_iter().collect();
-            self.entries
-                .insert(key.clone(), (Arc::new(upstream), by_state));
-        }
-        let Some((_, all)) = self.entries.get(&key) else {
-            return Ok(None);
+        let (_, all) = match self.entries.entry((run_pk, fan_in.task_id.clone())) {
+            Entry::Occupied(kept) => kept.into_mut(),
+            Entry::Vacant(new) => {
+                let all = counts(
+                    conn,
+                    in_json!(count_upstream),
+                    &[&run_pk, &json(&fan_in.upstream)?],
+                )?;
+                let upstream: HashSet<String> = fan_in.upstream.iter().cloned().collect();
+                let by_state = super::sql::parsed(all)?.into_iter().collect();
+                new.insert((Arc::new(upstream), by_state))
+            }
         };
         let mut others = all.clone();
         for r in read.iter().filter(|r| ids.contains(&r.task_id)) {
