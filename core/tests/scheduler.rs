@@ -58,6 +58,20 @@ fn named(run_id: &str) -> Trigger {
     }
 }
 
+/// A report that `claim` succeeded (exit code 0).
+fn succeeded(claim: Claim) -> Report {
+    Report {
+        claim,
+        ended: weir_core::scheduler::Ended {
+            outcome: Outcome::Success,
+            exit_code: Some(0),
+            error: None,
+            pid: None,
+            output: None,
+        },
+    }
+}
+
 /// Claims and finishes work until nothing is left to do now; returns every claim made.
 async fn drive(s: &Scheduler, outcome: impl Fn(&Claim) -> Outcome) -> Vec<Claim> {
     let mut all = Vec::new();
@@ -402,19 +416,7 @@ async fn pinned_version(db: &TestDb) {
     .unwrap();
     e.sched.sync_folder(e.dir.path()).await.unwrap();
     for c in first {
-        e.sched
-            .finish(&Report {
-                claim: c,
-                ended: weir_core::scheduler::Ended {
-                    outcome: Outcome::Success,
-                    exit_code: Some(0),
-                    error: None,
-                    pid: None,
-                    output: None,
-                },
-            })
-            .await
-            .unwrap();
+        e.sched.finish(&succeeded(c)).await.unwrap();
     }
     drive(&e.sched, |_| Outcome::Success).await;
     let got = states(&e.sched, &run).await;
@@ -532,19 +534,7 @@ async fn run_timeout(db: &TestDb) {
     let lost = e.sched.heartbeat(&[held(&claims[0])]).await.unwrap();
     assert_eq!(lost.len(), 1);
     // A late report of the stopped try changes nothing.
-    let late = e
-        .sched
-        .finish(&Report {
-            claim: claims[0].clone(),
-            ended: weir_core::scheduler::Ended {
-                outcome: Outcome::Success,
-                exit_code: Some(0),
-                error: None,
-                pid: None,
-                output: None,
-            },
-        })
-        .await;
+    let late = e.sched.finish(&succeeded(claims[0].clone())).await;
     assert!(late.is_err());
     assert_eq!(run_state(&e.sched, &run).await, RunState::Failed);
 }
@@ -624,16 +614,7 @@ async fn database_failures(db: &TestDb) {
     .await;
     e.sched.trigger("f", trigger()).await.unwrap();
     let claim = e.sched.claim("w", "h", 1, None).await.unwrap().remove(0);
-    let report = Report {
-        claim,
-        ended: weir_core::scheduler::Ended {
-            outcome: Outcome::Success,
-            exit_code: Some(0),
-            error: None,
-            pid: None,
-            output: None,
-        },
-    };
+    let report = succeeded(claim);
     // The database breaks under the batch: the report itself applies, but
     // queueing `b` after it (the batch's shared step) cannot read the pools.
     sabotage(db, "ALTER TABLE pools RENAME TO pools_gone").await;
@@ -653,6 +634,51 @@ async fn database_failures(db: &TestDb) {
     e.sched.finish(&report).await.unwrap();
 }
 both_backends!(a_database_failure_is_not_a_conflict, database_failures);
+
+async fn wakes(db: &TestDb) {
+    let e = env(
+        db,
+        &[(
+            "w.yaml",
+            "tasks:\n  a: {kind: shell, command: 'true'}\n  b: {kind: shell, command: 'true', depends_on: [a]}\n  c: {kind: shell, command: 'true', depends_on: [b]}\n  d: {kind: shell, command: 'true', depends_on: [b]}\n",
+        )],
+    )
+    .await;
+    e.sched.trigger("w", trigger()).await.unwrap();
+    let a = e.sched.claim("w", "h", 1, None).await.unwrap().remove(0);
+    let slot = || weir_core::scheduler::Slot {
+        worker: "w",
+        hostname: "h",
+        queues: None,
+    };
+    let mut signal = e.sched.work_signal();
+    signal.borrow_and_update();
+    // `b` is queued and taken by the slot that ran `a`: nobody else is woken.
+    let b = e
+        .sched
+        .finish_and_claim(&succeeded(a), Some(slot()))
+        .await
+        .unwrap()
+        .expect("the slot takes b");
+    assert_eq!(b.task_id, "b");
+    assert!(!signal.has_changed().unwrap(), "the chain woke idle slots");
+    // `c` and `d` are queued, the slot takes one: the other wakes the idle.
+    let next = e
+        .sched
+        .finish_and_claim(&succeeded(b), Some(slot()))
+        .await
+        .unwrap()
+        .expect("the slot takes c or d");
+    assert!(["c", "d"].contains(&next.task_id.as_str()));
+    assert!(
+        signal.has_changed().unwrap(),
+        "work left queued woke nobody"
+    );
+    let other = e.sched.claim("w2", "h", 5, None).await.unwrap();
+    assert_eq!(other.len(), 1, "{other:?}");
+    assert_ne!(other[0].task_id, next.task_id);
+}
+both_backends!(idle_slots_wake_only_for_work_left_queued, wakes);
 
 fn remote_life(name: &str, queues: &[&str]) -> weir_core::workers::NewWorker {
     weir_core::workers::NewWorker {

@@ -197,15 +197,19 @@ impl Scheduler {
         let results = self.inner.store.advance_runs(items).await;
         match results {
             Ok(results) => {
-                let mut wake = false;
+                // Idle slots are woken only for work the batch's own claims
+                // left queued: a chain's next task, queued and claimed by
+                // the slot that reported, needs nobody else.
+                let (mut queued, mut claimed) = (0, 0);
                 for (p, r) in batch.into_iter().zip(results) {
                     let answer = r.map_err(Error::from).map(|done| {
-                        wake |= done.queued > 0;
+                        queued += done.queued;
+                        claimed += done.claims.len();
                         (done.plan, done.claims.into_iter().next())
                     });
                     let _ = p.reply.send(answer);
                 }
-                if wake {
+                if queued > claimed {
                     self.wake_workers();
                 }
             }
