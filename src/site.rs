@@ -99,9 +99,8 @@ impl Site {
         pool.reap_past_lives().await;
         let worker = pool.name().to_owned();
         let cancel = CancellationToken::new();
-        migrate_datasets(sched).await;
         let mut tasks = JoinSet::new();
-        tasks.spawn(clean_data_folder(data_dir));
+        tend_data_folder(sched, data_dir, &mut tasks).await;
         tasks.spawn(sched.clone().run(cancel.child_token()));
         if let Some(n) = options.notify {
             spawn_notifier(&mut tasks, sched, n, cancel.child_token());
@@ -133,14 +132,17 @@ impl Site {
     }
 
     /// The scheduler's timer, the notifier and, when asked, the DAG folder
-    /// watcher, without a worker pool or server (`weir scheduler`).
-    pub fn start_scheduler(
+    /// watcher, without a worker pool or server (`weir scheduler`); the
+    /// data folder is tended as [`Site::start`] tends it.
+    pub async fn start_scheduler(
         sched: &Scheduler,
+        data_dir: PathBuf,
         watch: Option<(PathBuf, u64)>,
         notify: NotifierOptions,
     ) -> Site {
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        tend_data_folder(sched, data_dir, &mut tasks).await;
         tasks.spawn(sched.clone().run(cancel.child_token()));
         spawn_notifier(&mut tasks, sched, notify, cancel.child_token());
         if let Some((dir, refresh)) = watch {
@@ -175,6 +177,14 @@ impl Site {
             d.finish(LINEAGE_FLUSH).await;
         }
     }
+}
+
+/// What a process that schedules does to the data folder at start: gives
+/// datasets an older weir wrote their Delta log before any task writes a
+/// version, and removes what unfinished writes left (in the background).
+async fn tend_data_folder(sched: &Scheduler, data_dir: PathBuf, tasks: &mut JoinSet<()>) {
+    migrate_datasets(sched).await;
+    tasks.spawn(clean_data_folder(data_dir));
 }
 
 /// Removes the temporary folders writes that never finished left in the

@@ -720,6 +720,29 @@ fn remote_workers_run_data_tasks_through_the_api_and_refuse_a_data_folder_not_th
         "{log}"
     );
     assert!(!other.join("raw").exists(), "nothing was written there");
+
+    // A scheduler started on a dataset as an older weir left it (version
+    // folders, no Delta log) gives it its log before any task writes.
+    c.kill("scheduler");
+    std::fs::remove_dir_all(c.path("data/raw/people/_delta_log")).unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query(
+            "UPDATE dataset_versions SET delta_version = NULL WHERE dataset = 'raw.people'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    });
+    c.start("scheduler-again", &["scheduler"]);
+    c.wait_for("the scheduler to migrate raw.people", || {
+        c.log("scheduler-again")
+            .contains("raw.people: 1 version(s) committed to the Delta table")
+    });
+    assert!(c.path("data/raw/people/_delta_log").is_dir());
+    let shown = c.json(&["datasets", "show", "raw.people", "--output", "json"]);
+    assert_eq!(shown["versions"][0]["delta_version"], 0, "{shown}");
     drop(c);
     runtime.block_on(db.cleanup());
 }

@@ -12,9 +12,11 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     weir_worker::resources::mark_data_folder(&sched, &config.core.data_dir).await;
     let site = crate::site::Site::start_scheduler(
         &sched,
+        config.core.data_dir.clone(),
         Some((config.core.dags_folder.clone(), config.core.dag_refresh)),
         crate::site::notifier_options(config),
-    );
+    )
+    .await;
     tracing::info!(
         "weir scheduler: database {}, DAGs from {}",
         weir_core::config::redacted_url(&config.database.url),
