@@ -257,28 +257,37 @@ fn output_file(claim: &weir_core::store::Claim) -> std::path::PathBuf {
 
 /// The text a try wrote to its output file, then removes the file; `None`
 /// when it wrote nothing. A file past the size limit is not read in full.
+/// One trip to the blocking pool.
 async fn read_output_file(path: &Path) -> Result<Option<String>, String> {
-    let meta = match tokio::fs::metadata(path).await {
+    let at = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || take_output_file(&at))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+    read.map_err(|e| format!("$WEIR_OUTPUT ({}): {e}", path.display()))
+}
+
+/// [`read_output_file`]'s blocking part.
+fn take_output_file(path: &Path) -> Result<Option<String>, String> {
+    let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("reading $WEIR_OUTPUT ({}): {e}", path.display())),
+        Err(e) => return Err(e.to_string()),
     };
     let size = usize::try_from(meta.len()).unwrap_or(usize::MAX);
     let read = if size > weir_core::outputs::MAX_BYTES {
         Err(weir_core::outputs::OutputError::TooLarge(size).to_string())
     } else {
-        tokio::fs::read(path)
-            .await
+        std::fs::read(path)
             .map_err(|e| e.to_string())
             .and_then(|b| {
                 String::from_utf8(b).map_err(|_| "the output is not UTF-8 text".to_owned())
             })
     };
-    let _ = tokio::fs::remove_file(path).await;
+    let _ = std::fs::remove_file(path);
     match read {
         Ok(text) if text.trim().is_empty() => Ok(None),
-        Ok(text) => Ok(Some(text)),
-        Err(e) => Err(format!("$WEIR_OUTPUT ({}): {e}", path.display())),
+        other => other.map(Some),
     }
 }
 
@@ -320,11 +329,23 @@ async fn report(log: &mut LogWriter, r: Ended) -> Ended {
         (o, None) => format!("weir: the try ended: {o:?}"),
     };
     let _ = log.line(&line).await;
-    // The try's log is whole before the try is reported.
-    if let Err(e) = log.flush().await {
-        tracing::warn!(log = %log.path().display(), "writing the log failed: {e}");
+    // The try's log is whole before the try is reported; a try whose log
+    // could not be written does not pass for a success nobody can read.
+    match log.flush().await {
+        Ok(()) => r,
+        Err(e) => {
+            let why = format!("cannot write the log {}: {e}", log.path().display());
+            tracing::warn!("{why}");
+            match r.outcome {
+                Outcome::Success => Ended {
+                    pid: r.pid,
+                    exit_code: r.exit_code,
+                    ..Ended::failed(why)
+                },
+                _ => r,
+            }
+        }
     }
-    r
 }
 
 /// Shared, read-only things every try of a worker uses.

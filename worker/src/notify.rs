@@ -234,12 +234,17 @@ impl Notifier {
                     timeout: Some(ATTEMPT_TIMEOUT),
                 };
                 let path = format!("notifications/{}-{}.log", n.id, n.attempts);
-                let mut log =
-                    LogWriter::create(&self.options.logs_dir, &path, self.secrets.clone())
-                        .await
-                        .map_err(|e| format!("cannot write {path}: {e}"))?;
+                let mut log = LogWriter::new(&self.options.logs_dir, &path, self.secrets.clone());
+                let _ = log
+                    .line(&format!(
+                        "weir: notification {}, attempt {}",
+                        n.id, n.attempts
+                    ))
+                    .await;
                 let ran = shell::run(&spec, &mut log, &CancellationToken::new(), |_| {}).await;
-                let _ = log.flush().await;
+                if let Err(e) = log.flush().await {
+                    tracing::warn!("cannot write {path}: {e}");
+                }
                 match ran.end {
                     ShellEnd::Exited(0) => Ok(()),
                     ShellEnd::Exited(code) => {

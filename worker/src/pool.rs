@@ -272,10 +272,8 @@ impl Slot {
         };
         let shared = &self.shared;
         let secrets = self.masks.secrets(&shared.secrets, &ctx.variables);
-        match LogWriter::create(&shared.logs_dir, &claim.log_path, secrets).await {
-            Ok(mut log) => execute::execute(&ctx, &self.env, &mut log, stop, shared).await,
-            Err(e) => Ended::failed(format!("cannot write the log {}: {e}", claim.log_path)),
-        }
+        let mut log = LogWriter::new(&shared.logs_dir, &claim.log_path, secrets);
+        execute::execute(&ctx, &self.env, &mut log, stop, shared).await
     }
 }
 

@@ -903,6 +903,25 @@ async fn template_errors(db: &TestDb) {
 }
 both_backends!(template_errors_fail_the_try, template_errors);
 
+async fn unwritable_log(db: &TestDb) {
+    let e = Site::start(db, "tasks:\n  t: {kind: shell, command: 'echo hi'}\n", &[]).await;
+    // The logs folder cannot be made: a file stands where it would be.
+    let logs = e.dir.path().join("logs");
+    if logs.is_dir() {
+        std::fs::remove_dir_all(&logs).unwrap();
+    }
+    std::fs::write(&logs, "not a folder").unwrap();
+    let run = e.trigger(serde_json::json!({})).await;
+    assert_eq!(e.wait(&run).await.state, RunState::Failed);
+    let ti = e.ti(&run, "t").await;
+    let tries = e.sched.store().list_tries(&ti.id).await.unwrap();
+    let err = tries[0].error.clone().unwrap_or_default();
+    assert!(err.contains("cannot write the log"), "{err}");
+    assert_eq!(tries[0].exit_code, Some(0), "the command itself ran");
+    e.stop().await;
+}
+both_backends!(a_try_whose_log_cannot_be_written_fails, unwritable_log);
+
 async fn marked_tries_stop(db: &TestDb) {
     let dag = "tasks:\n  long:\n    kind: shell\n    command: 'echo $$ > long.pid; sleep 60'\n";
     let e = Site::start(db, dag, &[]).await;

@@ -367,18 +367,11 @@ impl RemoteWorker {
             connections: Arc::new(t.connections.clone()),
         };
         let lease = t.lease();
-        let mut log = match LogWriter::create(
+        let mut log = LogWriter::new(
             &self.options.logs_dir,
             &t.claim.log_path,
             self.secrets.with_variables(&ctx.variables),
-        )
-        .await
-        {
-            Ok(l) => l,
-            Err(e) => {
-                return Ended::failed(format!("cannot write the log {}: {e}", t.claim.log_path));
-            }
-        };
+        );
         let mut shipper = ship::Shipper {
             client: self.client.clone(),
             lease: lease.clone(),
