@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{ChildStderr, ChildStdout, Command};
 use tokio_util::sync::CancellationToken;
 
 use crate::logs::LogWriter;
@@ -93,20 +93,16 @@ async fn run_process(
         return ShellEnd::SpawnFailed("the process ended before it started".into());
     };
     on_start(pid);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(bool, String)>(256);
-    if let Some(out) = child.stdout.take() {
-        tokio::spawn(forward_lines(BufReader::new(out), true, tx.clone()));
-    }
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(forward_lines(BufReader::new(err), false, tx.clone()));
-    }
+    let mut output = Output {
+        out: child.stdout.take().map(Stream::new),
+        err: child.stderr.take().map(Stream::new),
+    };
     let mut take = |(stdout, line): (bool, String)| {
         if stdout && !line.trim().is_empty() {
             *last_stdout = Some(line.clone());
         }
         line
     };
-    drop(tx);
     let deadline = async {
         match spec.timeout {
             Some(t) => tokio::time::sleep(t).await,
@@ -114,13 +110,13 @@ async fn run_process(
         }
     };
     tokio::pin!(deadline);
-    let mut output_open = true;
     let ended = loop {
         tokio::select! {
-            line = rx.recv(), if output_open => match line {
-                Some(l) => { let _ = log.line(&take(l)).await; }
-                None => output_open = false,
-            },
+            line = output.next(), if output.is_open() => {
+                if let Some(l) = line {
+                    let _ = log.line(&take(l)).await;
+                }
+            }
             status = child.wait() => break match status {
                 Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
                     (Some(code), _) => ShellEnd::Exited(code),
@@ -139,9 +135,12 @@ async fn run_process(
             }
         }
     };
-    // Output still buffered after the process ended (the group may hold the pipes open: stop at once).
+    // Output still in the pipes after the process ended (the group may hold
+    // them open: stop when nothing comes for a moment).
     if matches!(ended, ShellEnd::Exited(_) | ShellEnd::Signalled(_)) {
-        while let Ok(Some(l)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+        while let Ok(Some(l)) =
+            tokio::time::timeout(Duration::from_millis(200), output.next()).await
+        {
             let _ = log.line(&take(l)).await;
         }
     }
@@ -149,16 +148,67 @@ async fn run_process(
     ended
 }
 
-async fn forward_lines<R: tokio::io::AsyncRead + Unpin>(
+/// A process's stdout and stderr, read a line at a time in the task that
+/// waits for the process (no reader tasks of their own).
+struct Output {
+    out: Option<Stream<ChildStdout>>,
+    err: Option<Stream<ChildStderr>>,
+}
+
+/// One output stream and the part of a line read so far.
+struct Stream<R> {
     reader: BufReader<R>,
-    stdout: bool,
-    tx: tokio::sync::mpsc::Sender<(bool, String)>,
-) {
-    let mut lines = reader.lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if tx.send((stdout, line)).await.is_err() {
-            break;
+    partial: Vec<u8>,
+}
+
+impl<R: tokio::io::AsyncRead> Stream<R> {
+    fn new(r: R) -> Self {
+        Stream {
+            reader: BufReader::new(r),
+            partial: Vec::new(),
         }
+    }
+}
+
+impl Output {
+    fn is_open(&self) -> bool {
+        self.out.is_some() || self.err.is_some()
+    }
+
+    /// The next line of either stream, `true` for stdout; `None` once both
+    /// ended. Cancel-safe: a line read in part is finished by the next call.
+    async fn next(&mut self) -> Option<(bool, String)> {
+        loop {
+            let (stdout, line) = tokio::select! {
+                l = next_line(&mut self.out), if self.out.is_some() => (true, l),
+                l = next_line(&mut self.err), if self.err.is_some() => (false, l),
+                else => return None,
+            };
+            match line {
+                Some(l) => return Some((stdout, l)),
+                None if stdout => self.out = None,
+                None => self.err = None,
+            }
+        }
+    }
+}
+
+/// The next line of a stream still open, bytes that are not UTF-8 replaced
+/// (a process's output is not always text); `None` at its end.
+async fn next_line<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut Option<Stream<R>>,
+) -> Option<String> {
+    let Some(s) = stream else {
+        return std::future::pending().await;
+    };
+    match s.reader.read_until(b'\n', &mut s.partial).await {
+        Ok(0) if s.partial.is_empty() => None,
+        Ok(_) => {
+            let bytes = std::mem::take(&mut s.partial);
+            let text = String::from_utf8_lossy(&bytes);
+            Some(text.trim_end_matches(['\n', '\r']).to_owned())
+        }
+        Err(_) => None,
     }
 }
 
@@ -230,5 +280,34 @@ pub fn dag_folder(fileloc: &Path) -> std::path::PathBuf {
         // A remote worker may not have the DAG folder at this path.
         Some(p) if !p.as_os_str().is_empty() && p.is_dir() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn output_that_is_not_utf8_is_logged_and_the_process_reads_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogWriter::new(dir.path(), "t.log", Default::default());
+        // Far more than a pipe holds comes after the bad bytes: a reader that
+        // gave up on them would leave the process to die writing.
+        let script = r"printf 'caf\351\n'; printf 'err\377\n' >&2; i=0; while [ $i -lt 20000 ]; do echo line$i; i=$((i+1)); done";
+        let spec = ShellSpec {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            env: vec![],
+            cwd: dir.path().to_path_buf(),
+            timeout: Some(Duration::from_secs(60)),
+        };
+        let ran = run(&spec, &mut log, &CancellationToken::new(), |_| {}).await;
+        log.flush().await.unwrap();
+        assert_eq!(ran.end, ShellEnd::Exited(0));
+        assert_eq!(ran.last_stdout.as_deref(), Some("line19999"));
+        let text = std::fs::read_to_string(dir.path().join("t.log")).unwrap();
+        assert!(text.contains("] caf\u{fffd}\n"), "{}", &text[..200]);
+        assert!(text.contains("] err\u{fffd}\n"), "{}", &text[..200]);
+        assert_eq!(text.lines().filter(|l| l.contains("] line")).count(), 20000);
     }
 }
