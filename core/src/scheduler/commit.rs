@@ -199,11 +199,12 @@ impl Scheduler {
             Ok(results) => {
                 // Idle slots are woken only for work the batch's own claims
                 // left queued: a chain's next task, queued and claimed by
-                // the slot that reported, needs nobody else.
+                // the slot that reported, needs nobody else. (Every item
+                // reports what the batch's one transaction queued.)
                 let (mut queued, mut claimed) = (0, 0);
                 for (p, r) in batch.into_iter().zip(results) {
                     let answer = r.map_err(Error::from).map(|done| {
-                        queued += done.queued;
+                        queued = queued.max(done.queued);
                         claimed += done.claims.len();
                         (done.plan, done.claims.into_iter().next())
                     });

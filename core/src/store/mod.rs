@@ -283,7 +283,8 @@ pub struct Advanced {
     /// The plan it applied.
     pub plan: Plan,
     /// How many task instances it queued in the same transaction (a finished
-    /// try frees a slot; scheduled tasks take it).
+    /// try frees a slot; scheduled tasks take it); in a batch, every item
+    /// has the count of the batch's one transaction.
     pub queued: usize,
     /// Task instances claimed in the same transaction, when asked to.
     pub claims: Vec<Claim>,
