@@ -63,11 +63,8 @@ fn succeeded(claim: Claim) -> Report {
     Report {
         claim,
         ended: weir_core::scheduler::Ended {
-            outcome: Outcome::Success,
             exit_code: Some(0),
-            error: None,
-            pid: None,
-            output: None,
+            ..weir_core::scheduler::Ended::success()
         },
     }
 }

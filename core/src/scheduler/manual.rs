@@ -46,14 +46,7 @@ impl Scheduler {
                 map_count: t.map_count,
             })
             .collect();
-        let snapshot = store::RunSnapshot {
-            unfinished: run.unfinished,
-            failed: run.failed,
-            run,
-            tasks,
-            fan_ins: Vec::new(),
-            siblings: None,
-        };
+        let snapshot = store::RunSnapshot::of(run, tasks, Vec::new(), None);
         let plan = plan::plan(&dag, &snapshot, &Action::Clear(spec.clone()), self.now())
             .map_err(|r| Error::Invalid(r.to_string()))?;
         Ok(cleared(&plan))

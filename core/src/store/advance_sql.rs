@@ -206,14 +206,7 @@ macro_rules! impl_advance_store {
                         (rows, counted, sibling_counts)
                     }
                 };
-                let snapshot = $crate::store::RunSnapshot {
-                    run: run.clone(),
-                    tasks,
-                    unfinished: run.unfinished,
-                    failed: run.failed,
-                    fan_ins,
-                    siblings,
-                };
+                let snapshot = $crate::store::RunSnapshot::of(run.clone(), tasks, fan_ins, siblings);
                 match planner(&snapshot)? {
                     $crate::store::Planned::Done(plan) => break (snapshot, plan),
                     $crate::store::Planned::NeedTasks(more) => {

@@ -158,6 +158,26 @@ pub struct RunSnapshot {
     pub siblings: Option<SiblingCounts>,
 }
 
+impl RunSnapshot {
+    /// A run as read with its task instances in scope; the whole run's
+    /// counts come from the run's own counters.
+    pub fn of(
+        run: RunRecord,
+        tasks: Vec<TaskStateRecord>,
+        fan_ins: Vec<FanInCounts>,
+        siblings: Option<SiblingCounts>,
+    ) -> Self {
+        RunSnapshot {
+            unfinished: run.unfinished,
+            failed: run.failed,
+            run,
+            tasks,
+            fan_ins,
+            siblings,
+        }
+    }
+}
+
 /// A mapped task's instances other than the one read as a row, counted by
 /// state: downstream trigger rules need no more, and a wide map would
 /// otherwise read every sibling each time one of them ends.

@@ -552,14 +552,7 @@ fn snapshot(
             (rows, counted, siblings)
         }
     };
-    Ok(RunSnapshot {
-        run: run.clone(),
-        tasks,
-        unfinished: run.unfinished,
-        failed: run.failed,
-        fan_ins,
-        siblings,
-    })
+    Ok(RunSnapshot::of(run.clone(), tasks, fan_ins, siblings))
 }
 
 /// Queues scheduled work in a transaction of its own.
