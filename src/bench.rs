@@ -188,7 +188,7 @@ async fn run_one(
                 role: format!("bench-{}", w.name()),
                 poll: Duration::from_secs(1),
                 connections: Default::default(),
-                data_dir: dir.join(w.name()).join("data"),
+                home: weir_worker::data::home::Home::Local(dir.join(w.name()).join("data")),
                 retention: Default::default(),
                 lineage: Default::default(),
             },

@@ -190,6 +190,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for unknown in weir_core::config::unknown_vars(vars.iter().map(String::as_str)) {
         tracing::warn!("{unknown}");
     }
+    // Datasets in object storage are reached by URL from here on (the
+    // catalog's paths, DataFusion, the Delta log).
+    crate::site::data_home(&config).context("[core] data_dir")?;
     match args.command {
         Command::Standalone { bind, slots } => crate::standalone::run(&config, bind, slots).await,
         Command::Api { bind } => commands::api::run(&config, bind).await,

@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use weir_core::config::Config;
 use weir_core::scheduler::Scheduler;
+use weir_worker::data::home::Home;
 use weir_worker::lineage::{Delivery, Emitter};
 use weir_worker::notify::{Notifier, NotifierOptions};
 use weir_worker::secrets::Secrets;
@@ -66,7 +67,7 @@ impl SiteOptions {
                 role: role.to_owned(),
                 poll: Duration::from_secs(1),
                 connections: config.connection_urls(std::env::vars()),
-                data_dir: config.core.data_dir.clone(),
+                home: data_home(config)?,
                 retention: config.retention.clone(),
                 lineage,
             },
@@ -94,7 +95,7 @@ impl Site {
     /// workers are left alone), then starts the timer, the pool and what
     /// `options` asks for.
     pub async fn start(sched: &Scheduler, options: SiteOptions) -> anyhow::Result<Site> {
-        let data_dir = options.pool.data_dir.clone();
+        let data_dir = options.pool.home.local_dir().to_path_buf();
         let pool = LocalPool::start(sched.clone(), options.pool, options.secrets).await?;
         pool.reap_past_lives().await;
         let worker = pool.name().to_owned();
@@ -177,6 +178,16 @@ impl Site {
             d.finish(LINEAGE_FLUSH).await;
         }
     }
+}
+
+/// Where the site's datasets live (`[core] data_dir`, with `[storage]` for
+/// object storage).
+pub fn data_home(config: &Config) -> anyhow::Result<Home> {
+    Ok(Home::new(
+        &config.core.data_dir,
+        &config.core.staging_dir,
+        &config.storage,
+    )?)
 }
 
 /// What a process that schedules does to the data folder at start: gives

@@ -746,3 +746,345 @@ fn remote_workers_run_data_tasks_through_the_api_and_refuse_a_data_folder_not_th
     drop(c);
     runtime.block_on(db.cleanup());
 }
+
+/// The S3-compatible server `WEIR_TEST_S3_ENDPOINT` names (`http://127.0.0.1:9000`),
+/// or `None` (with a notice) when it is not set; under `CI=true` a missing
+/// variable is a failure.
+fn s3_endpoint() -> Option<String> {
+    match std::env::var("WEIR_TEST_S3_ENDPOINT") {
+        Ok(url) => Some(url.trim_end_matches('/').to_owned()),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("WEIR_TEST_S3_ENDPOINT is not set: the object storage tests must run in CI")
+        }
+        Err(_) => {
+            eprintln!("notice: WEIR_TEST_S3_ENDPOINT is not set; skipping the object storage case");
+            None
+        }
+    }
+}
+
+/// One plain HTTP/1.1 request to the test's S3 server (a local test server
+/// that checks no signature, though a DELETE must carry one); answers the
+/// status and body.
+fn s3_request(endpoint: &str, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let host = endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=weir/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The keys under `prefix` in `bucket`.
+fn s3_keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    let (status, body) = s3_request(
+        endpoint,
+        "GET",
+        &format!("/{bucket}?list-type=2&max-keys=1000&prefix={prefix}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut keys: Vec<String> = body
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|k| k.split_once("</Key>").map(|(k, _)| k.to_owned()))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Reads the `id` column of the Delta table at `argv[1]` (in S3, reached
+/// through the `AWS_*` variables) with `argv[2]` (deltalake or polars) at
+/// Delta version `argv[3]` (the latest when negative); prints the sorted ids.
+const READ_S3_DELTA: &str = r#"
+import json, os, sys
+path, engine, version = sys.argv[1], sys.argv[2], int(sys.argv[3])
+at = None if version < 0 else version
+if engine == "deltalake":
+    from deltalake import DeltaTable
+    ids = DeltaTable(path, version=at).to_pyarrow_table(columns=["id"]).column("id").to_pylist()
+else:
+    import polars as pl
+    ids = pl.read_delta(path, version=at, columns=["id"])["id"].to_list()
+print(json.dumps(sorted(str(i) for i in ids)), flush=True)
+os._exit(0)
+"#;
+
+const OBJECT_PEOPLE: &str = r#"
+schedule: manual
+tasks:
+  extract:
+    kind: extract
+    source: {format: csv, path: "people.csv"}
+    output: raw.people
+  check:
+    kind: validate
+    input: raw.people
+    contract:
+      columns:
+        id: {type: int64, required: true}
+        age: {type: int32, min: 0}
+    output: clean.people
+    quarantine: quarantine.people
+    max_quarantined: 50%
+  summary:
+    kind: transform
+    inputs: [clean.people]
+    sql: "select count(*) as people, sum(age) as ages from clean.people"
+    output: curated.summary
+"#;
+
+#[test]
+fn datasets_live_in_object_storage_and_remote_workers_need_no_shared_folder() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(endpoint) = s3_endpoint() else {
+        return;
+    };
+    let Some((runtime, db)) = postgres() else {
+        return;
+    };
+    let bucket = "weir-test";
+    let (status, body) = s3_request(&endpoint, "PUT", &format!("/{bucket}"));
+    assert!(matches!(status, 200 | 409), "creating the bucket: {body}");
+    let mut c = Cluster::new(&db.url, 5, &[("people.yaml", OBJECT_PEOPLE.to_owned())]);
+    let prefix = format!(
+        "site-{}",
+        c.dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches('.')
+    );
+    let config = format!(
+        "[core]\ndags_folder = \"{0}/dags\"\nlogs_dir = \"{0}/logs\"\n\
+         data_dir = \"s3://{bucket}/{prefix}\"\nstaging_dir = \"{0}/staging\"\nlease = 5\n\
+         [database]\nurl = \"{1}\"\n\
+         [storage]\nendpoint = \"{endpoint}\"\nallow_http = true\nregion = \"us-east-1\"\n\
+         access_key_id = \"weir\"\nsecret_access_key = \"weir-secret\"\n\
+         [retention.raw]\nkeep = 1\n",
+        c.dir.path().display(),
+        db.url
+    );
+    std::fs::write(c.path("weir.toml"), config).unwrap();
+    std::fs::write(c.path("dags/people.csv"), "id,age\n1,30\n2,-4\n3,50\n").unwrap();
+    c.start("scheduler", &["scheduler"]);
+    let api = c.api("api");
+    c.wait_for("the scheduler to mark the bucket", || {
+        s3_keys(&endpoint, bucket, &prefix) == [format!("{prefix}/.weir-catalog")]
+    });
+    // The worker has a staging folder of its own and no data folder at all:
+    // the bucket is what it shares with the servers.
+    let worker_staging = c.path("worker-staging");
+    let (servers, token) = (api.clone(), c.token.clone());
+    let child = c
+        .command(&[
+            "worker", "--server", &servers, "--token", &token, "--name", "w-s3", "--grace", "2",
+        ])
+        .env("WEIR_CORE_STAGING_DIR", &worker_staging)
+        .env("WEIR_CORE_LOGS_DIR", c.path("worker-logs"))
+        .env("WEIR_LOG", "info,sqlx=warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(c.path("w-s3.log")).unwrap())
+        .spawn()
+        .unwrap();
+    c.procs.insert("w-s3".into(), child);
+    c.wait_for("w-s3 to register", || {
+        c.log("w-s3").contains("claiming work")
+    });
+    for n in 1..=2 {
+        c.run(&["dags", "trigger", "people"]);
+        c.wait_for("the run to end", || {
+            let states = c.run_states("people");
+            states.len() == n && states.iter().all(|s| s == "success" || s == "failed")
+        });
+    }
+    assert_eq!(c.run_states("people"), ["success", "success"]);
+    let list = c.json(&["datasets", "list", "--output", "json"]);
+    let latest = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["dataset"] == name)
+            .map(|d| {
+                (
+                    d["latest"]["version"].as_i64().unwrap(),
+                    d["latest"]["rows"].as_i64().unwrap(),
+                )
+            })
+    };
+    assert_eq!(
+        (
+            latest("raw.people"),
+            latest("clean.people"),
+            latest("quarantine.people"),
+            latest("curated.summary")
+        ),
+        (Some((2, 3)), Some((2, 2)), Some((2, 1)), Some((2, 1))),
+        "{list}"
+    );
+    // Nothing of the data is on a local disk: versions are in the bucket,
+    // their Delta logs beside them, the staging folders empty again.
+    assert!(!c.path("data").exists());
+    for staging in [c.path("staging"), worker_staging.clone()] {
+        let left: Vec<_> = walk(&staging).into_iter().filter(|p| p.is_file()).collect();
+        assert!(left.is_empty(), "left in {}: {left:?}", staging.display());
+    }
+    let shown = c.json(&["datasets", "show", "clean.people", "--output", "json"]);
+    let path = shown["versions"][1]["path"].as_str().unwrap().to_owned();
+    assert_eq!(
+        path,
+        format!("s3://{bucket}/{prefix}/clean/people/v=2"),
+        "{shown}"
+    );
+    let keys = s3_keys(&endpoint, bucket, &format!("{prefix}/clean/people/"));
+    for expected in [
+        "_delta_log/00000000000000000000.json",
+        "_delta_log/00000000000000000001.json",
+    ] {
+        let key = format!("{prefix}/clean/people/{expected}");
+        assert!(keys.contains(&key), "{key} not in {keys:?}");
+    }
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with(&format!("{prefix}/clean/people/v=2/"))
+                && k.ends_with(".parquet")),
+        "{keys:?}"
+    );
+    // Retention (keep 1 of raw) deleted raw's first version from the bucket.
+    let raw = c.json(&["datasets", "show", "raw.people", "--output", "json"]);
+    let deleted: Vec<bool> = raw["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| !v["deleted_at"].is_null())
+        .collect();
+    assert_eq!(deleted, [true, false], "{raw}");
+    let raw_keys = s3_keys(&endpoint, bucket, &format!("{prefix}/raw/people/"));
+    assert!(
+        !raw_keys.iter().any(|k| k.contains("/v=1/"))
+            && raw_keys.iter().any(|k| k.contains("/v=2/")),
+        "{raw_keys:?}"
+    );
+    // The API reads the rows back from the bucket.
+    let check = c.json(&["datasets", "verify", "--output", "json"]);
+    assert_eq!(check["findings"], serde_json::json!([]), "{check}");
+    assert!(check["checked"].as_i64().unwrap() >= 5, "{check}");
+
+    // Other engines read the tables in the bucket, at the latest version
+    // and at an older one (quarantine appends: its first commit holds one run's rows).
+    let python = std::env::var("WEIR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has = Command::new(&python)
+        .args(["-c", "import deltalake, polars"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has {
+        let read = |table: &str, engine: &str, version: i64| {
+            let out = Command::new(&python)
+                .args(["-c", READ_S3_DELTA])
+                .arg(format!("s3://{bucket}/{prefix}/{table}"))
+                .args([engine, &version.to_string()])
+                .env("AWS_ENDPOINT_URL", &endpoint)
+                .env("AWS_ALLOW_HTTP", "true")
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ACCESS_KEY_ID", "weir")
+                .env("AWS_SECRET_ACCESS_KEY", "weir-secret")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{engine}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        for engine in ["deltalake", "polars"] {
+            assert_eq!(read("clean/people", engine, -1), r#"["1", "3"]"#);
+            assert_eq!(read("quarantine/people", engine, -1), r#"["2", "2"]"#);
+            assert_eq!(read("quarantine/people", engine, 0), r#"["2"]"#);
+        }
+    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{python} has no deltalake and polars: .ci/run installs them");
+    } else {
+        eprintln!("notice: {python} has no deltalake and polars; skipping the readers");
+    }
+
+    // An erasure rewrites every kept version in the bucket.
+    c.run(&["datasets", "erase", "clean.people", "--where", "id = 1"]);
+    let shown = c.json(&["datasets", "show", "clean.people", "--output", "json"]);
+    let rows: Vec<i64> = shown["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["rows"].as_i64().unwrap())
+        .collect();
+    assert_eq!(rows, [1, 1], "{shown}");
+    let keys = s3_keys(&endpoint, bucket, &format!("{prefix}/clean/people/"));
+    assert!(
+        !keys.iter().any(|k| k.contains("/v=2/")),
+        "the old files go: {keys:?}"
+    );
+    let check = c.json(&["datasets", "verify", "--output", "json"]);
+    assert_eq!(check["findings"], serde_json::json!([]), "{check}");
+
+    // A backup copies the catalog and leaves the data in the bucket.
+    let out = c.run(&["backup", c.path("backup").to_str().unwrap()]);
+    assert!(out.contains("stay in object storage"), "{out}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(c.path("backup/backup.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        manifest["data_dir"],
+        format!("s3://{bucket}/{prefix}"),
+        "{manifest}"
+    );
+    assert!(walk(&c.path("backup/data")).is_empty());
+
+    // A file lost from the bucket is found by verify, named.
+    let summary = s3_keys(&endpoint, bucket, &format!("{prefix}/curated/summary/v=2/"));
+    let lost = summary.iter().find(|k| k.ends_with(".parquet")).unwrap();
+    let (status, body) = s3_request(&endpoint, "DELETE", &format!("/{bucket}/{lost}"));
+    assert_eq!(status, 204, "{body}");
+    let out = c
+        .command(&["datasets", "verify", "curated.summary"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("missing") && text.contains("v=2"), "{text}");
+    drop(c);
+    runtime.block_on(db.cleanup());
+}
+
+/// Every path under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}

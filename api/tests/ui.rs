@@ -181,7 +181,7 @@ impl Ui {
                 role: "ui-test".into(),
                 poll: Duration::from_millis(100),
                 connections: Default::default(),
-                data_dir: dir.path().join("data"),
+                home: weir_worker::data::home::Home::Local(dir.path().join("data")),
                 retention: Default::default(),
                 lineage: Default::default(),
             },

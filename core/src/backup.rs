@@ -64,8 +64,16 @@ pub const DATA: &str = "data";
 /// The catalog's marker in a data folder (see the remote workers' check).
 const MARKER: &str = ".weir-catalog";
 
+/// Whether `data_dir` names object storage (`s3://…`) rather than a folder:
+/// its data is not copied into a backup (the bucket's own versioning or
+/// replication keeps it), nor back into it by a restore.
+pub fn in_object_storage(data_dir: &Path) -> bool {
+    data_dir.to_string_lossy().contains("://")
+}
+
 /// Takes a backup of the site whose database is at `db_url` and whose data
-/// folder is `data_dir` into the new folder `dir`, while weir runs.
+/// folder is `data_dir` into the new folder `dir`, while weir runs; data in
+/// object storage is left where it is.
 pub async fn backup(db_url: &str, data_dir: &Path, dir: &Path) -> Result<Manifest> {
     if !is_empty_or_absent(dir).await {
         return Err(BackupError::Refused(format!(
@@ -103,6 +111,10 @@ pub async fn backup(db_url: &str, data_dir: &Path, dir: &Path) -> Result<Manifes
         bytes: 0,
         missing: Vec::new(),
     };
+    if in_object_storage(data_dir) {
+        write_manifest(dir, &manifest).await?;
+        return Ok(manifest);
+    }
     for v in versions.iter().filter(|v| v.deleted_at.is_none()) {
         let name = format!("{} version {}", v.dataset, v.version);
         let Some(path) = v.path.as_deref().map(PathBuf::from) else {
@@ -171,7 +183,15 @@ pub async fn restore(dir: &Path, db_url: &str, data_dir: &Path, force: bool) -> 
             manifest.database
         )));
     }
-    if !force && !is_empty_or_absent(data_dir).await {
+    if in_object_storage(data_dir) || in_object_storage(Path::new(&manifest.data_dir)) {
+        if manifest.data_dir != data_dir.display().to_string() {
+            return Err(BackupError::Refused(format!(
+                "the backup's data is in {} and the site's in {}: a backup of data in object storage restores only to the same data_dir",
+                manifest.data_dir,
+                data_dir.display()
+            )));
+        }
+    } else if !force && !is_empty_or_absent(data_dir).await {
         return Err(BackupError::Refused(format!(
             "the data folder {} is not empty (--force replaces what is there)",
             data_dir.display()
@@ -193,6 +213,9 @@ pub async fn restore(dir: &Path, db_url: &str, data_dir: &Path, force: bool) -> 
             create_dir(parent).await?;
         }
         copy_file(&dir.join(DATABASE), &file).await?;
+    }
+    if in_object_storage(data_dir) {
+        return Ok(manifest);
     }
     create_dir(data_dir).await?;
     copy_tree(&dir.join(DATA), data_dir).await?;

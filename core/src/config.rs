@@ -38,9 +38,10 @@ pub enum Error {
 }
 
 /// The environment variables that override settings (`WEIR_<SECTION>_<KEY>`).
-pub const SETTING_VARS: [&str; 31] = [
+pub const SETTING_VARS: [&str; 32] = [
     "WEIR_CORE_DAGS_FOLDER",
     "WEIR_CORE_DATA_DIR",
+    "WEIR_CORE_STAGING_DIR",
     "WEIR_CORE_LOGS_DIR",
     "WEIR_CORE_DAG_REFRESH",
     "WEIR_CORE_DAGS_PAUSED_AT_CREATION",
@@ -74,7 +75,7 @@ pub const SETTING_VARS: [&str; 31] = [
 
 /// Other `WEIR_` variables weir reads or sets: the config file, the log
 /// filter, what a task process is given, and the test and benchmark knobs.
-const OTHER_VARS: [&str; 12] = [
+const OTHER_VARS: [&str; 13] = [
     "WEIR_CONFIG",
     "WEIR_OUTPUT",
     "WEIR_LOG",
@@ -85,6 +86,7 @@ const OTHER_VARS: [&str; 12] = [
     "WEIR_TRY_NUMBER",
     "WEIR_LOGICAL_DATE",
     "WEIR_TEST_DATABASE_URL",
+    "WEIR_TEST_S3_ENDPOINT",
     "WEIR_BENCH_DIR",
     "WEIR_BIN",
 ];
@@ -153,6 +155,59 @@ pub struct Config {
     pub pools: IndexMap<String, PoolConfig>,
     /// How long dataset versions are kept, by zone (`raw`) or dataset (`raw.orders`).
     pub retention: RetentionRules,
+    /// Object storage settings when `data_dir` is `s3://…`: S3 options by
+    /// name (`endpoint`, `region`, `access_key_id`, `allow_http`, …); the
+    /// `AWS_*` environment variables give the rest.
+    pub storage: StorageOptions,
+}
+
+/// `[storage]`: S3 options by name. Shown (`{:?}`) without the values of
+/// secrets (keys, tokens, passwords).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct StorageOptions(pub IndexMap<String, StorageValue>);
+
+impl std::fmt::Debug for StorageOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |k: &str| {
+            let k = k.to_ascii_lowercase();
+            ["secret", "token", "password", "key"]
+                .iter()
+                .any(|s| k.contains(s))
+        };
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if secret(k) {
+                    "***".to_owned()
+                } else {
+                    v.to_string()
+                };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
+/// A `[storage]` setting: text, a flag or a number, as TOML spells it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum StorageValue {
+    /// `region = "eu-west-1"`.
+    Text(String),
+    /// `allow_http = true`.
+    Flag(bool),
+    /// `imdsv1_fallback = 1`.
+    Number(i64),
+}
+
+impl std::fmt::Display for StorageValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageValue::Text(t) => f.write_str(t),
+            StorageValue::Flag(b) => write!(f, "{b}"),
+            StorageValue::Number(n) => write!(f, "{n}"),
+        }
+    }
 }
 
 /// Retention rules by zone or dataset name.
@@ -200,8 +255,12 @@ impl RetentionRules {
 pub struct CoreConfig {
     /// Where DAG files are (`dags`).
     pub dags_folder: PathBuf,
-    /// Where datasets are stored (`data`).
+    /// Where datasets are stored (`data`): a local folder, or object
+    /// storage as `s3://bucket/prefix` (settings in `[storage]`).
     pub data_dir: PathBuf,
+    /// Where versions are written before they are uploaded, when `data_dir`
+    /// is object storage (`data-staging`).
+    pub staging_dir: PathBuf,
     /// Where task logs are written (`logs`).
     pub logs_dir: PathBuf,
     /// Seconds between full re-reads of the DAG folder (30).
@@ -224,6 +283,7 @@ impl Default for CoreConfig {
         CoreConfig {
             dags_folder: "dags".into(),
             data_dir: "data".into(),
+            staging_dir: "data-staging".into(),
             logs_dir: "logs".into(),
             dag_refresh: 30,
             dags_paused_at_creation: false,
@@ -576,6 +636,9 @@ impl Config {
         if let Some(v) = env("WEIR_CORE_DATA_DIR") {
             self.core.data_dir = v.into();
         }
+        if let Some(v) = env("WEIR_CORE_STAGING_DIR") {
+            self.core.staging_dir = v.into();
+        }
         if let Some(v) = env("WEIR_CORE_LOGS_DIR") {
             self.core.logs_dir = v.into();
         }
@@ -883,6 +946,39 @@ mod tests {
         assert_eq!(
             c.connection_url("wh", &env).as_deref(),
             Some("postgres://etl:s3cret@db/wh")
+        );
+    }
+
+    #[test]
+    fn storage_settings_take_any_scalar_and_hide_secrets() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "[core]\ndata_dir = \"s3://lake/weir\"\n[storage]\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\nsecret_access_key = \"hunter2\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let c = Config::load(Some(&path), &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        let mut shown: Vec<(String, String)> = c
+            .storage
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        shown.sort();
+        assert_eq!(
+            shown,
+            [
+                ("allow_http".into(), "true".into()),
+                ("endpoint".into(), "http://127.0.0.1:9000".into()),
+                ("secret_access_key".into(), "hunter2".into()),
+            ]
+        );
+        assert_eq!(c.core.staging_dir, PathBuf::from("data-staging"));
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("hunter2") && debug.contains("allow_http"),
+            "{debug}"
         );
     }
 

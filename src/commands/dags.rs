@@ -361,8 +361,9 @@ async fn test(
             poll: Duration::from_millis(100),
             ..n
         });
-    options.pool.data_dir =
-        std::env::temp_dir().join(format!("weir-dags-test-{}", std::process::id()));
+    options.pool.home = weir_worker::data::home::Home::Local(
+        std::env::temp_dir().join(format!("weir-dags-test-{}", std::process::id())),
+    );
     let site = Site::start(&sched, options).await?;
     let mut seen: HashMap<String, (TaskState, i64)> = HashMap::new();
     let started = std::time::Instant::now();

@@ -456,8 +456,8 @@ async fn verify(
     output: OutputFormat,
 ) -> anyhow::Result<ExitCode> {
     let store = super::store(config).await?;
-    let report =
-        weir_worker::data::verify::verify(store.as_ref(), &config.core.data_dir, name).await?;
+    let home = crate::site::data_home(config)?;
+    let report = weir_worker::data::verify::verify(store.as_ref(), &home, name).await?;
     let version = |f: &weir_worker::data::verify::Finding| {
         f.version
             .as_ref()
@@ -468,7 +468,7 @@ async fn verify(
         OutputFormat::Json => print_json(&json!({
             "checked": report.checked,
             "findings": report.findings.iter().map(|f| json!({
-                "version": version(f), "path": f.path.display().to_string(), "problem": f.problem.to_string(),
+                "version": version(f), "path": f.path.to_string(), "problem": f.problem.to_string(),
             })).collect::<Vec<_>>(),
         })),
         OutputFormat::Table => {
@@ -476,13 +476,7 @@ async fn verify(
                 let rows: Vec<Vec<String>> = report
                     .findings
                     .iter()
-                    .map(|f| {
-                        vec![
-                            version(f),
-                            f.path.display().to_string(),
-                            f.problem.to_string(),
-                        ]
-                    })
+                    .map(|f| vec![version(f), f.path.to_string(), f.problem.to_string()])
                     .collect();
                 print_table(&["VERSION", "PATH", "PROBLEM"], &rows);
             }

@@ -34,13 +34,20 @@ pub async fn backup(config: &Config, dir: &std::path::Path) -> anyhow::Result<Ex
             dir.join(weir_core::backup::DATABASE).display()
         );
     }
-    println!(
-        "{} dataset version(s), {} file(s), {} bytes copied to {}",
-        m.versions,
-        m.files,
-        m.bytes,
-        dir.join(weir_core::backup::DATA).display()
-    );
+    if weir_core::backup::in_object_storage(&config.core.data_dir) {
+        println!(
+            "the datasets in {} are not copied: they stay in object storage (keep the bucket's versioning on); the copy records their versions",
+            config.core.data_dir.display()
+        );
+    } else {
+        println!(
+            "{} dataset version(s), {} file(s), {} bytes copied to {}",
+            m.versions,
+            m.files,
+            m.bytes,
+            dir.join(weir_core::backup::DATA).display()
+        );
+    }
     for missing in &m.missing {
         println!("not copied: {missing}");
     }

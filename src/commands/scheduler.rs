@@ -9,10 +9,11 @@ use weir_core::config::Config;
 pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let sched = super::scheduler(config).await?;
     crate::commands::load_dags(&sched, config).await?;
-    weir_worker::resources::mark_data_folder(&sched, &config.core.data_dir).await;
+    let home = crate::site::data_home(config)?;
+    weir_worker::resources::mark_data_folder(&sched, &home).await;
     let site = crate::site::Site::start_scheduler(
         &sched,
-        config.core.data_dir.clone(),
+        home.local_dir().to_path_buf(),
         Some((config.core.dags_folder.clone(), config.core.dag_refresh)),
         crate::site::notifier_options(config),
     )

@@ -81,7 +81,10 @@ pub async fn run(args: WorkerArgs, config: &Config) -> anyhow::Result<ExitCode> 
             .unwrap_or(4)
     });
     let (lineage, delivery) = weir_worker::lineage::Emitter::start(&config.openlineage)?;
-    tokio::spawn(crate::site::clean_data_folder(config.core.data_dir.clone()));
+    let home = crate::site::data_home(config)?;
+    tokio::spawn(crate::site::clean_data_folder(
+        home.local_dir().to_path_buf(),
+    ));
     let options = RemoteOptions {
         servers,
         token,
@@ -89,7 +92,7 @@ pub async fn run(args: WorkerArgs, config: &Config) -> anyhow::Result<ExitCode> 
         slots,
         name: args.name,
         logs_dir: config.core.logs_dir.clone(),
-        data_dir: config.core.data_dir.clone(),
+        home,
         connections: config.connection_urls(std::env::vars()),
         retention: config.retention.clone(),
         grace: Duration::from_secs(args.grace.or(config.worker.grace).unwrap_or(60)),

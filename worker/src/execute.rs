@@ -28,20 +28,19 @@ pub async fn execute(
     let (Some(task), true) = (task, lineage.is_on()) else {
         return run_try(ctx, env, log, stop, shared, &Trail::default()).await;
     };
-    let data_dir = shared.resources.data_dir.as_path();
+    let home = &shared.resources.home;
     let ns = lineage.namespace();
     lineage.send(lineage::start_event(
         ns,
         ctx,
         task,
-        data_dir,
+        home,
         chrono::Utc::now(),
     ));
     let trail = Trail::default();
     let ended = run_try(ctx, env, log, stop, shared, &trail).await;
     let seen = trail.seen();
-    if let Some(e) = lineage::end_event(ns, ctx, task, data_dir, &ended, &seen, chrono::Utc::now())
-    {
+    if let Some(e) = lineage::end_event(ns, ctx, task, home, &ended, &seen, chrono::Utc::now()) {
         lineage.send(e);
     }
     ended

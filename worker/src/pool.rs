@@ -39,7 +39,7 @@ pub struct PoolOptions {
     /// Connection URLs by id (lower case), for SQL sensors and data tasks.
     pub connections: std::collections::HashMap<String, String>,
     /// Where datasets are stored.
-    pub data_dir: PathBuf,
+    pub home: crate::data::home::Home,
     /// How long dataset versions are kept.
     pub retention: weir_core::config::RetentionRules,
     /// Where OpenLineage events go (off by default).
@@ -68,11 +68,11 @@ impl LocalPool {
         let life = crate::life::this_process(&options.role, options.slots, None, false);
         scheduler.register_worker(&life).await?;
         tracing::info!(worker = %life.name, pid = life.pid, "worker {} registered", life.name);
-        crate::resources::mark_data_folder(&scheduler, &options.data_dir).await;
+        crate::resources::mark_data_folder(&scheduler, &options.home).await;
         let resources = crate::resources::Resources {
             store: Arc::new(crate::catalog::LocalCatalog(scheduler.store().clone())),
             connections: Arc::new(options.connections.clone()),
-            data_dir: options.data_dir.clone(),
+            home: options.home.clone(),
             retention: Arc::new(options.retention.clone()),
             clock: scheduler.clock(),
             // The local pool reads the catalog it writes to: nothing to check.

@@ -3,10 +3,11 @@
 //! value, shared by sensors and data tasks, with one connection lookup.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use weir_core::scheduler::Clock;
+
+use crate::data::home::Home;
 use weir_core::store::Backend;
 
 /// A database a task names by id.
@@ -46,7 +47,7 @@ pub struct Resources {
     /// Connection URLs by id (lower case).
     pub connections: Arc<HashMap<String, String>>,
     /// Where datasets are stored.
-    pub data_dir: PathBuf,
+    pub home: Home,
     /// How long dataset versions are kept.
     pub retention: Arc<weir_core::config::RetentionRules>,
     /// What time it is (the scheduler's clock, so tests can move it).
@@ -59,36 +60,10 @@ pub struct Resources {
 /// The marker file in a data folder: the id of the catalog it belongs to.
 pub const CATALOG_MARKER: &str = ".weir-catalog";
 
-/// Writes the marker of `catalog_id` into `data_dir` unless it holds one;
-/// returns the id it holds (another catalog's, when they differ).
-pub async fn ensure_catalog_marker(
-    data_dir: &std::path::Path,
-    catalog_id: &str,
-) -> std::io::Result<String> {
-    let path = data_dir.join(CATALOG_MARKER);
-    match tokio::fs::read_to_string(&path).await {
-        Ok(text) => Ok(text.trim().to_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tokio::fs::create_dir_all(data_dir).await?;
-            let tmp = data_dir.join(format!(
-                "{CATALOG_MARKER}.{}",
-                uuid::Uuid::new_v4().simple()
-            ));
-            tokio::fs::write(&tmp, format!("{catalog_id}\n")).await?;
-            tokio::fs::rename(&tmp, &path).await?;
-            Ok(catalog_id.to_owned())
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Marks the data folder as this site's (see
-/// [`crate::resources::ensure_catalog_marker`]), so remote workers that
-/// share it may run data tasks; warns when it belongs to another site.
-pub async fn mark_data_folder(
-    scheduler: &weir_core::scheduler::Scheduler,
-    data_dir: &std::path::Path,
-) {
+/// Marks the data's home as this site's (a `.weir-catalog` file holding the
+/// catalog id, written unless one is there), so remote workers that share
+/// it may run data tasks; warns when it belongs to another site.
+pub async fn mark_data_folder(scheduler: &weir_core::scheduler::Scheduler, home: &Home) {
     let id = match scheduler.catalog_id().await {
         Ok(id) => id,
         Err(e) => {
@@ -96,36 +71,45 @@ pub async fn mark_data_folder(
             return;
         }
     };
-    match ensure_catalog_marker(data_dir, &id).await {
-        Ok(held) if held == id => {}
+    match home.write_marker(CATALOG_MARKER, &format!("{id}\n")).await {
+        Ok(held) if held.trim() == id => {}
         Ok(held) => tracing::warn!(
-            "the data folder {} is marked as another site's ({held}; this one is {id}): remote workers will refuse its data tasks",
-            data_dir.display()
+            "the data folder {} is marked as another site's ({}; this one is {id}): remote workers will refuse its data tasks",
+            home.describe(),
+            held.trim()
         ),
-        Err(e) => tracing::warn!("could not mark the data folder {}: {e}", data_dir.display()),
+        Err(e) => tracing::warn!("could not mark the data folder {}: {e}", home.describe()),
     }
 }
 
 impl Resources {
     /// Refuses data tasks when the data folder belongs to another catalog, or
-    /// to none: on a remote worker it must be the shared folder the servers use.
+    /// to none: on a remote worker it must be the shared folder (or bucket)
+    /// the servers use.
     pub async fn check_data_folder(&self) -> Result<(), String> {
         let Some(expected) = &self.catalog_id else {
             return Ok(());
         };
-        let path = self.data_dir.join(CATALOG_MARKER);
-        match tokio::fs::read_to_string(&path).await {
-            Ok(text) if text.trim() == &**expected => Ok(()),
-            Ok(text) => Err(format!(
+        let shared = if self.home.is_object() {
+            "give the worker the servers' data_dir and [storage] settings"
+        } else {
+            "mount it here, e.g. over NFS, and point data_dir at it, or keep the data in object storage"
+        };
+        match self.home.read_marker(CATALOG_MARKER).await {
+            Ok(Some(text)) if text.trim() == &**expected => Ok(()),
+            Ok(Some(text)) => Err(format!(
                 "the data folder {} belongs to another weir site (its {CATALOG_MARKER} holds {}, this site's catalog is {expected}); \
                  data tasks run only where the data folder is the one the catalog records",
-                self.data_dir.display(),
+                self.home.describe(),
                 text.trim()
             )),
+            Ok(None) => Err(format!(
+                "the data folder {} has no readable {CATALOG_MARKER} marker (there is none); data tasks need the site's shared data folder ({shared})",
+                self.home.describe(),
+            )),
             Err(e) => Err(format!(
-                "the data folder {} has no readable {CATALOG_MARKER} marker ({e}); data tasks need the site's shared data folder \
-                 (mount it here, e.g. over NFS, and point data_dir at it)",
-                self.data_dir.display()
+                "the data folder {} has no readable {CATALOG_MARKER} marker ({e}); data tasks need the site's shared data folder ({shared})",
+                self.home.describe(),
             )),
         }
     }
@@ -177,7 +161,7 @@ mod tests {
                 ("shop".to_owned(), "postgres://u:secret@db/shop".to_owned()),
                 ("files".to_owned(), "mysql://u:secret@db/x".to_owned()),
             ])),
-            data_dir: PathBuf::from("data"),
+            home: Home::Local(std::path::PathBuf::from("data")),
             retention: Arc::default(),
             clock: Arc::new(weir_core::scheduler::SystemClock),
             catalog_id: None,

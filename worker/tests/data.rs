@@ -16,6 +16,7 @@ use weir_core::both_backends;
 use weir_core::state::{RunState, TaskState};
 use weir_core::store::{CheckResultRecord, DatasetVersionRecord, QualityRecord, RunRecord};
 use weir_core::testing::TestDb;
+use weir_worker::data::home::{Home, Place};
 
 mod common;
 use common::{Extras, Site};
@@ -889,7 +890,10 @@ async fn retention_case(db: &TestDb) {
     // commit still reads (its file kept by the vacuum), and what the
     // vacuum deleted is gone from disk too.
     use weir_worker::data::delta;
-    let latest = delta::open(&folder, None).await.unwrap().unwrap();
+    let latest = delta::open(&Place::Local(folder.clone()), None)
+        .await
+        .unwrap()
+        .unwrap();
     let files = |t: &deltalake_core::DeltaTable| -> Vec<String> {
         t.snapshot()
             .unwrap()
@@ -910,7 +914,9 @@ async fn retention_case(db: &TestDb) {
         "{:?}",
         files(&latest)
     );
-    let at3 = delta::files_at(&folder, d3).await.unwrap();
+    let at3 = delta::files_at(&Place::Local(folder.clone()), d3)
+        .await
+        .unwrap();
     assert!(
         !at3.is_empty()
             && at3
@@ -919,7 +925,7 @@ async fn retention_case(db: &TestDb) {
     );
     let report = weir_worker::data::verify::verify(
         site.sched.store().as_ref(),
-        &site.dir.path().join("data"),
+        &Home::Local(site.dir.path().join("data")),
         None,
     )
     .await
@@ -1294,16 +1300,21 @@ async fn migrate_case(db: &TestDb) {
     assert_eq!(recorded, vec![Some(0), Some(1), Some(2)]);
     // Each commit is its version's files, and nothing was copied.
     for (n, d) in [(1, 0), (3, 2)] {
-        let files = delta::files_at(&folder, d).await.unwrap();
+        let files = delta::files_at(&Place::Local(folder.clone()), d)
+            .await
+            .unwrap();
         assert!(
             !files.is_empty() && files.iter().all(|f| f.path.starts_with(&format!("v={n}/"))),
             "{files:?}"
         );
     }
-    let report =
-        weir_worker::data::verify::verify(store.as_ref(), &site.dir.path().join("data"), None)
-            .await
-            .unwrap();
+    let report = weir_worker::data::verify::verify(
+        store.as_ref(),
+        &Home::Local(site.dir.path().join("data")),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.findings, vec![]);
     // Once is enough; the next version is the next commit.
     assert_eq!(

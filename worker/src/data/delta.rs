@@ -9,7 +9,7 @@
 //! versions to keep.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use datafusion::arrow::datatypes::Schema;
@@ -22,6 +22,7 @@ use deltalake_core::{DeltaTable, DeltaTableError, TableProperty};
 use weir_core::dag::{DatasetName, Zone};
 
 use super::DataError;
+use super::home::Place;
 
 /// How a new version enters its table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,15 +58,15 @@ impl Mode {
 /// Held while a version is committed and recorded.
 pub type TableGuard = tokio::sync::OwnedMutexGuard<()>;
 
-/// Waits for the table in `folder`: commits to one table go one at a time
+/// Waits for the table at `table`: commits to one table go one at a time
 /// within a process, from the commit until the catalog records it, so the
 /// order of Delta commits is the order of weir's versions.
-pub async fn lock(folder: &Path) -> TableGuard {
-    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+pub async fn lock(table: &Place) -> TableGuard {
+    static LOCKS: LazyLock<Mutex<HashMap<Place, Arc<tokio::sync::Mutex<()>>>>> =
         LazyLock::new(Default::default);
     let lock = {
         let mut map = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(folder.to_path_buf()).or_default().clone()
+        map.entry(table.clone()).or_default().clone()
     };
     lock.lock_owned().await
 }
@@ -79,24 +80,19 @@ pub struct TableFile {
     pub size: i64,
 }
 
-fn delta_err(folder: &Path) -> impl FnOnce(DeltaTableError) -> DataError + '_ {
-    move |e| DataError::Invalid(format!("Delta table {}: {e}", folder.display()))
+fn delta_err(folder: &Place) -> impl FnOnce(DeltaTableError) -> DataError + '_ {
+    move |e| DataError::Invalid(format!("Delta table {folder}: {e}"))
 }
 
-fn table_url(folder: &Path) -> Result<url::Url, DataError> {
-    let abs = std::path::absolute(folder)
-        .map_err(DataError::io(format!("resolving {}", folder.display())))?;
-    url::Url::from_directory_path(&abs)
-        .map_err(|()| DataError::Invalid(format!("{}: not a folder path", abs.display())))
-}
-
-/// The table in `folder`, loaded at `version` (the latest when `None`);
-/// `None` when the folder has no Delta log yet.
-pub async fn open(folder: &Path, version: Option<i64>) -> Result<Option<DeltaTable>, DataError> {
-    if !has_log(folder).await {
+/// The table at `folder`, loaded at `version` (the latest when `None`);
+/// `None` when it has no Delta log yet.
+pub async fn open(folder: &Place, version: Option<i64>) -> Result<Option<DeltaTable>, DataError> {
+    if let Place::Local(dir) = folder
+        && !has_log(dir).await
+    {
         return Ok(None);
     }
-    let url = table_url(folder)?;
+    let url = folder.folder_url()?;
     let mut builder =
         deltalake_core::DeltaTableBuilder::from_url(url).map_err(delta_err(folder))?;
     if let Some(v) = version {
@@ -125,18 +121,15 @@ fn from_delta(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// The files of the table in `folder` at Delta version `version`.
-pub async fn files_at(folder: &Path, version: i64) -> Result<Vec<TableFile>, DataError> {
+/// The files of the table at `folder` at Delta version `version`.
+pub async fn files_at(folder: &Place, version: i64) -> Result<Vec<TableFile>, DataError> {
     let Some(table) = open(folder, Some(version)).await? else {
-        return Err(DataError::Invalid(format!(
-            "{}: no Delta log",
-            folder.display()
-        )));
+        return Err(DataError::Invalid(format!("{folder}: no Delta log")));
     };
     files_of(&table, folder)
 }
 
-fn files_of(table: &DeltaTable, folder: &Path) -> Result<Vec<TableFile>, DataError> {
+fn files_of(table: &DeltaTable, folder: &Place) -> Result<Vec<TableFile>, DataError> {
     let snapshot = table.snapshot().map_err(delta_err(folder))?;
     Ok(snapshot
         .log_data()
@@ -148,25 +141,26 @@ fn files_of(table: &DeltaTable, folder: &Path) -> Result<Vec<TableFile>, DataErr
         .collect())
 }
 
-/// Commits the Parquet files of `version_dir` (a folder of the table in
-/// `folder`) as the table's next version, creating the table with the
-/// first one; answers the Delta version. A schema unlike the table's
-/// replaces it (readers see columns a version lacks as null).
+/// Commits `files` (what [`adds_of`] found, now in the table's folder
+/// `version_dir`, `v=3`) as the table's next version, creating the table
+/// with the first one; answers the Delta version. A schema unlike the
+/// table's replaces it (readers see columns a version lacks as null).
 pub async fn commit_version(
-    folder: &Path,
-    version_dir: &Path,
+    folder: &Place,
+    version_dir: &str,
+    files: Vec<Add>,
     schema: &Schema,
     mode: Mode,
     name: &str,
 ) -> Result<i64, DataError> {
-    let adds = adds_of(folder, version_dir).await?;
+    let adds = inside(version_dir, files);
     let kernel = StructType::try_from_arrow(schema).map_err(|e| {
         DataError::Invalid(format!(
             "dataset `{name}`: its columns have no Delta Lake type ({e}); cast them in the task's SQL"
         ))
     })?;
     let Some(table) = open(folder, None).await? else {
-        let table = DeltaTable::try_from_url(table_url(folder)?)
+        let table = DeltaTable::try_from_url(folder.folder_url()?)
             .await
             .map_err(delta_err(folder))?;
         let created = table
@@ -200,7 +194,7 @@ pub async fn commit_version(
             .metadata()
             .clone()
             .with_schema(&kernel)
-            .map_err(|e| DataError::Invalid(format!("Delta table {}: {e}", folder.display())))?;
+            .map_err(|e| DataError::Invalid(format!("Delta table {folder}: {e}")))?;
         actions.push(Action::Metadata(metadata));
     }
     if mode == Mode::Overwrite {
@@ -219,25 +213,21 @@ pub async fn commit_version(
     commit(&table, folder, actions, operation).await
 }
 
-/// Replaces, in the table's current snapshot, the files under the folders
-/// `dirs` by those of `with` (a rewrite), or removes them when `with` is
-/// `None`; `predicate` says why (an erasure's condition). Answers the Delta
-/// version, or `None` when the snapshot held none of those files and
-/// nothing was committed.
+/// Replaces, in the table's current snapshot, the files under the version
+/// folders `dirs` (`v=3`) by `with` (a rewrite: its folder and files), or
+/// removes them when `with` is `None`; `predicate` says why (an erasure's
+/// condition). Answers the Delta version, or `None` when the snapshot held
+/// none of those files and nothing was committed.
 pub async fn replace(
-    folder: &Path,
-    dirs: &[PathBuf],
-    with: Option<&Path>,
+    folder: &Place,
+    dirs: &[String],
+    with: Option<(&str, Vec<Add>)>,
     predicate: Option<String>,
 ) -> Result<Option<i64>, DataError> {
     let Some(table) = open(folder, None).await? else {
         return Ok(None);
     };
-    let prefixes: Vec<String> = dirs
-        .iter()
-        .filter_map(|d| d.file_name())
-        .map(|n| format!("{}/", n.to_string_lossy()))
-        .collect();
+    let prefixes: Vec<String> = dirs.iter().map(|n| format!("{n}/")).collect();
     let gone: Vec<Action> = files_of(&table, folder)?
         .into_iter()
         .filter(|f| prefixes.iter().any(|p| f.path.starts_with(p.as_str())))
@@ -247,8 +237,8 @@ pub async fn replace(
         return Ok(None);
     }
     let mut actions = gone;
-    if let Some(dir) = with {
-        actions.extend(adds_of(folder, dir).await?.into_iter().map(Action::Add));
+    if let Some((dir, files)) = with {
+        actions.extend(inside(dir, files).into_iter().map(Action::Add));
     }
     let operation = DeltaOperation::Delete { predicate };
     commit(&table, folder, actions, operation).await.map(Some)
@@ -256,7 +246,7 @@ pub async fn replace(
 
 async fn commit(
     table: &DeltaTable,
-    folder: &Path,
+    folder: &Place,
     actions: Vec<Action>,
     operation: DeltaOperation,
 ) -> Result<i64, DataError> {
@@ -277,7 +267,7 @@ async fn commit(
 /// Deletes the files no version in `keep` (Delta versions) and not the
 /// latest refer to: Delta's vacuum, without its minimum age, since weir
 /// decides what to keep. Answers the files deleted.
-pub async fn vacuum(folder: &Path, keep: &[i64]) -> Result<usize, DataError> {
+pub async fn vacuum(folder: &Place, keep: &[i64]) -> Result<usize, DataError> {
     let Some(table) = open(folder, None).await? else {
         return Ok(0);
     };
@@ -325,20 +315,20 @@ pub fn parquet_files(dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
     Ok(out)
 }
 
-/// An add action per Parquet file of `dir`, with its size, time and row
-/// count (the footer's).
-async fn adds_of(folder: &Path, dir: &Path) -> Result<Vec<Add>, DataError> {
-    let prefix = dir
-        .strip_prefix(folder)
-        .map_err(|_| {
-            DataError::Invalid(format!(
-                "{} is not inside its table {}",
-                dir.display(),
-                folder.display()
-            ))
-        })?
-        .to_string_lossy()
-        .into_owned();
+/// `files` as they are in the table: inside its folder `dir` (`v=3`).
+fn inside(dir: &str, files: Vec<Add>) -> Vec<Add> {
+    files
+        .into_iter()
+        .map(|a| Add {
+            path: format!("{dir}/{}", a.path),
+            ..a
+        })
+        .collect()
+}
+
+/// An add action per Parquet file of the local folder `dir` (named by its
+/// file name alone), with its size, time and row count (the footer's).
+pub async fn adds_of(dir: &Path) -> Result<Vec<Add>, DataError> {
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<Vec<Add>, DataError> {
         parquet_files(&dir)
@@ -364,7 +354,7 @@ async fn adds_of(folder: &Path, dir: &Path) -> Result<Vec<Add>, DataError> {
                     .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
                     .unwrap_or(0);
                 Ok(Add {
-                    path: format!("{prefix}/{name}"),
+                    path: name,
                     size: i64::try_from(meta.len()).unwrap_or(i64::MAX),
                     modification_time: modified,
                     data_change: true,
@@ -389,6 +379,8 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::arrow::record_batch::RecordBatch;
 
+    use std::path::PathBuf;
+
     use super::*;
 
     /// Writes `batch` as `folder/v=<n>/part-0.parquet`; answers the folder.
@@ -411,7 +403,20 @@ mod tests {
         mode: Mode,
     ) -> Result<i64, DataError> {
         let dir = version(folder, n, batch);
-        commit_version(folder, &dir, &batch.schema(), mode, "curated.t").await
+        let files = adds_of(&dir).await?;
+        commit_version(
+            &at(folder),
+            &format!("v={n}"),
+            files,
+            &batch.schema(),
+            mode,
+            "curated.t",
+        )
+        .await
+    }
+
+    fn at(folder: &Path) -> Place {
+        Place::Local(folder.to_path_buf())
     }
 
     fn ids(values: &[i64]) -> RecordBatch {
@@ -437,22 +442,22 @@ mod tests {
             publish(&quar, n, &b, Mode::Append).await.unwrap();
         }
         assert_eq!(
-            paths(&files_at(&snap, 2).await.unwrap()),
+            paths(&files_at(&at(&snap), 2).await.unwrap()),
             ["v=3/part-0.parquet"]
         );
         assert_eq!(
-            paths(&files_at(&snap, 0).await.unwrap()),
+            paths(&files_at(&at(&snap), 0).await.unwrap()),
             ["v=1/part-0.parquet"]
         );
         assert_eq!(
-            paths(&files_at(&quar, 2).await.unwrap()),
+            paths(&files_at(&at(&quar), 2).await.unwrap()),
             [
                 "v=1/part-0.parquet",
                 "v=2/part-0.parquet",
                 "v=3/part-0.parquet"
             ]
         );
-        let sizes_match = files_at(&snap, 2)
+        let sizes_match = files_at(&at(&snap), 2)
             .await
             .unwrap()
             .iter()
@@ -460,22 +465,22 @@ mod tests {
         assert!(sizes_match);
 
         // Vacuum keeps what the kept versions name, and the latest.
-        assert_eq!(vacuum(&snap, &[1]).await.unwrap(), 1);
+        assert_eq!(vacuum(&at(&snap), &[1]).await.unwrap(), 1);
         assert!(!snap.join("v=1/part-0.parquet").exists());
         assert!(snap.join("v=2/part-0.parquet").exists());
         // An appended version leaves the snapshot in a commit of its own.
-        let d = replace(&quar, &[quar.join("v=1")], None, None)
+        let d = replace(&at(&quar), &["v=1".to_owned()], None, None)
             .await
             .unwrap();
         assert_eq!(d, Some(3));
-        assert_eq!(vacuum(&quar, &[]).await.unwrap(), 1);
+        assert_eq!(vacuum(&at(&quar), &[]).await.unwrap(), 1);
         assert_eq!(
-            paths(&files_at(&quar, 3).await.unwrap()),
+            paths(&files_at(&at(&quar), 3).await.unwrap()),
             ["v=2/part-0.parquet", "v=3/part-0.parquet"]
         );
         // Nothing of the snapshot under a folder: nothing committed.
         assert_eq!(
-            replace(&quar, &[quar.join("v=1")], None, None)
+            replace(&at(&quar), &["v=1".to_owned()], None, None)
                 .await
                 .unwrap(),
             None
@@ -487,7 +492,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let folder = tmp.path().join("raw/s");
         std::fs::create_dir_all(folder.join("_delta_log")).unwrap();
-        assert!(open(&folder, None).await.unwrap().is_none());
+        assert!(open(&at(&folder), None).await.unwrap().is_none());
         let b = ids(&[1]);
         let d = publish(&folder, 1, &b, Mode::Overwrite).await.unwrap();
         assert_eq!(d, 0);
@@ -509,11 +514,11 @@ mod tests {
         );
         assert!(folder.join("_delta_log/00000000000000000000.json").exists());
         assert_eq!(
-            paths(&files_at(&folder, 0).await.unwrap()),
+            paths(&files_at(&at(&folder), 0).await.unwrap()),
             ["v=1/part-0.parquet"]
         );
         assert_eq!(
-            paths(&files_at(&folder, 100).await.unwrap()),
+            paths(&files_at(&at(&folder), 100).await.unwrap()),
             ["v=101/part-0.parquet"]
         );
     }
@@ -533,7 +538,7 @@ mod tests {
         let col: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![1_000_000]));
         let b = RecordBatch::try_new(schema, vec![col]).unwrap();
         let d = publish(&folder, 2, &b, Mode::Overwrite).await.unwrap();
-        let table = open(&folder, Some(d)).await.unwrap().unwrap();
+        let table = open(&at(&folder), Some(d)).await.unwrap().unwrap();
         let fields: Vec<String> = table
             .snapshot()
             .unwrap()

@@ -16,6 +16,7 @@ use datafusion::prelude::{DataFrame, Expr, SessionContext};
 use weir_core::store::{DatasetVersionRecord, ErasedVersion, Store};
 
 use super::DataError;
+use super::home::Place;
 use super::{delta, storage};
 
 /// What an erasure found (or did) in one kept version.
@@ -89,15 +90,20 @@ async fn erase_version(
     if matched == 0 || dry_run {
         return Ok(found);
     }
-    let old = v.path.clone().unwrap_or_default();
-    let folder = Path::new(&old)
+    let old = Place::parse(v.path.as_deref().unwrap_or_default());
+    let folder = old
         .parent()
-        .ok_or_else(|| DataError::Invalid(format!("{old}: a version has a folder")))?
-        .to_path_buf();
+        .ok_or_else(|| DataError::Invalid(format!("{old}: a version has a folder")))?;
     // Rows where the condition is false or unknown stay.
     let kept = df.filter(!matches.is_true())?;
     let schema: SchemaRef = Arc::new(kept.schema().as_arrow().clone());
-    let tmp = folder.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+    // Written beside the version, or for object storage in a local
+    // temporary folder, then moved into place as a new version folder.
+    let tmp = match &folder {
+        Place::Local(dir) => dir.clone(),
+        Place::Object(_) => std::env::temp_dir(),
+    }
+    .join(format!(".tmp-{}", uuid::Uuid::new_v4()));
     let written = match write(kept, &tmp, schema).await {
         Ok(rows) => rows,
         Err(e) => {
@@ -105,20 +111,21 @@ async fn erase_version(
             return Err(e);
         }
     };
-    let (dest, bytes) = storage::settle(&tmp, &folder, v.version).await?;
+    let files = delta::adds_of(&tmp).await?;
+    let (dest, bytes) = folder.settle(&tmp, v.version).await?;
     // Where the table's snapshot holds the version's files, one Delta commit
     // puts the rewrite in their place; the version's older Delta history
     // stops reading once the old files go, as an erasure must.
     let _table = delta::lock(&folder).await;
     let committed = delta::replace(
         &folder,
-        &[Path::new(&old).to_path_buf()],
-        Some(&dest),
+        &[old.name()],
+        Some((&dest.name(), files)),
         Some(condition.to_owned()),
     )
     .await?;
     let rewritten = ErasedVersion {
-        path: dest.display().to_string(),
+        path: dest.to_string(),
         rows: i64::try_from(written).unwrap_or(i64::MAX),
         bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
         erased: i64::try_from(matched).unwrap_or(i64::MAX),
@@ -129,14 +136,12 @@ async fn erase_version(
         .record_erasure(v.id, &rewritten, actor, chrono::Utc::now())
         .await
     {
-        let _ = tokio::fs::remove_dir_all(&dest).await;
+        let _ = dest.remove().await;
         return Err(e.into());
     }
-    tokio::fs::remove_dir_all(&old)
-        .await
-        .map_err(DataError::io(format!(
-            "removing the erased rows' old files {old}"
-        )))?;
+    old.remove().await.map_err(|e| {
+        DataError::Invalid(format!("removing the erased rows' old files {old}: {e}"))
+    })?;
     Ok(Erased {
         rows: rewritten.rows,
         ..found

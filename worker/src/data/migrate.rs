@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use weir_core::store::{DatasetVersionRecord, Store};
 
+use super::home::Place;
 use super::{DataError, delta, storage};
 
 /// One dataset given a Delta log.
@@ -49,14 +50,21 @@ pub async fn migrate(store: &dyn Store, dataset: Option<&str>) -> Result<Vec<Mig
         }
         let mode = delta::Mode::of_dataset(&name)
             .ok_or_else(|| DataError::Invalid(format!("`{name}` is not a dataset name")))?;
-        let _table = delta::lock(&folder).await;
+        let table = Place::Local(folder.clone());
+        let _table = delta::lock(&table).await;
         let session = storage::session()?;
         let mut versions = Vec::new();
         for v in &kept {
             let dir = PathBuf::from(v.path.as_deref().unwrap_or_default());
             let df = storage::read_version(&session, v).await?;
             let schema = df.schema().as_arrow().clone();
-            let d = delta::commit_version(&folder, &dir, &schema, mode, &name).await?;
+            let files = delta::adds_of(&dir).await?;
+            let version_dir = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let d =
+                delta::commit_version(&table, &version_dir, files, &schema, mode, &name).await?;
             store.set_delta_version(v.id, Some(d)).await?;
             versions.push((v.version, d));
         }

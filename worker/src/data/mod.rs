@@ -1,6 +1,7 @@
 //! The data plane: extract, validate, transform and load tasks, all data
 //! work done by Apache DataFusion over Arrow. Datasets are immutable Parquet
-//! versions under `<data_dir>/<zone>/<name>/v=<n>/`, recorded in the catalog
+//! versions under `<data_dir>/<zone>/<name>/v=<n>/` (a local folder or an
+//! S3 prefix, see [`home`]), recorded in the catalog
 //! with their schema, size and lineage; each dataset's folder is a Delta
 //! Lake table whose commits are those versions.
 
@@ -11,6 +12,7 @@ pub mod delta;
 pub mod erase;
 mod extract;
 mod gate;
+pub mod home;
 mod load;
 pub mod migrate;
 mod patterns;

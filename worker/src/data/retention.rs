@@ -7,11 +7,10 @@
 //! quarantine version's files first leave the table's snapshot in a
 //! commit of their own); then the emptied version folders are removed.
 
-use std::path::{Path, PathBuf};
-
 use weir_core::dag::DatasetName;
 use weir_core::store::DatasetVersionRecord;
 
+use super::home::Place;
 use super::{DataError, delta};
 use crate::resources::Resources;
 
@@ -49,26 +48,24 @@ pub async fn apply(env: &Resources, dataset: &DatasetName) -> Result<Vec<i64>, D
             .await?;
         deleted.push(v);
     }
-    let dirs: Vec<PathBuf> = deleted
+    let dirs: Vec<Place> = deleted
         .iter()
-        .filter_map(|v| v.path.as_deref().map(PathBuf::from))
+        .filter_map(|v| v.path.as_deref().map(Place::parse))
         .collect();
-    if let Some(folder) = dirs.first().and_then(|d| d.parent()) {
+    if let Some(folder) = dirs.first().and_then(Place::parent) {
         let keep: Vec<i64> = live
             .iter()
             .filter(|v| !deleted.iter().any(|d| d.id == v.id))
             .filter_map(|v| v.delta_version)
             .collect();
         let mode = delta::Mode::of(dataset.zone());
-        if let Err(e) = sweep(folder, mode, &dirs, &keep).await {
-            tracing::warn!(dataset = %dataset, "retention: vacuuming {}: {e}", folder.display());
+        if let Err(e) = sweep(&folder, mode, &dirs, &keep).await {
+            tracing::warn!(dataset = %dataset, "retention: vacuuming {folder}: {e}");
         }
     }
     for dir in &dirs {
-        match tokio::fs::remove_dir_all(dir).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!("retention: removing {}: {e}", dir.display()),
+        if let Err(e) = dir.remove().await {
+            tracing::warn!("retention: {e}");
         }
     }
     Ok(deleted.iter().map(|v| v.version).collect())
@@ -79,15 +76,16 @@ pub async fn apply(env: &Resources, dataset: &DatasetName) -> Result<Vec<i64>, D
 /// a commit takes them out first, and since every older snapshot of an
 /// appended table holds them too, none of those is kept.
 async fn sweep(
-    folder: &Path,
+    folder: &Place,
     mode: delta::Mode,
-    dirs: &[PathBuf],
+    dirs: &[Place],
     keep: &[i64],
 ) -> Result<(), DataError> {
     let keep = match mode {
         delta::Mode::Overwrite => keep,
         delta::Mode::Append => {
-            delta::replace(folder, dirs, None, None).await?;
+            let names: Vec<String> = dirs.iter().map(Place::name).collect();
+            delta::replace(folder, &names, None, None).await?;
             &[]
         }
     };

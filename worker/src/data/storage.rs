@@ -1,10 +1,13 @@
 //! Reading and writing dataset versions. A version is written to a hidden
-//! temporary folder, renamed to `v=<n>`, flushed, committed to the
-//! dataset's Delta table and only then recorded in the catalog: readers go
-//! through the catalog (or the Delta log), so they never see a partial
-//! version, and a crash leaves at most an unrecorded folder behind.
+//! temporary folder, moved to `v=<n>` (renamed and flushed, or uploaded to
+//! object storage), committed to the dataset's Delta table and only then
+//! recorded in the catalog: readers go through the catalog (or the Delta
+//! log), so they never see a partial version, and a crash leaves at most an
+//! unrecorded folder behind.
 
 use std::path::{Path, PathBuf};
+
+use super::home::Place;
 use std::sync::Arc;
 
 use datafusion::arrow::array::AsArray;
@@ -49,6 +52,9 @@ pub fn session_with(config: SessionConfig) -> Result<SessionContext, DataError> 
         .ok_or_else(|| DataError::Invalid("DataFusion has no default catalog".into()))?;
     for zone in Zone::ALL {
         catalog.register_schema(zone.as_str(), Arc::new(MemorySchemaProvider::new()))?;
+    }
+    for (url, store) in super::home::registered() {
+        session.register_object_store(&url, store);
     }
     Ok(session)
 }
@@ -138,11 +144,8 @@ impl<'a> Io<'a> {
     /// A hidden folder for the next version of `dataset`, invisible to
     /// readers until [`Io::publish`] renames and records it.
     pub async fn stage(&self, dataset: &DatasetName) -> Result<Staged, DataError> {
-        let folder = self
-            .env
-            .data_dir
-            .join(dataset.zone().as_str())
-            .join(dataset.name());
+        let (zone, name) = (dataset.zone().as_str(), dataset.name());
+        let folder = self.env.home.local_dir().join(zone).join(name);
         tokio::fs::create_dir_all(&folder)
             .await
             .map_err(DataError::io(format!("creating {}", folder.display())))?;
@@ -152,7 +155,7 @@ impl<'a> Io<'a> {
             .map_err(DataError::io(format!("creating {}", dir.display())))?;
         Ok(Staged {
             dataset: dataset.clone(),
-            folder,
+            table: self.env.home.table(zone, name),
             dir,
         })
     }
@@ -178,8 +181,9 @@ impl<'a> Io<'a> {
         Ok(v)
     }
 
-    /// Moves a staged folder to its version's place (`v=<n>`), commits it
-    /// to the dataset's Delta table and describes the version to record;
+    /// Moves a staged folder to its version's place (`v=<n>`, see
+    /// [`Place::settle`]), commits it to the dataset's Delta table and
+    /// describes the version to record;
     /// the table stays locked until the guard answered is dropped, after
     /// the catalog recorded the version. weir's readers find versions
     /// through the catalog, never by listing folders.
@@ -192,10 +196,11 @@ impl<'a> Io<'a> {
     ) -> Result<(NewDatasetVersion, delta::TableGuard), DataError> {
         let Staged {
             dataset,
-            folder,
+            table,
             dir: tmp,
         } = staged;
         ensure_file(&tmp, schema.clone()).await?;
+        let files = delta::adds_of(&tmp).await?;
         let next = self
             .env
             .store
@@ -203,12 +208,13 @@ impl<'a> Io<'a> {
             .await?
             .map(|v| v.version + 1)
             .unwrap_or(1);
-        let (final_dir, bytes) = settle(&tmp, &folder, next).await?;
-        let table = delta::lock(&folder).await;
+        let (final_dir, bytes) = table.settle(&tmp, next).await?;
+        let guard = delta::lock(&table).await;
         let name = dataset.to_string();
         let delta_version = delta::commit_version(
-            &folder,
-            &final_dir,
+            &table,
+            &final_dir.name(),
+            files,
             &schema,
             delta::Mode::of(dataset.zone()),
             &name,
@@ -218,13 +224,13 @@ impl<'a> Io<'a> {
             dataset: dataset.to_string(),
             producer: Some(self.ctx.claim.try_ref()),
             rows: Some(i64::try_from(rows).unwrap_or(i64::MAX)),
-            path: Some(final_dir.display().to_string()),
+            path: Some(final_dir.to_string()),
             schema: Some(schema_json(&schema)),
             bytes: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
             inputs: inputs.to_vec(),
             delta_version: Some(delta_version),
         };
-        Ok((new, table))
+        Ok((new, guard))
     }
 
     /// Records a validation's outcome and the versions it writes, in one
@@ -259,7 +265,8 @@ impl<'a> Io<'a> {
     pub async fn scratch(&self, purpose: &str) -> Result<PathBuf, DataError> {
         let dir = self
             .env
-            .data_dir
+            .home
+            .local_dir()
             .join(format!(".{purpose}-{}", uuid::Uuid::new_v4()));
         tokio::fs::create_dir_all(&dir)
             .await
@@ -268,11 +275,12 @@ impl<'a> Io<'a> {
     }
 }
 
-/// A version being written: a hidden folder beside the dataset's versions.
+/// A version being written: a hidden local folder beside the dataset's
+/// versions (in the staging folder, for object storage).
 #[derive(Debug)]
 pub struct Staged {
     dataset: DatasetName,
-    folder: PathBuf,
+    table: Place,
     dir: PathBuf,
 }
 
@@ -322,7 +330,11 @@ pub async fn read_version(
             v.dataset, v.version
         ))
     })?;
-    if v.deleted_at.is_some() || !Path::new(path).exists() {
+    let gone = match Place::parse(path) {
+        Place::Local(dir) => !tokio::fs::try_exists(&dir).await.unwrap_or(false),
+        Place::Object(_) => false,
+    };
+    if v.deleted_at.is_some() || gone {
         return Err(DataError::Invalid(format!(
             "dataset `{}` version {} is gone from {path} (deleted by retention?)",
             v.dataset, v.version
@@ -331,44 +343,6 @@ pub async fn read_version(
     Ok(session
         .read_parquet(format!("{path}/"), ParquetReadOptions::default())
         .await?)
-}
-
-/// Moves the written folder `tmp` to version `n`'s place in `folder`
-/// ([`unique_dir`]) and flushes it to disk for good before the catalog can
-/// name it: the files, their folder, and the rename in the dataset's
-/// folder. Answers the place and its size in bytes.
-pub(crate) async fn settle(tmp: &Path, folder: &Path, n: i64) -> Result<(PathBuf, u64), DataError> {
-    let dest = unique_dir(folder, n).await;
-    tokio::fs::rename(tmp, &dest)
-        .await
-        .map_err(DataError::io(format!(
-            "renaming {} to {}",
-            tmp.display(),
-            dest.display()
-        )))?;
-    let (dir, parent) = (dest.clone(), folder.to_path_buf());
-    tokio::task::spawn_blocking(move || sync_tree(&dir, &parent))
-        .await
-        .map_err(|e| DataError::Invalid(format!("syncing a version: {e}")))?
-        .map_err(DataError::io(format!("syncing {}", dest.display())))?;
-    let bytes = dir_size(&dest).await;
-    Ok((dest, bytes))
-}
-
-/// `folder/v=<n>`, or `v=<n>.<k>` if another writer took that name first.
-async fn unique_dir(folder: &Path, n: i64) -> PathBuf {
-    let first = folder.join(format!("v={n}"));
-    if !tokio::fs::try_exists(&first).await.unwrap_or(false) {
-        return first;
-    }
-    let mut k = 1;
-    loop {
-        let p = folder.join(format!("v={n}.{k}"));
-        if !tokio::fs::try_exists(&p).await.unwrap_or(false) {
-            return p;
-        }
-        k += 1;
-    }
 }
 
 /// An empty result writes no file; write one with the schema so the version reads back.
@@ -396,30 +370,6 @@ pub(crate) async fn ensure_file(dir: &Path, schema: SchemaRef) -> Result<(), Dat
     })
     .await
     .map_err(|e| DataError::Invalid(format!("writing a version: {e}")))?
-}
-
-/// Flushes every file of `dir`, `dir` itself and `parent` to disk.
-fn sync_tree(dir: &Path, parent: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_file() {
-            std::fs::File::open(&path)?.sync_all()?;
-        }
-    }
-    std::fs::File::open(dir)?.sync_all()?;
-    std::fs::File::open(parent)?.sync_all()
-}
-
-pub(crate) async fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(mut entries) = tokio::fs::read_dir(dir).await {
-        while let Ok(Some(e)) = entries.next_entry().await {
-            if let Ok(m) = e.metadata().await {
-                total += m.len();
-            }
-        }
-    }
-    total
 }
 
 /// A schema as JSON: `[{"name", "type", "nullable"}]`.

@@ -11,7 +11,7 @@ use weir_core::dag::Zone;
 use weir_core::store::{DatasetVersionRecord, Store};
 
 use super::delta;
-use super::storage::dir_size;
+use super::home::{Home, Place};
 use crate::data::DataError;
 
 /// What is wrong with one place.
@@ -57,7 +57,7 @@ pub struct Finding {
     /// The dataset (`zone.name`) and version, where the catalog names one.
     pub version: Option<(String, i64)>,
     /// The folder.
-    pub path: PathBuf,
+    pub path: Place,
     /// What is wrong.
     pub problem: Problem,
 }
@@ -72,26 +72,27 @@ pub struct Report {
 }
 
 /// Verifies the versions of `dataset` (every dataset when `None`) against
-/// the data folder `data_dir`.
+/// the data's home.
 pub async fn verify(
     store: &dyn Store,
-    data_dir: &Path,
+    home: &Home,
     dataset: Option<&str>,
 ) -> Result<Report, DataError> {
     let versions = store.dataset_versions(dataset).await?;
     let mut report = Report::default();
     for v in &versions {
-        let Some(path) = v.path.as_deref().map(PathBuf::from) else {
+        let Some(path) = v.path.as_deref().map(Place::parse) else {
             continue;
         };
-        let exists = tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir());
-        let problem = match (v.deleted_at.is_some(), exists) {
-            (true, true) => Some(Problem::NotDeleted),
-            (true, false) => None,
-            (false, false) => Some(Problem::Missing),
-            (false, true) => {
+        let files = path.files().await?;
+        let exists = files.is_some();
+        let problem = match (v.deleted_at.is_some(), &files) {
+            (true, Some(_)) => Some(Problem::NotDeleted),
+            (true, None) => None,
+            (false, None) => Some(Problem::Missing),
+            (false, Some(files)) => {
                 report.checked += 1;
-                let found = dir_size(&path).await;
+                let found: u64 = files.iter().map(|(_, len)| len).sum();
                 v.bytes
                     .and_then(|b| u64::try_from(b).ok())
                     .filter(|recorded| *recorded != found)
@@ -100,7 +101,12 @@ pub async fn verify(
         };
         let mut problems: Vec<Problem> = problem.into_iter().collect();
         if v.deleted_at.is_none() && exists {
-            problems.extend(delta_problems(v, &path).await);
+            let parquet: Vec<(String, u64)> = files
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(name, _)| name.ends_with(".parquet"))
+                .collect();
+            problems.extend(delta_problems(v, &path, parquet).await);
         }
         for problem in problems {
             report.findings.push(Finding {
@@ -110,34 +116,33 @@ pub async fn verify(
             });
         }
     }
-    for folder in dataset_folders(data_dir, dataset).await {
-        report.findings.extend(unknown_in(&folder, &versions).await);
+    for folder in dataset_tables(home, dataset).await? {
+        report
+            .findings
+            .extend(unknown_in(&folder, &versions).await?);
     }
     Ok(report)
 }
 
-/// Where the kept version `v` (files in `dir`) has a Delta commit: every
-/// file of its folder is in the table's snapshot at that commit with its
-/// size on disk, every file the snapshot names there exists, and a
-/// snapshot dataset's commit holds nothing else.
-async fn delta_problems(v: &DatasetVersionRecord, dir: &Path) -> Vec<Problem> {
+/// Where the kept version `v` (the Parquet files `parquet` in `dir`) has a
+/// Delta commit: every file of its folder is in the table's snapshot at
+/// that commit with its size on disk, every file the snapshot names there
+/// exists, and a snapshot dataset's commit holds nothing else.
+async fn delta_problems(
+    v: &DatasetVersionRecord,
+    dir: &Place,
+    parquet: Vec<(String, u64)>,
+) -> Vec<Problem> {
     let (Some(d), Some(folder)) = (v.delta_version, dir.parent()) else {
         return Vec::new();
     };
-    let files = match delta::files_at(folder, d).await {
+    let files = match delta::files_at(&folder, d).await {
         Ok(files) => files,
         Err(e) => return vec![Problem::Delta(format!("version {d} does not read: {e}"))],
     };
-    let prefix = format!("{}/", name_of(dir));
+    let prefix = format!("{}/", dir.name());
     let mut out = Vec::new();
-    let listed = {
-        let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || delta::parquet_files(&dir)).await
-    };
-    let on_disk: Vec<(String, u64)> = listed
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default()
+    let on_disk: Vec<(String, u64)> = parquet
         .into_iter()
         .map(|(name, len)| (format!("{prefix}{name}"), len))
         .collect();
@@ -177,7 +182,11 @@ pub const LEFTOVER_IDLE: std::time::Duration = std::time::Duration::from_secs(36
 /// such a folder was never read as data; this only frees the space.
 pub async fn clean_leftovers(data_dir: &Path, idle: std::time::Duration) -> Vec<PathBuf> {
     let mut candidates: Vec<PathBuf> = Vec::new();
-    for folder in dataset_folders(data_dir, None).await {
+    let home = Home::Local(data_dir.to_path_buf());
+    for folder in dataset_tables(&home, None).await.unwrap_or_default() {
+        let Place::Local(folder) = folder else {
+            continue;
+        };
         candidates.extend(
             hidden_dirs(&folder)
                 .await
@@ -241,39 +250,33 @@ fn last_write(dir: &Path) -> Option<std::time::SystemTime> {
     Some(newest)
 }
 
-/// The folders of the datasets to look in: one, or every one of every zone.
-async fn dataset_folders(data_dir: &Path, dataset: Option<&str>) -> Vec<PathBuf> {
+/// The tables of the datasets to look in: one, or every one of every zone.
+async fn dataset_tables(home: &Home, dataset: Option<&str>) -> Result<Vec<Place>, DataError> {
     if let Some((zone, name)) = dataset.and_then(|d| d.split_once('.')) {
-        return vec![data_dir.join(zone).join(name)];
+        return Ok(vec![home.table(zone, name)]);
     }
     let mut out = Vec::new();
     for zone in [Zone::Raw, Zone::Clean, Zone::Curated, Zone::Quarantine] {
-        let Ok(mut entries) = tokio::fs::read_dir(data_dir.join(zone.as_str())).await else {
-            continue;
-        };
-        while let Ok(Some(e)) = entries.next_entry().await {
-            if e.file_type().await.is_ok_and(|t| t.is_dir()) {
-                out.push(e.path());
-            }
+        let zone = home.root().join(zone.as_str());
+        for name in zone.folders().await? {
+            out.push(zone.join(&name));
         }
     }
-    out.sort();
-    out
+    Ok(out)
 }
 
-/// What a dataset's folder holds that no recorded version accounts for.
-async fn unknown_in(folder: &Path, versions: &[DatasetVersionRecord]) -> Vec<Finding> {
-    let recorded: HashSet<PathBuf> = versions
+/// What a dataset's table holds that no recorded version accounts for.
+async fn unknown_in(
+    folder: &Place,
+    versions: &[DatasetVersionRecord],
+) -> Result<Vec<Finding>, DataError> {
+    let recorded: HashSet<Place> = versions
         .iter()
-        .filter_map(|v| v.path.as_deref().map(PathBuf::from))
+        .filter_map(|v| v.path.as_deref().map(Place::parse))
         .collect();
     let mut out = Vec::new();
-    let Ok(mut entries) = tokio::fs::read_dir(folder).await else {
-        return out;
-    };
-    while let Ok(Some(e)) = entries.next_entry().await {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let path = e.path();
+    for name in folder.folders().await? {
+        let path = folder.join(&name);
         let problem = if name.starts_with(".tmp-") {
             Problem::Leftover
         } else if name.starts_with("v=") && !recorded.contains(&path) {
@@ -287,6 +290,6 @@ async fn unknown_in(folder: &Path, versions: &[DatasetVersionRecord]) -> Vec<Fin
             problem,
         });
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    out
+    out.sort_by_key(|f| f.path.to_string());
+    Ok(out)
 }

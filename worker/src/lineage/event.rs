@@ -2,8 +2,6 @@
 //! DAG run as its parent, datasets with their schema and version, and what
 //! validation found about the datasets it read.
 
-use std::path::Path;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -13,6 +11,7 @@ use weir_core::store::{DatasetVersionRecord, NewQuality};
 
 use super::{External, Seen};
 use crate::context::TryContext;
+use crate::data::home::{Home, Place};
 
 const SPEC: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
 const FACETS: &str = "https://openlineage.io/spec/facets/";
@@ -24,18 +23,18 @@ pub fn start_event(
     ns: &str,
     ctx: &TryContext,
     task: &Task,
-    data_dir: &Path,
+    home: &Home,
     at: DateTime<Utc>,
 ) -> Value {
     let inputs: Vec<Value> = task
         .reads()
         .into_iter()
-        .map(|d| dataset(&zone_dataset(data_dir, d), Map::new()))
+        .map(|d| dataset(&zone_dataset(home, d), Map::new()))
         .collect();
     let outputs: Vec<Value> = task
         .writes()
         .into_iter()
-        .map(|d| dataset(&zone_dataset(data_dir, d), Map::new()))
+        .map(|d| dataset(&zone_dataset(home, d), Map::new()))
         .collect();
     run_event(
         "START",
@@ -57,7 +56,7 @@ pub fn end_event(
     ns: &str,
     ctx: &TryContext,
     task: &Task,
-    data_dir: &Path,
+    home: &Home,
     ended: &Ended,
     seen: &Seen,
     at: DateTime<Utc>,
@@ -85,7 +84,7 @@ pub fn end_event(
         .iter()
         .map(|v| {
             let mut facets = version_facets(v);
-            let ds = record_dataset(data_dir, v);
+            let ds = record_dataset(home, v);
             let mut input = dataset(&ds, std::mem::take(&mut facets));
             if let Some(q) = seen.quality.iter().rev().find(|q| q.dataset == v.dataset) {
                 input["inputFacets"] = quality_facets(q);
@@ -102,7 +101,7 @@ pub fn end_event(
         .wrote
         .iter()
         .map(|v| {
-            let mut out = dataset(&record_dataset(data_dir, v), version_facets(v));
+            let mut out = dataset(&record_dataset(home, v), version_facets(v));
             if let Some(rows) = v.rows {
                 out["outputFacets"] = json!({
                     "outputStatistics": facet(
@@ -338,15 +337,27 @@ fn quality_facets(q: &NewQuality) -> Value {
     })
 }
 
-/// A zone dataset as OpenLineage names a folder: `file` and its absolute path.
-fn zone_dataset(data_dir: &Path, d: &DatasetName) -> External {
-    super::file_dataset(&data_dir.join(d.zone().as_str()).join(d.name()))
+/// A zone dataset as OpenLineage names its table: `file` and its absolute
+/// path, or `s3://bucket` and its key.
+fn zone_dataset(home: &Home, d: &DatasetName) -> External {
+    place_dataset(&home.table(d.zone().as_str(), d.name()))
 }
 
-fn record_dataset(data_dir: &Path, v: &DatasetVersionRecord) -> External {
+fn record_dataset(home: &Home, v: &DatasetVersionRecord) -> External {
     match v.dataset.parse::<DatasetName>() {
-        Ok(d) => zone_dataset(data_dir, &d),
-        Err(_) => super::file_dataset(&data_dir.join(&v.dataset)),
+        Ok(d) => zone_dataset(home, &d),
+        Err(_) => place_dataset(&home.root().join(&v.dataset)),
+    }
+}
+
+fn place_dataset(place: &Place) -> External {
+    match place {
+        Place::Local(p) => super::file_dataset(p),
+        Place::Object(url) => External {
+            namespace: format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),
+            name: url.path().trim_matches('/').to_owned(),
+            fields: Vec::new(),
+        },
     }
 }
 
@@ -382,4 +393,24 @@ fn try_run_id(ctx: &TryContext) -> String {
         &c.map_index.to_string(),
         &c.try_number.to_string(),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datasets_in_a_bucket_are_named_by_bucket_and_key() {
+        let table = Place::parse("s3://lake/site/clean/orders");
+        let named = place_dataset(&table);
+        assert_eq!(
+            (named.namespace.as_str(), named.name.as_str()),
+            ("s3://lake", "site/clean/orders")
+        );
+        let local = place_dataset(&Place::parse("/srv/data/clean/orders"));
+        assert_eq!(
+            (local.namespace.as_str(), local.name.as_str()),
+            ("file", "/srv/data/clean/orders")
+        );
+    }
 }

@@ -53,8 +53,8 @@ pub struct RemoteOptions {
     pub name: String,
     /// Where its tries' logs are written before they are shipped.
     pub logs_dir: PathBuf,
-    /// The site's data folder, shared with the servers (data tasks).
-    pub data_dir: PathBuf,
+    /// The site's data folder or bucket, shared with the servers (data tasks).
+    pub home: crate::data::home::Home,
     /// Connection URLs by id (lower case), for SQL sensors and data tasks.
     pub connections: HashMap<String, String>,
     /// How long dataset versions are kept.
@@ -420,7 +420,7 @@ impl RemoteWorker {
                 give_up: self.lease(),
             }),
             connections: Arc::new(self.options.connections.clone()),
-            data_dir: self.options.data_dir.clone(),
+            home: self.options.home.clone(),
             retention: Arc::new(self.options.retention.clone()),
             clock: Arc::new(weir_core::scheduler::SystemClock),
             catalog_id: Some(Arc::from(self.registered.catalog_id.as_str())),

@@ -115,7 +115,7 @@ impl Site {
                 role: "test".into(),
                 poll: Duration::from_millis(100),
                 connections,
-                data_dir: dir.path().join("data"),
+                home: weir_worker::data::home::Home::Local(dir.path().join("data")),
                 retention: extras.retention,
                 lineage: Default::default(),
             },
