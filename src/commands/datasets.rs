@@ -369,7 +369,6 @@ async fn updated(config: &Config, name: &str, extra: Option<&str>) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-/// `weir datasets verify [NAME]`.
 /// `weir datasets erase`.
 async fn erase(
     config: &Config,
@@ -379,9 +378,16 @@ async fn erase(
     output: OutputFormat,
 ) -> anyhow::Result<ExitCode> {
     let store = super::store(config).await?;
-    let found =
-        weir_worker::data::erase::erase(store.as_ref(), names, condition, &super::actor(), dry_run)
-            .await?;
+    let home = crate::site::data_home(config)?;
+    let found = weir_worker::data::erase::erase(
+        store.as_ref(),
+        &home,
+        names,
+        condition,
+        &super::actor(),
+        dry_run,
+    )
+    .await?;
     let matched: u64 = found.iter().map(|e| e.matched).sum();
     let touched = found.iter().filter(|e| e.matched > 0).count();
     match output {
@@ -450,6 +456,7 @@ async fn migrate(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `weir datasets verify [NAME]`.
 async fn verify(
     config: &Config,
     name: Option<&str>,

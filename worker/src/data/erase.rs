@@ -16,7 +16,7 @@ use datafusion::prelude::{DataFrame, Expr, SessionContext};
 use weir_core::store::{DatasetVersionRecord, ErasedVersion, Store};
 
 use super::DataError;
-use super::home::Place;
+use super::home::{Home, Place};
 use super::{delta, storage};
 
 /// What an erasure found (or did) in one kept version.
@@ -33,10 +33,11 @@ pub struct Erased {
 }
 
 /// Erases the rows where `condition` (SQL over the dataset's columns) is
-/// true from every kept version of each of `datasets`; with `dry_run`, only
-/// counts them. Versions without a match are not touched.
+/// true from every kept version of each of `datasets` (in `home`); with
+/// `dry_run`, only counts them. Versions without a match are not touched.
 pub async fn erase(
     store: &dyn Store,
+    home: &Home,
     datasets: &[String],
     condition: &str,
     actor: &str,
@@ -64,13 +65,14 @@ pub async fn erase(
     }
     let mut out = Vec::new();
     for v in &plan {
-        out.push(erase_version(store, v, condition, actor, dry_run).await?);
+        out.push(erase_version(store, home, v, condition, actor, dry_run).await?);
     }
     Ok(out)
 }
 
 async fn erase_version(
     store: &dyn Store,
+    home: &Home,
     v: &DatasetVersionRecord,
     condition: &str,
     actor: &str,
@@ -97,11 +99,11 @@ async fn erase_version(
     // Rows where the condition is false or unknown stay.
     let kept = df.filter(!matches.is_true())?;
     let schema: SchemaRef = Arc::new(kept.schema().as_arrow().clone());
-    // Written beside the version, or for object storage in a local
-    // temporary folder, then moved into place as a new version folder.
+    // Written beside the version, or for object storage in the staging
+    // folder, then moved into place as a new version folder.
     let tmp = match &folder {
         Place::Local(dir) => dir.clone(),
-        Place::Object(_) => std::env::temp_dir(),
+        Place::Object(_) => home.local_dir().to_path_buf(),
     }
     .join(format!(".tmp-{}", uuid::Uuid::new_v4()));
     let written = match write(kept, &tmp, schema).await {

@@ -6,8 +6,6 @@
 //! unrecorded folder behind.
 
 use std::path::{Path, PathBuf};
-
-use super::home::Place;
 use std::sync::Arc;
 
 use datafusion::arrow::array::AsArray;
@@ -22,6 +20,7 @@ use weir_core::store::{
     DatasetVersionRecord, NewDatasetVersion, NewValidation, RecordedValidation,
 };
 
+use super::home::Place;
 use super::{DataError, delta};
 use crate::context::TryContext;
 use crate::resources::Resources;
