@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+mod support;
+
 /// One case at a time: a case restarts the database server.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -944,7 +946,7 @@ fn datasets_live_in_object_storage_and_remote_workers_need_no_shared_folder() {
     // their Delta logs beside them, the staging folders empty again.
     assert!(!c.path("data").exists());
     for staging in [c.path("staging"), worker_staging.clone()] {
-        let left: Vec<_> = walk(&staging).into_iter().filter(|p| p.is_file()).collect();
+        let left = support::files_under(&staging);
         assert!(left.is_empty(), "left in {}: {left:?}", staging.display());
     }
     let shown = c.json(&["datasets", "show", "clean.people", "--output", "json"]);
@@ -958,6 +960,8 @@ fn datasets_live_in_object_storage_and_remote_workers_need_no_shared_folder() {
     for expected in [
         "_delta_log/00000000000000000000.json",
         "_delta_log/00000000000000000001.json",
+        "v=2/_weir_claim",
+        "v=2/_weir_checksums.json",
     ] {
         let key = format!("{prefix}/clean/people/{expected}");
         assert!(keys.contains(&key), "{key} not in {keys:?}");
@@ -1055,7 +1059,7 @@ fn datasets_live_in_object_storage_and_remote_workers_need_no_shared_folder() {
         format!("s3://{bucket}/{prefix}"),
         "{manifest}"
     );
-    assert!(walk(&c.path("backup/data")).is_empty());
+    assert!(support::files_under(&c.path("backup/data")).is_empty());
 
     // A file lost from the bucket is found by verify, named.
     let summary = s3_keys(&endpoint, bucket, &format!("{prefix}/curated/summary/v=2/"));
@@ -1071,20 +1075,4 @@ fn datasets_live_in_object_storage_and_remote_workers_need_no_shared_folder() {
     assert!(text.contains("missing") && text.contains("v=2"), "{text}");
     drop(c);
     runtime.block_on(db.cleanup());
-}
-
-/// Every path under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p.clone());
-            }
-            out.push(p);
-        }
-    }
-    out
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
 struct Site {
     dir: tempfile::TempDir,
 }
@@ -922,6 +924,27 @@ fn datasets_and_quality_from_the_command_line() {
         String::from_utf8_lossy(&verified.stdout)
     );
 
+    // A file whose bytes changed but not its size is found by its checksum.
+    let file = support::files_under(&site.path("data/clean"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    let original = std::fs::read(&file).unwrap();
+    let mut changed = original.clone();
+    let middle = changed.len() / 2;
+    changed[middle] ^= 0xff;
+    std::fs::write(&file, &changed).unwrap();
+    let verified = site.run(&["datasets", "verify"]);
+    let said = String::from_utf8_lossy(&verified.stdout).into_owned();
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(!verified.status.success(), "{said}");
+    assert!(
+        said.contains("checksum:") && said.contains(&name) && said.contains("1 problem(s)"),
+        "{said}"
+    );
+    std::fs::write(&file, &original).unwrap();
+    assert!(site.run(&["datasets", "verify"]).status.success());
+
     // Every dataset was written as a Delta table: nothing to migrate.
     let migrated = site.run(&["datasets", "migrate"]);
     assert!(migrated.status.success());
@@ -996,12 +1019,10 @@ fn datasets_and_quality_from_the_command_line() {
     std::fs::create_dir_all(data("clean/people/.tmp-crashed")).unwrap();
     std::fs::create_dir_all(data("clean/people/v=9")).unwrap();
     std::fs::remove_dir_all(data("curated/summary/v=1")).unwrap();
-    let raw = std::fs::read_dir(data("raw/people/v=1"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let raw = support::files_under(&data("raw/people/v=1"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
     std::fs::OpenOptions::new()
         .append(true)
         .open(&raw)
@@ -1027,6 +1048,7 @@ fn datasets_and_quality_from_the_command_line() {
             " leftover",
             " orphan",
             "curated.summary v1 missing",
+            "raw.people v1 checksum",
             "raw.people v1 delta",
             "raw.people v1 size"
         ],

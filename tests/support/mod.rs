@@ -45,3 +45,21 @@ pub fn refused(dir: &Path, args: &[&str], what: &str) {
     assert_ne!(out.status.code(), Some(0), "weir {args:?} succeeded");
     assert!(err.contains(what), "weir {args:?}: {err}");
 }
+
+/// Every file under `dir` (not its folders), sorted.
+pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -59,6 +59,10 @@ fn object_err(what: impl std::fmt::Display) -> impl FnOnce(object_store::Error) 
 /// writer that put it first (other engines skip files starting with `_`).
 pub const CLAIM: &str = "_weir_claim";
 
+/// The file in a version folder that records the CRC-32 of each of its
+/// Parquet files, written before the version is published.
+pub const CHECKSUMS: &str = "_weir_checksums.json";
+
 /// The stores registered in this process, by `scheme://bucket`.
 static STORES: LazyLock<RwLock<HashMap<String, Arc<dyn ObjectStore>>>> =
     LazyLock::new(Default::default);
@@ -423,6 +427,62 @@ impl Place {
         }
     }
 
+    /// The checksums its [`CHECKSUMS`] file records, by file name; `None`
+    /// when it has none (a version published before weir recorded them).
+    pub async fn recorded_checksums(
+        &self,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, DataError> {
+        #[derive(serde::Deserialize)]
+        struct Recorded {
+            crc32: std::collections::BTreeMap<String, String>,
+        }
+        let place = self.join(CHECKSUMS);
+        let text = match &place {
+            Place::Local(p) => match tokio::fs::read_to_string(p).await {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(DataError::io(format!("reading {}", p.display()))(e)),
+            },
+            Place::Object(url) => {
+                let (store, path) = store_for(url)?;
+                match store.get(&path).await {
+                    Ok(got) => {
+                        let bytes = got.bytes().await.map_err(object_err(url))?;
+                        String::from_utf8_lossy(&bytes).into_owned()
+                    }
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(object_err(url)(e)),
+                }
+            }
+        };
+        let recorded: Recorded = serde_json::from_str(&text)
+            .map_err(|e| invalid(format!("{place}: not a checksum file: {e}")))?;
+        Ok(Some(recorded.crc32))
+    }
+
+    /// The CRC-32 of the file `name` in this folder, read whole.
+    pub async fn checksum_of(&self, name: &str) -> Result<String, DataError> {
+        match self.join(name) {
+            Place::Local(p) => {
+                let what = format!("reading {}", p.display());
+                tokio::task::spawn_blocking(move || crc32_of(std::fs::File::open(&p)?))
+                    .await
+                    .map_err(|e| invalid(format!("{what}: {e}")))?
+                    .map_err(DataError::io(what))
+            }
+            Place::Object(url) => {
+                let (store, path) = store_for(&url)?;
+                let got = store.get(&path).await.map_err(object_err(&url))?;
+                let mut stream = got.into_stream();
+                let mut hasher = crc32fast::Hasher::new();
+                while let Some(chunk) = stream.next().await {
+                    hasher.update(&chunk.map_err(object_err(&url))?);
+                }
+                Ok(format!("{:08x}", hasher.finalize()))
+            }
+        }
+    }
+
     /// Whether the folder exists (on object storage: holds anything).
     pub async fn exists(&self) -> bool {
         match self {
@@ -504,6 +564,7 @@ impl Place {
         };
         match (&dest, self) {
             (Place::Local(dest), Place::Local(folder)) => {
+                record_checksums(tmp).await?;
                 tokio::fs::rename(tmp, dest)
                     .await
                     .map_err(DataError::io(format!(
@@ -518,6 +579,7 @@ impl Place {
                     .map_err(DataError::io(format!("syncing {}", dest.display())))?;
             }
             (Place::Object(url), _) => {
+                record_checksums(tmp).await?;
                 upload(tmp, url).await?;
                 let _ = tokio::fs::remove_dir_all(tmp).await;
             }
@@ -534,6 +596,40 @@ impl Place {
             .sum();
         Ok((dest, bytes))
     }
+}
+
+/// Writes the [`CHECKSUMS`] file of the local folder `dir`.
+async fn record_checksums(dir: &Path) -> Result<(), DataError> {
+    let dir = dir.to_path_buf();
+    let what = format!("recording the checksums of {}", dir.display());
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut sums = std::collections::BTreeMap::new();
+        for (name, _) in list_local(&dir)? {
+            if name.ends_with(".parquet") {
+                let file = std::fs::File::open(dir.join(&name))?;
+                sums.insert(name, crc32_of(file)?);
+            }
+        }
+        let text = serde_json::json!({ "crc32": sums }).to_string();
+        std::fs::write(dir.join(CHECKSUMS), text)
+    })
+    .await
+    .map_err(|e| invalid(format!("{what}: {e}")))?
+    .map_err(DataError::io(what))
+}
+
+/// The CRC-32 of what `r` reads, as 8 hex digits.
+fn crc32_of(mut r: impl std::io::Read) -> std::io::Result<String> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:08x}", hasher.finalize()))
 }
 
 /// What is directly in the folder `url`: its objects and sub-folders.

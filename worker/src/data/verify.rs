@@ -1,5 +1,5 @@
 //! `weir datasets verify`: every version the catalog keeps is on disk with
-//! the size it was recorded with, and the data folder holds nothing the
+//! the size it was recorded with and its files' recorded checksums, and the data folder holds nothing the
 //! catalog does not know (versions no one recorded, versions retention
 //! recorded as deleted, temporary folders a crash left); and removing those
 //! temporary folders once nothing has written to them for a while.
@@ -34,6 +34,8 @@ pub enum Problem {
     Leftover,
     /// The version's Delta commit disagrees with its files (what, which).
     Delta(String),
+    /// A file's content is not what was published (which, and why).
+    Checksum(String),
 }
 
 impl std::fmt::Display for Problem {
@@ -47,6 +49,7 @@ impl std::fmt::Display for Problem {
             Problem::Unrecorded => f.write_str("orphan: no version of the catalog"),
             Problem::Leftover => f.write_str("leftover: a write that never finished"),
             Problem::Delta(what) => write!(f, "delta: {what}"),
+            Problem::Checksum(what) => write!(f, "checksum: {what}"),
         }
     }
 }
@@ -106,6 +109,7 @@ pub async fn verify(
                 .into_iter()
                 .filter(|(name, _)| name.ends_with(".parquet"))
                 .collect();
+            problems.extend(checksum_problems(&path, &parquet).await);
             problems.extend(delta_problems(v, &path, parquet).await);
         }
         for problem in problems {
@@ -122,6 +126,34 @@ pub async fn verify(
             .extend(unknown_in(&folder, &versions).await?);
     }
     Ok(report)
+}
+
+/// Where the version in `dir` records its files' checksums: each of its
+/// Parquet files `parquet` has the one recorded, and every file recorded is
+/// there (a missing one is also found against the Delta commit).
+async fn checksum_problems(dir: &Place, parquet: &[(String, u64)]) -> Vec<Problem> {
+    let recorded = match dir.recorded_checksums().await {
+        Ok(Some(sums)) => sums,
+        Ok(None) => return Vec::new(),
+        Err(e) => return vec![Problem::Checksum(e.to_string())],
+    };
+    let mut out = Vec::new();
+    for (name, _) in parquet {
+        let Some(want) = recorded.get(name) else {
+            out.push(Problem::Checksum(format!(
+                "{name} was not published with the version"
+            )));
+            continue;
+        };
+        match dir.checksum_of(name).await {
+            Ok(found) if &found == want => {}
+            Ok(found) => out.push(Problem::Checksum(format!(
+                "{name} reads as CRC-32 {found}, published as {want}"
+            ))),
+            Err(e) => out.push(Problem::Checksum(format!("{name}: {e}"))),
+        }
+    }
+    out
 }
 
 /// Where the kept version `v` (the Parquet files `parquet` in `dir`) has a
