@@ -483,21 +483,6 @@ impl Place {
         }
     }
 
-    /// Whether the folder exists (on object storage: holds anything).
-    pub async fn exists(&self) -> bool {
-        match self {
-            Place::Local(p) => tokio::fs::metadata(p).await.is_ok_and(|m| m.is_dir()),
-            Place::Object(url) => match store_for(url) {
-                Ok((store, path)) => store
-                    .list(Some(&path))
-                    .next()
-                    .await
-                    .is_some_and(|r| r.is_ok()),
-                Err(_) => false,
-            },
-        }
-    }
-
     /// Removes the folder and everything in it; an absent one is no error.
     pub async fn remove(&self) -> Result<(), DataError> {
         match self {
