@@ -1048,6 +1048,40 @@ fn datasets_live_in_object_storage_and_remote_workers_need_no_shared_folder() {
     let check = c.json(&["datasets", "verify", "--output", "json"]);
     assert_eq!(check["findings"], serde_json::json!([]), "{check}");
 
+    // An upload no commit and no catalog entry names (a writer that died
+    // mid-publish) is reported as an orphan, never read.
+    let stray = format!("/{bucket}/{prefix}/clean/people/v=9/part-0.parquet");
+    let (status, body) = s3_request(&endpoint, "PUT", &stray);
+    assert_eq!(status, 200, "{body}");
+    let out = c
+        .command(&["datasets", "verify", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found: Vec<(String, String)> = check["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let problem = f["problem"].as_str().unwrap();
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                problem.split(':').next().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [(
+            format!("s3://{bucket}/{prefix}/clean/people/v=9"),
+            "orphan".to_owned()
+        )],
+        "{check}"
+    );
+    let (status, body) = s3_request(&endpoint, "DELETE", &stray);
+    assert_eq!(status, 204, "{body}");
+
     // A backup copies the catalog and leaves the data in the bucket.
     let out = c.run(&["backup", c.path("backup").to_str().unwrap()]);
     assert!(out.contains("stay in object storage"), "{out}");
