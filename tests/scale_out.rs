@@ -119,6 +119,18 @@ impl Cluster {
     /// of its own (as on another machine: the servers read them from the
     /// pieces it pushes).
     fn worker(&mut self, name: &str, servers: &[&str], queues: &str, slots: usize) {
+        self.worker_with(name, servers, queues, slots, &[]);
+    }
+
+    /// [`Cluster::worker`] with these environment variables too.
+    fn worker_with(
+        &mut self,
+        name: &str,
+        servers: &[&str],
+        queues: &str,
+        slots: usize,
+        env: &[(&str, &std::path::Path)],
+    ) {
         let (servers, slots, token) = (servers.join(","), slots.to_string(), self.token.clone());
         let logs = self.path(&format!("worker-logs/{name}"));
         let child = self
@@ -128,6 +140,7 @@ impl Cluster {
             ])
             .env("WEIR_LOG", "info,sqlx=warn")
             .env("WEIR_CORE_LOGS_DIR", logs)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.path(&format!("{name}.log"))).unwrap())
             .spawn()
@@ -521,14 +534,8 @@ fn a_draining_worker_finishes_its_try_and_a_queue_nobody_serves_waits() {
     runtime.block_on(db.cleanup());
 }
 
-/// Extract, validate and transform on a remote worker; a copy of the
-/// extract on a queue whose worker sees another data folder.
-const PEOPLE: &str = r#"
-schedule: manual
-notify:
-  - on: [success]
-    command: echo "$WEIR_NOTIFY_DAG_ID succeeded" >> ../notified.txt
-tasks:
+/// Extract, validate and transform: the data tasks of the people DAGs.
+const PEOPLE_DATA_TASKS: &str = r#"
   extract:
     kind: extract
     source: {format: csv, path: "people.csv"}
@@ -548,6 +555,11 @@ tasks:
     inputs: [clean.people]
     sql: "select count(*) as people from clean.people"
     output: curated.summary
+"#;
+
+/// The people DAG's other tasks: a sensor on a stored connection, outputs
+/// between tries, a mapped task.
+const PEOPLE_MORE_TASKS: &str = r#"
   probe:
     kind: sensor
     sql: "select count(*) from dag_runs where run_id = '{{ run_id }}'"
@@ -572,6 +584,20 @@ tasks:
     command: echo "greeted {{ tasks.greet.output | join(',') }}"
 "#;
 
+/// Extract, validate and transform on a remote worker with a sensor,
+/// outputs, a mapped task and a notification; a copy of the extract on a
+/// queue whose worker sees another data folder is `ELSEWHERE`.
+fn people() -> String {
+    let head = r#"
+schedule: manual
+notify:
+  - on: [success]
+    command: echo "$WEIR_NOTIFY_DAG_ID succeeded" >> ../notified.txt
+tasks:
+"#;
+    format!("{head}{PEOPLE_DATA_TASKS}{PEOPLE_MORE_TASKS}")
+}
+
 const ELSEWHERE: &str = r#"
 schedule: manual
 tasks:
@@ -595,7 +621,7 @@ fn remote_workers_run_data_tasks_through_the_api_and_refuse_a_data_folder_not_th
         &db.url,
         5,
         &[
-            ("people.yaml", PEOPLE.to_owned()),
+            ("people.yaml", people()),
             ("elsewhere.yaml", ELSEWHERE.to_owned()),
         ],
     );
@@ -827,30 +853,6 @@ print(json.dumps(sorted(str(i) for i in ids)), flush=True)
 os._exit(0)
 "#;
 
-const OBJECT_PEOPLE: &str = r#"
-schedule: manual
-tasks:
-  extract:
-    kind: extract
-    source: {format: csv, path: "people.csv"}
-    output: raw.people
-  check:
-    kind: validate
-    input: raw.people
-    contract:
-      columns:
-        id: {type: int64, required: true}
-        age: {type: int32, min: 0}
-    output: clean.people
-    quarantine: quarantine.people
-    max_quarantined: 50%
-  summary:
-    kind: transform
-    inputs: [clean.people]
-    sql: "select count(*) as people, sum(age) as ages from clean.people"
-    output: curated.summary
-"#;
-
 #[test]
 fn datasets_live_in_object_storage_and_remote_workers_need_no_shared_folder() {
     let _one = ONE_AT_A_TIME
@@ -865,7 +867,14 @@ fn datasets_live_in_object_storage_and_remote_workers_need_no_shared_folder() {
     let bucket = "weir-test";
     let (status, body) = s3_request(&endpoint, "PUT", &format!("/{bucket}"));
     assert!(matches!(status, 200 | 409), "creating the bucket: {body}");
-    let mut c = Cluster::new(&db.url, 5, &[("people.yaml", OBJECT_PEOPLE.to_owned())]);
+    let mut c = Cluster::new(
+        &db.url,
+        5,
+        &[(
+            "people.yaml",
+            format!("schedule: manual\ntasks:{PEOPLE_DATA_TASKS}"),
+        )],
+    );
     let prefix = format!(
         "site-{}",
         c.dir
@@ -895,22 +904,13 @@ fn datasets_live_in_object_storage_and_remote_workers_need_no_shared_folder() {
     // The worker has a staging folder of its own and no data folder at all:
     // the bucket is what it shares with the servers.
     let worker_staging = c.path("worker-staging");
-    let (servers, token) = (api.clone(), c.token.clone());
-    let child = c
-        .command(&[
-            "worker", "--server", &servers, "--token", &token, "--name", "w-s3", "--grace", "2",
-        ])
-        .env("WEIR_CORE_STAGING_DIR", &worker_staging)
-        .env("WEIR_CORE_LOGS_DIR", c.path("worker-logs"))
-        .env("WEIR_LOG", "info,sqlx=warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(c.path("w-s3.log")).unwrap())
-        .spawn()
-        .unwrap();
-    c.procs.insert("w-s3".into(), child);
-    c.wait_for("w-s3 to register", || {
-        c.log("w-s3").contains("claiming work")
-    });
+    c.worker_with(
+        "w-s3",
+        &[&api],
+        "default",
+        2,
+        &[("WEIR_CORE_STAGING_DIR", &worker_staging)],
+    );
     for n in 1..=2 {
         c.run(&["dags", "trigger", "people"]);
         c.wait_for("the run to end", || {

@@ -95,20 +95,21 @@ impl Resources {
         } else {
             "mount it here, e.g. over NFS, and point data_dir at it, or keep the data in object storage"
         };
-        match self.home.read_marker(CATALOG_MARKER).await {
-            Ok(Some(text)) if text.trim() == &**expected => Ok(()),
-            Ok(Some(text)) => Err(format!(
+        let held = match self.home.read_marker(CATALOG_MARKER).await {
+            Ok(Some(text)) => Ok(text),
+            Ok(None) => Err("there is none".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        match held {
+            Ok(text) if text.trim() == &**expected => Ok(()),
+            Ok(text) => Err(format!(
                 "the data folder {} belongs to another weir site (its {CATALOG_MARKER} holds {}, this site's catalog is {expected}); \
                  data tasks run only where the data folder is the one the catalog records",
                 self.home.describe(),
                 text.trim()
             )),
-            Ok(None) => Err(format!(
-                "the data folder {} has no readable {CATALOG_MARKER} marker (there is none); data tasks need the site's shared data folder ({shared})",
-                self.home.describe(),
-            )),
-            Err(e) => Err(format!(
-                "the data folder {} has no readable {CATALOG_MARKER} marker ({e}); data tasks need the site's shared data folder ({shared})",
+            Err(why) => Err(format!(
+                "the data folder {} has no readable {CATALOG_MARKER} marker ({why}); data tasks need the site's shared data folder ({shared})",
                 self.home.describe(),
             )),
         }

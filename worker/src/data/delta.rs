@@ -300,21 +300,6 @@ fn remove(f: TableFile) -> Remove {
     }
 }
 
-/// The files of a version's folder a commit names (its Parquet files),
-/// sorted by name, with their sizes.
-pub fn parquet_files(dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".parquet") {
-            out.push((name, e.metadata()?.len()));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// `files` as they are in the table: inside its folder `dir` (`v=3`).
 fn inside(dir: &str, files: Vec<Add>) -> Vec<Add> {
     files
@@ -331,9 +316,10 @@ fn inside(dir: &str, files: Vec<Add>) -> Vec<Add> {
 pub async fn adds_of(dir: &Path) -> Result<Vec<Add>, DataError> {
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<Vec<Add>, DataError> {
-        parquet_files(&dir)
+        super::home::local_files(&dir)
             .map_err(DataError::io(format!("reading {}", dir.display())))?
             .into_iter()
+            .filter(|(name, _)| name.ends_with(".parquet"))
             .map(|(name, _)| {
                 let path = dir.join(&name);
                 let file = std::fs::File::open(&path)

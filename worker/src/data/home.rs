@@ -374,7 +374,7 @@ impl Place {
         match self {
             Place::Local(dir) => {
                 let dir = dir.clone();
-                tokio::task::spawn_blocking(move || match list_local(&dir) {
+                tokio::task::spawn_blocking(move || match local_files(&dir) {
                     Ok(files) => Ok(Some(files)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                     Err(e) => Err(DataError::io(format!("reading {}", dir.display()))(e)),
@@ -547,9 +547,9 @@ impl Place {
             }
             k += 1;
         };
+        let files = record_checksums(tmp).await?;
         match (&dest, self) {
             (Place::Local(dest), Place::Local(folder)) => {
-                record_checksums(tmp).await?;
                 tokio::fs::rename(tmp, dest)
                     .await
                     .map_err(DataError::io(format!(
@@ -564,39 +564,35 @@ impl Place {
                     .map_err(DataError::io(format!("syncing {}", dest.display())))?;
             }
             (Place::Object(url), _) => {
-                record_checksums(tmp).await?;
-                upload(tmp, url).await?;
+                upload(tmp, &files, url).await?;
                 let _ = tokio::fs::remove_dir_all(tmp).await;
             }
             (Place::Local(_), Place::Object(_)) => {
                 return Err(invalid("a local version in an object table"));
             }
         }
-        let bytes = dest
-            .files()
-            .await?
-            .unwrap_or_default()
-            .iter()
-            .map(|(_, len)| len)
-            .sum();
+        // The folder holds what was written (and an empty claim, in a bucket).
+        let bytes = files.iter().map(|(_, len)| len).sum();
         Ok((dest, bytes))
     }
 }
 
-/// Writes the [`CHECKSUMS`] file of the local folder `dir`.
-async fn record_checksums(dir: &Path) -> Result<(), DataError> {
+/// Writes the [`CHECKSUMS`] file of the local folder `dir`; answers the
+/// folder's files then, with their sizes.
+async fn record_checksums(dir: &Path) -> Result<Vec<(String, u64)>, DataError> {
     let dir = dir.to_path_buf();
     let what = format!("recording the checksums of {}", dir.display());
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(String, u64)>> {
         let mut sums = std::collections::BTreeMap::new();
-        for (name, _) in list_local(&dir)? {
+        for (name, _) in local_files(&dir)? {
             if name.ends_with(".parquet") {
                 let file = std::fs::File::open(dir.join(&name))?;
                 sums.insert(name, crc32_of(file)?);
             }
         }
         let text = serde_json::json!({ "crc32": sums }).to_string();
-        std::fs::write(dir.join(CHECKSUMS), text)
+        std::fs::write(dir.join(CHECKSUMS), text)?;
+        local_files(&dir)
     })
     .await
     .map_err(|e| invalid(format!("{what}: {e}")))?
@@ -626,16 +622,11 @@ async fn listing(url: &Url) -> Result<object_store::ListResult, DataError> {
         .map_err(object_err(url))
 }
 
-/// Uploads every file of the local folder `dir` into the folder `url`.
-async fn upload(dir: &Path, url: &Url) -> Result<(), DataError> {
+/// Uploads `files` of the local folder `dir` into the folder `url`.
+async fn upload(dir: &Path, files: &[(String, u64)], url: &Url) -> Result<(), DataError> {
     let (store, prefix) = store_for(url)?;
-    let local = dir.to_path_buf();
-    let files = tokio::task::spawn_blocking(move || list_local(&local))
-        .await
-        .map_err(|e| invalid(format!("listing a version: {e}")))?
-        .map_err(DataError::io(format!("reading {}", dir.display())))?;
     for (name, _) in files {
-        let from = dir.join(&name);
+        let from = dir.join(name);
         let to = prefix.clone().join(name.as_str());
         let mut file = tokio::fs::File::open(&from)
             .await
@@ -653,7 +644,7 @@ async fn upload(dir: &Path, url: &Url) -> Result<(), DataError> {
 }
 
 /// The files of a local folder with their sizes, sorted by name.
-fn list_local(dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
+pub(crate) fn local_files(dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir)? {
         let e = e?;
