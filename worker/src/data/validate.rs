@@ -138,8 +138,8 @@ pub async fn check(
                 .iter()
                 .map(|n| index(n))
                 .collect::<Result<_, _>>()?,
-            clean_file: staged.dir().join("part-0.parquet"),
-            quarantine_file: scratch.join("held.parquet"),
+            clean_dir: staged.dir().to_path_buf(),
+            quarantine_dir: scratch.to_path_buf(),
             properties: super::storage::parquet_properties(session)?,
         })
     };
@@ -156,8 +156,7 @@ pub async fn check(
             "validate plan:\n{}",
             datafusion::physical_plan::displayable(physical.as_ref()).indent(true)
         );
-        let stream = datafusion::physical_plan::execute_stream(physical, session.task_ctx())?;
-        let counts = split(stream, plan).await?;
+        let counts = split(physical, session.task_ctx(), plan).await?;
         Ok::<_, DataError>((counts, clean_schema))
     }
     .await;
@@ -179,7 +178,7 @@ pub async fn check(
             counts,
             staged,
             clean_schema,
-            held: scratch.join("held.parquet"),
+            held: scratch.clone(),
             kept: compiled.kept.clone(),
             inputs: &inputs,
             source: &source,
@@ -418,7 +417,7 @@ async fn finish(f: Finish<'_>, log: &mut LogWriter) -> Result<serde_json::Value,
     ));
     let held_df = session
         .read_parquet(
-            held.display().to_string(),
+            format!("{}/", held.display()),
             datafusion::prelude::ParquetReadOptions::default(),
         )
         .await?;
