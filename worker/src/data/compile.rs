@@ -146,7 +146,7 @@ pub fn compile(
         let raw = format!("__raw_{i}");
         let is_text = columns.iter().any(|c| c.name == *name && c.text);
         let raw_expr = if is_text {
-            format!("CASE WHEN TRIM({q}) = '' THEN NULL ELSE {q} END")
+            format!("{}({q})", super::blank::NAME)
         } else {
             format!("CAST({q} AS VARCHAR)")
         };
@@ -157,6 +157,9 @@ pub fn compile(
             }
             (Some(Format::TimestampPattern(p)), _) => {
                 format!("{}({raw_expr}, {})", super::patterns::TIMESTAMP, literal(p))
+            }
+            (_, ColumnType::Decimal { precision, scale }) => {
+                format!("{}({raw_expr}, {precision}, {scale})", super::decimal::NAME)
             }
             (_, t) => format!("TRY_CAST({raw_expr} AS {})", type_name(t)),
         };

@@ -5,9 +5,11 @@
 //! with their schema, size and lineage; each dataset's folder is a Delta
 //! Lake table whose commits are those versions.
 
+mod blank;
 mod compile;
 mod csv_repair;
 mod dataset_checks;
+mod decimal;
 pub mod delta;
 pub mod erase;
 mod extract;

@@ -46,6 +46,8 @@ pub fn session_with(config: SessionConfig) -> Result<SessionContext, DataError> 
     for udf in super::patterns::udfs() {
         session.register_udf(udf);
     }
+    session.register_udf(super::blank::udf());
+    session.register_udf(super::decimal::udf());
     let catalog = session
         .catalog("datafusion")
         .ok_or_else(|| DataError::Invalid("DataFusion has no default catalog".into()))?;
