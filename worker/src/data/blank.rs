@@ -5,6 +5,7 @@
 //! value first. The test stops at a value's first byte that is not a space.
 
 use datafusion::arrow::array::{Array, ArrayAccessor, ArrayRef, AsArray, BooleanArray};
+use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::compute::nullif;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
@@ -93,9 +94,10 @@ fn blank_null(array: &ArrayRef) -> Result<ArrayRef> {
 
 /// True where a value is blank (never where it is NULL).
 fn blanks<'a>(values: impl ArrayAccessor<Item = &'a str>) -> BooleanArray {
-    (0..values.len())
-        .map(|i| Some(values.is_valid(i) && blank(values.value(i))))
-        .collect()
+    let bits = BooleanBuffer::collect_bool(values.len(), |i| {
+        values.is_valid(i) && blank(values.value(i))
+    });
+    BooleanArray::new(bits, None)
 }
 
 #[cfg(test)]
