@@ -80,7 +80,8 @@ impl ScalarUDFImpl for ParseDecimal {
             return exec_err!("{NAME}: expects a text, a precision and a scale");
         };
         let scalar = matches!(text, ColumnarValue::Scalar(_));
-        let array = text.to_array(args.number_rows)?;
+        // A literal is parsed once, as a one-value array.
+        let array = text.to_array(if scalar { 1 } else { args.number_rows })?;
         let parsed = match array.data_type() {
             DataType::Utf8View => parse_all(array.as_string_view(), p, s),
             DataType::Utf8 => parse_all(array.as_string::<i32>(), p, s),
@@ -271,6 +272,24 @@ mod tests {
                 Err(e) => e,
             };
             assert!(err.to_string().contains(NAME), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_literal_is_read_once_whatever_the_rows() {
+        let f = udf();
+        let out = f
+            .invoke_with_args(ScalarFunctionArgs {
+                args: vec![ColumnarValue::Scalar(ScalarValue::Utf8(Some("2.5".into())))],
+                arg_fields: vec![Arc::new(Field::new("v", DataType::Utf8, true))],
+                number_rows: 0,
+                return_field: Arc::new(Field::new(NAME, DataType::Decimal128(5, 2), true)),
+                config_options: Default::default(),
+            })
+            .unwrap();
+        match out {
+            ColumnarValue::Scalar(v) => assert_eq!(v, ScalarValue::Decimal128(Some(250), 5, 2)),
+            other => panic!("{other:?}"),
         }
     }
 }
