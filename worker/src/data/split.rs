@@ -7,7 +7,7 @@
 //! materialised, so memory stays bounded by a few batches and a row group
 //! per partition, whatever the size of the input.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
@@ -129,7 +129,7 @@ async fn split_partition(
     let schema = stream.schema();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(4);
     let writer = tokio::task::spawn_blocking(move || -> Result<Counts, DataError> {
-        let mut halves = Halves::new(&schema, &plan, partition);
+        let mut halves = Halves::new(&schema, &plan, partition)?;
         if partition == 0 {
             halves.open_both()?;
         }
@@ -162,61 +162,38 @@ async fn split_partition(
     }
 }
 
-/// One partition's writers, opened at their first rows, and its counts.
+/// One partition's two files and its counts.
 struct Halves<'a> {
-    schema: &'a SchemaRef,
     plan: &'a Plan,
-    partition: usize,
-    clean: Option<ArrowWriter<std::fs::File>>,
-    quarantine: Option<ArrowWriter<std::fs::File>>,
+    clean: LazyFile,
+    quarantine: LazyFile,
     counts: Counts,
 }
 
 impl<'a> Halves<'a> {
-    fn new(schema: &'a SchemaRef, plan: &'a Plan, partition: usize) -> Self {
-        Halves {
-            schema,
+    fn new(schema: &SchemaRef, plan: &'a Plan, partition: usize) -> Result<Self, DataError> {
+        Ok(Halves {
             plan,
-            partition,
-            clean: None,
-            quarantine: None,
+            clean: LazyFile::new(
+                plan.clean_dir.join(format!("part-{partition}.parquet")),
+                schema,
+                &plan.clean,
+            )?,
+            quarantine: LazyFile::new(
+                plan.quarantine_dir
+                    .join(format!("held-{partition}.parquet")),
+                schema,
+                &plan.quarantine,
+            )?,
             counts: Counts::empty(plan),
-        }
+        })
     }
 
     /// Opens both files now, so they exist even without rows.
     fn open_both(&mut self) -> Result<(), DataError> {
-        self.clean()?;
-        self.quarantine()?;
+        self.clean.writer(self.plan)?;
+        self.quarantine.writer(self.plan)?;
         Ok(())
-    }
-
-    fn clean(&mut self) -> Result<&mut ArrowWriter<std::fs::File>, DataError> {
-        let file = self
-            .plan
-            .clean_dir
-            .join(format!("part-{}.parquet", self.partition));
-        open(
-            &mut self.clean,
-            self.schema,
-            &self.plan.clean,
-            &file,
-            self.plan,
-        )
-    }
-
-    fn quarantine(&mut self) -> Result<&mut ArrowWriter<std::fs::File>, DataError> {
-        let file = self
-            .plan
-            .quarantine_dir
-            .join(format!("held-{}.parquet", self.partition));
-        open(
-            &mut self.quarantine,
-            self.schema,
-            &self.plan.quarantine,
-            &file,
-            self.plan,
-        )
     }
 
     fn add(&mut self, batch: &RecordBatch) -> Result<(), DataError> {
@@ -248,63 +225,75 @@ impl<'a> Halves<'a> {
         match &any {
             Some(a) if failed > 0 => {
                 if failed < batch.num_rows() {
-                    self.clean()?
+                    self.clean
+                        .writer(plan)?
                         .write(&filter_record_batch(&clean, &not(a)?)?)?;
                 }
                 let q = batch.project(&plan.quarantine)?;
-                self.quarantine()?.write(&filter_record_batch(&q, a)?)?;
+                self.quarantine
+                    .writer(plan)?
+                    .write(&filter_record_batch(&q, a)?)?;
             }
-            _ if batch.num_rows() > 0 => self.clean()?.write(&clean)?,
+            _ if batch.num_rows() > 0 => self.clean.writer(plan)?.write(&clean)?,
             _ => {}
         }
         Ok(())
     }
 
     fn close(mut self) -> Result<Counts, DataError> {
-        let rows = |w: Option<ArrowWriter<std::fs::File>>| -> Result<u64, DataError> {
-            Ok(match w {
-                Some(w) => u64::try_from(w.close()?.file_metadata().num_rows()).unwrap_or(0),
-                None => 0,
-            })
-        };
-        self.counts.clean_written = rows(self.clean.take())?;
-        self.counts.quarantine_written = rows(self.quarantine.take())?;
+        self.counts.clean_written = self.clean.close()?;
+        self.counts.quarantine_written = self.quarantine.close()?;
         Ok(self.counts)
     }
 }
 
-/// The writer in `slot`, opened on `file` for `columns` of `schema` if not yet.
-fn open<'w>(
-    slot: &'w mut Option<ArrowWriter<std::fs::File>>,
-    schema: &SchemaRef,
-    columns: &[usize],
-    file: &Path,
-    plan: &Plan,
-) -> Result<&'w mut ArrowWriter<std::fs::File>, DataError> {
-    let w = match slot {
-        Some(w) => return Ok(w),
-        None => new_writer(schema, columns, file, plan)?,
-    };
-    Ok(slot.insert(w))
+/// A Parquet file of some columns, created when first written to.
+struct LazyFile {
+    file: PathBuf,
+    schema: SchemaRef,
+    writer: Option<ArrowWriter<std::fs::File>>,
 }
 
-fn new_writer(
-    schema: &SchemaRef,
-    columns: &[usize],
-    file: &Path,
-    plan: &Plan,
-) -> Result<ArrowWriter<std::fs::File>, DataError> {
-    let projected = schema
-        .project(columns)
-        .map_err(|e| DataError::Invalid(format!("columns of {}: {e}", file.display())))?;
-    let out = std::fs::File::create(file)
-        .map_err(DataError::io(format!("creating {}", file.display())))?;
-    ArrowWriter::try_new(out, projected.into(), Some(plan.properties.clone()))
-        .map_err(|e| DataError::Invalid(format!("writing {}: {e}", file.display())))
+impl LazyFile {
+    /// The file `file` for `columns` of `schema`; nothing is created yet.
+    fn new(file: PathBuf, schema: &SchemaRef, columns: &[usize]) -> Result<Self, DataError> {
+        let schema = schema
+            .project(columns)
+            .map_err(|e| DataError::Invalid(format!("columns of {}: {e}", file.display())))?;
+        Ok(LazyFile {
+            file,
+            schema: Arc::new(schema),
+            writer: None,
+        })
+    }
+
+    /// The open writer, creating the file if need be.
+    fn writer(&mut self, plan: &Plan) -> Result<&mut ArrowWriter<std::fs::File>, DataError> {
+        if self.writer.is_none() {
+            let file = &self.file;
+            let out = std::fs::File::create(file)
+                .map_err(DataError::io(format!("creating {}", file.display())))?;
+            let w = ArrowWriter::try_new(out, self.schema.clone(), Some(plan.properties.clone()))
+                .map_err(|e| DataError::Invalid(format!("writing {}: {e}", file.display())))?;
+            self.writer = Some(w);
+        }
+        self.writer
+            .as_mut()
+            .ok_or_else(|| DataError::Invalid(format!("{} is not open", self.file.display())))
+    }
+
+    /// Closes the file; answers the rows its footer records (0 if never created).
+    fn close(self) -> Result<u64, DataError> {
+        Ok(match self.writer {
+            Some(w) => u64::try_from(w.close()?.file_metadata().num_rows()).unwrap_or(0),
+            None => 0,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::sync::Arc;
 
     use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatch};
